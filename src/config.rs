@@ -1,0 +1,1062 @@
+//! Loading and validating `leadloop.toml`.
+//!
+//! Users keep this file in git and edit it by hand, so every problem is reported with the file,
+//! line, column and key, all problems at once rather than the first one only, and unknown keys
+//! are errors (a misspelt `max_mesage_bytes` must not silently fall back to a default).
+//!
+//! Relative paths in the file are resolved against the file's own directory, never the working
+//! directory, because under systemd the working directory is `/`.
+//!
+//! Secrets (the IMAP password, a PostgreSQL URL with a password) are never accepted inline: they
+//! come from an environment variable, a file, or a systemd credential, and [`Secret`] redacts
+//! itself in `Debug` so it cannot leak into a log line.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::classify::{ChannelRule, FormProfile, Rules};
+use crate::domain::EmailAddress;
+
+/// Default ceiling on the size of a message that is fetched and parsed whole (25 MiB).
+const DEFAULT_MAX_MESSAGE_BYTES: u64 = 25 * 1024 * 1024;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from, for messages.
+    pub path: PathBuf,
+    /// Where the leads store lives.
+    pub database: DatabaseConfig,
+    /// Where inbound mail comes from.
+    pub source: SourceConfig,
+    /// Who "we" are: never leads.
+    pub identity: IdentityConfig,
+    /// Channel attribution rules, first match wins.
+    pub channels: Vec<ChannelRule>,
+    /// Form profiles, tried before the built-in ones.
+    pub forms: Vec<FormProfile>,
+}
+
+/// `[database]`.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// Connection URL (`sqlite://…` or `postgres://…`); may hold a password, hence a secret.
+    pub url: SecretSource,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+/// The inbound mail source: exactly one of `[imap]` and `[maildir]`.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// A real mailbox on an IMAP server.
+    Imap(ImapConfig),
+    /// A local Maildir folder (demo, tests, or a mailbox delivered on the same host).
+    Maildir(MaildirConfig),
+}
+
+/// How to secure the IMAP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (port 993).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS before login (port 143).
+    Starttls,
+    /// No encryption: only accepted for loopback hosts.
+    None,
+}
+
+/// What to do with a message once it is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterProcessing {
+    /// Set the `\Seen` flag.
+    Flag,
+    /// Move it to another folder.
+    Move(String),
+    /// Leave it untouched.
+    None,
+}
+
+/// `[imap]`.
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    /// Server host name (also the TLS server name).
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// Transport security.
+    pub tls: TlsMode,
+    /// An extra CA certificate (PEM) to trust besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Login name.
+    pub user: String,
+    /// Where the password comes from.
+    pub password: SecretSource,
+    /// Folder to read.
+    pub mailbox: String,
+    /// What to do after recording a message.
+    pub after: AfterProcessing,
+    /// How often to look for new mail when IDLE is unavailable or disabled.
+    pub poll_interval: Duration,
+    /// Whether to use IMAP IDLE when the server offers it.
+    pub idle: bool,
+    /// Messages larger than this are recorded as ignored without being fetched whole.
+    pub max_message_bytes: u64,
+    /// Messages fetched and recorded per transaction.
+    pub batch_size: u32,
+}
+
+/// `[maildir]`.
+#[derive(Debug, Clone)]
+pub struct MaildirConfig {
+    /// The Maildir folder (the one holding `new/` and `cur/`).
+    pub path: PathBuf,
+    /// How often to look for new files.
+    pub poll_interval: Duration,
+    /// Messages larger than this are recorded as ignored without being read whole.
+    pub max_message_bytes: u64,
+    /// Messages recorded per transaction.
+    pub batch_size: u32,
+}
+
+/// `[identity]`.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityConfig {
+    /// Our own addresses (the monitored inbox, sending identities).
+    pub addresses: Vec<EmailAddress>,
+    /// Our own domains.
+    pub domains: Vec<String>,
+    /// Sales addresses.
+    pub sales: Vec<EmailAddress>,
+}
+
+/// Where a secret comes from. The value itself is only read by [`SecretSource::resolve`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Given in the file; only for values that are not secret (a SQLite path).
+    Plain(String),
+    /// An environment variable's name.
+    Env(String),
+    /// A file holding the secret (trailing newline removed).
+    File(PathBuf),
+    /// A systemd credential (`LoadCredential=`), read from `$CREDENTIALS_DIRECTORY/NAME`.
+    Credential(String),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Plain(_) => f.write_str("Plain(<redacted>)"),
+            SecretSource::Env(name) => write!(f, "Env({name})"),
+            SecretSource::File(path) => write!(f, "File({})", path.display()),
+            SecretSource::Credential(name) => write!(f, "Credential({name})"),
+        }
+    }
+}
+
+/// A secret value that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret's text, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl SecretSource {
+    /// Reads the secret. Called by the daemon and CLI, the only parts that read the environment.
+    ///
+    /// # Errors
+    /// Names the variable, file or credential that could not be read, never its content.
+    pub fn resolve(&self) -> Result<Secret, String> {
+        match self {
+            SecretSource::Plain(v) => Ok(Secret(v.clone())),
+            SecretSource::Env(name) => match std::env::var(name) {
+                Ok(v) if !v.is_empty() => Ok(Secret(v)),
+                Ok(_) => Err(format!("environment variable {name} is empty")),
+                Err(_) => Err(format!("environment variable {name} is not set")),
+            },
+            SecretSource::File(path) => read_secret_file(path),
+            SecretSource::Credential(name) => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                    format!("credential {name}: $CREDENTIALS_DIRECTORY is not set (LoadCredential= in the unit)")
+                })?;
+                read_secret_file(&Path::new(&dir).join(name))
+            }
+        }
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let value = text.trim_end_matches(['\r', '\n']).to_owned();
+    if value.is_empty() {
+        return Err(format!("secret file {} is empty", path.display()));
+    }
+    Ok(Secret(value))
+}
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    /// 1-based column.
+    pub column: Option<usize>,
+    /// The dotted key (`imap.tls`), when known.
+    pub key: Option<String>,
+    /// What is wrong and, where possible, how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        f.write_str(": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found while loading a configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// All problems, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---- The file's shape, as serde sees it. ------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    database: Spanned<RawDatabase>,
+    imap: Option<Spanned<RawImap>>,
+    maildir: Option<Spanned<RawMaildir>>,
+    #[serde(default)]
+    identity: RawIdentity,
+    #[serde(default)]
+    channel: Vec<RawChannel>,
+    #[serde(default)]
+    form: Vec<RawForm>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    url: Option<Spanned<String>>,
+    url_env: Option<String>,
+    url_file: Option<String>,
+    url_credential: Option<String>,
+    max_connections: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImap {
+    host: Spanned<String>,
+    port: Option<u16>,
+    #[serde(default = "default_tls")]
+    tls: Spanned<TlsMode>,
+    ca_file: Option<String>,
+    user: Spanned<String>,
+    password: Option<Spanned<String>>,
+    password_env: Option<String>,
+    password_file: Option<String>,
+    password_credential: Option<String>,
+    #[serde(default = "default_mailbox")]
+    mailbox: String,
+    #[serde(default = "default_after")]
+    after: Spanned<String>,
+    poll_interval: Option<Spanned<String>>,
+    #[serde(default = "default_true")]
+    idle: bool,
+    max_message_bytes: Option<Spanned<u64>>,
+    batch_size: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaildir {
+    path: Spanned<String>,
+    poll_interval: Option<Spanned<String>>,
+    max_message_bytes: Option<Spanned<u64>>,
+    batch_size: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    #[serde(default)]
+    addresses: Vec<Spanned<String>>,
+    #[serde(default)]
+    domains: Vec<Spanned<String>>,
+    #[serde(default)]
+    sales: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    name: Spanned<String>,
+    #[serde(default)]
+    recipients: Vec<Spanned<String>>,
+    #[serde(default)]
+    plus_tags: Vec<String>,
+    #[serde(default)]
+    utm_sources: Vec<String>,
+    #[serde(default)]
+    forms: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForm {
+    name: Spanned<String>,
+    #[serde(default)]
+    from: Vec<String>,
+    #[serde(default)]
+    subject_contains: Vec<String>,
+    #[serde(default)]
+    body_contains: Vec<String>,
+    #[serde(default)]
+    email_fields: Vec<String>,
+    #[serde(default)]
+    name_fields: Vec<String>,
+    #[serde(default)]
+    company_fields: Vec<String>,
+    #[serde(default)]
+    phone_fields: Vec<String>,
+}
+
+fn default_tls() -> Spanned<TlsMode> {
+    Spanned::new(0..0, TlsMode::Implicit)
+}
+fn default_mailbox() -> String {
+    "INBOX".to_owned()
+}
+fn default_after() -> Spanned<String> {
+    Spanned::new(0..0, "flag".to_owned())
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Collects problems with their position while a file is validated.
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn at(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
+        let (line, column) = if span.is_empty() && span.start == 0 {
+            (None, None)
+        } else {
+            let (l, c) = line_col(self.text, span.start);
+            (Some(l), Some(c))
+        };
+        self.problems.push(Problem {
+            file: self.file.to_owned(),
+            line,
+            column,
+            key: Some(key.to_owned()),
+            message: message.into(),
+        });
+    }
+
+    fn duration(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(v) = value else { return default };
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(d) if d >= Duration::from_secs(1) => d,
+            Ok(_) => {
+                self.at(v.span(), key, "must be at least 1s");
+                default
+            }
+            Err(e) => {
+                self.at(
+                    v.span(),
+                    key,
+                    format!(
+                        "'{}' is not a duration like \"60s\" or \"5m\": {e}",
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn address(&mut self, v: &Spanned<String>, key: &str) -> Option<EmailAddress> {
+        match EmailAddress::parse(v.get_ref()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.at(
+                    v.span(),
+                    key,
+                    format!("'{}' is not an email address: {e}", v.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive_u32(&mut self, v: Option<&Spanned<u32>>, key: &str, default: u32) -> u32 {
+        match v {
+            Some(v) if *v.get_ref() == 0 => {
+                self.at(v.span(), key, "must be at least 1");
+                default
+            }
+            Some(v) => *v.get_ref(),
+            None => default,
+        }
+    }
+
+    fn max_bytes(&mut self, v: Option<&Spanned<u64>>, key: &str) -> u64 {
+        match v {
+            Some(v) if *v.get_ref() < 1024 => {
+                self.at(v.span(), key, "must be at least 1024 bytes");
+                DEFAULT_MAX_MESSAGE_BYTES
+            }
+            Some(v) => *v.get_ref(),
+            None => DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    /// Picks the one secret source among the `NAME_env`, `NAME_file`, `NAME_credential` keys.
+    fn secret(
+        &mut self,
+        span: Range<usize>,
+        key: &str,
+        env: Option<&String>,
+        file: Option<&String>,
+        credential: Option<&String>,
+        dir: &Path,
+    ) -> Option<SecretSource> {
+        let mut found = Vec::new();
+        if let Some(name) = env {
+            found.push(SecretSource::Env(name.clone()));
+        }
+        if let Some(path) = file {
+            found.push(SecretSource::File(resolve_path(dir, path)));
+        }
+        if let Some(name) = credential {
+            if name.contains('/') || name.is_empty() {
+                self.at(
+                    span.clone(),
+                    &format!("{key}_credential"),
+                    "a credential name is a plain file name",
+                );
+            }
+            found.push(SecretSource::Credential(name.clone()));
+        }
+        if found.len() > 1 {
+            self.at(
+                span,
+                key,
+                format!("give only one of {key}_env, {key}_file, {key}_credential"),
+            );
+            return None;
+        }
+        found.pop()
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn resolve_path(dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        dir.join(p)
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Makes a relative `sqlite:` URL relative to the configuration's directory.
+fn resolve_sqlite_url(dir: &Path, url: &str) -> String {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return url.to_owned();
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    if rest.starts_with('/') || rest.starts_with(":memory:") || rest.is_empty() {
+        return url.to_owned();
+    }
+    format!("sqlite://{}", dir.join(rest).display())
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    ///
+    /// # Errors
+    /// Every problem found, each with file, line and key.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![Problem {
+                file: path.to_owned(),
+                line: None,
+                column: None,
+                key: None,
+                message: format!("cannot read the configuration: {e}"),
+            }],
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text as if it had been read from `path` (which anchors relative
+    /// paths and names the file in messages).
+    ///
+    /// # Errors
+    /// Every problem found, each with file, line and key.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let dir = path
+            .parent()
+            .map(Path::to_owned)
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut ck = Checker {
+            file: path,
+            text,
+            problems: Vec::new(),
+        };
+
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let key = text
+                    .get(span.clone())
+                    .filter(|s| !s.is_empty() && s.len() < 80 && !s.contains('\n'))
+                    .map(str::to_owned);
+                let (line, column) = line_col(text, span.start);
+                return Err(ConfigError {
+                    problems: vec![Problem {
+                        file: path.to_owned(),
+                        line: Some(line),
+                        column: Some(column),
+                        key,
+                        message: e.message().to_owned(),
+                    }],
+                });
+            }
+        };
+
+        // [database]
+        let db_span = raw.database.span();
+        let db = raw.database.into_inner();
+        let secret = ck.secret(
+            db_span.clone(),
+            "database.url",
+            db.url_env.as_ref(),
+            db.url_file.as_ref(),
+            db.url_credential.as_ref(),
+            &dir,
+        );
+        let url = match (db.url, secret) {
+            (Some(u), None) => {
+                if u.get_ref().starts_with("postgres") && url_has_password(u.get_ref()) {
+                    ck.at(
+                        u.span(),
+                        "database.url",
+                        "a URL with a password must come from url_env, url_file or url_credential",
+                    );
+                }
+                if !(u.get_ref().starts_with("sqlite:") || u.get_ref().starts_with("postgres")) {
+                    ck.at(
+                        u.span(),
+                        "database.url",
+                        "expected a sqlite:// or postgres:// URL",
+                    );
+                }
+                SecretSource::Plain(resolve_sqlite_url(&dir, u.get_ref()))
+            }
+            (None, Some(s)) => s,
+            (Some(u), Some(_)) => {
+                ck.at(
+                    u.span(),
+                    "database.url",
+                    "give either url or one of url_env, url_file, url_credential",
+                );
+                SecretSource::Plain(String::new())
+            }
+            (None, None) => {
+                ck.at(
+                    db_span,
+                    "database",
+                    "missing url (or url_env, url_file, url_credential)",
+                );
+                SecretSource::Plain(String::new())
+            }
+        };
+        let database = DatabaseConfig {
+            url,
+            max_connections: ck.positive_u32(
+                db.max_connections.as_ref(),
+                "database.max_connections",
+                4,
+            ),
+        };
+
+        // [imap] or [maildir]
+        let source = match (raw.imap, raw.maildir) {
+            (Some(imap), None) => Some(SourceConfig::Imap(check_imap(&mut ck, imap, &dir))),
+            (None, Some(md)) => {
+                let md = md.into_inner();
+                Some(SourceConfig::Maildir(MaildirConfig {
+                    path: resolve_path(&dir, md.path.get_ref()),
+                    poll_interval: ck.duration(
+                        md.poll_interval.as_ref(),
+                        "maildir.poll_interval",
+                        Duration::from_secs(10),
+                    ),
+                    max_message_bytes: ck
+                        .max_bytes(md.max_message_bytes.as_ref(), "maildir.max_message_bytes"),
+                    batch_size: ck.positive_u32(md.batch_size.as_ref(), "maildir.batch_size", 500),
+                }))
+            }
+            (Some(imap), Some(_)) => {
+                ck.at(
+                    imap.span(),
+                    "imap",
+                    "give either [imap] or [maildir], not both",
+                );
+                None
+            }
+            (None, None) => {
+                ck.at(
+                    0..0,
+                    "imap",
+                    "missing [imap] (or [maildir]): leadloop needs a mailbox to read",
+                );
+                None
+            }
+        };
+
+        // [identity]
+        let mut identity = IdentityConfig::default();
+        for a in &raw.identity.addresses {
+            identity
+                .addresses
+                .extend(ck.address(a, "identity.addresses"));
+        }
+        for a in &raw.identity.sales {
+            identity.sales.extend(ck.address(a, "identity.sales"));
+        }
+        for d in &raw.identity.domains {
+            let domain = d.get_ref().trim().trim_start_matches('@').to_lowercase();
+            if domain.is_empty() || !domain.contains('.') || domain.contains(['@', ' ', '/']) {
+                ck.at(
+                    d.span(),
+                    "identity.domains",
+                    format!("'{}' is not a domain like \"company.com\"", d.get_ref()),
+                );
+            } else {
+                identity.domains.push(domain);
+            }
+        }
+        if let Some(SourceConfig::Imap(imap)) = &source
+            && let Ok(user) = EmailAddress::parse(&imap.user)
+            && !identity.addresses.contains(&user)
+        {
+            // The monitored mailbox is always one of ours, even if the user forgot to list it.
+            identity.addresses.push(user);
+        }
+
+        // [[channel]]
+        let mut channels = Vec::new();
+        for (i, c) in raw.channel.iter().enumerate() {
+            let name = c.name.get_ref().trim();
+            if name.is_empty() {
+                ck.at(
+                    c.name.span(),
+                    &format!("channel[{i}].name"),
+                    "must not be empty",
+                );
+            }
+            if channels.iter().any(|r: &ChannelRule| r.name == name) {
+                ck.at(
+                    c.name.span(),
+                    &format!("channel[{i}].name"),
+                    format!("channel '{name}' is defined twice"),
+                );
+            }
+            let recipients = c
+                .recipients
+                .iter()
+                .filter_map(|r| ck.address(r, &format!("channel[{i}].recipients")))
+                .collect();
+            channels.push(ChannelRule {
+                name: name.to_owned(),
+                recipients,
+                plus_tags: lower_all(&c.plus_tags),
+                utm_sources: lower_all(&c.utm_sources),
+                forms: c.forms.clone(),
+            });
+        }
+
+        // [[form]]
+        let mut forms = Vec::new();
+        for (i, f) in raw.form.iter().enumerate() {
+            let name = f.name.get_ref().trim();
+            if name.is_empty() {
+                ck.at(
+                    f.name.span(),
+                    &format!("form[{i}].name"),
+                    "must not be empty",
+                );
+            }
+            if f.from.is_empty() && f.subject_contains.is_empty() && f.body_contains.is_empty() {
+                ck.at(f.name.span(), &format!("form[{i}]"), "give at least one of from, subject_contains, body_contains to recognise this form");
+            }
+            forms.push(FormProfile {
+                name: name.to_owned(),
+                from: lower_all(&f.from),
+                subject_contains: f.subject_contains.clone(),
+                body_contains: f.body_contains.clone(),
+                email_fields: f.email_fields.clone(),
+                name_fields: f.name_fields.clone(),
+                company_fields: f.company_fields.clone(),
+                phone_fields: f.phone_fields.clone(),
+            });
+        }
+        for (i, c) in channels.iter().enumerate() {
+            for form in &c.forms {
+                if !forms.iter().any(|f| &f.name == form) {
+                    let span = raw.channel[i].name.span();
+                    ck.at(
+                        span,
+                        &format!("channel[{i}].forms"),
+                        format!("no [[form]] is named '{form}'"),
+                    );
+                }
+            }
+        }
+
+        if !ck.problems.is_empty() {
+            ck.problems.sort_by_key(|p| p.line.unwrap_or(0));
+            return Err(ConfigError {
+                problems: ck.problems,
+            });
+        }
+        Ok(Config {
+            path: path.to_owned(),
+            database,
+            source: source.expect("a missing source is reported as a problem above"),
+            identity,
+            channels,
+            forms,
+        })
+    }
+
+    /// The classifier's view of this configuration.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            own_addresses: self.identity.addresses.clone(),
+            own_domains: self.identity.domains.clone(),
+            sales: self.identity.sales.clone(),
+            channels: self.channels.clone(),
+            forms: self.forms.clone(),
+        }
+    }
+
+    /// Checks that every secret the configuration names can be read, without showing any.
+    ///
+    /// # Errors
+    /// One problem per unreadable secret.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut check = |key: &str, source: &SecretSource| {
+            if let Err(message) = source.resolve() {
+                problems.push(Problem {
+                    file: self.path.clone(),
+                    line: None,
+                    column: None,
+                    key: Some(key.to_owned()),
+                    message,
+                });
+            }
+        };
+        check("database.url", &self.database.url);
+        if let SourceConfig::Imap(imap) = &self.source {
+            check("imap.password", &imap.password);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapConfig {
+    let span = imap.span();
+    let imap = imap.into_inner();
+    let host = imap.host.get_ref().trim().to_owned();
+    if host.is_empty() || host.contains(['/', ' ', ':']) && !host.starts_with('[') {
+        ck.at(
+            imap.host.span(),
+            "imap.host",
+            "expected a host name or IP address",
+        );
+    }
+    let tls = *imap.tls.get_ref();
+    if tls == TlsMode::None && !is_loopback(&host) {
+        ck.at(imap.tls.span(), "imap.tls", format!("\"none\" sends the password in clear text and is only accepted for loopback hosts, not '{host}'; use \"implicit\" or \"starttls\""));
+    }
+    if let Some(p) = &imap.password {
+        ck.at(p.span(), "imap.password", "inline passwords are not accepted: use password_env, password_file or password_credential");
+    }
+    let password = ck
+        .secret(
+            span.clone(),
+            "imap.password",
+            imap.password_env.as_ref(),
+            imap.password_file.as_ref(),
+            imap.password_credential.as_ref(),
+            dir,
+        )
+        .unwrap_or_else(|| {
+            if imap.password.is_none() {
+                ck.at(
+                    span,
+                    "imap",
+                    "missing password_env, password_file or password_credential",
+                );
+            }
+            SecretSource::Plain(String::new())
+        });
+    let after = match imap.after.get_ref().as_str() {
+        "flag" => AfterProcessing::Flag,
+        "none" => AfterProcessing::None,
+        other => match other.strip_prefix("move:") {
+            Some(folder) if !folder.trim().is_empty() && !folder.contains(['\r', '\n', '"']) => {
+                AfterProcessing::Move(folder.trim().to_owned())
+            }
+            _ => {
+                ck.at(
+                    imap.after.span(),
+                    "imap.after",
+                    format!("'{other}' is not one of \"flag\", \"move:Folder\", \"none\""),
+                );
+                AfterProcessing::None
+            }
+        },
+    };
+    if imap.user.get_ref().trim().is_empty() {
+        ck.at(imap.user.span(), "imap.user", "must not be empty");
+    }
+    if imap.mailbox.contains(['\r', '\n', '"']) || imap.mailbox.is_empty() {
+        ck.at(imap.host.span(), "imap.mailbox", "not a valid folder name");
+    }
+    ImapConfig {
+        port: imap
+            .port
+            .unwrap_or(if tls == TlsMode::Implicit { 993 } else { 143 }),
+        host,
+        tls,
+        ca_file: imap.ca_file.as_deref().map(|p| resolve_path(dir, p)),
+        user: imap.user.into_inner(),
+        password,
+        mailbox: imap.mailbox,
+        after,
+        poll_interval: ck.duration(
+            imap.poll_interval.as_ref(),
+            "imap.poll_interval",
+            Duration::from_secs(60),
+        ),
+        idle: imap.idle,
+        max_message_bytes: ck.max_bytes(imap.max_message_bytes.as_ref(), "imap.max_message_bytes"),
+        batch_size: ck.positive_u32(imap.batch_size.as_ref(), "imap.batch_size", 500),
+    }
+}
+
+fn url_has_password(url: &str) -> bool {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
+fn lower_all(v: &[String]) -> Vec<String> {
+    v.iter().map(|s| s.trim().to_lowercase()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[database]
+url = "sqlite://leadloop.db?mode=rwc"
+
+[imap]
+host = "imap.example.com"
+user = "leads@company.com"
+password_env = "LEADLOOP_TEST_UNSET_PASSWORD"
+
+[identity]
+domains = ["company.com"]
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/leadloop/leadloop.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_safe_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        let SourceConfig::Imap(imap) = &c.source else {
+            panic!("imap expected")
+        };
+        assert_eq!(imap.tls, TlsMode::Implicit);
+        assert_eq!(imap.port, 993);
+        assert_eq!(imap.after, AfterProcessing::Flag);
+        assert_eq!(
+            c.database.url,
+            SecretSource::Plain("sqlite:///etc/leadloop/leadloop.db?mode=rwc".into())
+        );
+        assert!(
+            c.identity
+                .addresses
+                .iter()
+                .any(|a| a.as_str() == "leads@company.com")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_line_and_key() {
+        let text = MINIMAL.replace("[identity]", "[identity]\nadresses = []");
+        let err = parse(&text).unwrap_err();
+        let p = &err.problems[0];
+        assert_eq!(p.line, Some(11), "{err}");
+        assert_eq!(p.key.as_deref(), Some("adresses"));
+        assert!(p.message.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn plaintext_imap_only_on_loopback() {
+        let text = MINIMAL.replace("user =", "tls = \"none\"\nuser =");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.problems[0].key.as_deref(), Some("imap.tls"));
+        assert_eq!(err.problems[0].line, Some(7));
+        let ok = text.replace("imap.example.com", "127.0.0.1");
+        let c = parse(&ok).unwrap();
+        let SourceConfig::Imap(imap) = c.source else {
+            panic!()
+        };
+        assert_eq!(imap.port, 143);
+    }
+
+    #[test]
+    fn inline_password_is_refused_and_never_echoed() {
+        let text = MINIMAL.replace(
+            "password_env = \"LEADLOOP_TEST_UNSET_PASSWORD\"",
+            "password = \"hunter2\"",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("imap.password"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let text = MINIMAL
+            .replace(
+                "password_env",
+                "after = \"archive\"\npoll_interval = \"soon\"\npassword_env",
+            )
+            .replace(
+                "domains = [\"company.com\"]",
+                "addresses = [\"not an address\"]",
+            );
+        let err = parse(&text).unwrap_err();
+        let keys: Vec<_> = err
+            .problems
+            .iter()
+            .filter_map(|p| p.key.as_deref())
+            .collect();
+        assert_eq!(
+            keys,
+            ["imap.after", "imap.poll_interval", "identity.addresses"],
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_secret_is_named_not_shown() {
+        let c = parse(MINIMAL).unwrap();
+        let err = c.check_secrets().unwrap_err().to_string();
+        assert!(
+            err.contains("LEADLOOP_TEST_UNSET_PASSWORD is not set"),
+            "{err}"
+        );
+        let s = SecretSource::Plain("postgres://u:pw@h/db".into());
+        assert!(!format!("{s:?}").contains("pw"));
+        assert!(!format!("{:?}", s.resolve().unwrap()).contains("pw"));
+    }
+
+    #[test]
+    fn channel_forms_must_exist() {
+        let text = format!("{MINIMAL}\n[[channel]]\nname = \"web\"\nforms = [\"contact\"]\n");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.problems[0].key.as_deref(), Some("channel[0].forms"));
+    }
+}
