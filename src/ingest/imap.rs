@@ -1,0 +1,641 @@
+//! The IMAP source: TLS by default, UID-based sync with the cursor kept in the store, IDLE with a
+//! polling fallback, and reconnects with capped exponential backoff.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_imap::{Client, Session};
+use futures::TryStreamExt;
+use rand::Rng;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::{IngestError, IngestReport, Pipeline, RawMessage, header_part};
+use crate::config::{AfterProcessing, ImapConfig, Secret, TlsMode};
+
+/// How long to wait for a TCP connect, TLS handshake or login before giving up on an attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one command may take before the connection is considered dead.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// Backoff between reconnect attempts: doubles from the first value up to the cap.
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// RFC 2177 asks clients to re-issue IDLE at least every 29 minutes.
+const IDLE_MAX: Duration = Duration::from_secs(29 * 60);
+/// A batch also ends once it holds this many bytes, so memory stays flat with large messages.
+const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Why talking to the IMAP server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    /// Network or TLS failure; worth a reconnect.
+    #[error("connection to {host}:{port} failed: {source}")]
+    Connect {
+        /// Server host.
+        host: String,
+        /// Server port.
+        port: u16,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The server refused the login (wrong credentials are not retried quickly).
+    #[error("login as {user} refused: {message}")]
+    Login {
+        /// Login name.
+        user: String,
+        /// Server's answer.
+        message: String,
+    },
+    /// A protocol-level failure (a NO/BAD answer, a dropped connection mid-command).
+    #[error("IMAP {command} failed: {source}")]
+    Protocol {
+        /// The command that failed.
+        command: &'static str,
+        /// The cause.
+        #[source]
+        source: async_imap::error::Error,
+    },
+    /// A command took longer than allowed.
+    #[error("IMAP {0} timed out")]
+    Timeout(&'static str),
+    /// The TLS setup is wrong (bad CA file); not worth retrying.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// The server did not say what we need (no UIDVALIDITY).
+    #[error("server answer unusable: {0}")]
+    Server(String),
+}
+
+/// Either a plain or a TLS stream, so one session type serves every `tls` mode.
+#[derive(Debug)]
+enum ImapStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ImapStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ImapStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+type ImapSession = Session<ImapStream>;
+
+/// Reads one IMAP mailbox into a [`Pipeline`].
+pub struct ImapSource {
+    config: ImapConfig,
+    password: Secret,
+    pipeline: Pipeline,
+    tls: Option<TlsConnector>,
+}
+
+impl fmt::Debug for ImapSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImapSource")
+            .field("host", &self.config.host)
+            .field("user", &self.config.user)
+            .field("mailbox", &self.config.mailbox)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The stable name a mailbox's messages and cursor are recorded under.
+pub fn mailbox_name(config: &ImapConfig) -> String {
+    format!(
+        "imap://{}@{}:{}/{}",
+        config.user, config.host, config.port, config.mailbox
+    )
+}
+
+impl ImapSource {
+    /// Prepares a source; no connection is made yet.
+    ///
+    /// # Errors
+    /// [`ImapError::Tls`] when the extra CA file cannot be read.
+    pub fn new(
+        config: ImapConfig,
+        password: Secret,
+        pipeline: Pipeline,
+    ) -> Result<Self, ImapError> {
+        let tls = match config.tls {
+            TlsMode::None => None,
+            TlsMode::Implicit | TlsMode::Starttls => Some(tls_connector(&config)?),
+        };
+        Ok(ImapSource {
+            config,
+            password,
+            pipeline,
+            tls,
+        })
+    }
+
+    /// Connects, syncs everything waiting, and returns. Used by `leadloop run --once`, the
+    /// tests and the benchmark.
+    ///
+    /// # Errors
+    /// Any connection, protocol or store failure.
+    pub async fn sync_once(&self, cancel: &CancellationToken) -> Result<IngestReport, IngestError> {
+        let mut session = self.connect().await?;
+        let report = self.sync(&mut session, cancel).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
+        report
+    }
+
+    /// Runs until `cancel` fires: sync, wait for new mail (IDLE or polling), repeat; reconnects
+    /// with capped exponential backoff and jitter after any failure.
+    pub async fn run(&self, cancel: CancellationToken) -> IngestReport {
+        let mut total = IngestReport::default();
+        let mut backoff = BACKOFF_START;
+        while !cancel.is_cancelled() {
+            let result = async {
+                let mut session = self.connect().await?;
+                info!(host = %self.config.host, mailbox = %self.config.mailbox, "connected");
+                loop {
+                    let report = self.sync(&mut session, &cancel).await?;
+                    total.merge(report);
+                    // A successful pass proves the connection works: start backing off anew.
+                    backoff = BACKOFF_START;
+                    if cancel.is_cancelled() {
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
+                        return Ok::<(), IngestError>(());
+                    }
+                    session = self.wait_for_mail(session, &cancel).await?;
+                    if cancel.is_cancelled() {
+                        return Ok(());
+                    }
+                }
+            }
+            .await;
+            let Err(e) = result else { break };
+            let delay = jitter(backoff);
+            warn!(error = %error_chain(&e), retry_in = ?delay, "IMAP ingest failed; reconnecting");
+            backoff = (backoff * 2).min(BACKOFF_CAP);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cancel.cancelled() => break,
+            }
+        }
+        total
+    }
+
+    async fn connect(&self) -> Result<ImapSession, IngestError> {
+        let cfg = &self.config;
+        let connect_err = |source: io::Error| ImapError::Connect {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            source,
+        };
+        let tcp = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((cfg.host.as_str(), cfg.port)),
+        )
+        .await
+        .map_err(|_| connect_err(io::ErrorKind::TimedOut.into()))?
+        .map_err(connect_err)?;
+        tcp.set_nodelay(true).map_err(connect_err)?;
+        let stream = match (cfg.tls, &self.tls) {
+            (TlsMode::Implicit, Some(tls)) => {
+                ImapStream::Tls(Box::new(self.handshake(tls, tcp).await?))
+            }
+            (TlsMode::Starttls, Some(tls)) => {
+                let mut client = Client::new(tcp);
+                read_greeting(&mut client, cfg).await?;
+                timed(
+                    "STARTTLS",
+                    client.run_command_and_check_ok("STARTTLS", None),
+                )
+                .await?;
+                ImapStream::Tls(Box::new(self.handshake(tls, client.into_inner()).await?))
+            }
+            _ => ImapStream::Plain(tcp),
+        };
+        let mut client = Client::new(stream);
+        if cfg.tls != TlsMode::Starttls {
+            read_greeting(&mut client, cfg).await?;
+        }
+        let session = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            client.login(&cfg.user, self.password.expose()),
+        )
+        .await
+        .map_err(|_| ImapError::Timeout("LOGIN"))?
+        .map_err(|(e, _)| ImapError::Login {
+            user: cfg.user.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(session)
+    }
+
+    async fn handshake(
+        &self,
+        tls: &TlsConnector,
+        tcp: TcpStream,
+    ) -> Result<TlsStream<TcpStream>, ImapError> {
+        let name = ServerName::try_from(self.config.host.clone()).map_err(|e| {
+            ImapError::Tls(format!(
+                "'{}' is not a valid TLS server name: {e}",
+                self.config.host
+            ))
+        })?;
+        tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(name, tcp))
+            .await
+            .map_err(|_| ImapError::Timeout("TLS handshake"))?
+            .map_err(|source| ImapError::Connect {
+                host: self.config.host.clone(),
+                port: self.config.port,
+                source,
+            })
+    }
+
+    /// One pass: everything after the cursor is fetched in batches and recorded.
+    async fn sync(
+        &self,
+        session: &mut ImapSession,
+        cancel: &CancellationToken,
+    ) -> Result<IngestReport, IngestError> {
+        let cfg = &self.config;
+        let span = info_span!("sync", mailbox = %cfg.mailbox);
+        async move {
+            let mailbox = timed("SELECT", session.select(&cfg.mailbox)).await?;
+            let uidvalidity = mailbox
+                .uid_validity
+                .ok_or_else(|| ImapError::Server("SELECT returned no UIDVALIDITY".into()))?;
+            let store = self.pipeline.store();
+            let cursor = store.mailbox_cursor(self.pipeline.mailbox()).await?;
+            let start = match cursor {
+                Some(c) if c.uidvalidity == uidvalidity => c.last_uid.saturating_add(1),
+                Some(c) => {
+                    warn!(old = c.uidvalidity, new = uidvalidity, "UIDVALIDITY changed; re-scanning the mailbox (already recorded messages are recognised and skipped)");
+                    1
+                }
+                None => 1,
+            };
+            if mailbox.uid_next.is_some_and(|next| next <= start) || mailbox.exists == 0 {
+                return Ok(IngestReport::default());
+            }
+
+            // Sizes first, so oversize messages are never fetched whole.
+            let mut sizes: Vec<(u32, u64)> = {
+                let stream = timed("UID FETCH", session.uid_fetch(format!("{start}:*"), "(UID RFC822.SIZE)")).await?;
+                let fetches: Vec<_> = timed("UID FETCH", stream.try_collect::<Vec<_>>()).await?;
+                fetches
+                    .iter()
+                    // `n:*` always includes the newest message, even when its UID is below n.
+                    .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
+                    .filter(|(uid, _)| *uid >= start)
+                    .collect()
+            };
+            sizes.sort_unstable();
+            sizes.dedup_by_key(|(uid, _)| *uid);
+            if sizes.is_empty() {
+                return Ok(IngestReport::default());
+            }
+            info!(new = sizes.len(), from_uid = start, "fetching new mail");
+
+            // Fetch batch n+1 while batch n is classified and recorded.
+            let (tx, mut rx) = mpsc::channel::<(u32, Vec<RawMessage>)>(1);
+            let pipeline = self.pipeline.clone();
+            let writer = tokio::spawn(
+                async move {
+                    let mut report = IngestReport::default();
+                    let mut committed = None;
+                    while let Some((last_uid, batch)) = rx.recv().await {
+                        report.merge(pipeline.record(uidvalidity, Some(last_uid), batch).await?);
+                        committed = Some(last_uid);
+                    }
+                    Ok::<_, IngestError>((report, committed))
+                }
+                .in_current_span(),
+            );
+
+            let fetched = self.fetch_batches(session, &sizes, tx, cancel).await;
+            let written = writer
+                .await
+                .map_err(|e| IngestError::Task(e.to_string()))?;
+            fetched?;
+            let (report, committed) = written?;
+            if let Some(last) = committed {
+                self.after_processing(session, start, last).await?;
+            }
+            Ok(report)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn fetch_batches(
+        &self,
+        session: &mut ImapSession,
+        sizes: &[(u32, u64)],
+        tx: mpsc::Sender<(u32, Vec<RawMessage>)>,
+        cancel: &CancellationToken,
+    ) -> Result<(), IngestError> {
+        let limit = self.config.max_message_bytes;
+        let per_batch = self.config.batch_size as usize;
+        let mut rest = sizes;
+        while !rest.is_empty() {
+            // Stop between batches: what is recorded stays recorded, the rest waits for next time.
+            if cancel.is_cancelled() {
+                break;
+            }
+            let mut n = 0;
+            let mut bytes = 0;
+            while n < rest.len()
+                && n < per_batch
+                && (n == 0 || bytes + rest[n].1.min(limit) <= BATCH_BYTES)
+            {
+                bytes += rest[n].1.min(limit);
+                n += 1;
+            }
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let whole: Vec<u32> = chunk
+                .iter()
+                .filter(|(_, s)| *s <= limit)
+                .map(|(u, _)| *u)
+                .collect();
+            let big: Vec<u32> = chunk
+                .iter()
+                .filter(|(_, s)| *s > limit)
+                .map(|(u, _)| *u)
+                .collect();
+            let mut messages = Vec::with_capacity(chunk.len());
+            if !whole.is_empty() {
+                let stream = timed(
+                    "UID FETCH",
+                    session.uid_fetch(uid_set(&whole), "(UID RFC822.SIZE BODY.PEEK[])"),
+                )
+                .await?;
+                let mut stream = std::pin::pin!(stream);
+                while let Some(f) = timed("UID FETCH", stream.try_next()).await? {
+                    let (Some(uid), Some(body)) = (f.uid, f.body()) else {
+                        continue;
+                    };
+                    messages.push(RawMessage {
+                        uid: Some(uid),
+                        size: f.size.map_or(body.len() as u64, u64::from),
+                        bytes: body.to_vec(),
+                        oversize: false,
+                    });
+                }
+            }
+            if !big.is_empty() {
+                let stream = timed(
+                    "UID FETCH",
+                    session.uid_fetch(uid_set(&big), "(UID RFC822.SIZE BODY.PEEK[HEADER])"),
+                )
+                .await?;
+                let mut stream = std::pin::pin!(stream);
+                while let Some(f) = timed("UID FETCH", stream.try_next()).await? {
+                    let Some(uid) = f.uid else { continue };
+                    let header = f
+                        .header()
+                        .map(|h| header_part(h, 1024 * 1024).to_vec())
+                        .unwrap_or_default();
+                    messages.push(RawMessage {
+                        uid: Some(uid),
+                        size: f.size.map_or(0, u64::from),
+                        bytes: header,
+                        oversize: true,
+                    });
+                }
+            }
+            messages.sort_unstable_by_key(|m| m.uid);
+            // A UID the server no longer returns was expunged meanwhile: there is nothing left
+            // to record, and the cursor moves past it with the batch.
+            let last_uid = chunk.last().map_or(0, |(u, _)| *u);
+            debug!(messages = messages.len(), last_uid, "batch fetched");
+            if tx.send((last_uid, messages)).await.is_err() {
+                // The writer stopped on an error; it reports it.
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn after_processing(
+        &self,
+        session: &mut ImapSession,
+        start: u32,
+        last: u32,
+    ) -> Result<(), IngestError> {
+        match &self.config.after {
+            AfterProcessing::None => {}
+            AfterProcessing::Flag => {
+                let stream = timed(
+                    "UID STORE",
+                    session.uid_store(format!("{start}:{last}"), "+FLAGS.SILENT (\\Seen)"),
+                )
+                .await?;
+                let _: Vec<_> = timed("UID STORE", stream.try_collect()).await?;
+            }
+            AfterProcessing::Move(folder) => {
+                // Everything up to the cursor is recorded, so moving 1:last also catches messages
+                // left behind by a crash between the commit and the move.
+                timed(
+                    "UID MOVE",
+                    session.uid_mv(format!("1:{last}"), quote(folder)),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn wait_for_mail(
+        &self,
+        mut session: ImapSession,
+        cancel: &CancellationToken,
+    ) -> Result<ImapSession, IngestError> {
+        let idle = self.config.idle && {
+            let caps = timed("CAPABILITY", session.capabilities()).await?;
+            caps.has_str("IDLE")
+        };
+        // Drain notifications gathered during the sync; they are not needed, the sync reads the
+        // mailbox state itself.
+        while session.unsolicited_responses.try_recv().is_ok() {}
+        if !idle {
+            tokio::select! {
+                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = cancel.cancelled() => {}
+            }
+            return Ok(session);
+        }
+        let mut handle = session.idle();
+        timed("IDLE", handle.init()).await?;
+        let wait = self.config.poll_interval.min(IDLE_MAX);
+        let (idle_fut, _stop) = handle.wait_with_timeout(wait);
+        let woke = tokio::select! {
+            r = idle_fut => Some(r.map_err(|source| ImapError::Protocol { command: "IDLE", source })?),
+            () = cancel.cancelled() => None,
+        };
+        debug!(?woke, "IDLE ended");
+        Ok(timed("DONE", handle.done()).await?)
+    }
+}
+
+async fn read_greeting<T>(client: &mut Client<T>, cfg: &ImapConfig) -> Result<(), ImapError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + fmt::Debug + Send,
+{
+    match tokio::time::timeout(CONNECT_TIMEOUT, client.read_response()).await {
+        Ok(Ok(Some(_))) => Ok(()),
+        Ok(Ok(None)) => Err(ImapError::Connect {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            source: io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the greeting"),
+        }),
+        Ok(Err(source)) => Err(ImapError::Connect {
+            host: cfg.host.clone(),
+            port: cfg.port,
+            source,
+        }),
+        Err(_) => Err(ImapError::Timeout("greeting")),
+    }
+}
+
+/// Runs one IMAP command future with the command timeout, naming it in errors.
+async fn timed<T, F>(command: &'static str, fut: F) -> Result<T, ImapError>
+where
+    F: std::future::Future<Output = Result<T, async_imap::error::Error>>,
+{
+    match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(|source| ImapError::Protocol { command, source }),
+        Err(_) => Err(ImapError::Timeout(command)),
+    }
+}
+
+fn tls_connector(config: &ImapConfig) -> Result<TlsConnector, ImapError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &config.ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| ImapError::Tls(format!("cannot read ca_file {}: {e}", path.display())))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| {
+                ImapError::Tls(format!("bad certificate in {}: {e}", path.display()))
+            })?;
+            roots.add(cert).map_err(|e| {
+                ImapError::Tls(format!("unusable certificate in {}: {e}", path.display()))
+            })?;
+        }
+    }
+    // The provider is passed explicitly: a process-wide default would panic if another
+    // dependency ever compiled in a second one.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ImapError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(tls)))
+}
+
+/// `1:5,7,9:12` for sorted UIDs.
+fn uid_set(uids: &[u32]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let first = uids[i];
+        let mut last = first;
+        while i + 1 < uids.len() && uids[i + 1] == last + 1 {
+            i += 1;
+            last = uids[i];
+        }
+        if !s.is_empty() {
+            s.push(',');
+        }
+        if first == last {
+            let _ = write!(s, "{first}");
+        } else {
+            let _ = write!(s, "{first}:{last}");
+        }
+        i += 1;
+    }
+    s
+}
+
+fn quote(folder: &str) -> String {
+    format!("\"{}\"", folder.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn jitter(d: Duration) -> Duration {
+    // Up to 25% either way, so many daemons restarting together do not reconnect in lockstep.
+    let factor = rand::rng().random_range(0.75..1.25);
+    d.mul_f64(factor)
+}
+
+/// An error and its causes on one line, for logs.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_are_compressed_into_ranges() {
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set(&[42]), "42");
+        assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn folder_names_are_quoted() {
+        assert_eq!(quote("Done \"x\""), "\"Done \\\"x\\\"\"");
+    }
+}

@@ -1,0 +1,659 @@
+//! The leads store: SQLite (WAL) by default, PostgreSQL to scale out.
+//!
+//! Queries are checked at run time and written in the dialect both databases share (`$N`
+//! placeholders, `ON CONFLICT`, `RETURNING`), through sqlx's `Any` driver, so one code path
+//! serves both and one test suite runs against both. The schemas differ only in how ids are
+//! generated, so each backend has its own folder under `migrations/`.
+//!
+//! The store knows domain types and SQL only: times and decisions come in from the caller.
+//!
+//! Ingest writes through [`Store::record_batch`], which records a batch of messages, the leads and
+//! timeline events they produce, and the mailbox cursor in one transaction: the cursor can never
+//! be ahead of what is recorded, and a crash mid-batch leaves nothing half-written.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Executor, Row};
+use tracing::instrument;
+
+use crate::classify::Classification;
+use crate::domain::{EmailAddress, LeadId, MessageKind};
+
+/// Rows per multi-row statement: well under SQLite's 32,766 bound parameters, and large enough
+/// that a batch costs a handful of round trips.
+const ROWS_PER_STATEMENT: usize = 400;
+
+/// Errors callers can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or opened.
+    #[error("cannot open the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate the database schema: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    /// The URL names a database leadloop does not support.
+    #[error("unsupported database URL (expected sqlite:// or postgres://)")]
+    Unsupported,
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// Which database is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// The leads store. Cheap to clone: it is a connection pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Where ingest stopped in one mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxCursor {
+    /// The mailbox's UIDVALIDITY when `last_uid` was recorded.
+    pub uidvalidity: u32,
+    /// The highest UID whose message is recorded.
+    pub last_uid: u32,
+}
+
+/// One inbound message, classified and ready to record.
+#[derive(Debug, Clone)]
+pub struct InboundRecord {
+    /// IMAP UID, `None` for Maildir files.
+    pub uid: Option<u32>,
+    /// `mid:<Message-ID>`, or `sha256:<hex>` of the bytes when there is no Message-ID: the same
+    /// message seen again (a UIDVALIDITY change, a second copy) is recorded once.
+    pub dedupe_key: String,
+    /// Size in bytes as the server reported it.
+    pub size: u64,
+    /// The classifier's decision.
+    pub classification: Classification,
+}
+
+/// A batch of messages from one mailbox and the cursor to store with them.
+#[derive(Debug, Clone)]
+pub struct Batch<'a> {
+    /// The mailbox's stable name (`imap://user@host/INBOX`, `maildir:/path`).
+    pub mailbox: &'a str,
+    /// UIDVALIDITY the UIDs belong to (0 for Maildir).
+    pub uidvalidity: u32,
+    /// The new cursor, when the source has UIDs.
+    pub last_uid: Option<u32>,
+    /// The messages.
+    pub records: &'a [InboundRecord],
+    /// When they are recorded.
+    pub now: DateTime<Utc>,
+}
+
+/// What [`Store::record_batch`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Messages recorded for the first time.
+    pub recorded: usize,
+    /// Messages skipped because they were already recorded.
+    pub duplicates: usize,
+    /// Leads created or updated.
+    pub leads_touched: usize,
+}
+
+/// A lead as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lead {
+    /// Database id.
+    pub id: LeadId,
+    /// Normalised address.
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Company.
+    pub company: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// First-touch channel.
+    pub channel: String,
+    /// Lifecycle status (`new`, later `engaged`, `qualified`, …).
+    pub status: String,
+    /// Score.
+    pub score: i64,
+    /// The colleague who forwarded the first inquiry.
+    pub owner: Option<String>,
+    /// The form the lead came through.
+    pub form: Option<String>,
+    /// Form fields, latest submission.
+    pub fields: serde_json::Value,
+    /// When the lead was created.
+    pub created_at: DateTime<Utc>,
+    /// When the lead last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One entry in a lead's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened (`inquiry`, `form`, `forward`, …).
+    pub kind: String,
+    /// Details (subject, channel, owner, fields).
+    pub detail: serde_json::Value,
+}
+
+/// Filters for [`Store::list_leads`].
+#[derive(Debug, Clone, Default)]
+pub struct LeadFilter {
+    /// Only leads first attributed to this channel.
+    pub channel: Option<String>,
+    /// Only leads that have a message of this kind.
+    pub kind: Option<MessageKind>,
+}
+
+/// An inbound message as recorded (for tests and inspection).
+#[derive(Debug, Clone, Serialize)]
+pub struct InboundSummary {
+    /// IMAP UID.
+    pub uid: Option<i64>,
+    /// Deduplication key.
+    pub dedupe_key: String,
+    /// Decided kind.
+    pub kind: String,
+    /// Why, for ignored messages.
+    pub reason: Option<String>,
+    /// The lead's address, when the message names one.
+    pub lead_email: Option<String>,
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// `($1,$2,$3),($4,$5,$6)…` for `rows` rows of `cols` columns.
+fn values_list(rows: usize, cols: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 5);
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                s.push(',');
+            }
+            n += 1;
+            let _ = write!(s, "${n}");
+        }
+        s.push(')');
+    }
+    s
+}
+
+/// The lead a batch creates or updates, merged over all its messages in the batch.
+#[derive(Debug, Clone)]
+struct LeadUpsert {
+    email: String,
+    name: Option<String>,
+    company: Option<String>,
+    phone: Option<String>,
+    channel: String,
+    owner: Option<String>,
+    form: Option<String>,
+    fields: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    ///
+    /// # Errors
+    /// [`StoreError::Connect`] when the database cannot be opened, [`StoreError::Migrate`] when
+    /// the schema cannot be migrated.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Unsupported);
+        };
+        if backend == Backend::Sqlite {
+            create_sqlite_parent(url);
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers (the CLI) run beside the daemon's writer; NORMAL
+                        // syncs at checkpoints rather than every commit, which WAL keeps safe
+                        // against application crashes.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(StoreError::Connect)?;
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        migrator.run(&pool).await.map_err(StoreError::Migrate)?;
+        Ok(Store { pool, backend })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Where ingest stopped in `mailbox`, if it ever ran.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn mailbox_cursor(&self, mailbox: &str) -> Result<Option<MailboxCursor>, StoreError> {
+        let row = sqlx::query("SELECT uidvalidity, last_uid FROM mailbox_state WHERE mailbox = $1")
+            .bind(mailbox)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| MailboxCursor {
+            uidvalidity: u32::try_from(r.get::<i64, _>(0)).unwrap_or(0),
+            last_uid: u32::try_from(r.get::<i64, _>(1)).unwrap_or(0),
+        }))
+    }
+
+    /// Which of `keys` are already recorded.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all, fields(keys = keys.len()))]
+    pub async fn known_keys(&self, keys: &[String]) -> Result<HashSet<String>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        known_keys_on(&mut conn, keys).await
+    }
+
+    /// Records a batch of classified messages, the leads and events they produce, and the
+    /// mailbox cursor, in one transaction.
+    ///
+    /// Messages already recorded (same dedupe key, or same mailbox/UIDVALIDITY/UID) are skipped
+    /// and touch no lead, so replaying a batch after a crash is harmless.
+    ///
+    /// # Errors
+    /// A failed query; nothing of the batch is then recorded.
+    #[instrument(skip_all, fields(mailbox = batch.mailbox, messages = batch.records.len()))]
+    pub async fn record_batch(&self, batch: &Batch<'_>) -> Result<BatchOutcome, StoreError> {
+        let now = millis(batch.now);
+        let mut tx = self.pool.begin().await?;
+
+        // Which messages are new? Within the batch, the first copy of a key wins.
+        let keys: Vec<String> = batch.records.iter().map(|r| r.dedupe_key.clone()).collect();
+        let known = known_keys_on(&mut tx, &keys).await?;
+        let mut seen = HashSet::new();
+        let fresh: Vec<&InboundRecord> = batch
+            .records
+            .iter()
+            .filter(|r| !known.contains(&r.dedupe_key) && seen.insert(r.dedupe_key.as_str()))
+            .collect();
+
+        // Leads: one upsert per distinct person, merged over the batch in message order.
+        let mut upserts: Vec<LeadUpsert> = Vec::new();
+        let mut by_email: HashMap<String, usize> = HashMap::new();
+        for r in &fresh {
+            let c = &r.classification;
+            let Some(person) = c.lead.as_ref().filter(|_| c.kind.creates_lead()) else {
+                continue;
+            };
+            let fields = if c.fields.is_empty() {
+                "{}".to_owned()
+            } else {
+                serde_json::to_string(&c.fields).unwrap_or_else(|_| "{}".to_owned())
+            };
+            match by_email.get(person.email.as_str()) {
+                Some(&i) => {
+                    let u = &mut upserts[i];
+                    u.name = u.name.take().or_else(|| person.name.clone());
+                    u.company = u.company.take().or_else(|| person.company.clone());
+                    u.phone = u.phone.take().or_else(|| person.phone.clone());
+                    u.owner = u
+                        .owner
+                        .take()
+                        .or_else(|| c.owner.as_ref().map(|o| o.to_string()));
+                    u.form = u.form.take().or_else(|| c.form.clone());
+                    if fields != "{}" {
+                        u.fields = fields;
+                    }
+                }
+                None => {
+                    by_email.insert(person.email.to_string(), upserts.len());
+                    upserts.push(LeadUpsert {
+                        email: person.email.to_string(),
+                        name: person.name.clone(),
+                        company: person.company.clone(),
+                        phone: person.phone.clone(),
+                        channel: c.channel.clone().unwrap_or_else(|| "direct".to_owned()),
+                        owner: c.owner.as_ref().map(|o| o.to_string()),
+                        form: c.form.clone(),
+                        fields,
+                    });
+                }
+            }
+        }
+        let mut lead_ids: HashMap<String, i64> = HashMap::new();
+        for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO leads (email, name, company, phone, channel, owner, form, fields, created_at, updated_at) VALUES {} \
+                 ON CONFLICT (email) DO UPDATE SET \
+                   name = COALESCE(leads.name, excluded.name), \
+                   company = COALESCE(leads.company, excluded.company), \
+                   phone = COALESCE(leads.phone, excluded.phone), \
+                   owner = COALESCE(leads.owner, excluded.owner), \
+                   form = COALESCE(leads.form, excluded.form), \
+                   fields = CASE WHEN excluded.fields = '{{}}' THEN leads.fields ELSE excluded.fields END, \
+                   updated_at = excluded.updated_at \
+                 RETURNING id, email",
+                values_list(chunk.len(), 10)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for u in chunk {
+                q = q
+                    .bind(u.email.as_str())
+                    .bind(u.name.as_deref())
+                    .bind(u.company.as_deref())
+                    .bind(u.phone.as_deref())
+                    .bind(u.channel.as_str())
+                    .bind(u.owner.as_deref())
+                    .bind(u.form.as_deref())
+                    .bind(u.fields.as_str())
+                    .bind(now)
+                    .bind(now);
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                lead_ids.insert(row.get::<String, _>(1), row.get::<i64, _>(0));
+            }
+        }
+
+        // Messages, each linked to its lead.
+        let mut inserted: Vec<(i64, String)> = Vec::with_capacity(fresh.len());
+        for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO inbound_messages (mailbox, uidvalidity, uid, dedupe_key, message_id, kind, reason, lead_email, lead_id, subject, size, sent_at, recorded_at, detail) \
+                 VALUES {} ON CONFLICT DO NOTHING RETURNING id, dedupe_key",
+                values_list(chunk.len(), 14)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                let c = &r.classification;
+                let lead_email = c.lead.as_ref().map(|p| p.email.as_str());
+                let lead_id = if c.kind.creates_lead() {
+                    lead_email.and_then(|e| lead_ids.get(e).copied())
+                } else {
+                    None
+                };
+                q = q
+                    .bind(batch.mailbox)
+                    .bind(i64::from(batch.uidvalidity))
+                    .bind(r.uid.map(i64::from))
+                    .bind(r.dedupe_key.as_str())
+                    .bind(c.message_id.as_deref())
+                    .bind(c.kind.as_str())
+                    .bind(c.reason.as_deref())
+                    .bind(lead_email)
+                    .bind(lead_id)
+                    .bind(c.subject.as_deref())
+                    .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
+                    .bind(c.date.map(millis))
+                    .bind(now)
+                    .bind(serde_json::to_string(c).unwrap_or_else(|_| "{}".to_owned()));
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                inserted.push((row.get::<i64, _>(0), row.get::<String, _>(1)));
+            }
+        }
+
+        // Timeline events for the messages that were really inserted.
+        let by_key: HashMap<&str, &InboundRecord> =
+            fresh.iter().map(|r| (r.dedupe_key.as_str(), *r)).collect();
+        let events: Vec<(i64, i64, &str, String)> = inserted
+            .iter()
+            .filter_map(|(id, key)| {
+                let r = by_key.get(key.as_str())?;
+                let c = &r.classification;
+                if !c.kind.creates_lead() {
+                    return None;
+                }
+                let lead_id = *lead_ids.get(c.lead.as_ref()?.email.as_str())?;
+                let detail = serde_json::json!({
+                    "subject": c.subject,
+                    "channel": c.channel,
+                    "form": c.form,
+                    "owner": c.owner,
+                    "fields": c.fields,
+                    "message_id": c.message_id,
+                });
+                Some((lead_id, *id, c.kind.as_str(), detail.to_string()))
+            })
+            .collect();
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO events (lead_id, at, kind, inbound_id, detail) VALUES {}",
+                values_list(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (lead_id, inbound_id, kind, detail) in chunk {
+                q = q
+                    .bind(*lead_id)
+                    .bind(now)
+                    .bind(*kind)
+                    .bind(*inbound_id)
+                    .bind(detail.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
+
+        if let Some(last_uid) = batch.last_uid {
+            // Never move a cursor backwards within one UIDVALIDITY, even if two daemons race.
+            sqlx::query(
+                "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, \
+                   last_uid = excluded.last_uid, updated_at = excluded.updated_at \
+                 WHERE mailbox_state.uidvalidity <> excluded.uidvalidity OR mailbox_state.last_uid < excluded.last_uid",
+            )
+            .bind(batch.mailbox)
+            .bind(i64::from(batch.uidvalidity))
+            .bind(i64::from(last_uid))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+
+        Ok(BatchOutcome {
+            recorded: inserted.len(),
+            duplicates: batch.records.len() - inserted.len(),
+            leads_touched: if inserted.is_empty() {
+                0
+            } else {
+                lead_ids.len()
+            },
+        })
+    }
+
+    /// Leads, newest first.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn list_leads(&self, filter: &LeadFilter) -> Result<Vec<Lead>, StoreError> {
+        let mut sql = format!("SELECT {LEAD_COLUMNS} FROM leads l WHERE 1 = 1");
+        let mut n = 0;
+        if filter.channel.is_some() {
+            n += 1;
+            let _ = write!(sql, " AND l.channel = ${n}");
+        }
+        if filter.kind.is_some() {
+            n += 1;
+            let _ = write!(
+                sql,
+                " AND EXISTS (SELECT 1 FROM inbound_messages m WHERE m.lead_email = l.email AND m.kind = ${n})"
+            );
+        }
+        sql.push_str(" ORDER BY l.created_at DESC, l.id DESC");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if let Some(c) = &filter.channel {
+            q = q.bind(c.as_str());
+        }
+        if let Some(k) = filter.kind {
+            q = q.bind(k.as_str());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(lead_from_row).collect())
+    }
+
+    /// The lead with this address, if any.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn lead(&self, email: &EmailAddress) -> Result<Option<Lead>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {LEAD_COLUMNS} FROM leads l WHERE l.email = $1"
+        )))
+        .bind(email.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(lead_from_row))
+    }
+
+    /// A lead's timeline, oldest first.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn events(&self, lead: LeadId) -> Result<Vec<Event>, StoreError> {
+        let rows =
+            sqlx::query("SELECT at, kind, detail FROM events WHERE lead_id = $1 ORDER BY at, id")
+                .bind(lead.0)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Event {
+                at: from_millis(r.get(0)),
+                kind: r.get(1),
+                detail: serde_json::from_str(&r.get::<String, _>(2)).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Every recorded inbound message of a mailbox, in UID order.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn inbound(&self, mailbox: &str) -> Result<Vec<InboundSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT uid, dedupe_key, kind, reason, lead_email FROM inbound_messages WHERE mailbox = $1 ORDER BY uid, id",
+        )
+        .bind(mailbox)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| InboundSummary {
+                uid: r.get(0),
+                dedupe_key: r.get(1),
+                kind: r.get(2),
+                reason: r.get(3),
+                lead_email: r.get(4),
+            })
+            .collect())
+    }
+}
+
+const LEAD_COLUMNS: &str = "l.id, l.email, l.name, l.company, l.phone, l.channel, l.status, l.score, l.owner, l.form, l.fields, l.created_at, l.updated_at";
+
+fn lead_from_row(r: &AnyRow) -> Lead {
+    Lead {
+        id: LeadId(r.get(0)),
+        email: r.get(1),
+        name: r.get(2),
+        company: r.get(3),
+        phone: r.get(4),
+        channel: r.get(5),
+        status: r.get(6),
+        score: r.get(7),
+        owner: r.get(8),
+        form: r.get(9),
+        fields: serde_json::from_str(&r.get::<String, _>(10)).unwrap_or_default(),
+        created_at: from_millis(r.get(11)),
+        updated_at: from_millis(r.get(12)),
+    }
+}
+
+async fn known_keys_on(
+    conn: &mut AnyConnection,
+    keys: &[String],
+) -> Result<HashSet<String>, StoreError> {
+    let mut known = HashSet::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from("SELECT dedupe_key FROM inbound_messages WHERE dedupe_key IN (");
+        for i in 1..=chunk.len() {
+            if i > 1 {
+                sql.push(',');
+            }
+            let _ = write!(sql, "${i}");
+        }
+        sql.push(')');
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for k in chunk {
+            q = q.bind(k.as_str());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            known.insert(row.get::<String, _>(0));
+        }
+    }
+    Ok(known)
+}
+
+/// SQLite creates the file (`mode=rwc`) but not its folder; a fresh checkout has no `var/`.
+fn create_sqlite_parent(url: &str) {
+    let path = url
+        .trim_start_matches("sqlite:")
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path.starts_with(":memory:") {
+        return;
+    }
+    if let Some(parent) = Path::new(path).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        let _ = std::fs::create_dir_all(parent);
+    }
+}
