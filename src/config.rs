@@ -541,7 +541,11 @@ fn resolve_sqlite_url(dir: &Path, url: &str) -> String {
     if rest.starts_with('/') || rest.starts_with(":memory:") || rest.is_empty() {
         return url.to_owned();
     }
-    format!("sqlite://{}", dir.join(rest).display())
+    // Absolute, because sqlx parses the URL with a URL parser, which would read a relative
+    // `sqlite://config/…` as a host name.
+    let path = dir.join(rest);
+    let path = std::path::absolute(&path).unwrap_or(path);
+    format!("sqlite://{}", path.display())
 }
 
 impl Config {

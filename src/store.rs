@@ -32,16 +32,16 @@ const ROWS_PER_STATEMENT: usize = 400;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached or opened.
-    #[error("cannot open the database: {0}")]
+    #[error("cannot open the database")]
     Connect(#[source] sqlx::Error),
     /// The schema could not be brought up to date.
-    #[error("cannot migrate the database schema: {0}")]
+    #[error("cannot migrate the database schema")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     /// The URL names a database leadloop does not support.
     #[error("unsupported database URL (expected sqlite:// or postgres://)")]
     Unsupported,
     /// A query failed.
-    #[error("database query failed: {0}")]
+    #[error("database query failed")]
     Query(#[from] sqlx::Error),
 }
 

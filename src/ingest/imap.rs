@@ -40,7 +40,7 @@ const BATCH_BYTES: u64 = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ImapError {
     /// Network or TLS failure; worth a reconnect.
-    #[error("connection to {host}:{port} failed: {source}")]
+    #[error("connection to {host}:{port} failed")]
     Connect {
         /// Server host.
         host: String,
@@ -59,7 +59,7 @@ pub enum ImapError {
         message: String,
     },
     /// A protocol-level failure (a NO/BAD answer, a dropped connection mid-command).
-    #[error("IMAP {command} failed: {source}")]
+    #[error("IMAP {command} failed")]
     Protocol {
         /// The command that failed.
         command: &'static str,

@@ -33,7 +33,7 @@ pub enum IngestError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Reading a Maildir failed.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// What was being read.
         path: String,

@@ -1,0 +1,221 @@
+//! The long-running process: every part runs as a task under one [`CancellationToken`] and one
+//! [`TaskTracker`], so a shutdown signal stops each task at a safe point (after the batch in
+//! flight is recorded) and the process waits for all of them before it exits.
+//!
+//! The shutdown trigger is a parameter, so `main` passes SIGTERM/SIGINT and tests pass a token
+//! of their own. The daemon tells systemd when it is ready and pets the watchdog when the unit
+//! asks for one; SIGHUP reloads the configuration, keeping the running one if the new one has
+//! problems.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, SourceConfig};
+use crate::ingest::{
+    ImapSource, IngestReport, MaildirSource, Pipeline, imap_mailbox_name, maildir_mailbox_name,
+};
+use crate::store::Store;
+
+/// Opens the store the configuration names, creating and migrating it as needed.
+///
+/// # Errors
+/// The URL's secret cannot be read, or the database cannot be opened or migrated.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = config
+        .database
+        .url
+        .resolve()
+        .map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
+    Store::connect(url.expose(), config.database.max_connections)
+        .await
+        .context("opening the leads store")
+}
+
+/// An inbound source built from the configuration.
+#[derive(Debug)]
+pub enum Source {
+    /// An IMAP mailbox.
+    Imap(ImapSource),
+    /// A Maildir folder.
+    Maildir(MaildirSource),
+}
+
+impl Source {
+    /// Builds the configured source writing into `store`.
+    ///
+    /// # Errors
+    /// The IMAP password cannot be read, or the TLS setup is unusable.
+    pub fn new(config: &Config, store: Store) -> anyhow::Result<Source> {
+        let rules = Arc::new(config.rules());
+        Ok(match &config.source {
+            SourceConfig::Imap(imap) => {
+                let password = imap
+                    .password
+                    .resolve()
+                    .map_err(|e| anyhow::anyhow!("imap.password: {e}"))?;
+                let pipeline = Pipeline::new(
+                    store,
+                    rules,
+                    imap_mailbox_name(imap),
+                    imap.max_message_bytes,
+                );
+                Source::Imap(ImapSource::new(imap.clone(), password, pipeline)?)
+            }
+            SourceConfig::Maildir(md) => {
+                let pipeline = Pipeline::new(
+                    store,
+                    rules,
+                    maildir_mailbox_name(&md.path),
+                    md.max_message_bytes,
+                );
+                Source::Maildir(MaildirSource::new(
+                    md.path.clone(),
+                    pipeline,
+                    md.poll_interval,
+                    md.batch_size,
+                    md.max_message_bytes,
+                ))
+            }
+        })
+    }
+
+    /// Records everything waiting, then returns.
+    ///
+    /// # Errors
+    /// Connection, protocol or store failures.
+    pub async fn sync_once(&self, cancel: &CancellationToken) -> anyhow::Result<IngestReport> {
+        Ok(match self {
+            Source::Imap(s) => s.sync_once(cancel).await?,
+            Source::Maildir(s) => s.sync_once(cancel).await?,
+        })
+    }
+
+    /// Runs until `cancel` fires, retrying failures.
+    pub async fn run(&self, cancel: CancellationToken) -> IngestReport {
+        match self {
+            Source::Imap(s) => s.run(cancel).await,
+            Source::Maildir(s) => s.run(cancel).await,
+        }
+    }
+}
+
+/// Processes what is waiting in the mailbox once and returns (`leadloop run --once`).
+///
+/// # Errors
+/// The store or the mailbox cannot be used.
+pub async fn run_once(
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<IngestReport> {
+    let store = open_store(config).await?;
+    let source = Source::new(config, store.clone())?;
+    let report = source.sync_once(&shutdown).await;
+    store.close().await;
+    report
+}
+
+/// Runs the daemon until `shutdown` fires. `reload` fires on SIGHUP.
+///
+/// # Errors
+/// Start-up failures (store, source); once running, failures are retried and logged.
+pub async fn run(
+    config_path: &Path,
+    config: Config,
+    shutdown: CancellationToken,
+    mut reload: tokio::sync::mpsc::Receiver<()>,
+) -> anyhow::Result<()> {
+    let mut config = config;
+    let store = open_store(&config).await?;
+    let tracker = TaskTracker::new();
+    spawn_watchdog(&tracker, shutdown.clone());
+    notify(&[sd_notify::NotifyState::Ready]);
+    info!(config = %config_path.display(), "leadloop running");
+
+    loop {
+        // Each generation of tasks gets its own child token, so a reload stops just them.
+        let generation = shutdown.child_token();
+        let source = Arc::new(Source::new(&config, store.clone())?);
+        let tasks = TaskTracker::new();
+        {
+            let source = Arc::clone(&source);
+            let token = generation.clone();
+            tasks.spawn(async move {
+                let report = source.run(token).await;
+                info!(
+                    recorded = report.recorded,
+                    duplicates = report.duplicates,
+                    "ingest stopped"
+                );
+            });
+        }
+        tasks.close();
+
+        let reloaded = tokio::select! {
+            () = shutdown.cancelled() => None,
+            Some(()) = reload.recv() => {
+                match sd_notify::NotifyState::monotonic_usec_now() {
+                    Ok(now) => notify(&[sd_notify::NotifyState::Reloading, now]),
+                    Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
+                }
+                match Config::load(config_path) {
+                    Ok(new) => Some(new),
+                    Err(e) => {
+                        error!(problems = %e, "reload refused: the configuration has problems; keeping the running one");
+                        notify(&[sd_notify::NotifyState::Ready]);
+                        // Keep running the current generation until the next signal.
+                        tokio::select! {
+                            () = shutdown.cancelled() => None,
+                            Some(()) = reload.recv() => Config::load(config_path).ok(),
+                        }
+                    }
+                }
+            }
+        };
+        generation.cancel();
+        tasks.wait().await;
+        match reloaded {
+            Some(new) if !shutdown.is_cancelled() => {
+                info!("configuration reloaded");
+                config = new;
+                notify(&[sd_notify::NotifyState::Ready]);
+            }
+            _ => break,
+        }
+    }
+
+    notify(&[sd_notify::NotifyState::Stopping]);
+    tracker.close();
+    tracker.wait().await;
+    store.close().await;
+    info!("leadloop stopped");
+    Ok(())
+}
+
+/// Pets systemd's watchdog at half the interval the unit asks for, while the runtime is alive.
+fn spawn_watchdog(tracker: &TaskTracker, shutdown: CancellationToken) {
+    let Some(timeout) = sd_notify::watchdog_enabled().filter(|d| !d.is_zero()) else {
+        return;
+    };
+    let period = timeout / 2;
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => notify(&[sd_notify::NotifyState::Watchdog]),
+                () = shutdown.cancelled() => break,
+            }
+        }
+    });
+}
+
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        warn!(error = %e, "cannot notify systemd");
+    }
+}

@@ -1,0 +1,258 @@
+//! The store's contract, run against SQLite and (with `LEADLOOP_TEST_DATABASE_URL`) PostgreSQL.
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeZone, Utc};
+use leadloop::classify::{Classification, Person};
+use leadloop::domain::{EmailAddress, MessageKind};
+use leadloop::store::{Batch, InboundRecord, LeadFilter, MailboxCursor};
+
+use crate::support::test_store;
+
+const MAILBOX: &str = "imap://leads@company.com@127.0.0.1:143/INBOX";
+
+fn record(
+    uid: u32,
+    kind: MessageKind,
+    email: Option<&str>,
+    name: Option<&str>,
+    channel: &str,
+) -> InboundRecord {
+    let mut c = Classification::ignored("placeholder");
+    c.kind = kind;
+    c.reason = None;
+    c.evidence = vec![format!("test: {kind}")];
+    c.message_id = Some(format!("{uid}.{kind}@test.example"));
+    c.subject = Some(format!("message {uid}"));
+    c.channel = Some(channel.to_owned());
+    c.lead = email.map(|e| Person {
+        email: EmailAddress::parse(e).unwrap(),
+        name: name.map(str::to_owned),
+        company: None,
+        phone: None,
+    });
+    InboundRecord {
+        uid: Some(uid),
+        dedupe_key: format!("mid:{uid}.{kind}@test.example"),
+        size: 4096,
+        classification: c,
+    }
+}
+
+fn batch<'a>(records: &'a [InboundRecord], uidvalidity: u32, last_uid: u32) -> Batch<'a> {
+    Batch {
+        mailbox: MAILBOX,
+        uidvalidity,
+        last_uid: Some(last_uid),
+        records,
+        now: Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn a_batch_records_messages_leads_events_and_cursor_together() {
+    let (store, _db) = test_store().await;
+    let records = vec![
+        record(
+            1,
+            MessageKind::Inquiry,
+            Some("ana@example.org"),
+            None,
+            "direct",
+        ),
+        record(
+            2,
+            MessageKind::Form,
+            Some("Ana@Example.org"),
+            Some("Ana Lima"),
+            "website",
+        ),
+        record(
+            3,
+            MessageKind::Autoreply,
+            Some("bob@example.net"),
+            None,
+            "direct",
+        ),
+        record(4, MessageKind::Ignored, None, None, "direct"),
+    ];
+    let outcome = store.record_batch(&batch(&records, 7, 4)).await.unwrap();
+    assert_eq!(outcome.recorded, 4);
+    assert_eq!(outcome.duplicates, 0);
+
+    let ana = store
+        .lead(&EmailAddress::parse("ana@example.org").unwrap())
+        .await
+        .unwrap()
+        .expect("lead");
+    assert_eq!(
+        ana.name.as_deref(),
+        Some("Ana Lima"),
+        "a later message fills in the name"
+    );
+    assert_eq!(ana.channel, "direct", "the first touch keeps the channel");
+    assert_eq!(ana.status, "new");
+    let events = store.events(ana.id).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["inquiry", "form"]);
+
+    assert!(
+        store
+            .lead(&EmailAddress::parse("bob@example.net").unwrap())
+            .await
+            .unwrap()
+            .is_none(),
+        "an auto-reply never creates a lead"
+    );
+    assert_eq!(
+        store.mailbox_cursor(MAILBOX).await.unwrap(),
+        Some(MailboxCursor {
+            uidvalidity: 7,
+            last_uid: 4
+        })
+    );
+    let inbound = store.inbound(MAILBOX).await.unwrap();
+    assert_eq!(
+        inbound.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>(),
+        ["inquiry", "form", "autoreply", "ignored"]
+    );
+}
+
+#[tokio::test]
+async fn replaying_a_batch_changes_nothing() {
+    let (store, _db) = test_store().await;
+    let records = vec![
+        record(
+            1,
+            MessageKind::Inquiry,
+            Some("ana@example.org"),
+            Some("Ana"),
+            "direct",
+        ),
+        record(
+            2,
+            MessageKind::Forward,
+            Some("carl@example.com"),
+            None,
+            "expo",
+        ),
+    ];
+    store.record_batch(&batch(&records, 7, 2)).await.unwrap();
+    let again = store.record_batch(&batch(&records, 7, 2)).await.unwrap();
+    assert_eq!(again.recorded, 0);
+    assert_eq!(again.duplicates, 2);
+
+    // The same messages under a new UIDVALIDITY (a re-scan) are recognised by Message-ID.
+    let mut rescanned = records.clone();
+    for (i, r) in rescanned.iter_mut().enumerate() {
+        r.uid = Some(100 + i as u32);
+    }
+    let rescan = store
+        .record_batch(&batch(&rescanned, 8, 101))
+        .await
+        .unwrap();
+    assert_eq!(rescan.recorded, 0);
+    assert_eq!(store.inbound(MAILBOX).await.unwrap().len(), 2);
+    let ana = store
+        .lead(&EmailAddress::parse("ana@example.org").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.events(ana.id).await.unwrap().len(),
+        1,
+        "no second timeline entry"
+    );
+    assert_eq!(
+        store.mailbox_cursor(MAILBOX).await.unwrap(),
+        Some(MailboxCursor {
+            uidvalidity: 8,
+            last_uid: 101
+        })
+    );
+}
+
+#[tokio::test]
+async fn duplicates_inside_one_batch_are_recorded_once() {
+    let (store, _db) = test_store().await;
+    let a = record(
+        1,
+        MessageKind::Inquiry,
+        Some("ana@example.org"),
+        None,
+        "direct",
+    );
+    let mut b = a.clone();
+    b.uid = Some(2);
+    let outcome = store.record_batch(&batch(&[a, b], 1, 2)).await.unwrap();
+    assert_eq!((outcome.recorded, outcome.duplicates), (1, 1));
+}
+
+#[tokio::test]
+async fn the_cursor_never_moves_backwards() {
+    let (store, _db) = test_store().await;
+    store.record_batch(&batch(&[], 5, 40)).await.unwrap();
+    store.record_batch(&batch(&[], 5, 30)).await.unwrap();
+    assert_eq!(
+        store
+            .mailbox_cursor(MAILBOX)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_uid,
+        40
+    );
+}
+
+#[tokio::test]
+async fn leads_are_listed_by_channel_and_kind() {
+    let (store, _db) = test_store().await;
+    let mut form = record(
+        2,
+        MessageKind::Form,
+        Some("dee@example.com"),
+        Some("Dee"),
+        "website",
+    );
+    form.classification.fields = BTreeMap::from([("Company".to_owned(), "Acme".to_owned())]);
+    let records = vec![
+        record(
+            1,
+            MessageKind::Inquiry,
+            Some("ana@example.org"),
+            None,
+            "direct",
+        ),
+        form,
+        record(
+            3,
+            MessageKind::Forward,
+            Some("carl@example.com"),
+            None,
+            "webinar",
+        ),
+    ];
+    store.record_batch(&batch(&records, 1, 3)).await.unwrap();
+    let all = store.list_leads(&LeadFilter::default()).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let web = store
+        .list_leads(&LeadFilter {
+            channel: Some("webinar".into()),
+            kind: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        web.iter().map(|l| l.email.as_str()).collect::<Vec<_>>(),
+        ["carl@example.com"]
+    );
+    let forms = store
+        .list_leads(&LeadFilter {
+            channel: None,
+            kind: Some(MessageKind::Form),
+        })
+        .await
+        .unwrap();
+    assert_eq!(forms.len(), 1);
+    assert_eq!(forms[0].fields["Company"], "Acme");
+}

@@ -1,0 +1,71 @@
+//! Shared test plumbing: a fresh store per test, on SQLite or on the PostgreSQL server named by
+//! `LEADLOOP_TEST_DATABASE_URL`, so one suite checks both backends.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use leadloop::store::Store;
+
+/// A database created for one test; SQLite files are removed with it.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Installs the TLS provider once and turns on logs when `LEADLOOP_TEST_LOG` is set.
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Ok(filter) = std::env::var("LEADLOOP_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// A fresh, empty database URL: a private schema on PostgreSQL, a temp file on SQLite.
+pub async fn test_db() -> TestDb {
+    init();
+    match std::env::var("LEADLOOP_TEST_DATABASE_URL") {
+        Ok(base) if base.starts_with("postgres") => {
+            let schema = format!(
+                "ll_test_{}_{}_{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed),
+                chrono::Utc::now().timestamp_micros()
+            );
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("connecting to LEADLOOP_TEST_DATABASE_URL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&mut conn)
+                .await
+                .expect("creating a test schema");
+            let sep = if base.contains('?') { '&' } else { '?' };
+            TestDb {
+                url: format!("{base}{sep}options=-csearch_path%3D{schema}"),
+                _dir: None,
+            }
+        }
+        _ => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path: PathBuf = dir.path().join("leadloop.db");
+            TestDb {
+                url: format!("sqlite://{}?mode=rwc", path.display()),
+                _dir: Some(dir),
+            }
+        }
+    }
+}
+
+/// A migrated store on a fresh database.
+pub async fn test_store() -> (Store, TestDb) {
+    let db = test_db().await;
+    let store = Store::connect(&db.url, 4)
+        .await
+        .expect("opening the test store");
+    (store, db)
+}
