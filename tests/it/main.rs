@@ -1,4 +1,5 @@
 //! Integration tests: one binary (one link step), one module per part.
 
+mod cli;
 mod store;
 mod support;

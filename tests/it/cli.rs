@@ -1,0 +1,150 @@
+//! The `leadloop` binary as users and scripts drive it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::support::test_db;
+
+fn leadloop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_leadloop"))
+        .args(args)
+        .env_remove("LEADLOOP_CONFIG")
+        .output()
+        .expect("running leadloop")
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The demo configuration pointed at a fresh database.
+fn demo_config(dir: &Path, db_url: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo("config/leadloop.toml"))
+        .unwrap()
+        .replace("sqlite://../var/leadloop.db?mode=rwc", db_url)
+        .replace("path = \"demo/inbox\"", &format!("path = {:?}", repo("config/demo/inbox").display().to_string()));
+    let path = dir.join("leadloop.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn shipped_configurations_pass_check() {
+    let out = leadloop(&["check", "--config", repo("config/leadloop.toml").to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    // The production example names a systemd credential that does not exist here: check must
+    // say exactly that and nothing else.
+    let out = leadloop(&["check", "--config", repo("config/production.example.toml").to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("imap.password") && text.contains("CREDENTIALS_DIRECTORY"), "{text}");
+}
+
+#[test]
+fn check_reports_every_problem_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[database]\nurl = \"sqlite://x.db\"\n\n[imap]\nhost = \"mail.example.com\"\ntls = \"none\"\nuser = \"leads@company.com\"\npassword = \"s3cret-value\"\nafter = \"trash\"\n",
+    )
+    .unwrap();
+    let out = leadloop(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let file = path.display().to_string();
+    assert!(text.contains(&format!("{file}:6:7: imap.tls:")), "{text}");
+    assert!(text.contains(&format!("{file}:8:12: imap.password:")), "{text}");
+    assert!(text.contains(&format!("{file}:9:9: imap.after:")), "{text}");
+    assert!(!text.contains("s3cret-value"), "a secret was printed: {text}");
+
+    std::fs::write(&path, "[database]\nurl = \"sqlite://x.db\"\nmax_conections = 3\n").unwrap();
+    let text = stdout(&leadloop(&["check", "--config", path.to_str().unwrap()]));
+    assert!(text.contains(":3:1: max_conections: unknown field"), "{text}");
+}
+
+#[test]
+fn classify_json_prints_one_line_per_file_even_for_unreadable_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.eml");
+    std::fs::write(&garbage, b"\xff\xfe\x00\x00 not a message\r\n\r\n\x00").unwrap();
+    let missing = dir.path().join("missing.eml");
+    let inquiry = repo("config/demo/inbox/cur/1764230400.M1P100.demo:2,");
+    let out = leadloop(&[
+        "classify",
+        "--json",
+        "--config",
+        repo("config/leadloop.toml").to_str().unwrap(),
+        inquiry.to_str().unwrap(),
+        garbage.to_str().unwrap(),
+        missing.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for (line, file) in lines.iter().zip([&inquiry, &garbage, &missing]) {
+        assert_eq!(line["file"], file.display().to_string());
+        for key in ["kind", "lead", "fields", "channel", "bounce", "return_date", "reason", "evidence"] {
+            assert!(line.get(key).is_some(), "{key} missing in {line}");
+        }
+    }
+    assert_eq!(lines[0]["kind"], "inquiry");
+    assert_eq!(lines[0]["lead"]["email"], "maria.keller@brightfield-logistics.de");
+    assert_eq!(lines[0]["lead"]["name"], "Maria Keller");
+    assert_eq!(lines[2]["kind"], "ignored");
+    assert!(lines[2]["reason"].as_str().unwrap().contains("cannot read"));
+}
+
+#[tokio::test]
+async fn the_demo_runs_end_to_end() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_config(dir.path(), &db.url);
+    let config = config.to_str().unwrap();
+
+    let out = leadloop(&["run", "--once", "--config", config]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).starts_with("6 messages read, 6 recorded"), "{}", stdout(&out));
+
+    let out = leadloop(&["leads", "list", "--json", "--config", config]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let leads: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut got: Vec<(String, String)> = leads
+        .iter()
+        .map(|l| (l["email"].as_str().unwrap().to_owned(), l["channel"].as_str().unwrap().to_owned()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("maria.keller@brightfield-logistics.de".to_owned(), "direct".to_owned()),
+            ("priya.nair@quantaworks.io".to_owned(), "direct".to_owned()),
+            ("sam.ortiz@helio-energy.com".to_owned(), "webinar".to_owned()),
+            ("tom.baker@northwind-retail.co.uk".to_owned(), "linkedin".to_owned()),
+        ]
+    );
+    for l in &leads {
+        for key in ["email", "name", "channel", "status", "created_at"] {
+            assert!(l.get(key).is_some(), "{key} missing in {l}");
+        }
+    }
+
+    // Running again records nothing twice.
+    let out = leadloop(&["run", "--once", "--config", config]);
+    assert!(stdout(&out).starts_with("6 messages read, 0 recorded, 6 already recorded"), "{}", stdout(&out));
+
+    let out = leadloop(&["leads", "show", "priya.nair@quantaworks.io", "--config", config]);
+    let text = stdout(&out);
+    assert!(text.contains("owner    jonas@company.com"), "{text}");
+    assert!(text.contains("forward"), "{text}");
+    let out = leadloop(&["leads", "show", "nobody@example.com", "--config", config]);
+    assert_eq!(out.status.code(), Some(1));
+}
