@@ -1,5 +1,11 @@
-//! Integration tests: one binary (one link step), one module per part.
+//! Integration tests against real servers: a private Dovecot, SQLite files and, when
+//! `LEADLOOP_TEST_DATABASE_URL` names one, PostgreSQL. One test binary, one module per part,
+//! so the fixture and helpers are compiled and linked once.
+
+#[path = "../../src/bin/leadloop-bench/dovecot.rs"]
+mod dovecot;
 
 mod cli;
+mod dovecot_fixture;
 mod store;
 mod support;

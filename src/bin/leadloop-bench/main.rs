@@ -1,1 +1,2 @@
+mod dovecot;
 fn main() {}
