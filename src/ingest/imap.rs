@@ -337,26 +337,20 @@ impl ImapSource {
             }
             info!(new = sizes.len(), from_uid = start, "fetching new mail");
 
-            // Fetch batch n+1 while batch n is classified and recorded.
+            // Fetch batch n+1 while batch n is classified and recorded. Both halves run in this
+            // task, so cancelling or dropping the sync stops both at once.
             let (tx, mut rx) = mpsc::channel::<(u32, Vec<RawMessage>)>(1);
-            let pipeline = self.pipeline.clone();
-            let writer = tokio::spawn(
-                async move {
-                    let mut report = IngestReport::default();
-                    let mut committed = None;
-                    while let Some((last_uid, batch)) = rx.recv().await {
-                        report.merge(pipeline.record(uidvalidity, Some(last_uid), batch).await?);
-                        committed = Some(last_uid);
-                    }
-                    Ok::<_, IngestError>((report, committed))
+            let pipeline = &self.pipeline;
+            let write = async move {
+                let mut report = IngestReport::default();
+                let mut committed = None;
+                while let Some((last_uid, batch)) = rx.recv().await {
+                    report.merge(pipeline.record(uidvalidity, Some(last_uid), batch).await?);
+                    committed = Some(last_uid);
                 }
-                .in_current_span(),
-            );
-
-            let fetched = self.fetch_batches(session, &sizes, tx, cancel).await;
-            let written = writer
-                .await
-                .map_err(|e| IngestError::Task(e.to_string()))?;
+                Ok::<_, IngestError>((report, committed))
+            };
+            let (fetched, written) = tokio::join!(self.fetch_batches(session, &sizes, tx, cancel), write);
             fetched?;
             let (report, committed) = written?;
             if let Some(last) = committed {
@@ -477,11 +471,16 @@ impl ImapSource {
             AfterProcessing::Move(folder) => {
                 // Everything up to the cursor is recorded, so moving 1:last also catches messages
                 // left behind by a crash between the commit and the move.
-                timed(
-                    "UID MOVE",
-                    session.uid_mv(format!("1:{last}"), quote(folder)),
-                )
-                .await?;
+                let set = format!("1:{last}");
+                if let Err(first) = timed("UID MOVE", session.uid_mv(&set, folder)).await {
+                    // The folder may not exist yet ([TRYCREATE]): create it once and retry; if
+                    // that fails too, the first error is the one worth reporting.
+                    debug!(error = %first, folder = %folder, "UID MOVE failed; creating the folder");
+                    let _ = timed("CREATE", session.create(folder)).await;
+                    timed("UID MOVE", session.uid_mv(&set, folder))
+                        .await
+                        .map_err(|_| first)?;
+                }
             }
         }
         Ok(())
@@ -601,10 +600,6 @@ fn uid_set(uids: &[u32]) -> String {
     s
 }
 
-fn quote(folder: &str) -> String {
-    format!("\"{}\"", folder.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
 fn jitter(d: Duration) -> Duration {
     // Up to 25% either way, so many daemons restarting together do not reconnect in lockstep.
     let factor = rand::rng().random_range(0.75..1.25);
@@ -632,10 +627,5 @@ mod tests {
         assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
         assert_eq!(uid_set(&[42]), "42");
         assert_eq!(uid_set(&[]), "");
-    }
-
-    #[test]
-    fn folder_names_are_quoted() {
-        assert_eq!(quote("Done \"x\""), "\"Done \\\"x\\\"\"");
     }
 }

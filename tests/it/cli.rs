@@ -26,7 +26,13 @@ fn demo_config(dir: &Path, db_url: &str) -> PathBuf {
     let text = std::fs::read_to_string(repo("config/leadloop.toml"))
         .unwrap()
         .replace("sqlite://../var/leadloop.db?mode=rwc", db_url)
-        .replace("path = \"demo/inbox\"", &format!("path = {:?}", repo("config/demo/inbox").display().to_string()));
+        .replace(
+            "path = \"demo/inbox\"",
+            &format!(
+                "path = {:?}",
+                repo("config/demo/inbox").display().to_string()
+            ),
+        );
     let path = dir.join("leadloop.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -34,15 +40,31 @@ fn demo_config(dir: &Path, db_url: &str) -> PathBuf {
 
 #[test]
 fn shipped_configurations_pass_check() {
-    let out = leadloop(&["check", "--config", repo("config/leadloop.toml").to_str().unwrap()]);
-    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    let out = leadloop(&[
+        "check",
+        "--config",
+        repo("config/leadloop.toml").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The production example names a systemd credential that does not exist here: check must
     // say exactly that and nothing else.
-    let out = leadloop(&["check", "--config", repo("config/production.example.toml").to_str().unwrap()]);
+    let out = leadloop(&[
+        "check",
+        "--config",
+        repo("config/production.example.toml").to_str().unwrap(),
+    ]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(text.contains("imap.password") && text.contains("CREDENTIALS_DIRECTORY"), "{text}");
+    assert!(
+        text.contains("imap.password") && text.contains("CREDENTIALS_DIRECTORY"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -59,13 +81,26 @@ fn check_reports_every_problem_with_file_line_and_key() {
     let text = stdout(&out);
     let file = path.display().to_string();
     assert!(text.contains(&format!("{file}:6:7: imap.tls:")), "{text}");
-    assert!(text.contains(&format!("{file}:8:12: imap.password:")), "{text}");
+    assert!(
+        text.contains(&format!("{file}:8:12: imap.password:")),
+        "{text}"
+    );
     assert!(text.contains(&format!("{file}:9:9: imap.after:")), "{text}");
-    assert!(!text.contains("s3cret-value"), "a secret was printed: {text}");
+    assert!(
+        !text.contains("s3cret-value"),
+        "a secret was printed: {text}"
+    );
 
-    std::fs::write(&path, "[database]\nurl = \"sqlite://x.db\"\nmax_conections = 3\n").unwrap();
+    std::fs::write(
+        &path,
+        "[database]\nurl = \"sqlite://x.db\"\nmax_conections = 3\n",
+    )
+    .unwrap();
     let text = stdout(&leadloop(&["check", "--config", path.to_str().unwrap()]));
-    assert!(text.contains(":3:1: max_conections: unknown field"), "{text}");
+    assert!(
+        text.contains(":3:1: max_conections: unknown field"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -92,12 +127,24 @@ fn classify_json_prints_one_line_per_file_even_for_unreadable_input() {
     assert_eq!(lines.len(), 3);
     for (line, file) in lines.iter().zip([&inquiry, &garbage, &missing]) {
         assert_eq!(line["file"], file.display().to_string());
-        for key in ["kind", "lead", "fields", "channel", "bounce", "return_date", "reason", "evidence"] {
+        for key in [
+            "kind",
+            "lead",
+            "fields",
+            "channel",
+            "bounce",
+            "return_date",
+            "reason",
+            "evidence",
+        ] {
             assert!(line.get(key).is_some(), "{key} missing in {line}");
         }
     }
     assert_eq!(lines[0]["kind"], "inquiry");
-    assert_eq!(lines[0]["lead"]["email"], "maria.keller@brightfield-logistics.de");
+    assert_eq!(
+        lines[0]["lead"]["email"],
+        "maria.keller@brightfield-logistics.de"
+    );
     assert_eq!(lines[0]["lead"]["name"], "Maria Keller");
     assert_eq!(lines[2]["kind"], "ignored");
     assert!(lines[2]["reason"].as_str().unwrap().contains("cannot read"));
@@ -111,24 +158,53 @@ async fn the_demo_runs_end_to_end() {
     let config = config.to_str().unwrap();
 
     let out = leadloop(&["run", "--once", "--config", config]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout(&out).starts_with("6 messages read, 6 recorded"), "{}", stdout(&out));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).starts_with("6 messages read, 6 recorded"),
+        "{}",
+        stdout(&out)
+    );
 
     let out = leadloop(&["leads", "list", "--json", "--config", config]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let leads: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let leads: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let mut got: Vec<(String, String)> = leads
         .iter()
-        .map(|l| (l["email"].as_str().unwrap().to_owned(), l["channel"].as_str().unwrap().to_owned()))
+        .map(|l| {
+            (
+                l["email"].as_str().unwrap().to_owned(),
+                l["channel"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     got.sort();
     assert_eq!(
         got,
         [
-            ("maria.keller@brightfield-logistics.de".to_owned(), "direct".to_owned()),
+            (
+                "maria.keller@brightfield-logistics.de".to_owned(),
+                "direct".to_owned()
+            ),
             ("priya.nair@quantaworks.io".to_owned(), "direct".to_owned()),
-            ("sam.ortiz@helio-energy.com".to_owned(), "webinar".to_owned()),
-            ("tom.baker@northwind-retail.co.uk".to_owned(), "linkedin".to_owned()),
+            (
+                "sam.ortiz@helio-energy.com".to_owned(),
+                "webinar".to_owned()
+            ),
+            (
+                "tom.baker@northwind-retail.co.uk".to_owned(),
+                "linkedin".to_owned()
+            ),
         ]
     );
     for l in &leads {
@@ -139,9 +215,19 @@ async fn the_demo_runs_end_to_end() {
 
     // Running again records nothing twice.
     let out = leadloop(&["run", "--once", "--config", config]);
-    assert!(stdout(&out).starts_with("6 messages read, 0 recorded, 6 already recorded"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("6 messages read, 0 recorded, 6 already recorded"),
+        "{}",
+        stdout(&out)
+    );
 
-    let out = leadloop(&["leads", "show", "priya.nair@quantaworks.io", "--config", config]);
+    let out = leadloop(&[
+        "leads",
+        "show",
+        "priya.nair@quantaworks.io",
+        "--config",
+        config,
+    ]);
     let text = stdout(&out);
     assert!(text.contains("owner    jonas@company.com"), "{text}");
     assert!(text.contains("forward"), "{text}");

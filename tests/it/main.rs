@@ -7,5 +7,6 @@ mod dovecot;
 
 mod cli;
 mod dovecot_fixture;
+mod ingest_imap;
 mod store;
 mod support;

@@ -1,0 +1,412 @@
+//! Ingest against a real Dovecot: TLS, STARTTLS and plain loopback, the cursor across restarts,
+//! UIDVALIDITY changes, server restarts, oversize messages, crashes mid-batch, and what happens
+//! to processed mail.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use leadloop::config::Config;
+use leadloop::daemon::Source;
+use leadloop::store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::dovecot::Dovecot;
+use crate::support::{TestDb, test_db};
+
+/// An inquiry from a distinct person.
+pub fn inquiry(n: u32) -> Vec<u8> {
+    format!(
+        "From: Person {n} <person{n}@example.org>\r\n\
+         To: leads@company.com\r\n\
+         Subject: Question number {n}\r\n\
+         Message-ID: <inquiry-{n}@example.org>\r\n\
+         Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         Hello, could you send me a quote for {n} seats?\r\n\
+         \r\n\
+         Person {n}\r\n"
+    )
+    .into_bytes()
+}
+
+fn newsletter(n: u32) -> Vec<u8> {
+    format!(
+        "From: Weekly <news@newsletter.example>\r\n\
+         To: leads@company.com\r\n\
+         Subject: Issue {n}\r\n\
+         Message-ID: <issue-{n}@newsletter.example>\r\n\
+         List-Id: Weekly <weekly.newsletter.example>\r\n\
+         Precedence: bulk\r\n\
+         Date: Fri, 27 Nov 2026 10:00:00 +0000\r\n\
+         \r\n\
+         This week's news.\r\n"
+    )
+    .into_bytes()
+}
+
+/// Everything a test needs: the server, a database, and a configuration for them.
+pub struct Setup {
+    pub dovecot: Dovecot,
+    pub db: TestDb,
+    _dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+}
+
+impl Setup {
+    pub async fn new(tls: &str, extra: &str) -> Setup {
+        let dovecot = tokio::task::spawn_blocking(Dovecot::start)
+            .await
+            .unwrap()
+            .expect("starting Dovecot");
+        let db = test_db().await;
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = write_config(dir.path(), &dovecot, &db.url, tls, extra);
+        Setup {
+            dovecot,
+            db,
+            _dir: dir,
+            config_path,
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::load(&self.config_path).expect("test configuration is valid")
+    }
+
+    pub async fn source(&self) -> (Source, Store) {
+        let store = Store::connect(&self.db.url, 4).await.unwrap();
+        (Source::new(&self.config(), store.clone()).unwrap(), store)
+    }
+
+    pub fn mailbox(&self) -> String {
+        let c = self.config();
+        match &c.source {
+            leadloop::config::SourceConfig::Imap(i) => leadloop::ingest::imap_mailbox_name(i),
+            leadloop::config::SourceConfig::Maildir(_) => unreachable!(),
+        }
+    }
+
+    pub fn append(&self, raw: &[u8]) -> u32 {
+        self.dovecot.append("INBOX", raw).expect("APPEND")
+    }
+}
+
+pub fn write_config(dir: &Path, dc: &Dovecot, db_url: &str, tls: &str, extra: &str) -> PathBuf {
+    let password_file = dir.join("imap-password");
+    std::fs::write(&password_file, format!("{}\n", dc.password())).unwrap();
+    let port = if tls == "implicit" {
+        dc.tls_port()
+    } else {
+        dc.plain_port()
+    };
+    let text = format!(
+        r#"
+[database]
+url = "{db_url}"
+
+[imap]
+host = "{host}"
+port = {port}
+tls = "{tls}"
+ca_file = "{ca}"
+user = "{user}"
+password_file = "{pw}"
+poll_interval = "1s"
+{extra}
+
+[identity]
+addresses = ["leads@company.com"]
+domains = ["company.com"]
+"#,
+        host = dc.host(),
+        ca = dc.ca_pem_path().display(),
+        user = dc.user(),
+        pw = password_file.display(),
+    );
+    let path = dir.join("leadloop.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn ingest_over(tls: &str) {
+    let s = Setup::new(tls, "").await;
+    s.append(&inquiry(1));
+    s.append(&newsletter(1));
+    s.append(&inquiry(2));
+    let (source, store) = s.source().await;
+    let cancel = CancellationToken::new();
+    let report = source.sync_once(&cancel).await.expect("first sync");
+    assert_eq!((report.fetched, report.recorded), (3, 3), "{tls}");
+
+    let inbound = store.inbound(&s.mailbox()).await.unwrap();
+    let kinds: Vec<_> = inbound.iter().map(|m| (m.uid, m.kind.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (Some(1), "inquiry"),
+            (Some(2), "ignored"),
+            (Some(3), "inquiry")
+        ]
+    );
+    assert!(
+        inbound[1]
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("List-Id")
+            || inbound[1].reason.is_some()
+    );
+    let lead = store
+        .lead(&"person2@example.org".parse().unwrap())
+        .await
+        .unwrap()
+        .expect("lead recorded");
+    assert_eq!(lead.name.as_deref(), Some("Person 2"));
+
+    // Only new mail is read on the next pass.
+    s.append(&inquiry(3));
+    let report = source.sync_once(&cancel).await.expect("second sync");
+    assert_eq!((report.fetched, report.recorded), (1, 1));
+    let report = source.sync_once(&cancel).await.expect("third sync");
+    assert_eq!(report.fetched, 0);
+    let cursor = store.mailbox_cursor(&s.mailbox()).await.unwrap().unwrap();
+    assert_eq!(cursor.last_uid, 4);
+}
+
+#[tokio::test]
+async fn ingests_over_implicit_tls() {
+    ingest_over("implicit").await;
+}
+
+#[tokio::test]
+async fn ingests_over_starttls() {
+    ingest_over("starttls").await;
+}
+
+#[tokio::test]
+async fn ingests_over_plain_loopback() {
+    ingest_over("none").await;
+}
+
+#[tokio::test]
+async fn a_certificate_from_an_unknown_ca_is_refused() {
+    let s = Setup::new("implicit", "").await;
+    // Same server, but trust only the public roots: the handshake must fail.
+    let text = std::fs::read_to_string(&s.config_path).unwrap();
+    let text = text
+        .lines()
+        .filter(|l| !l.starts_with("ca_file"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&s.config_path, text).unwrap();
+    let (source, store) = s.source().await;
+    let err = source
+        .sync_once(&CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").to_lowercase().contains("certificate"),
+        "{err:#}"
+    );
+    assert!(store.inbound(&s.mailbox()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_uidvalidity_change_rescans_without_duplicates() {
+    let s = Setup::new("implicit", "").await;
+    for n in 1..=3 {
+        s.append(&inquiry(n));
+    }
+    let (source, store) = s.source().await;
+    let cancel = CancellationToken::new();
+    source.sync_once(&cancel).await.unwrap();
+    let before = s.dovecot.uid_validity("INBOX").unwrap();
+    let after = s.dovecot.change_uid_validity("INBOX").unwrap();
+    assert_ne!(before, after);
+    s.append(&inquiry(4));
+    let report = source.sync_once(&cancel).await.unwrap();
+    assert_eq!(
+        report.fetched, 4,
+        "everything is read again under the new UIDVALIDITY"
+    );
+    assert_eq!((report.recorded, report.duplicates), (1, 3));
+    let cursor = store.mailbox_cursor(&s.mailbox()).await.unwrap().unwrap();
+    assert_eq!((cursor.uidvalidity, cursor.last_uid), (after, 4));
+    assert_eq!(store.inbound(&s.mailbox()).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn oversize_messages_are_recorded_as_ignored_without_being_fetched() {
+    let s = Setup::new("implicit", "max_message_bytes = 4096").await;
+    let mut big = inquiry(1);
+    big.extend(
+        std::iter::repeat_n(
+            b"All work and no play makes a big message.\r\n".as_slice(),
+            400,
+        )
+        .flatten(),
+    );
+    s.append(&big);
+    s.append(&inquiry(2));
+    let (source, store) = s.source().await;
+    let report = source.sync_once(&CancellationToken::new()).await.unwrap();
+    assert_eq!((report.recorded, report.oversize), (2, 1));
+    let inbound = store.inbound(&s.mailbox()).await.unwrap();
+    assert_eq!(inbound[0].kind, "ignored");
+    assert!(
+        inbound[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("max_message_bytes"),
+        "{:?}",
+        inbound[0].reason
+    );
+    assert_eq!(
+        inbound[0].dedupe_key, "mid:inquiry-1@example.org",
+        "the header was still read"
+    );
+    assert!(
+        store
+            .lead(&"person1@example.org".parse().unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(inbound[1].kind, "inquiry");
+}
+
+#[tokio::test]
+async fn processed_mail_is_flagged_or_moved() {
+    let s = Setup::new("implicit", "after = \"flag\"").await;
+    s.append(&inquiry(1));
+    let (source, _store) = s.source().await;
+    source.sync_once(&CancellationToken::new()).await.unwrap();
+    let cur = s.dovecot.maildir_path(s.dovecot.user()).join("cur");
+    let names: Vec<String> = std::fs::read_dir(&cur)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| n.ends_with(",S")), "{names:?}");
+
+    let s = Setup::new("implicit", "after = \"move:Processed\"").await;
+    s.append(&inquiry(1));
+    s.append(&inquiry(2));
+    let (source, store) = s.source().await;
+    source.sync_once(&CancellationToken::new()).await.unwrap();
+    s.append(&inquiry(3));
+    source.sync_once(&CancellationToken::new()).await.unwrap();
+    let maildir = s.dovecot.maildir_path(s.dovecot.user());
+    let count = |p: PathBuf| std::fs::read_dir(p).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(
+        count(maildir.join("cur")) + count(maildir.join("new")),
+        0,
+        "INBOX is empty"
+    );
+    assert_eq!(
+        count(maildir.join(".Processed/cur")) + count(maildir.join(".Processed/new")),
+        3
+    );
+    assert_eq!(store.inbound(&s.mailbox()).await.unwrap().len(), 3);
+}
+
+async fn wait_for(store: &Store, mailbox: &str, n: usize) {
+    for _ in 0..300 {
+        if store.inbound(mailbox).await.unwrap().len() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{n} messages were not recorded in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_reconnects_after_a_server_restart() {
+    let mut s = Setup::new("implicit", "").await;
+    s.append(&inquiry(1));
+    let (source, store) = s.source().await;
+    let source = Arc::new(source);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn({
+        let source = Arc::clone(&source);
+        let cancel = cancel.clone();
+        async move { source.run(cancel).await }
+    });
+    wait_for(&store, &s.mailbox(), 1).await;
+    // IDLE wakes the daemon as soon as mail arrives.
+    s.append(&inquiry(2));
+    wait_for(&store, &s.mailbox(), 2).await;
+
+    tokio::task::block_in_place(|| s.dovecot.restart()).unwrap();
+    s.append(&inquiry(3));
+    wait_for(&store, &s.mailbox(), 3).await;
+
+    cancel.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the daemon stops promptly when cancelled")
+        .unwrap();
+    assert_eq!(report.recorded, 3);
+    let uids: Vec<_> = store
+        .inbound(&s.mailbox())
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(uids, [Some(1), Some(2), Some(3)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_dropped_mid_batch_loses_and_repeats_nothing() {
+    let s = Setup::new("implicit", "batch_size = 10").await;
+    let total = 400;
+    s.dovecot.load_maildir((1..=total).map(inquiry)).unwrap();
+    let (source, store) = s.source().await;
+    let source = Arc::new(source);
+    let task = tokio::spawn({
+        let source = Arc::clone(&source);
+        async move { source.sync_once(&CancellationToken::new()).await }
+    });
+    // Abort as soon as something is recorded: a batch is in flight at that moment.
+    let mailbox = s.mailbox();
+    loop {
+        let n = store.inbound(&mailbox).await.unwrap().len();
+        if n > 0 || task.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    let partial = store.inbound(&mailbox).await.unwrap().len();
+    assert!(
+        partial < total as usize,
+        "the abort came too late to test anything ({partial})"
+    );
+    let cursor = store
+        .mailbox_cursor(&mailbox)
+        .await
+        .unwrap()
+        .map_or(0, |c| c.last_uid);
+    assert!(
+        cursor as usize <= partial,
+        "cursor {cursor} ahead of {partial} recorded messages"
+    );
+
+    let report = source.sync_once(&CancellationToken::new()).await.unwrap();
+    assert_eq!(
+        report.duplicates, 0,
+        "nothing below the cursor is read again"
+    );
+    let inbound = store.inbound(&mailbox).await.unwrap();
+    let uids: Vec<_> = inbound.iter().filter_map(|m| m.uid).collect();
+    assert_eq!(
+        uids,
+        (1..=i64::from(total)).collect::<Vec<_>>(),
+        "every message exactly once"
+    );
+}
