@@ -6,6 +6,7 @@
 mod dovecot;
 
 mod cli;
+mod daemon;
 mod dovecot_fixture;
 mod ingest_imap;
 mod store;
