@@ -9,5 +9,6 @@ mod cli;
 mod daemon;
 mod dovecot_fixture;
 mod ingest_imap;
+mod ingest_maildir;
 mod store;
 mod support;
