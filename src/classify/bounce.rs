@@ -272,7 +272,13 @@ pub fn nonstandard(
         recipient,
         permanent,
         status,
-        original_id: original_message_id(msg, 0),
+        original_id: original_message_id(msg, 0).or_else(|| {
+            // qmail and friends paste the original headers into the text.
+            MSGID_LINE
+                .captures(clip(body, 64 * 1024))
+                .and_then(|c| c.get(1))
+                .map(|m| m.as_str().to_owned())
+        }),
         evidence,
     })
 }

@@ -81,10 +81,10 @@ fn all_dates(text: &str, sent: Option<NaiveDate>) -> Vec<(usize, NaiveDate)> {
     let mut out = Vec::new();
     for c in ISO.captures_iter(text).take(50) {
         let y = num(c.get(1)).and_then(|y| i32::try_from(y).ok());
-        if let (Some(m), Some(d), Some(pos)) = (num(c.get(2)), num(c.get(3)), c.get(0)) {
-            if let Some(date) = build(y, m, d, sent) {
-                out.push((pos.start(), date));
-            }
+        if let (Some(m), Some(d), Some(pos)) = (num(c.get(2)), num(c.get(3)), c.get(0))
+            && let Some(date) = build(y, m, d, sent)
+        {
+            out.push((pos.start(), date));
         }
     }
     for c in NUMERIC.captures_iter(text).take(50) {

@@ -743,6 +743,16 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
         c.evidence.push("header X-Leadloop-Origin".into());
         return ignore(c, "sent by us (X-Leadloop-Origin)");
     }
+    let own_form = from_addr
+        .filter(|f| ctx.is_own(f) && forms::is_system_sender(f))
+        .and_then(|_| detect_form(msg, ctx, from.as_ref(), &subject, &body));
+    if let Some(hit) = own_form {
+        // Our own website's form mailer (`wordpress@company.com`) sends from our domain, but
+        // the submitter is a lead.
+        c.evidence
+            .push("system sender at our own domain sent a form notification".into());
+        return apply_form(msg, ctx, from.as_ref(), &body, hit, &recipients, c);
+    }
     if let Some(f) = from_addr.filter(|f| ctx.is_own(f)) {
         return ignore(c, format!("sent by us ({f})"));
     }
