@@ -226,10 +226,12 @@ pub fn nonstandard(
     is_own: &dyn Fn(&EmailAddress) -> bool,
 ) -> Option<Found> {
     let mut evidence = Vec::new();
+    let mut from_daemon = false;
     if let Some(f) = from {
         let local = f.local_part();
         if local == "mailer-daemon" || local == "postmaster" {
             evidence.push(format!("From {f}"));
+            from_daemon = true;
         }
     }
     if BOUNCE_SUBJECT.is_match(clip(subject, 500)) {
@@ -268,17 +270,30 @@ pub fn nonstandard(
     if let Some(s) = &status {
         evidence.push(format!("status {s} in the text"));
     }
+    let original_id = original_message_id(msg, 0).or_else(|| {
+        // qmail and friends paste the original headers into the text.
+        MSGID_LINE
+            .captures(clip(body, 64 * 1024))
+            .and_then(|c| c.get(1))
+            .map(|m| m.as_str().to_owned())
+    });
+    if !from_daemon {
+        // A subject alone is weak ("Undeliverable parcels: need a tool" is an inquiry): ask
+        // for a second sign that a mail server wrote this.
+        let null_sender = parse::header(msg, "Return-Path")
+            .is_some_and(|r| matches!(r.trim(), "" | "<>"));
+        let machine = parse::has_header(msg, "X-Failed-Recipients")
+            || parse::has_header(msg, "Auto-Submitted")
+            || null_sender;
+        if !machine && !(status.is_some() && recipient.is_some()) && original_id.is_none() {
+            return None;
+        }
+    }
     Some(Found {
         recipient,
         permanent,
         status,
-        original_id: original_message_id(msg, 0).or_else(|| {
-            // qmail and friends paste the original headers into the text.
-            MSGID_LINE
-                .captures(clip(body, 64 * 1024))
-                .and_then(|c| c.get(1))
-                .map(|m| m.as_str().to_owned())
-        }),
+        original_id,
         evidence,
     })
 }

@@ -17,6 +17,9 @@ pub struct Original {
     pub sender: Option<Named>,
     pub subject: Option<String>,
     pub message_id: Option<String>,
+    /// The attached message's Reply-To and text, for forwarded form notifications.
+    pub reply_to: Option<Named>,
+    pub body: Option<String>,
     pub evidence: String,
 }
 
@@ -37,6 +40,8 @@ fn attached(msg: &Message<'_>, depth: usize) -> Option<Original> {
                 sender,
                 subject: parse::subject(inner),
                 message_id: parse::message_ids(inner, "Message-ID").into_iter().next(),
+                reply_to: parse::first_address(inner, "Reply-To"),
+                body: Some(parse::body_text(inner)),
                 evidence: if depth == 0 {
                     "attached message/rfc822".into()
                 } else {
@@ -106,7 +111,9 @@ fn inline(body: &str, subject: &str) -> Option<Original> {
         let mut sender = None;
         let mut orig_subject = None;
         let mut seen_header = false;
-        for l in lines.iter().skip(start).take(20) {
+        let mut end = start;
+        for (k, l) in lines.iter().enumerate().skip(start).take(20) {
+            end = k + 1;
             let l = clip(l.trim(), 1000);
             if l.is_empty() || l == ">" {
                 if seen_header {
@@ -142,10 +149,19 @@ fn inline(body: &str, subject: &str) -> Option<Original> {
         } else {
             "inline Outlook-style forwarded header block".to_owned()
         };
+        let rest = lines
+            .get(end..)
+            .unwrap_or_default()
+            .iter()
+            .map(|l| l.trim_start_matches(['>', ' ']))
+            .collect::<Vec<_>>()
+            .join("\n");
         return Some(Original {
             sender,
             subject: orig_subject,
             message_id: None,
+            reply_to: None,
+            body: Some(rest),
             evidence,
         });
     }

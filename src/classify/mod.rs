@@ -641,6 +641,37 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
         c.kind = MessageKind::Forward;
         c.evidence.push(format!("original sender {}", sender.email));
         c.lead = Some(person(&sender));
+        let mut utm = None;
+        if forms::is_system_sender(&sender.email) {
+            // A colleague forwarded a form notification: the lead is its submitter.
+            let text = orig.body.as_deref().unwrap_or(&body);
+            let fields = forms::extract_fields(text);
+            let acceptable = |a: &EmailAddress| !ctx.is_own(a) && !forms::is_system_sender(a);
+            let rt = orig.reply_to.as_ref().filter(|r| acceptable(&r.email));
+            let email = rt
+                .map(|r| r.email.clone())
+                .or_else(|| forms::email_field(&fields, None).filter(|a| acceptable(a)));
+            let Some(email) = email else {
+                return ignore(
+                    c,
+                    format!(
+                        "forwarded mail from automated sender {} without a submitter address",
+                        sender.email
+                    ),
+                );
+            };
+            c.evidence
+                .push(format!("forwarded form notification, submitter {email}"));
+            let sub = forms::submitter(&fields, &forms::Labels::default());
+            utm = forms::utm_source(&fields, text);
+            c.lead = Some(Person {
+                email,
+                name: sub.name.or_else(|| rt.and_then(|r| r.name.clone())),
+                company: sub.company,
+                phone: sub.phone,
+            });
+            c.fields = forms::to_map(&fields);
+        }
         c.owner = from_addr.cloned();
         c.subject = orig
             .subject
@@ -655,7 +686,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
             ctx.rules,
             &channel::Signals {
                 recipients: &recipients,
-                utm_source: None,
+                utm_source: utm.as_deref(),
                 form: None,
             },
         );
@@ -778,7 +809,16 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     }
     c.kind = MessageKind::Inquiry;
     c.evidence.push(format!("inquiry from {}", f.email));
-    c.lead = Some(person(&f));
+    let mut lead = person(&f);
+    // Company and phone only when the writer states them as fields; a free-mail domain says
+    // nothing about the company.
+    let sub = forms::submitter(
+        &forms::extract_fields(&parse::new_text(&body)),
+        &forms::Labels::default(),
+    );
+    lead.company = sub.company;
+    lead.phone = sub.phone;
+    c.lead = Some(lead);
     let (channel, ev) = channel::attribute(
         ctx.rules,
         &channel::Signals {
