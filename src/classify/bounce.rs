@@ -280,12 +280,13 @@ pub fn nonstandard(
     if !from_daemon {
         // A subject alone is weak ("Undeliverable parcels: need a tool" is an inquiry): ask
         // for a second sign that a mail server wrote this.
-        let null_sender = parse::header(msg, "Return-Path")
-            .is_some_and(|r| matches!(r.trim(), "" | "<>"));
+        let null_sender =
+            parse::header(msg, "Return-Path").is_some_and(|r| matches!(r.trim(), "" | "<>"));
         let machine = parse::has_header(msg, "X-Failed-Recipients")
             || parse::has_header(msg, "Auto-Submitted")
             || null_sender;
-        if !machine && !(status.is_some() && recipient.is_some()) && original_id.is_none() {
+        let stated = status.is_some() && recipient.is_some();
+        if !(machine || stated || original_id.is_some()) {
             return None;
         }
     }

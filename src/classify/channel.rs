@@ -89,3 +89,82 @@ pub fn attribute(rules: &Rules, s: &Signals<'_>) -> (String, String) {
     }
     ("direct".into(), "channel direct (no rule matched)".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::ChannelRule;
+
+    fn a(s: &str) -> EmailAddress {
+        EmailAddress::parse(s).unwrap()
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            own_addresses: vec![a("leads@company.com")],
+            own_domains: vec!["company.com".into()],
+            channels: vec![
+                ChannelRule {
+                    name: "events".into(),
+                    recipients: vec![a("leads+expo@company.com")],
+                    ..ChannelRule::default()
+                },
+                ChannelRule {
+                    name: "webinar".into(),
+                    plus_tags: vec!["Webinar".into()],
+                    forms: vec!["webinar-signup".into()],
+                    ..ChannelRule::default()
+                },
+                ChannelRule {
+                    name: "linkedin".into(),
+                    utm_sources: vec!["linkedin".into()],
+                    ..ChannelRule::default()
+                },
+            ],
+            ..Rules::default()
+        }
+    }
+
+    fn attr(recipients: &[&str], utm: Option<&str>, form: Option<&str>) -> String {
+        let r: Vec<EmailAddress> = recipients.iter().map(|s| a(s)).collect();
+        let s = Signals {
+            recipients: &r,
+            utm_source: utm,
+            form,
+        };
+        attribute(&rules(), &s).0
+    }
+
+    #[test]
+    fn rules_in_order_then_raw_values() {
+        assert_eq!(attr(&["leads+expo@company.com"], None, None), "events");
+        assert_eq!(
+            attr(&["leads+webinar@company.com"], Some("linkedin"), None),
+            "webinar"
+        );
+        assert_eq!(
+            attr(&["leads@company.com"], Some("LinkedIn"), None),
+            "linkedin"
+        );
+        assert_eq!(
+            attr(&["leads@company.com"], None, Some("webinar-signup")),
+            "webinar"
+        );
+        assert_eq!(attr(&["leads@company.com"], Some("Google"), None), "google");
+        assert_eq!(attr(&["leads+fair@company.com"], None, None), "fair");
+        assert_eq!(attr(&["leads+reply-abc@company.com"], None, None), "direct");
+        assert_eq!(attr(&["someone+tag@other.example"], None, None), "direct");
+    }
+
+    #[test]
+    fn tagged_recipient_wins_over_untagged_alias() {
+        assert_eq!(
+            attr(
+                &["leads@company.com", "leads+webinar@company.com"],
+                None,
+                None
+            ),
+            "webinar"
+        );
+    }
+}

@@ -29,7 +29,9 @@ fn attached(msg: &Message<'_>, depth: usize) -> Option<Original> {
     if depth >= MAX_NESTING {
         return None;
     }
-    for part in msg.parts.iter().skip(1).take(64) {
+    // The root part is included: a message whose whole body is `message/rfc822` is a forward
+    // too (some clients send it that way).
+    for part in msg.parts.iter().take(64) {
         if let PartType::Message(inner) = &part.body {
             let deeper = attached(inner, depth + 1);
             if deeper.as_ref().is_some_and(|o| o.sender.is_some()) {

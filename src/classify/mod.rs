@@ -295,13 +295,13 @@ fn recipients(msg: &Message<'_>) -> Vec<EmailAddress> {
 
 static UNSUB_INTENT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)\bunsubscribe\b|\bremove me\b|\bstop (?:e-?mailing|sending|contacting)\b|\btake me off\b|\bopt(?:[- ])?out\b|\babmelden\b|\bkeine (?:weiteren )?(?:e-?mails|nachrichten)\b|d[ée]sinscri|d[ée]sabonner|darse de baja|\bdarme de baja\b",
+        r"(?i)\bunsubscribe\b|\bremove me\b|\bstop (?:e-?mailing|sending|contacting)\b|\btake me off\b|\babmelden\b|\bkeine (?:weiteren )?(?:e-?mails|nachrichten)\b|d[ée]sinscri|d[ée]sabonner|darse de baja|\bdarme de baja\b",
     )
     .expect("static regex")
 });
 static UNSUB_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^\s*(?:re:\s*)?(?:unsubscribe|abmelden|d[ée]sinscription|d[ée]sabonner|baja)\b",
+        r"(?i)^\s*(?:re:\s*)?(?:unsubscribe|abmelden|d[ée]sinscription|d[ée]sabonner|darse de baja|dar de baja)\b",
     )
     .expect("static regex")
 });
