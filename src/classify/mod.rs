@@ -169,18 +169,19 @@ pub fn classify(raw: &[u8], rules: &Rules) -> Classification {
 }
 
 /// Drops an mbox `From ` separator line, which is not a header and would hide the real ones.
+/// (`From : x`, with space before the colon, is obsolete header syntax and is kept.)
 fn strip_mbox_line(raw: &[u8]) -> &[u8] {
-    if raw.starts_with(b"From ") {
-        let end = raw
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(raw.len(), |i| i + 1);
-        let first = raw.get(..end).unwrap_or_default();
-        if !first.contains(&b':') || first.starts_with(b"From ") && !first.starts_with(b"From: ") {
-            return raw.get(end..).unwrap_or_default();
-        }
+    let Some(rest) = raw.strip_prefix(b"From ") else {
+        return raw;
+    };
+    if rest.trim_ascii_start().starts_with(b":") {
+        return raw;
     }
-    raw
+    let end = raw
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(raw.len(), |i| i + 1);
+    raw.get(end..).unwrap_or_default()
 }
 
 fn classify_raw(raw: &[u8], rules: &Rules) -> Classification {
@@ -195,6 +196,7 @@ fn classify_raw(raw: &[u8], rules: &Rules) -> Classification {
         return Classification::ignored("unparseable message (no headers)");
     }
     let ctx = Ctx::new(rules);
+    // Starts as `ignored` without a reason; `decide` always sets the kind and the reason.
     let mut c = Classification::ignored("");
     c.evidence.clear();
     c.reason = None;
@@ -829,4 +831,58 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     );
     c.channel = Some(channel);
     c.evidence.push(ev);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules {
+            own_addresses: vec![EmailAddress::parse("leads@company.com").unwrap()],
+            own_domains: vec!["company.com".into()],
+            ..Rules::default()
+        }
+    }
+
+    #[test]
+    fn our_message_ids() {
+        let r = rules();
+        let ctx = Ctx::new(&r);
+        assert!(ctx.is_our_message_id("leadloop.s1.abc@company.com"));
+        assert!(ctx.is_our_message_id("LeadLoop.x@COMPANY.com"));
+        assert!(!ctx.is_our_message_id("leadloop.s1@other.example"));
+        assert!(!ctx.is_our_message_id("other.s1@company.com"));
+        assert!(!ctx.is_our_message_id("leadloop"));
+        assert!(!ctx.is_our_message_id("ä@company.com"));
+    }
+
+    #[test]
+    fn mbox_separator_is_dropped_but_headers_are_kept() {
+        assert_eq!(
+            strip_mbox_line(b"From a@b Mon 10:00\nFrom: x\n"),
+            b"From: x\n"
+        );
+        assert_eq!(strip_mbox_line(b"From : x\n"), b"From : x\n");
+        assert_eq!(strip_mbox_line(b"Subject: x\n"), b"Subject: x\n");
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(
+            verdict("Unqualified: no budget\n\nOn Mon wrote:\n> x"),
+            Some(("unqualified".into(), Some("no budget".into())))
+        );
+        assert_eq!(
+            verdict("qualified - wants a demo."),
+            Some(("qualified".into(), Some("wants a demo".into())))
+        );
+        assert_eq!(verdict("Customer"), Some(("customer".into(), None)));
+        assert_eq!(
+            verdict("Not qualified, too small"),
+            Some(("unqualified".into(), Some("too small".into())))
+        );
+        assert_eq!(verdict("> qualified\nI'll call them"), None);
+        assert_eq!(verdict("They seem qualified to me"), None);
+    }
 }
