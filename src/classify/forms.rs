@@ -43,7 +43,9 @@ pub fn extract_fields(body: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut i = 0;
     while i < lines.len() && out.len() < MAX_FIELDS {
-        let line = lines[i];
+        let Some(&line) = lines.get(i) else {
+            break;
+        };
         i += 1;
         if line.len() > MAX_FIELD_LINE || line.starts_with('>') {
             continue;
@@ -66,7 +68,7 @@ pub fn extract_fields(body: &str) -> Vec<(String, String)> {
             // Value on the next non-empty line (many form mailers write it that way), unless
             // that line is itself a label.
             let mut j = i;
-            while j < lines.len() && j <= i + 1 && lines[j].is_empty() {
+            while j <= i + 1 && lines.get(j).is_some_and(|l| l.is_empty()) {
                 j += 1;
             }
             if let Some(next) = lines.get(j) {

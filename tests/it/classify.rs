@@ -269,3 +269,46 @@ fn bad_input_never_panics() {
         }
     }
 }
+
+/// Truncated and corrupted copies of every fixture: a cheap, deterministic stand-in for
+/// fuzzing that exercises the parsers on half-messages and flipped bytes.
+#[test]
+fn corrupted_fixtures_never_panic() {
+    let rules = rules();
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize
+    };
+    for entry in std::fs::read_dir(fixtures()).expect("fixtures dir") {
+        let path = entry.expect("dir entry").path();
+        if path.extension().is_none_or(|e| e != "eml") {
+            continue;
+        }
+        let raw = std::fs::read(&path).expect("fixture");
+        let mut variants: Vec<Vec<u8>> =
+            (1..8).map(|k| raw[..raw.len() * k / 8].to_vec()).collect();
+        for _ in 0..8 {
+            let mut v = raw.clone();
+            for _ in 0..16 {
+                let i = next() % v.len().max(1);
+                if let Some(b) = v.get_mut(i) {
+                    *b = (next() % 256) as u8;
+                }
+            }
+            variants.push(v);
+        }
+        for v in variants {
+            let c = classify(&v, &rules);
+            assert!(
+                c.reason
+                    .as_deref()
+                    .is_none_or(|r| !r.contains("internal error")),
+                "{}: a corrupted copy hit an internal error",
+                path.display()
+            );
+        }
+    }
+}
