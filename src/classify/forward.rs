@@ -77,7 +77,7 @@ static FWD_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 
 static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^[>\s]*\*?(from|von|de|da|van|date|sent|gesendet|datum|envoy[ée]|enviado|fecha|inviato|subject|betreff|objet|asunto|oggetto|to|an|[àa]|para|cc)\*?\s*:\s*(.*)$",
+        r"(?i)^[>\s]*\*?(from|von|de|da|van|date|sent|gesendet|datum|envoy[ée]|enviado(?: el)?|fecha|inviato|verzonden|subject|betreff|objet|asunto|oggetto|onderwerp|to|an|[àa]|aan|para|cc)\*?\s*:\s*(.*)$",
     )
     .expect("static regex")
 });
@@ -137,7 +137,7 @@ fn inline(body: &str, subject: &str) -> Option<Original> {
                 sender = parse::parse_name_addr(value);
             } else if matches!(
                 label.as_str(),
-                "subject" | "betreff" | "objet" | "asunto" | "oggetto"
+                "subject" | "betreff" | "objet" | "asunto" | "oggetto" | "onderwerp"
             ) && orig_subject.is_none()
             {
                 orig_subject = Some(clip(value, 2000).to_owned());
