@@ -16,6 +16,22 @@ use crate::domain::EmailAddress;
 const MAX_FIELD_LINE: usize = 1000;
 const MAX_FIELDS: usize = 200;
 
+/// WPForms' plain-text notifications head each field with `--- Label ---` and put the value
+/// on the following lines.
+static DASHED_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^-{2,}\s*(\p{L}[\p{L}\p{N} ._'/()&#?-]{0,59}?)\s*-{2,}$").expect("static regex")
+});
+
+fn label_of(line: &str) -> Option<(&str, &str)> {
+    if let Some(c) = DASHED_LABEL.captures(line) {
+        return Some((c.get(1)?.as_str().trim(), ""));
+    }
+    let c = LABEL_LINE.captures(line)?;
+    let label = c.get(1)?.as_str().trim();
+    let value = c.get(2).map_or("", |m| m.as_str());
+    Some((label, value))
+}
+
 static LABEL_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[*_\s]*(\p{L}[\p{L}\p{N} ._'/()&#?-]{0,59}?)[*_\s]*:[*_]*(?:\s+(.*)|\s*)$")
         .expect("static regex")
@@ -50,20 +66,13 @@ pub fn extract_fields(body: &str) -> Vec<(String, String)> {
         if line.len() > MAX_FIELD_LINE || line.starts_with('>') {
             continue;
         }
-        let Some(c) = LABEL_LINE.captures(line) else {
-            continue;
-        };
-        let Some(label) = c.get(1).map(|m| m.as_str().trim()) else {
+        let Some((label, value)) = label_of(line) else {
             continue;
         };
         if !plausible_label(label) {
             continue;
         }
-        let mut value = c
-            .get(2)
-            .map(|m| m.as_str().trim().trim_matches('*').trim())
-            .unwrap_or("")
-            .to_owned();
+        let mut value = value.trim().trim_matches('*').trim().to_owned();
         if value.is_empty() {
             // Value on the next non-empty line (many form mailers write it that way), unless
             // that line is itself a label.
@@ -72,10 +81,7 @@ pub fn extract_fields(body: &str) -> Vec<(String, String)> {
                 j += 1;
             }
             if let Some(next) = lines.get(j) {
-                let is_label = LABEL_LINE
-                    .captures(next)
-                    .and_then(|c| c.get(1))
-                    .is_some_and(|l| plausible_label(l.as_str()));
+                let is_label = label_of(next).is_some_and(|(l, _)| plausible_label(l));
                 if !next.is_empty() && !is_label && next.len() <= MAX_FIELD_LINE {
                     value = next.to_string();
                     i = j + 1;
@@ -337,6 +343,18 @@ mod tests {
                 ("Email".into(), "jane@example.com".into()),
                 ("Company".into(), "Acme Ltd".into()),
                 ("Message".into(), "Hello: world".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn dashed_headings() {
+        let f = extract_fields("--- Name ---\n\nJane Doe\n\n--- Email ---\n\njane@example.com\n");
+        assert_eq!(
+            f,
+            vec![
+                ("Name".into(), "Jane Doe".into()),
+                ("Email".into(), "jane@example.com".into())
             ]
         );
     }

@@ -787,6 +787,13 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
         return apply_form(msg, ctx, from.as_ref(), &body, hit, &recipients, c);
     }
     if let Some(f) = from_addr.filter(|f| ctx.is_own(f)) {
+        if forward::forward_subject(&subject) {
+            // Tell the user why a forward did not count, so they can forward it as attachment.
+            return ignore(
+                c,
+                format!("sent by us ({f}); looks forwarded, but no original sender was found"),
+            );
+        }
         return ignore(c, format!("sent by us ({f})"));
     }
     let received = parse::count_headers(msg, "Received");
