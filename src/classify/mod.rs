@@ -516,6 +516,12 @@ static FWD_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// The decision order of the classifier: first match wins.
+///
+/// The order carries meaning: bounces and auto-replies come before bulk mail because mail
+/// servers mark them with the same `Precedence`/`Auto-Submitted` headers newsletters use;
+/// forwards come before replies and our own mail because a colleague's forward is sent from
+/// our domain; forms come after our own mail except for our own website's form mailer, which
+/// sends from our domain on the submitter's behalf.
 fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     let subject = c.subject.clone().unwrap_or_default();
     let from = parse::first_address(msg, "From");
