@@ -255,8 +255,26 @@ fn bad_input_never_panics() {
         )),
     ));
 
+    // Where the right answer is clear, check it, not just the absence of a panic.
+    let expected = [
+        ("empty", MessageKind::Ignored),
+        ("whitespace", MessageKind::Ignored),
+        ("missing From", MessageKind::Ignored),
+        ("no headers", MessageKind::Ignored),
+        ("truncated MIME", MessageKind::Inquiry),
+        ("garbage charset", MessageKind::Inquiry),
+        ("mbox From line", MessageKind::Inquiry),
+        ("8-bit headers", MessageKind::Inquiry),
+        ("NUL bytes", MessageKind::Inquiry),
+        ("100 KB header line", MessageKind::Inquiry),
+        ("30 MB base64 attachment", MessageKind::Inquiry),
+        ("100 KB subject", MessageKind::Autoreply),
+    ];
     for (what, raw) in inputs {
         let c = classify(&raw, &rules);
+        if let Some((_, kind)) = expected.iter().find(|(w, _)| *w == what) {
+            assert_eq!(c.kind, *kind, "{what}: {:?}", c.evidence);
+        }
         assert!(
             !c.evidence.is_empty() || c.reason.is_some(),
             "{what}: decision without evidence"
