@@ -5,9 +5,20 @@
 //! network or clock of its own, so every decision can be reproduced with
 //! `leadloop classify FILE.eml --json` and tested from fixtures alone.
 
+mod autoreply;
+mod bounce;
+mod channel;
+mod dates;
+mod forms;
+mod forward;
+mod parse;
+
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use mail_parser::{Message, MessageParser};
+use regex::Regex;
 use serde::Serialize;
 
 use crate::domain::{EmailAddress, MessageKind};
@@ -150,7 +161,741 @@ impl Classification {
 /// Classifies one raw RFC 5322 message.
 ///
 /// Never panics and never fails: input that cannot be understood is `ignored` with the reason.
+/// The classifier's own code avoids panicking paths; the unwind guard is a last line of defence
+/// against a bug in the parser dependency, so one hostile message can never stall the daemon.
 pub fn classify(raw: &[u8], rules: &Rules) -> Classification {
-    let _ = (raw, rules);
-    Classification::ignored("classifier not implemented yet")
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| classify_raw(raw, rules)))
+        .unwrap_or_else(|_| Classification::ignored("internal error while reading the message"))
+}
+
+/// Drops an mbox `From ` separator line, which is not a header and would hide the real ones.
+/// (`From : x`, with space before the colon, is obsolete header syntax and is kept.)
+fn strip_mbox_line(raw: &[u8]) -> &[u8] {
+    let Some(rest) = raw.strip_prefix(b"From ") else {
+        return raw;
+    };
+    if rest.trim_ascii_start().starts_with(b":") {
+        return raw;
+    }
+    let end = raw
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(raw.len(), |i| i + 1);
+    raw.get(end..).unwrap_or_default()
+}
+
+fn classify_raw(raw: &[u8], rules: &Rules) -> Classification {
+    let raw = strip_mbox_line(raw);
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Classification::ignored("empty message");
+    }
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Classification::ignored("unparseable message (no headers)");
+    };
+    if msg.parts.is_empty() || parse::root(&msg).is_some_and(|r| r.headers.is_empty()) {
+        return Classification::ignored("unparseable message (no headers)");
+    }
+    let ctx = Ctx::new(rules);
+    // Starts as `ignored` without a reason; `decide` always sets the kind and the reason.
+    let mut c = Classification::ignored("");
+    c.evidence.clear();
+    c.reason = None;
+    c.message_id = parse::message_ids(&msg, "Message-ID").into_iter().next();
+    c.references = parse::message_ids(&msg, "In-Reply-To");
+    for id in parse::message_ids(&msg, "References") {
+        if !c.references.contains(&id) {
+            c.references.push(id);
+        }
+    }
+    c.subject = parse::subject(&msg);
+    c.date = parse::date(&msg);
+    decide(&msg, &ctx, &mut c);
+    c
+}
+
+/// The rules, with the derived sets every decision needs.
+struct Ctx<'r> {
+    rules: &'r Rules,
+    /// Domains our Message-IDs use: own domains and the domains of own addresses.
+    id_domains: Vec<String>,
+}
+
+impl<'r> Ctx<'r> {
+    fn new(rules: &'r Rules) -> Self {
+        let mut id_domains: Vec<String> = rules
+            .own_domains
+            .iter()
+            .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect();
+        id_domains.extend(rules.own_addresses.iter().map(|a| a.domain().to_owned()));
+        Ctx { rules, id_domains }
+    }
+
+    /// Our own addresses (any plus tag) and anything at our own domains.
+    fn is_own(&self, a: &EmailAddress) -> bool {
+        let base = a.without_tag();
+        self.rules
+            .own_addresses
+            .iter()
+            .any(|o| o.without_tag() == base)
+            || self
+                .rules
+                .own_domains
+                .iter()
+                .any(|d| parse::domain_matches(a.domain(), d))
+    }
+
+    fn is_sales(&self, a: &EmailAddress) -> bool {
+        let base = a.without_tag();
+        self.rules.sales.iter().any(|s| s.without_tag() == base)
+    }
+
+    /// A Message-ID leadloop generated: `leadloop.…@our-domain`.
+    fn is_our_message_id(&self, id: &str) -> bool {
+        let Some((local, domain)) = id.rsplit_once('@') else {
+            return false;
+        };
+        local
+            .get(..9)
+            .is_some_and(|p| p.eq_ignore_ascii_case("leadloop."))
+            && self
+                .id_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain.trim_end_matches('.')))
+    }
+}
+
+fn person(n: &parse::Named) -> Person {
+    Person {
+        email: n.email.clone(),
+        name: n.name.clone(),
+        company: None,
+        phone: None,
+    }
+}
+
+fn ignore(c: &mut Classification, reason: impl Into<String>) {
+    let reason = reason.into();
+    c.kind = MessageKind::Ignored;
+    c.evidence.push(format!("ignored: {reason}"));
+    c.reason = Some(reason);
+}
+
+/// Recipient addresses in the order that best reveals which of our addresses was used.
+fn recipients(msg: &Message<'_>) -> Vec<EmailAddress> {
+    let mut out: Vec<EmailAddress> = Vec::new();
+    for h in ["Delivered-To", "X-Original-To", "To", "Cc"] {
+        for n in parse::addresses(msg, h) {
+            if !out.contains(&n.email) {
+                out.push(n.email);
+            }
+        }
+    }
+    out
+}
+
+static UNSUB_INTENT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\bunsubscribe\b|\bremove me\b|\bstop (?:e-?mailing|sending|contacting)\b|\btake me off\b|\babmelden\b|\bkeine (?:weiteren )?(?:e-?mails|nachrichten)\b|d[ée]sinscri|d[ée]sabonner|darse de baja|\bdarme de baja\b",
+    )
+    .expect("static regex")
+});
+static UNSUB_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)^\s*(?:re:\s*)?(?:unsubscribe|abmelden|d[ée]sinscription|d[ée]sabonner|darse de baja|dar de baja)\b",
+    )
+    .expect("static regex")
+});
+static VERDICT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*\**(qualified|unqualified|not qualified|disqualified|customer)\b\**\s*(?:[:\-–—,.]\s*(.*))?$")
+        .expect("static regex")
+});
+
+/// A short new text asking to stop: the writer's own words, not the quoted history.
+fn unsubscribe_intent(body: &str) -> bool {
+    let text = parse::new_text(body);
+    !text.is_empty() && text.chars().count() < 300 && UNSUB_INTENT.is_match(&text)
+}
+
+/// Sales' verdict from the first lines they typed.
+fn verdict(body: &str) -> Option<(String, Option<String>)> {
+    let text = parse::new_text(body);
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .take(3)
+        .find_map(|l| {
+            let c = VERDICT.captures(parse::clip(l, 1000))?;
+            let v = c.get(1)?.as_str().to_ascii_lowercase();
+            let v = match v.as_str() {
+                "not qualified" | "disqualified" => "unqualified".to_owned(),
+                _ => v,
+            };
+            let reason = c
+                .get(2)
+                .map(|m| m.as_str().trim().trim_end_matches('.').trim().to_owned())
+                .filter(|r| !r.is_empty());
+            Some((v, reason))
+        })
+}
+
+fn profile_matches(
+    p: &FormProfile,
+    from: Option<&EmailAddress>,
+    subject: &str,
+    body: &str,
+) -> Option<String> {
+    if let Some(f) = from {
+        for entry in &p.from {
+            let hit = if entry.contains('@') {
+                EmailAddress::parse(entry).is_ok_and(|e| e == *f)
+            } else {
+                parse::domain_matches(f.domain(), entry)
+            };
+            if hit {
+                return Some(format!("form profile '{}' (from {entry})", p.name));
+            }
+        }
+    }
+    let subject_l = subject.to_lowercase();
+    if let Some(s) = p
+        .subject_contains
+        .iter()
+        .find(|s| !s.trim().is_empty() && subject_l.contains(&s.to_lowercase()))
+    {
+        return Some(format!(
+            "form profile '{}' (subject contains \"{s}\")",
+            p.name
+        ));
+    }
+    let body_l = parse::clip(body, parse::MAX_TEXT).to_lowercase();
+    p.body_contains
+        .iter()
+        .find(|s| !s.trim().is_empty() && body_l.contains(&s.to_lowercase()))
+        .map(|s| format!("form profile '{}' (body contains \"{s}\")", p.name))
+}
+
+/// A recognised form notification.
+struct FormHit<'r> {
+    profile: Option<&'r FormProfile>,
+    name: String,
+    fields: Vec<(String, String)>,
+    evidence: Vec<String>,
+}
+
+fn detect_form<'r>(
+    msg: &Message<'_>,
+    ctx: &Ctx<'r>,
+    from: Option<&parse::Named>,
+    subject: &str,
+    body: &str,
+) -> Option<FormHit<'r>> {
+    let from_addr = from.map(|f| &f.email);
+    if let Some((p, ev)) = ctx
+        .rules
+        .forms
+        .iter()
+        .find_map(|p| profile_matches(p, from_addr, subject, body).map(|e| (p, e)))
+    {
+        return Some(FormHit {
+            profile: Some(p),
+            name: p.name.clone(),
+            fields: forms::extract_fields(body),
+            evidence: vec![ev],
+        });
+    }
+    let fields = forms::extract_fields(body);
+    if fields.len() < 2 {
+        return None;
+    }
+    forms::email_field(&fields, None)?;
+    let reply_to = parse::first_address(msg, "Reply-To");
+    let system = from_addr.is_some_and(forms::is_system_sender);
+    let differs = match (&reply_to, from_addr) {
+        (Some(r), Some(f)) => r.email != *f,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    if !system && !differs {
+        return None;
+    }
+    let mut evidence = vec![format!(
+        "{} Label: value fields including an email field",
+        fields.len()
+    )];
+    if let Some(f) = from_addr.filter(|f| forms::is_system_sender(f)) {
+        evidence.push(format!("system sender {f}"));
+    } else {
+        evidence.push("Reply-To differs from From".into());
+    }
+    let name = from_addr
+        .and_then(|f| {
+            forms::service_name(f)
+                .map(str::to_owned)
+                .or_else(|| (f.local_part() == "wordpress").then(|| "wordpress".to_owned()))
+        })
+        .unwrap_or_else(|| "generic".to_owned());
+    Some(FormHit {
+        profile: None,
+        name,
+        fields,
+        evidence,
+    })
+}
+
+/// Fills `c` as a form: the submitter, fields, channel.
+fn apply_form(
+    msg: &Message<'_>,
+    ctx: &Ctx<'_>,
+    from: Option<&parse::Named>,
+    body: &str,
+    hit: FormHit<'_>,
+    recipients: &[EmailAddress],
+    c: &mut Classification,
+) {
+    c.evidence.extend(hit.evidence);
+    let from_addr = from.map(|f| &f.email);
+    let acceptable =
+        |a: &EmailAddress| !ctx.is_own(a) && !forms::is_system_sender(a) && Some(a) != from_addr;
+    let reply_to = parse::first_address(msg, "Reply-To");
+    let configured = hit
+        .profile
+        .filter(|p| !p.email_fields.is_empty())
+        .and_then(|p| forms::email_field(&hit.fields, Some(&p.email_fields)))
+        .filter(|a| acceptable(a));
+    let (email, how, rt_name) = if let Some(a) = configured {
+        (Some(a), "configured email field", None)
+    } else if let Some(r) = reply_to.as_ref().filter(|r| acceptable(&r.email)) {
+        (
+            Some(r.email.clone()),
+            "Reply-To is the submitter",
+            r.name.clone(),
+        )
+    } else if let Some(a) = forms::email_field(&hit.fields, None).filter(|a| acceptable(a)) {
+        (Some(a), "submitter from the email field", None)
+    } else {
+        (None, "", None)
+    };
+    let Some(email) = email else {
+        ignore(c, "form notification without a submitter address");
+        return;
+    };
+    c.evidence.push(how.to_owned());
+    let empty: &[String] = &[];
+    let labels = forms::Labels {
+        name: hit.profile.map_or(empty, |p| &p.name_fields),
+        company: hit.profile.map_or(empty, |p| &p.company_fields),
+        phone: hit.profile.map_or(empty, |p| &p.phone_fields),
+    };
+    let sub = forms::submitter(&hit.fields, &labels);
+    let utm = forms::utm_source(&hit.fields, body);
+    c.kind = MessageKind::Form;
+    c.lead = Some(Person {
+        email,
+        name: sub.name.or(rt_name),
+        company: sub.company,
+        phone: sub.phone,
+    });
+    let (channel, ev) = channel::attribute(
+        ctx.rules,
+        &channel::Signals {
+            recipients,
+            utm_source: utm.as_deref(),
+            form: Some(&hit.name),
+        },
+    );
+    c.channel = Some(channel);
+    c.evidence.push(ev);
+    c.form = Some(hit.name);
+    c.fields = forms::to_map(&hit.fields);
+}
+
+static FWD_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(?:(?:fwd?|wg|tr|rv|enc)\s*:\s*)+").expect("static regex")
+});
+
+/// The decision order of the classifier: first match wins.
+///
+/// The order carries meaning: bounces and auto-replies come before bulk mail because mail
+/// servers mark them with the same `Precedence`/`Auto-Submitted` headers newsletters use;
+/// forwards come before replies and our own mail because a colleague's forward is sent from
+/// our domain; forms come after our own mail except for our own website's form mailer, which
+/// sends from our domain on the submitter's behalf.
+fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
+    let subject = c.subject.clone().unwrap_or_default();
+    let from = parse::first_address(msg, "From");
+    let from_addr = from.as_ref().map(|f| &f.email);
+    let body = parse::body_text(msg);
+
+    // 1. Spam, as the filters in front of the mailbox judged it.
+    if let Some(v) = parse::header(msg, "X-Spam-Flag")
+        && v.trim().eq_ignore_ascii_case("yes")
+    {
+        c.evidence.push("header X-Spam-Flag: YES".into());
+        return ignore(c, "spam (X-Spam-Flag: YES)");
+    }
+    if let Some(v) = parse::header(msg, "X-Spam-Status")
+        && v.trim()
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case("yes"))
+    {
+        c.evidence.push("header X-Spam-Status: Yes".into());
+        return ignore(c, "spam (X-Spam-Status: Yes)");
+    }
+
+    // 2. Bounces.
+    let own = |a: &EmailAddress| ctx.is_own(a);
+    if let Some(b) =
+        bounce::standard(msg).or_else(|| bounce::nonstandard(msg, from_addr, &subject, &body, &own))
+    {
+        c.kind = MessageKind::Bounce;
+        c.evidence.extend(b.evidence);
+        if let Some(id) = b.original_id
+            && !c.references.contains(&id)
+        {
+            c.references.push(id);
+        }
+        c.bounce = Some(Bounce {
+            recipient: b.recipient,
+            permanent: b.permanent,
+            status: b.status,
+        });
+        return;
+    }
+
+    // 3. Auto-replies.
+    let (auto_ev, generated_only) = autoreply::signals(msg, &subject);
+    if !auto_ev.is_empty() {
+        let form_like =
+            generated_only && detect_form(msg, ctx, from.as_ref(), &subject, &body).is_some();
+        if form_like {
+            c.evidence.push(
+                "Auto-Submitted: auto-generated, but the message is a form notification".into(),
+            );
+        } else {
+            c.kind = MessageKind::Autoreply;
+            c.evidence.extend(auto_ev);
+            c.lead = from.as_ref().filter(|f| !ctx.is_own(&f.email)).map(person);
+            let text = format!("{subject}\n{}", parse::new_text(&body));
+            c.return_date = dates::return_date(&text, parse::local_day(msg));
+            if let Some(d) = c.return_date {
+                c.evidence.push(format!("return date {d}"));
+            }
+            return;
+        }
+    }
+
+    // 4. Bulk mail.
+    if let Some(id) = parse::header(msg, "List-Id") {
+        let id_l = id.to_ascii_lowercase();
+        // A monitored inbox that is itself a group (Google Groups) stamps its own List-Id on
+        // every inquiry; that is not a newsletter.
+        if ctx
+            .id_domains
+            .iter()
+            .any(|d| id_l.contains(&format!(".{d}")) || id_l.contains(&format!("@{d}")))
+        {
+            c.evidence.push(format!(
+                "List-Id {} is our own group",
+                parse::clip(&id, 100)
+            ));
+        } else {
+            return ignore(c, format!("bulk mail (List-Id {})", parse::clip(&id, 100)));
+        }
+    }
+    if let Some(p) = parse::header(msg, "Precedence") {
+        let p = p.trim().to_ascii_lowercase();
+        if matches!(p.as_str(), "bulk" | "list" | "junk") {
+            return ignore(c, format!("bulk mail (Precedence: {p})"));
+        }
+    }
+    if parse::has_header(msg, "List-Unsubscribe") {
+        let esp = parse::header_names(msg).find(|n| {
+            let n = n.to_ascii_lowercase();
+            [
+                "x-mailchimp",
+                "x-mc-",
+                "x-campaign",
+                "feedback-id",
+                "x-sg-",
+                "x-sendgrid",
+                "x-mailgun",
+                "x-ses-",
+                "x-mailjet",
+                "x-marketo",
+                "x-hs-",
+                "x-newsletter",
+            ]
+            .iter()
+            .any(|p| n.starts_with(p))
+        });
+        if let Some(h) = esp {
+            return ignore(c, format!("bulk mail (List-Unsubscribe with {h})"));
+        }
+    }
+
+    let recipients = recipients(msg);
+
+    // 5. Forwards.
+    if let Some(orig) = forward::find(msg, &body, &subject) {
+        c.evidence.push(orig.evidence);
+        let Some(sender) = orig.sender else {
+            return ignore(c, "forwarded message without the original sender's address");
+        };
+        if ctx.is_own(&sender.email) {
+            return ignore(c, format!("forward of our own mail ({})", sender.email));
+        }
+        c.kind = MessageKind::Forward;
+        c.evidence.push(format!("original sender {}", sender.email));
+        c.lead = Some(person(&sender));
+        let mut utm = None;
+        if forms::is_system_sender(&sender.email) {
+            // A colleague forwarded a form notification: the lead is its submitter.
+            let text = orig.body.as_deref().unwrap_or(&body);
+            let fields = forms::extract_fields(text);
+            let acceptable = |a: &EmailAddress| !ctx.is_own(a) && !forms::is_system_sender(a);
+            let rt = orig.reply_to.as_ref().filter(|r| acceptable(&r.email));
+            let email = rt
+                .map(|r| r.email.clone())
+                .or_else(|| forms::email_field(&fields, None).filter(|a| acceptable(a)));
+            let Some(email) = email else {
+                return ignore(
+                    c,
+                    format!(
+                        "forwarded mail from automated sender {} without a submitter address",
+                        sender.email
+                    ),
+                );
+            };
+            c.evidence
+                .push(format!("forwarded form notification, submitter {email}"));
+            let sub = forms::submitter(&fields, &forms::Labels::default());
+            utm = forms::utm_source(&fields, text);
+            c.lead = Some(Person {
+                email,
+                name: sub.name.or_else(|| rt.and_then(|r| r.name.clone())),
+                company: sub.company,
+                phone: sub.phone,
+            });
+            c.fields = forms::to_map(&fields);
+        }
+        c.owner = from_addr.cloned();
+        c.subject = orig
+            .subject
+            .or_else(|| Some(FWD_PREFIX.replace(&subject, "").trim().to_owned()))
+            .filter(|s| !s.is_empty());
+        if let Some(id) = orig.message_id
+            && !c.references.contains(&id)
+        {
+            c.references.push(id);
+        }
+        let (channel, ev) = channel::attribute(
+            ctx.rules,
+            &channel::Signals {
+                recipients: &recipients,
+                utm_source: utm.as_deref(),
+                form: None,
+            },
+        );
+        c.channel = Some(channel);
+        c.evidence.push(ev);
+        return;
+    }
+
+    // 6. Replies to our mail, and Sales' feedback.
+    let our_ref = c
+        .references
+        .iter()
+        .find(|id| ctx.is_our_message_id(id))
+        .cloned();
+    let reply_tag = recipients.iter().find(|r| {
+        ctx.is_own(r)
+            && r.plus_tag()
+                .is_some_and(|t| t.to_ascii_lowercase().starts_with("reply-"))
+    });
+    if our_ref.is_some() || reply_tag.is_some() {
+        let ev = match (&our_ref, reply_tag) {
+            (Some(id), _) => format!("references our Message-ID {id}"),
+            (None, Some(r)) => format!("sent to reply address {r}"),
+            (None, None) => String::new(),
+        };
+        if let Some(f) = from.as_ref() {
+            if ctx.is_sales(&f.email) {
+                c.evidence.push(ev);
+                c.evidence.push(format!("from Sales ({})", f.email));
+                c.kind = MessageKind::Feedback;
+                match verdict(&body) {
+                    Some((v, reason)) => {
+                        c.evidence.push(format!("verdict {v}"));
+                        c.fields.insert("verdict".into(), v);
+                        if let Some(r) = reason {
+                            c.fields.insert("feedback_reason".into(), r);
+                        }
+                    }
+                    None => c.reason = Some("no verdict found".into()),
+                }
+                return;
+            }
+            if !ctx.is_own(&f.email) {
+                c.evidence.push(ev);
+                c.lead = Some(person(f));
+                if unsubscribe_intent(&body) {
+                    c.kind = MessageKind::Unsubscribe;
+                    c.evidence.push("short reply asking to stop".into());
+                } else {
+                    c.kind = MessageKind::Reply;
+                }
+                return;
+            }
+        }
+    }
+
+    // 7. Unsubscribe requests.
+    if let Some(f) = from.as_ref().filter(|f| !ctx.is_own(&f.email)) {
+        let tag = recipients.iter().find(|r| {
+            ctx.is_own(r)
+                && r.plus_tag().is_some_and(|t| {
+                    let t = t.to_ascii_lowercase();
+                    t == "unsubscribe" || t.starts_with("unsubscribe-")
+                })
+        });
+        let why = if let Some(r) = tag {
+            Some(format!("sent to unsubscribe address {r}"))
+        } else if UNSUB_SUBJECT.is_match(parse::clip(&subject, 200)) {
+            Some(format!("subject \"{}\"", parse::clip(&subject, 60)))
+        } else if !forms::is_system_sender(&f.email) && unsubscribe_intent(&body) {
+            Some("short message asking to stop".into())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            c.kind = MessageKind::Unsubscribe;
+            c.evidence.push(why);
+            c.lead = Some(person(f));
+            return;
+        }
+    }
+
+    // 8. Our own mail and loops.
+    if parse::has_header(msg, "X-Leadloop-Origin") {
+        c.evidence.push("header X-Leadloop-Origin".into());
+        return ignore(c, "sent by us (X-Leadloop-Origin)");
+    }
+    let own_form = from_addr
+        .filter(|f| ctx.is_own(f) && forms::is_system_sender(f))
+        .and_then(|_| detect_form(msg, ctx, from.as_ref(), &subject, &body));
+    if let Some(hit) = own_form {
+        // Our own website's form mailer (`wordpress@company.com`) sends from our domain, but
+        // the submitter is a lead.
+        c.evidence
+            .push("system sender at our own domain sent a form notification".into());
+        return apply_form(msg, ctx, from.as_ref(), &body, hit, &recipients, c);
+    }
+    if let Some(f) = from_addr.filter(|f| ctx.is_own(f)) {
+        if forward::forward_subject(&subject) {
+            // Tell the user why a forward did not count, so they can forward it as attachment.
+            return ignore(
+                c,
+                format!("sent by us ({f}); looks forwarded, but no original sender was found"),
+            );
+        }
+        return ignore(c, format!("sent by us ({f})"));
+    }
+    let received = parse::count_headers(msg, "Received");
+    if received > 30 {
+        return ignore(c, format!("mail loop ({received} Received headers)"));
+    }
+
+    // 9. Forms.
+    if let Some(hit) = detect_form(msg, ctx, from.as_ref(), &subject, &body) {
+        return apply_form(msg, ctx, from.as_ref(), &body, hit, &recipients, c);
+    }
+
+    // 10. Inquiries.
+    let Some(f) = from else {
+        return ignore(c, "no valid sender");
+    };
+    if forms::is_system_sender(&f.email) {
+        return ignore(
+            c,
+            format!("automated sender {} without form fields", f.email),
+        );
+    }
+    c.kind = MessageKind::Inquiry;
+    c.evidence.push(format!("inquiry from {}", f.email));
+    let mut lead = person(&f);
+    // Company and phone only when the writer states them as fields; a free-mail domain says
+    // nothing about the company.
+    let sub = forms::submitter(
+        &forms::extract_fields(&parse::new_text(&body)),
+        &forms::Labels::default(),
+    );
+    lead.company = sub.company;
+    lead.phone = sub.phone;
+    c.lead = Some(lead);
+    let (channel, ev) = channel::attribute(
+        ctx.rules,
+        &channel::Signals {
+            recipients: &recipients,
+            utm_source: None,
+            form: None,
+        },
+    );
+    c.channel = Some(channel);
+    c.evidence.push(ev);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules {
+            own_addresses: vec![EmailAddress::parse("leads@company.com").unwrap()],
+            own_domains: vec!["company.com".into()],
+            ..Rules::default()
+        }
+    }
+
+    #[test]
+    fn our_message_ids() {
+        let r = rules();
+        let ctx = Ctx::new(&r);
+        assert!(ctx.is_our_message_id("leadloop.s1.abc@company.com"));
+        assert!(ctx.is_our_message_id("LeadLoop.x@COMPANY.com"));
+        assert!(!ctx.is_our_message_id("leadloop.s1@other.example"));
+        assert!(!ctx.is_our_message_id("other.s1@company.com"));
+        assert!(!ctx.is_our_message_id("leadloop"));
+        assert!(!ctx.is_our_message_id("ä@company.com"));
+    }
+
+    #[test]
+    fn mbox_separator_is_dropped_but_headers_are_kept() {
+        assert_eq!(
+            strip_mbox_line(b"From a@b Mon 10:00\nFrom: x\n"),
+            b"From: x\n"
+        );
+        assert_eq!(strip_mbox_line(b"From : x\n"), b"From : x\n");
+        assert_eq!(strip_mbox_line(b"Subject: x\n"), b"Subject: x\n");
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(
+            verdict("Unqualified: no budget\n\nOn Mon wrote:\n> x"),
+            Some(("unqualified".into(), Some("no budget".into())))
+        );
+        assert_eq!(
+            verdict("qualified - wants a demo."),
+            Some(("qualified".into(), Some("wants a demo".into())))
+        );
+        assert_eq!(verdict("Customer"), Some(("customer".into(), None)));
+        assert_eq!(
+            verdict("Not qualified, too small"),
+            Some(("unqualified".into(), Some("too small".into())))
+        );
+        assert_eq!(verdict("> qualified\nI'll call them"), None);
+        assert_eq!(verdict("They seem qualified to me"), None);
+    }
 }

@@ -5,6 +5,7 @@
 #[path = "../../src/bin/leadloop-bench/dovecot.rs"]
 mod dovecot;
 
+mod classify;
 mod cli;
 mod daemon;
 mod dovecot_fixture;

@@ -1,0 +1,212 @@
+//! Inquiries that a colleague forwarded to the monitored inbox.
+//!
+//! The lead is the person who wrote the original message, not the colleague, so the original
+//! sender is dug out of an attached message or out of the forwarded block that mail clients
+//! put into the body (each client and language labels it differently).
+
+use std::sync::LazyLock;
+
+use mail_parser::{Message, PartType};
+use regex::Regex;
+
+use super::parse::{self, MAX_NESTING, Named, clip};
+
+/// What a forward says about the original message.
+#[derive(Debug)]
+pub struct Original {
+    pub sender: Option<Named>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    /// The attached message's Reply-To and text, for forwarded form notifications.
+    pub reply_to: Option<Named>,
+    pub body: Option<String>,
+    pub evidence: String,
+}
+
+/// The innermost attached message that has a sender: a forward of a forward names the
+/// person who wrote first.
+fn attached(msg: &Message<'_>, depth: usize) -> Option<Original> {
+    if depth >= MAX_NESTING {
+        return None;
+    }
+    // The root part is included: a message whose whole body is `message/rfc822` is a forward
+    // too (some clients send it that way).
+    for part in msg.parts.iter().take(64) {
+        if let PartType::Message(inner) = &part.body {
+            let deeper = attached(inner, depth + 1);
+            if deeper.as_ref().is_some_and(|o| o.sender.is_some()) {
+                return deeper;
+            }
+            let sender = parse::first_address(inner, "From");
+            return Some(Original {
+                sender,
+                subject: parse::subject(inner),
+                message_id: parse::message_ids(inner, "Message-ID").into_iter().next(),
+                reply_to: parse::first_address(inner, "Reply-To"),
+                body: Some(parse::body_text(inner)),
+                evidence: if depth == 0 {
+                    "attached message/rfc822".into()
+                } else {
+                    format!("attached message/rfc822 (nested {} deep)", depth + 1)
+                },
+            });
+        }
+    }
+    None
+}
+
+static MARKER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)^[>\s]*(?:-{2,}\s*(?:forwarded message|original message|weitergeleitete nachricht|urspr[üu]ngliche nachricht|message transf[ée]r[ée]|message d'origine|mensaje reenviado|mensaje original|messaggio inoltrato)\s*-{2,}|begin forwarded message:?|anfang der weitergeleiteten nachricht:?|d[ée]but du message r[ée]exp[ée]di[ée]\s*:?|_{10,})\s*$",
+    )
+    .expect("static regex")
+});
+
+/// Markers that only ever introduce a forward (a reply quotes with "Original Message" too).
+static FORWARD_ONLY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)forwarded|weitergeleitete|transf[ée]r[ée]|reenviado|inoltrato|r[ée]exp[ée]di[ée]",
+    )
+    .expect("static regex")
+});
+
+static FWD_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)^\s*(?:\[[^\]]{0,40}\]\s*)?(?:fwd?|wg|tr|rv|enc|i|doorst|vs)\s*:")
+        .expect("static regex")
+});
+
+static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)^[>\s]*\*?(from|von|de|da|van|date|sent|gesendet|datum|envoy[ée]|enviado(?: el)?|fecha|inviato|verzonden|subject|betreff|objet|asunto|oggetto|onderwerp|to|an|[àa]|aan|para|cc)\*?\s*:\s*(.*)$",
+    )
+    .expect("static regex")
+});
+
+/// Whether the subject carries a forward prefix (`Fwd:`, `WG:`, `TR:`, `RV:` …).
+pub fn forward_subject(subject: &str) -> bool {
+    FWD_SUBJECT.is_match(clip(subject, 200))
+}
+
+/// The original message of an inline forwarded block in `body`.
+fn inline(body: &str, subject: &str) -> Option<Original> {
+    let lines: Vec<&str> = clip(body, parse::MAX_TEXT).lines().take(5000).collect();
+    let fwd_subject = forward_subject(subject);
+    for (i, line) in lines.iter().enumerate() {
+        let t = clip(line.trim(), 300);
+        let marker = MARKER.is_match(t);
+        // Outlook's forward has no marker line, only a header block; accept it when the
+        // subject says this is a forward.
+        let bare_block = !marker
+            && fwd_subject
+            && HEADER_LINE
+                .captures(t)
+                .and_then(|c| c.get(1))
+                .is_some_and(|l| is_from_label(l.as_str()));
+        if !marker && !bare_block {
+            continue;
+        }
+        if marker && !FORWARD_ONLY.is_match(t) && !fwd_subject {
+            // "-----Original Message-----" in a reply is quoting, not forwarding.
+            continue;
+        }
+        let start = if bare_block { i } else { i + 1 };
+        let mut sender = None;
+        let mut orig_subject = None;
+        let mut seen_header = false;
+        let mut end = start;
+        for (k, l) in lines.iter().enumerate().skip(start).take(20) {
+            end = k + 1;
+            let l = clip(l.trim(), 1000);
+            if l.is_empty() || l == ">" {
+                if seen_header {
+                    break;
+                }
+                continue;
+            }
+            let Some(c) = HEADER_LINE.captures(l) else {
+                if seen_header {
+                    // Folded continuation of the previous header, or the end of the block.
+                    continue;
+                }
+                break;
+            };
+            seen_header = true;
+            let label = c.get(1).map_or("", |m| m.as_str()).to_lowercase();
+            let value = c.get(2).map_or("", |m| m.as_str()).trim();
+            if is_from_label(&label) && sender.is_none() {
+                sender = parse::parse_name_addr(value);
+            } else if matches!(
+                label.as_str(),
+                "subject" | "betreff" | "objet" | "asunto" | "oggetto" | "onderwerp"
+            ) && orig_subject.is_none()
+            {
+                orig_subject = Some(clip(value, 2000).to_owned());
+            }
+        }
+        if !seen_header {
+            continue;
+        }
+        let evidence = if marker {
+            format!("inline forwarded block \"{}\"", clip(t, 60))
+        } else {
+            "inline Outlook-style forwarded header block".to_owned()
+        };
+        let rest = lines
+            .get(end..)
+            .unwrap_or_default()
+            .iter()
+            .map(|l| l.trim_start_matches(['>', ' ']))
+            .collect::<Vec<_>>()
+            .join("\n");
+        return Some(Original {
+            sender,
+            subject: orig_subject,
+            message_id: None,
+            reply_to: None,
+            body: Some(rest),
+            evidence,
+        });
+    }
+    None
+}
+
+fn is_from_label(label: &str) -> bool {
+    matches!(
+        label.to_lowercase().as_str(),
+        "from" | "von" | "de" | "da" | "van"
+    )
+}
+
+/// The forwarded original, from an attachment or the body.
+pub fn find(msg: &Message<'_>, body: &str, subject: &str) -> Option<Original> {
+    attached(msg, 0).or_else(|| inline(body, subject))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gmail_block() {
+        let body = "FYI\n\n---------- Forwarded message ---------\nFrom: Jane Doe <jane@example.org>\nDate: Mon, 1 Mar 2027 at 10:00\nSubject: Pricing\nTo: <bob@company.com>\n\nHello";
+        let o = inline(body, "Fwd: Pricing").unwrap();
+        assert_eq!(o.sender.unwrap().email.as_str(), "jane@example.org");
+        assert_eq!(o.subject.as_deref(), Some("Pricing"));
+    }
+
+    #[test]
+    fn german_outlook_block() {
+        let body = "Bitte übernehmen.\n\nVon: Müller, Hans [mailto:hans@example.de]\nGesendet: Montag, 1. März 2027 10:00\nAn: Bob <bob@company.com>\nBetreff: Angebot\n\nHallo";
+        let o = inline(body, "WG: Angebot").unwrap();
+        let s = o.sender.unwrap();
+        assert_eq!(s.email.as_str(), "hans@example.de");
+        assert_eq!(s.name.as_deref(), Some("Müller, Hans"));
+        assert_eq!(o.subject.as_deref(), Some("Angebot"));
+    }
+
+    #[test]
+    fn reply_quoting_is_not_a_forward() {
+        let body = "Thanks!\n\n-----Original Message-----\nFrom: leads@company.com\nSubject: Hi\n";
+        assert!(inline(body, "RE: Hi").is_none());
+    }
+}

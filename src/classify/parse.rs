@@ -1,0 +1,487 @@
+//! Small, bounded helpers over mail-parser's [`Message`], shared by every rule.
+//!
+//! mail-parser's own accessors index `parts[0]` and may panic on an empty message, and its
+//! HTML-to-text conversion flattens tables into one line, which destroys `Label: value` form
+//! fields; these helpers avoid both and cap how much text any rule ever scans.
+
+use std::sync::LazyLock;
+
+use mail_parser::{Address, HeaderValue, Message, MessagePart, PartType};
+use regex::Regex;
+
+use crate::domain::EmailAddress;
+
+/// Upper bound on the body text any rule scans; real inquiries are far shorter, and the cap
+/// keeps hostile 50 MB bodies from costing more than a few milliseconds.
+pub const MAX_TEXT: usize = 256 * 1024;
+
+/// Upper bound on one header value we look at (hostile 100 KB header lines exist).
+const MAX_HEADER: usize = 8 * 1024;
+
+/// How deep we follow attached messages inside attached messages.
+pub const MAX_NESTING: usize = 8;
+
+/// Whether `domain` is `wanted` or one of its subdomains.
+pub fn domain_matches(domain: &str, wanted: &str) -> bool {
+    let wanted = wanted.trim().trim_start_matches('@').trim_end_matches('.');
+    !wanted.is_empty()
+        && (domain.eq_ignore_ascii_case(wanted)
+            || domain.len() > wanted.len()
+                && domain
+                    .get(domain.len() - wanted.len()..)
+                    .is_some_and(|tail| tail.eq_ignore_ascii_case(wanted))
+                && domain
+                    .get(..domain.len() - wanted.len())
+                    .is_some_and(|head| head.ends_with('.')))
+}
+
+/// Returns the longest prefix of `s` that is at most `max` bytes and ends on a char boundary.
+pub fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while end > 0 && !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+/// The top-level headers of a message, without mail-parser's panicking `parts[0]`.
+pub fn root<'a, 'x>(msg: &'a Message<'x>) -> Option<&'a MessagePart<'x>> {
+    msg.parts.first()
+}
+
+fn value_text(msg: &Message<'_>, h: &mail_parser::Header<'_>) -> String {
+    let text = match &h.value {
+        HeaderValue::Text(t) => t.to_string(),
+        HeaderValue::TextList(list) => list.join(" "),
+        _ => {
+            let raw = msg
+                .raw_message
+                .get(h.offset_start as usize..h.offset_end as usize)
+                .unwrap_or_default();
+            let raw = raw.get(..MAX_HEADER).unwrap_or(raw);
+            String::from_utf8_lossy(raw).into_owned()
+        }
+    };
+    let clipped = clip(&text, MAX_HEADER);
+    clipped
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The first value of header `name`.
+pub fn header(msg: &Message<'_>, name: &str) -> Option<String> {
+    root(msg)?
+        .headers
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case(name))
+        .map(|h| value_text(msg, h))
+}
+
+/// Whether header `name` is present at all.
+pub fn has_header(msg: &Message<'_>, name: &str) -> bool {
+    root(msg).is_some_and(|r| {
+        r.headers
+            .iter()
+            .any(|h| h.name().eq_ignore_ascii_case(name))
+    })
+}
+
+/// Names of all top-level headers.
+pub fn header_names<'m>(msg: &'m Message<'_>) -> impl Iterator<Item = &'m str> {
+    root(msg)
+        .into_iter()
+        .flat_map(|r| r.headers.iter().map(|h| h.name()))
+}
+
+/// Number of header fields called `name`.
+pub fn count_headers(msg: &Message<'_>, name: &str) -> usize {
+    root(msg).map_or(0, |r| {
+        r.headers
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case(name))
+            .count()
+    })
+}
+
+/// An address with its display name, as read from a header or a text line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub email: EmailAddress,
+    pub name: Option<String>,
+}
+
+fn clean_name(name: &str) -> Option<String> {
+    let n = name
+        .trim()
+        .trim_matches(|c: char| c == '"' || c == '\'' || c == '*' || c.is_whitespace())
+        .trim();
+    let n = clip(n, 200);
+    if n.is_empty() || n.contains('@') {
+        None
+    } else {
+        Some(n.to_owned())
+    }
+}
+
+fn address_list(addr: &Address<'_>) -> Vec<Named> {
+    addr.iter()
+        .take(100)
+        .filter_map(|a| {
+            let email = EmailAddress::parse(a.address()?).ok()?;
+            Some(Named {
+                email,
+                name: a.name().and_then(clean_name),
+            })
+        })
+        .collect()
+}
+
+/// Addresses from an address header (`From`, `To`, `Reply-To`, …); text headers such as
+/// `Delivered-To` are scanned for address-like tokens instead.
+pub fn addresses(msg: &Message<'_>, name: &str) -> Vec<Named> {
+    let Some(r) = root(msg) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for h in r
+        .headers
+        .iter()
+        .filter(|h| h.name().eq_ignore_ascii_case(name))
+        .take(16)
+    {
+        match &h.value {
+            HeaderValue::Address(a) => out.extend(address_list(a)),
+            _ => out.extend(
+                emails_in(&value_text(msg, h))
+                    .into_iter()
+                    .map(|email| Named { email, name: None }),
+            ),
+        }
+    }
+    out
+}
+
+/// The first address of an address header.
+pub fn first_address(msg: &Message<'_>, name: &str) -> Option<Named> {
+    addresses(msg, name).into_iter().next()
+}
+
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)[a-z0-9][a-z0-9._%+'=-]{0,63}@[a-z0-9](?:[a-z0-9-]{0,62}\.)+[a-z]{2,24}")
+        .expect("static regex")
+});
+
+/// Address-like tokens in free text, in order, valid ones only.
+pub fn emails_in(text: &str) -> Vec<EmailAddress> {
+    EMAIL
+        .find_iter(clip(text, MAX_TEXT))
+        .take(200)
+        .filter_map(|m| EmailAddress::parse(m.as_str()).ok())
+        .collect()
+}
+
+static NAME_ADDR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^(.*?)\s*(?:<|\[mailto:|\()\s*(?:mailto:)?([^<>\[\]()\s]+@[^<>\[\]()\s]+?)\s*(?:>|\]|\))",
+    )
+    .expect("static regex")
+});
+
+/// Reads `Jane Doe <jane@example.com>`, `Jane Doe [mailto:jane@example.com]`, `"Doe, Jane"
+/// <…>` or a bare address from a line of text, as forwarded blocks and forms write them.
+pub fn parse_name_addr(value: &str) -> Option<Named> {
+    let value = clip(value.trim(), 1000);
+    if let Some(c) = NAME_ADDR.captures(value) {
+        let email = c
+            .get(2)
+            .and_then(|m| EmailAddress::parse(m.as_str().trim_matches('*')).ok());
+        if let Some(email) = email {
+            let name = c.get(1).and_then(|m| clean_name(m.as_str()));
+            return Some(Named { email, name });
+        }
+    }
+    let email = emails_in(value).into_iter().next()?;
+    let before = value
+        .to_ascii_lowercase()
+        .find(email.as_str())
+        .and_then(|i| value.get(..i))
+        .and_then(clean_name);
+    Some(Named {
+        email,
+        name: before,
+    })
+}
+
+/// Message-IDs from a header value, without angle brackets.
+pub fn message_ids(msg: &Message<'_>, name: &str) -> Vec<String> {
+    let Some(r) = root(msg) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for h in r
+        .headers
+        .iter()
+        .filter(|h| h.name().eq_ignore_ascii_case(name))
+        .take(4)
+    {
+        let ids: Vec<String> = match &h.value {
+            HeaderValue::Text(t) => vec![t.to_string()],
+            HeaderValue::TextList(l) => l.iter().map(|s| s.to_string()).collect(),
+            _ => value_text(msg, h)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+        };
+        out.extend(
+            ids.into_iter()
+                .take(100)
+                .map(|s| s.trim().trim_matches(['<', '>']).to_owned())
+                .filter(|s| !s.is_empty() && s.len() <= 998),
+        );
+    }
+    out
+}
+
+/// The Date header in UTC.
+pub fn date(msg: &Message<'_>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let d = root(msg)?
+        .headers
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case("Date"))?;
+    let d = d.value.as_datetime()?;
+    if !d.is_valid() {
+        return None;
+    }
+    chrono::DateTime::from_timestamp(d.to_timestamp(), 0)
+}
+
+/// The calendar day the sender wrote the message on, in the sender's own time zone: the
+/// reference for "back on Monday"-style dates.
+pub fn local_day(msg: &Message<'_>) -> Option<chrono::NaiveDate> {
+    let d = root(msg)?
+        .headers
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case("Date"))?;
+    let d = d.value.as_datetime()?;
+    chrono::NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
+}
+
+/// The subject, decoded and clipped.
+pub fn subject(msg: &Message<'_>) -> Option<String> {
+    header(msg, "Subject").map(|s| clip(s.trim(), 2000).to_owned())
+}
+
+/// Content type of a part as `type/subtype`, lower-cased.
+pub fn content_type(part: &MessagePart<'_>) -> Option<(String, Option<String>)> {
+    let h = part
+        .headers
+        .iter()
+        .find(|h| h.name().eq_ignore_ascii_case("Content-Type"))?;
+    let ct = h.value.as_content_type()?;
+    Some((
+        format!(
+            "{}/{}",
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or("").to_ascii_lowercase()
+        ),
+        ct.attribute("report-type").map(|s| s.to_ascii_lowercase()),
+    ))
+}
+
+/// A part's decoded body as text (lossy for binary parts), clipped to `max` bytes.
+pub fn part_text(part: &MessagePart<'_>, max: usize) -> Option<String> {
+    match &part.body {
+        PartType::Text(t) => Some(clip(t, max).to_owned()),
+        PartType::Html(h) => Some(html_to_text(clip(h, max))),
+        PartType::Binary(b) | PartType::InlineBinary(b) => {
+            let b = b.get(..max).unwrap_or(b);
+            Some(String::from_utf8_lossy(b).into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// The readable body: the text/plain parts, or the HTML parts converted to text when there are
+/// none, joined and clipped to [`MAX_TEXT`].
+pub fn body_text(msg: &Message<'_>) -> String {
+    fn take(msg: &Message<'_>, out: &mut String, ids: &[u32]) {
+        for id in ids.iter().take(32) {
+            if out.len() >= MAX_TEXT {
+                break;
+            }
+            let Some(part) = msg.parts.get(*id as usize) else {
+                continue;
+            };
+            let text = match &part.body {
+                PartType::Text(t) => clip(t, MAX_TEXT).to_owned(),
+                PartType::Html(h) => html_to_text(clip(h, MAX_TEXT)),
+                _ => continue,
+            };
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&text);
+        }
+    }
+    let mut out = String::new();
+    take(msg, &mut out, &msg.text_body);
+    if out.trim().is_empty() {
+        out.clear();
+        take(msg, &mut out, &msg.html_body);
+    }
+    let clipped = clip(&out, MAX_TEXT).len();
+    out.truncate(clipped);
+    out.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+static HTML_DROP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?is)<head\b.*?</head\s*>|<style\b.*?</style\s*>|<script\b.*?</script\s*>|<!--.*?-->",
+    )
+    .expect("static regex")
+});
+static HTML_CELL_GAP: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)</t[dh]\s*>\s*<t[dh]\b[^>]*>").expect("static regex"));
+static HTML_BREAK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)<br\b[^>]*>|</?(?:p|div|tr|li|ul|ol|h[1-6]|table|tbody|thead|blockquote|dt|dd|hr)\b[^>]*>")
+        .expect("static regex")
+});
+static HTML_TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?s)<[^>]*>").expect("static regex"));
+static HTML_ENTITY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z]{2,8});").expect("static regex")
+});
+
+/// Marks the gap between two table cells while tags are stripped.
+const CELL: char = '\u{1f}';
+
+/// Converts HTML to text, keeping table rows as lines so that a two-cell row
+/// (`<td>Email</td><td>jane@example.com</td>`) reads as `Email: jane@example.com`.
+pub fn html_to_text(html: &str) -> String {
+    let html = clip(html, MAX_TEXT);
+    let s = HTML_DROP.replace_all(html, " ");
+    let s = HTML_CELL_GAP.replace_all(&s, CELL.to_string().as_str());
+    let s = HTML_BREAK.replace_all(&s, "\n");
+    let s = HTML_TAG.replace_all(&s, "");
+    let s = HTML_ENTITY.replace_all(&s, |c: &regex::Captures<'_>| {
+        let e = c.get(1).map_or("", |m| m.as_str());
+        let ch = if let Some(hex) = e.strip_prefix("#x").or_else(|| e.strip_prefix("#X")) {
+            u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)
+        } else if let Some(dec) = e.strip_prefix('#') {
+            dec.parse::<u32>().ok().and_then(char::from_u32)
+        } else {
+            match e.to_ascii_lowercase().as_str() {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "nbsp" => Some(' '),
+                _ => None,
+            }
+        };
+        ch.map_or_else(
+            || c.get(0).map_or("", |m| m.as_str()).to_owned(),
+            String::from,
+        )
+    });
+    let mut out = String::with_capacity(s.len());
+    for line in s.split('\n') {
+        let line = line.replace(['\r', '\t', '\u{a0}'], " ");
+        let cells: Vec<String> = line
+            .split(CELL)
+            .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        let text = match cells.as_slice() {
+            [label, value] if !label.is_empty() && !value.is_empty() => {
+                format!("{}: {}", label.trim_end_matches(':').trim_end(), value)
+            }
+            _ => cells
+                .iter()
+                .filter(|c| !c.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        if text.is_empty() && out.ends_with("\n\n") {
+            continue;
+        }
+        out.push_str(&text);
+        out.push('\n');
+    }
+    out.trim().to_owned()
+}
+
+static QUOTE_HEADER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)^\s*(?:on\b.{0,200}\bwrote:?|am\b.{0,200}\bschrieb.{0,80}:?|le\b.{0,200}\ba [ée]crit\s*:?|el\b.{0,200}\bescribi[óo]:?|-{2,}\s*(?:original message|urspr[üu]ngliche nachricht|message d'origine|mensaje original)\s*-{2,}|_{10,}|(?:from|von|de|da)\s*:\s.*)$",
+    )
+    .expect("static regex")
+});
+
+/// The text the writer of a reply actually typed: lines before the quoted history
+/// (`> …`, "On … wrote:", "-----Original Message-----", a quoted header block).
+pub fn new_text(body: &str) -> String {
+    let mut out = Vec::new();
+    for line in clip(body, 64 * 1024).lines().take(2000) {
+        let t = line.trim();
+        if t.starts_with('>') {
+            continue;
+        }
+        if QUOTE_HEADER.is_match(clip(t, 600)) {
+            break;
+        }
+        out.push(t);
+    }
+    out.join("\n").trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_tables_keep_label_value_rows() {
+        let t = html_to_text(
+            "<html><head><style>td{}</style></head><body><table><tr><td><b>Email:</b></td>\
+             <td>jane@example.com</td></tr><tr><th>Name</th><td>Jane &amp; Co</td></tr></table>\
+             <p>Thanks</p></body></html>",
+        );
+        assert!(t.contains("Email: jane@example.com"), "{t}");
+        assert!(t.contains("Name: Jane & Co"), "{t}");
+        assert!(!t.contains("td{}"));
+    }
+
+    #[test]
+    fn clip_respects_char_boundaries() {
+        assert_eq!(clip("äöü", 3), "ä");
+        assert_eq!(clip("abc", 10), "abc");
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let n = parse_name_addr("Jane Doe <Jane@Example.com>").unwrap();
+        assert_eq!(n.email.as_str(), "jane@example.com");
+        assert_eq!(n.name.as_deref(), Some("Jane Doe"));
+        let n = parse_name_addr("Doe, Jane [mailto:jane@example.com]").unwrap();
+        assert_eq!(n.name.as_deref(), Some("Doe, Jane"));
+        let n = parse_name_addr("*Jane Doe* <jane@example.com>").unwrap();
+        assert_eq!(n.name.as_deref(), Some("Jane Doe"));
+        let n = parse_name_addr("jane@example.com").unwrap();
+        assert_eq!(n.name, None);
+    }
+
+    #[test]
+    fn new_text_stops_at_quotes() {
+        let t = new_text("Please remove me.\n\nOn Mon, 1 Jan 2027, Bob <b@x.com> wrote:\n> hi\n");
+        assert_eq!(t, "Please remove me.");
+        let t = new_text("qualified\n-----Original Message-----\nFrom: x");
+        assert_eq!(t, "qualified");
+    }
+}
