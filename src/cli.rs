@@ -303,15 +303,26 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             } else if leads.is_empty() {
                 writeln!(out, "no leads")?;
             } else {
+                let w = leads
+                    .iter()
+                    .map(|l| l.email.chars().count())
+                    .max()
+                    .unwrap_or(5);
+                let n = leads
+                    .iter()
+                    .map(|l| l.name.as_deref().map_or(1, |n| n.chars().count()))
+                    .max()
+                    .unwrap_or(4)
+                    .clamp(4, 32);
                 writeln!(
                     out,
-                    "{:<36} {:<24} {:<14} {:<10} CREATED",
+                    "{:<w$}  {:<n$}  {:<14} {:<10} CREATED",
                     "EMAIL", "NAME", "CHANNEL", "STATUS"
                 )?;
                 for l in &leads {
                     writeln!(
                         out,
-                        "{:<36} {:<24} {:<14} {:<10} {}",
+                        "{:<w$}  {:<n$}  {:<14} {:<10} {}",
                         l.email,
                         l.name.as_deref().unwrap_or("-"),
                         l.channel,

@@ -26,8 +26,9 @@
 //!   [`Dovecot::uid_validity`] — force and observe a UIDVALIDITY change.
 //! - `Drop` — SIGKILL the whole process group, remove the temp dir.
 //!
-//! Facts behind the choices are in `/work/shared/mailstack/NOTES.md` (permissions, socket path
-//! length, `first_valid_uid`, CA:FALSE leaf certificates for rustls).
+//! Dovecot 2.3 is particular about a few things, each handled below: the temp dir must be
+//! readable by the `dovecot` user, unix socket paths must stay short, `first_valid_uid` must
+//! admit the mail user, and rustls only accepts a CA:FALSE leaf certificate.
 
 #![allow(dead_code)]
 
