@@ -1,1 +1,2 @@
-fn main(){}
+mod dovecot;
+fn main() {}
