@@ -110,12 +110,9 @@ async fn append_fetch_restart_and_uidvalidity_change() -> Result<()> {
 
     // Forced UIDVALIDITY change, observed by a fresh IMAPS SELECT.
     let new_validity = dc.change_uid_validity("INBOX")?;
-    // Dovecot drops a session that had the mailbox selected across the change (observed:
-    // NOOP still answers, the next command finds the connection closed). Ingest must treat
-    // that like any disconnect: reconnect, SELECT, compare UIDVALIDITY.
-    let old_session_survived =
-        session.noop().await.is_ok() && session.select("INBOX").await.is_ok();
-    assert!(!old_session_survived);
+    // A session that had INBOX selected across the change is usually, but not always (it
+    // depends on when Dovecot notices), disconnected by Dovecot; no assertion either way.
+    drop(session);
     assert_ne!(new_validity, validity);
     let mut session = connect_tls(&dc).await?;
     let mailbox = session.select("INBOX").await?;

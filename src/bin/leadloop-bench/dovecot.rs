@@ -255,8 +255,9 @@ impl Dovecot {
 
     /// Sets the UIDVALIDITY of `mailbox` with `doveadm mailbox update --uid-validity`
     /// (needs the instance running; verified with Dovecot 2.3.19). Clients see the new value
-    /// on their next SELECT; a session that has the mailbox selected is disconnected by Dovecot
-    /// (its NOOP may still succeed, the command after it finds the connection closed).
+    /// on their next SELECT. A session that has the mailbox selected at the time is often, not
+    /// always, disconnected by Dovecot soon after (timing-dependent; seen: NOOP succeeds, the
+    /// next command finds the connection closed).
     pub fn set_uid_validity(&self, mailbox: &str, uid_validity: u32) -> Result<()> {
         ensure!(uid_validity != 0, "UIDVALIDITY must be non-zero");
         let out = Command::new(tool("doveadm"))
