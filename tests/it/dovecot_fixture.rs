@@ -107,10 +107,12 @@ async fn append_fetch_restart_and_uidvalidity_change() -> Result<()> {
     let mailbox = session.select("INBOX").await?;
     assert_eq!(mailbox.exists, 3);
     assert_eq!(mailbox.uid_validity, Some(validity));
-    session.logout().await?;
 
     // Forced UIDVALIDITY change, observed by a fresh IMAPS SELECT.
     let new_validity = dc.change_uid_validity("INBOX")?;
+    // A session that had INBOX selected across the change is usually, but not always (it
+    // depends on when Dovecot notices), disconnected by Dovecot; no assertion either way.
+    drop(session);
     assert_ne!(new_validity, validity);
     let mut session = connect_tls(&dc).await?;
     let mailbox = session.select("INBOX").await?;

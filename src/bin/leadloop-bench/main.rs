@@ -1,2 +1,302 @@
+//! `leadloop-bench`: reproducible performance figures against a real, private Dovecot.
+//!
+//! ```text
+//! cargo run --release --bin leadloop-bench -- ingest [--messages 10000] [--seed 42] [--runs 3]
+//! cargo run --release --bin leadloop-bench -- corpus --messages 200 --out /tmp/corpus
+//! ```
+//!
+//! `ingest` generates the corpus, bulk-loads it into a fresh Dovecot, measures the reference
+//! client (one TLS connection, one `UID FETCH 1:* BODY.PEEK[]`, bytes discarded) after one
+//! warm-up run, and then the leadloop phase. Each measured phase whose memory matters runs in a
+//! child process (`ingest-child`) so its peak RSS is its own (see `rss.rs`). The output is a
+//! human summary; the last line is one JSON object for scripts.
+
+mod corpus;
 mod dovecot;
-fn main() {}
+mod reference;
+mod rss;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+/// The child gets the IMAP password through the environment, not argv (visible in `ps`).
+const PASSWORD_ENV: &str = "LEADLOOP_BENCH_IMAP_PASSWORD";
+
+#[derive(Parser)]
+#[command(about = "leadloop benchmarks against a private Dovecot on loopback")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Mailbox ingest throughput: reference fetch vs leadloop.
+    Ingest {
+        /// Number of corpus messages loaded into the mailbox.
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        /// Corpus seed (same seed, same bytes).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Measured reference runs after the warm-up; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Writes the corpus as .eml files (for looking at it, or for classifier tests).
+    Corpus {
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Internal: runs one phase against an already running server and prints a JSON line
+    /// with its own peak RSS. Started by `ingest`.
+    #[command(hide = true)]
+    IngestChild {
+        #[arg(long, value_enum)]
+        phase: Phase,
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Phase {
+    /// The reference fetch (baseline memory of a minimal client).
+    Reference,
+    /// leadloop's own ingest.
+    Leadloop,
+}
+
+fn main() -> Result<()> {
+    // Our own ClientConfig builders must not depend on which rustls providers got compiled in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match Cli::parse().command {
+        Cmd::Ingest {
+            messages,
+            seed,
+            runs,
+        } => ingest(messages, seed, runs.max(1)),
+        Cmd::Corpus {
+            messages,
+            seed,
+            out,
+        } => write_corpus(messages, seed, &out),
+        Cmd::IngestChild {
+            phase,
+            host,
+            port,
+            ca,
+            user,
+        } => ingest_child(phase, &host, port, &ca, &user),
+    }
+}
+
+fn ingest(messages: usize, seed: u64, runs: usize) -> Result<()> {
+    let t = Instant::now();
+    let corpus = corpus::generate(messages, seed);
+    let corpus_bytes: usize = corpus.iter().map(|m| m.raw.len()).sum();
+    let gen_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let dc = dovecot::Dovecot::start().context("starting the private Dovecot")?;
+    let start_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    dc.load_maildir(corpus.iter().map(|m| m.raw.clone()))
+        .context("loading the corpus into the Maildir")?;
+    let load_s = t.elapsed().as_secs_f64();
+    drop(corpus);
+    println!(
+        "corpus: {messages} messages, {:.1} MB (mean {} B), seed {seed}, generated in {gen_s:.2} s",
+        corpus_bytes as f64 / 1e6,
+        corpus_bytes / messages.max(1)
+    );
+    println!(
+        "dovecot: started in {start_s:.2} s, Maildir load + first sync {load_s:.2} s ({})",
+        dc.dir().display()
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    let ca = dc.ca_pem_path();
+    let target = reference::Target {
+        host: dc.host(),
+        tls_port: dc.tls_port(),
+        ca_pem: &ca,
+        user: dc.user(),
+        password: dc.password(),
+    };
+    let warm = rt
+        .block_on(reference::fetch_all(&target))
+        .context("reference warm-up fetch")?;
+    if warm.messages != messages as u64 {
+        bail!(
+            "reference fetch saw {} messages, expected {messages}",
+            warm.messages
+        );
+    }
+    let mut results = Vec::new();
+    for _ in 0..runs {
+        results.push(
+            rt.block_on(reference::fetch_all(&target))
+                .context("reference fetch")?,
+        );
+    }
+    let mut rates: Vec<f64> = results.iter().map(|r| r.per_second()).collect();
+    rates.sort_by(f64::total_cmp);
+    let median = rates[rates.len() / 2];
+    let median_run = results
+        .iter()
+        .find(|r| r.per_second() == median)
+        .copied()
+        .unwrap_or(results[0]);
+    println!(
+        "reference (async-imap, TLS, one UID FETCH 1:* BODY.PEEK[], bytes discarded): \
+         {:.0} msg/s, {:.0} MB/s, {:.3} s for {} messages (median of {runs}; runs: {})",
+        median,
+        median_run.mb_per_second(),
+        median_run.elapsed.as_secs_f64(),
+        median_run.messages,
+        rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    // The reference client's own peak RSS, measured the same way as leadloop's phase below.
+    let reference_child = run_child(Phase::Reference, &dc).context("reference child phase")?;
+    println!(
+        "reference child: {:.0} msg/s, peak RSS {} KiB",
+        reference_child["per_s"].as_f64().unwrap_or(0.0),
+        reference_child["peak_rss_kib"]
+    );
+
+    // leadloop phase
+    // Hook for leadloop's own ingest: implement `Phase::Leadloop` in `run_phase` below, then
+    // call `run_child(Phase::Leadloop, &dc)` here and fill the JSON fields from its result
+    // (`per_s`, `peak_rss_kib`, plus e.g. recorded/classified counts). Until then they are null.
+    let leadloop: Option<Value> = None;
+
+    let leadloop_per_s = leadloop.as_ref().and_then(|v| v["per_s"].as_f64());
+    if let Some(rate) = leadloop_per_s {
+        println!(
+            "leadloop: {rate:.0} msg/s = {:.0}% of reference",
+            rate / median * 100.0
+        );
+    } else {
+        println!("leadloop: not measured yet (see the `// leadloop phase` hook in main.rs)");
+    }
+    let summary = json!({
+        "bench": "ingest",
+        "messages": messages,
+        "seed": seed,
+        "corpus_bytes": corpus_bytes,
+        "load_maildir_s": load_s,
+        "reference_per_s": median,
+        "reference_mb_per_s": median_run.mb_per_second(),
+        "reference_runs_per_s": rates,
+        "reference_child_peak_rss_kib": reference_child["peak_rss_kib"],
+        "leadloop_per_s": leadloop_per_s,
+        "leadloop_vs_reference": leadloop_per_s.map(|r| r / median),
+        "leadloop_peak_rss_kib": leadloop.as_ref().map(|v| v["peak_rss_kib"].clone()),
+        "leadloop_recorded": leadloop.as_ref().map(|v| v["recorded"].clone()),
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+/// Re-executes this binary as `ingest-child` for one phase and returns the JSON object the
+/// child printed last (it includes the child's own `peak_rss_kib`).
+fn run_child(phase: Phase, dc: &dovecot::Dovecot) -> Result<Value> {
+    let exe = std::env::current_exe().context("locating the bench executable")?;
+    let phase_name = format!("{phase:?}").to_lowercase();
+    let out = Command::new(exe)
+        .args(["ingest-child", "--phase", &phase_name, "--host", dc.host()])
+        .arg("--port")
+        .arg(dc.tls_port().to_string())
+        .arg("--ca")
+        .arg(dc.ca_pem_path())
+        .args(["--user", dc.user()])
+        .env(PASSWORD_ENV, dc.password())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the ingest-child process")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "ingest-child --phase {phase_name} failed ({}): {stdout}",
+            out.status
+        );
+    }
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .with_context(|| format!("ingest-child printed no JSON last line: {stdout:?}"))
+}
+
+fn ingest_child(phase: Phase, host: &str, port: u16, ca: &Path, user: &str) -> Result<()> {
+    let password = std::env::var(PASSWORD_ENV)
+        .with_context(|| format!("{PASSWORD_ENV} is not set (ingest-child is internal)"))?;
+    let target = reference::Target {
+        host,
+        tls_port: port,
+        ca_pem: ca,
+        user,
+        password: &password,
+    };
+    let mut result = run_phase(phase, &target)?;
+    // Read the peak last, after all the phase's work and before any teardown.
+    result["peak_rss_kib"] = json!(rss::peak_rss_kib()?);
+    result["end_rss_kib"] = json!(rss::current_rss_kib()?);
+    println!("{result}");
+    Ok(())
+}
+
+/// One measured phase; returns at least `messages`, `elapsed_s`, `per_s`.
+fn run_phase(phase: Phase, target: &reference::Target<'_>) -> Result<Value> {
+    match phase {
+        Phase::Reference => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let stats = rt.block_on(reference::fetch_all(target))?;
+            Ok(json!({
+                "phase": "reference",
+                "messages": stats.messages,
+                "bytes": stats.bytes,
+                "elapsed_s": stats.elapsed.as_secs_f64(),
+                "per_s": stats.per_second(),
+            }))
+        }
+        // leadloop phase: run leadloop's ingest against `target` into a fresh temp SQLite
+        // store and return {"phase", "messages", "recorded", "elapsed_s", "per_s"}.
+        Phase::Leadloop => bail!("the leadloop ingest phase is not implemented yet"),
+    }
+}
+
+fn write_corpus(messages: usize, seed: u64, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for (i, m) in corpus::generate(messages, seed).iter().enumerate() {
+        let path = out.join(format!("{i:05}-{}.eml", m.kind.expected_kind()));
+        std::fs::write(&path, &m.raw).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("wrote {messages} messages to {}", out.display());
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! Peak resident memory, for the benchmark's memory figures.
+//!
+//! Linux keeps the peak (`VmHWM`, "high water mark") per process and offers no way to reset
+//! it, so a phase's peak cannot be isolated inside a process that already did other work
+//! (generating the corpus alone takes tens of MB). The bench therefore runs each measured
+//! phase in a fresh child process (`leadloop-bench ingest-child ...`), which reads its own
+//! `VmHWM` just before exiting and prints it; see `main.rs`.
+
+use anyhow::{Context, Result, anyhow};
+
+/// Peak resident set size of the current process in KiB (`VmHWM`).
+pub fn peak_rss_kib() -> Result<u64> {
+    status_field_kib("VmHWM")
+}
+
+/// Current resident set size of the current process in KiB (`VmRSS`).
+pub fn current_rss_kib() -> Result<u64> {
+    status_field_kib("VmRSS")
+}
+
+fn status_field_kib(field: &str) -> Result<u64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    parse_field_kib(&status, field).ok_or_else(|| anyhow!("no {field} line in /proc/self/status"))
+}
+
+/// Parses `VmHWM:\t  12345 kB`.
+fn parse_field_kib(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_peak() {
+        assert_eq!(
+            parse_field_kib("VmPeak:\t 100 kB\nVmHWM:\t   2048 kB\n", "VmHWM"),
+            Some(2048)
+        );
+        let peak = peak_rss_kib().unwrap();
+        assert!(peak > 0 && peak >= current_rss_kib().unwrap() / 2);
+    }
+}
