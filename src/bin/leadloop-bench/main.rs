@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
@@ -188,35 +188,75 @@ fn ingest(messages: usize, seed: u64, runs: usize) -> Result<()> {
         reference_child["peak_rss_kib"]
     );
 
-    // leadloop phase
-    // Hook for leadloop's own ingest: implement `Phase::Leadloop` in `run_phase` below, then
-    // call `run_child(Phase::Leadloop, &dc)` here and fill the JSON fields from its result
-    // (`per_s`, `peak_rss_kib`, plus e.g. recorded/classified counts). Until then they are null.
-    let leadloop: Option<Value> = None;
-
-    let leadloop_per_s = leadloop.as_ref().and_then(|v| v["per_s"].as_f64());
-    if let Some(rate) = leadloop_per_s {
-        println!(
-            "leadloop: {rate:.0} msg/s = {:.0}% of reference",
-            rate / median * 100.0
+    // leadloop phase: each run ingests the whole mailbox into a fresh SQLite store, in a child
+    // process so its peak RSS is its own. Runs alternate with reference fetches so both see the
+    // same machine state.
+    let mut leadloop_runs = Vec::new();
+    let mut reference_again = Vec::new();
+    for _ in 0..runs {
+        leadloop_runs.push(run_child(Phase::Leadloop, &dc).context("leadloop ingest phase")?);
+        reference_again.push(
+            rt.block_on(reference::fetch_all(&target))
+                .context("reference fetch")?
+                .per_second(),
         );
-    } else {
-        println!("leadloop: not measured yet (see the `// leadloop phase` hook in main.rs)");
     }
+    for run in &leadloop_runs {
+        if run["recorded"].as_u64() != Some(messages as u64) {
+            bail!(
+                "leadloop recorded {} of {messages} messages",
+                run["recorded"]
+            );
+        }
+    }
+    let mut leadloop_rates: Vec<f64> = leadloop_runs
+        .iter()
+        .filter_map(|v| v["per_s"].as_f64())
+        .collect();
+    leadloop_rates.sort_by(f64::total_cmp);
+    let leadloop_per_s = leadloop_rates[leadloop_rates.len() / 2];
+    rates.extend(reference_again);
+    rates.sort_by(f64::total_cmp);
+    let reference_per_s = rates[rates.len() / 2];
+    let peak_rss_kib = leadloop_runs
+        .iter()
+        .filter_map(|v| v["peak_rss_kib"].as_u64())
+        .max()
+        .unwrap_or(0);
+    let ratio = leadloop_per_s / reference_per_s;
+    println!(
+        "leadloop (fetch, parse, classify, record into SQLite, cursor; TLS): {leadloop_per_s:.0} msg/s \
+         (median of {runs}; runs: {}), peak RSS {:.1} MB",
+        leadloop_rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "ratio leadloop / reference: {ratio:.2} (reference median over all {} runs: {reference_per_s:.0} msg/s)",
+        rates.len()
+    );
+    let kinds = leadloop_runs
+        .last()
+        .map(|v| v["kinds"].clone())
+        .unwrap_or(Value::Null);
     let summary = json!({
         "bench": "ingest",
         "messages": messages,
         "seed": seed,
         "corpus_bytes": corpus_bytes,
         "load_maildir_s": load_s,
-        "reference_per_s": median,
+        "reference_per_s": reference_per_s,
         "reference_mb_per_s": median_run.mb_per_second(),
         "reference_runs_per_s": rates,
-        "reference_child_peak_rss_kib": reference_child["peak_rss_kib"],
+        "reference_peak_rss_mb": reference_child["peak_rss_kib"].as_f64().map(|k| k / 1024.0),
         "leadloop_per_s": leadloop_per_s,
-        "leadloop_vs_reference": leadloop_per_s.map(|r| r / median),
-        "leadloop_peak_rss_kib": leadloop.as_ref().map(|v| v["peak_rss_kib"].clone()),
-        "leadloop_recorded": leadloop.as_ref().map(|v| v["recorded"].clone()),
+        "leadloop_runs_per_s": leadloop_rates,
+        "ratio": ratio,
+        "peak_rss_mb": peak_rss_kib as f64 / 1024.0,
+        "kinds": kinds,
     });
     println!("{summary}");
     Ok(())
@@ -285,10 +325,67 @@ fn run_phase(phase: Phase, target: &reference::Target<'_>) -> Result<Value> {
                 "per_s": stats.per_second(),
             }))
         }
-        // leadloop phase: run leadloop's ingest against `target` into a fresh temp SQLite
-        // store and return {"phase", "messages", "recorded", "elapsed_s", "per_s"}.
-        Phase::Leadloop => bail!("the leadloop ingest phase is not implemented yet"),
+        Phase::Leadloop => leadloop_phase(target),
     }
+}
+
+/// leadloop's own ingest, as `leadloop run --once` does it: the IMAP source over TLS into a
+/// fresh SQLite store (WAL), with the default batch size; the timer covers connect to commit.
+fn leadloop_phase(target: &reference::Target<'_>) -> Result<Value> {
+    let dir = std::env::temp_dir().join(format!("leadloop-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).context("creating the bench's temp dir")?;
+    let config_text = format!(
+        r#"
+[database]
+url = "sqlite://{db}?mode=rwc"
+
+[imap]
+host = "{host}"
+port = {port}
+tls = "implicit"
+ca_file = "{ca}"
+user = "{user}"
+password_env = "{PASSWORD_ENV}"
+after = "none"
+
+[identity]
+addresses = ["leads@company.com"]
+domains = ["company.com"]
+"#,
+        db = dir.join("leadloop.db").display(),
+        host = target.host,
+        port = target.tls_port,
+        ca = target.ca_pem.display(),
+        user = target.user,
+    );
+    let config = leadloop::config::Config::parse(&config_text, &dir.join("leadloop.toml"))
+        .map_err(|e| anyhow!("bench configuration: {e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async {
+        let store = leadloop::daemon::open_store(&config).await?;
+        let source = leadloop::daemon::Source::new(&config, store.clone())?;
+        let start = Instant::now();
+        let report = source
+            .sync_once(&tokio_util::sync::CancellationToken::new())
+            .await?;
+        let elapsed = start.elapsed();
+        let kinds = store.kind_counts().await?;
+        store.close().await;
+        anyhow::Ok((report, elapsed, kinds))
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    let (report, elapsed, kinds) = result?;
+    Ok(json!({
+        "phase": "leadloop",
+        "messages": report.fetched,
+        "recorded": report.recorded,
+        "leads": report.leads_touched,
+        "kinds": kinds,
+        "elapsed_s": elapsed.as_secs_f64(),
+        "per_s": report.fetched as f64 / elapsed.as_secs_f64().max(1e-9),
+    }))
 }
 
 fn write_corpus(messages: usize, seed: u64, out: &Path) -> Result<()> {
