@@ -425,6 +425,24 @@ static QUOTE_HEADER: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+/// A cheap necessary condition for [`QUOTE_HEADER`]: every form it knows has a colon, a run of
+/// dashes or underscores, or one of the "wrote" verbs. Most lines of prose have none, and the
+/// regex (bounded `.{0,200}` under Unicode case folding) is costly per line.
+fn may_be_quote_header(line: &str) -> bool {
+    let contains_ci = |needle: &[u8]| {
+        line.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    line.contains(':')
+        || line.contains("--")
+        || line.contains("__")
+        || contains_ci(b"wrote")
+        || contains_ci(b"schrieb")
+        || contains_ci(b"crit")
+        || contains_ci(b"escribi")
+}
+
 /// The text the writer of a reply actually typed: lines before the quoted history
 /// (`> …`, "On … wrote:", "-----Original Message-----", a quoted header block).
 pub fn new_text(body: &str) -> String {
@@ -434,7 +452,7 @@ pub fn new_text(body: &str) -> String {
         if t.starts_with('>') {
             continue;
         }
-        if QUOTE_HEADER.is_match(clip(t, 600)) {
+        if may_be_quote_header(t) && QUOTE_HEADER.is_match(clip(t, 600)) {
             break;
         }
         out.push(t);

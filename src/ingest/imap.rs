@@ -21,7 +21,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{IngestError, IngestReport, Pipeline, RawMessage, header_part};
+use super::{Classifying, IngestError, IngestReport, Pipeline, RawMessage, header_part};
 use crate::config::{AfterProcessing, ImapConfig, Secret, TlsMode};
 
 /// How long to wait for a TCP connect, TLS handshake or login before giving up on an attempt.
@@ -339,13 +339,13 @@ impl ImapSource {
 
             // Fetch batch n+1 while batch n is classified and recorded. Both halves run in this
             // task, so cancelling or dropping the sync stops both at once.
-            let (tx, mut rx) = mpsc::channel::<(u32, Vec<RawMessage>)>(1);
+            let (tx, mut rx) = mpsc::channel::<(u32, Classifying)>(2);
             let pipeline = &self.pipeline;
             let write = async move {
                 let mut report = IngestReport::default();
                 let mut committed = None;
                 while let Some((last_uid, batch)) = rx.recv().await {
-                    report.merge(pipeline.record(uidvalidity, Some(last_uid), batch).await?);
+                    report.merge(pipeline.write(uidvalidity, Some(last_uid), batch).await?);
                     committed = Some(last_uid);
                 }
                 Ok::<_, IngestError>((report, committed))
@@ -366,7 +366,7 @@ impl ImapSource {
         &self,
         session: &mut ImapSession,
         sizes: &[(u32, u64)],
-        tx: mpsc::Sender<(u32, Vec<RawMessage>)>,
+        tx: mpsc::Sender<(u32, Classifying)>,
         cancel: &CancellationToken,
     ) -> Result<(), IngestError> {
         let limit = self.config.max_message_bytes;
@@ -444,7 +444,7 @@ impl ImapSource {
             // to record, and the cursor moves past it with the batch.
             let last_uid = chunk.last().map_or(0, |(u, _)| *u);
             debug!(messages = messages.len(), last_uid, "batch fetched");
-            if tx.send((last_uid, messages)).await.is_err() {
+            if tx.send((last_uid, self.pipeline.classify(messages))).await.is_err() {
                 // The writer stopped on an error; it reports it.
                 break;
             }

@@ -93,6 +93,11 @@ impl IngestReport {
     }
 }
 
+/// A small message that takes the classifier through its common paths once.
+const WARM_UP_MESSAGE: &[u8] = b"From: Warm Up <warm.up@example.org>\r\nTo: leads@example.com\r\n\
+Subject: Re: Fwd: question\r\nMessage-ID: <warm-up@example.org>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\
+\r\nName: Warm Up\r\nEmail: warm.up@example.org\r\nOn Friday, someone wrote:\r\n> back on 14 April\r\n";
+
 /// Classifies and records batches for one mailbox.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -110,6 +115,9 @@ impl Pipeline {
         mailbox: impl Into<Arc<str>>,
         max_message_bytes: u64,
     ) -> Self {
+        // The classifier compiles its patterns on first use; pay that at start-up rather than
+        // in the first batch of mail.
+        let _ = classify::classify(WARM_UP_MESSAGE, &rules);
         Pipeline {
             store,
             rules,
@@ -128,32 +136,51 @@ impl Pipeline {
         &self.store
     }
 
-    /// Classifies `messages` and records them, with the cursor `(uidvalidity, last_uid)`, in
-    /// one transaction.
+    /// Starts classifying `messages` on the blocking pool, spread over the cores, and returns at
+    /// once: the caller can fetch the next batch meanwhile. Chunks keep message order.
+    pub fn classify(&self, messages: Vec<RawMessage>) -> Classifying {
+        let fetched = messages.len();
+        let oversize = messages.iter().filter(|m| m.oversize).count();
+        let limit = self.max_message_bytes;
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk_len = fetched.div_ceil(workers).max(1);
+        let mut chunks = Vec::with_capacity(workers);
+        let mut messages = messages;
+        while !messages.is_empty() {
+            let rest = messages.split_off(chunk_len.min(messages.len()));
+            let chunk = std::mem::replace(&mut messages, rest);
+            let rules = Arc::clone(&self.rules);
+            chunks.push(tokio::task::spawn_blocking(move || {
+                chunk
+                    .iter()
+                    .map(|m| classify_one(m, &rules, limit))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        Classifying {
+            fetched,
+            oversize,
+            chunks,
+        }
+    }
+
+    /// Waits for a batch's classification and records it with the cursor
+    /// `(uidvalidity, last_uid)` in one transaction.
     ///
     /// # Errors
     /// A store or task error; nothing of the batch is recorded then.
-    pub async fn record(
+    pub async fn write(
         &self,
         uidvalidity: u32,
         last_uid: Option<u32>,
-        messages: Vec<RawMessage>,
+        batch: Classifying,
     ) -> Result<IngestReport, IngestError> {
-        let fetched = messages.len();
-        let oversize = messages.iter().filter(|m| m.oversize).count();
-        let rules = Arc::clone(&self.rules);
-        let limit = self.max_message_bytes;
-        // Parsing is CPU work: keep it off the runtime's threads so IMAP keeps streaming.
-        let records = tokio::task::spawn_blocking(move || {
-            messages
-                .into_iter()
-                .map(|m| classify_one(&m, &rules, limit))
-                .collect::<Vec<_>>()
-        })
-        .await
-        // classify is built never to panic; should it ever, the batch stays unrecorded and the
-        // cursor unmoved, so the messages are read again rather than lost.
-        .map_err(|e| IngestError::Task(e.to_string()))?;
+        let mut records = Vec::with_capacity(batch.fetched);
+        for chunk in batch.chunks {
+            // classify is built never to panic; should it ever, the batch stays unrecorded and
+            // the cursor unmoved, so the messages are read again rather than lost.
+            records.extend(chunk.await.map_err(|e| IngestError::Task(e.to_string()))?);
+        }
         let outcome = self
             .store
             .record_batch(&Batch {
@@ -171,9 +198,31 @@ impl Pipeline {
             "batch recorded"
         );
         let mut report = IngestReport::default();
-        report.add(fetched, oversize, outcome);
+        report.add(batch.fetched, batch.oversize, outcome);
         Ok(report)
     }
+
+    /// Classifies `messages` and records them, with the cursor, in one transaction.
+    ///
+    /// # Errors
+    /// A store or task error; nothing of the batch is recorded then.
+    pub async fn record(
+        &self,
+        uidvalidity: u32,
+        last_uid: Option<u32>,
+        messages: Vec<RawMessage>,
+    ) -> Result<IngestReport, IngestError> {
+        self.write(uidvalidity, last_uid, self.classify(messages))
+            .await
+    }
+}
+
+/// A batch whose classification is under way ([`Pipeline::classify`]).
+#[derive(Debug)]
+pub struct Classifying {
+    fetched: usize,
+    oversize: usize,
+    chunks: Vec<tokio::task::JoinHandle<Vec<InboundRecord>>>,
 }
 
 /// Classifies one message inside its own span, turning an oversize one into `ignored`.

@@ -332,6 +332,12 @@ fn run_phase(phase: Phase, target: &reference::Target<'_>) -> Result<Value> {
 /// leadloop's own ingest, as `leadloop run --once` does it: the IMAP source over TLS into a
 /// fresh SQLite store (WAL), with the default batch size; the timer covers connect to commit.
 fn leadloop_phase(target: &reference::Target<'_>) -> Result<Value> {
+    if let Ok(filter) = std::env::var("LEADLOOP_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let dir = std::env::temp_dir().join(format!("leadloop-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).context("creating the bench's temp dir")?;
     let config_text = format!(
