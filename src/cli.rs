@@ -154,10 +154,7 @@ fn load(path: &Path) -> anyhow::Result<Config> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
+    daemon::runtime().context("starting the async runtime")
 }
 
 fn check(path: &Path) -> ExitCode {

@@ -21,6 +21,22 @@ use crate::ingest::{
 };
 use crate::store::Store;
 
+/// The async runtime leadloop runs on.
+///
+/// The blocking pool, where messages are classified, gets one thread per core: more threads
+/// would not classify faster, and each extra thread brings its own allocator arena, which
+/// holds on to freed batch memory and inflates the resident set.
+///
+/// # Errors
+/// The runtime cannot start (no threads or timers available).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(cores.max(2))
+        .build()
+}
+
 /// Opens the store the configuration names, creating and migrating it as needed.
 ///
 /// # Errors

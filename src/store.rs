@@ -26,6 +26,10 @@ use crate::domain::{EmailAddress, LeadId, MessageKind};
 
 /// Rows per multi-row statement: well under SQLite's 32,766 bound parameters, and large enough
 /// that a batch costs a handful of round trips.
+///
+/// Statements whose row count changes from batch to batch (lead upserts, events) are not kept
+/// in the connection's statement cache (`persistent(false)`): every row count is a new text,
+/// and each cached variant of a statement with thousands of parameters holds megabytes.
 const ROWS_PER_STATEMENT: usize = 400;
 
 /// Errors callers can act on.
@@ -386,7 +390,7 @@ impl Store {
                  RETURNING id, email",
                 values_list(self.backend, chunk.len(), 10)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for u in chunk {
                 q = q
                     .bind(u.email.as_str())
@@ -471,7 +475,7 @@ impl Store {
                 "INSERT INTO events (lead_id, at, kind, inbound_id, detail) VALUES {}",
                 values_list(self.backend, chunk.len(), 5)
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for (lead_id, inbound_id, kind, detail) in chunk {
                 q = q
                     .bind(*lead_id)

@@ -320,16 +320,19 @@ impl ImapSource {
             }
 
             // Sizes first, so oversize messages are never fetched whole.
-            let mut sizes: Vec<(u32, u64)> = {
+            // Each response is dropped as soon as it is read: a held response keeps its whole
+            // read buffer alive, which for a large mailbox adds up to tens of megabytes.
+            let mut sizes: Vec<(u32, u64)> = Vec::new();
+            {
                 let stream = timed("UID FETCH", session.uid_fetch(format!("{start}:*"), "(UID RFC822.SIZE)")).await?;
-                let fetches: Vec<_> = timed("UID FETCH", stream.try_collect::<Vec<_>>()).await?;
-                fetches
-                    .iter()
+                let mut stream = std::pin::pin!(stream);
+                while let Some(f) = timed("UID FETCH", stream.try_next()).await? {
                     // `n:*` always includes the newest message, even when its UID is below n.
-                    .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
-                    .filter(|(uid, _)| *uid >= start)
-                    .collect()
-            };
+                    if let Some(uid) = f.uid.filter(|uid| *uid >= start) {
+                        sizes.push((uid, u64::from(f.size.unwrap_or(0))));
+                    }
+                }
+            }
             sizes.sort_unstable();
             sizes.dedup_by_key(|(uid, _)| *uid);
             if sizes.is_empty() {
@@ -444,7 +447,11 @@ impl ImapSource {
             // to record, and the cursor moves past it with the batch.
             let last_uid = chunk.last().map_or(0, |(u, _)| *u);
             debug!(messages = messages.len(), last_uid, "batch fetched");
-            if tx.send((last_uid, self.pipeline.classify(messages))).await.is_err() {
+            if tx
+                .send((last_uid, self.pipeline.classify(messages)))
+                .await
+                .is_err()
+            {
                 // The writer stopped on an error; it reports it.
                 break;
             }

@@ -366,9 +366,7 @@ domains = ["company.com"]
     );
     let config = leadloop::config::Config::parse(&config_text, &dir.join("leadloop.toml"))
         .map_err(|e| anyhow!("bench configuration: {e}"))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = leadloop::daemon::runtime()?;
     let result = rt.block_on(async {
         let store = leadloop::daemon::open_store(&config).await?;
         let source = leadloop::daemon::Source::new(&config, store.clone())?;
