@@ -62,6 +62,14 @@ static MARKER: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+/// A cheap necessary condition for [`MARKER`], which is anchored at the line start: after any
+/// quoting, every marker it knows starts with a dash, an underscore, or "begin", "anfang",
+/// "début". The check keeps the regex off the ordinary lines of every message.
+fn may_be_marker(line: &str) -> bool {
+    line.trim_start_matches(|c: char| c == '>' || c.is_whitespace())
+        .starts_with(['-', '_', 'b', 'B', 'a', 'A', 'd', 'D'])
+}
+
 /// Markers that only ever introduce a forward (a reply quotes with "Original Message" too).
 static FORWARD_ONLY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -93,7 +101,7 @@ fn inline(body: &str, subject: &str) -> Option<Original> {
     let fwd_subject = forward_subject(subject);
     for (i, line) in lines.iter().enumerate() {
         let t = clip(line.trim(), 300);
-        let marker = MARKER.is_match(t);
+        let marker = may_be_marker(t) && MARKER.is_match(t);
         // Outlook's forward has no marker line, only a header block; accept it when the
         // subject says this is a forward.
         let bare_block = !marker

@@ -425,22 +425,30 @@ static QUOTE_HEADER: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
-/// A cheap necessary condition for [`QUOTE_HEADER`]: every form it knows has a colon, a run of
-/// dashes or underscores, or one of the "wrote" verbs. Most lines of prose have none, and the
-/// regex (bounded `.{0,200}` under Unicode case folding) is costly per line.
+/// A cheap necessary condition for [`QUOTE_HEADER`], which is anchored at the start of the
+/// line: every form it knows starts with a dash, an underscore, or one of the words "on", "am",
+/// "le", "el" (before "wrote" and its translations) or "from", "von", "de", "da" (a quoted
+/// header). Most lines start otherwise, and the regex (bounded `.{0,200}` under Unicode case
+/// folding) is costly per line.
 fn may_be_quote_header(line: &str) -> bool {
-    let contains_ci = |needle: &[u8]| {
-        line.as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
-    };
-    line.contains(':')
-        || line.contains("--")
-        || line.contains("__")
-        || contains_ci(b"wrote")
-        || contains_ci(b"schrieb")
-        || contains_ci(b"crit")
-        || contains_ci(b"escribi")
+    let t = line.trim_start();
+    if t.starts_with(['-', '_']) {
+        return true;
+    }
+    let word_len = t.bytes().take_while(u8::is_ascii_alphabetic).count();
+    let word = &t.as_bytes()[..word_len];
+    [
+        &b"on"[..],
+        b"am",
+        b"le",
+        b"el",
+        b"from",
+        b"von",
+        b"de",
+        b"da",
+    ]
+    .iter()
+    .any(|w| word.eq_ignore_ascii_case(w))
 }
 
 /// The text the writer of a reply actually typed: lines before the quoted history

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{Classifying, IngestError, IngestReport, Pipeline, RawMessage, header_part};
@@ -340,20 +341,25 @@ impl ImapSource {
             }
             info!(new = sizes.len(), from_uid = start, "fetching new mail");
 
-            // Fetch batch n+1 while batch n is classified and recorded. Both halves run in this
-            // task, so cancelling or dropping the sync stops both at once.
+            // Fetch batch n+1 while batch n is classified and recorded. The writer is a task of
+            // its own, so decoding IMAP and preparing inserts use two cores; it is aborted if
+            // this sync is dropped, so nothing writes on behind a cancelled or killed sync.
             let (tx, mut rx) = mpsc::channel::<(u32, Classifying)>(2);
-            let pipeline = &self.pipeline;
-            let write = async move {
-                let mut report = IngestReport::default();
-                let mut committed = None;
-                while let Some((last_uid, batch)) = rx.recv().await {
-                    report.merge(pipeline.write(uidvalidity, Some(last_uid), batch).await?);
-                    committed = Some(last_uid);
+            let pipeline = self.pipeline.clone();
+            let writer = AbortOnDropHandle::new(tokio::spawn(
+                async move {
+                    let mut report = IngestReport::default();
+                    let mut committed = None;
+                    while let Some((last_uid, batch)) = rx.recv().await {
+                        report.merge(pipeline.write(uidvalidity, Some(last_uid), batch).await?);
+                        committed = Some(last_uid);
+                    }
+                    Ok::<_, IngestError>((report, committed))
                 }
-                Ok::<_, IngestError>((report, committed))
-            };
-            let (fetched, written) = tokio::join!(self.fetch_batches(session, &sizes, tx, cancel), write);
+                .in_current_span(),
+            ));
+            let fetched = self.fetch_batches(session, &sizes, tx, cancel).await;
+            let written = writer.await.map_err(|e| IngestError::Task(e.to_string()))?;
             fetched?;
             let (report, committed) = written?;
             if let Some(last) = committed {

@@ -254,6 +254,8 @@ fn ingest(messages: usize, seed: u64, runs: usize) -> Result<()> {
         "reference_peak_rss_mb": reference_child["peak_rss_kib"].as_f64().map(|k| k / 1024.0),
         "leadloop_per_s": leadloop_per_s,
         "leadloop_runs_per_s": leadloop_rates,
+        "leadloop_cpu_s": leadloop_runs.iter().map(|v| v["cpu_s"].clone()).collect::<Vec<_>>(),
+        "leadloop_elapsed_s": leadloop_runs.iter().map(|v| v["elapsed_s"].clone()).collect::<Vec<_>>(),
         "ratio": ratio,
         "peak_rss_mb": peak_rss_kib as f64 / 1024.0,
         "kinds": kinds,
@@ -371,16 +373,18 @@ domains = ["company.com"]
         let store = leadloop::daemon::open_store(&config).await?;
         let source = leadloop::daemon::Source::new(&config, store.clone())?;
         let start = Instant::now();
+        let cpu_start = rss::cpu_seconds()?;
         let report = source
             .sync_once(&tokio_util::sync::CancellationToken::new())
             .await?;
         let elapsed = start.elapsed();
+        let cpu = rss::cpu_seconds()? - cpu_start;
         let kinds = store.kind_counts().await?;
         store.close().await;
-        anyhow::Ok((report, elapsed, kinds))
+        anyhow::Ok((report, elapsed, cpu, kinds))
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let (report, elapsed, kinds) = result?;
+    let (report, elapsed, cpu, kinds) = result?;
     Ok(json!({
         "phase": "leadloop",
         "messages": report.fetched,
@@ -388,6 +392,7 @@ domains = ["company.com"]
         "leads": report.leads_touched,
         "kinds": kinds,
         "elapsed_s": elapsed.as_secs_f64(),
+        "cpu_s": cpu,
         "per_s": report.fetched as f64 / elapsed.as_secs_f64().max(1e-9),
     }))
 }

@@ -18,6 +18,26 @@ pub fn current_rss_kib() -> Result<u64> {
     status_field_kib("VmRSS")
 }
 
+/// CPU time (user + system) this process has used so far, in seconds, from `/proc/self/stat`.
+pub fn cpu_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow!("malformed /proc/self/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: f64 = fields
+        .get(11..13)
+        .ok_or_else(|| anyhow!("short /proc/self/stat"))?
+        .iter()
+        .map(|f| f.parse::<f64>().unwrap_or(0.0))
+        .sum();
+    // USER_HZ is 100 on every Linux configuration we run on.
+    Ok(ticks / 100.0)
+}
+
 fn status_field_kib(field: &str) -> Result<u64> {
     let status =
         std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
