@@ -410,3 +410,79 @@ async fn a_task_dropped_mid_batch_loses_and_repeats_nothing() {
         "every message exactly once"
     );
 }
+
+/// Hostile and broken messages, each delivered over IMAP: every one is recorded with a kind
+/// (often `ignored` with a reason), none is lost, none stops the ingest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_and_hostile_mail_is_recorded_not_lost() {
+    let s = Setup::new("implicit", "max_message_bytes = 40000000").await;
+    let mut attachment = String::with_capacity(31 << 20);
+    while attachment.len() < 30 << 20 {
+        attachment.push_str("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2\r\n");
+    }
+    let messages: Vec<Vec<u8>> = vec![
+        // Truncated MIME: the closing boundary never comes.
+        b"From: Ann <ann@example.org>\r\nTo: leads@company.com\r\nSubject: cut\r\nMessage-ID: <cut@example.org>\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nHello, I would like a quote".to_vec(),
+        // No From at all.
+        b"To: leads@company.com\r\nSubject: anonymous\r\nMessage-ID: <nofrom@example.org>\r\n\r\nWho am I?\r\n".to_vec(),
+        // A charset nobody knows.
+        b"From: Bo <bo@example.org>\r\nTo: leads@company.com\r\nSubject: =?x-garbage?Q?=E9t=E9?=\r\nMessage-ID: <charset@example.org>\r\nContent-Type: text/plain; charset=x-unknown-garbage\r\n\r\n\xe9t\xe9 pricing?\r\n".to_vec(),
+        // Raw 8-bit bytes in headers.
+        b"From: J\xf6rg M\xfcller <joerg@example.de>\r\nTo: leads@company.com\r\nSubject: Anfrage \xfcber Preise\r\nMessage-ID: <8bit@example.de>\r\n\r\nGuten Tag\r\n".to_vec(),
+        // A 100 KB header line.
+        format!(
+            "From: Cy <cy@example.org>\r\nTo: leads@company.com\r\nX-Long: {}\r\nSubject: long\r\nMessage-ID: <long@example.org>\r\n\r\nHi\r\n",
+            "a".repeat(100 * 1024)
+        )
+        .into_bytes(),
+        // A 30 MB attachment.
+        format!(
+            "From: Di <di@example.org>\r\nTo: leads@company.com\r\nSubject: our RFP\r\nMessage-ID: <big@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n--zz\r\nContent-Type: text/plain\r\n\r\nPlease see the attached RFP.\r\n--zz\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n{attachment}--zz--\r\n"
+        )
+        .into_bytes(),
+        inquiry(7),
+    ];
+    for m in &messages {
+        s.append(m);
+    }
+    let (source, store) = s.source().await;
+    let report = source
+        .sync_once(&CancellationToken::new())
+        .await
+        .expect("sync survives bad input");
+    assert_eq!(report.recorded, messages.len());
+    let inbound = store.inbound(&s.mailbox()).await.unwrap();
+    assert_eq!(inbound.len(), messages.len(), "every message is recorded");
+    for m in &inbound {
+        assert!(
+            m.kind.parse::<leadloop::domain::MessageKind>().is_ok(),
+            "{m:?}"
+        );
+        if m.kind == "ignored" {
+            assert!(
+                m.reason.as_deref().is_some_and(|r| !r.is_empty()),
+                "ignored without a reason: {m:?}"
+            );
+        }
+    }
+    let kind_of = |key: &str| {
+        inbound
+            .iter()
+            .find(|m| m.dedupe_key == key)
+            .map(|m| m.kind.clone())
+    };
+    assert_eq!(
+        kind_of("mid:big@example.org").as_deref(),
+        Some("inquiry"),
+        "a big attachment is still an inquiry"
+    );
+    assert_eq!(kind_of("mid:8bit@example.de").as_deref(), Some("inquiry"));
+    assert_eq!(
+        kind_of("mid:nofrom@example.org").as_deref(),
+        Some("ignored")
+    );
+    assert_eq!(
+        kind_of("mid:inquiry-7@example.org").as_deref(),
+        Some("inquiry")
+    );
+}
