@@ -171,22 +171,21 @@ pub async fn run(
         }
         tasks.close();
 
-        let reloaded = tokio::select! {
-            () = shutdown.cancelled() => None,
-            Some(()) = reload.recv() => {
-                match sd_notify::NotifyState::monotonic_usec_now() {
-                    Ok(now) => notify(&[sd_notify::NotifyState::Reloading, now]),
-                    Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
-                }
-                match Config::load(config_path) {
-                    Ok(new) => Some(new),
-                    Err(e) => {
-                        error!(problems = %e, "reload refused: the configuration has problems; keeping the running one");
-                        notify(&[sd_notify::NotifyState::Ready]);
-                        // Keep running the current generation until the next signal.
-                        tokio::select! {
-                            () = shutdown.cancelled() => None,
-                            Some(()) = reload.recv() => Config::load(config_path).ok(),
+        // Wait for shutdown or a configuration that passes validation; a broken one is
+        // refused and the running generation goes on untouched.
+        let reloaded = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break None,
+                Some(()) = reload.recv() => {
+                    match sd_notify::NotifyState::monotonic_usec_now() {
+                        Ok(now) => notify(&[sd_notify::NotifyState::Reloading, now]),
+                        Err(_) => notify(&[sd_notify::NotifyState::Reloading]),
+                    }
+                    match Config::load(config_path) {
+                        Ok(new) => break Some(new),
+                        Err(e) => {
+                            error!(problems = %e, "reload refused: the configuration has problems; keeping the running one");
+                            notify(&[sd_notify::NotifyState::Ready]);
                         }
                     }
                 }
@@ -196,6 +195,9 @@ pub async fn run(
         tasks.wait().await;
         match reloaded {
             Some(new) if !shutdown.is_cancelled() => {
+                if new.database.url != config.database.url {
+                    warn!("the database setting changed; it takes effect after a restart");
+                }
                 info!("configuration reloaded");
                 config = new;
                 notify(&[sd_notify::NotifyState::Ready]);

@@ -1,7 +1,9 @@
 //! The daemon as a process: killed with SIGKILL mid-batch it loses and repeats nothing;
 //! SIGTERM stops it cleanly.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use leadloop::store::Store;
@@ -112,4 +114,103 @@ async fn sigterm_stops_the_daemon_cleanly() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "{status}");
+}
+
+/// Log lines of a daemon started with its stderr piped, read on a thread.
+fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    panic!("no log line containing {needle:?}");
+}
+
+fn hup(child: &Child) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_a_valid_configuration_and_refuses_a_broken_one() {
+    let s = Setup::new("implicit", "").await;
+    let store = Store::connect(&s.db.url, 2).await.unwrap();
+    let good = std::fs::read_to_string(&s.config_path).unwrap();
+    let mailbox = s.mailbox();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_leadloop"))
+        .arg("run")
+        .arg("--config")
+        .arg(&s.config_path)
+        .env("LEADLOOP_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = log_lines(&mut daemon);
+    wait_for_line(&lines, "connected");
+
+    std::fs::write(
+        &s.config_path,
+        good.replace("poll_interval = \"1s\"", "poll_interval = \"soon\""),
+    )
+    .unwrap();
+    hup(&daemon);
+    wait_for_line(&lines, "reload refused");
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "a broken configuration must not stop the daemon"
+    );
+    s.append(&inquiry(1));
+    wait_until_some_recorded(&store, &mailbox, 2).await;
+
+    std::fs::write(
+        &s.config_path,
+        good.replace("poll_interval = \"1s\"", "poll_interval = \"2s\""),
+    )
+    .unwrap();
+    hup(&daemon);
+    wait_for_line(&lines, "configuration reloaded");
+    wait_for_line(&lines, "connected");
+    s.append(&inquiry(2));
+    let start = Instant::now();
+    while recorded(&store, &mailbox).await < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the reloaded daemon does not ingest"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let pid = daemon.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(daemon.wait().unwrap().success());
 }
