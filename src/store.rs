@@ -440,7 +440,7 @@ impl Store {
                     .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
                     .bind(c.date.map(millis))
                     .bind(now)
-                    .bind(serde_json::to_string(c).unwrap_or_else(|_| "{}".to_owned()));
+                    .bind(inbound_detail(c));
             }
             for row in q.fetch_all(&mut *tx).await? {
                 inserted.push((row.get::<i64, _>(0), row.get::<String, _>(1)));
@@ -617,6 +617,34 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// The part of a decision that has no column of its own, without empty values: stored with
+/// every message, so it is kept small.
+fn inbound_detail(c: &Classification) -> String {
+    let mut d = serde_json::Map::new();
+    d.insert("evidence".into(), serde_json::json!(c.evidence));
+    let mut put = |key: &str, value: serde_json::Value| {
+        if !value.is_null() {
+            d.insert(key.into(), value);
+        }
+    };
+    if !c.fields.is_empty() {
+        put("fields", serde_json::json!(c.fields));
+    }
+    if !c.references.is_empty() {
+        put("references", serde_json::json!(c.references));
+    }
+    put("lead", serde_json::to_value(&c.lead).unwrap_or_default());
+    put("owner", serde_json::json!(c.owner));
+    put("channel", serde_json::json!(c.channel));
+    put("form", serde_json::json!(c.form));
+    put(
+        "bounce",
+        serde_json::to_value(&c.bounce).unwrap_or_default(),
+    );
+    put("return_date", serde_json::json!(c.return_date));
+    serde_json::Value::Object(d).to_string()
 }
 
 const LEAD_COLUMNS: &str = "l.id, l.email, l.name, l.company, l.phone, l.channel, l.status, l.score, l.owner, l.form, l.fields, l.created_at, l.updated_at";

@@ -34,11 +34,12 @@ CREATE TABLE inbound_messages (
     size         BIGINT  NOT NULL,
     sent_at      BIGINT,
     recorded_at  BIGINT  NOT NULL,
+    -- The classifier's decision beyond the columns above (evidence, fields, bounce, dates).
     detail       TEXT    NOT NULL,
     UNIQUE (mailbox, uidvalidity, uid)
 );
-CREATE INDEX inbound_kind ON inbound_messages (kind);
-CREATE INDEX inbound_lead ON inbound_messages (lead_id);
+-- Which leads have a message of a kind (`leads list --kind`).
+CREATE INDEX inbound_lead_kind ON inbound_messages (lead_email, kind);
 
 CREATE TABLE events (
     id          INTEGER PRIMARY KEY,
