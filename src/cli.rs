@@ -111,8 +111,10 @@ fn init_tracing(daemon: bool) {
     let default = if daemon { "info" } else { "warn" };
     let filter =
         EnvFilter::try_from_env("LEADLOOP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only on a terminal: under systemd, stderr goes to the journal.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .with_writer(io::stderr);
     if std::env::var("LEADLOOP_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
