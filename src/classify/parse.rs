@@ -318,15 +318,18 @@ pub fn body_text(msg: &Message<'_>) -> String {
             let Some(part) = msg.parts.get(*id as usize) else {
                 continue;
             };
-            let text = match &part.body {
-                PartType::Text(t) => clip(t, MAX_TEXT).to_owned(),
-                PartType::Html(h) => html_to_text(clip(h, MAX_TEXT)),
-                _ => continue,
-            };
+            // Plain text is appended straight from the part, without an intermediate copy.
+            if !matches!(part.body, PartType::Text(_) | PartType::Html(_)) {
+                continue;
+            }
             if !out.is_empty() {
                 out.push('\n');
             }
-            out.push_str(&text);
+            match &part.body {
+                PartType::Text(t) => out.push_str(clip(t, MAX_TEXT)),
+                PartType::Html(h) => out.push_str(&html_to_text(clip(h, MAX_TEXT))),
+                _ => {}
+            }
         }
     }
     let mut out = String::new();
@@ -337,7 +340,22 @@ pub fn body_text(msg: &Message<'_>) -> String {
     }
     let clipped = clip(&out, MAX_TEXT).len();
     out.truncate(clipped);
-    out.replace("\r\n", "\n").replace('\r', "\n")
+    // Most bodies have no carriage returns left; skip the two whole-body copies then.
+    if out.contains('\r') {
+        out.replace("\r\n", "\n").replace('\r', "\n")
+    } else {
+        out
+    }
+}
+
+/// Appends the whitespace-separated words of `s` to `out`, joined by single spaces.
+fn push_words(out: &mut String, s: &str) {
+    for (i, w) in s.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
 }
 
 static HTML_DROP: LazyLock<Regex> = LazyLock::new(|| {
@@ -391,28 +409,35 @@ pub fn html_to_text(html: &str) -> String {
             String::from,
         )
     });
+    // Each line is written straight into `out`: the words of every cell joined by single spaces
+    // (`\r`, `\t` and no-break spaces are whitespace to `split_whitespace` too), a two-cell row
+    // with both cells non-blank as `Label: value`, the non-blank cells of any other row joined
+    // by a space. Blank lines collapse to at most one empty line.
     let mut out = String::with_capacity(s.len());
+    let mut label = String::new();
+    let blank = |c: &str| c.split_whitespace().next().is_none();
     for line in s.split('\n') {
-        let line = line.replace(['\r', '\t', '\u{a0}'], " ");
-        let cells: Vec<String> = line
-            .split(CELL)
-            .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect();
-        let text = match cells.as_slice() {
-            [label, value] if !label.is_empty() && !value.is_empty() => {
-                format!("{}: {}", label.trim_end_matches(':').trim_end(), value)
+        let start = out.len();
+        let pair = line
+            .split_once(CELL)
+            .filter(|(l, v)| !v.contains(CELL) && !blank(l) && !blank(v));
+        if let Some((l, v)) = pair {
+            label.clear();
+            push_words(&mut label, l);
+            out.push_str(label.trim_end_matches(':').trim_end());
+            out.push_str(": ");
+            push_words(&mut out, v);
+        } else {
+            for cell in line.split(CELL).filter(|c| !blank(c)) {
+                if out.len() > start {
+                    out.push(' ');
+                }
+                push_words(&mut out, cell);
             }
-            _ => cells
-                .iter()
-                .filter(|c| !c.is_empty())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" "),
-        };
-        if text.is_empty() && out.ends_with("\n\n") {
+        }
+        if out.len() == start && out.ends_with("\n\n") {
             continue;
         }
-        out.push_str(&text);
         out.push('\n');
     }
     out.trim().to_owned()
