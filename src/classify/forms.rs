@@ -64,14 +64,13 @@ fn label_line(line: &str) -> Option<(&str, &str)> {
 }
 
 /// Field labels are short phrases; these words start prose or quoted headers instead.
+/// (Compared ASCII-case-insensitively in place, without lower-casing into a new string.)
 fn plausible_label(label: &str) -> bool {
-    let l = label.to_ascii_lowercase();
-    let words = label.split_whitespace().count();
-    words <= 6
-        && !matches!(
-            l.as_str(),
-            "http" | "https" | "mailto" | "ftp" | "re" | "fwd" | "fw" | "aw" | "wg" | "tr" | "note"
-        )
+    const NOT_LABELS: &[&str] = &[
+        "http", "https", "mailto", "ftp", "re", "fwd", "fw", "aw", "wg", "tr", "note",
+    ];
+    label.split_whitespace().nth(6).is_none()
+        && !NOT_LABELS.iter().any(|w| label.eq_ignore_ascii_case(w))
 }
 
 /// Reads `Label: value` lines, and `Label:` followed by the value on the next line, in order;
