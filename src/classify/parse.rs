@@ -340,12 +340,24 @@ pub fn body_text(msg: &Message<'_>) -> String {
     }
     let clipped = clip(&out, MAX_TEXT).len();
     out.truncate(clipped);
-    // Most bodies have no carriage returns left; skip the two whole-body copies then.
-    if out.contains('\r') {
-        out.replace("\r\n", "\n").replace('\r', "\n")
-    } else {
-        out
+    lf_only(out)
+}
+
+/// CRLF and lone CR become LF, in one pass (the same result as replacing "\r\n" and then
+/// '\r'), and without a copy when there is no CR at all.
+fn lf_only(out: String) -> String {
+    if !out.contains('\r') {
+        return out;
     }
+    let mut fixed = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some((head, tail)) = rest.split_once('\r') {
+        fixed.push_str(head);
+        fixed.push('\n');
+        rest = tail.strip_prefix('\n').unwrap_or(tail);
+    }
+    fixed.push_str(rest);
+    fixed
 }
 
 /// Appends the whitespace-separated words of `s` to `out`, joined by single spaces.
@@ -507,6 +519,22 @@ mod tests {
         assert!(t.contains("Email: jane@example.com"), "{t}");
         assert!(t.contains("Name: Jane & Co"), "{t}");
         assert!(!t.contains("td{}"));
+    }
+
+    #[test]
+    fn lf_only_matches_the_two_replacements() {
+        for s in [
+            "",
+            "a",
+            "a\r\nb",
+            "a\rb",
+            "\r\r\n\n\r",
+            "ä\r\nö\r",
+            "x\n\r\ny\r",
+        ] {
+            let want = s.replace("\r\n", "\n").replace('\r', "\n");
+            assert_eq!(lf_only(s.to_owned()), want, "{s:?}");
+        }
     }
 
     #[test]
