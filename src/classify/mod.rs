@@ -13,6 +13,7 @@ mod forms;
 mod forward;
 mod parse;
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -320,7 +321,8 @@ static VERDICT: LazyLock<Regex> = LazyLock::new(|| {
 /// function of the body, so computing it once changes no decision.
 struct Texts<'b> {
     body: &'b str,
-    new_text: OnceCell<String>,
+    /// The new text, and whether it holds every line of the body.
+    new_text: OnceCell<(String, bool)>,
     fields: OnceCell<Vec<(String, String)>>,
 }
 
@@ -333,24 +335,43 @@ impl<'b> Texts<'b> {
         }
     }
 
-    /// [`parse::new_text`] of the body.
+    /// [`parse::new_text_whole`] of the body.
     fn new_text(&self) -> &str {
-        self.new_text.get_or_init(|| parse::new_text(self.body))
+        &self.new_text_whole().0
+    }
+
+    fn new_text_whole(&self) -> &(String, bool) {
+        self.new_text
+            .get_or_init(|| parse::new_text_whole(self.body))
     }
 
     /// [`forms::extract_fields`] of the body.
     fn fields(&self) -> &[(String, String)] {
         self.fields.get_or_init(|| forms::extract_fields(self.body))
     }
+
+    /// [`forms::extract_fields`] of the new text. When the new text kept every line of the
+    /// body (an inquiry without quoted history, the usual case), its lines are the body's
+    /// trimmed lines without leading and trailing blank ones, which `extract_fields` (which
+    /// trims lines, finds no field on a blank line and finds no value on a trailing one)
+    /// reads alike; the body's fields, often already extracted by the form check, are reused.
+    fn new_text_fields(&self) -> Cow<'_, [(String, String)]> {
+        let (text, whole) = self.new_text_whole();
+        if *whole {
+            Cow::Borrowed(self.fields())
+        } else {
+            Cow::Owned(forms::extract_fields(text))
+        }
+    }
 }
 
 /// A short new text asking to stop: the writer's own words, not the quoted history.
-/// `text` is the body's [`parse::new_text`].
+/// `text` is the body's [`parse::new_text_whole`].
 fn unsubscribe_intent(text: &str) -> bool {
     !text.is_empty() && text.chars().count() < 300 && UNSUB_INTENT.is_match(text)
 }
 
-/// Sales' verdict from the first lines they typed; `text` is the body's [`parse::new_text`].
+/// Sales' verdict from the first lines they typed; `text` is the body's [`parse::new_text_whole`].
 fn verdict(text: &str) -> Option<(String, Option<String>)> {
     text.lines()
         .map(str::trim)
@@ -859,10 +880,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     let mut lead = person(&f);
     // Company and phone only when the writer states them as fields; a free-mail domain says
     // nothing about the company.
-    let sub = forms::submitter(
-        &forms::extract_fields(texts.new_text()),
-        &forms::Labels::default(),
-    );
+    let sub = forms::submitter(&texts.new_text_fields(), &forms::Labels::default());
     lead.company = sub.company;
     lead.phone = sub.phone;
     c.lead = Some(lead);
@@ -910,6 +928,28 @@ mod tests {
         );
         assert_eq!(strip_mbox_line(b"From : x\n"), b"From : x\n");
         assert_eq!(strip_mbox_line(b"Subject: x\n"), b"Subject: x\n");
+    }
+
+    #[test]
+    fn whole_new_text_reads_the_same_fields_as_the_body() {
+        for body in [
+            "\n\n  Name: Jane\nCompany:\n\n  Acme  \n\nPhone:\n\n",
+            "Hi\nTel:\n",
+            "  \nFirma: X\n--- Email ---\n\nj@x.com\n\n\n",
+            "Email:\n\n\nj@x.com\n  \t\n",
+        ] {
+            let (text, whole) = parse::new_text_whole(body);
+            assert!(whole, "{body:?}");
+            assert_eq!(
+                forms::extract_fields(&text),
+                forms::extract_fields(body),
+                "{body:?}"
+            );
+        }
+        assert!(!parse::new_text_whole("Hi\n> quoted").1);
+        assert!(!parse::new_text_whole("Hi\nOn Mon, Bob wrote:\nx").1);
+        assert!(!parse::new_text_whole(&"x\n".repeat(2001)).1);
+        assert!(parse::new_text_whole(&"x\n".repeat(2000)).1);
     }
 
     #[test]

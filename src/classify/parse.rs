@@ -488,21 +488,42 @@ fn may_be_quote_header(line: &str) -> bool {
     .any(|w| word.eq_ignore_ascii_case(w))
 }
 
+/// [`new_text_whole`] without the flag, for tests.
+#[cfg(test)]
+pub fn new_text(body: &str) -> String {
+    new_text_whole(body).0
+}
+
+/// Lines the new text reads at most, and bytes of the body it reads at most.
+const NEW_TEXT_LINES: usize = 2000;
+const NEW_TEXT_BYTES: usize = 64 * 1024;
+
 /// The text the writer of a reply actually typed: lines before the quoted history
 /// (`> …`, "On … wrote:", "-----Original Message-----", a quoted header block).
-pub fn new_text(body: &str) -> String {
+///
+/// The flag says whether it kept every line of the body: nothing clipped, skipped or cut at a
+/// quote. Then its lines are the body's trimmed lines less leading and trailing blank ones,
+/// which lets a caller reuse what it already read from the body's lines.
+pub fn new_text_whole(body: &str) -> (String, bool) {
     let mut out = Vec::new();
-    for line in clip(body, 64 * 1024).lines().take(2000) {
+    let mut whole = body.len() <= NEW_TEXT_BYTES;
+    let mut lines = clip(body, NEW_TEXT_BYTES).lines();
+    for line in lines.by_ref().take(NEW_TEXT_LINES) {
         let t = line.trim();
         if t.starts_with('>') {
+            whole = false;
             continue;
         }
         if may_be_quote_header(t) && QUOTE_HEADER.is_match(clip(t, 600)) {
+            whole = false;
             break;
         }
         out.push(t);
     }
-    out.join("\n").trim().to_owned()
+    if lines.next().is_some() {
+        whole = false;
+    }
+    (out.join("\n").trim().to_owned(), whole)
 }
 
 #[cfg(test)]
