@@ -144,6 +144,12 @@ fn all_dates(text: &str, sent: Option<NaiveDate>) -> Vec<(usize, NaiveDate)> {
 /// latest date mentioned, since an absence is announced as "from X to Y".
 pub fn return_date(text: &str, sent: Option<NaiveDate>) -> Option<NaiveDate> {
     let text = clip(text, 8 * 1024);
+    // Every date pattern needs a number that `str::parse` reads, i.e. ASCII digits (`\d` also
+    // matches other scripts' digits, but those never parse): without one there is no date, and
+    // the four capturing searches are skipped.
+    if !text.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let dates = all_dates(text, sent);
     if dates.is_empty() {
         return None;

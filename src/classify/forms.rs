@@ -17,18 +17,30 @@ const MAX_FIELD_LINE: usize = 1000;
 const MAX_FIELDS: usize = 200;
 
 /// WPForms' plain-text notifications head each field with `--- Label ---` and put the value
-/// on the following lines.
+/// on the following lines. A label is a letter and at most 59 more characters of the class.
+///
+/// The regex leaves the repetition unbounded and [`label_of`] checks the 60-character bound
+/// instead: `{0,59}` repeated a Unicode class sixty times, and compiling that was a large
+/// share of the classifier's start-up. The two are the same: the surrounding `-{2,}\s*` and
+/// `\s*-{2,}$` fix where the group starts and the lazy `*?` takes the fewest characters that
+/// let the line end in dashes, so the bounded form matches exactly when that fewest is
+/// within the bound, with the same group.
 static DASHED_LABEL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^-{2,}\s*(\p{L}[\p{L}\p{N} ._'/()&#?-]{0,59}?)\s*-{2,}$").expect("static regex")
+    Regex::new(r"^-{2,}\s*(\p{L}[\p{L}\p{N} ._'/()&#?-]*?)\s*-{2,}$").expect("static regex")
 });
+
+/// Characters in a dashed label at most: the letter and `{0,59}` more.
+const MAX_DASHED_LABEL: usize = 60;
 
 fn label_of(line: &str) -> Option<(&str, &str)> {
     // Only lines that start with dashes can be WPForms labels; the check keeps the regex (and
     // its per-search setup) off every other line.
     if line.starts_with("--")
         && let Some(c) = DASHED_LABEL.captures(line)
+        && let Some(g) = c.get(1)
+        && g.as_str().chars().count() <= MAX_DASHED_LABEL
     {
-        return Some((c.get(1)?.as_str().trim(), ""));
+        return Some((g.as_str().trim(), ""));
     }
     label_line(line)
 }
@@ -64,14 +76,13 @@ fn label_line(line: &str) -> Option<(&str, &str)> {
 }
 
 /// Field labels are short phrases; these words start prose or quoted headers instead.
+/// (Compared ASCII-case-insensitively in place, without lower-casing into a new string.)
 fn plausible_label(label: &str) -> bool {
-    let l = label.to_ascii_lowercase();
-    let words = label.split_whitespace().count();
-    words <= 6
-        && !matches!(
-            l.as_str(),
-            "http" | "https" | "mailto" | "ftp" | "re" | "fwd" | "fw" | "aw" | "wg" | "tr" | "note"
-        )
+    const NOT_LABELS: &[&str] = &[
+        "http", "https", "mailto", "ftp", "re", "fwd", "fw", "aw", "wg", "tr", "note",
+    ];
+    label.split_whitespace().nth(6).is_none()
+        && !NOT_LABELS.iter().any(|w| label.eq_ignore_ascii_case(w))
 }
 
 /// Reads `Label: value` lines, and `Label:` followed by the value on the next line, in order;
@@ -383,6 +394,54 @@ mod tests {
                 ("Email".into(), "jane@example.com".into())
             ]
         );
+    }
+
+    #[test]
+    fn dashed_labels_match_the_bounded_regex() {
+        let bounded =
+            Regex::new(r"^-{2,}\s*(\p{L}[\p{L}\p{N} ._'/()&#?-]{0,59}?)\s*-{2,}$").unwrap();
+        let long = format!("--- A{} ---", "b".repeat(58));
+        let longer = format!("--- A{} ---", "b".repeat(59));
+        let spaced = format!("--- A{} -- ---", " x".repeat(28));
+        let spaced2 = format!("--- A{} -- ---", " x".repeat(30));
+        let mut cases = vec![
+            "--- Name ---",
+            "-- Name--",
+            "--Name --",
+            "---  Ünïcode Naïve  ---",
+            "--- Name -- More ---",
+            "--- Name - ---",
+            "--- 1Name ---",
+            "--- Name ---x",
+            "--- Name ---- ",
+            "----",
+            "-- --",
+            "--- Ⅻ ---",
+            "--- A(b)/c&d#e?f'g_h.i ---",
+            "--- Name:x ---",
+        ];
+        cases.extend([
+            long.as_str(),
+            longer.as_str(),
+            spaced.as_str(),
+            spaced2.as_str(),
+        ]);
+        for line in cases {
+            let want = bounded
+                .captures(line)
+                .and_then(|c| c.get(1))
+                .map(|g| (g.as_str().trim(), ""));
+            let got = if line.starts_with("--") {
+                DASHED_LABEL
+                    .captures(line)
+                    .and_then(|c| c.get(1))
+                    .filter(|g| g.as_str().chars().count() <= MAX_DASHED_LABEL)
+                    .map(|g| (g.as_str().trim(), ""))
+            } else {
+                None
+            };
+            assert_eq!(got, want, "{line:?}");
+        }
     }
 
     #[test]

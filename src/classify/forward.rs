@@ -63,11 +63,37 @@ static MARKER: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// A cheap necessary condition for [`MARKER`], which is anchored at the line start: after any
-/// quoting, every marker it knows starts with a dash, an underscore, or "begin", "anfang",
-/// "début". The check keeps the regex off the ordinary lines of every message.
+/// quoting (`[>\s]*`; `\s` and `char::is_whitespace` are both Unicode White_Space), every
+/// marker it knows starts with two dashes, two underscores, "begin", "anfang" or "d[ée]but"
+/// (case-insensitively; none of these letters has a non-ASCII case variant other than `é`/`É`).
+/// The check keeps the regex off the ordinary lines of every message, including the many that
+/// merely start with an "a", "b" or "d".
 fn may_be_marker(line: &str) -> bool {
-    line.trim_start_matches(|c: char| c == '>' || c.is_whitespace())
-        .starts_with(['-', '_', 'b', 'B', 'a', 'A', 'd', 'D'])
+    let t = line.trim_start_matches(|c: char| c == '>' || c.is_whitespace());
+    let b = t.as_bytes();
+    let starts_ci = |p: &[u8]| b.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
+    if t.starts_with("--") || t.starts_with("__") || starts_ci(b"begin") || starts_ci(b"anfang") {
+        return true;
+    }
+    let mut chars = t.chars();
+    matches!(chars.next(), Some('d' | 'D'))
+        && matches!(chars.next(), Some('e' | 'E' | 'é' | 'É'))
+        && chars
+            .as_str()
+            .as_bytes()
+            .get(..3)
+            .is_some_and(|h| h.eq_ignore_ascii_case(b"but"))
+}
+
+/// A cheap necessary condition for a [`HEADER_LINE`] match whose label is a "from" label
+/// ([`is_from_label`]: from, von, de, da, van): after the quoting (`[>\s]*`) and an optional
+/// `*`, the line starts with `f`, `v` or `d` in either case (no non-ASCII letter case-folds
+/// to these). Outlook-style blocks are looked for on every line of a forward, so most lines
+/// skip the capturing regex.
+fn may_be_from_header(line: &str) -> bool {
+    let t = line.trim_start_matches(|c: char| c == '>' || c.is_whitespace());
+    let t = t.strip_prefix('*').unwrap_or(t);
+    t.starts_with(['f', 'F', 'v', 'V', 'd', 'D'])
 }
 
 /// Markers that only ever introduce a forward (a reply quotes with "Original Message" too).
@@ -106,6 +132,7 @@ fn inline(body: &str, subject: &str) -> Option<Original> {
         // subject says this is a forward.
         let bare_block = !marker
             && fwd_subject
+            && may_be_from_header(t)
             && HEADER_LINE
                 .captures(t)
                 .and_then(|c| c.get(1))

@@ -13,6 +13,8 @@ mod forms;
 mod forward;
 mod parse;
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
@@ -312,15 +314,65 @@ static VERDICT: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 
-/// A short new text asking to stop: the writer's own words, not the quoted history.
-fn unsubscribe_intent(body: &str) -> bool {
-    let text = parse::new_text(body);
-    !text.is_empty() && text.chars().count() < 300 && UNSUB_INTENT.is_match(&text)
+/// Text derived from the body that several rules need, computed at most once per message.
+///
+/// `new_text` and the body's `Label: value` fields used to be recomputed by every rule that
+/// asked (up to three form checks and three new-text readers per message); each is a pure
+/// function of the body, so computing it once changes no decision.
+struct Texts<'b> {
+    body: &'b str,
+    /// The new text, and whether it holds every line of the body.
+    new_text: OnceCell<(String, bool)>,
+    fields: OnceCell<Vec<(String, String)>>,
 }
 
-/// Sales' verdict from the first lines they typed.
-fn verdict(body: &str) -> Option<(String, Option<String>)> {
-    let text = parse::new_text(body);
+impl<'b> Texts<'b> {
+    fn new(body: &'b str) -> Self {
+        Texts {
+            body,
+            new_text: OnceCell::new(),
+            fields: OnceCell::new(),
+        }
+    }
+
+    /// [`parse::new_text_whole`] of the body.
+    fn new_text(&self) -> &str {
+        &self.new_text_whole().0
+    }
+
+    fn new_text_whole(&self) -> &(String, bool) {
+        self.new_text
+            .get_or_init(|| parse::new_text_whole(self.body))
+    }
+
+    /// [`forms::extract_fields`] of the body.
+    fn fields(&self) -> &[(String, String)] {
+        self.fields.get_or_init(|| forms::extract_fields(self.body))
+    }
+
+    /// [`forms::extract_fields`] of the new text. When the new text kept every line of the
+    /// body (an inquiry without quoted history, the usual case), its lines are the body's
+    /// trimmed lines without leading and trailing blank ones, which `extract_fields` (which
+    /// trims lines, finds no field on a blank line and finds no value on a trailing one)
+    /// reads alike; the body's fields, often already extracted by the form check, are reused.
+    fn new_text_fields(&self) -> Cow<'_, [(String, String)]> {
+        let (text, whole) = self.new_text_whole();
+        if *whole {
+            Cow::Borrowed(self.fields())
+        } else {
+            Cow::Owned(forms::extract_fields(text))
+        }
+    }
+}
+
+/// A short new text asking to stop: the writer's own words, not the quoted history.
+/// `text` is the body's [`parse::new_text_whole`].
+fn unsubscribe_intent(text: &str) -> bool {
+    !text.is_empty() && text.chars().count() < 300 && UNSUB_INTENT.is_match(text)
+}
+
+/// Sales' verdict from the first lines they typed; `text` is the body's [`parse::new_text_whole`].
+fn verdict(text: &str) -> Option<(String, Option<String>)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
@@ -389,27 +441,27 @@ fn detect_form<'r>(
     ctx: &Ctx<'r>,
     from: Option<&parse::Named>,
     subject: &str,
-    body: &str,
+    texts: &Texts<'_>,
 ) -> Option<FormHit<'r>> {
     let from_addr = from.map(|f| &f.email);
     if let Some((p, ev)) = ctx
         .rules
         .forms
         .iter()
-        .find_map(|p| profile_matches(p, from_addr, subject, body).map(|e| (p, e)))
+        .find_map(|p| profile_matches(p, from_addr, subject, texts.body).map(|e| (p, e)))
     {
         return Some(FormHit {
             profile: Some(p),
             name: p.name.clone(),
-            fields: forms::extract_fields(body),
+            fields: texts.fields().to_vec(),
             evidence: vec![ev],
         });
     }
-    let fields = forms::extract_fields(body);
+    let fields = texts.fields();
     if fields.len() < 2 {
         return None;
     }
-    forms::email_field(&fields, None)?;
+    forms::email_field(fields, None)?;
     let reply_to = parse::first_address(msg, "Reply-To");
     let system = from_addr.is_some_and(forms::is_system_sender);
     let differs = match (&reply_to, from_addr) {
@@ -439,7 +491,7 @@ fn detect_form<'r>(
     Some(FormHit {
         profile: None,
         name,
-        fields,
+        fields: fields.to_vec(),
         evidence,
     })
 }
@@ -527,6 +579,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     let from = parse::first_address(msg, "From");
     let from_addr = from.as_ref().map(|f| &f.email);
     let body = parse::body_text(msg);
+    let texts = Texts::new(&body);
 
     // 1. Spam, as the filters in front of the mailbox judged it.
     if let Some(v) = parse::header(msg, "X-Spam-Flag")
@@ -568,7 +621,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     let (auto_ev, generated_only) = autoreply::signals(msg, &subject);
     if !auto_ev.is_empty() {
         let form_like =
-            generated_only && detect_form(msg, ctx, from.as_ref(), &subject, &body).is_some();
+            generated_only && detect_form(msg, ctx, from.as_ref(), &subject, &texts).is_some();
         if form_like {
             c.evidence.push(
                 "Auto-Submitted: auto-generated, but the message is a form notification".into(),
@@ -577,7 +630,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
             c.kind = MessageKind::Autoreply;
             c.evidence.extend(auto_ev);
             c.lead = from.as_ref().filter(|f| !ctx.is_own(&f.email)).map(person);
-            let text = format!("{subject}\n{}", parse::new_text(&body));
+            let text = format!("{subject}\n{}", texts.new_text());
             c.return_date = dates::return_date(&text, parse::local_day(msg));
             if let Some(d) = c.return_date {
                 c.evidence.push(format!("return date {d}"));
@@ -725,7 +778,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
                 c.evidence.push(ev);
                 c.evidence.push(format!("from Sales ({})", f.email));
                 c.kind = MessageKind::Feedback;
-                match verdict(&body) {
+                match verdict(texts.new_text()) {
                     Some((v, reason)) => {
                         c.evidence.push(format!("verdict {v}"));
                         c.fields.insert("verdict".into(), v);
@@ -740,7 +793,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
             if !ctx.is_own(&f.email) {
                 c.evidence.push(ev);
                 c.lead = Some(person(f));
-                if unsubscribe_intent(&body) {
+                if unsubscribe_intent(texts.new_text()) {
                     c.kind = MessageKind::Unsubscribe;
                     c.evidence.push("short reply asking to stop".into());
                 } else {
@@ -764,7 +817,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
             Some(format!("sent to unsubscribe address {r}"))
         } else if UNSUB_SUBJECT.is_match(parse::clip(&subject, 200)) {
             Some(format!("subject \"{}\"", parse::clip(&subject, 60)))
-        } else if !forms::is_system_sender(&f.email) && unsubscribe_intent(&body) {
+        } else if !forms::is_system_sender(&f.email) && unsubscribe_intent(texts.new_text()) {
             Some("short message asking to stop".into())
         } else {
             None
@@ -784,7 +837,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     }
     let own_form = from_addr
         .filter(|f| ctx.is_own(f) && forms::is_system_sender(f))
-        .and_then(|_| detect_form(msg, ctx, from.as_ref(), &subject, &body));
+        .and_then(|_| detect_form(msg, ctx, from.as_ref(), &subject, &texts));
     if let Some(hit) = own_form {
         // Our own website's form mailer (`wordpress@company.com`) sends from our domain, but
         // the submitter is a lead.
@@ -808,7 +861,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     }
 
     // 9. Forms.
-    if let Some(hit) = detect_form(msg, ctx, from.as_ref(), &subject, &body) {
+    if let Some(hit) = detect_form(msg, ctx, from.as_ref(), &subject, &texts) {
         return apply_form(msg, ctx, from.as_ref(), &body, hit, &recipients, c);
     }
 
@@ -827,10 +880,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     let mut lead = person(&f);
     // Company and phone only when the writer states them as fields; a free-mail domain says
     // nothing about the company.
-    let sub = forms::submitter(
-        &forms::extract_fields(&parse::new_text(&body)),
-        &forms::Labels::default(),
-    );
+    let sub = forms::submitter(&texts.new_text_fields(), &forms::Labels::default());
     lead.company = sub.company;
     lead.phone = sub.phone;
     c.lead = Some(lead);
@@ -881,21 +931,51 @@ mod tests {
     }
 
     #[test]
+    fn whole_new_text_reads_the_same_fields_as_the_body() {
+        for body in [
+            "\n\n  Name: Jane\nCompany:\n\n  Acme  \n\nPhone:\n\n",
+            "Hi\nTel:\n",
+            "  \nFirma: X\n--- Email ---\n\nj@x.com\n\n\n",
+            "Email:\n\n\nj@x.com\n  \t\n",
+        ] {
+            let (text, whole) = parse::new_text_whole(body);
+            assert!(whole, "{body:?}");
+            assert_eq!(
+                forms::extract_fields(&text),
+                forms::extract_fields(body),
+                "{body:?}"
+            );
+        }
+        assert!(!parse::new_text_whole("Hi\n> quoted").1);
+        assert!(!parse::new_text_whole("Hi\nOn Mon, Bob wrote:\nx").1);
+        assert!(!parse::new_text_whole(&"x\n".repeat(2001)).1);
+        assert!(parse::new_text_whole(&"x\n".repeat(2000)).1);
+    }
+
+    #[test]
     fn verdicts() {
         assert_eq!(
-            verdict("Unqualified: no budget\n\nOn Mon wrote:\n> x"),
+            verdict(&parse::new_text(
+                "Unqualified: no budget\n\nOn Mon wrote:\n> x"
+            )),
             Some(("unqualified".into(), Some("no budget".into())))
         );
         assert_eq!(
-            verdict("qualified - wants a demo."),
+            verdict(&parse::new_text("qualified - wants a demo.")),
             Some(("qualified".into(), Some("wants a demo".into())))
         );
-        assert_eq!(verdict("Customer"), Some(("customer".into(), None)));
         assert_eq!(
-            verdict("Not qualified, too small"),
+            verdict(&parse::new_text("Customer")),
+            Some(("customer".into(), None))
+        );
+        assert_eq!(
+            verdict(&parse::new_text("Not qualified, too small")),
             Some(("unqualified".into(), Some("too small".into())))
         );
-        assert_eq!(verdict("> qualified\nI'll call them"), None);
-        assert_eq!(verdict("They seem qualified to me"), None);
+        assert_eq!(
+            verdict(&parse::new_text("> qualified\nI'll call them")),
+            None
+        );
+        assert_eq!(verdict(&parse::new_text("They seem qualified to me")), None);
     }
 }

@@ -318,15 +318,18 @@ pub fn body_text(msg: &Message<'_>) -> String {
             let Some(part) = msg.parts.get(*id as usize) else {
                 continue;
             };
-            let text = match &part.body {
-                PartType::Text(t) => clip(t, MAX_TEXT).to_owned(),
-                PartType::Html(h) => html_to_text(clip(h, MAX_TEXT)),
-                _ => continue,
-            };
+            // Plain text is appended straight from the part, without an intermediate copy.
+            if !matches!(part.body, PartType::Text(_) | PartType::Html(_)) {
+                continue;
+            }
             if !out.is_empty() {
                 out.push('\n');
             }
-            out.push_str(&text);
+            match &part.body {
+                PartType::Text(t) => out.push_str(clip(t, MAX_TEXT)),
+                PartType::Html(h) => out.push_str(&html_to_text(clip(h, MAX_TEXT))),
+                _ => {}
+            }
         }
     }
     let mut out = String::new();
@@ -337,7 +340,34 @@ pub fn body_text(msg: &Message<'_>) -> String {
     }
     let clipped = clip(&out, MAX_TEXT).len();
     out.truncate(clipped);
-    out.replace("\r\n", "\n").replace('\r', "\n")
+    lf_only(out)
+}
+
+/// CRLF and lone CR become LF, in one pass (the same result as replacing "\r\n" and then
+/// '\r'), and without a copy when there is no CR at all.
+fn lf_only(out: String) -> String {
+    if !out.contains('\r') {
+        return out;
+    }
+    let mut fixed = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some((head, tail)) = rest.split_once('\r') {
+        fixed.push_str(head);
+        fixed.push('\n');
+        rest = tail.strip_prefix('\n').unwrap_or(tail);
+    }
+    fixed.push_str(rest);
+    fixed
+}
+
+/// Appends the whitespace-separated words of `s` to `out`, joined by single spaces.
+fn push_words(out: &mut String, s: &str) {
+    for (i, w) in s.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
 }
 
 static HTML_DROP: LazyLock<Regex> = LazyLock::new(|| {
@@ -391,28 +421,35 @@ pub fn html_to_text(html: &str) -> String {
             String::from,
         )
     });
+    // Each line is written straight into `out`: the words of every cell joined by single spaces
+    // (`\r`, `\t` and no-break spaces are whitespace to `split_whitespace` too), a two-cell row
+    // with both cells non-blank as `Label: value`, the non-blank cells of any other row joined
+    // by a space. Blank lines collapse to at most one empty line.
     let mut out = String::with_capacity(s.len());
+    let mut label = String::new();
+    let blank = |c: &str| c.split_whitespace().next().is_none();
     for line in s.split('\n') {
-        let line = line.replace(['\r', '\t', '\u{a0}'], " ");
-        let cells: Vec<String> = line
-            .split(CELL)
-            .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "))
-            .collect();
-        let text = match cells.as_slice() {
-            [label, value] if !label.is_empty() && !value.is_empty() => {
-                format!("{}: {}", label.trim_end_matches(':').trim_end(), value)
+        let start = out.len();
+        let pair = line
+            .split_once(CELL)
+            .filter(|(l, v)| !v.contains(CELL) && !blank(l) && !blank(v));
+        if let Some((l, v)) = pair {
+            label.clear();
+            push_words(&mut label, l);
+            out.push_str(label.trim_end_matches(':').trim_end());
+            out.push_str(": ");
+            push_words(&mut out, v);
+        } else {
+            for cell in line.split(CELL).filter(|c| !blank(c)) {
+                if out.len() > start {
+                    out.push(' ');
+                }
+                push_words(&mut out, cell);
             }
-            _ => cells
-                .iter()
-                .filter(|c| !c.is_empty())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" "),
-        };
-        if text.is_empty() && out.ends_with("\n\n") {
+        }
+        if out.len() == start && out.ends_with("\n\n") {
             continue;
         }
-        out.push_str(&text);
         out.push('\n');
     }
     out.trim().to_owned()
@@ -451,21 +488,42 @@ fn may_be_quote_header(line: &str) -> bool {
     .any(|w| word.eq_ignore_ascii_case(w))
 }
 
+/// [`new_text_whole`] without the flag, for tests.
+#[cfg(test)]
+pub fn new_text(body: &str) -> String {
+    new_text_whole(body).0
+}
+
+/// Lines the new text reads at most, and bytes of the body it reads at most.
+const NEW_TEXT_LINES: usize = 2000;
+const NEW_TEXT_BYTES: usize = 64 * 1024;
+
 /// The text the writer of a reply actually typed: lines before the quoted history
 /// (`> …`, "On … wrote:", "-----Original Message-----", a quoted header block).
-pub fn new_text(body: &str) -> String {
+///
+/// The flag says whether it kept every line of the body: nothing clipped, skipped or cut at a
+/// quote. Then its lines are the body's trimmed lines less leading and trailing blank ones,
+/// which lets a caller reuse what it already read from the body's lines.
+pub fn new_text_whole(body: &str) -> (String, bool) {
     let mut out = Vec::new();
-    for line in clip(body, 64 * 1024).lines().take(2000) {
+    let mut whole = body.len() <= NEW_TEXT_BYTES;
+    let mut lines = clip(body, NEW_TEXT_BYTES).lines();
+    for line in lines.by_ref().take(NEW_TEXT_LINES) {
         let t = line.trim();
         if t.starts_with('>') {
+            whole = false;
             continue;
         }
         if may_be_quote_header(t) && QUOTE_HEADER.is_match(clip(t, 600)) {
+            whole = false;
             break;
         }
         out.push(t);
     }
-    out.join("\n").trim().to_owned()
+    if lines.next().is_some() {
+        whole = false;
+    }
+    (out.join("\n").trim().to_owned(), whole)
 }
 
 #[cfg(test)]
@@ -482,6 +540,22 @@ mod tests {
         assert!(t.contains("Email: jane@example.com"), "{t}");
         assert!(t.contains("Name: Jane & Co"), "{t}");
         assert!(!t.contains("td{}"));
+    }
+
+    #[test]
+    fn lf_only_matches_the_two_replacements() {
+        for s in [
+            "",
+            "a",
+            "a\r\nb",
+            "a\rb",
+            "\r\r\n\n\r",
+            "ä\r\nö\r",
+            "x\n\r\ny\r",
+        ] {
+            let want = s.replace("\r\n", "\n").replace('\r', "\n");
+            assert_eq!(lf_only(s.to_owned()), want, "{s:?}");
+        }
     }
 
     #[test]
