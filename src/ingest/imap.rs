@@ -22,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{Classifying, IngestError, IngestReport, Pipeline, RawMessage, header_part};
+use super::{
+    Classifying, IngestError, IngestReport, Pipeline, RawMessage, error_chain, header_part,
+};
 use crate::config::{AfterProcessing, ImapConfig, Secret, TlsMode};
 
 /// How long to wait for a TCP connect, TLS handshake or login before giving up on an attempt.
@@ -617,18 +619,6 @@ fn jitter(d: Duration) -> Duration {
     // Up to 25% either way, so many daemons restarting together do not reconnect in lockstep.
     let factor = rand::rng().random_range(0.75..1.25);
     d.mul_f64(factor)
-}
-
-/// An error and its causes on one line, for logs.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

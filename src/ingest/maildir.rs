@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{IngestError, IngestReport, Pipeline, RawMessage, header_part};
+use super::{IngestError, IngestReport, Pipeline, RawMessage, error_chain, header_part};
 
 /// Reads a Maildir into a [`Pipeline`].
 #[derive(Debug)]
@@ -100,7 +100,7 @@ impl MaildirSource {
             match self.sync_once(&cancel).await {
                 Ok(r) => total.merge(r),
                 Err(e) => {
-                    warn!(error = %super::imap::error_chain(&e), "maildir ingest failed; retrying")
+                    warn!(error = %error_chain(&e), "maildir ingest failed; retrying")
                 }
             }
             tokio::select! {

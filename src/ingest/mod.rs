@@ -18,7 +18,7 @@ use tracing::{debug, info_span};
 
 use crate::classify::{self, Classification, Rules};
 use crate::domain::MessageKind;
-use crate::store::{Batch, BatchOutcome, InboundRecord, Store, StoreError};
+use crate::store::{Batch, InboundRecord, Store, StoreError};
 
 pub use imap::{ImapError, ImapSource, mailbox_name as imap_mailbox_name};
 pub use maildir::{MaildirSource, mailbox_name as maildir_mailbox_name};
@@ -75,14 +75,6 @@ pub struct IngestReport {
 }
 
 impl IngestReport {
-    fn add(&mut self, fetched: usize, oversize: usize, outcome: BatchOutcome) {
-        self.fetched += fetched;
-        self.oversize += oversize;
-        self.recorded += outcome.recorded;
-        self.duplicates += outcome.duplicates;
-        self.leads_touched += outcome.leads_touched;
-    }
-
     /// Adds another report's totals to this one.
     pub fn merge(&mut self, other: IngestReport) {
         self.fetched += other.fetched;
@@ -197,9 +189,13 @@ impl Pipeline {
             duplicates = outcome.duplicates,
             "batch recorded"
         );
-        let mut report = IngestReport::default();
-        report.add(batch.fetched, batch.oversize, outcome);
-        Ok(report)
+        Ok(IngestReport {
+            fetched: batch.fetched,
+            recorded: outcome.recorded,
+            duplicates: outcome.duplicates,
+            oversize: batch.oversize,
+            leads_touched: outcome.leads_touched,
+        })
     }
 
     /// Classifies `messages` and records them, with the cursor, in one transaction.
@@ -275,6 +271,18 @@ fn hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
+}
+
+/// An error and its causes on one line, for logs.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// The header of a raw message: everything up to the first empty line, capped so a hostile
