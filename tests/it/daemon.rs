@@ -94,14 +94,7 @@ async fn sigterm_stops_the_daemon_cleanly() {
     wait_until_some_recorded(&store, &s.mailbox(), 2).await;
     // Let it settle into IDLE, then ask it to stop as systemd would.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let pid = daemon.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&daemon, "TERM");
     let start = Instant::now();
     let status = loop {
         if let Some(status) = daemon.try_wait().unwrap() {
@@ -142,15 +135,14 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) {
     panic!("no log line containing {needle:?}");
 }
 
-fn hup(child: &Child) {
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+/// Sends a signal (`TERM`, `HUP`) to the daemon, as systemd would.
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +169,7 @@ async fn sighup_reloads_a_valid_configuration_and_refuses_a_broken_one() {
         good.replace("poll_interval = \"1s\"", "poll_interval = \"soon\""),
     )
     .unwrap();
-    hup(&daemon);
+    signal(&daemon, "HUP");
     wait_for_line(&lines, "reload refused");
     assert!(
         daemon.try_wait().unwrap().is_none(),
@@ -191,7 +183,7 @@ async fn sighup_reloads_a_valid_configuration_and_refuses_a_broken_one() {
         good.replace("poll_interval = \"1s\"", "poll_interval = \"2s\""),
     )
     .unwrap();
-    hup(&daemon);
+    signal(&daemon, "HUP");
     wait_for_line(&lines, "configuration reloaded");
     wait_for_line(&lines, "connected");
     s.append(&inquiry(2));
@@ -204,13 +196,6 @@ async fn sighup_reloads_a_valid_configuration_and_refuses_a_broken_one() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let pid = daemon.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&daemon, "TERM");
     assert!(daemon.wait().unwrap().success());
 }
