@@ -339,7 +339,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("no lead with address {address}");
                 return Ok(ExitCode::FAILURE);
             };
-            let events = store.events(lead.id).await?;
+            let events = store.timeline(&lead).await?;
             if json {
                 let mut v = lead_json(&lead);
                 v["timeline"] = serde_json::to_value(&events)?;
@@ -366,11 +366,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             }
             writeln!(out, "  timeline:")?;
             for e in &events {
-                let subject = e
-                    .detail
-                    .get("subject")
-                    .and_then(|s| s.as_str())
-                    .unwrap_or("");
+                let subject = e.subject.as_deref().unwrap_or("");
                 writeln!(
                     out,
                     "    {}  {:<8} {subject}",

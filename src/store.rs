@@ -18,7 +18,7 @@ use std::path::Path;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, Executor, Row};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 use tracing::instrument;
 
 use crate::classify::Classification;
@@ -152,7 +152,9 @@ pub struct Event {
     pub at: DateTime<Utc>,
     /// What happened (`inquiry`, `form`, `forward`, …).
     pub kind: String,
-    /// Details (subject, channel, owner, fields).
+    /// The message's subject, for messages.
+    pub subject: Option<String>,
+    /// Details (evidence, channel, owner, fields).
     pub detail: serde_json::Value,
 }
 
@@ -299,21 +301,13 @@ impl Store {
         }))
     }
 
-    /// Which of `keys` are already recorded.
-    ///
-    /// # Errors
-    /// A failed query.
-    #[instrument(skip_all, fields(keys = keys.len()))]
-    pub async fn known_keys(&self, keys: &[String]) -> Result<HashSet<String>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        known_keys_on(self.backend, &mut conn, keys).await
-    }
-
-    /// Records a batch of classified messages, the leads and events they produce, and the
+    /// Records a batch of classified messages, the leads they create or update, and the
     /// mailbox cursor, in one transaction.
     ///
     /// Messages already recorded (same dedupe key, or same mailbox/UIDVALIDITY/UID) are skipped
-    /// and touch no lead, so replaying a batch after a crash is harmless.
+    /// and touch no lead, so replaying a batch after a crash is harmless. The messages are
+    /// inserted first and the database says which were new (`RETURNING`), which stays exact
+    /// when several daemons write to one PostgreSQL database.
     ///
     /// # Errors
     /// A failed query; nothing of the batch is then recorded.
@@ -322,20 +316,45 @@ impl Store {
         let now = millis(batch.now);
         let mut tx = self.pool.begin().await?;
 
-        // Which messages are new? Within the batch, the first copy of a key wins.
-        let keys: Vec<String> = batch.records.iter().map(|r| r.dedupe_key.clone()).collect();
-        let known = known_keys_on(self.backend, &mut tx, &keys).await?;
-        let mut seen = HashSet::new();
-        let fresh: Vec<&InboundRecord> = batch
-            .records
-            .iter()
-            .filter(|r| !known.contains(&r.dedupe_key) && seen.insert(r.dedupe_key.as_str()))
-            .collect();
+        let mut inserted: HashSet<String> = HashSet::with_capacity(batch.records.len());
+        for chunk in batch.records.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO inbound_messages (mailbox, uidvalidity, uid, dedupe_key, message_id, kind, reason, lead_email, subject, size, sent_at, recorded_at, detail) \
+                 VALUES {} ON CONFLICT DO NOTHING RETURNING dedupe_key",
+                values_list(self.backend, chunk.len(), 13)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                let c = &r.classification;
+                q = q
+                    .bind(batch.mailbox)
+                    .bind(i64::from(batch.uidvalidity))
+                    .bind(r.uid.map(i64::from))
+                    .bind(r.dedupe_key.as_str())
+                    .bind(c.message_id.as_deref())
+                    .bind(c.kind.as_str())
+                    .bind(c.reason.as_deref())
+                    .bind(c.lead.as_ref().map(|p| p.email.as_str()))
+                    .bind(c.subject.as_deref())
+                    .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
+                    .bind(c.date.map(millis))
+                    .bind(now)
+                    .bind(inbound_detail(c));
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                inserted.insert(row.get::<String, _>(0));
+            }
+        }
 
-        // Leads: one upsert per distinct person, merged over the batch in message order.
+        // Leads: one upsert per distinct person among the new messages, merged in message
+        // order. A key the batch holds twice was inserted once: its first copy counts.
         let mut upserts: Vec<LeadUpsert> = Vec::new();
-        let mut by_email: HashMap<String, usize> = HashMap::new();
-        for r in &fresh {
+        let mut by_email: HashMap<&str, usize> = HashMap::new();
+        let mut counted: HashSet<&str> = HashSet::new();
+        for r in batch.records {
+            if !inserted.contains(&r.dedupe_key) || !counted.insert(r.dedupe_key.as_str()) {
+                continue;
+            }
             let c = &r.classification;
             let Some(person) = c.lead.as_ref().filter(|_| c.kind.creates_lead()) else {
                 continue;
@@ -361,7 +380,7 @@ impl Store {
                     }
                 }
                 None => {
-                    by_email.insert(person.email.to_string(), upserts.len());
+                    by_email.insert(person.email.as_str(), upserts.len());
                     upserts.push(LeadUpsert {
                         email: person.email.to_string(),
                         name: person.name.clone(),
@@ -375,7 +394,6 @@ impl Store {
                 }
             }
         }
-        let mut lead_ids: HashMap<String, i64> = HashMap::new();
         for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO leads (email, name, company, phone, channel, owner, form, fields, created_at, updated_at) VALUES {} \
@@ -386,8 +404,7 @@ impl Store {
                    owner = COALESCE(leads.owner, excluded.owner), \
                    form = COALESCE(leads.form, excluded.form), \
                    fields = CASE WHEN excluded.fields = '{{}}' THEN leads.fields ELSE excluded.fields END, \
-                   updated_at = excluded.updated_at \
-                 RETURNING id, email",
+                   updated_at = excluded.updated_at",
                 values_list(self.backend, chunk.len(), 10)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
@@ -403,86 +420,6 @@ impl Store {
                     .bind(u.fields.as_str())
                     .bind(now)
                     .bind(now);
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                lead_ids.insert(row.get::<String, _>(1), row.get::<i64, _>(0));
-            }
-        }
-
-        // Messages, each linked to its lead.
-        let mut inserted: Vec<(i64, String)> = Vec::with_capacity(fresh.len());
-        for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO inbound_messages (mailbox, uidvalidity, uid, dedupe_key, message_id, kind, reason, lead_email, lead_id, subject, size, sent_at, recorded_at, detail) \
-                 VALUES {} ON CONFLICT DO NOTHING RETURNING id, dedupe_key",
-                values_list(self.backend, chunk.len(), 14)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for r in chunk {
-                let c = &r.classification;
-                let lead_email = c.lead.as_ref().map(|p| p.email.as_str());
-                let lead_id = if c.kind.creates_lead() {
-                    lead_email.and_then(|e| lead_ids.get(e).copied())
-                } else {
-                    None
-                };
-                q = q
-                    .bind(batch.mailbox)
-                    .bind(i64::from(batch.uidvalidity))
-                    .bind(r.uid.map(i64::from))
-                    .bind(r.dedupe_key.as_str())
-                    .bind(c.message_id.as_deref())
-                    .bind(c.kind.as_str())
-                    .bind(c.reason.as_deref())
-                    .bind(lead_email)
-                    .bind(lead_id)
-                    .bind(c.subject.as_deref())
-                    .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
-                    .bind(c.date.map(millis))
-                    .bind(now)
-                    .bind(inbound_detail(c));
-            }
-            for row in q.fetch_all(&mut *tx).await? {
-                inserted.push((row.get::<i64, _>(0), row.get::<String, _>(1)));
-            }
-        }
-
-        // Timeline events for the messages that were really inserted.
-        let by_key: HashMap<&str, &InboundRecord> =
-            fresh.iter().map(|r| (r.dedupe_key.as_str(), *r)).collect();
-        let events: Vec<(i64, i64, &str, String)> = inserted
-            .iter()
-            .filter_map(|(id, key)| {
-                let r = by_key.get(key.as_str())?;
-                let c = &r.classification;
-                if !c.kind.creates_lead() {
-                    return None;
-                }
-                let lead_id = *lead_ids.get(c.lead.as_ref()?.email.as_str())?;
-                let detail = serde_json::json!({
-                    "subject": c.subject,
-                    "channel": c.channel,
-                    "form": c.form,
-                    "owner": c.owner,
-                    "fields": c.fields,
-                    "message_id": c.message_id,
-                });
-                Some((lead_id, *id, c.kind.as_str(), detail.to_string()))
-            })
-            .collect();
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO events (lead_id, at, kind, inbound_id, detail) VALUES {}",
-                values_list(self.backend, chunk.len(), 5)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
-            for (lead_id, inbound_id, kind, detail) in chunk {
-                q = q
-                    .bind(*lead_id)
-                    .bind(now)
-                    .bind(*kind)
-                    .bind(*inbound_id)
-                    .bind(detail.as_str());
             }
             q.execute(&mut *tx).await?;
         }
@@ -507,11 +444,7 @@ impl Store {
         Ok(BatchOutcome {
             recorded: inserted.len(),
             duplicates: batch.records.len() - inserted.len(),
-            leads_touched: if inserted.is_empty() {
-                0
-            } else {
-                lead_ids.len()
-            },
+            leads_touched: upserts.len(),
         })
     }
 
@@ -573,23 +506,31 @@ impl Store {
         Ok(row.as_ref().map(lead_from_row))
     }
 
-    /// A lead's timeline, oldest first.
+    /// A lead's timeline, oldest first: every message naming the lead, and the events that
+    /// are not messages (sends and status changes, as later parts record them).
     ///
     /// # Errors
     /// A failed query.
     #[instrument(skip_all)]
-    pub async fn events(&self, lead: LeadId) -> Result<Vec<Event>, StoreError> {
-        let rows =
-            sqlx::query("SELECT at, kind, detail FROM events WHERE lead_id = $1 ORDER BY at, id")
-                .bind(lead.0)
-                .fetch_all(&self.pool)
-                .await?;
+    pub async fn timeline(&self, lead: &Lead) -> Result<Vec<Event>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, kind, subject, detail FROM ( \
+               SELECT recorded_at AS at, kind, subject, detail, 0 AS src, id FROM inbound_messages WHERE lead_email = $1 \
+               UNION ALL \
+               SELECT at, kind, NULL AS subject, detail, 1 AS src, id FROM events WHERE lead_id = $2 \
+             ) t ORDER BY at, src, id",
+        )
+        .bind(lead.email.as_str())
+        .bind(lead.id.0)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
             .map(|r| Event {
                 at: from_millis(r.get(0)),
                 kind: r.get(1),
-                detail: serde_json::from_str(&r.get::<String, _>(2)).unwrap_or_default(),
+                subject: r.get(2),
+                detail: serde_json::from_str(&r.get::<String, _>(3)).unwrap_or_default(),
             })
             .collect())
     }
@@ -665,28 +606,6 @@ fn lead_from_row(r: &AnyRow) -> Lead {
         created_at: from_millis(r.get(11)),
         updated_at: from_millis(r.get(12)),
     }
-}
-
-async fn known_keys_on(
-    backend: Backend,
-    conn: &mut AnyConnection,
-    keys: &[String],
-) -> Result<HashSet<String>, StoreError> {
-    let mut known = HashSet::new();
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT dedupe_key FROM inbound_messages WHERE dedupe_key IN ({})",
-            params(backend, 1, chunk.len())
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for k in chunk {
-            q = q.bind(k.as_str());
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            known.insert(row.get::<String, _>(0));
-        }
-    }
-    Ok(known)
 }
 
 /// SQLite creates the file (`mode=rwc`) but not its folder; a fresh checkout has no `var/`.

@@ -29,7 +29,6 @@ CREATE TABLE inbound_messages (
     kind         TEXT    NOT NULL,
     reason       TEXT,
     lead_email   TEXT,
-    lead_id      BIGINT  REFERENCES leads (id),
     subject      TEXT,
     size         BIGINT  NOT NULL,
     sent_at      BIGINT,
@@ -41,12 +40,12 @@ CREATE TABLE inbound_messages (
 -- Which leads have a message of a kind (`leads list --kind`).
 CREATE INDEX inbound_lead_kind ON inbound_messages (lead_email, kind);
 
+-- Timeline entries that are not inbound messages (those are read from inbound_messages).
 CREATE TABLE events (
     id          INTEGER PRIMARY KEY,
     lead_id     BIGINT  NOT NULL REFERENCES leads (id),
     at          BIGINT  NOT NULL,
     kind        TEXT    NOT NULL,
-    inbound_id  BIGINT  REFERENCES inbound_messages (id),
     detail      TEXT    NOT NULL DEFAULT '{}'
 );
 CREATE INDEX events_lead ON events (lead_id, at);

@@ -92,7 +92,7 @@ async fn a_batch_records_messages_leads_events_and_cursor_together() {
     );
     assert_eq!(ana.channel, "direct", "the first touch keeps the channel");
     assert_eq!(ana.status, "new");
-    let events = store.events(ana.id).await.unwrap();
+    let events = store.timeline(&ana).await.unwrap();
     let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["inquiry", "form"]);
 
@@ -159,7 +159,7 @@ async fn replaying_a_batch_changes_nothing() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        store.events(ana.id).await.unwrap().len(),
+        store.timeline(&ana).await.unwrap().len(),
         1,
         "no second timeline entry"
     );
