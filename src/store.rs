@@ -7,9 +7,10 @@
 //!
 //! The store knows domain types and SQL only: times and decisions come in from the caller.
 //!
-//! Ingest writes through [`Store::record_batch`], which records a batch of messages, the leads and
-//! timeline events they produce, and the mailbox cursor in one transaction: the cursor can never
-//! be ahead of what is recorded, and a crash mid-batch leaves nothing half-written.
+//! Ingest writes through [`Store::record_batch`], which records a batch of messages, the leads
+//! they create or update, and the mailbox cursor in one transaction: the cursor can never be
+//! ahead of what is recorded, and a crash mid-batch leaves nothing half-written. A lead's
+//! timeline is read from the messages that name it plus the `events` that are not messages.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
