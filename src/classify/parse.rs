@@ -52,6 +52,20 @@ pub fn root<'a, 'x>(msg: &'a Message<'x>) -> Option<&'a MessagePart<'x>> {
     msg.parts.first()
 }
 
+/// The top-level headers called `name` (case-insensitive), at most `limit` of them: a hostile
+/// message may repeat a header thousands of times.
+fn headers_named<'a, 'x>(
+    msg: &'a Message<'x>,
+    name: &'a str,
+    limit: usize,
+) -> impl Iterator<Item = &'a mail_parser::Header<'x>> {
+    root(msg)
+        .into_iter()
+        .flat_map(|r| r.headers.iter())
+        .filter(move |h| h.name().eq_ignore_ascii_case(name))
+        .take(limit)
+}
+
 fn value_text(msg: &Message<'_>, h: &mail_parser::Header<'_>) -> String {
     let text = match &h.value {
         HeaderValue::Text(t) => t.to_string(),
@@ -76,20 +90,14 @@ fn value_text(msg: &Message<'_>, h: &mail_parser::Header<'_>) -> String {
 
 /// The first value of header `name`.
 pub fn header(msg: &Message<'_>, name: &str) -> Option<String> {
-    root(msg)?
-        .headers
-        .iter()
-        .find(|h| h.name().eq_ignore_ascii_case(name))
+    headers_named(msg, name, 1)
+        .next()
         .map(|h| value_text(msg, h))
 }
 
 /// Whether header `name` is present at all.
 pub fn has_header(msg: &Message<'_>, name: &str) -> bool {
-    root(msg).is_some_and(|r| {
-        r.headers
-            .iter()
-            .any(|h| h.name().eq_ignore_ascii_case(name))
-    })
+    headers_named(msg, name, 1).next().is_some()
 }
 
 /// Names of all top-level headers.
@@ -101,12 +109,7 @@ pub fn header_names<'m>(msg: &'m Message<'_>) -> impl Iterator<Item = &'m str> {
 
 /// Number of header fields called `name`.
 pub fn count_headers(msg: &Message<'_>, name: &str) -> usize {
-    root(msg).map_or(0, |r| {
-        r.headers
-            .iter()
-            .filter(|h| h.name().eq_ignore_ascii_case(name))
-            .count()
-    })
+    headers_named(msg, name, usize::MAX).count()
 }
 
 /// An address with its display name, as read from a header or a text line.
@@ -145,16 +148,8 @@ fn address_list(addr: &Address<'_>) -> Vec<Named> {
 /// Addresses from an address header (`From`, `To`, `Reply-To`, …); text headers such as
 /// `Delivered-To` are scanned for address-like tokens instead.
 pub fn addresses(msg: &Message<'_>, name: &str) -> Vec<Named> {
-    let Some(r) = root(msg) else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for h in r
-        .headers
-        .iter()
-        .filter(|h| h.name().eq_ignore_ascii_case(name))
-        .take(16)
-    {
+    for h in headers_named(msg, name, 16) {
         match &h.value {
             HeaderValue::Address(a) => out.extend(address_list(a)),
             _ => out.extend(
@@ -220,16 +215,8 @@ pub fn parse_name_addr(value: &str) -> Option<Named> {
 
 /// Message-IDs from a header value, without angle brackets.
 pub fn message_ids(msg: &Message<'_>, name: &str) -> Vec<String> {
-    let Some(r) = root(msg) else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for h in r
-        .headers
-        .iter()
-        .filter(|h| h.name().eq_ignore_ascii_case(name))
-        .take(4)
-    {
+    for h in headers_named(msg, name, 4) {
         let ids: Vec<String> = match &h.value {
             HeaderValue::Text(t) => vec![t.to_string()],
             HeaderValue::TextList(l) => l.iter().map(|s| s.to_string()).collect(),
