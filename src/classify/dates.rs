@@ -109,28 +109,21 @@ fn all_dates(text: &str, sent: Option<NaiveDate>) -> Vec<(usize, NaiveDate)> {
             out.push((whole.start(), date));
         }
     }
-    for c in DAY_MONTH.captures_iter(text).take(50) {
-        let (Some(day), Some(word), Some(whole)) = (num(c.get(1)), c.get(2), c.get(0)) else {
-            continue;
-        };
-        let Some(month) = month_number(word.as_str()) else {
-            continue;
-        };
-        let year = num(c.get(3)).and_then(|y| i32::try_from(y).ok());
-        if let Some(date) = build(year, month, day, sent) {
-            out.push((whole.start(), date));
-        }
-    }
-    for c in MONTH_DAY.captures_iter(text).take(50) {
-        let (Some(word), Some(day), Some(whole)) = (c.get(1), num(c.get(2)), c.get(0)) else {
-            continue;
-        };
-        let Some(month) = month_number(word.as_str()) else {
-            continue;
-        };
-        let year = num(c.get(3)).and_then(|y| i32::try_from(y).ok());
-        if let Some(date) = build(year, month, day, sent) {
-            out.push((whole.start(), date));
+    // "14 April" and "April 14": the same reading with the day and month word swapped.
+    for (re, day_group, word_group) in [(&*DAY_MONTH, 1, 2), (&*MONTH_DAY, 2, 1)] {
+        for c in re.captures_iter(text).take(50) {
+            let (Some(day), Some(word), Some(whole)) =
+                (num(c.get(day_group)), c.get(word_group), c.get(0))
+            else {
+                continue;
+            };
+            let Some(month) = month_number(word.as_str()) else {
+                continue;
+            };
+            let year = num(c.get(3)).and_then(|y| i32::try_from(y).ok());
+            if let Some(date) = build(year, month, day, sent) {
+                out.push((whole.start(), date));
+            }
         }
     }
     out.sort();
