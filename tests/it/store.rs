@@ -50,7 +50,7 @@ fn batch<'a>(records: &'a [InboundRecord], uidvalidity: u32, last_uid: u32) -> B
 }
 
 #[tokio::test]
-async fn a_batch_records_messages_leads_events_and_cursor_together() {
+async fn a_batch_records_messages_leads_and_cursor_together() {
     let (store, _db) = test_store().await;
     let records = vec![
         record(
