@@ -302,6 +302,13 @@ struct Person {
     phone: String,
 }
 
+impl Person {
+    /// The domain of the person's address.
+    fn domain(&self) -> &str {
+        self.email.split('@').nth(1).unwrap_or("example.org")
+    }
+}
+
 struct Gen {
     rng: Rng,
     seed: u64,
@@ -403,13 +410,7 @@ impl Gen {
 
     fn inquiry(&mut self, i: usize, date: &str, target: usize) -> Message {
         let p = self.person(i);
-        let domain = p
-            .email
-            .split('@')
-            .nth(1)
-            .unwrap_or("example.org")
-            .to_owned();
-        let mid = self.message_id(i, &domain);
+        let mid = self.message_id(i, p.domain());
         let subject = self.rng.pick(SUBJECTS);
         let ask1 = self.rng.pick(ASKS);
         let ask2 = self.rng.pick(ASKS);
@@ -509,13 +510,7 @@ impl Gen {
     fn forward(&mut self, i: usize, date: &str, target: usize) -> Message {
         let p = self.person(i);
         let (staff_name, staff_addr) = self.rng.pick(STAFF);
-        let orig_domain = p
-            .email
-            .split('@')
-            .nth(1)
-            .unwrap_or("example.org")
-            .to_owned();
-        let orig_mid = self.message_id(i, &orig_domain);
+        let orig_mid = self.message_id(i, p.domain());
         let mid = self.message_id(i, "mail.company.com");
         let subject = self.rng.pick(SUBJECTS);
         let ask = self.rng.pick(ASKS);
@@ -575,12 +570,7 @@ impl Gen {
 
     fn autoreply(&mut self, i: usize, date: &str, target: usize) -> Message {
         let p = self.person(i);
-        let domain = p
-            .email
-            .split('@')
-            .nth(1)
-            .unwrap_or("example.org")
-            .to_owned();
+        let domain = p.domain().to_owned();
         let mid = self.message_id(i, &domain);
         let our_id = format!("<step-{:x}.{i}@company.com>", self.rng.next() & 0xffff_ffff);
         let (other_first, other_last) = (self.rng.pick(FIRST), self.rng.pick(LAST));
@@ -688,11 +678,11 @@ impl Gen {
                      ####################################################################"
                 },
                 p.email,
-                p.email.split('@').nth(1).unwrap_or("example.org"),
+                p.domain(),
                 diag,
                 p.email,
                 p.email,
-                p.email.split('@').nth(1).unwrap_or("example.org"),
+                p.domain(),
                 p.email,
                 first_name(&p.name),
                 wrap(&quoted)
