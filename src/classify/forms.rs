@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::Regex;
 
 use super::parse::{clip, domain_matches};
@@ -205,6 +206,243 @@ const PHONE_LABELS: &[&str] = &[
     "telefono",
 ];
 
+/// A form system leadloop recognises without configuration, from what its default
+/// notification looks like (the sending service, the default subject, fixed sentences of the
+/// default template, or colours of its HTML table).
+#[derive(Debug)]
+pub struct BuiltIn {
+    /// The name recorded on the lead (`contact-form-7`).
+    pub name: &'static str,
+    /// Domains a hosted service sends from: a notification from them is this system's.
+    domains: &'static [&'static str],
+    /// Fragments of the default subject (ASCII case-insensitive). Weak on their own: a person
+    /// can write "New submission" too, so a subject hit also needs form fields.
+    subjects: &'static [&'static str],
+    /// Fragments of the default template's text or HTML (ASCII case-insensitive).
+    markers: &'static [&'static str],
+}
+
+/// The built-in profiles, in the order they are tried.
+pub static BUILTIN: &[BuiltIn] = &[
+    BuiltIn {
+        name: "formspree",
+        domains: &["formspree.io"],
+        subjects: &[],
+        markers: &["someone just submitted your form on"],
+    },
+    BuiltIn {
+        name: "netlify",
+        domains: &["netlify.com", "netlify.app"],
+        subjects: &["[netlify]"],
+        markers: &["netlify forms"],
+    },
+    BuiltIn {
+        name: "webflow",
+        domains: &["webflow.com", "webflow.io"],
+        subjects: &["new form submission on your webflow site"],
+        markers: &["on your webflow site"],
+    },
+    BuiltIn {
+        name: "hubspot",
+        domains: &["hubspot.com", "hubspotemail.net", "hs-email.net"],
+        subjects: &[],
+        markers: &["view contact record", "view in hubspot"],
+    },
+    BuiltIn {
+        name: "typeform",
+        domains: &["typeform.com", "typeform.io"],
+        subjects: &[],
+        markers: &[],
+    },
+    BuiltIn {
+        name: "jotform",
+        domains: &["jotform.com", "jotform.eu", "jotform.us"],
+        subjects: &[],
+        markers: &["jotform.com/submission", "class=\"questioncolumn\""],
+    },
+    BuiltIn {
+        name: "contact-form-7",
+        domains: &[],
+        subjects: &[],
+        markers: &[
+            "this e-mail was sent from a contact form on",
+            "this email was sent from a contact form on",
+            "this is a notification that a contact form was submitted on your website",
+            "this mail is sent via contact form on",
+        ],
+    },
+    BuiltIn {
+        name: "gravity-forms",
+        domains: &[],
+        subjects: &[],
+        // The colours of Gravity Forms' `{all_fields}` table (label row, value row).
+        markers: &["#eaf2fa", "gform_"],
+    },
+    BuiltIn {
+        name: "wpforms",
+        domains: &["wpforms.com"],
+        subjects: &["new entry:", "new wpforms entry"],
+        markers: &["wpforms"],
+    },
+    BuiltIn {
+        name: "elementor",
+        domains: &[],
+        subjects: &["new message from \""],
+        markers: &["powered by: elementor", "powered by elementor"],
+    },
+    BuiltIn {
+        name: "ninja-forms",
+        domains: &[],
+        subjects: &["ninja forms submission"],
+        markers: &["ninja forms", "ninja-forms"],
+    },
+    BuiltIn {
+        name: "fluent-forms",
+        domains: &[],
+        subjects: &[],
+        markers: &["this form submitted at:", "fluentform", "fluent forms"],
+    },
+    BuiltIn {
+        name: "formidable",
+        domains: &[],
+        subjects: &["form submitted on"],
+        markers: &["formidable forms", "frm_"],
+    },
+    BuiltIn {
+        name: "jetpack",
+        domains: &[],
+        subjects: &[],
+        markers: &[
+            "sent by an unverified visitor to your site",
+            "sent by a verified",
+            "contact form url:",
+            "you got a new response!",
+        ],
+    },
+    BuiltIn {
+        name: "gravity-forms",
+        domains: &[],
+        subjects: &["new submission from"],
+        markers: &[],
+    },
+    BuiltIn {
+        name: "formstack",
+        domains: &["formstack.com"],
+        subjects: &[],
+        markers: &[],
+    },
+    BuiltIn {
+        name: "wufoo",
+        domains: &["wufoo.com"],
+        subjects: &[],
+        markers: &[],
+    },
+    BuiltIn {
+        name: "google-forms",
+        domains: &["forms.google.com", "docs.google.com"],
+        subjects: &[],
+        markers: &[],
+    },
+];
+
+/// (profile index, needle) for every marker and every subject fragment.
+fn needles(pick: fn(&BuiltIn) -> &'static [&'static str]) -> (AhoCorasick, Vec<usize>) {
+    let mut owners = Vec::new();
+    let mut pats = Vec::new();
+    for (i, p) in BUILTIN.iter().enumerate() {
+        for m in pick(p) {
+            owners.push(i);
+            pats.push(*m);
+        }
+    }
+    let ac = AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(&pats)
+        .expect("static patterns");
+    (ac, owners)
+}
+
+static MARKERS: LazyLock<(AhoCorasick, Vec<usize>)> = LazyLock::new(|| needles(|p| p.markers));
+static SUBJECTS: LazyLock<(AhoCorasick, Vec<usize>)> = LazyLock::new(|| needles(|p| p.subjects));
+
+/// How a built-in profile was recognised.
+#[derive(Debug)]
+pub struct BuiltInHit {
+    pub profile: &'static BuiltIn,
+    /// Recognised by the hosted service's sending domain.
+    pub by_sender: bool,
+    /// Recognised by its sender or its template, not only by its subject.
+    pub strong: bool,
+    pub evidence: String,
+}
+
+/// Bytes of the raw message searched for template markers (HTML colours and class names
+/// survive only there); the markers sit near the top or the bottom of small notifications.
+const RAW_MARKER_SCAN: usize = 128 * 1024;
+
+/// The built-in profile a notification matches, if any: by sending domain, then by a fixed
+/// sentence or HTML marker of the template, then (weakly) by the default subject.
+pub fn builtin(
+    from: Option<&EmailAddress>,
+    subject: &str,
+    body: &str,
+    raw: &[u8],
+) -> Option<BuiltInHit> {
+    if let Some(f) = from
+        && let Some(p) = BUILTIN
+            .iter()
+            .find(|p| p.domains.iter().any(|d| domain_matches(f.domain(), d)))
+    {
+        return Some(BuiltInHit {
+            profile: p,
+            by_sender: true,
+            strong: true,
+            evidence: format!("built-in form profile '{}' (sender {f})", p.name),
+        });
+    }
+    let (ac, owners) = &*MARKERS;
+    let found = ac
+        .find(clip(body, super::parse::MAX_TEXT))
+        .map(|m| (m, "text"))
+        .or_else(|| {
+            ac.find(raw.get(..RAW_MARKER_SCAN).unwrap_or(raw))
+                .map(|m| (m, "HTML"))
+        });
+    if let Some((m, where_)) = found
+        && let Some(p) = owners.get(m.pattern().as_usize()).and_then(|&i| BUILTIN.get(i))
+    {
+        let needle = p
+            .markers
+            .iter()
+            .find(|n| n.len() == m.len())
+            .copied()
+            .unwrap_or("");
+        return Some(BuiltInHit {
+            profile: p,
+            by_sender: false,
+            strong: true,
+            evidence: format!(
+                "built-in form profile '{}' ({where_} contains \"{needle}\")",
+                p.name
+            ),
+        });
+    }
+    let (ac, owners) = &*SUBJECTS;
+    let m = ac.find(clip(subject, 500))?;
+    let p = owners.get(m.pattern().as_usize()).and_then(|&i| BUILTIN.get(i))?;
+    Some(BuiltInHit {
+        profile: p,
+        by_sender: false,
+        strong: false,
+        evidence: format!(
+            "built-in form profile '{}' (subject \"{}\")",
+            p.name,
+            clip(subject, 80)
+        ),
+    })
+}
+
 /// Services that send form notifications on a website's behalf.
 const FORM_SERVICES: &[(&str, &str)] = &[
     ("formspree.io", "formspree"),
@@ -241,6 +479,13 @@ const SYSTEM_LOCALS: &[&str] = &[
     "contact-form",
     "wpforms",
 ];
+
+/// Whether an address sends for a hosted form service leadloop knows.
+pub fn hosted_service(addr: &EmailAddress) -> bool {
+    BUILTIN
+        .iter()
+        .any(|p| p.domains.iter().any(|d| domain_matches(addr.domain(), d)))
+}
 
 /// The form service an address belongs to, if any.
 pub fn service_name(addr: &EmailAddress) -> Option<&'static str> {
@@ -288,6 +533,43 @@ pub fn email_field(fields: &[(String, String)], labels: Option<&[String]>) -> Op
         .iter()
         .filter(|(l, _)| matches(l))
         .find_map(|(_, v)| super::parse::parse_name_addr(v).map(|n| n.email))
+}
+
+/// The submitter's address when no field carries a known email label: a field whose label
+/// mentions mail (`Work email`, `What's your email address?`), or a `From`/`Sender` field
+/// holding `Name <address>` (Contact Form 7's default template). Returns the display name too.
+pub fn email_field_loose(
+    fields: &[(String, String)],
+    acceptable: &dyn Fn(&EmailAddress) -> bool,
+) -> Option<(EmailAddress, Option<String>)> {
+    let mentions_mail = |l: &str| {
+        let l = l.to_lowercase();
+        l.contains("mail") || l.contains("courriel") || l.contains("correo")
+    };
+    let sender_label = |l: &str| {
+        ["from", "sender", "von", "de", "absender", "expéditeur", "remitente"]
+            .iter()
+            .any(|w| l.eq_ignore_ascii_case(w))
+    };
+    for pass in [mentions_mail as fn(&str) -> bool, sender_label] {
+        for (l, v) in fields {
+            if !pass(l) {
+                continue;
+            }
+            if let Some(n) = super::parse::parse_name_addr(v).filter(|n| acceptable(&n.email)) {
+                return Some((n.email, n.name));
+            }
+        }
+    }
+    None
+}
+
+/// The first acceptable address anywhere in the body, for notifications of hosted services
+/// whose layout names the answer to a question rather than an `Email` field.
+pub fn any_email(body: &str, acceptable: &dyn Fn(&EmailAddress) -> bool) -> Option<EmailAddress> {
+    super::parse::emails_in(clip(body, 64 * 1024))
+        .into_iter()
+        .find(|a| acceptable(a))
 }
 
 /// Who the submitter is, as far as the fields say.
@@ -358,6 +640,136 @@ pub fn utm_source(fields: &[(String, String)], body: &str) -> Option<String> {
         .or_else(from_url)
         .map(|s| s.trim().to_lowercase())
         .filter(|s| !s.is_empty())
+}
+
+static UTM_PARAM: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"(?i)[?&#](utm_[a-z]{2,12})=([^&\s#'"<>]{1,200})"#).expect("static regex")
+});
+
+/// Labels of fields that hold the page the form was sent from, or the page before it.
+const PAGE_LABELS: &[&str] = &[
+    "page url",
+    "page",
+    "url",
+    "source url",
+    "form url",
+    "contact form url",
+    "submitted from",
+    "embed url",
+    "landing page",
+    "page submitted on",
+    "seite",
+];
+const REFERRER_LABELS: &[&str] = &["referrer", "referer", "referring url", "referrer url"];
+
+/// Decodes `%XX` escapes and `+` of a URL query value, keeping anything undecodable as is.
+fn url_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let hex = |j: usize| b.get(j).and_then(|h| (*h as char).to_digit(16));
+        match c {
+            b'+' => out.push(b' '),
+            b'%' => {
+                if let (Some(h), Some(l)) = (hex(i + 1), hex(i + 2)) {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                } else {
+                    out.push(c);
+                }
+            }
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Adds what a form says about where the submitter came from, as extra fields: the `utm_*`
+/// parameters of URLs in the fields or the body (hidden fields already named `utm_*` win),
+/// `page_url` and `referrer`. Returns the referrer's host for channel attribution.
+pub fn add_origin(fields: &mut Vec<(String, String)>, body: &str) {
+    let norm = |l: &str| l.trim().to_ascii_lowercase().replace([' ', '-'], "_");
+    let has = |fields: &[(String, String)], key: &str| fields.iter().any(|(l, _)| norm(l) == key);
+    let mut extra: Vec<(String, String)> = Vec::new();
+    let scan = |text: &str, extra: &mut Vec<(String, String)>| {
+        for c in UTM_PARAM.captures_iter(clip(text, 64 * 1024)).take(20) {
+            let (Some(k), Some(v)) = (c.get(1), c.get(2)) else {
+                continue;
+            };
+            let k = k.as_str().to_ascii_lowercase();
+            if !has(fields, &k) && !extra.iter().any(|(l, _)| *l == k) {
+                extra.push((k, clip(&url_decode(v.as_str()), 200).to_owned()));
+            }
+        }
+    };
+    for (_, v) in fields.iter() {
+        scan(v, &mut extra);
+    }
+    scan(body, &mut extra);
+    let page = fields
+        .iter()
+        .find(|(l, v)| PAGE_LABELS.iter().any(|p| l.eq_ignore_ascii_case(p)) && v.contains("://"))
+        .map(|(_, v)| v.trim().to_owned());
+    let referrer = fields
+        .iter()
+        .find(|(l, v)| {
+            REFERRER_LABELS.iter().any(|p| l.eq_ignore_ascii_case(p)) && v.contains("://")
+        })
+        .map(|(_, v)| v.trim().to_owned());
+    if let Some(p) = page.filter(|_| !has(fields, "page_url")) {
+        extra.push(("page_url".into(), p));
+    }
+    if let Some(r) = referrer.filter(|_| !has(fields, "referrer")) {
+        extra.push(("referrer".into(), r));
+    }
+    fields.extend(extra);
+}
+
+/// The host of an `http(s)` URL, lower-cased, without `www.`.
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = url.trim().split_once("://")?.1;
+    let host = rest
+        .split(['/', '?', '#', ':'])
+        .next()?
+        .trim_start_matches("www.")
+        .to_ascii_lowercase();
+    (host.contains('.') && host.len() <= 253).then_some(host)
+}
+
+/// A channel name for a referrer from a well-known site (search engines and social networks),
+/// so a submission without utm parameters still says where it came from.
+pub fn referrer_source(fields: &[(String, String)]) -> Option<&'static str> {
+    let r = fields
+        .iter()
+        .find(|(l, _)| l == "referrer" || REFERRER_LABELS.iter().any(|p| l.eq_ignore_ascii_case(p)))?;
+    let host = url_host(&r.1)?;
+    const SITES: &[(&str, &str)] = &[
+        ("linkedin.com", "linkedin"),
+        ("lnkd.in", "linkedin"),
+        ("facebook.com", "facebook"),
+        ("fb.com", "facebook"),
+        ("instagram.com", "instagram"),
+        ("twitter.com", "twitter"),
+        ("t.co", "twitter"),
+        ("x.com", "twitter"),
+        ("bing.com", "bing"),
+        ("duckduckgo.com", "duckduckgo"),
+        ("youtube.com", "youtube"),
+    ];
+    if let Some((_, n)) = SITES.iter().find(|(d, _)| domain_matches(&host, d)) {
+        return Some(n);
+    }
+    // google.com, google.de, google.co.uk …
+    let labels: Vec<&str> = host.split('.').collect();
+    labels
+        .iter()
+        .rev()
+        .skip(1)
+        .take(2)
+        .any(|l| *l == "google")
+        .then_some("google")
 }
 
 /// Keeps the fields as the public map (labels as written).

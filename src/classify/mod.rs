@@ -434,6 +434,9 @@ struct FormHit<'r> {
     name: String,
     fields: Vec<(String, String)>,
     evidence: Vec<String>,
+    /// A hosted service recognised by its sending domain: its layout may name the
+    /// submitter's address only as an answer, so any address in the body may be taken.
+    hosted: bool,
 }
 
 fn detect_form<'r>(
@@ -455,13 +458,10 @@ fn detect_form<'r>(
             name: p.name.clone(),
             fields: texts.fields().to_vec(),
             evidence: vec![ev],
+            hosted: false,
         });
     }
     let fields = texts.fields();
-    if fields.len() < 2 {
-        return None;
-    }
-    forms::email_field(fields, None)?;
     let reply_to = parse::first_address(msg, "Reply-To");
     let system = from_addr.is_some_and(forms::is_system_sender);
     let differs = match (&reply_to, from_addr) {
@@ -469,6 +469,30 @@ fn detect_form<'r>(
         (Some(_), None) => true,
         _ => false,
     };
+    let has_email = || {
+        forms::email_field(fields, None).is_some()
+            || forms::email_field_loose(fields, &|a| from_addr != Some(a)).is_some()
+    };
+    if let Some(b) = forms::builtin(from_addr, subject, texts.body, &msg.raw_message) {
+        // A template sentence or a subject can be quoted by a person; ask for what a form
+        // notification has besides: an email field, or a machine sender with a Reply-To.
+        let ok = b.by_sender
+            || (b.strong && (has_email() || (differs && (system || reply_to.is_some()))))
+            || (!b.strong && fields.len() >= 2 && has_email());
+        if ok {
+            return Some(FormHit {
+                profile: None,
+                name: b.profile.name.to_owned(),
+                fields: fields.to_vec(),
+                evidence: vec![b.evidence],
+                hosted: b.by_sender,
+            });
+        }
+    }
+    if fields.len() < 2 {
+        return None;
+    }
+    forms::email_field(fields, None)?;
     if !system && !differs {
         return None;
     }
@@ -493,6 +517,7 @@ fn detect_form<'r>(
         name,
         fields: fields.to_vec(),
         evidence,
+        hosted: false,
     })
 }
 
@@ -508,26 +533,39 @@ fn apply_form(
 ) {
     c.evidence.extend(hit.evidence);
     let from_addr = from.map(|f| &f.email);
-    let acceptable =
-        |a: &EmailAddress| !ctx.is_own(a) && !forms::is_system_sender(a) && Some(a) != from_addr;
-    let reply_to = parse::first_address(msg, "Reply-To");
+    let acceptable = |a: &EmailAddress| {
+        !ctx.is_own(a)
+            && !forms::is_system_sender(a)
+            && !forms::hosted_service(a)
+            && Some(a) != from_addr
+    };
+    let reply_to = parse::first_address(msg, "Reply-To").filter(|r| acceptable(&r.email));
     let configured = hit
         .profile
         .filter(|p| !p.email_fields.is_empty())
         .and_then(|p| forms::email_field(&hit.fields, Some(&p.email_fields)))
         .filter(|a| acceptable(a));
-    let (email, how, rt_name) = if let Some(a) = configured {
-        (Some(a), "configured email field", None)
-    } else if let Some(r) = reply_to.as_ref().filter(|r| acceptable(&r.email)) {
-        (
-            Some(r.email.clone()),
-            "Reply-To is the submitter",
-            r.name.clone(),
-        )
-    } else if let Some(a) = forms::email_field(&hit.fields, None).filter(|a| acceptable(a)) {
-        (Some(a), "submitter from the email field", None)
-    } else {
-        (None, "", None)
+    let field = forms::email_field(&hit.fields, None)
+        .filter(|a| acceptable(a))
+        .map(|a| (a, None))
+        .or_else(|| forms::email_field_loose(&hit.fields, &acceptable));
+    // Reply-To is the submitter when the form says so or says nothing; a Reply-To that
+    // differs from the form's own email field is the site's (an owner's personal address).
+    let (email, how, alt_name) = match (configured, reply_to, field) {
+        (Some(a), _, _) => (Some(a), "configured email field", None),
+        (None, Some(r), Some((f, n))) if r.email != f => {
+            (Some(f), "submitter from the email field (Reply-To is someone else)", n)
+        }
+        (None, Some(r), _) => (Some(r.email), "Reply-To is the submitter", r.name),
+        (None, None, Some((f, n))) => (Some(f), "submitter from the email field", n),
+        (None, None, None) => match hit
+            .hosted
+            .then(|| forms::any_email(body, &acceptable))
+            .flatten()
+        {
+            Some(a) => (Some(a), "submitter from the only address in the answers", None),
+            None => (None, "", None),
+        },
     };
     let Some(email) = email else {
         ignore(c, "form notification without a submitter address");
@@ -541,11 +579,26 @@ fn apply_form(
         phone: hit.profile.map_or(empty, |p| &p.phone_fields),
     };
     let sub = forms::submitter(&hit.fields, &labels);
-    let utm = forms::utm_source(&hit.fields, body);
+    let mut fields = hit.fields;
+    forms::add_origin(&mut fields, body);
+    let utm = forms::utm_source(&fields, body)
+        .or_else(|| forms::referrer_source(&fields).map(str::to_owned));
+    let site = fields
+        .iter()
+        .find(|(l, _)| l == "page_url")
+        .and_then(|(_, v)| forms::url_host(v))
+        .or_else(|| {
+            from_addr
+                .filter(|f| !forms::hosted_service(f) && forms::is_system_sender(f))
+                .map(|f| f.domain().to_owned())
+        });
+    if let Some(s) = site {
+        fields.push(("form_site".into(), s));
+    }
     c.kind = MessageKind::Form;
     c.lead = Some(Person {
         email,
-        name: sub.name.or(rt_name),
+        name: sub.name.or(alt_name),
         company: sub.company,
         phone: sub.phone,
     });
@@ -560,7 +613,7 @@ fn apply_form(
     c.channel = Some(channel);
     c.evidence.push(ev);
     c.form = Some(hit.name);
-    c.fields = forms::to_map(&hit.fields);
+    c.fields = forms::to_map(&fields);
 }
 
 static FWD_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
