@@ -4,8 +4,10 @@
 //! HTML-to-text conversion flattens tables into one line, which destroys `Label: value` form
 //! fields; these helpers avoid both and cap how much text any rule ever scans.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 use mail_parser::{Address, HeaderValue, Message, MessagePart, PartType};
 use regex::Regex;
 
@@ -375,6 +377,25 @@ static HTML_ENTITY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z]{2,8});").expect("static regex")
 });
 
+/// A bold label alone in its cell, paragraph or line, followed by its value in the next row,
+/// cell, paragraph or line: the layout of Gravity Forms', WPForms', Fluent Forms' and HubSpot's
+/// HTML notifications. Also `<dt>Label</dt><dd>value</dd>`. Rewritten to `Label: value` so the
+/// field reader sees one line.
+static HTML_LABEL_ABOVE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)<(?:strong|b|dt)\b[^>]*>\s*([^<>]{1,80}?)\s*</(?:strong|b|dt)\s*>\s*(?:</(?:font|span|label|p|div|td|th|tr)\s*>\s*|<br\b[^>]*>\s*)*(?:<tr\b[^>]*>\s*(?:<t[dh]\b[^>]*>(?:\s|&nbsp;|&#160;)*</t[dh]\s*>\s*)?)?(?:<(?:td|th|p|div|dd|font|span)\b[^>]*>\s*)*",
+    )
+    .expect("static regex")
+});
+
+/// Opening tags a label above its value starts with; a cheap test before the costly regex.
+static LABEL_TAGS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build(["<b>", "<b ", "<strong", "<dt"])
+        .expect("static patterns")
+});
+
 /// Marks the gap between two table cells while tags are stripped.
 const CELL: char = '\u{1f}';
 
@@ -383,6 +404,24 @@ const CELL: char = '\u{1f}';
 pub fn html_to_text(html: &str) -> String {
     let html = clip(html, MAX_TEXT);
     let s = HTML_DROP.replace_all(html, " ");
+    let s = if LABEL_TAGS.is_match(s.as_ref()) {
+        // Only a label that ends its cell or line is rewritten; a bold word inside a sentence
+        // is followed by more text in the same element and stays as it is.
+        let rewritten = HTML_LABEL_ABOVE.replace_all(&s, |c: &regex::Captures<'_>| {
+            let whole = c.get(0).map_or("", |m| m.as_str());
+            let label = c.get(1).map_or("", |m| m.as_str());
+            let lower = whole.to_ascii_lowercase();
+            let broke = ["</t", "</p", "</d", "<br"].iter().any(|t| lower.contains(t));
+            if broke {
+                format!("\n{}: ", label.trim().trim_end_matches(':').trim_end())
+            } else {
+                whole.to_owned()
+            }
+        });
+        Cow::Owned(rewritten.into_owned())
+    } else {
+        s
+    };
     let s = HTML_CELL_GAP.replace_all(&s, CELL.to_string().as_str());
     let s = HTML_BREAK.replace_all(&s, "\n");
     let s = HTML_TAG.replace_all(&s, "");
@@ -527,6 +566,22 @@ mod tests {
         assert!(t.contains("Email: jane@example.com"), "{t}");
         assert!(t.contains("Name: Jane & Co"), "{t}");
         assert!(!t.contains("td{}"));
+    }
+
+    #[test]
+    fn labels_above_values_become_fields() {
+        // Gravity Forms: a label row, then a value row with an empty spacer cell.
+        let t = html_to_text(
+            "<table><tr bgcolor=\"#EAF2FA\"><td colspan=\"2\"><font><strong>Email</strong></font></td></tr>\
+             <tr bgcolor=\"#FFFFFF\"><td width=\"20\">&nbsp;</td><td><font>jane@example.com</font></td></tr></table>",
+        );
+        assert!(t.contains("Email: jane@example.com"), "{t}");
+        let t = html_to_text("<p><strong>Company</strong><br>Acme</p><dl><dt>Phone</dt><dd>123</dd></dl>");
+        assert!(t.contains("Company: Acme"), "{t}");
+        assert!(t.contains("Phone: 123"), "{t}");
+        // Bold inside a sentence stays prose.
+        let t = html_to_text("<p>We <b>really</b> need this</p>");
+        assert_eq!(t, "We really need this");
     }
 
     #[test]
