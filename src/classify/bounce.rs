@@ -6,6 +6,7 @@
 
 use std::sync::LazyLock;
 
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
 use mail_parser::{Message, PartType};
 use regex::Regex;
 
@@ -25,15 +26,19 @@ pub struct RecipientStatus {
 impl RecipientStatus {
     /// Hard unless the server says it is only delayed or gives a 4.x.x status without
     /// giving up.
+    ///
+    /// The status class decides before the action: a failure after retrying a 4.x.x condition
+    /// (mailbox full, host down for days) says nothing against the address itself.
     pub fn permanent(&self) -> bool {
         let action = self.action.as_deref().unwrap_or("");
-        if action.eq_ignore_ascii_case("delayed") {
+        if action.eq_ignore_ascii_case("delayed") || action.eq_ignore_ascii_case("relayed") {
             return false;
         }
-        if action.eq_ignore_ascii_case("failed") {
-            return true;
+        match self.status.as_deref().and_then(|s| s.chars().next()) {
+            Some('5') => true,
+            Some('4') => false,
+            _ => action.eq_ignore_ascii_case("failed"),
         }
-        self.status.as_deref().is_some_and(|s| s.starts_with('5'))
     }
 
     fn is_failure(&self) -> bool {
@@ -55,11 +60,12 @@ impl RecipientStatus {
 
 fn typed_address(value: &str) -> Option<EmailAddress> {
     // `rfc822; jane@example.com`; other address types cannot be a lead's address.
-    let (kind, addr) = value.split_once(';')?;
+    // Some servers omit the type (`Final-Recipient: <jane@example.com>`).
+    let (kind, addr) = value.split_once(';').unwrap_or(("rfc822", value));
     if !kind.trim().eq_ignore_ascii_case("rfc822") {
         return None;
     }
-    EmailAddress::parse(addr.trim()).ok()
+    EmailAddress::parse(addr.trim().trim_matches(['<', '>'])).ok()
 }
 
 static STATUS_CODE: LazyLock<Regex> =
@@ -152,21 +158,35 @@ fn original_message_id(msg: &Message<'_>, depth: usize) -> Option<String> {
 }
 
 /// A standard DSN: `multipart/report; report-type=delivery-status`.
-pub fn standard(msg: &Message<'_>) -> Option<Found> {
+///
+/// Also a `multipart/report` whose `report-type` is missing or misspelled but which holds a
+/// delivery-status part, as some servers send.
+pub fn standard(msg: &Message<'_>, body: &str) -> Option<Found> {
     let (ct, report) = parse::content_type(parse::root(msg)?)?;
-    if ct != "multipart/report" || report.as_deref() != Some("delivery-status") {
+    if ct != "multipart/report" {
         return None;
     }
-    let mut found = Found {
-        evidence: vec!["multipart/report; report-type=delivery-status".into()],
-        permanent: true,
-        ..Found::default()
-    };
     let status_part = msg.parts.iter().take(64).find(|p| {
         parse::content_type(p).is_some_and(|(c, _)| {
             c == "message/delivery-status" || c == "message/global-delivery-status"
         })
     });
+    let declared = matches!(
+        report.as_deref(),
+        Some("delivery-status" | "global-delivery-status")
+    );
+    if !declared && status_part.is_none() {
+        return None;
+    }
+    let mut found = Found {
+        evidence: vec![if declared {
+            "multipart/report; report-type=delivery-status".into()
+        } else {
+            "multipart/report with a delivery-status part".into()
+        }],
+        permanent: true,
+        ..Found::default()
+    };
     let blocks = status_part
         .and_then(|p| parse::part_text(p, 64 * 1024))
         .map(|t| parse_delivery_status(&t))
@@ -193,68 +213,271 @@ pub fn standard(msg: &Message<'_>) -> Option<Found> {
     if found.recipient.is_none() {
         found.recipient = failed_from_header(msg);
     }
+    if found.recipient.is_none() {
+        let bounce_to: Vec<EmailAddress> = parse::addresses(msg, "To")
+            .into_iter()
+            .map(|n| n.email)
+            .collect();
+        let skip = |a: &EmailAddress| is_daemon(a) || bounce_to.contains(a);
+        if let Some((a, how)) = recipient_in_text(msg, clip(body, 32 * 1024), &skip) {
+            found.evidence.push(format!("failed recipient from {how}"));
+            found.recipient = Some(a);
+        }
+    }
+    if chosen.is_none() {
+        let (permanent, status, why) = permanence("", clip(body, 32 * 1024));
+        found.permanent = permanent;
+        found.status = status;
+        found.evidence.push(why.to_owned());
+    }
     found.original_id = original_message_id(msg, 0);
     Some(found)
 }
 
 static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)undeliver|delivery status notification|mail delivery (?:failed|failure|subsystem)|returned mail|returned to sender|delivery failure|failure notice|delivery has failed|unzustellbar|nicht zustellbar|non remis|non distribuable|no se puede entregar|delivery (?:incomplete|delayed)|delayed mail|warning: message .* delayed",
+        r"(?i)undeliver|undelivered|delivery status notification|mail delivery (?:failed|failure|subsystem|problem)|returned mail|returned to sender|delivery failure|delivery_failure|failure notice|delivery has failed|delivery notification|nondeliverable|non-deliverable|could not send message for past|message status - undeliverable|permanent delivery failure|delays? in delivering|mail system error|unzustellbar|nicht zustellbar|zustellung fehlgeschlagen|[üu]bermittlungsstatus|non remis|non distribuable|[ée]chec de (?:la )?remise|no se puede entregar|no entregado|non recapitabile|mancato recapito|onbestelbaar|n[ãa]o (?:[ée] poss[íi]vel )?entreg|delivery (?:incomplete|delayed)|delayed mail|delivery delayed|warning: message .{0,80} delayed|message not delivered",
     )
     .expect("static regex")
 });
 
-static SMTP_CODE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?:^|[\s(:])([45][0-9][0-9])[\s-]").expect("static regex"));
-static DELAY_WORDS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)delayed|will (?:continue to )?(?:retry|try)|not yet been delivered|temporar|verzögert|retard")
+/// Sentences mail servers open their bounce texts with; one of them in the first lines is a
+/// bounce even without a bounce subject (some relays rewrite the subject).
+static BOUNCE_TEXT: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build([
+            "this is the mail system at host",
+            "i'm sorry to have to inform you that your message could not",
+            "this message was created automatically by mail delivery software",
+            "this is the qmail-send program",
+            "i wasn't able to deliver your message",
+            "delivery has failed to these recipients or groups",
+            "your message did not reach some or all of the intended recipients",
+            "the following addresses had permanent fatal errors",
+            "transcript of session follows",
+            "your message wasn't delivered to",
+            "sorry, we were unable to deliver your message",
+            "the message that you sent was undeliverable",
+            "had permanent fatal delivery errors",
+            "this is a warning message only",
+            "this is a delivery status notification",
+            "delivery to the following recipient failed",
+            "delivery to the following recipients failed",
+            "message you sent has not yet been delivered",
+            "could not be delivered to one or more recipients",
+        ])
+        .expect("static patterns")
+});
+
+/// Phrases that introduce the failed address; the first address after one of them is it.
+static RECIPIENT_INTRO: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build([
+            "following address(es) failed",
+            "following addresses failed",
+            "following address failed",
+            "has not yet been delivered is",
+            "has not yet been delivered are",
+            "was not delivered to",
+            "wasn't delivered to",
+            "could not be delivered to",
+            "couldn't be delivered to",
+            "delivery has failed to these recipients or groups",
+            "delivery to the following recipient",
+            "following recipient(s) cannot be reached",
+            "the following recipients",
+            "undeliverable to the following",
+            "had permanent fatal errors",
+            "unable to deliver your message to the following",
+            "wasn't able to deliver your message to the following",
+            "could not deliver to",
+            "delivery failed for",
+            "rcpt to:",
+            "original-recipient:",
+            "final-recipient:",
+            "failed recipient:",
+            "recipient address:",
+            "nicht zugestellt werden:",
+            "an folgende empfänger",
+            "n'a pas pu être remis",
+            "destinataires suivants",
+            "no se pudo entregar",
+        ])
+        .expect("static patterns")
+});
+
+/// Signs that the server is still trying: a warning, not a failure.
+static WARNING: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build([
+            "this is a warning message only",
+            "will keep trying",
+            "will continue to try",
+            "delivery attempts will continue",
+            "no action is required on your part",
+            "will retry",
+            "still being retried",
+            "not yet been delivered",
+            "message not delivered yet",
+            "has been delayed",
+            "delivery delayed",
+            "delayed mail",
+            "delivery status notification (delay)",
+            "could not send message for past",
+            "delays in delivering",
+            "you do not need to resend",
+            "verzögert",
+            "retardée",
+            "retrasad",
+        ])
+        .expect("static patterns")
+});
+
+/// Wordings of permanent failures that state no status code.
+static PERMANENT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build([
+            "permanent error",
+            "permanent fatal",
+            "permanently",
+            "user unknown",
+            "unknown user",
+            "no such user",
+            "no such recipient",
+            "no mailbox here",
+            "does not exist",
+            "doesn't exist",
+            "not listed in",
+            "address couldn't be found",
+            "address not found",
+            "invalid recipient",
+            "recipient address rejected",
+            "account has been disabled",
+            "account is disabled",
+            "mailbox unavailable",
+            "mailbox not found",
+            "unrouteable address",
+            "host or domain name not found",
+            "domain not found",
+            "i've given up",
+        ])
+        .expect("static patterns")
+});
+
+/// Wordings of temporary conditions that state no status code.
+static TEMPORARY_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build([
+            "mailbox full",
+            "mailbox is full",
+            "over quota",
+            "quota exceeded",
+            "exceeded storage",
+            "insufficient system storage",
+            "temporarily",
+            "temporary failure",
+            "try again later",
+        ])
+        .expect("static patterns")
+});
+
+/// An enhanced status code (`5.1.1`) that is not part of an IP address or version number.
+static TEXT_STATUS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[^0-9.])([245]\.[0-9]{1,3}\.[0-9]{1,3})(?:[^0-9.]|\.[^0-9]|\.?$)")
         .expect("static regex")
 });
+static SMTP_CODE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|[\s(:#\x27])([45][0-5][0-9])(?:[\s:)\x27-]|$)").expect("static regex")
+});
 static ANGLE_FAILED: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?m)^\s*<([^<>\s]+@[^<>\s]+)>:?").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"(?m)^\s*<([^<>\s]+@[^<>\s]+)>").expect("static regex"));
 
 fn failed_from_header(msg: &Message<'_>) -> Option<EmailAddress> {
     parse::header(msg, "X-Failed-Recipients").and_then(|v| parse::emails_in(&v).into_iter().next())
 }
 
-/// A non-standard bounce: from a mailer daemon or with a bounce subject.
-pub fn nonstandard(
-    msg: &Message<'_>,
-    from: Option<&EmailAddress>,
-    subject: &str,
-    body: &str,
-    is_own: &dyn Fn(&EmailAddress) -> bool,
-) -> Option<Found> {
-    let mut evidence = Vec::new();
-    let mut from_daemon = false;
-    if let Some(f) = from {
-        let local = f.local_part();
-        if local == "mailer-daemon" || local == "postmaster" {
-            evidence.push(format!("From {f}"));
-            from_daemon = true;
+/// Local parts and display names mail servers send bounces from.
+fn is_daemon(a: &EmailAddress) -> bool {
+    let l = a.local_part().to_ascii_lowercase();
+    matches!(
+        l.as_str(),
+        "mailer-daemon" | "postmaster" | "mdaemon" | "mail-daemon" | "maildaemon" | "mailerdaemon"
+    ) || l.starts_with("mailer-daemon")
+        || l.starts_with("postmaster")
+}
+
+fn daemon_name(name: Option<&str>) -> bool {
+    name.is_some_and(|n| {
+        let n = n.to_ascii_lowercase();
+        [
+            "mail delivery",
+            "mailer-daemon",
+            "mailer daemon",
+            "mail administrator",
+            "postmaster",
+            "mail system",
+            "mailsystem",
+        ]
+        .iter()
+        .any(|w| n.contains(w))
+    })
+}
+
+/// The `To` of the message that bounced, when the bounce carries it.
+fn original_recipients(msg: &Message<'_>) -> Vec<EmailAddress> {
+    for part in msg.parts.iter().skip(1).take(64) {
+        if let PartType::Message(inner) = &part.body {
+            return parse::addresses(inner, "To")
+                .into_iter()
+                .map(|n| n.email)
+                .collect();
         }
     }
-    if BOUNCE_SUBJECT.is_match(clip(subject, 500)) {
-        evidence.push(format!("bounce subject \"{}\"", clip(subject, 80)));
+    Vec::new()
+}
+
+/// The failed address in a bounce's text: after a phrase that introduces it, then at the start
+/// of a line in angle brackets (Postfix, qmail, Sendmail, Yahoo), then the recipient of the
+/// attached original, then the first address at all.
+fn recipient_in_text(
+    msg: &Message<'_>,
+    text: &str,
+    skip: &dyn Fn(&EmailAddress) -> bool,
+) -> Option<(EmailAddress, &'static str)> {
+    for m in RECIPIENT_INTRO.find_iter(text).take(20) {
+        let after = text.get(m.end()..).unwrap_or("");
+        let window = clip(after, 400);
+        if let Some(a) = parse::emails_in(window).into_iter().find(|a| !skip(a)) {
+            return Some((a, "address after a failure phrase"));
+        }
     }
-    if evidence.is_empty() {
-        return None;
+    if let Some(a) = ANGLE_FAILED
+        .captures_iter(text)
+        .take(50)
+        .filter_map(|c| c.get(1).and_then(|m| EmailAddress::parse(m.as_str()).ok()))
+        .find(|a| !skip(a))
+    {
+        return Some((a, "<address> at the start of a line"));
     }
-    let text = clip(body, 32 * 1024);
-    let daemon = |a: &EmailAddress| {
-        let l = a.local_part();
-        l == "mailer-daemon" || l == "postmaster" || is_own(a) || from == Some(a)
-    };
-    let recipient = failed_from_header(msg)
-        .or_else(|| {
-            ANGLE_FAILED
-                .captures_iter(text)
-                .filter_map(|c| c.get(1).and_then(|m| EmailAddress::parse(m.as_str()).ok()))
-                .find(|a| !daemon(a))
-        })
-        .or_else(|| parse::emails_in(text).into_iter().find(|a| !daemon(a)));
-    let status = STATUS_CODE
-        .find(text)
+    if let Some(a) = original_recipients(msg).into_iter().find(|a| !skip(a)) {
+        return Some((a, "recipient of the attached original"));
+    }
+    parse::emails_in(text)
+        .into_iter()
+        .find(|a| !skip(a))
+        .map(|a| (a, "first address in the text"))
+}
+
+/// Hard or soft from the text of a bounce, and the status code it states.
+fn permanence(subject: &str, text: &str) -> (bool, Option<String>, &'static str) {
+    let status = TEXT_STATUS
+        .captures(text)
+        .and_then(|c| c.get(1))
         .map(|m| m.as_str().to_owned())
         .or_else(|| {
             SMTP_CODE
@@ -262,11 +485,71 @@ pub fn nonstandard(
                 .and_then(|c| c.get(1))
                 .map(|m| m.as_str().to_owned())
         });
-    let permanent = match status.as_deref() {
-        Some(s) if s.starts_with('5') => true,
-        Some(s) if s.starts_with('4') => false,
-        _ => !DELAY_WORDS.is_match(text) && !DELAY_WORDS.is_match(subject),
+    if WARNING.is_match(clip(subject, 500)) || WARNING.is_match(clip(text, 8 * 1024)) {
+        return (false, status, "a delay warning: the server is still trying");
+    }
+    match status.as_deref().and_then(|s| s.chars().next()) {
+        Some('5') => (true, status, "5xx status"),
+        Some('4') => (false, status, "4xx status"),
+        _ if PERMANENT_WORDS.is_match(text) => (true, status, "wording of a permanent failure"),
+        _ if TEMPORARY_WORDS.is_match(text) => (false, status, "wording of a temporary failure"),
+        _ => (true, status, "a failure without a status: taken as permanent"),
+    }
+}
+
+/// A non-standard bounce: from a mailer daemon, with a bounce subject, or opening with a
+/// sentence mail servers bounce with.
+pub fn nonstandard(
+    msg: &Message<'_>,
+    from: Option<&parse::Named>,
+    subject: &str,
+    body: &str,
+    is_own: &dyn Fn(&EmailAddress) -> bool,
+) -> Option<Found> {
+    let mut evidence = Vec::new();
+    let from_addr = from.map(|f| &f.email);
+    let mut from_daemon = false;
+    if let Some(f) = from
+        && (is_daemon(&f.email) || daemon_name(f.name.as_deref()))
+    {
+        evidence.push(format!("From {}", f.email));
+        from_daemon = true;
+    }
+    let subject_hit = BOUNCE_SUBJECT.is_match(clip(subject, 500));
+    if subject_hit {
+        evidence.push(format!("bounce subject \"{}\"", clip(subject, 80)));
+    }
+    let head = clip(body, 4 * 1024);
+    let text_hit = BOUNCE_TEXT.find(head);
+    if let Some(m) = &text_hit {
+        evidence.push(format!(
+            "bounce text \"{}\"",
+            head.get(m.start()..m.end()).unwrap_or("")
+        ));
+    }
+    if evidence.is_empty() {
+        return None;
+    }
+    let text = clip(body, 32 * 1024);
+    // The bounce goes to the original sender: neither they nor the server failed.
+    let bounce_to: Vec<EmailAddress> = parse::addresses(msg, "To")
+        .into_iter()
+        .map(|n| n.email)
+        .collect();
+    let skip = |a: &EmailAddress| {
+        is_daemon(a) || is_own(a) || from_addr == Some(a) || bounce_to.contains(a)
     };
+    let (recipient, how) = match failed_from_header(msg) {
+        Some(a) => (Some(a), "header X-Failed-Recipients"),
+        None => match recipient_in_text(msg, text, &skip) {
+            Some((a, how)) => (Some(a), how),
+            None => (None, ""),
+        },
+    };
+    if recipient.is_some() {
+        evidence.push(format!("failed recipient from {how}"));
+    }
+    let (permanent, status, why) = permanence(subject, text);
     if let Some(s) = &status {
         evidence.push(format!("status {s} in the text"));
     }
@@ -277,7 +560,7 @@ pub fn nonstandard(
             .and_then(|c| c.get(1))
             .map(|m| m.as_str().to_owned())
     });
-    if !from_daemon {
+    if !from_daemon && text_hit.is_none() {
         // A subject alone is weak ("Undeliverable parcels: need a tool" is an inquiry): ask
         // for a second sign that a mail server wrote this.
         let null_sender =
@@ -290,6 +573,12 @@ pub fn nonstandard(
             return None;
         }
     }
+    if from_daemon && !subject_hit && text_hit.is_none() && recipient.is_none() {
+        // postmaster@ also answers people ("Re: your question"); without any failure sign
+        // this is not a bounce.
+        return None;
+    }
+    evidence.push(if permanent { "hard: " } else { "soft: " }.to_owned() + why);
     Some(Found {
         recipient,
         permanent,

@@ -57,7 +57,7 @@ fn attached(msg: &Message<'_>, depth: usize) -> Option<Original> {
 
 static MARKER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^[>\s]*(?:-{2,}\s*(?:forwarded message|original message|weitergeleitete nachricht|urspr[üu]ngliche nachricht|message transf[ée]r[ée]|message d'origine|mensaje reenviado|mensaje original|messaggio inoltrato)\s*-{2,}|begin forwarded message:?|anfang der weitergeleiteten nachricht:?|d[ée]but du message r[ée]exp[ée]di[ée]\s*:?|_{10,})\s*$",
+        r"(?i)^[>\s]*(?:-{2,}\s*(?:forwarded message|original message|weitergeleitete nachricht|urspr[üu]ngliche nachricht|message transf[ée]r[ée]|message d'origine|mensaje reenviado|mensaje original|messaggio inoltrato|messaggio originale|doorgestuurd bericht|oorspronkelijk bericht|origineel bericht|mensagem encaminhada|mensagem reencaminhada|mensagem original)\s*-{2,}|begin forwarded message:?|anfang der weitergeleiteten nachricht:?|d[ée]but du message r[ée]exp[ée]di[ée]\s*:?|inicio del mensaje reenviado\s*:?|inizio messaggio inoltrato\s*:?|begin doorgestuurd bericht\s*:?|in[íi]cio da mensagem (?:reencaminhada|encaminhada)\s*:?|_{10,})\s*$",
     )
     .expect("static regex")
 });
@@ -72,7 +72,12 @@ fn may_be_marker(line: &str) -> bool {
     let t = line.trim_start_matches(|c: char| c == '>' || c.is_whitespace());
     let b = t.as_bytes();
     let starts_ci = |p: &[u8]| b.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
-    if t.starts_with("--") || t.starts_with("__") || starts_ci(b"begin") || starts_ci(b"anfang") {
+    if t.starts_with("--")
+        || t.starts_with("__")
+        || [&b"begin"[..], b"anfang", b"inicio", b"inizio", b"in\xc3\xadcio"]
+            .iter()
+            .any(|p| starts_ci(p))
+    {
         return true;
     }
     let mut chars = t.chars();
@@ -99,19 +104,19 @@ fn may_be_from_header(line: &str) -> bool {
 /// Markers that only ever introduce a forward (a reply quotes with "Original Message" too).
 static FORWARD_ONLY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)forwarded|weitergeleitete|transf[ée]r[ée]|reenviado|inoltrato|r[ée]exp[ée]di[ée]",
+        r"(?i)forwarded|weitergeleitete|transf[ée]r[ée]|reenviado|inoltrato|r[ée]exp[ée]di[ée]|doorgestuurd|encaminhada",
     )
     .expect("static regex")
 });
 
 static FWD_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*(?:\[[^\]]{0,40}\]\s*)?(?:fwd?|wg|tr|rv|enc|i|doorst|vs)\s*:")
+    Regex::new(r"(?i)^\s*(?:\[[^\]]{0,40}\]\s*)?\[?(?:fwd?|wg|tr|rv|enc|i|doorst|vs|fs|vb|trs)\s*:")
         .expect("static regex")
 });
 
 static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^[>\s]*\*?(from|von|de|da|van|date|sent|gesendet|datum|envoy[ée]|enviado(?: el)?|fecha|inviato|verzonden|subject|betreff|objet|asunto|oggetto|onderwerp|to|an|[àa]|aan|para|cc)\*?\s*:\s*(.*)$",
+        r"(?i)^[>\s]*\*?(from|von|de|da|van|date|sent|gesendet(?: am)?|datum|envoy[ée](?: le)?|enviad[oa](?: el)?|fecha|data|inviato|verzonden|subject|betreff|objet|sujet|asunto|assunto|oggetto|onderwerp|to|an|[àa]|aan|para|pour|cc|cci|bcc|kopie|reply-to|antwort an|r[ée]pondre [àa]|responder a|importance|wichtigkeit)\*?\s*:\s*(.*)$",
     )
     .expect("static regex")
 });
@@ -172,7 +177,14 @@ fn inline(body: &str, subject: &str) -> Option<Original> {
                 sender = parse::parse_name_addr(value);
             } else if matches!(
                 label.as_str(),
-                "subject" | "betreff" | "objet" | "asunto" | "oggetto" | "onderwerp"
+                "subject"
+                    | "betreff"
+                    | "objet"
+                    | "sujet"
+                    | "asunto"
+                    | "assunto"
+                    | "oggetto"
+                    | "onderwerp"
             ) && orig_subject.is_none()
             {
                 orig_subject = Some(clip(value, 2000).to_owned());

@@ -653,7 +653,8 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     // 2. Bounces.
     let own = |a: &EmailAddress| ctx.is_own(a);
     if let Some(b) =
-        bounce::standard(msg).or_else(|| bounce::nonstandard(msg, from_addr, &subject, &body, &own))
+        bounce::standard(msg, &body)
+            .or_else(|| bounce::nonstandard(msg, from.as_ref(), &subject, &body, &own))
     {
         c.kind = MessageKind::Bounce;
         c.evidence.extend(b.evidence);
