@@ -24,33 +24,71 @@ static MONTH_DAY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)\b(\p{L}{3,10})\.?\s+(\d{1,2})(?:st|nd|rd|th)?\b(?:,?\s+(\d{4}))?")
         .expect("static regex")
 });
+/// Words after which the day the person is back follows ("back on", "zurück am").
 static RETURN_WORD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)\b(?:back|return|returning|returns|until|till|through|zurück|zurueck|wieder|bis|retour|jusqu|regreso|regresar[ée]|volver[ée]|hasta)\b",
+        r"(?i)\b(?:back|return|returning|returns|zurück|zurueck|wieder|ab dem|ab|retour|reprendrai|regreso|regresar[ée]|volver[ée]|de vuelta|rientro|rientrer[òo]|torner[òo]|terug|weer|retorno|regresso|voltarei|volto)\b",
     )
     .expect("static regex")
 });
 
+/// Words after which the last day of the absence follows ("until", "bis"): second choice.
+static UNTIL_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b(?:until|till|through|thru|bis|jusqu|hasta|fino al|fino a|tot en met|t/m|tot|até)\b",
+    )
+    .expect("static regex")
+});
+
+static WEEKDAY_AFTER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[\s,:]*(?:on\s+|am\s+|le\s+|el\s+|il\s+|op\s+|na\s+)?(\p{L}{3,9})\b").expect("static regex"));
+
 fn month_number(word: &str) -> Option<u32> {
     let w = word.to_lowercase();
     let m = match w.as_str() {
-        "jan" | "january" | "januar" | "jänner" | "janvier" | "enero" | "janv" => 1,
-        "feb" | "february" | "februar" | "février" | "fevrier" | "febrero" | "févr" | "fevr" => 2,
-        "mar" | "march" | "märz" | "maerz" | "mars" | "marzo" => 3,
-        "apr" | "april" | "avril" | "abril" | "avr" => 4,
-        "may" | "mai" | "mayo" => 5,
-        "jun" | "june" | "juni" | "juin" | "junio" => 6,
-        "jul" | "july" | "juli" | "juillet" | "julio" | "juil" => 7,
-        "aug" | "august" | "août" | "aout" | "agosto" => 8,
-        "sep" | "sept" | "september" | "septembre" | "septiembre" | "setiembre" => 9,
-        "oct" | "october" | "oktober" | "octobre" | "octubre" | "okt" => 10,
-        "nov" | "november" | "novembre" | "noviembre" => 11,
-        "dec" | "december" | "dezember" | "décembre" | "decembre" | "diciembre" | "dez" | "déc" => {
-            12
-        }
+        "jan" | "january" | "januar" | "jänner" | "janvier" | "enero" | "janv" | "gennaio"
+        | "gen" | "januari" | "janeiro" => 1,
+        "feb" | "february" | "februar" | "février" | "fevrier" | "febrero" | "févr" | "fevr"
+        | "febbraio" | "februari" | "fevereiro" | "fev" => 2,
+        "mar" | "march" | "märz" | "maerz" | "mars" | "marzo" | "mrz" | "maart" | "março"
+        | "marco" => 3,
+        "apr" | "april" | "avril" | "abril" | "avr" | "aprile" | "abr" => 4,
+        "may" | "mai" | "mayo" | "maggio" | "mag" | "mei" | "maio" => 5,
+        "jun" | "june" | "juni" | "juin" | "junio" | "giugno" | "giu" | "junho" => 6,
+        "jul" | "july" | "juli" | "juillet" | "julio" | "juil" | "luglio" | "lug" | "julho" => 7,
+        "aug" | "august" | "août" | "aout" | "agosto" | "ago" | "augustus" => 8,
+        "sep" | "sept" | "september" | "septembre" | "septiembre" | "setiembre" | "settembre"
+        | "setembro" => 9,
+        "oct" | "october" | "oktober" | "octobre" | "octubre" | "okt" | "ottobre" | "ott"
+        | "outubro" => 10,
+        "nov" | "november" | "novembre" | "noviembre" | "novembro" => 11,
+        "dec" | "december" | "dezember" | "décembre" | "decembre" | "diciembre" | "dez" | "déc"
+        | "dicembre" | "dic" | "dezembro" => 12,
         _ => return None,
     };
     Some(m)
+}
+
+/// Weekday names (Monday = 0) in the languages out-of-office texts are read in.
+fn weekday_number(word: &str) -> Option<u32> {
+    let w = word.to_lowercase();
+    let d = match w.as_str() {
+        "monday" | "mon" | "montag" | "lundi" | "lunes" | "lunedì" | "lunedi" | "maandag"
+        | "segunda" | "segunda-feira" => 0,
+        "tuesday" | "tue" | "tues" | "dienstag" | "mardi" | "martes" | "martedì" | "martedi"
+        | "dinsdag" | "terça" | "terça-feira" | "terca" => 1,
+        "wednesday" | "wed" | "mittwoch" | "mercredi" | "miércoles" | "miercoles"
+        | "mercoledì" | "mercoledi" | "woensdag" | "quarta" | "quarta-feira" => 2,
+        "thursday" | "thu" | "thurs" | "donnerstag" | "jeudi" | "jueves" | "giovedì"
+        | "giovedi" | "donderdag" | "quinta" | "quinta-feira" => 3,
+        "friday" | "fri" | "freitag" | "vendredi" | "viernes" | "venerdì" | "venerdi"
+        | "vrijdag" | "sexta" | "sexta-feira" => 4,
+        "saturday" | "sat" | "samstag" | "samedi" | "sábado" | "sabado" | "sabato"
+        | "zaterdag" => 5,
+        "sunday" | "sun" | "sonntag" | "dimanche" | "domingo" | "domenica" | "zondag" => 6,
+        _ => return None,
+    };
+    Some(d)
 }
 
 fn num(s: Option<regex::Match<'_>>) -> Option<u32> {
@@ -133,26 +171,43 @@ fn all_dates(text: &str, sent: Option<NaiveDate>) -> Vec<(usize, NaiveDate)> {
 
 /// The return date an auto-reply announces, if it states one.
 ///
-/// Prefers the first date shortly after a "back/until/zurück/retour…" word; otherwise the
-/// latest date mentioned, since an absence is announced as "from X to Y".
+/// Prefers the first date shortly after a "back/zurück/retour…" word, then after an
+/// "until/bis/jusqu'au…" word, then a weekday named after such a word (the next one after the
+/// message date), else the latest date mentioned, since an absence is announced as "from X to
+/// Y".
 pub fn return_date(text: &str, sent: Option<NaiveDate>) -> Option<NaiveDate> {
     let text = clip(text, 8 * 1024);
-    // Every date pattern needs a number that `str::parse` reads, i.e. ASCII digits (`\d` also
-    // matches other scripts' digits, but those never parse): without one there is no date, and
-    // the four capturing searches are skipped.
-    if !text.bytes().any(|b| b.is_ascii_digit()) {
-        return None;
+    let dates = if text.bytes().any(|b| b.is_ascii_digit()) {
+        // Every date pattern needs a number that `str::parse` reads, i.e. ASCII digits: without
+        // one there is no date, and the capturing searches are skipped.
+        all_dates(text, sent)
+    } else {
+        Vec::new()
+    };
+    for re in [&*RETURN_WORD, &*UNTIL_WORD] {
+        for w in re.find_iter(text).take(50) {
+            if let Some((_, d)) = dates
+                .iter()
+                .find(|(pos, _)| *pos >= w.end() && *pos - w.end() <= 60)
+            {
+                return Some(*d);
+            }
+        }
     }
-    let dates = all_dates(text, sent);
-    if dates.is_empty() {
-        return None;
-    }
-    for w in RETURN_WORD.find_iter(text).take(50) {
-        if let Some((_, d)) = dates
-            .iter()
-            .find(|(pos, _)| *pos >= w.end() && *pos - w.end() <= 60)
-        {
-            return Some(*d);
+    if let Some(sent) = sent {
+        for w in RETURN_WORD.find_iter(text).chain(UNTIL_WORD.find_iter(text)).take(50) {
+            let after = text.get(w.end()..).unwrap_or("");
+            let Some(day) = WEEKDAY_AFTER
+                .captures(clip(after, 40))
+                .and_then(|c| c.get(1))
+                .and_then(|m| weekday_number(m.as_str()))
+            else {
+                continue;
+            };
+            let today = sent.weekday().num_days_from_monday();
+            let ahead = (day + 7 - today) % 7;
+            let ahead = if ahead == 0 { 7 } else { ahead };
+            return sent.checked_add_days(chrono::Days::new(u64::from(ahead)));
         }
     }
     dates.iter().map(|(_, d)| *d).max()
@@ -186,6 +241,25 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(return_date(text, sent), Some(want), "{text}");
         }
+    }
+
+    #[test]
+    fn more_languages_weekdays_and_tiers() {
+        // Friday 2 April 2027.
+        let sent = Some(d(2027, 4, 2));
+        let cases = [
+            ("Sarò assente fino al 14 aprile.", d(2027, 4, 14)),
+            ("Ik ben terug op 14 april.", d(2027, 4, 14)),
+            ("Estarei de volta em 14 de abril; volto 14 de abril", d(2027, 4, 14)),
+            ("I'm back on Monday.", d(2027, 4, 5)),
+            ("Ich bin ab Dienstag wieder im Büro.", d(2027, 4, 6)),
+            ("Out until 13 April, back on 14 April.", d(2027, 4, 14)),
+            ("I am out 3 April to 14 April", d(2027, 4, 14)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(return_date(text, sent), Some(want), "{text}");
+        }
+        assert_eq!(return_date("back on Friday", sent), Some(d(2027, 4, 9)));
     }
 
     #[test]

@@ -672,7 +672,15 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     }
 
     // 3. Auto-replies.
-    let (auto_ev, generated_only) = autoreply::signals(msg, &subject);
+    let local_day = parse::local_day(msg);
+    let details = || {
+        let t = texts.new_text();
+        (
+            t.len(),
+            dates::return_date(&format!("{subject}\n{t}"), local_day).is_some(),
+        )
+    };
+    let (auto_ev, generated_only) = autoreply::signals(msg, &subject, &body, &details);
     if !auto_ev.is_empty() {
         let form_like =
             generated_only && detect_form(msg, ctx, from.as_ref(), &subject, &texts).is_some();
@@ -685,7 +693,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
             c.evidence.extend(auto_ev);
             c.lead = from.as_ref().filter(|f| !ctx.is_own(&f.email)).map(person);
             let text = format!("{subject}\n{}", texts.new_text());
-            c.return_date = dates::return_date(&text, parse::local_day(msg));
+            c.return_date = dates::return_date(&text, local_day);
             if let Some(d) = c.return_date {
                 c.evidence.push(format!("return date {d}"));
             }
