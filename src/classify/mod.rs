@@ -186,12 +186,27 @@ fn strip_mbox_line(raw: &[u8]) -> &[u8] {
     raw.get(end..).unwrap_or_default()
 }
 
+/// Bytes of a message the classifier reads at most. Everything that decides the kind sits in
+/// the headers and the first parts; cutting a 50 MB message here bounds the parser's time and
+/// memory per message (the parser reads a cut message as truncated MIME).
+const MAX_CLASSIFY_BYTES: usize = 8 * 1024 * 1024;
+
 fn classify_raw(raw: &[u8], rules: &Rules) -> Classification {
     let raw = strip_mbox_line(raw);
+    let cut = raw.len() > MAX_CLASSIFY_BYTES;
+    let raw = if cut {
+        let head = raw.get(..MAX_CLASSIFY_BYTES).unwrap_or(raw);
+        // End on a line break, so the last header or boundary line is not split.
+        let end = head.iter().rposition(|&b| b == b'\n').map_or(head.len(), |i| i + 1);
+        head.get(..end).unwrap_or(head)
+    } else {
+        raw
+    };
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Classification::ignored("empty message");
     }
-    let Some(msg) = MessageParser::default().parse(raw) else {
+    let raw = parse::fix_charsets(raw);
+    let Some(msg) = MessageParser::default().parse(raw.as_ref()) else {
         return Classification::ignored("unparseable message (no headers)");
     };
     if msg.parts.is_empty() || parse::root(&msg).is_some_and(|r| r.headers.is_empty()) {
@@ -211,6 +226,12 @@ fn classify_raw(raw: &[u8], rules: &Rules) -> Classification {
     }
     c.subject = parse::subject(&msg);
     c.date = parse::date(&msg);
+    if cut {
+        c.evidence.push(format!(
+            "message over {MAX_CLASSIFY_BYTES} bytes: only its first {} bytes were read",
+            raw.len()
+        ));
+    }
     decide(&msg, &ctx, &mut c);
     c
 }
@@ -299,13 +320,13 @@ fn recipients(msg: &Message<'_>) -> Vec<EmailAddress> {
 
 static UNSUB_INTENT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)\bunsubscribe\b|\bremove me\b|\bstop (?:e-?mailing|sending|contacting)\b|\btake me off\b|\babmelden\b|\bkeine (?:weiteren )?(?:e-?mails|nachrichten)\b|d[ée]sinscri|d[ée]sabonner|darse de baja|\bdarme de baja\b",
+        r"(?i)\bunsubscribe\b|\bremove me\b|\bremove (?:my (?:e-?mail|address)|us)\b|\bstop (?:e-?mailing|sending|contacting)\b|\btake me off\b|\bopt(?:-| )?out\b|\bno (?:more|further) e-?mails\b|\babmelden\b|\babbestellen\b|\bkeine (?:weiteren )?(?:e-?mails|nachrichten|werbung)\b|\baus (?:ihrem|dem) verteiler\b|d[ée]sinscri|d[ée]sabonner|ne plus recevoir|darse de baja|\bdarme de baja\b|\bdar de baja\b|no (?:quiero )?recibir m[áa]s|cancella(?:re)? (?:la mia )?iscrizione|disiscriv|non (?:voglio )?ricevere pi[ùu]|\bafmelden\b|\buitschrijven\b|geen (?:e-?mails|berichten) meer|descadastr|cancelar (?:a )?inscri[çc][ãa]o|n[ãa]o (?:quero )?receber mais",
     )
     .expect("static regex")
 });
 static UNSUB_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^\s*(?:re:\s*)?(?:unsubscribe|abmelden|d[ée]sinscription|d[ée]sabonner|darse de baja|dar de baja)\b",
+        r"(?i)^\s*(?:(?:re|aw|sv|rif|antw)\s*:\s*)?(?:unsubscribe|remove me|opt[- ]?out|abmelden|abbestellen|d[ée]sinscription|d[ée]sabonner|darse de baja|dar de baja|baja\b|disiscrizione|cancellami|afmelden|uitschrijven|descadastrar|cancelar inscri)",
     )
     .expect("static regex")
 });
@@ -649,6 +670,37 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
         c.evidence.push("header X-Spam-Status: Yes".into());
         return ignore(c, "spam (X-Spam-Status: Yes)");
     }
+    if let Some(v) = parse::header(msg, "X-Spam")
+        && v.trim()
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case("yes"))
+    {
+        c.evidence.push("header X-Spam: Yes".into());
+        return ignore(c, "spam (X-Spam: Yes)");
+    }
+    // Microsoft's spam confidence level: 5 and above is junk.
+    if let Some(v) = parse::header(msg, "X-MS-Exchange-Organization-SCL")
+        && v.trim().parse::<i32>().is_ok_and(|scl| scl >= 5)
+    {
+        c.evidence.push(format!("header X-MS-Exchange-Organization-SCL: {}", v.trim()));
+        return ignore(c, "spam (Exchange spam confidence level)");
+    }
+
+    // Reports that are neither bounces nor people: read receipts and abuse reports.
+    if let Some((ct, Some(report))) = parse::root(msg).and_then(parse::content_type)
+        && ct == "multipart/report"
+        && (report == "disposition-notification" || report == "feedback-report")
+    {
+        c.evidence.push(format!("multipart/report; report-type={report}"));
+        return ignore(
+            c,
+            if report == "feedback-report" {
+                "abuse report (feedback-report)"
+            } else {
+                "read receipt (disposition-notification)"
+            },
+        );
+    }
 
     // 2. Bounces.
     let own = |a: &EmailAddress| ctx.is_own(a);
@@ -701,8 +753,10 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
         }
     }
 
-    // 4. Bulk mail.
-    if let Some(id) = parse::header(msg, "List-Id") {
+    // 4. Bulk mail. Hosted form services send through bulk infrastructure, so their
+    // notifications may carry the same headers; they are forms, read in step 9.
+    let hosted_form = from_addr.is_some_and(forms::hosted_service);
+    if let Some(id) = parse::header(msg, "List-Id").filter(|_| !hosted_form) {
         let id_l = id.to_ascii_lowercase();
         // A monitored inbox that is itself a group (Google Groups) stamps its own List-Id on
         // every inquiry; that is not a newsletter.
@@ -719,13 +773,17 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
             return ignore(c, format!("bulk mail (List-Id {})", parse::clip(&id, 100)));
         }
     }
-    if let Some(p) = parse::header(msg, "Precedence") {
+    if let Some(p) = parse::header(msg, "Precedence").filter(|_| !hosted_form) {
         let p = p.trim().to_ascii_lowercase();
         if matches!(p.as_str(), "bulk" | "list" | "junk") {
             return ignore(c, format!("bulk mail (Precedence: {p})"));
         }
     }
-    if parse::has_header(msg, "List-Unsubscribe") {
+    if !hosted_form && parse::has_header(msg, "List-Unsubscribe") {
+        if parse::has_header(msg, "List-Unsubscribe-Post") {
+            // RFC 8058 one-click unsubscribe is only offered by bulk senders.
+            return ignore(c, "bulk mail (List-Unsubscribe-Post one-click)");
+        }
         let esp = parse::header_names(msg).find(|n| {
             let n = n.to_ascii_lowercase();
             [
@@ -741,6 +799,25 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
                 "x-marketo",
                 "x-hs-",
                 "x-newsletter",
+                "x-sfmc",
+                "x-mailin-",
+                "x-sib-",
+                "x-roving-",
+                "x-csa-complaints",
+                "x-emv-",
+                "x-rpcampaign",
+                "x-listmonk",
+                "x-mailerlite",
+                "x-ml-",
+                "x-klaviyo",
+                "x-kmail",
+                "x-cmp-",
+                "x-pardot",
+                "x-mkto",
+                "x-ems-",
+                "x-campaignid",
+                "x-ac-",
+                "x-bm-",
             ]
             .iter()
             .any(|p| n.starts_with(p))
@@ -916,6 +993,12 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
             );
         }
         return ignore(c, format!("sent by us ({f})"));
+    }
+    if let Some(l) = parse::header(msg, "X-Loop")
+        && parse::emails_in(&l).iter().any(|a| ctx.is_own(a))
+    {
+        c.evidence.push(format!("header X-Loop: {}", parse::clip(&l, 100)));
+        return ignore(c, "mail loop (X-Loop names our address)");
     }
     let received = parse::count_headers(msg, "Received");
     if received > 30 {

@@ -23,6 +23,65 @@ const MAX_HEADER: usize = 8 * 1024;
 /// How deep we follow attached messages inside attached messages.
 pub const MAX_NESTING: usize = 8;
 
+/// Charset names senders misspell or that only have a legacy alias, with the name the parser
+/// knows. Unknown charsets are read as UTF-8 by the parser, which is right for `uft-8` and
+/// `utf8` but garbles UTF-7 and Latin-1 text.
+const CHARSET_ALIASES: &[(&str, &str)] = &[
+    ("unicode-1-1-utf-7", "utf-7"),
+    ("unicode-2-0-utf-7", "utf-7"),
+    ("x-unicode-2-0-utf-7", "utf-7"),
+    ("x-unicode-1-1-utf-7", "utf-7"),
+    ("utf7", "utf-7"),
+    ("latin-1", "iso-8859-1"),
+    ("iso-latin-1", "iso-8859-1"),
+    ("iso8859-1", "iso-8859-1"),
+    ("iso-8859_1", "iso-8859-1"),
+    ("win-1252", "windows-1252"),
+    ("cp-1252", "windows-1252"),
+    ("windows1252", "windows-1252"),
+    ("ms-1252", "windows-1252"),
+    ("win-1250", "windows-1250"),
+    ("windows1250", "windows-1250"),
+    ("win-1251", "windows-1251"),
+    ("windows1251", "windows-1251"),
+    ("iso-8859-15-i", "iso-8859-15"),
+    ("latin-9", "iso-8859-15"),
+];
+
+/// Every place a charset name appears: a `charset=` parameter (quoted or not) and an encoded
+/// word (`=?name?`).
+static CHARSET_FIXES: LazyLock<(AhoCorasick, Vec<String>)> = LazyLock::new(|| {
+    let mut pats = Vec::new();
+    let mut reps = Vec::new();
+    for (bad, good) in CHARSET_ALIASES {
+        for (pre, post) in [("charset=", ""), ("charset=\"", "\""), ("=?", "?")] {
+            pats.push(format!("{pre}{bad}{post}"));
+            reps.push(format!("{pre}{good}{post}"));
+        }
+        // Unquoted parameter at the end of a line or before another parameter.
+        for end in [";", "\r", "\n", " "] {
+            pats.push(format!("charset={bad}{end}"));
+            reps.push(format!("charset={good}{end}"));
+        }
+    }
+    let ac = AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+        .build(&pats)
+        .expect("static patterns");
+    (ac, reps)
+});
+
+/// The message with misspelled and legacy charset names replaced by the ones the parser
+/// decodes; borrowed unchanged when there is none (the usual case).
+pub fn fix_charsets(raw: &[u8]) -> Cow<'_, [u8]> {
+    let (ac, reps) = &*CHARSET_FIXES;
+    if !ac.is_match(raw) {
+        return Cow::Borrowed(raw);
+    }
+    Cow::Owned(ac.replace_all_bytes(raw, reps))
+}
+
 /// Whether `domain` is `wanted` or one of its subdomains.
 pub fn domain_matches(domain: &str, wanted: &str) -> bool {
     let wanted = wanted.trim().trim_start_matches('@').trim_end_matches('.');
@@ -582,6 +641,17 @@ mod tests {
         // Bold inside a sentence stays prose.
         let t = html_to_text("<p>We <b>really</b> need this</p>");
         assert_eq!(t, "We really need this");
+    }
+
+    #[test]
+    fn legacy_charset_names_are_renamed() {
+        let raw = b"Subject: =?unicode-1-1-utf-7?Q?x?=\r\nContent-Type: text/plain; CHARSET=\"Latin-1\"\r\n\r\nlatin-1 stays";
+        let fixed = fix_charsets(raw);
+        let text = String::from_utf8_lossy(&fixed);
+        assert!(text.contains("=?utf-7?Q?x?="), "{text}");
+        assert!(text.contains("charset=\"iso-8859-1\""), "{text}");
+        assert!(text.ends_with("latin-1 stays"));
+        assert!(matches!(fix_charsets(b"Subject: hi\r\n\r\nutf-8"), Cow::Borrowed(_)));
     }
 
     #[test]
