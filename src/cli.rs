@@ -65,8 +65,11 @@ struct ClassifyArgs {
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// One JSON object per file per line.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "explain")]
     json: bool,
+    /// Print each decision with the rules that fired, one per line, for a person to read.
+    #[arg(long)]
+    explain: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +204,8 @@ fn classify_files(args: &ClassifyArgs, rules: &Rules) -> anyhow::Result<()> {
                 "subject": c.subject,
             });
             writeln!(out, "{line}")?;
+        } else if args.explain {
+            write_explanation(&mut out, file, &c)?;
         } else {
             let lead = c
                 .lead
@@ -221,6 +226,68 @@ fn classify_files(args: &ClassifyArgs, rules: &Rules) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The decision laid out for a person: what the message is, about whom, and every rule that
+/// fired in the order it fired.
+fn write_explanation(out: &mut impl Write, file: &Path, c: &Classification) -> io::Result<()> {
+    writeln!(out, "{}", file.display())?;
+    writeln!(out, "  kind:        {}", c.kind)?;
+    if let Some(s) = &c.subject {
+        writeln!(out, "  subject:     {s}")?;
+    }
+    if let Some(p) = &c.lead {
+        let name = p
+            .name
+            .as_deref()
+            .map_or(String::new(), |n| format!(" ({n})"));
+        writeln!(out, "  lead:        {}{name}", p.email)?;
+        if let Some(co) = &p.company {
+            writeln!(out, "  company:     {co}")?;
+        }
+        if let Some(ph) = &p.phone {
+            writeln!(out, "  phone:       {ph}")?;
+        }
+    }
+    if let Some(o) = &c.owner {
+        writeln!(out, "  owner:       {o}")?;
+    }
+    if let Some(f) = &c.form {
+        writeln!(out, "  form:        {f}")?;
+    }
+    if let Some(ch) = &c.channel {
+        writeln!(out, "  channel:     {ch}")?;
+    }
+    if let Some(b) = &c.bounce {
+        writeln!(
+            out,
+            "  bounce:      {} {}{}",
+            b.recipient
+                .as_ref()
+                .map_or("(recipient unknown)".to_owned(), ToString::to_string),
+            if b.permanent { "hard" } else { "soft" },
+            b.status
+                .as_deref()
+                .map_or(String::new(), |s| format!(" (status {s})"))
+        )?;
+    }
+    if let Some(d) = c.return_date {
+        writeln!(out, "  back on:     {}", d.format("%Y-%m-%d"))?;
+    }
+    if let Some(r) = &c.reason {
+        writeln!(out, "  reason:      {r}")?;
+    }
+    if !c.fields.is_empty() {
+        writeln!(out, "  fields:")?;
+        for (k, v) in &c.fields {
+            writeln!(out, "    {k}: {v}")?;
+        }
+    }
+    writeln!(out, "  because:")?;
+    for (i, e) in c.evidence.iter().enumerate() {
+        writeln!(out, "    {}. {e}", i + 1)?;
+    }
+    writeln!(out)
 }
 
 fn classify_file(file: &Path, rules: &Rules) -> Classification {

@@ -493,7 +493,11 @@ fn permanence(subject: &str, text: &str) -> (bool, Option<String>, &'static str)
         Some('4') => (false, status, "4xx status"),
         _ if PERMANENT_WORDS.is_match(text) => (true, status, "wording of a permanent failure"),
         _ if TEMPORARY_WORDS.is_match(text) => (false, status, "wording of a temporary failure"),
-        _ => (true, status, "a failure without a status: taken as permanent"),
+        _ => (
+            true,
+            status,
+            "a failure without a status: taken as permanent",
+        ),
     }
 }
 

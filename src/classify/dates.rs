@@ -40,8 +40,10 @@ static UNTIL_WORD: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
-static WEEKDAY_AFTER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[\s,:]*(?:on\s+|am\s+|le\s+|el\s+|il\s+|op\s+|na\s+)?(\p{L}{3,9})\b").expect("static regex"));
+static WEEKDAY_AFTER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[\s,:]*(?:on\s+|am\s+|le\s+|el\s+|il\s+|op\s+|na\s+)?(\p{L}{3,9})\b")
+        .expect("static regex")
+});
 
 fn month_number(word: &str) -> Option<u32> {
     let w = word.to_lowercase();
@@ -77,14 +79,15 @@ fn weekday_number(word: &str) -> Option<u32> {
         | "segunda" | "segunda-feira" => 0,
         "tuesday" | "tue" | "tues" | "dienstag" | "mardi" | "martes" | "martedì" | "martedi"
         | "dinsdag" | "terça" | "terça-feira" | "terca" => 1,
-        "wednesday" | "wed" | "mittwoch" | "mercredi" | "miércoles" | "miercoles"
-        | "mercoledì" | "mercoledi" | "woensdag" | "quarta" | "quarta-feira" => 2,
+        "wednesday" | "wed" | "mittwoch" | "mercredi" | "miércoles" | "miercoles" | "mercoledì"
+        | "mercoledi" | "woensdag" | "quarta" | "quarta-feira" => 2,
         "thursday" | "thu" | "thurs" | "donnerstag" | "jeudi" | "jueves" | "giovedì"
         | "giovedi" | "donderdag" | "quinta" | "quinta-feira" => 3,
         "friday" | "fri" | "freitag" | "vendredi" | "viernes" | "venerdì" | "venerdi"
         | "vrijdag" | "sexta" | "sexta-feira" => 4,
-        "saturday" | "sat" | "samstag" | "samedi" | "sábado" | "sabado" | "sabato"
-        | "zaterdag" => 5,
+        "saturday" | "sat" | "samstag" | "samedi" | "sábado" | "sabado" | "sabato" | "zaterdag" => {
+            5
+        }
         "sunday" | "sun" | "sonntag" | "dimanche" | "domingo" | "domenica" | "zondag" => 6,
         _ => return None,
     };
@@ -195,7 +198,11 @@ pub fn return_date(text: &str, sent: Option<NaiveDate>) -> Option<NaiveDate> {
         }
     }
     if let Some(sent) = sent {
-        for w in RETURN_WORD.find_iter(text).chain(UNTIL_WORD.find_iter(text)).take(50) {
+        for w in RETURN_WORD
+            .find_iter(text)
+            .chain(UNTIL_WORD.find_iter(text))
+            .take(50)
+        {
             let after = text.get(w.end()..).unwrap_or("");
             let Some(day) = WEEKDAY_AFTER
                 .captures(clip(after, 40))
@@ -250,7 +257,10 @@ mod tests {
         let cases = [
             ("Sarò assente fino al 14 aprile.", d(2027, 4, 14)),
             ("Ik ben terug op 14 april.", d(2027, 4, 14)),
-            ("Estarei de volta em 14 de abril; volto 14 de abril", d(2027, 4, 14)),
+            (
+                "Estarei de volta em 14 de abril; volto 14 de abril",
+                d(2027, 4, 14),
+            ),
             ("I'm back on Monday.", d(2027, 4, 5)),
             ("Ich bin ab Dienstag wieder im Büro.", d(2027, 4, 6)),
             ("Out until 13 April, back on 14 April.", d(2027, 4, 14)),

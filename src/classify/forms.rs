@@ -410,7 +410,9 @@ pub fn builtin(
                 .map(|m| (m, "HTML"))
         });
     if let Some((m, where_)) = found
-        && let Some(p) = owners.get(m.pattern().as_usize()).and_then(|&i| BUILTIN.get(i))
+        && let Some(p) = owners
+            .get(m.pattern().as_usize())
+            .and_then(|&i| BUILTIN.get(i))
     {
         let needle = p
             .markers
@@ -430,7 +432,9 @@ pub fn builtin(
     }
     let (ac, owners) = &*SUBJECTS;
     let m = ac.find(clip(subject, 500))?;
-    let p = owners.get(m.pattern().as_usize()).and_then(|&i| BUILTIN.get(i))?;
+    let p = owners
+        .get(m.pattern().as_usize())
+        .and_then(|&i| BUILTIN.get(i))?;
     Some(BuiltInHit {
         profile: p,
         by_sender: false,
@@ -547,9 +551,17 @@ pub fn email_field_loose(
         l.contains("mail") || l.contains("courriel") || l.contains("correo")
     };
     let sender_label = |l: &str| {
-        ["from", "sender", "von", "de", "absender", "expéditeur", "remitente"]
-            .iter()
-            .any(|w| l.eq_ignore_ascii_case(w))
+        [
+            "from",
+            "sender",
+            "von",
+            "de",
+            "absender",
+            "expéditeur",
+            "remitente",
+        ]
+        .iter()
+        .any(|w| l.eq_ignore_ascii_case(w))
     };
     for pass in [mentions_mail as fn(&str) -> bool, sender_label] {
         for (l, v) in fields {
@@ -741,9 +753,9 @@ pub fn url_host(url: &str) -> Option<String> {
 /// A channel name for a referrer from a well-known site (search engines and social networks),
 /// so a submission without utm parameters still says where it came from.
 pub fn referrer_source(fields: &[(String, String)]) -> Option<&'static str> {
-    let r = fields
-        .iter()
-        .find(|(l, _)| l == "referrer" || REFERRER_LABELS.iter().any(|p| l.eq_ignore_ascii_case(p)))?;
+    let r = fields.iter().find(|(l, _)| {
+        l == "referrer" || REFERRER_LABELS.iter().any(|p| l.eq_ignore_ascii_case(p))
+    })?;
     let host = url_host(&r.1)?;
     const SITES: &[(&str, &str)] = &[
         ("linkedin.com", "linkedin"),

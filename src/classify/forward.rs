@@ -74,9 +74,15 @@ fn may_be_marker(line: &str) -> bool {
     let starts_ci = |p: &[u8]| b.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p));
     if t.starts_with("--")
         || t.starts_with("__")
-        || [&b"begin"[..], b"anfang", b"inicio", b"inizio", b"in\xc3\xadcio"]
-            .iter()
-            .any(|p| starts_ci(p))
+        || [
+            &b"begin"[..],
+            b"anfang",
+            b"inicio",
+            b"inizio",
+            b"in\xc3\xadcio",
+        ]
+        .iter()
+        .any(|p| starts_ci(p))
     {
         return true;
     }

@@ -197,7 +197,10 @@ fn classify_raw(raw: &[u8], rules: &Rules) -> Classification {
     let raw = if cut {
         let head = raw.get(..MAX_CLASSIFY_BYTES).unwrap_or(raw);
         // End on a line break, so the last header or boundary line is not split.
-        let end = head.iter().rposition(|&b| b == b'\n').map_or(head.len(), |i| i + 1);
+        let end = head
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(head.len(), |i| i + 1);
         head.get(..end).unwrap_or(head)
     } else {
         raw
@@ -574,9 +577,11 @@ fn apply_form(
     // differs from the form's own email field is the site's (an owner's personal address).
     let (email, how, alt_name) = match (configured, reply_to, field) {
         (Some(a), _, _) => (Some(a), "configured email field", None),
-        (None, Some(r), Some((f, n))) if r.email != f => {
-            (Some(f), "submitter from the email field (Reply-To is someone else)", n)
-        }
+        (None, Some(r), Some((f, n))) if r.email != f => (
+            Some(f),
+            "submitter from the email field (Reply-To is someone else)",
+            n,
+        ),
         (None, Some(r), _) => (Some(r.email), "Reply-To is the submitter", r.name),
         (None, None, Some((f, n))) => (Some(f), "submitter from the email field", n),
         (None, None, None) => match hit
@@ -584,7 +589,11 @@ fn apply_form(
             .then(|| forms::any_email(body, &acceptable))
             .flatten()
         {
-            Some(a) => (Some(a), "submitter from the only address in the answers", None),
+            Some(a) => (
+                Some(a),
+                "submitter from the only address in the answers",
+                None,
+            ),
             None => (None, "", None),
         },
     };
@@ -682,7 +691,10 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     if let Some(v) = parse::header(msg, "X-MS-Exchange-Organization-SCL")
         && v.trim().parse::<i32>().is_ok_and(|scl| scl >= 5)
     {
-        c.evidence.push(format!("header X-MS-Exchange-Organization-SCL: {}", v.trim()));
+        c.evidence.push(format!(
+            "header X-MS-Exchange-Organization-SCL: {}",
+            v.trim()
+        ));
         return ignore(c, "spam (Exchange spam confidence level)");
     }
 
@@ -691,7 +703,8 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
         && ct == "multipart/report"
         && (report == "disposition-notification" || report == "feedback-report")
     {
-        c.evidence.push(format!("multipart/report; report-type={report}"));
+        c.evidence
+            .push(format!("multipart/report; report-type={report}"));
         return ignore(
             c,
             if report == "feedback-report" {
@@ -704,9 +717,8 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
 
     // 2. Bounces.
     let own = |a: &EmailAddress| ctx.is_own(a);
-    if let Some(b) =
-        bounce::standard(msg, &body)
-            .or_else(|| bounce::nonstandard(msg, from.as_ref(), &subject, &body, &own))
+    if let Some(b) = bounce::standard(msg, &body)
+        .or_else(|| bounce::nonstandard(msg, from.as_ref(), &subject, &body, &own))
     {
         c.kind = MessageKind::Bounce;
         c.evidence.extend(b.evidence);
@@ -997,7 +1009,8 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
     if let Some(l) = parse::header(msg, "X-Loop")
         && parse::emails_in(&l).iter().any(|a| ctx.is_own(a))
     {
-        c.evidence.push(format!("header X-Loop: {}", parse::clip(&l, 100)));
+        c.evidence
+            .push(format!("header X-Loop: {}", parse::clip(&l, 100)));
         return ignore(c, "mail loop (X-Loop names our address)");
     }
     let received = parse::count_headers(msg, "Received");

@@ -470,7 +470,9 @@ pub fn html_to_text(html: &str) -> String {
             let whole = c.get(0).map_or("", |m| m.as_str());
             let label = c.get(1).map_or("", |m| m.as_str());
             let lower = whole.to_ascii_lowercase();
-            let broke = ["</t", "</p", "</d", "<br"].iter().any(|t| lower.contains(t));
+            let broke = ["</t", "</p", "</d", "<br"]
+                .iter()
+                .any(|t| lower.contains(t));
             if broke {
                 format!("\n{}: ", label.trim().trim_end_matches(':').trim_end())
             } else {
@@ -635,7 +637,9 @@ mod tests {
              <tr bgcolor=\"#FFFFFF\"><td width=\"20\">&nbsp;</td><td><font>jane@example.com</font></td></tr></table>",
         );
         assert!(t.contains("Email: jane@example.com"), "{t}");
-        let t = html_to_text("<p><strong>Company</strong><br>Acme</p><dl><dt>Phone</dt><dd>123</dd></dl>");
+        let t = html_to_text(
+            "<p><strong>Company</strong><br>Acme</p><dl><dt>Phone</dt><dd>123</dd></dl>",
+        );
         assert!(t.contains("Company: Acme"), "{t}");
         assert!(t.contains("Phone: 123"), "{t}");
         // Bold inside a sentence stays prose.
@@ -651,7 +655,10 @@ mod tests {
         assert!(text.contains("=?utf-7?Q?x?="), "{text}");
         assert!(text.contains("charset=\"iso-8859-1\""), "{text}");
         assert!(text.ends_with("latin-1 stays"));
-        assert!(matches!(fix_charsets(b"Subject: hi\r\n\r\nutf-8"), Cow::Borrowed(_)));
+        assert!(matches!(
+            fix_charsets(b"Subject: hi\r\n\r\nutf-8"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
