@@ -655,7 +655,7 @@ pub fn utm_source(fields: &[(String, String)], body: &str) -> Option<String> {
 }
 
 static UTM_PARAM: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)[?&#](utm_[a-z]{2,12})=([^&\s#'"<>]{1,200})"#).expect("static regex")
+    Regex::new(r#"(?i)[?&#;](utm_[a-z]{2,12})=([^&\s#'"<>]{1,200})"#).expect("static regex")
 });
 
 /// Labels of fields that hold the page the form was sent from, or the page before it.
@@ -701,7 +701,10 @@ fn url_decode(v: &str) -> String {
 /// Adds what a form says about where the submitter came from, as extra fields: the `utm_*`
 /// parameters of URLs in the fields or the body (hidden fields already named `utm_*` win),
 /// `page_url` and `referrer`. Returns the referrer's host for channel attribution.
-pub fn add_origin(fields: &mut Vec<(String, String)>, body: &str) {
+///
+/// `html` are the message's HTML parts: link targets (`<a href="…?utm_source=…">`) are lost
+/// in the text, so their parameters are read from the markup.
+pub fn add_origin(fields: &mut Vec<(String, String)>, body: &str, html: &[&str]) {
     let norm = |l: &str| l.trim().to_ascii_lowercase().replace([' ', '-'], "_");
     let has = |fields: &[(String, String)], key: &str| fields.iter().any(|(l, _)| norm(l) == key);
     let mut extra: Vec<(String, String)> = Vec::new();
@@ -720,6 +723,9 @@ pub fn add_origin(fields: &mut Vec<(String, String)>, body: &str) {
         scan(v, &mut extra);
     }
     scan(body, &mut extra);
+    for h in html {
+        scan(h, &mut extra);
+    }
     let page = fields
         .iter()
         .find(|(l, v)| PAGE_LABELS.iter().any(|p| l.eq_ignore_ascii_case(p)) && v.contains("://"))

@@ -610,7 +610,7 @@ fn apply_form(
     };
     let sub = forms::submitter(&hit.fields, &labels);
     let mut fields = hit.fields;
-    forms::add_origin(&mut fields, body);
+    forms::add_origin(&mut fields, body, &parse::html_parts(msg));
     let utm = forms::utm_source(&fields, body)
         .or_else(|| forms::referrer_source(&fields).map(str::to_owned));
     let site = fields

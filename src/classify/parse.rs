@@ -391,6 +391,18 @@ pub fn body_text(msg: &Message<'_>) -> String {
     lf_only(out)
 }
 
+/// The message's HTML parts as written (at most four), for what conversion to text drops.
+pub fn html_parts<'m>(msg: &'m Message<'_>) -> Vec<&'m str> {
+    msg.html_body
+        .iter()
+        .take(4)
+        .filter_map(|id| match msg.parts.get(*id as usize).map(|p| &p.body) {
+            Some(PartType::Html(h)) => Some(clip(h, MAX_TEXT)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// CRLF and lone CR become LF, in one pass (the same result as replacing "\r\n" and then
 /// '\r'), and without a copy when there is no CR at all.
 fn lf_only(out: String) -> String {

@@ -35,6 +35,13 @@ fn rules() -> Rules {
             name_fields: vec!["Contact".into()],
             company_fields: vec!["Org".into()],
             ..FormProfile::default()
+        },
+        FormProfile {
+            name: "booth-scans".into(),
+            body_contains: vec!["ExpoHost lead retrieval".into()],
+            email_fields: vec!["Work address".into()],
+            name_fields: vec!["Visitor".into()],
+            ..FormProfile::default()
         }],
     }
 }
