@@ -336,6 +336,20 @@ static WARNING: LazyLock<AhoCorasick> = LazyLock::new(|| {
         .expect("static patterns")
 });
 
+/// A server's own statement that it has given up for good.
+static STRONG_PERMANENT: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build([
+            "permanent fatal",
+            "permanent error",
+            "permanent failure",
+            "permanent delivery failure",
+            "failed permanently",
+        ])
+        .expect("static patterns")
+});
+
 /// Wordings of permanent failures that state no status code.
 static PERMANENT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasickBuilder::new()
@@ -485,12 +499,25 @@ fn permanence(subject: &str, text: &str) -> (bool, Option<String>, &'static str)
                 .and_then(|c| c.get(1))
                 .map(|m| m.as_str().to_owned())
         });
-    if WARNING.is_match(clip(subject, 500)) || WARNING.is_match(clip(text, 8 * 1024)) {
+    let subject_l = clip(subject, 500).to_ascii_lowercase();
+    if WARNING.is_match(&subject_l) || subject_l.contains("delay") || subject_l.contains("warning")
+    {
         return (false, status, "a delay warning: the server is still trying");
     }
     match status.as_deref().and_then(|s| s.chars().next()) {
-        Some('5') => (true, status, "5xx status"),
-        Some('4') => (false, status, "4xx status"),
+        Some('5') => return (true, status, "5xx status"),
+        Some('4') => return (false, status, "4xx status"),
+        _ => {}
+    }
+    // Without a status: a server that says "permanent" means it, even when it adds that the
+    // message need not be resent; otherwise a warning's wording makes it soft.
+    if STRONG_PERMANENT.is_match(clip(text, 8 * 1024)) || subject_l.contains("permanent") {
+        return (true, status, "the server calls the failure permanent");
+    }
+    if WARNING.is_match(clip(text, 8 * 1024)) {
+        return (false, status, "a delay warning: the server is still trying");
+    }
+    match () {
         _ if PERMANENT_WORDS.is_match(text) => (true, status, "wording of a permanent failure"),
         _ if TEMPORARY_WORDS.is_match(text) => (false, status, "wording of a temporary failure"),
         _ => (
