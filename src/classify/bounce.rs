@@ -517,14 +517,16 @@ fn permanence(subject: &str, text: &str) -> (bool, Option<String>, &'static str)
     if WARNING.is_match(clip(text, 8 * 1024)) {
         return (false, status, "a delay warning: the server is still trying");
     }
-    match () {
-        _ if PERMANENT_WORDS.is_match(text) => (true, status, "wording of a permanent failure"),
-        _ if TEMPORARY_WORDS.is_match(text) => (false, status, "wording of a temporary failure"),
-        _ => (
+    if PERMANENT_WORDS.is_match(text) {
+        (true, status, "wording of a permanent failure")
+    } else if TEMPORARY_WORDS.is_match(text) {
+        (false, status, "wording of a temporary failure")
+    } else {
+        (
             true,
             status,
             "a failure without a status: taken as permanent",
-        ),
+        )
     }
 }
 

@@ -28,21 +28,23 @@ fn rules() -> Rules {
                 ..ChannelRule::default()
             },
         ],
-        forms: vec![FormProfile {
-            name: "partner-portal".into(),
-            from: vec!["partners.example.net".into()],
-            email_fields: vec!["Contact email".into()],
-            name_fields: vec!["Contact".into()],
-            company_fields: vec!["Org".into()],
-            ..FormProfile::default()
-        },
-        FormProfile {
-            name: "booth-scans".into(),
-            body_contains: vec!["ExpoHost lead retrieval".into()],
-            email_fields: vec!["Work address".into()],
-            name_fields: vec!["Visitor".into()],
-            ..FormProfile::default()
-        }],
+        forms: vec![
+            FormProfile {
+                name: "partner-portal".into(),
+                from: vec!["partners.example.net".into()],
+                email_fields: vec!["Contact email".into()],
+                name_fields: vec!["Contact".into()],
+                company_fields: vec!["Org".into()],
+                ..FormProfile::default()
+            },
+            FormProfile {
+                name: "booth-scans".into(),
+                body_contains: vec!["ExpoHost lead retrieval".into()],
+                email_fields: vec!["Work address".into()],
+                name_fields: vec!["Visitor".into()],
+                ..FormProfile::default()
+            },
+        ],
     }
 }
 
