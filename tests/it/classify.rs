@@ -110,6 +110,10 @@ fn fixtures_classify_as_expected() {
     let rules = rules();
     let mut failures = String::new();
     let mut listed = Vec::new();
+    // Per expected kind: fixtures, and fixtures whose every expectation held.
+    let mut per_kind: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    // Per checked key (kind, lead, bounce_recipient, permanent, return_date): checks, passes.
+    let mut per_key: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
     for case in cases {
         let case = case.as_table().expect("case is a table");
         let file = case
@@ -129,6 +133,27 @@ fn fixtures_classify_as_expected() {
         {
             problems.push(format!("lead: expected none, got {}", p.email));
         }
+        for key in [
+            "kind",
+            "lead",
+            "bounce_recipient",
+            "permanent",
+            "return_date",
+        ] {
+            if let Some(v) = case.get(key) {
+                let e = per_key.entry(key.to_owned()).or_default();
+                e.0 += 1;
+                e.1 += usize::from(check(key, v, &c).is_none());
+            }
+        }
+        let kind = case
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or("?")
+            .to_owned();
+        let e = per_kind.entry(kind).or_default();
+        e.0 += 1;
+        e.1 += usize::from(problems.is_empty());
         if !problems.is_empty() {
             let _ = writeln!(
                 failures,
@@ -138,6 +163,16 @@ fn fixtures_classify_as_expected() {
             );
         }
     }
+    // The figures are printed for `cargo test --test it classify -- --nocapture`.
+    let mut report = String::from("fixture accuracy by expected kind (all expectations held):\n");
+    for (kind, (n, ok)) in &per_kind {
+        let _ = writeln!(report, "  {kind:<12} {ok:>3}/{n:<3}");
+    }
+    report.push_str("by expectation:\n");
+    for (key, (n, ok)) in &per_key {
+        let _ = writeln!(report, "  {key:<16} {ok:>3}/{n:<3}");
+    }
+    eprint!("{report}");
     // Every fixture must be covered, so a new .eml cannot silently go unchecked.
     for entry in std::fs::read_dir(&dir).expect("fixtures dir") {
         let name = entry
