@@ -105,7 +105,7 @@ pub fn signals(
 }
 
 /// How far into the body an out-of-office sentence is looked for: it opens the message.
-const OOO_TEXT_WINDOW: usize = 600;
+const OOO_TEXT_WINDOW: usize = 400;
 
 /// Longest new text that can be a bare out-of-office notice; longer texts are letters.
 const OOO_TEXT_MAX: usize = 1500;

@@ -552,7 +552,8 @@ pub fn nonstandard(
     if subject_hit {
         evidence.push(format!("bounce subject \"{}\"", clip(subject, 80)));
     }
-    let head = clip(body, 4 * 1024);
+    // The sentences open the text: a short window keeps this scan cheap on every message.
+    let head = clip(body, 400);
     let text_hit = BOUNCE_TEXT.find(head);
     if let Some(m) = &text_hit {
         evidence.push(format!(

@@ -40,10 +40,25 @@ static UNTIL_WORD: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
-static WEEKDAY_AFTER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[\s,:]*(?:on\s+|am\s+|le\s+|el\s+|il\s+|op\s+|na\s+)?(\p{L}{3,9})\b")
-        .expect("static regex")
-});
+/// The weekday named right after a return word ("back on Monday", "ab Dienstag"), read by
+/// hand: a word, optionally after a short preposition.
+fn weekday_after(text: &str) -> Option<u32> {
+    let mut words = text
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ':')
+        .filter(|w| !w.is_empty())
+        .take(2);
+    let first = words.next()?;
+    if let Some(d) = weekday_number(first.trim_end_matches('.')) {
+        return Some(d);
+    }
+    let preposition = ["on", "am", "le", "el", "il", "op", "na", "em"]
+        .iter()
+        .any(|p| first.eq_ignore_ascii_case(p));
+    if preposition {
+        return weekday_number(words.next()?.trim_end_matches('.'));
+    }
+    None
+}
 
 fn month_number(word: &str) -> Option<u32> {
     let w = word.to_lowercase();
@@ -204,11 +219,7 @@ pub fn return_date(text: &str, sent: Option<NaiveDate>) -> Option<NaiveDate> {
             .take(50)
         {
             let after = text.get(w.end()..).unwrap_or("");
-            let Some(day) = WEEKDAY_AFTER
-                .captures(clip(after, 40))
-                .and_then(|c| c.get(1))
-                .and_then(|m| weekday_number(m.as_str()))
-            else {
+            let Some(day) = weekday_after(clip(after, 40)) else {
                 continue;
             };
             let today = sent.weekday().num_days_from_monday();

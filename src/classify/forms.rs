@@ -377,22 +377,22 @@ pub struct BuiltInHit {
     pub evidence: String,
 }
 
-/// Bytes of the raw message searched for template markers (HTML colours and class names
-/// survive only there); the markers sit near the top or the bottom of small notifications.
-const RAW_MARKER_SCAN: usize = 128 * 1024;
+/// Bytes at each end of the text searched for template sentences (four times as many of the
+/// HTML, where colours and class names survive).
+const MARKER_SCAN: usize = 2048;
 
 /// The built-in profile a notification matches, if any: by sending domain, then by a fixed
 /// sentence or HTML marker of the template, then (weakly) by the default subject.
-pub fn builtin(
+pub fn builtin<'m>(
     from: Option<&EmailAddress>,
     subject: &str,
     body: &str,
-    raw: &[u8],
+    html: &dyn Fn() -> Vec<&'m str>,
 ) -> Option<BuiltInHit> {
     if let Some(f) = from
         && let Some(p) = BUILTIN
             .iter()
-            .find(|p| p.domains.iter().any(|d| domain_matches(f.domain(), d)))
+            .find(|p| p.domains.iter().any(|d| static_domain(f.domain(), d)))
     {
         return Some(BuiltInHit {
             profile: p,
@@ -402,11 +402,21 @@ pub fn builtin(
         });
     }
     let (ac, owners) = &*MARKERS;
+    // Template sentences sit in the first or the last lines of a notification.
+    let head = clip(body, MARKER_SCAN);
+    let tail_start = body.len().saturating_sub(MARKER_SCAN).max(head.len());
+    let tail = (tail_start..body.len())
+        .find(|&i| body.is_char_boundary(i))
+        .and_then(|i| body.get(i..))
+        .unwrap_or("");
     let found = ac
-        .find(clip(body, super::parse::MAX_TEXT))
+        .find(head)
+        .or_else(|| ac.find(tail))
         .map(|m| (m, "text"))
         .or_else(|| {
-            ac.find(raw.get(..RAW_MARKER_SCAN).unwrap_or(raw))
+            html()
+                .into_iter()
+                .find_map(|h| ac.find(clip(h, MARKER_SCAN * 4)))
                 .map(|m| (m, "HTML"))
         });
     if let Some((m, where_)) = found
@@ -484,18 +494,27 @@ const SYSTEM_LOCALS: &[&str] = &[
     "wpforms",
 ];
 
+/// Whether `domain` (lower case, as addresses are kept) is `wanted` (a lower-case static
+/// domain) or one of its subdomains; cheaper than the general [`domain_matches`].
+fn static_domain(domain: &str, wanted: &str) -> bool {
+    domain == wanted
+        || domain
+            .strip_suffix(wanted)
+            .is_some_and(|head| head.ends_with('.'))
+}
+
 /// Whether an address sends for a hosted form service leadloop knows.
 pub fn hosted_service(addr: &EmailAddress) -> bool {
     BUILTIN
         .iter()
-        .any(|p| p.domains.iter().any(|d| domain_matches(addr.domain(), d)))
+        .any(|p| p.domains.iter().any(|d| static_domain(addr.domain(), d)))
 }
 
 /// The form service an address belongs to, if any.
 pub fn service_name(addr: &EmailAddress) -> Option<&'static str> {
     FORM_SERVICES
         .iter()
-        .find(|(d, _)| domain_matches(addr.domain(), d))
+        .find(|(d, _)| static_domain(addr.domain(), d))
         .map(|(_, n)| *n)
 }
 
@@ -654,8 +673,10 @@ pub fn utm_source(fields: &[(String, String)], body: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Analytics tools write the parameter names in lower case; matching them case-sensitively
+/// lets the search jump between occurrences of `utm_`.
 static UTM_PARAM: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"(?i)[?&#;](utm_[a-z]{2,12})=([^&\s#'"<>]{1,200})"#).expect("static regex")
+    Regex::new(r#"[?&#;](utm_[a-z]{2,12})=([^&\s#'"<>]{1,200})"#).expect("static regex")
 });
 
 /// Labels of fields that hold the page the form was sent from, or the page before it.
@@ -708,6 +729,7 @@ pub fn add_origin(fields: &mut Vec<(String, String)>, body: &str, html: &[&str])
     let norm = |l: &str| l.trim().to_ascii_lowercase().replace([' ', '-'], "_");
     let has = |fields: &[(String, String)], key: &str| fields.iter().any(|(l, _)| norm(l) == key);
     let mut extra: Vec<(String, String)> = Vec::new();
+    // The fields were read from the body, so the body (and the HTML) holds every URL.
     let scan = |text: &str, extra: &mut Vec<(String, String)>| {
         for c in UTM_PARAM.captures_iter(clip(text, 64 * 1024)).take(20) {
             let (Some(k), Some(v)) = (c.get(1), c.get(2)) else {
@@ -719,9 +741,6 @@ pub fn add_origin(fields: &mut Vec<(String, String)>, body: &str, html: &[&str])
             }
         }
     };
-    for (_, v) in fields.iter() {
-        scan(v, &mut extra);
-    }
     scan(body, &mut extra);
     for h in html {
         scan(h, &mut extra);

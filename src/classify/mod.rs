@@ -208,10 +208,24 @@ fn classify_raw(raw: &[u8], rules: &Rules) -> Classification {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Classification::ignored("empty message");
     }
-    let raw = parse::fix_charsets(raw);
-    let Some(msg) = MessageParser::default().parse(raw.as_ref()) else {
+    classify_bytes(raw, rules, cut, false)
+}
+
+/// Parses and decides; `fixed` says the charset names were already rewritten, so a message is
+/// parsed at most twice.
+fn classify_bytes(raw: &[u8], rules: &Rules, cut: bool, fixed: bool) -> Classification {
+    let Some(msg) = MessageParser::default().parse(raw) else {
         return Classification::ignored("unparseable message (no headers)");
     };
+    if !fixed && parse::has_legacy_charset(&msg) {
+        drop(msg);
+        let mut c = classify_bytes(&parse::fix_charsets(raw), rules, cut, true);
+        c.evidence.insert(
+            0,
+            "legacy charset names read as their standard names".into(),
+        );
+        return c;
+    }
     if msg.parts.is_empty() || parse::root(&msg).is_some_and(|r| r.headers.is_empty()) {
         return Classification::ignored("unparseable message (no headers)");
     }
@@ -497,7 +511,15 @@ fn detect_form<'r>(
         forms::email_field(fields, None).is_some()
             || forms::email_field_loose(fields, &|a| from_addr != Some(a)).is_some()
     };
-    if let Some(b) = forms::builtin(from_addr, subject, texts.body, &msg.raw_message) {
+    // A notification has fields, a Reply-To or a machine sender; a person's letter has none of
+    // them and skips the template search.
+    let candidate = !fields.is_empty() || reply_to.is_some() || system;
+    let builtin = if candidate || from_addr.is_some_and(forms::hosted_service) {
+        forms::builtin(from_addr, subject, texts.body, &|| parse::html_parts(msg))
+    } else {
+        None
+    };
+    if let Some(b) = builtin {
         // A template sentence or a subject can be quoted by a person; ask for what a form
         // notification has besides: an email field, or a machine sender with a Reply-To.
         let ok = b.by_sender

@@ -73,13 +73,39 @@ static CHARSET_FIXES: LazyLock<(AhoCorasick, Vec<String>)> = LazyLock::new(|| {
 });
 
 /// The message with misspelled and legacy charset names replaced by the ones the parser
-/// decodes; borrowed unchanged when there is none (the usual case).
-pub fn fix_charsets(raw: &[u8]) -> Cow<'_, [u8]> {
+/// decodes.
+pub fn fix_charsets(raw: &[u8]) -> Vec<u8> {
     let (ac, reps) = &*CHARSET_FIXES;
-    if !ac.is_match(raw) {
-        return Cow::Borrowed(raw);
+    ac.replace_all_bytes(raw, reps)
+}
+
+/// Whether a parsed message names a charset the parser only knows by another name: in a
+/// part's `charset` parameter, or in an encoded word of the top-level headers. Cheap, so that
+/// the rare message that does is parsed a second time, and no other message is scanned whole.
+pub fn has_legacy_charset(msg: &Message<'_>) -> bool {
+    let legacy = |name: &str| {
+        CHARSET_ALIASES
+            .iter()
+            .any(|(bad, _)| name.trim().eq_ignore_ascii_case(bad))
+    };
+    let in_params = msg.parts.iter().take(64).any(|p| {
+        p.headers
+            .iter()
+            .filter(|h| h.name().eq_ignore_ascii_case("Content-Type"))
+            .filter_map(|h| h.value.as_content_type())
+            .any(|ct| ct.attribute("charset").is_some_and(legacy))
+    });
+    if in_params {
+        return true;
     }
-    Cow::Owned(ac.replace_all_bytes(raw, reps))
+    let Some(root) = root(msg) else {
+        return false;
+    };
+    let head = msg
+        .raw_message
+        .get(root.offset_header as usize..root.offset_body as usize)
+        .unwrap_or_default();
+    memchr::memmem::find(head, b"=?").is_some() && CHARSET_FIXES.0.is_match(head)
 }
 
 /// Whether `domain` is `wanted` or one of its subdomains.
@@ -664,13 +690,11 @@ mod tests {
         let raw = b"Subject: =?unicode-1-1-utf-7?Q?x?=\r\nContent-Type: text/plain; CHARSET=\"Latin-1\"\r\n\r\nlatin-1 stays";
         let fixed = fix_charsets(raw);
         let text = String::from_utf8_lossy(&fixed);
+        let plain: &[u8] = b"Subject: hi\r\n\r\nutf-8";
+        assert_eq!(fix_charsets(plain), plain);
         assert!(text.contains("=?utf-7?Q?x?="), "{text}");
         assert!(text.contains("charset=\"iso-8859-1\""), "{text}");
         assert!(text.ends_with("latin-1 stays"));
-        assert!(matches!(
-            fix_charsets(b"Subject: hi\r\n\r\nutf-8"),
-            Cow::Borrowed(_)
-        ));
     }
 
     #[test]
