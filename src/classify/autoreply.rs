@@ -13,7 +13,7 @@ use super::parse::{self, clip};
 
 static OOO_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^\s*(?:\[[^\]]{0,40}\]\s*)?(?:out of (?:the )?office|ooo\b|automatic reply|auto(?:matic)?[ -]?reply|autoreply|auto:|auto-response|automatic response|automatische antwort|abwesenheit|abwesend|au(?:ß|ss)er haus|r[ée]ponse automatique|absen(?:t|te|ce) du bureau|respuesta autom[áa]tica|fuera de la oficina|risposta automatica|fuori ufficio|automatisch antwoord|afwezig|resposta autom[áa]tica|fora do escrit[óo]rio|on vacation|on holiday|on leave|away from the office|vacation reply|je suis absent)",
+        r"(?i)^\s*(?:\[[^\]]{0,40}\]\s*)?(?:out of (?:the )?office|ooo\b|automatic reply|auto(?:matic)?[ -]?reply|autoreply|auto:|auto-response|automatic response|automatische antwort|abwesenheit|abwesend|au(?:ß|ss)er haus|r[ée]ponse automatique|absen(?:t|te|ce) du bureau|respuesta autom[áa]tica|fuera de la oficina|risposta automatica|fuori ufficio|automatisch antwoord|afwezig|resposta autom[áa]tica|fora do escrit[óo]rio|on vacation|on holiday|on leave|away from the office|vacation reply|je suis absent|autosvar|automaattinen vastaus|automatyczna odpowied|automatick[áa] odpov|otomatik yan[ıi]t|autoresponder)",
     )
     .expect("static regex")
 });

@@ -389,10 +389,11 @@ pub fn builtin<'m>(
     body: &str,
     html: &dyn Fn() -> Vec<&'m str>,
 ) -> Option<BuiltInHit> {
+    let domain = from.map_or("", |f| f.domain());
     if let Some(f) = from
         && let Some(p) = BUILTIN
             .iter()
-            .find(|p| p.domains.iter().any(|d| static_domain(f.domain(), d)))
+            .find(|p| p.domains.iter().any(|d| static_domain(domain, d)))
     {
         return Some(BuiltInHit {
             profile: p,
@@ -505,16 +506,18 @@ fn static_domain(domain: &str, wanted: &str) -> bool {
 
 /// Whether an address sends for a hosted form service leadloop knows.
 pub fn hosted_service(addr: &EmailAddress) -> bool {
+    let domain = addr.domain();
     BUILTIN
         .iter()
-        .any(|p| p.domains.iter().any(|d| static_domain(addr.domain(), d)))
+        .any(|p| p.domains.iter().any(|d| static_domain(domain, d)))
 }
 
 /// The form service an address belongs to, if any.
 pub fn service_name(addr: &EmailAddress) -> Option<&'static str> {
+    let domain = addr.domain();
     FORM_SERVICES
         .iter()
-        .find(|(d, _)| static_domain(addr.domain(), d))
+        .find(|(d, _)| static_domain(domain, d))
         .map(|(_, n)| *n)
 }
 
@@ -673,11 +676,35 @@ pub fn utm_source(fields: &[(String, String)], body: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Analytics tools write the parameter names in lower case; matching them case-sensitively
-/// lets the search jump between occurrences of `utm_`.
-static UTM_PARAM: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r#"[?&#;](utm_[a-z]{2,12})=([^&\s#'"<>]{1,200})"#).expect("static regex")
-});
+/// `utm_*` URL parameters in `text`, in order: `(name, raw value)`. Analytics tools write the
+/// names in lower case, so a plain search for `utm_` finds each candidate (a SIMD search,
+/// cheaper than a regex over every byte), which is then read by hand.
+fn utm_params(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    let b = text.as_bytes();
+    memchr::memmem::find_iter(b, b"utm_").filter_map(move |i| {
+        if !matches!(
+            i.checked_sub(1).and_then(|p| b.get(p)),
+            Some(b'?' | b'&' | b'#' | b';')
+        ) {
+            return None;
+        }
+        let rest = text.get(i..)?;
+        let name_len = 4 + rest
+            .bytes()
+            .skip(4)
+            .take_while(u8::is_ascii_lowercase)
+            .count();
+        if !(6..=16).contains(&name_len) || rest.as_bytes().get(name_len) != Some(&b'=') {
+            return None;
+        }
+        let value = rest.get(name_len + 1..)?;
+        let end = value
+            .find(|c: char| c.is_whitespace() || "&#'\"<>".contains(c))
+            .unwrap_or(value.len());
+        let value = clip(value.get(..end)?, 200);
+        (!value.is_empty()).then(|| (rest.get(..name_len).unwrap_or(""), value))
+    })
+}
 
 /// Labels of fields that hold the page the form was sent from, or the page before it.
 const PAGE_LABELS: &[&str] = &[
@@ -731,13 +758,9 @@ pub fn add_origin(fields: &mut Vec<(String, String)>, body: &str, html: &[&str])
     let mut extra: Vec<(String, String)> = Vec::new();
     // The fields were read from the body, so the body (and the HTML) holds every URL.
     let scan = |text: &str, extra: &mut Vec<(String, String)>| {
-        for c in UTM_PARAM.captures_iter(clip(text, 64 * 1024)).take(20) {
-            let (Some(k), Some(v)) = (c.get(1), c.get(2)) else {
-                continue;
-            };
-            let k = k.as_str().to_ascii_lowercase();
-            if !has(fields, &k) && !extra.iter().any(|(l, _)| *l == k) {
-                extra.push((k, clip(&url_decode(v.as_str()), 200).to_owned()));
+        for (k, v) in utm_params(clip(text, 64 * 1024)).take(20) {
+            if !has(fields, k) && !extra.iter().any(|(l, _)| l == k) {
+                extra.push((k.to_owned(), clip(&url_decode(v), 200).to_owned()));
             }
         }
     };

@@ -509,7 +509,7 @@ fn detect_form<'r>(
     };
     let has_email = || {
         forms::email_field(fields, None).is_some()
-            || forms::email_field_loose(fields, &|a| from_addr != Some(a)).is_some()
+            || forms::email_field_loose(fields, &|_| true).is_some()
     };
     // A notification has fields, a Reply-To or a machine sender; a person's letter has none of
     // them and skips the template search.
@@ -579,12 +579,13 @@ fn apply_form(
 ) {
     c.evidence.extend(hit.evidence);
     let from_addr = from.map(|f| &f.email);
+    // The submitter may be the sender itself (a site that mails "from" the visitor); a field
+    // or Reply-To naming the sender says so. Only the last-resort scan of the body leaves the
+    // sender out, since there it is as likely the site's own address.
     let acceptable = |a: &EmailAddress| {
-        !ctx.is_own(a)
-            && !forms::is_system_sender(a)
-            && !forms::hosted_service(a)
-            && Some(a) != from_addr
+        !ctx.is_own(a) && !forms::is_system_sender(a) && !forms::hosted_service(a)
     };
+    let not_sender = |a: &EmailAddress| acceptable(a) && Some(a) != from_addr;
     let reply_to = parse::first_address(msg, "Reply-To").filter(|r| acceptable(&r.email));
     let configured = hit
         .profile
@@ -608,7 +609,7 @@ fn apply_form(
         (None, None, Some((f, n))) => (Some(f), "submitter from the email field", n),
         (None, None, None) => match hit
             .hosted
-            .then(|| forms::any_email(body, &acceptable))
+            .then(|| forms::any_email(body, &not_sender))
             .flatten()
         {
             Some(a) => (
