@@ -234,11 +234,66 @@ pub fn standard(msg: &Message<'_>, body: &str) -> Option<Found> {
     Some(found)
 }
 
-static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)undeliver|undelivered|delivery status notification|mail delivery (?:failed|failure|subsystem|problem)|returned mail|returned to sender|delivery failure|delivery_failure|failure notice|delivery has failed|delivery notification|nondeliverable|non-deliverable|could not send message for past|message status - undeliverable|permanent delivery failure|delays? in delivering|mail system error|unzustellbar|nicht zustellbar|zustellung fehlgeschlagen|[üu]bermittlungsstatus|non remis|non distribuable|[ée]chec de (?:la )?remise|no se puede entregar|no entregado|non recapitabile|mancato recapito|onbestelbaar|n[ãa]o (?:[ée] poss[íi]vel )?entreg|delivery (?:incomplete|delayed)|delayed mail|delivery delayed|warning: message .{0,80} delayed|message not delivered|could(?: not|n't) be delivered|not delivered|delivery report|failed delivery|delivery problem|mail returned|rejected mail",
-    )
-    .expect("static regex")
+/// Bounce subjects of the common servers in several languages, ASCII-case-insensitively
+/// (an automaton builds far faster than the equivalent Unicode regex and scans as fast).
+static BOUNCE_SUBJECT: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build([
+            "undeliver",
+            "delivery status notification",
+            "mail delivery failed",
+            "mail delivery failure",
+            "mail delivery subsystem",
+            "mail delivery problem",
+            "returned mail",
+            "returned to sender",
+            "delivery failure",
+            "delivery_failure",
+            "failure notice",
+            "delivery has failed",
+            "delivery notification",
+            "nondeliverable",
+            "non-deliverable",
+            "could not send message for past",
+            "message status - undeliverable",
+            "permanent delivery failure",
+            "delays in delivering",
+            "delay in delivering",
+            "mail system error",
+            "unzustellbar",
+            "nicht zustellbar",
+            "zustellung fehlgeschlagen",
+            "übermittlungsstatus",
+            "ubermittlungsstatus",
+            "non remis",
+            "non distribuable",
+            "échec de la remise",
+            "echec de la remise",
+            "échec de remise",
+            "no se puede entregar",
+            "no entregado",
+            "non recapitabile",
+            "mancato recapito",
+            "onbestelbaar",
+            "não é possível entregar",
+            "nao e possivel entregar",
+            "não entregue",
+            "delivery incomplete",
+            "delivery delayed",
+            "delayed mail",
+            "delayed",
+            "message not delivered",
+            "could not be delivered",
+            "couldn't be delivered",
+            "not delivered",
+            "delivery report",
+            "failed delivery",
+            "delivery problem",
+            "mail returned",
+            "rejected mail",
+        ])
+        .expect("static patterns")
 });
 
 /// Sentences mail servers open their bounce texts with; one of them in the first lines is a
