@@ -321,6 +321,11 @@ static BOUNCE_TEXT: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "delivery to the following recipients failed",
             "message you sent has not yet been delivered",
             "could not be delivered to one or more recipients",
+            "ihre nachricht wurde nicht",
+            "ihre nachricht konnte nicht",
+            "votre message n'a pas",
+            "su mensaje no",
+            "il messaggio non",
         ])
         .expect("static patterns")
 });
@@ -359,6 +364,13 @@ static RECIPIENT_INTRO: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "n'a pas pu être remis",
             "destinataires suivants",
             "no se pudo entregar",
+            "wurde nicht an",
+            "konnte nicht an",
+            "n'a pas été remis à",
+            "n'a pas pu être remis à",
+            "no se entregó a",
+            "non è stato recapitato a",
+            "kon niet worden bezorgd bij",
         ])
         .expect("static patterns")
 });

@@ -12,7 +12,7 @@ use regex::Regex;
 use super::parse::clip;
 
 static ISO: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b").expect("static regex"));
+    LazyLock::new(|| Regex::new(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b").expect("static regex"));
 static NUMERIC: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(\d{1,2})([./])(\d{1,2})(?:([./])(\d{4}|\d{2}\b)?)?").expect("static regex")
 });

@@ -209,7 +209,9 @@ pub struct Named {
 fn clean_name(name: &str) -> Option<String> {
     let n = name
         .trim()
-        .trim_matches(|c: char| c == '"' || c == '\'' || c == '*' || c.is_whitespace())
+        .trim_matches(|c: char| {
+            matches!(c, '"' | '\'' | '*' | '<' | '>' | '[' | '(') || c.is_whitespace()
+        })
         .trim();
     let n = clip(n, 200);
     if n.is_empty() || n.contains('@') {
@@ -284,7 +286,12 @@ pub fn parse_name_addr(value: &str) -> Option<Named> {
             .get(2)
             .and_then(|m| EmailAddress::parse(m.as_str().trim_matches('*')).ok());
         if let Some(email) = email {
-            let name = c.get(1).and_then(|m| clean_name(m.as_str()));
+            // Outlook's text form `Name <a@b<mailto:a@b>>` leaves `Name <a@b` before the
+            // inner bracket: the name ends at the first `<`.
+            let name = c
+                .get(1)
+                .and_then(|m| m.as_str().split('<').next())
+                .and_then(clean_name);
             return Some(Named { email, name });
         }
     }
