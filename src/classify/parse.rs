@@ -336,15 +336,27 @@ fn lf_only(out: String) -> String {
     if !out.contains('\r') {
         return out;
     }
-    let mut fixed = String::with_capacity(out.len());
-    let mut rest = out.as_str();
-    while let Some((head, tail)) = rest.split_once('\r') {
-        fixed.push_str(head);
-        fixed.push('\n');
-        rest = tail.strip_prefix('\n').unwrap_or(tail);
+    // In place: every CR becomes LF and the LF after it is dropped, so the text only shrinks;
+    // the runs between CRs move as blocks.
+    let mut bytes = out.into_bytes();
+    let mut write = 0;
+    let mut read = 0;
+    while let Some(cr) = memchr::memchr(b'\r', &bytes[read..]).map(|i| read + i) {
+        bytes.copy_within(read..cr, write);
+        write += cr - read;
+        bytes[write] = b'\n';
+        write += 1;
+        read = cr + 1;
+        if bytes.get(read) == Some(&b'\n') {
+            read += 1;
+        }
     }
-    fixed.push_str(rest);
-    fixed
+    let end = bytes.len();
+    bytes.copy_within(read..end, write);
+    write += end - read;
+    bytes.truncate(write);
+    // Only ASCII bytes were replaced or removed, so the text is still UTF-8.
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Appends the whitespace-separated words of `s` to `out`, joined by single spaces.

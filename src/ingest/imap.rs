@@ -326,6 +326,7 @@ impl ImapSource {
             // Each response is dropped as soon as it is read: a held response keeps its whole
             // read buffer alive, which for a large mailbox adds up to tens of megabytes.
             let mut sizes: Vec<(u32, u64)> = Vec::new();
+            let listing = std::time::Instant::now();
             {
                 let stream = timed("UID FETCH", session.uid_fetch(format!("{start}:*"), "(UID RFC822.SIZE)")).await?;
                 let mut stream = std::pin::pin!(stream);
@@ -341,7 +342,7 @@ impl ImapSource {
             if sizes.is_empty() {
                 return Ok(IngestReport::default());
             }
-            info!(new = sizes.len(), from_uid = start, "fetching new mail");
+            info!(new = sizes.len(), from_uid = start, listing = ?listing.elapsed(), "fetching new mail");
 
             // Fetch batch n+1 while batch n is classified and recorded. The writer is a task of
             // its own, so decoding IMAP and preparing inserts use two cores; it is aborted if
