@@ -96,8 +96,7 @@ fn plausible_label(label: &str) -> bool {
 /// Reads `Label: value` lines, and `Label:` followed by the value on the next line, in order;
 /// the first occurrence of a label wins.
 pub fn extract_fields(body: &str) -> Vec<(String, String)> {
-    let lines: Vec<&str> = clip(body, super::parse::MAX_TEXT)
-        .lines()
+    let lines: Vec<&str> = super::parse::lines(clip(body, super::parse::MAX_TEXT))
         .take(5000)
         .map(str::trim)
         .collect();
