@@ -1046,7 +1046,12 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
         return apply_form(msg, ctx, from.as_ref(), &body, hit, &recipients, c);
     }
 
-    // 10. Inquiries.
+    // 10. Inquiries. A person writing to us never offers an unsubscribe link; a message that
+    // does and is no form (read above) is a newsletter or a service's notification.
+    if !hosted_form && parse::has_header(msg, "List-Unsubscribe") {
+        c.evidence.push("header List-Unsubscribe".into());
+        return ignore(c, "bulk mail (List-Unsubscribe)");
+    }
     let Some(f) = from else {
         return ignore(c, "no valid sender");
     };
