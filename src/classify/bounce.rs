@@ -707,6 +707,28 @@ mod tests {
     }
 
     #[test]
+    fn permanence_from_words_codes_and_warnings() {
+        let (hard, status, _) = permanence("failure notice", "Sorry. (#5.1.1)");
+        assert!(hard);
+        assert_eq!(status.as_deref(), Some("5.1.1"));
+        // An IP address is not a status code.
+        let (_, status, _) = permanence("", "host 10.4.5.6 said: User unknown");
+        assert_eq!(status, None);
+        assert!(!permanence("", "452 4.2.2 Mailbox full").0);
+        assert!(!permanence("Warning: could not send message for past 4 hours", "550 x").0);
+        assert!(
+            permanence(
+                "",
+                "The attached message had PERMANENT fatal errors. YOU DO NOT NEED TO RESEND"
+            )
+            .0
+        );
+        assert!(!permanence("", "Delivery attempts will continue").0);
+        assert!(!permanence("", "the mailbox is full").0);
+        assert!(permanence("", "something went wrong").0);
+    }
+
+    #[test]
     fn non_rfc822_address_types_are_dropped() {
         let b =
             parse_delivery_status("Final-Recipient: x400; /C=US/\nAction: failed\nStatus: 5.0.0\n");

@@ -785,10 +785,12 @@ pub fn add_origin(fields: &mut Vec<(String, String)>, body: &str, html: &[&str])
             REFERRER_LABELS.iter().any(|p| l.eq_ignore_ascii_case(p)) && v.contains("://")
         })
         .map(|(_, v)| v.trim().to_owned());
-    if let Some(p) = page.filter(|_| !has(fields, "page_url")) {
+    // Under fixed names, so that later steps (the site, the channel) find them.
+    let named = |key: &str| fields.iter().any(|(l, _)| l == key);
+    if let Some(p) = page.filter(|_| !named("page_url")) {
         extra.push(("page_url".into(), p));
     }
-    if let Some(r) = referrer.filter(|_| !has(fields, "referrer")) {
+    if let Some(r) = referrer.filter(|_| !named("referrer")) {
         extra.push(("referrer".into(), r));
     }
     fields.extend(extra);
@@ -956,6 +958,57 @@ mod tests {
         let f =
             extract_fields("Page URL: https://x.com/contact?utm_source=Google&utm_medium=cpc\n");
         assert_eq!(utm_source(&f, "").as_deref(), Some("google"));
+    }
+
+    #[test]
+    fn builtin_profiles_by_sender_template_and_subject() {
+        let none = || Vec::new();
+        let a = EmailAddress::parse("noreply@formspree.io").unwrap();
+        let hit = builtin(Some(&a), "x", "", &none).unwrap();
+        assert_eq!(hit.profile.name, "formspree");
+        assert!(hit.by_sender && hit.strong);
+        let hit = builtin(
+            None,
+            "x",
+            "Name: A\n-- \nThis e-mail was sent from a contact form on Site (https://s.example)",
+            &none,
+        )
+        .unwrap();
+        assert_eq!(hit.profile.name, "contact-form-7");
+        assert!(hit.strong && !hit.by_sender);
+        let html = || vec!["<tr bgcolor=\"#EAF2FA\"><td>Name</td></tr>"];
+        assert_eq!(
+            builtin(None, "x", "Name", &html).unwrap().profile.name,
+            "gravity-forms"
+        );
+        let hit = builtin(None, "New Entry: Contact", "", &none).unwrap();
+        assert_eq!(hit.profile.name, "wpforms");
+        assert!(!hit.strong);
+        assert!(builtin(None, "Hello", "Just a letter", &none).is_none());
+    }
+
+    #[test]
+    fn origin_fields_from_urls() {
+        let body = "Page URL: https://s.example/p?x=1&utm_source=Google&utm_campaign=spring%20sale\nReferrer: https://www.linkedin.com/feed/\n";
+        let mut f = extract_fields(body);
+        add_origin(
+            &mut f,
+            body,
+            &["<a href=\"https://s.example/?a=1&amp;utm_medium=cpc\">x</a>"],
+        );
+        let get = |k: &str| f.iter().find(|(l, _)| l == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("utm_source"), Some("Google"));
+        assert_eq!(get("utm_campaign"), Some("spring sale"));
+        assert_eq!(get("utm_medium"), Some("cpc"));
+        assert_eq!(
+            get("page_url"),
+            Some("https://s.example/p?x=1&utm_source=Google&utm_campaign=spring%20sale")
+        );
+        assert_eq!(referrer_source(&f), Some("linkedin"));
+        assert_eq!(
+            url_host("https://www.Example.com:8080/x"),
+            Some("example.com".into())
+        );
     }
 
     #[test]

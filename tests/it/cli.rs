@@ -104,6 +104,41 @@ fn check_reports_every_problem_with_file_line_and_key() {
 }
 
 #[test]
+fn classify_explain_lays_out_the_decision_and_its_rules() {
+    let bounce = repo("tests/fixtures/bounce_exim_text.eml");
+    let form = repo("tests/fixtures/form_elementor.eml");
+    let out = leadloop(&[
+        "classify",
+        "--explain",
+        "--config",
+        repo("config/leadloop.toml").to_str().unwrap(),
+        bounce.to_str().unwrap(),
+        form.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let (first, second) = text
+        .split_once(&form.display().to_string())
+        .expect("one block per file");
+    assert!(first.contains("kind:        bounce"), "{first}");
+    assert!(
+        first.contains("bounce:      maria.lopez@exim-host.example hard (status 5.1.1)"),
+        "{first}"
+    );
+    assert!(first.contains("because:\n    1. "), "{first}");
+    assert!(second.contains("kind:        form"), "{second}");
+    assert!(second.contains("lead:        kenji.sato@sato-foods.example (Kenji Sato)"));
+    assert!(second.contains("utm_source: linkedin"), "{second}");
+    assert!(
+        second.contains("built-in form profile 'elementor'"),
+        "{second}"
+    );
+    // --json and --explain are two views; asking for both is an error, not a guess.
+    let both = leadloop(&["classify", "--json", "--explain", form.to_str().unwrap()]);
+    assert!(!both.status.success());
+}
+
+#[test]
 fn classify_json_prints_one_line_per_file_even_for_unreadable_input() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.eml");
