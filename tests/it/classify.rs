@@ -265,6 +265,22 @@ fn bad_input_never_panics() {
     big.extend_from_slice(b"--b--\r\n");
     inputs.push(("30 MB base64 attachment", big));
 
+    let five_mb_line = format!(
+        "{header}Content-Type: text/html\n\n<p>{}</p>\n",
+        "<b>x</b> Email: a@b.example ".repeat(5 * 1024 * 1024 / 28)
+    );
+    inputs.push(("5 MB single line", crlf(&five_mb_line)));
+    let mut fifty = crlf(&format!(
+        "{header}MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: text/plain\n\nhello, a quote please\n--b\nContent-Type: text/plain\n\n"
+    ));
+    while fifty.len() < 50 * 1024 * 1024 {
+        fifty.extend_from_slice(
+            b"Name: x Email: y@z.example utm_source=a&utm_medium=b On Mon wrote:\r\n",
+        );
+    }
+    fifty.extend_from_slice(b"--b--\r\n");
+    inputs.push(("50 MB message", fifty));
+
     let mut nested = String::from(header);
     nested.push_str("MIME-Version: 1.0\n");
     for i in 0..200 {
@@ -312,10 +328,16 @@ fn bad_input_never_panics() {
         ("NUL bytes", MessageKind::Inquiry),
         ("100 KB header line", MessageKind::Inquiry),
         ("30 MB base64 attachment", MessageKind::Inquiry),
+        ("50 MB message", MessageKind::Inquiry),
         ("100 KB subject", MessageKind::Autoreply),
     ];
     for (what, raw) in inputs {
+        let started = std::time::Instant::now();
         let c = classify(&raw, &rules);
+        // Generous for an unoptimised build on a shared machine; a hang or a quadratic scan
+        // takes minutes.
+        let took = started.elapsed();
+        assert!(took.as_secs() < 20, "{what}: took {took:?}");
         if let Some((_, kind)) = expected.iter().find(|(w, _)| *w == what) {
             assert_eq!(c.kind, *kind, "{what}: {:?}", c.evidence);
         }
