@@ -640,9 +640,30 @@ pub fn nonstandard(
     let skip = |a: &EmailAddress| {
         is_daemon(a) || is_own(a) || from_addr == Some(a) || bounce_to.contains(a)
     };
-    let (recipient, how) = match failed_from_header(msg) {
-        Some(a) => (Some(a), "header X-Failed-Recipients"),
-        None => match recipient_in_text(msg, text, &skip) {
+    // A delivery-status part outside a multipart/report (some servers wrap it in
+    // multipart/mixed) still says exactly who failed and how.
+    let block = msg
+        .parts
+        .iter()
+        .skip(1)
+        .take(64)
+        .find(|p| {
+            parse::content_type(p).is_some_and(|(c, _)| {
+                c == "message/delivery-status" || c == "message/global-delivery-status"
+            })
+        })
+        .and_then(|p| parse::part_text(p, 64 * 1024))
+        .map(|t| parse_delivery_status(&t))
+        .and_then(|blocks| {
+            blocks
+                .iter()
+                .find(|b| b.is_failure() && b.recipient().is_some())
+                .cloned()
+        });
+    let (recipient, how) = match (failed_from_header(msg), &block) {
+        (Some(a), _) => (Some(a), "header X-Failed-Recipients"),
+        (None, Some(b)) => (b.recipient().cloned(), "a delivery-status part"),
+        (None, None) => match recipient_in_text(msg, text, &skip) {
             Some((a, how)) => (Some(a), how),
             None => (None, ""),
         },
@@ -650,7 +671,10 @@ pub fn nonstandard(
     if recipient.is_some() {
         evidence.push(format!("failed recipient from {how}"));
     }
-    let (permanent, status, why) = permanence(subject, text);
+    let (permanent, status, why) = match block.filter(|b| b.status.is_some()) {
+        Some(b) => (b.permanent(), b.status.clone(), "the delivery-status part"),
+        None => permanence(subject, text),
+    };
     if let Some(s) = &status {
         evidence.push(format!("status {s} in the text"));
     }
