@@ -535,17 +535,21 @@ fn detect_form<'r>(
             });
         }
     }
-    if fields.len() < 2 {
+    // Fields with an email field; or, from a machine, fields and a Reply-To (the submitter's
+    // address often travels only there).
+    let with_email = fields.len() >= 2 && forms::email_field(fields, None).is_some();
+    let by_reply_to = !fields.is_empty() && system && differs && reply_to.is_some();
+    if !(with_email || by_reply_to) || (!system && !differs) {
         return None;
     }
-    forms::email_field(fields, None)?;
-    if !system && !differs {
-        return None;
-    }
-    let mut evidence = vec![format!(
-        "{} Label: value fields including an email field",
-        fields.len()
-    )];
+    let mut evidence = vec![if with_email {
+        format!(
+            "{} Label: value fields including an email field",
+            fields.len()
+        )
+    } else {
+        format!("{} Label: value fields and a Reply-To", fields.len())
+    }];
     if let Some(f) = from_addr.filter(|f| forms::is_system_sender(f)) {
         evidence.push(format!("system sender {f}"));
     } else {
