@@ -381,6 +381,7 @@ static WARNING: LazyLock<AhoCorasick> = LazyLock::new(|| {
         .ascii_case_insensitive(true)
         .build([
             "this is a warning message only",
+            "this is a warning only",
             "will keep trying",
             "will continue to try",
             "delivery attempts will continue",
