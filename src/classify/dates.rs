@@ -159,9 +159,25 @@ fn all_dates(text: &str, sent: Option<NaiveDate>) -> Vec<(usize, NaiveDate)> {
         if sep2.is_some_and(|s| s != sep.as_str()) {
             continue;
         }
-        // Day first (European) unless that is impossible and month-first (US) is not.
-        let (day, month) = if b > 12 && a <= 12 { (b, a) } else { (a, b) };
-        if let Some(date) = build(year, month, day, sent) {
+        // Day first (European) unless that is impossible and month-first (US) is not. With
+        // slashes both are common; when both readings are possible, the one nearer after the
+        // message date wins (an absence is announced shortly before it ends), so 04/12 sent
+        // on 2 April is 12 April and 05/04 is 5 April. Dotted dates are always day first.
+        let day_first = build(year, b, a, sent).filter(|_| a <= 31);
+        let month_first = build(year, a, b, sent).filter(|_| sep.as_str() == "/");
+        let date = match (day_first, month_first, sent) {
+            (Some(d), Some(m), Some(s)) if d != m => {
+                let ahead = |x: NaiveDate| (x - s).num_days();
+                match (ahead(d) >= 0, ahead(m) >= 0) {
+                    (true, true) => Some(if ahead(m) < ahead(d) { m } else { d }),
+                    (false, true) => Some(m),
+                    _ => Some(d),
+                }
+            }
+            (Some(d), _, _) => Some(d),
+            (None, m, _) => m,
+        };
+        if let Some(date) = date {
             out.push((whole.start(), date));
         }
     }
@@ -281,6 +297,21 @@ mod tests {
             assert_eq!(return_date(text, sent), Some(want), "{text}");
         }
         assert_eq!(return_date("back on Friday", sent), Some(d(2027, 4, 9)));
+    }
+
+    #[test]
+    fn ambiguous_slash_dates_take_the_nearer_future_reading() {
+        let sent = Some(d(2027, 4, 2));
+        assert_eq!(
+            return_date("will not return until 04/12/2027", sent),
+            Some(d(2027, 4, 12))
+        );
+        assert_eq!(return_date("back on 05/04/2027", sent), Some(d(2027, 4, 5)));
+        assert_eq!(return_date("back on 4/14", sent), Some(d(2027, 4, 14)));
+        assert_eq!(
+            return_date("zurück am 04.12.2027", sent),
+            Some(d(2027, 12, 4))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::sync::LazyLock;
 
-use mail_parser::{Message, PartType};
+use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 
 use super::parse::{self, MAX_NESTING, Named, clip};
@@ -23,6 +23,29 @@ pub struct Original {
     pub evidence: String,
 }
 
+/// What an attached message says about itself; `depth` counts the attachments around it.
+fn original_of(inner: &Message<'_>, depth: usize, how: &str) -> Option<Original> {
+    let deeper = attached(inner, depth + 1);
+    if deeper.as_ref().is_some_and(|o| o.sender.is_some()) {
+        return deeper;
+    }
+    Some(Original {
+        sender: parse::first_address(inner, "From"),
+        subject: parse::subject(inner),
+        message_id: parse::message_ids(inner, "Message-ID").into_iter().next(),
+        reply_to: parse::first_address(inner, "Reply-To"),
+        body: Some(parse::body_text(inner)),
+        evidence: if depth == 0 {
+            format!("attached {how}")
+        } else {
+            format!("attached {how} (nested {} deep)", depth + 1)
+        },
+    })
+}
+
+/// Attachments this large are documents, not forwarded mail; they are not parsed as messages.
+const MAX_EML_ATTACHMENT: usize = 4 * 1024 * 1024;
+
 /// The innermost attached message that has a sender: a forward of a forward names the
 /// person who wrote first.
 fn attached(msg: &Message<'_>, depth: usize) -> Option<Original> {
@@ -32,24 +55,26 @@ fn attached(msg: &Message<'_>, depth: usize) -> Option<Original> {
     // The root part is included: a message whose whole body is `message/rfc822` is a forward
     // too (some clients send it that way).
     for part in msg.parts.iter().take(64) {
-        if let PartType::Message(inner) = &part.body {
-            let deeper = attached(inner, depth + 1);
-            if deeper.as_ref().is_some_and(|o| o.sender.is_some()) {
-                return deeper;
+        match &part.body {
+            PartType::Message(inner) => return original_of(inner, depth, "message/rfc822"),
+            // Some clients attach the saved message as a file (`Quote.eml`,
+            // application/octet-stream) instead of as message/rfc822.
+            PartType::Binary(b) | PartType::InlineBinary(b)
+                if b.len() <= MAX_EML_ATTACHMENT
+                    && part.attachment_name().is_some_and(|n| {
+                        n.len() > 4
+                            && n.get(n.len() - 4..)
+                                .is_some_and(|e| e.eq_ignore_ascii_case(".eml"))
+                    }) =>
+            {
+                if let Some(inner) = MessageParser::default().parse(b.as_ref())
+                    && parse::root(&inner).is_some_and(|r| !r.headers.is_empty())
+                    && parse::first_address(&inner, "From").is_some()
+                {
+                    return original_of(&inner, depth, ".eml file");
+                }
             }
-            let sender = parse::first_address(inner, "From");
-            return Some(Original {
-                sender,
-                subject: parse::subject(inner),
-                message_id: parse::message_ids(inner, "Message-ID").into_iter().next(),
-                reply_to: parse::first_address(inner, "Reply-To"),
-                body: Some(parse::body_text(inner)),
-                evidence: if depth == 0 {
-                    "attached message/rfc822".into()
-                } else {
-                    format!("attached message/rfc822 (nested {} deep)", depth + 1)
-                },
-            });
+            _ => {}
         }
     }
     None
