@@ -88,7 +88,11 @@ pub fn signals(
         let replying = parse::has_header(msg, "In-Reply-To")
             || parse::has_header(msg, "References")
             || REPLY_SUBJECT.is_match(clip(subject, 100));
-        if text_len <= OOO_TEXT_MAX && (exchange_rule || replying || returns) {
+        // A person answering may mention an absence too ("I'm out next week, but yes, let's
+        // talk"): a reply without auto-reply headers counts only with what notices say and
+        // letters do not: a return date, or a pointer to someone else or to limited access.
+        let notice = returns || OOO_NOTICE.is_match(clip(body, OOO_TEXT_MAX));
+        if text_len <= OOO_TEXT_MAX && (exchange_rule || returns || (replying && notice)) {
             let head = clip(body, OOO_TEXT_WINDOW);
             let phrase = OOO_TEXT
                 .find(head)
@@ -195,6 +199,44 @@ static OOO_TEXT: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "estou ausente",
             "de férias",
             "resposta automática",
+        ])
+        .expect("static patterns")
+});
+
+/// What out-of-office notices add besides the absence: limited access, urgent matters, a
+/// colleague to contact, the notice calling itself automatic.
+static OOO_NOTICE: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build([
+            "limited access",
+            "no access",
+            "without access",
+            "urgent",
+            "dringend",
+            "urgence",
+            "urgente",
+            "in my absence",
+            "during my absence",
+            "in meiner abwesenheit",
+            "en mon absence",
+            "en mi ausencia",
+            "in mia assenza",
+            "tijdens mijn afwezigheid",
+            "na minha ausência",
+            "automatic",
+            "automatisch",
+            "automatique",
+            "automática",
+            "automatica",
+            "will be forwarded",
+            "wird nicht weitergeleitet",
+            "please contact",
+            "bitte wenden sie sich",
+            "veuillez contacter",
+            "por favor contacte",
+            "si prega di contattare",
+            "neem contact op",
         ])
         .expect("static patterns")
 });
