@@ -409,6 +409,18 @@ pub static BUILTIN: &[BuiltIn] = &[
         markers: &[],
     },
     BuiltIn {
+        name: "wix",
+        domains: &["crm.wix.com", "wix-forms.com"],
+        subjects: &[],
+        markers: &[],
+    },
+    BuiltIn {
+        name: "squarespace",
+        domains: &["squarespace.info"],
+        subjects: &["form submission -"],
+        markers: &[],
+    },
+    BuiltIn {
         name: "google-forms",
         domains: &["forms.google.com", "docs.google.com"],
         subjects: &[],
