@@ -37,4 +37,5 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod ingest;
+pub mod send;
 pub mod store;
