@@ -280,7 +280,11 @@ impl Connector {
             match result {
                 Ok(response) => return Ok(response),
                 Err(f) => {
-                    if let Some(mut conn) = slot.take() {
+                    // After a refusal the server is still listening and gets a QUIT; a
+                    // broken or silent connection is just closed.
+                    if let Some(mut conn) = slot.take()
+                        && matches!(f.kind, FailKind::Transient | FailKind::Permanent)
+                    {
                         let _ = tokio::time::timeout(Duration::from_secs(2), conn.abort()).await;
                     }
                     if reused

@@ -4,6 +4,8 @@
 
 #[path = "../../src/bin/leadloop-bench/dovecot.rs"]
 mod dovecot;
+#[path = "../../src/bin/leadloop-bench/smtp_sink.rs"]
+mod smtp_sink;
 
 mod classify;
 mod cli;
@@ -12,5 +14,6 @@ mod dovecot_fixture;
 mod ingest_imap;
 mod ingest_maildir;
 mod outbox;
+mod send;
 mod store;
 mod support;
