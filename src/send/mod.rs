@@ -483,3 +483,45 @@ async fn sleep_until(t: Option<DateTime<Utc>>) {
         None => std::future::pending().await,
     }
 }
+
+/// The built-in message `leadloop send-test --to ADDRESS` sends: proof that the configured
+/// transport delivers, before any sequence exists. `from` is our sending identity; the
+/// Message-ID is random under its domain, as every message of ours is.
+///
+/// # Errors
+/// The addresses cannot be used in a message (they are validated [`EmailAddress`]es, so this
+/// only happens for addresses lettre refuses).
+///
+/// [`EmailAddress`]: crate::domain::EmailAddress
+pub fn test_message(
+    from: &crate::domain::EmailAddress,
+    envelope_from: &crate::domain::EmailAddress,
+    to: &crate::domain::EmailAddress,
+    now: DateTime<Utc>,
+) -> Result<crate::store::NewOutboxMessage, String> {
+    let token: u64 = rand::rng().random();
+    let message_id = format!("test.{}.{token:016x}@{}", now.timestamp(), from.domain());
+    let message = lettre::Message::builder()
+        .from(from.as_str().parse().map_err(|e| format!("from {from}: {e}"))?)
+        .to(to.as_str().parse().map_err(|e| format!("to {to}: {e}"))?)
+        .subject("leadloop test message")
+        .message_id(Some(format!("<{message_id}>")))
+        .date(now.into())
+        .header(lettre::message::header::ContentType::TEXT_PLAIN)
+        .body(format!(
+            "This is a test message from leadloop.\n\nIt was sent to {to} at {} through the configured [smtp] transport.\n",
+            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+        .map_err(|e| e.to_string())?;
+    Ok(crate::store::NewOutboxMessage {
+        lead_id: None,
+        enrollment_id: None,
+        step_id: None,
+        from: from.to_string(),
+        envelope_from: envelope_from.to_string(),
+        recipient: to.to_string(),
+        message_id,
+        raw: message.formatted(),
+        due_at: now,
+    })
+}
