@@ -740,18 +740,23 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// The earliest time a `pending` or `retry` row is due, if any: the sender sleeps until
-    /// then (or until woken).
+    /// When the outbox next needs a look: the earliest due `pending` or `retry` row, or the
+    /// earliest expiring claim (a `sending` row whose sender may be gone), if any. The sender
+    /// sleeps until then unless woken.
     ///
     /// # Errors
     /// A failed query.
     pub async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = sqlx::query(
-            "SELECT next_attempt_at FROM outbox WHERE state IN ('pending', 'retry') ORDER BY next_attempt_at, id LIMIT 1",
+            "SELECT MIN(t) FROM ( \
+               SELECT MIN(next_attempt_at) AS t FROM outbox WHERE state IN ('pending', 'retry') \
+               UNION ALL \
+               SELECT MIN(lease_until) AS t FROM outbox WHERE state = 'sending' \
+             ) due",
         )
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(row.map(|r| from_millis(r.get(0))))
+        Ok(row.get::<Option<i64>, _>(0).map(from_millis))
     }
 
     /// Outbox rows, newest first, optionally of one state.

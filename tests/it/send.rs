@@ -573,3 +573,141 @@ async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std
         w.write_all(reply.as_bytes()).await?;
     }
 }
+
+// ---- The daemon as a process ----------------------------------------------------------------
+
+/// A configuration for the `leadloop` binary: an empty Maildir as the inbox, the test database,
+/// and `[smtp]` pointing at `port` with 8 connections.
+fn daemon_config(dir: &std::path::Path, db_url: &str, port: u16) -> PathBuf {
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dir.join("inbox").join(sub)).unwrap();
+    }
+    let path = dir.join("leadloop.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[database]\nurl = {db_url:?}\n\n[maildir]\npath = \"inbox\"\npoll_interval = \"1s\"\n\n\
+             [identity]\naddresses = [\"hello@company.test\"]\n\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nhello_name = \"sender.test\"\n\
+             connections = 8\ntimeout = \"1s\"\nretry_initial = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn leadloop(config: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_leadloop"));
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .env("LEADLOOP_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    cmd
+}
+
+/// The recipient of each message smtp-sink accepted.
+fn sink_recipients(sink: &SmtpSink) -> Vec<String> {
+    sink.messages()
+        .iter()
+        .map(|m| {
+            String::from_utf8_lossy(m)
+                .lines()
+                .find_map(|l| l.strip_prefix("X-Rcpt-Args: "))
+                .unwrap_or("?")
+                .trim_matches(['<', '>'])
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_sending_then_restart_sends_nothing_twice() {
+    let (store, db) = test_store().await;
+    let sink = SmtpSink::start(&[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &db.url, sink.port());
+    let total = 2000;
+    let msgs: Vec<_> = (0..total)
+        .map(|n| plain(None, n, &format!("p{n}@example.org")))
+        .collect();
+    store.enqueue_many(&msgs, Utc::now()).await.unwrap();
+
+    let mut daemon = leadloop(&config, &["run"]).spawn().unwrap();
+    let start = Instant::now();
+    while sink.count() < 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "nothing sent in time"
+        );
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    daemon.kill().expect("SIGKILL");
+    daemon.wait().unwrap();
+    let at_kill = sink.count();
+    assert!(
+        at_kill < total as usize,
+        "the kill came after everything was sent; nothing tested"
+    );
+    let counts = store.outbox_counts().await.unwrap();
+    let in_flight = counts.get("sending").copied().unwrap_or(0);
+    eprintln!("at the kill: {at_kill} received, outbox {counts:?}");
+    assert!(
+        in_flight <= 8,
+        "at most one message per connection is in flight: {counts:?}"
+    );
+
+    // Restart and let it finish; abandoned claims become `interrupted`, never resent.
+    let mut daemon = leadloop(&config, &["run"]).spawn().unwrap();
+    let start = Instant::now();
+    loop {
+        let counts = store.outbox_counts().await.unwrap();
+        let open: i64 = ["pending", "retry", "sending"]
+            .iter()
+            .filter_map(|s| counts.get(*s))
+            .sum();
+        if open == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "not finished: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SIGTERM, as systemd stops it: a clean exit.
+    let status = std::process::Command::new("kill")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(daemon.wait().unwrap().success());
+
+    let received = sink_recipients(&sink);
+    let mut seen = std::collections::HashSet::new();
+    for r in &received {
+        assert!(seen.insert(r.clone()), "{r} received twice");
+    }
+    let counts = store.outbox_counts().await.unwrap();
+    let sent = counts.get("sent").copied().unwrap_or(0);
+    let interrupted = counts.get("interrupted").copied().unwrap_or(0);
+    assert_eq!(sent + interrupted, total, "{counts:?}");
+    assert!(
+        interrupted <= in_flight,
+        "{counts:?}, {in_flight} in flight at the kill"
+    );
+    let sent_rows = store
+        .list_outbox(Some(OutboxState::Sent), total as usize)
+        .await
+        .unwrap();
+    for e in &sent_rows {
+        assert!(
+            seen.contains(&e.recipient),
+            "{} marked sent, never received",
+            e.recipient
+        );
+    }
+    assert!(received.len() as i64 <= sent + interrupted);
+}
