@@ -711,3 +711,76 @@ async fn sigkill_while_sending_then_restart_sends_nothing_twice() {
     }
     assert!(received.len() as i64 <= sent + interrupted);
 }
+
+fn run_cli(config: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = leadloop(config, args)
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_and_the_outbox_commands() {
+    let (store, db) = test_store().await;
+    let sink = SmtpSink::start(&[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &db.url, sink.port());
+
+    let (code, out) = run_cli(&config, &["send-test", "--to", "Me@Example.org"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("sent to me@example.org (outbox 1"), "{out}");
+    assert_eq!(sink_recipients(&sink), ["me@example.org"]);
+    let (_, out) = run_cli(&config, &["outbox", "list", "--json"]);
+    let row: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(row["state"], "sent");
+    assert_eq!(row["from"], "hello@company.test");
+    let dumped = String::from_utf8(sink.messages().remove(0)).unwrap();
+    assert!(
+        dumped.contains(&format!(
+            "Message-ID: <{}>",
+            row["message_id"].as_str().unwrap()
+        )),
+        "{dumped}"
+    );
+
+    // Nothing listens any more: the message waits for a retry, and a person decides.
+    drop(sink);
+    let (code, out) = run_cli(&config, &["send-test", "--to", "me@example.org"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not sent yet (outbox 2)"), "{out}");
+    assert!(
+        out.contains(&format!("127.0.0.1")) || out.contains("connect"),
+        "{out} {port}"
+    );
+    assert_eq!(run_cli(&config, &["outbox", "cancel", "2"]).0, 0);
+    let (_, out) = run_cli(&config, &["outbox", "list", "--state", "cancelled"]);
+    assert!(
+        out.lines()
+            .nth(1)
+            .unwrap()
+            .trim_start()
+            .starts_with("2  cancelled"),
+        "{out}"
+    );
+    assert_eq!(run_cli(&config, &["outbox", "retry", "2"]).0, 0);
+    assert_eq!(
+        store
+            .outbox_entry(OutboxId(2))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        OutboxState::Pending
+    );
+    let (code, _) = run_cli(&config, &["outbox", "retry", "1"]);
+    assert_eq!(code, 1, "a sent message is never sent again");
+    assert_eq!(run_cli(&config, &["outbox", "cancel", "99"]).0, 1);
+    assert_ne!(
+        run_cli(&config, &["send-test", "--to", "not an address"]).0,
+        0
+    );
+}
