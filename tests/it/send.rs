@@ -752,10 +752,7 @@ async fn send_test_and_the_outbox_commands() {
     let (code, out) = run_cli(&config, &["send-test", "--to", "me@example.org"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("not sent yet (outbox 2)"), "{out}");
-    assert!(
-        out.contains(&format!("127.0.0.1")) || out.contains("connect"),
-        "{out} {port}"
-    );
+    assert!(out.contains("cannot connect"), "{out}");
     assert_eq!(run_cli(&config, &["outbox", "cancel", "2"]).0, 0);
     let (_, out) = run_cli(&config, &["outbox", "list", "--state", "cancelled"]);
     assert!(
