@@ -401,6 +401,13 @@ impl Sender {
         slot: &mut Option<AsyncSmtpConnection>,
         m: &OutboxMessage,
     ) -> SendOutcome {
+        if m.raw.is_empty() {
+            // A row without its bytes (a damaged database) is never sent as an empty message.
+            return SendOutcome::Failed {
+                error: "the message's bytes are missing from the outbox".into(),
+                recipient_rejected: false,
+            };
+        }
         let result = match &*self.transport {
             Transport::Smtp(c) => {
                 c.deliver(slot, &m.envelope_from, &m.recipient, &m.raw)

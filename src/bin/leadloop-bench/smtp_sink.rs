@@ -41,6 +41,19 @@ impl SmtpSink {
     /// # Errors
     /// `smtp-sink` is missing or does not come up.
     pub fn start(extra: &[&str]) -> Result<SmtpSink> {
+        Self::launch(true, extra)
+    }
+
+    /// Like [`SmtpSink::start`], but accepted messages are discarded, not dumped (benchmarks:
+    /// the sink's own disk writes would otherwise be part of what is measured).
+    ///
+    /// # Errors
+    /// `smtp-sink` is missing or does not come up.
+    pub fn start_discarding(extra: &[&str]) -> Result<SmtpSink> {
+        Self::launch(false, extra)
+    }
+
+    fn launch(dump: bool, extra: &[&str]) -> Result<SmtpSink> {
         let dir = std::env::temp_dir().join(format!(
             "llsink-{}-{}",
             std::process::id(),
@@ -53,8 +66,11 @@ impl SmtpSink {
         let mut cmd = Command::new(SMTP_SINK);
         // As root smtp-sink insists on dropping privileges; root keeps the dump folder
         // writable without chowning it.
-        cmd.args(["-u", "root", "-d", &template])
-            .args(extra)
+        cmd.args(["-u", "root"]);
+        if dump {
+            cmd.args(["-d", &template]);
+        }
+        cmd.args(extra)
             .arg(format!("127.0.0.1:{port}"))
             .arg("256")
             .stdin(Stdio::null())
