@@ -33,7 +33,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use tracing::instrument;
 
-use super::{Backend, Store, StoreError, from_millis, millis, params};
+use super::{Backend, Store, StoreError, from_millis, millis};
 use crate::domain::LeadId;
 
 /// Database id of an outbox row.
