@@ -439,6 +439,46 @@ async fn the_file_transport_writes_one_eml_per_message() {
     assert_eq!(std::fs::read(&path).unwrap(), m.raw);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_finishes_the_message_in_flight_and_starts_no_other() {
+    let (store, _db) = test_store().await;
+    let server = TestSmtp::start(Script {
+        slow_data_end: Some(Duration::from_millis(800)),
+        ..Script::default()
+    })
+    .await;
+    let first = store
+        .enqueue(&plain(None, 1, "ana@example.org"), Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = store
+        .enqueue(&plain(None, 2, "bo@example.org"), Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let s = sender(&store, &smtp_config(server.port, 1));
+    let cancel = CancellationToken::new();
+    let task = {
+        let s = s.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move { s.run(cancel).await })
+    };
+    // The first message's data is with the server, which takes its time to confirm: stop now,
+    // as SIGTERM does.
+    let start = Instant::now();
+    while server.received_data() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "nothing sent");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cancel.cancel();
+    let report = task.await.unwrap();
+    assert_eq!(report.sent, 1, "{report:?}");
+    assert_eq!(entry(&store, first).await.state, OutboxState::Sent);
+    assert_eq!(entry(&store, second).await.state, OutboxState::Pending);
+    assert_eq!(server.accepted().len(), 1);
+}
+
 // ---- A scripted SMTP server -------------------------------------------------------------------
 
 /// Faults to inject, consumed in order across all sessions; afterwards everything succeeds.
