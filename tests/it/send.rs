@@ -479,6 +479,30 @@ async fn stopping_finishes_the_message_in_flight_and_starts_no_other() {
     assert_eq!(server.accepted().len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_outbox_row_fails_without_reaching_the_server() {
+    let (store, _db) = test_store().await;
+    let server = TestSmtp::start(Script::default()).await;
+    // Rows may have been edited by hand: an address with a line break never reaches RCPT TO.
+    let bad = store
+        .enqueue(
+            &plain(None, 1, "eve@example.org\r\nRCPT TO:<x@y.example>"),
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let report = sender(&store, &smtp_config(server.port, 1))
+        .drain(CancellationToken::new())
+        .await;
+    assert_eq!(report.failed, 1, "{report:?}");
+    let e = entry(&store, bad).await;
+    assert_eq!(e.state, OutboxState::Failed);
+    assert!(e.last_error.unwrap().contains("invalid recipient"));
+    assert!(store.suppressed("eve@example.org").await.unwrap().is_none());
+    assert_eq!(server.received_data(), 0);
+}
+
 // ---- A scripted SMTP server -------------------------------------------------------------------
 
 /// Faults to inject, consumed in order across all sessions; afterwards everything succeeds.
