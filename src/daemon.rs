@@ -15,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, SmtpTransport, SourceConfig};
 use crate::ingest::{
     ImapSource, IngestReport, MaildirSource, Pipeline, imap_mailbox_name, maildir_mailbox_name,
 };
+use crate::send::{SendReport, Sender};
 use crate::store::Store;
 
 /// The async runtime leadloop runs on.
@@ -120,19 +121,57 @@ impl Source {
     }
 }
 
-/// Processes what is waiting in the mailbox once and returns (`leadloop run --once`).
+/// The outbox sender `[smtp]` describes, or `None` when the configuration has no `[smtp]`
+/// (then nothing is sent and outbox rows wait).
 ///
 /// # Errors
-/// The store or the mailbox cannot be used.
-pub async fn run_once(
-    config: &Config,
-    shutdown: CancellationToken,
-) -> anyhow::Result<IngestReport> {
+/// The SMTP password cannot be read, or the TLS setup is unusable.
+pub fn sender(config: &Config, store: Store) -> anyhow::Result<Option<Sender>> {
+    let Some(smtp) = &config.smtp else {
+        return Ok(None);
+    };
+    let password = match &smtp.transport {
+        SmtpTransport::Smtp(server) => match &server.auth {
+            Some((_, source)) => Some(
+                source
+                    .resolve()
+                    .map_err(|e| anyhow::anyhow!("smtp.password: {e}"))?,
+            ),
+            None => None,
+        },
+        SmtpTransport::File(_) => None,
+    };
+    Ok(Some(Sender::new(smtp, password, store)?))
+}
+
+/// What `leadloop run --once` did.
+#[derive(Debug, Clone, Copy)]
+pub struct OnceReport {
+    /// The mailbox pass.
+    pub ingest: IngestReport,
+    /// The outbox pass, when `[smtp]` is configured.
+    pub send: Option<SendReport>,
+}
+
+/// Processes what is waiting in the mailbox once, sends what is due in the outbox, and
+/// returns (`leadloop run --once`).
+///
+/// # Errors
+/// The store, the mailbox or the SMTP setup cannot be used.
+pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::Result<OnceReport> {
     let store = open_store(config).await?;
     let source = Source::new(config, store.clone())?;
-    let report = source.sync_once(&shutdown).await;
+    let sender = sender(config, store.clone())?;
+    let ingest = source.sync_once(&shutdown).await;
+    let send = match (&ingest, sender) {
+        (Ok(_), Some(sender)) => Some(sender.drain(shutdown).await),
+        _ => None,
+    };
     store.close().await;
-    report
+    Ok(OnceReport {
+        ingest: ingest?,
+        send,
+    })
 }
 
 /// Runs the daemon until `shutdown` fires. `reload` fires on SIGHUP.
@@ -156,7 +195,24 @@ pub async fn run(
         // Each generation of tasks gets its own child token, so a reload stops just them.
         let generation = shutdown.child_token();
         let source = Arc::new(Source::new(&config, store.clone())?);
+        let sender = sender(&config, store.clone())?;
         let tasks = TaskTracker::new();
+        if let Some(sender) = sender {
+            // The sender finishes the messages in flight when the token fires, so a SIGTERM
+            // never leaves a message half handed over that it could have finished.
+            let token = generation.clone();
+            tasks.spawn(async move {
+                let report = sender.run(token).await;
+                info!(
+                    sent = report.sent,
+                    retried = report.retried,
+                    failed = report.failed,
+                    interrupted = report.interrupted,
+                    suppressed = report.suppressed,
+                    "sender stopped"
+                );
+            });
+        }
         {
             let source = Arc::clone(&source);
             let token = generation.clone();

@@ -2,11 +2,12 @@
 //!
 //! Inquiries, contact-form notifications and forwarded inquiries land in one mailbox. leadloop
 //! reads it over IMAP (or a Maildir), decides what each message is, and records leads, the
-//! messages that made them and their timelines in SQLite or PostgreSQL.
+//! messages that made them and their timelines in SQLite or PostgreSQL. Outbound messages wait
+//! in an outbox in the same database and leave over SMTP, each at most once.
 //!
 //! ```text
-//! IMAP mailbox ──► ingest ──► classify ──► leads store
-//!    ▲   (UID, IDLE)   (mail-parser, rules)   (sqlx)
+//! IMAP mailbox ──► ingest ──► classify ──► leads store ──► outbox ──► send ──► SMTP
+//!    ▲   (UID, IDLE)   (mail-parser, rules)   (sqlx)                    (lettre, retries)
 //!    │
 //!    └── replies, bounces, auto-replies, unsubscribes, Sales feedback come back the same way
 //! ```
@@ -21,7 +22,9 @@
 //! - [`config`]: `leadloop.toml`, validated with file, line and key for every problem; builds
 //!   the classifier's rules.
 //! - [`store`]: SQL only; records batches of messages, leads, events and the mailbox cursor in
-//!   one transaction, on SQLite or PostgreSQL.
+//!   one transaction, on SQLite or PostgreSQL; the outbox and the suppression list.
+//! - [`send`]: the outbox sender: claims due messages, one in flight per SMTP connection,
+//!   retries temporary failures, records bounces, never resends what may have arrived.
 //! - [`ingest`]: puts the pure parts and the store to work: IMAP (TLS, UID cursor, IDLE,
 //!   reconnects) and Maildir sources feeding one classify-and-record pipeline.
 //! - [`daemon`]: the long-running tasks under one cancellation token, systemd notify and
@@ -37,4 +40,5 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod ingest;
+pub mod send;
 pub mod store;

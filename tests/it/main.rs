@@ -4,6 +4,8 @@
 
 #[path = "../../src/bin/leadloop-bench/dovecot.rs"]
 mod dovecot;
+#[path = "../../src/bin/leadloop-bench/smtp_sink.rs"]
+mod smtp_sink;
 
 mod classify;
 mod cli;
@@ -11,5 +13,7 @@ mod daemon;
 mod dovecot_fixture;
 mod ingest_imap;
 mod ingest_maildir;
+mod outbox;
+mod send;
 mod store;
 mod support;
