@@ -460,9 +460,9 @@ pub struct BuiltInHit {
     pub evidence: String,
 }
 
-/// Bytes at each end of the text searched for template sentences (four times as many of the
-/// HTML, where colours and class names survive).
-const MARKER_SCAN: usize = 2048;
+/// Bytes at each end of the text searched for template sentences (twice as many at the start
+/// of the HTML, where colours and class names of the first rows survive).
+const MARKER_SCAN: usize = 1024;
 
 /// The built-in profile a notification matches, if any: by sending domain, then by a fixed
 /// sentence or HTML marker of the template, then (weakly) by the default subject.
@@ -500,7 +500,7 @@ pub fn builtin<'m>(
         .or_else(|| {
             html()
                 .into_iter()
-                .find_map(|h| ac.find(clip(h, MARKER_SCAN * 4)))
+                .find_map(|h| ac.find(clip(h, MARKER_SCAN * 2)))
                 .map(|m| (m, "HTML"))
         });
     if let Some((m, where_)) = found
