@@ -164,10 +164,16 @@ fn check(path: &Path) -> ExitCode {
     match result {
         Ok(c) => {
             println!(
-                "{}: ok ({} channel rules, {} form profiles)",
+                "{}: ok ({} channel rules, {} form profiles, {} sequences with {} steps)",
                 path.display(),
                 c.channels.len(),
-                c.forms.len()
+                c.forms.len(),
+                c.sequences.sequences.len(),
+                c.sequences
+                    .sequences
+                    .iter()
+                    .map(|s| s.steps.len())
+                    .sum::<usize>()
             );
             ExitCode::SUCCESS
         }

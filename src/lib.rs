@@ -37,4 +37,6 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod ingest;
+pub mod render;
+pub mod sequence;
 pub mod store;

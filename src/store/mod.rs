@@ -25,6 +25,10 @@ use tracing::instrument;
 use crate::classify::Classification;
 use crate::domain::{EmailAddress, LeadId, MessageKind};
 
+mod enrollments;
+
+pub use enrollments::{EnrollRule, Enrollment, Outgoing, Settle, Settled, count_key};
+
 /// Rows per multi-row statement: well under SQLite's 32,766 bound parameters, and large enough
 /// that a batch costs a handful of round trips.
 ///
@@ -102,6 +106,8 @@ pub struct Batch<'a> {
     pub records: &'a [InboundRecord],
     /// When they are recorded.
     pub now: DateTime<Utc>,
+    /// Sequences new leads enter, in the same transaction.
+    pub enroll: &'a [EnrollRule],
 }
 
 /// What [`Store::record_batch`] did.
@@ -113,6 +119,8 @@ pub struct BatchOutcome {
     pub duplicates: usize,
     /// Leads created or updated.
     pub leads_touched: usize,
+    /// Enrollments created.
+    pub enrolled: usize,
 }
 
 /// A lead as stored.
@@ -352,6 +360,7 @@ impl Store {
         let mut upserts: Vec<LeadUpsert> = Vec::new();
         let mut by_email: HashMap<&str, usize> = HashMap::new();
         let mut counted: HashSet<&str> = HashSet::new();
+        let mut new_leads: Vec<&InboundRecord> = Vec::new();
         for r in batch.records {
             if !inserted.contains(&r.dedupe_key) || !counted.insert(r.dedupe_key.as_str()) {
                 continue;
@@ -360,6 +369,7 @@ impl Store {
             let Some(person) = c.lead.as_ref().filter(|_| c.kind.creates_lead()) else {
                 continue;
             };
+            new_leads.push(r);
             let fields = if c.fields.is_empty() {
                 "{}".to_owned()
             } else {
@@ -440,12 +450,19 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        let enrolled = if batch.enroll.is_empty() || new_leads.is_empty() {
+            0
+        } else {
+            self.enroll_batch(&mut tx, batch.enroll, &new_leads, now)
+                .await?
+        };
         tx.commit().await?;
 
         Ok(BatchOutcome {
             recorded: inserted.len(),
             duplicates: batch.records.len() - inserted.len(),
             leads_touched: upserts.len(),
+            enrolled,
         })
     }
 

@@ -46,6 +46,7 @@ fn batch<'a>(records: &'a [InboundRecord], uidvalidity: u32, last_uid: u32) -> B
         last_uid: Some(last_uid),
         records,
         now: Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap(),
+        enroll: &[],
     }
 }
 
