@@ -29,6 +29,13 @@ mod enrollments;
 
 pub use enrollments::{EnrollRule, Enrollment, Outgoing, Settle, Settled, count_key};
 
+pub mod outbox;
+
+pub use outbox::{
+    Claim, Claimed, NewOutboxMessage, OutboxEntry, OutboxId, OutboxMessage, OutboxState,
+    SendOutcome, Suppression, Transition,
+};
+
 /// Rows per multi-row statement: well under SQLite's 32,766 bound parameters, and large enough
 /// that a batch costs a handful of round trips.
 ///
@@ -68,6 +75,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Fired when outbox rows become due in this process (enqueued, retried by hand), so the
+    /// sender sleeps until there is work instead of polling.
+    outbox_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Where ingest stopped in one mailbox.
@@ -281,7 +291,11 @@ impl Store {
             Backend::Postgres => sqlx::migrate!("migrations/postgres"),
         };
         migrator.run(&pool).await.map_err(StoreError::Migrate)?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            outbox_wake: std::sync::Arc::default(),
+        })
     }
 
     /// Which database this is.

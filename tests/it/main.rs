@@ -11,5 +11,6 @@ mod daemon;
 mod dovecot_fixture;
 mod ingest_imap;
 mod ingest_maildir;
+mod outbox;
 mod store;
 mod support;

@@ -69,3 +69,54 @@ pub async fn test_store() -> (Store, TestDb) {
         .expect("opening the test store");
     (store, db)
 }
+
+/// Records one inquiry from each address, so that each becomes a lead; returns them in order.
+pub async fn seed_leads(store: &Store, emails: &[String]) -> Vec<leadloop::store::Lead> {
+    use leadloop::classify::{Classification, Person};
+    use leadloop::domain::{EmailAddress, MessageKind};
+    use leadloop::store::{Batch, InboundRecord};
+    let records: Vec<InboundRecord> = emails
+        .iter()
+        .map(|e| {
+            let mut c = Classification::ignored("placeholder");
+            c.kind = MessageKind::Inquiry;
+            c.reason = None;
+            c.channel = Some("direct".to_owned());
+            c.lead = Some(Person {
+                email: EmailAddress::parse(e).expect("a valid test address"),
+                name: None,
+                company: None,
+                phone: None,
+            });
+            InboundRecord {
+                uid: None,
+                dedupe_key: format!("seed:{e}"),
+                size: 100,
+                classification: c,
+            }
+        })
+        .collect();
+    for chunk in records.chunks(2000) {
+        store
+            .record_batch(&Batch {
+                mailbox: "seed",
+                uidvalidity: 0,
+                last_uid: None,
+                records: chunk,
+                now: chrono::Utc::now(),
+            })
+            .await
+            .expect("seeding leads");
+    }
+    let mut by_email: std::collections::HashMap<String, leadloop::store::Lead> = store
+        .list_leads(&Default::default())
+        .await
+        .expect("listing leads")
+        .into_iter()
+        .map(|l| (l.email.clone(), l))
+        .collect();
+    emails
+        .iter()
+        .map(|e| by_email.remove(&e.to_lowercase()).expect("seeded lead"))
+        .collect()
+}

@@ -1,0 +1,945 @@
+//! The outbox and the suppression list.
+//!
+//! Every message leadloop sends is first a row here: the scheduler renders a step and inserts
+//! the finished RFC 5322 bytes in the same transaction that advances the enrollment
+//! ([`enqueue_in`]), and the sender only ever sends what it finds in this table. The row's
+//! state is the truth about that one message:
+//!
+//! ```text
+//! pending ─► sending ─► sent
+//!    ▲          ├─────► retry ──► sending … (4xx, lost connection: backoff, up to a max age)
+//!    │          ├─────► failed             (5xx, or retries exhausted)
+//!    │          └─────► interrupted        (found `sending` after a crash; never resent
+//!    │                                      automatically)
+//!    └── `leadloop outbox retry` (failed, interrupted, cancelled) — a person's decision
+//! pending/retry/interrupted/failed ─► cancelled (`leadloop outbox cancel`, or suppressed)
+//! ```
+//!
+//! **At most once.** A row is `sending` exactly while one SMTP connection is handing it over,
+//! so a crash leaves at most one ambiguous row per connection; claims are as wide as the
+//! number of idle connections, never wider. A `sending` row whose claim has expired (the
+//! process that held it is gone) becomes `interrupted` and is left for a person to decide.
+//!
+//! **Never twice per step.** `(enrollment_id, step_id)` is unique: enqueueing a step again is
+//! a no-op that reports the existing row.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+use tracing::instrument;
+
+use super::{Backend, Store, StoreError, from_millis, millis, params};
+use crate::domain::LeadId;
+
+/// Database id of an outbox row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct OutboxId(pub i64);
+
+impl fmt::Display for OutboxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where an outbox message stands (see the module docs for the transitions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxState {
+    /// Waiting for its due time.
+    Pending,
+    /// Being handed to the SMTP server right now (or the sender crashed while it was).
+    Sending,
+    /// Accepted by the server.
+    Sent,
+    /// A temporary failure; tried again at `next_attempt_at`.
+    Retry,
+    /// Refused for good, or retried until the max age.
+    Failed,
+    /// Was `sending` when its sender died: it may or may not have left. Never resent
+    /// automatically.
+    Interrupted,
+    /// Will not be sent: cancelled by a person, or the recipient is suppressed.
+    Cancelled,
+}
+
+impl OutboxState {
+    /// Every state.
+    pub const ALL: [OutboxState; 7] = [
+        OutboxState::Pending,
+        OutboxState::Sending,
+        OutboxState::Sent,
+        OutboxState::Retry,
+        OutboxState::Failed,
+        OutboxState::Interrupted,
+        OutboxState::Cancelled,
+    ];
+
+    /// The stable lower-case name used in the database, JSON and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Sending => "sending",
+            OutboxState::Sent => "sent",
+            OutboxState::Retry => "retry",
+            OutboxState::Failed => "failed",
+            OutboxState::Interrupted => "interrupted",
+            OutboxState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for OutboxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OutboxState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OutboxState::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!(
+                    "unknown state '{s}' (expected one of: {})",
+                    OutboxState::ALL.map(|k| k.as_str()).join(", ")
+                )
+            })
+    }
+}
+
+/// A finished message to put in the outbox.
+#[derive(Debug, Clone)]
+pub struct NewOutboxMessage {
+    /// The lead it goes to; `None` for a test message to an arbitrary address.
+    pub lead_id: Option<LeadId>,
+    /// The enrollment and the step's stable id; both `None` outside sequences (send-test).
+    pub enrollment_id: Option<i64>,
+    /// The step's stable id within its sequence.
+    pub step_id: Option<String>,
+    /// The From identity (header address), for listing and per-identity policy.
+    pub from: String,
+    /// The envelope sender (`MAIL FROM`), where bounces go.
+    pub envelope_from: String,
+    /// The one envelope recipient (`RCPT TO`).
+    pub recipient: String,
+    /// The message's Message-ID without angle brackets, recorded for reply matching.
+    pub message_id: String,
+    /// The complete RFC 5322 message, CRLF line ends, as it goes on the wire.
+    pub raw: Vec<u8>,
+    /// Not sent before this time.
+    pub due_at: DateTime<Utc>,
+}
+
+/// An outbox row claimed for sending (state `sending`), with everything the sender needs.
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    /// Row id.
+    pub id: OutboxId,
+    /// The lead it goes to.
+    pub lead_id: Option<LeadId>,
+    /// The enrollment it belongs to.
+    pub enrollment_id: Option<i64>,
+    /// The step it is.
+    pub step_id: Option<String>,
+    /// The envelope sender.
+    pub envelope_from: String,
+    /// The envelope recipient.
+    pub recipient: String,
+    /// Message-ID without angle brackets.
+    pub message_id: String,
+    /// The bytes to send.
+    pub raw: Vec<u8>,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    /// When it was enqueued (retries stop at a max age counted from here).
+    pub created_at: DateTime<Utc>,
+}
+
+/// An outbox row as listed (without its bytes).
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxEntry {
+    /// Row id.
+    pub id: OutboxId,
+    /// The lead it goes to.
+    pub lead_id: Option<LeadId>,
+    /// The enrollment it belongs to.
+    pub enrollment_id: Option<i64>,
+    /// The step it is.
+    pub step_id: Option<String>,
+    /// From identity.
+    pub from: String,
+    /// Envelope recipient.
+    pub recipient: String,
+    /// Message-ID without angle brackets.
+    pub message_id: String,
+    /// Current state.
+    pub state: OutboxState,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When it is (or was) due next.
+    pub next_attempt_at: DateTime<Utc>,
+    /// Enqueued at.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When the server accepted it.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Why the last attempt did not succeed.
+    pub last_error: Option<String>,
+    /// The server's last reply.
+    pub smtp_response: Option<String>,
+    /// Size of the message in bytes.
+    pub size: i64,
+}
+
+/// What became of one send attempt, as the sender reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The server accepted the message.
+    Sent {
+        /// Its reply to the end of data (`250 2.0.0 Ok: queued as …`).
+        response: String,
+    },
+    /// A temporary failure; try again at `at`.
+    Retry {
+        /// What went wrong.
+        error: String,
+        /// When to try again.
+        at: DateTime<Utc>,
+    },
+    /// A permanent failure.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// The recipient itself was refused (5xx to `RCPT TO`): the lead is marked bounced
+        /// and the address suppressed.
+        recipient_rejected: bool,
+    },
+    /// The message may or may not have left (e.g. no reply to the end of data in time).
+    Interrupted {
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// A claim: how many rows to take and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim {
+    /// The current time; rows due at or before it are taken.
+    pub now: DateTime<Utc>,
+    /// At most this many rows: one per idle SMTP connection.
+    pub limit: usize,
+    /// How long the claim holds; a `sending` row older than this belongs to a dead sender.
+    pub lease: Duration,
+}
+
+/// What [`Store::settle_and_claim`] hands back.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// Rows now `sending`, one for each idle connection.
+    pub messages: Vec<OutboxMessage>,
+    /// Rows that were due but are cancelled because the recipient or its domain is suppressed.
+    pub suppressed: Vec<(OutboxId, String)>,
+}
+
+/// The result of a person's request to change a row (`outbox retry`, `outbox cancel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Done.
+    Done,
+    /// No such row.
+    NotFound,
+    /// Not allowed from the row's current state.
+    Refused(OutboxState),
+}
+
+/// A suppression-list entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Suppression {
+    /// One address (normalised, lower-case).
+    Address(String),
+    /// Every address at a domain (lower-case).
+    Domain(String),
+}
+
+impl Suppression {
+    fn kind(&self) -> &'static str {
+        match self {
+            Suppression::Address(_) => "address",
+            Suppression::Domain(_) => "domain",
+        }
+    }
+    fn value(&self) -> String {
+        match self {
+            Suppression::Address(v) | Suppression::Domain(v) => {
+                v.trim().trim_start_matches('@').to_lowercase()
+            }
+        }
+    }
+}
+
+const CLAIM_COLUMNS: &str = "id, lead_id, enrollment_id, step_id, envelope_from, recipient, message_id, raw, attempts, created_at";
+const ENTRY_COLUMNS: &str = "id, lead_id, enrollment_id, step_id, from_addr, recipient, message_id, state, attempts, next_attempt_at, created_at, updated_at, sent_at, last_error, smtp_response, LENGTH(raw)";
+
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn message_from_row(r: &AnyRow) -> OutboxMessage {
+    OutboxMessage {
+        id: OutboxId(r.get(0)),
+        lead_id: r.get::<Option<i64>, _>(1).map(LeadId),
+        enrollment_id: r.get(2),
+        step_id: r.get(3),
+        envelope_from: r.get(4),
+        recipient: r.get(5),
+        message_id: r.get(6),
+        raw: r.get(7),
+        attempts: to_u32(r.get(8)),
+        created_at: from_millis(r.get(9)),
+    }
+}
+
+fn entry_from_row(r: &AnyRow) -> OutboxEntry {
+    let state: String = r.get(7);
+    OutboxEntry {
+        id: OutboxId(r.get(0)),
+        lead_id: r.get::<Option<i64>, _>(1).map(LeadId),
+        enrollment_id: r.get(2),
+        step_id: r.get(3),
+        from: r.get(4),
+        recipient: r.get(5),
+        message_id: r.get(6),
+        // Only this module writes states; an unknown one is shown as failed rather than hidden.
+        state: state.parse().unwrap_or(OutboxState::Failed),
+        attempts: to_u32(r.get(8)),
+        next_attempt_at: from_millis(r.get(9)),
+        created_at: from_millis(r.get(10)),
+        updated_at: from_millis(r.get(11)),
+        sent_at: r.get::<Option<i64>, _>(12).map(from_millis),
+        last_error: r.get(13),
+        smtp_response: r.get(14),
+        size: r.get(15),
+    }
+}
+
+fn lease_until(claim: &Claim) -> i64 {
+    let lease = i64::try_from(claim.lease.as_millis()).unwrap_or(i64::MAX / 2);
+    millis(claim.now).saturating_add(lease)
+}
+
+/// Inserts a message into the outbox inside the caller's transaction, so that the scheduler
+/// can advance an enrollment and enqueue its step atomically: either both happen or neither.
+///
+/// Returns the new row's id, or `None` when this `(enrollment_id, step_id)` is already in the
+/// outbox (the step was enqueued before; nothing is inserted). Call [`Store::wake_sender`]
+/// after the transaction commits so a sender in this process looks at the outbox at once.
+///
+/// # Errors
+/// A failed query; the caller's transaction should then be rolled back.
+pub async fn enqueue_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    msg: &NewOutboxMessage,
+    now: DateTime<Utc>,
+) -> Result<Option<OutboxId>, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO outbox (lead_id, enrollment_id, step_id, from_addr, envelope_from, recipient, message_id, raw, state, next_attempt_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $10) \
+         ON CONFLICT (enrollment_id, step_id) DO NOTHING RETURNING id",
+    )
+    .bind(msg.lead_id.map(|l| l.0))
+    .bind(msg.enrollment_id)
+    .bind(msg.step_id.as_deref())
+    .bind(msg.from.as_str())
+    .bind(msg.envelope_from.as_str())
+    .bind(msg.recipient.as_str())
+    .bind(msg.message_id.as_str())
+    .bind(msg.raw.as_slice())
+    .bind(millis(msg.due_at))
+    .bind(millis(now))
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| OutboxId(r.get(0))))
+}
+
+impl Store {
+    /// Starts a transaction, for callers that write outbox rows together with their own
+    /// changes ([`enqueue_in`]).
+    ///
+    /// # Errors
+    /// The database cannot be reached.
+    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Tells a sender running in this process that the outbox has new work. Other processes
+    /// sharing the database find it at their next look (at the latest, their poll interval).
+    pub fn wake_sender(&self) {
+        self.outbox_wake.notify_one();
+    }
+
+    /// Resolves at the next [`Store::wake_sender`] (or at once if one came since the last
+    /// wait): the sender sleeps on this instead of polling.
+    pub async fn outbox_woken(&self) {
+        self.outbox_wake.notified().await;
+    }
+
+    /// Enqueues one message in a transaction of its own (test messages, tools) and wakes the
+    /// sender. See [`enqueue_in`].
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all, fields(recipient = %msg.recipient))]
+    pub async fn enqueue(
+        &self,
+        msg: &NewOutboxMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OutboxId>, StoreError> {
+        let mut tx = self.begin().await?;
+        let id = enqueue_in(&mut tx, msg, now).await?;
+        tx.commit().await?;
+        self.wake_sender();
+        Ok(id)
+    }
+
+    /// Enqueues many messages in one transaction (benchmarks, bulk tools). Steps already
+    /// enqueued are skipped. Returns how many rows were inserted.
+    ///
+    /// # Errors
+    /// A failed query; nothing is then inserted.
+    #[instrument(skip_all, fields(messages = msgs.len()))]
+    pub async fn enqueue_many(
+        &self,
+        msgs: &[NewOutboxMessage],
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut inserted = 0;
+        for m in msgs {
+            inserted += usize::from(enqueue_in(&mut tx, m, now).await?.is_some());
+        }
+        tx.commit().await?;
+        self.wake_sender();
+        Ok(inserted)
+    }
+
+    /// Records the outcomes of finished sends and claims the next due rows, in one
+    /// transaction: one commit per round of the sender, however many connections it runs.
+    ///
+    /// Claimed rows move `pending|retry` → `sending` with an expiring lease, in due order;
+    /// on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so several daemons never take the same
+    /// row. Due rows whose recipient (or its domain) is suppressed are checked here, right
+    /// before sending, and become `cancelled` instead.
+    ///
+    /// A 5xx to `RCPT TO` ([`SendOutcome::Failed`] with `recipient_rejected`) marks the lead
+    /// `bounced` and suppresses the address. Every send is added to the lead's timeline.
+    ///
+    /// # Errors
+    /// A failed query; then nothing of it is recorded and nothing claimed.
+    #[instrument(skip_all, fields(outcomes = outcomes.len(), limit = claim.limit))]
+    pub async fn settle_and_claim(
+        &self,
+        outcomes: &[(OutboxId, SendOutcome)],
+        claim: Claim,
+    ) -> Result<Claimed, StoreError> {
+        let mut tx = self.begin().await?;
+        self.settle_in(&mut tx, outcomes, claim.now).await?;
+        let claimed = if claim.limit > 0 {
+            self.claim_in(&mut tx, &claim, None).await?
+        } else {
+            Claimed::default()
+        };
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Claims one row by id if it is due-able (`pending` or `retry`), whatever its due time:
+    /// `send-test` sends the message it has just enqueued, and nothing else.
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn claim_outbox_row(
+        &self,
+        id: OutboxId,
+        claim: Claim,
+    ) -> Result<Claimed, StoreError> {
+        let mut tx = self.begin().await?;
+        let claimed = self.claim_in(&mut tx, &claim, Some(id)).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Records outcomes without claiming anything (a sender shutting down).
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn settle(
+        &self,
+        outcomes: &[(OutboxId, SendOutcome)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        self.settle_in(&mut tx, outcomes, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        claim: &Claim,
+        only: Option<OutboxId>,
+    ) -> Result<Claimed, StoreError> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        // SQLite runs one writer at a time, so the sub-select and the update are one atomic
+        // step; PostgreSQL needs the row locks to keep two daemons off the same row.
+        let rows = match only {
+            None => {
+                let sql = format!(
+                    "UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until = $1, updated_at = $2 \
+                     WHERE id IN (SELECT id FROM outbox WHERE state IN ('pending', 'retry') AND next_attempt_at <= $3 \
+                                  ORDER BY next_attempt_at, id LIMIT $4{lock}) \
+                     RETURNING {CLAIM_COLUMNS}"
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(lease_until(claim))
+                    .bind(millis(claim.now))
+                    .bind(millis(claim.now))
+                    .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+            Some(id) => {
+                let sql = format!(
+                    "UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until = $1, updated_at = $2 \
+                     WHERE id = $3 AND state IN ('pending', 'retry') RETURNING {CLAIM_COLUMNS}"
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(lease_until(claim))
+                    .bind(millis(claim.now))
+                    .bind(id.0)
+                    .fetch_all(&mut **tx)
+                    .await?
+            }
+        };
+        let mut messages: Vec<OutboxMessage> = rows.iter().map(message_from_row).collect();
+        messages.sort_by_key(|m| m.id);
+        if messages.is_empty() {
+            return Ok(Claimed::default());
+        }
+
+        // The suppression check, right before the messages go out.
+        let mut addresses: Vec<String> = messages
+            .iter()
+            .map(|m| m.recipient.to_lowercase())
+            .collect();
+        let mut domains: Vec<String> = messages.iter().map(|m| domain_of(&m.recipient)).collect();
+        addresses.sort();
+        addresses.dedup();
+        domains.sort();
+        domains.dedup();
+        let sql = format!(
+            "SELECT kind, value, reason FROM suppressions WHERE (kind = 'address' AND value IN ({})) OR (kind = 'domain' AND value IN ({}))",
+            params(self.backend, 1, addresses.len()),
+            params(self.backend, 1 + addresses.len(), domains.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+        for v in addresses.iter().chain(domains.iter()) {
+            q = q.bind(v.as_str());
+        }
+        let hits: Vec<(String, String, String)> = q
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let mut suppressed = Vec::new();
+        if !hits.is_empty() {
+            let mut keep = Vec::with_capacity(messages.len());
+            for m in messages {
+                let address = m.recipient.to_lowercase();
+                let domain = domain_of(&m.recipient);
+                let hit = hits.iter().find(|(kind, value, _)| {
+                    (kind == "address" && *value == address)
+                        || (kind == "domain" && *value == domain)
+                });
+                match hit {
+                    Some((kind, value, reason)) => {
+                        let why = format!("suppressed {kind} {value}: {reason}");
+                        sqlx::query(
+                            "UPDATE outbox SET state = 'cancelled', lease_until = NULL, last_error = $1, updated_at = $2 WHERE id = $3",
+                        )
+                        .bind(why.as_str())
+                        .bind(millis(claim.now))
+                        .bind(m.id.0)
+                        .execute(&mut **tx)
+                        .await?;
+                        suppressed.push((m.id, why));
+                    }
+                    None => keep.push(m),
+                }
+            }
+            messages = keep;
+        }
+        Ok(Claimed {
+            messages,
+            suppressed,
+        })
+    }
+
+    async fn settle_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        outcomes: &[(OutboxId, SendOutcome)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now_ms = millis(now);
+        for (id, outcome) in outcomes {
+            // `interrupted` too: if a claim outlived its lease and was declared interrupted,
+            // the truth (sent, refused) still wins.
+            let (state, lead) = match outcome {
+                SendOutcome::Sent { response } => {
+                    let row = sqlx::query(
+                        "UPDATE outbox SET state = 'sent', sent_at = $1, updated_at = $1, smtp_response = $2, last_error = NULL, lease_until = NULL \
+                         WHERE id = $3 AND state IN ('sending', 'interrupted') RETURNING lead_id, message_id, step_id",
+                    )
+                    .bind(now_ms)
+                    .bind(response.as_str())
+                    .bind(id.0)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    ("sent", row)
+                }
+                SendOutcome::Retry { error, at } => {
+                    sqlx::query(
+                        "UPDATE outbox SET state = 'retry', next_attempt_at = $1, updated_at = $2, last_error = $3, lease_until = NULL \
+                         WHERE id = $4 AND state = 'sending'",
+                    )
+                    .bind(millis(*at))
+                    .bind(now_ms)
+                    .bind(error.as_str())
+                    .bind(id.0)
+                    .execute(&mut **tx)
+                    .await?;
+                    ("retry", None)
+                }
+                SendOutcome::Failed {
+                    error,
+                    recipient_rejected,
+                } => {
+                    let row = sqlx::query(
+                        "UPDATE outbox SET state = 'failed', updated_at = $1, last_error = $2, lease_until = NULL \
+                         WHERE id = $3 AND state IN ('sending', 'interrupted') RETURNING lead_id, message_id, step_id, recipient",
+                    )
+                    .bind(now_ms)
+                    .bind(error.as_str())
+                    .bind(id.0)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    if *recipient_rejected && let Some(r) = &row {
+                        let recipient: String = r.get(3);
+                        suppress_in(
+                            tx,
+                            &Suppression::Address(recipient),
+                            &format!("recipient refused: {error}"),
+                            now,
+                        )
+                        .await?;
+                        if let Some(lead) = r.get::<Option<i64>, _>(0) {
+                            sqlx::query("UPDATE leads SET status = 'bounced', updated_at = $1 WHERE id = $2")
+                                .bind(now_ms)
+                                .bind(lead)
+                                .execute(&mut **tx)
+                                .await?;
+                        }
+                    }
+                    (
+                        if *recipient_rejected {
+                            "bounced"
+                        } else {
+                            "send_failed"
+                        },
+                        row,
+                    )
+                }
+                SendOutcome::Interrupted { error } => {
+                    sqlx::query(
+                        "UPDATE outbox SET state = 'interrupted', updated_at = $1, last_error = $2, lease_until = NULL \
+                         WHERE id = $3 AND state = 'sending'",
+                    )
+                    .bind(now_ms)
+                    .bind(error.as_str())
+                    .bind(id.0)
+                    .execute(&mut **tx)
+                    .await?;
+                    ("interrupted", None)
+                }
+            };
+            // The lead's timeline shows what was sent and what bounced.
+            if let Some(r) = lead
+                && let Some(lead_id) = r.get::<Option<i64>, _>(0)
+            {
+                let detail = serde_json::json!({
+                    "outbox_id": id.0,
+                    "message_id": r.get::<String, _>(1),
+                    "step_id": r.get::<Option<String>, _>(2),
+                });
+                sqlx::query(
+                    "INSERT INTO events (lead_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(lead_id)
+                .bind(now_ms)
+                .bind(state)
+                .bind(detail.to_string())
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Declares abandoned claims `interrupted`: they may or may not have reached the server,
+    /// so they are never resent automatically (`leadloop outbox retry` is a person's call).
+    ///
+    /// With `all` (a sender starting on SQLite, where one daemon owns the database), every
+    /// `sending` row is abandoned; otherwise only those whose lease has expired, so a daemon
+    /// starting beside others on PostgreSQL never touches their live claims.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn interrupt_abandoned(
+        &self,
+        now: DateTime<Utc>,
+        all: bool,
+    ) -> Result<u64, StoreError> {
+        let cutoff = if all { i64::MAX } else { millis(now) };
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'interrupted', updated_at = $1, lease_until = NULL, \
+               last_error = 'the sender stopped while handing this message over; it may or may not have been delivered' \
+             WHERE state = 'sending' AND lease_until < $2",
+        )
+        .bind(millis(now))
+        .bind(cutoff)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The earliest time a `pending` or `retry` row is due, if any: the sender sleeps until
+    /// then (or until woken).
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT next_attempt_at FROM outbox WHERE state IN ('pending', 'retry') ORDER BY next_attempt_at, id LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| from_millis(r.get(0))))
+    }
+
+    /// Outbox rows, newest first, optionally of one state.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn list_outbox(
+        &self,
+        state: Option<OutboxState>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows =
+            match state {
+                Some(s) => sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {ENTRY_COLUMNS} FROM outbox WHERE state = $1 ORDER BY id DESC LIMIT $2"
+                )))
+                .bind(s.as_str())
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+                None => {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "SELECT {ENTRY_COLUMNS} FROM outbox ORDER BY id DESC LIMIT $1"
+                    )))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+            };
+        Ok(rows.iter().map(entry_from_row).collect())
+    }
+
+    /// One outbox row.
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn outbox_entry(&self, id: OutboxId) -> Result<Option<OutboxEntry>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ENTRY_COLUMNS} FROM outbox WHERE id = $1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(entry_from_row))
+    }
+
+    /// Counts of outbox rows per state.
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn outbox_counts(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// A person asks to send a row again: `failed`, `interrupted` and `cancelled` rows become
+    /// `pending`, due now. A row that was `sent`, or is waiting or in flight, is refused: an
+    /// interrupted message may already have arrived, which is exactly why this is not automatic.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all, fields(id = %id))]
+    pub async fn retry_outbox(
+        &self,
+        id: OutboxId,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = $1, updated_at = $1 \
+             WHERE id = $2 AND state IN ('failed', 'interrupted', 'cancelled')",
+        )
+        .bind(millis(now))
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            self.wake_sender();
+            return Ok(Transition::Done);
+        }
+        self.refusal(id).await
+    }
+
+    /// A person asks not to send a row: `pending`, `retry`, `interrupted` and `failed` rows
+    /// become `cancelled`. A `sending` row is in the server's hands already and is refused.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all, fields(id = %id))]
+    pub async fn cancel_outbox(
+        &self,
+        id: OutboxId,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        let done = sqlx::query(
+            "UPDATE outbox SET state = 'cancelled', updated_at = $1, lease_until = NULL, \
+               last_error = COALESCE(last_error, 'cancelled by hand') \
+             WHERE id = $2 AND state IN ('pending', 'retry', 'interrupted', 'failed')",
+        )
+        .bind(millis(now))
+        .bind(id.0)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(Transition::Done);
+        }
+        self.refusal(id).await
+    }
+
+    async fn refusal(&self, id: OutboxId) -> Result<Transition, StoreError> {
+        Ok(match self.outbox_entry(id).await? {
+            Some(e) => Transition::Refused(e.state),
+            None => Transition::NotFound,
+        })
+    }
+
+    /// Adds an address or a whole domain to the suppression list (idempotent: the first
+    /// reason is kept).
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn suppress(
+        &self,
+        entry: &Suppression,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        suppress_in(&mut tx, entry, reason, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Why `address` must not be mailed, if it must not: its own entry or its domain's.
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn suppressed(&self, address: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query(
+            "SELECT kind, value, reason FROM suppressions \
+             WHERE (kind = 'address' AND value = $1) OR (kind = 'domain' AND value = $2) ORDER BY kind LIMIT 1",
+        )
+        .bind(address.trim().to_lowercase())
+        .bind(domain_of(address.trim()))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            format!(
+                "suppressed {} {}: {}",
+                r.get::<String, _>(0),
+                r.get::<String, _>(1),
+                r.get::<String, _>(2)
+            )
+        }))
+    }
+}
+
+/// Adds a suppression inside a transaction (see [`Store::suppress`]).
+///
+/// # Errors
+/// A failed query.
+pub async fn suppress_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    entry: &Suppression,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO suppressions (kind, value, reason, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (kind, value) DO NOTHING",
+    )
+    .bind(entry.kind())
+    .bind(entry.value())
+    .bind(reason)
+    .bind(millis(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The lower-case domain of an address (`""` without an `@`).
+fn domain_of(address: &str) -> String {
+    address.rsplit_once('@').map_or(String::new(), |(_, d)| {
+        d.trim_end_matches('.').to_lowercase()
+    })
+}
