@@ -248,7 +248,7 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
     spawn_signal_handlers(shutdown.clone(), reload_tx)?;
     if once {
-        let report = daemon::run_once(&config, shutdown).await?;
+        let (report, scheduled) = daemon::run_once(&config, shutdown).await?;
         info!(
             fetched = report.fetched,
             recorded = report.recorded,
@@ -260,6 +260,12 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
             "{} messages read, {} recorded, {} already recorded, {} leads created or updated",
             report.fetched, report.recorded, report.duplicates, report.leads_touched
         );
+        if !config.sequences.sequences.is_empty() {
+            println!(
+                "{} sequence steps enqueued, {} waiting for their time, {} held",
+                scheduled.enqueued, scheduled.waiting, scheduled.held
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     daemon::run(path, config, shutdown, reload_rx).await?;

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -19,6 +20,7 @@ use crate::config::{Config, SourceConfig};
 use crate::ingest::{
     ImapSource, IngestReport, MaildirSource, Pipeline, imap_mailbox_name, maildir_mailbox_name,
 };
+use crate::sequence::schedule::{Scheduler, TickReport};
 use crate::store::Store;
 
 /// The async runtime leadloop runs on.
@@ -67,7 +69,21 @@ impl Source {
     /// # Errors
     /// The IMAP password cannot be read, or the TLS setup is unusable.
     pub fn new(config: &Config, store: Store) -> anyhow::Result<Source> {
+        Self::enrolling(config, store, None)
+    }
+
+    /// Builds the configured source; new leads that match a sequence are enrolled as their
+    /// batch is recorded, and `wake` (the scheduler) is notified.
+    ///
+    /// # Errors
+    /// The IMAP password cannot be read, or the TLS setup is unusable.
+    pub fn enrolling(
+        config: &Config,
+        store: Store,
+        wake: Option<Arc<Notify>>,
+    ) -> anyhow::Result<Source> {
         let rules = Arc::new(config.rules());
+        let enroll = config.sequences.enroll_rules();
         Ok(match &config.source {
             SourceConfig::Imap(imap) => {
                 let password = imap
@@ -79,7 +95,8 @@ impl Source {
                     rules,
                     imap_mailbox_name(imap),
                     imap.max_message_bytes,
-                );
+                )
+                .with_enrollment(enroll, wake);
                 Source::Imap(ImapSource::new(imap.clone(), password, pipeline)?)
             }
             SourceConfig::Maildir(md) => {
@@ -88,7 +105,8 @@ impl Source {
                     rules,
                     maildir_mailbox_name(&md.path),
                     md.max_message_bytes,
-                );
+                )
+                .with_enrollment(enroll, wake);
                 Source::Maildir(MaildirSource::new(
                     md.path.clone(),
                     pipeline,
@@ -120,19 +138,35 @@ impl Source {
     }
 }
 
-/// Processes what is waiting in the mailbox once and returns (`leadloop run --once`).
+/// Processes what is waiting in the mailbox once, then enqueues the sequence steps due now,
+/// and returns (`leadloop run --once`).
 ///
 /// # Errors
 /// The store or the mailbox cannot be used.
 pub async fn run_once(
     config: &Config,
     shutdown: CancellationToken,
-) -> anyhow::Result<IngestReport> {
+) -> anyhow::Result<(IngestReport, TickReport)> {
     let store = open_store(config).await?;
     let source = Source::new(config, store.clone())?;
     let report = source.sync_once(&shutdown).await;
+    let scheduled = match &report {
+        Ok(_) if !config.sequences.sequences.is_empty() => {
+            let scheduler = Scheduler::new(
+                store.clone(),
+                Arc::clone(&config.sequences),
+                Arc::new(Notify::new()),
+            );
+            let _ = store.release_held(chrono::Utc::now()).await;
+            scheduler
+                .run_due(chrono::Utc::now())
+                .await
+                .context("scheduling due sequence steps")
+        }
+        _ => Ok(TickReport::default()),
+    };
     store.close().await;
-    report
+    Ok((report?, scheduled?))
 }
 
 /// Runs the daemon until `shutdown` fires. `reload` fires on SIGHUP.
@@ -155,8 +189,21 @@ pub async fn run(
     loop {
         // Each generation of tasks gets its own child token, so a reload stops just them.
         let generation = shutdown.child_token();
-        let source = Arc::new(Source::new(&config, store.clone())?);
+        let wake = Arc::new(Notify::new());
+        let source = Arc::new(Source::enrolling(
+            &config,
+            store.clone(),
+            Some(Arc::clone(&wake)),
+        )?);
         let tasks = TaskTracker::new();
+        if !config.sequences.sequences.is_empty() {
+            let scheduler = Scheduler::new(store.clone(), Arc::clone(&config.sequences), wake);
+            let token = generation.clone();
+            tasks.spawn(async move {
+                scheduler.run(token).await;
+                info!("scheduler stopped");
+            });
+        }
         {
             let source = Arc::clone(&source);
             let token = generation.clone();

@@ -501,3 +501,208 @@ pub fn count_key(key: &str, bucket: DateTime<Utc>) -> (String, i64) {
     (key.to_owned(), millis(bucket))
 }
 
+
+impl Store {
+    /// Records what the scheduler decided for the enrollments it claimed, in one transaction:
+    /// each enrollment advances and, for [`Settle::Send`], its message enters the outbox,
+    /// keyed by (enrollment, step), together — a crash leaves both or neither.
+    ///
+    /// An enrollment whose lease `owner` no longer holds is left alone and its message is not
+    /// enqueued ([`Settled::lost`]): the scheduler that holds it now decides.
+    ///
+    /// # Errors
+    /// A failed query; then nothing is recorded and the leases run out on their own.
+    #[instrument(skip_all, fields(items = items.len()))]
+    pub async fn settle_enrollments(
+        &self,
+        owner: &str,
+        items: &[(i64, Settle)],
+        now: DateTime<Utc>,
+    ) -> Result<Settled, StoreError> {
+        let now_ms = millis(now);
+        let mut out = Settled::default();
+        let mut counts: HashMap<(String, i64), i64> = HashMap::new();
+        let mut tx = self.pool.begin().await?;
+        for (id, settle) in items {
+            let (state, done, err, reason): (&str, Option<&[String]>, Option<&str>, Option<&str>) =
+                match settle {
+                Settle::Wait {
+                    steps_done,
+                    next_step,
+                    due,
+                    last_at,
+                } => {
+                    let r = sqlx::query(
+                        "UPDATE enrollments SET steps_done = $1, next_step = $2, next_due_at = $3, last_at = $4, \
+                           lease_until = 0, lease_owner = NULL, error = NULL, updated_at = $5 \
+                         WHERE id = $6 AND lease_owner = $7",
+                    )
+                    .bind(steps_done.join(" "))
+                    .bind(next_step.as_deref())
+                    .bind(millis(*due))
+                    .bind(millis(*last_at))
+                    .bind(now_ms)
+                    .bind(*id)
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?;
+                    out.lost += usize::from(r.rows_affected() == 0);
+                    continue;
+                }
+                Settle::Send {
+                    message,
+                    steps_done,
+                    next_step,
+                    due,
+                    counts: keys,
+                } => {
+                    let r = sqlx::query(
+                        "UPDATE enrollments SET steps_done = $1, next_step = $2, next_due_at = $3, last_at = $4, \
+                           touches = touches + 1, state = $5, lease_until = 0, lease_owner = NULL, error = NULL, updated_at = $4 \
+                         WHERE id = $6 AND lease_owner = $7",
+                    )
+                    .bind(steps_done.join(" "))
+                    .bind(next_step.as_deref())
+                    .bind(due.map(millis))
+                    .bind(now_ms)
+                    .bind(if next_step.is_some() { "active" } else { "done" })
+                    .bind(*id)
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?;
+                    if r.rows_affected() == 0 {
+                        out.lost += 1;
+                        continue;
+                    }
+                    let new = super::outbox::enqueue_in(
+                        &mut tx,
+                        &super::NewOutboxMessage {
+                            lead_id: Some(message.lead_id),
+                            enrollment_id: Some(*id),
+                            step_id: Some(message.step_id.clone()),
+                            from: message.from.clone(),
+                            envelope_from: message.envelope_from.clone(),
+                            recipient: message.recipient.clone(),
+                            message_id: message.message_id.clone(),
+                            raw: message.raw.clone(),
+                            due_at: now,
+                        },
+                        now,
+                    )
+                    .await?;
+                    if new.is_some() {
+                        out.enqueued += 1;
+                        for (k, b) in keys {
+                            *counts.entry((k.clone(), millis(*b))).or_default() += 1;
+                        }
+                    }
+                    continue;
+                }
+                Settle::Done { steps_done } => ("done", Some(steps_done.as_slice()), None, None),
+                Settle::Exit { reason } => ("exited", None, None, Some(reason.as_str())),
+                Settle::Hold { error } => ("held", None, Some(error.as_str()), None),
+            };
+            let q = sqlx::query(
+                "UPDATE enrollments SET state = $1, steps_done = COALESCE($2, steps_done), next_due_at = NULL, \
+                   error = $3, exit_reason = $4, lease_until = 0, lease_owner = NULL, updated_at = $5 \
+                 WHERE id = $6 AND lease_owner = $7",
+            )
+            .bind(state)
+            .bind(done.map(|d| d.join(" ")))
+            .bind(err)
+            .bind(reason)
+            .bind(now_ms)
+            .bind(*id)
+            .bind(owner);
+            let r = q.execute(&mut *tx).await?;
+            out.lost += usize::from(r.rows_affected() == 0);
+            if r.rows_affected() > 0 && state != "done" {
+                let detail = serde_json::json!({ "enrollment": id, "state": state, "reason": reason.or(err) })
+                    .to_string();
+                sqlx::query(
+                    "INSERT INTO events (lead_id, at, kind, detail) SELECT lead_id, $1, $2, $3 FROM enrollments WHERE id = $4",
+                )
+                .bind(now_ms)
+                .bind(if state == "exited" { "exited" } else { "held" })
+                .bind(detail)
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let counts: Vec<((String, i64), i64)> = counts.into_iter().collect();
+        for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO send_counts (key, bucket, count) VALUES {} \
+                 ON CONFLICT (key, bucket) DO UPDATE SET count = send_counts.count + excluded.count",
+                super::values_list(self.backend, chunk.len(), 3)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for ((k, b), n) in chunk {
+                q = q.bind(k.as_str()).bind(*b).bind(*n);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        if out.enqueued > 0 {
+            self.wake_sender();
+        }
+        Ok(out)
+    }
+
+    /// Leads by id, for the scheduler.
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn leads_by_id(&self, ids: &[i64]) -> Result<HashMap<i64, super::Lead>, StoreError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT {} FROM leads l WHERE l.id IN ({})",
+                super::LEAD_COLUMNS,
+                params(self.backend, 1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let lead = super::lead_from_row(&r);
+                out.insert(lead.id.0, lead);
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each address, the latest reply and unsubscribe message recorded from it: what ends
+    /// an enrollment.
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn stop_messages(
+        &self,
+        emails: &[&str],
+    ) -> Result<HashMap<String, Vec<(MessageKind, DateTime<Utc>)>>, StoreError> {
+        let mut out: HashMap<String, Vec<(MessageKind, DateTime<Utc>)>> = HashMap::new();
+        for chunk in emails.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT lead_email, kind, MAX(recorded_at) FROM inbound_messages \
+                 WHERE lead_email IN ({}) AND kind IN ('reply', 'unsubscribe') GROUP BY lead_email, kind",
+                params(self.backend, 1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for e in chunk {
+                q = q.bind(*e);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let kind: String = r.get(1);
+                if let Ok(kind) = kind.parse::<MessageKind>() {
+                    out.entry(r.get(0))
+                        .or_default()
+                        .push((kind, from_millis(r.get(2))));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
