@@ -1074,7 +1074,10 @@ fn check_policy(ck: &mut Checker<'_>, raw: Option<Spanned<RawPolicy>>) -> Policy
             Err(_) => ck.at(
                 tz.span(),
                 "policy.timezone",
-                format!("'{}' is not an IANA time zone like \"Europe/Berlin\"", tz.get_ref()),
+                format!(
+                    "'{}' is not an IANA time zone like \"Europe/Berlin\"",
+                    tz.get_ref()
+                ),
             ),
         }
     }

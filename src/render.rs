@@ -138,7 +138,10 @@ impl Templates {
             .map_err(|e| template_error("when", &e))?;
         let ctx = Value::from(BTreeMap::from([
             ("lead", lead.value()),
-            ("fields", json_value(&serde_json::Value::Object(lead.fields.clone()))),
+            (
+                "fields",
+                json_value(&serde_json::Value::Object(lead.fields.clone())),
+            ),
             ("channel", Value::from(lead.channel.as_str())),
             ("score", Value::from(lead.score)),
         ]));
@@ -357,7 +360,10 @@ pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderE
             ])),
         ),
         ("unsubscribe_url", Value::from(unsubscribe_url.as_str())),
-        ("unsubscribe_mailto", Value::from(unsubscribe_mailto.as_str())),
+        (
+            "unsubscribe_mailto",
+            Value::from(unsubscribe_mailto.as_str()),
+        ),
     ]));
 
     let get = |name: &str| {
@@ -551,10 +557,19 @@ mod tests {
         let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
         let r = render(&t, &spec(&lead, &s, &inbox, "welcome")).unwrap();
         assert_eq!(r.subject, "Welcome, Sam Sample");
-        assert!(r.text.starts_with("Hi Sam,\nthanks for writing via website.\n-- Company Team"));
-        assert!(r.text.contains("Unsubscribe: https://company.com/u?t=ab12cd"));
+        assert!(
+            r.text
+                .starts_with("Hi Sam,\nthanks for writing via website.\n-- Company Team")
+        );
+        assert!(
+            r.text
+                .contains("Unsubscribe: https://company.com/u?t=ab12cd")
+        );
         let html = r.html.as_deref().unwrap();
-        assert!(html.contains("<p>Hi Sam Sample from Example Corp</p><p style"), "{html}");
+        assert!(
+            html.contains("<p>Hi Sam Sample from Example Corp</p><p style"),
+            "{html}"
+        );
         assert!(html.ends_with("</body></html>"), "{html}");
         let h = headers(&r.bytes).join("\n");
         for want in [
@@ -568,7 +583,9 @@ mod tests {
             assert!(h.contains(want), "missing {want:?} in\n{h}");
         }
         // What the classifier reads back: the unsubscribe and reply tokens.
-        let parsed = mail_parser::MessageParser::default().parse(&r.bytes).unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&r.bytes)
+            .unwrap();
         assert_eq!(parsed.subject(), Some("Welcome, Sam Sample"));
     }
 
@@ -580,7 +597,10 @@ mod tests {
         let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
         let r = render(&t, &spec(&lead, &s, &inbox, "welcome")).unwrap();
         let html = r.html.unwrap();
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt; &amp; Co"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt; &amp; Co"),
+            "{html}"
+        );
         assert!(!html.contains("<script>"));
     }
 
@@ -597,9 +617,14 @@ mod tests {
             "{hs:#?}"
         );
         assert_eq!(r.subject, "Welcome, Eve Bcc: x@y");
-        let parsed = mail_parser::MessageParser::default().parse(&r.bytes).unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&r.bytes)
+            .unwrap();
         assert!(parsed.bcc().is_none());
-        assert_eq!(parsed.to().unwrap().first().unwrap().address(), Some("sam.sample@example.com"));
+        assert_eq!(
+            parsed.to().unwrap().first().unwrap().address(),
+            Some("sam.sample@example.com")
+        );
     }
 
     #[test]
@@ -626,7 +651,10 @@ mod tests {
         let t = templates();
         let mut lead = LeadData::sample();
         lead.fields.insert("Company size".into(), "250".into());
-        assert!(t.when("score >= 10 and channel == 'website'", &lead).unwrap());
+        assert!(
+            t.when("score >= 10 and channel == 'website'", &lead)
+                .unwrap()
+        );
         assert!(!t.when("score > 10", &lead).unwrap());
         assert!(t.when("fields['Company size'] | int > 100", &lead).unwrap());
         assert!(t.when("'Example' in lead.company", &lead).unwrap());

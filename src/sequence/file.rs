@@ -206,11 +206,7 @@ pub fn valid_id(s: &str) -> bool {
 
 /// Parses one sequence file's text. Problems are appended to `problems`; `None` when the
 /// file is unusable.
-pub fn parse(
-    text: &str,
-    file: &Path,
-    problems: &mut Vec<Problem>,
-) -> Option<(Sequence, Spans)> {
+pub fn parse(text: &str, file: &Path, problems: &mut Vec<Problem>) -> Option<(Sequence, Spans)> {
     let at = |problems: &mut Vec<Problem>, span: Range<usize>, key: &str, msg: String| {
         let (line, column) = if span.is_empty() && span.start == 0 {
             (None, None)
@@ -237,7 +233,9 @@ pub fn parse(
             problems,
             0..0,
             "sequence",
-            format!("the file name '{name}' must be a sequence name of lower-case letters, digits, '-' and '_'"),
+            format!(
+                "the file name '{name}' must be a sequence name of lower-case letters, digits, '-' and '_'"
+            ),
         );
     }
     let raw: RawSequence = match toml::from_str(text) {
@@ -283,7 +281,9 @@ pub fn parse(
                         problems,
                         k.span(),
                         "enroll.kinds",
-                        format!("'{kind}' messages do not create leads; use inquiry, form or forward"),
+                        format!(
+                            "'{kind}' messages do not create leads; use inquiry, form or forward"
+                        ),
                     ),
                     Err(_) => at(
                         problems,
@@ -407,10 +407,7 @@ pub fn parse(
                         problems,
                         st.span(),
                         "exit.on_status",
-                        format!(
-                            "'{v}' is not one of {}",
-                            STATUSES[2..].join(", ")
-                        ),
+                        format!("'{v}' is not one of {}", STATUSES[2..].join(", ")),
                     );
                 }
             }
@@ -482,10 +479,7 @@ on_enter = ["onboarding"]
     fn a_complete_file_parses() {
         let s = parse_ok(GOOD);
         assert_eq!(s.name, "welcome");
-        assert_eq!(
-            s.enroll.kinds,
-            [MessageKind::Inquiry, MessageKind::Form]
-        );
+        assert_eq!(s.enroll.kinds, [MessageKind::Inquiry, MessageKind::Form]);
         assert_eq!(s.enroll.channels, ["webinar"]);
         assert_eq!(s.steps[1].delay, Delay::BusinessDays(2));
         assert_eq!(s.steps[1].line, 15);
@@ -506,8 +500,14 @@ on_enter = ["onboarding"]
             got[0],
             "s/welcome.toml:16:6: step[1].id: step id 'welcome' is used twice; ids must be unique and stable"
         );
-        assert!(got[1].starts_with("s/welcome.toml:17:9: step[1].delay: 'soon'"), "{got:?}");
-        assert!(got[2].starts_with("s/welcome.toml:24:39: exit.on_status: 'happy'"), "{got:?}");
+        assert!(
+            got[1].starts_with("s/welcome.toml:17:9: step[1].delay: 'soon'"),
+            "{got:?}"
+        );
+        assert!(
+            got[2].starts_with("s/welcome.toml:24:39: exit.on_status: 'happy'"),
+            "{got:?}"
+        );
     }
 
     #[test]

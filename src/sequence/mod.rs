@@ -372,7 +372,12 @@ pub fn load(settings: Settings, problems: &mut Vec<Problem>) -> Catalog {
                 ));
             }
             if let Err(e) = templates.add_subject(&subject_key(seq, step), &step.subject) {
-                problems.push(problem(&seq.file, Some(ssp.subject), &key("subject"), e.to_string()));
+                problems.push(problem(
+                    &seq.file,
+                    Some(ssp.subject),
+                    &key("subject"),
+                    e.to_string(),
+                ));
             }
             if let (Some(expr), Some(pos)) = (&step.when, ssp.when)
                 && let Err(e) = templates.check_expression(expr)
@@ -463,7 +468,10 @@ mod tests {
         load(settings(d.path()), &mut p);
         assert_eq!(p.len(), 1, "{p:?}");
         let msg = p[0].to_string();
-        assert!(msg.contains("welcome.toml:7:12: step[0].template: fails on the sample lead"), "{msg}");
+        assert!(
+            msg.contains("welcome.toml:7:12: step[0].template: fails on the sample lead"),
+            "{msg}"
+        );
         assert!(msg.contains("hello.txt"), "{msg}");
 
         write(d.path(), "templates/hello.txt", "Hello {{ lead.name }}\n");
@@ -479,7 +487,9 @@ mod tests {
         write(
             d.path(),
             "sequences/welcome.toml",
-            &format!("{SEQ}from = \"sales\"\nwhen = \"score >\"\n\n[exit]\non_enter = [\"onboarding\"]\n"),
+            &format!(
+                "{SEQ}from = \"sales\"\nwhen = \"score >\"\n\n[exit]\non_enter = [\"onboarding\"]\n"
+            ),
         );
         write(d.path(), "templates/other.txt", "x");
         let mut p = Vec::new();
@@ -487,7 +497,12 @@ mod tests {
         let keys: Vec<_> = p.iter().map(|p| p.key.clone().unwrap()).collect();
         assert_eq!(
             keys,
-            ["exit.on_enter", "step[0].template", "step[0].when", "step[0].from"],
+            [
+                "exit.on_enter",
+                "step[0].template",
+                "step[0].when",
+                "step[0].from"
+            ],
             "{p:?}"
         );
     }

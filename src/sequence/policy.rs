@@ -161,10 +161,7 @@ impl Policy {
 
     /// `None` when every budget has room (`used` gives each one's count so far); otherwise
     /// the time the last exhausted one resets, when the message may be tried again.
-    pub fn cap_wait(
-        budgets: &[Budget],
-        used: impl Fn(&Budget) -> u32,
-    ) -> Option<DateTime<Utc>> {
+    pub fn cap_wait(budgets: &[Budget], used: impl Fn(&Budget) -> u32) -> Option<DateTime<Utc>> {
         budgets
             .iter()
             .filter(|b| used(b) >= b.cap)
@@ -227,7 +224,10 @@ mod tests {
             let now = start + Duration::seconds(10 * i);
             let b = policy.budgets(&sender(), &to, i, now);
             let wait = Policy::cap_wait(&b, |b| {
-                counts.get(&format!("{}@{}", b.key, b.bucket)).copied().unwrap_or(0)
+                counts
+                    .get(&format!("{}@{}", b.key, b.bucket))
+                    .copied()
+                    .unwrap_or(0)
             });
             match wait {
                 None => {
@@ -242,11 +242,18 @@ mod tests {
         // Two in the first minute, one in the second, then the hour's cap of 3 is reached.
         assert_eq!(
             sent,
-            [start, start + Duration::seconds(10), start + Duration::seconds(60)]
+            [
+                start,
+                start + Duration::seconds(10),
+                start + Duration::seconds(60)
+            ]
         );
         let b = policy.budgets(&sender(), &to, 99, start + Duration::seconds(90));
         let wait = Policy::cap_wait(&b, |b| {
-            counts.get(&format!("{}@{}", b.key, b.bucket)).copied().unwrap_or(0)
+            counts
+                .get(&format!("{}@{}", b.key, b.bucket))
+                .copied()
+                .unwrap_or(0)
         });
         assert_eq!(wait, Some(utc("2026-11-27T11:00:00Z")));
     }
@@ -279,7 +286,11 @@ mod tests {
         let mut fields = serde_json::Map::new();
         assert_eq!(policy.lead_zone(&fields), policy.timezone);
         fields.insert("Time zone".into(), "Mars/Olympus".into());
-        assert_eq!(policy.lead_zone(&fields), policy.timezone, "invalid zones are ignored");
+        assert_eq!(
+            policy.lead_zone(&fields),
+            policy.timezone,
+            "invalid zones are ignored"
+        );
         fields.insert("Time zone".into(), " Asia/Tokyo ".into());
         assert_eq!(policy.lead_zone(&fields), chrono_tz::Asia::Tokyo);
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, info_span, warn, Instrument as _};
+use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use super::{Catalog, Policy, lead_data};
 use crate::domain::MessageKind;

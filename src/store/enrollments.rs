@@ -164,7 +164,6 @@ pub struct Settled {
     pub lost: usize,
 }
 
-
 impl Store {
     /// Enrolls, inside a batch's transaction, the leads of newly recorded messages that match
     /// `rules`. Returns how many enrollments were created.
@@ -440,11 +439,10 @@ impl Store {
     /// # Errors
     /// A failed query.
     pub async fn next_enrollment_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(next_due_at) FROM enrollments WHERE next_due_at IS NOT NULL",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT MIN(next_due_at) FROM enrollments WHERE next_due_at IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?;
         Ok(row.get::<Option<i64>, _>(0).map(from_millis))
     }
 
@@ -474,7 +472,13 @@ impl Store {
         let mut out = HashMap::new();
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
             let conds = (0..chunk.len())
-                .map(|i| format!("(key = {} AND bucket = {})", params(self.backend, 2 * i + 1, 1), params(self.backend, 2 * i + 2, 1)))
+                .map(|i| {
+                    format!(
+                        "(key = {} AND bucket = {})",
+                        params(self.backend, 2 * i + 1, 1),
+                        params(self.backend, 2 * i + 2, 1)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(" OR ");
             let mut q = sqlx::query(AssertSqlSafe(format!(
@@ -501,7 +505,6 @@ pub fn count_key(key: &str, bucket: DateTime<Utc>) -> (String, i64) {
     (key.to_owned(), millis(bucket))
 }
 
-
 impl Store {
     /// Records what the scheduler decided for the enrollments it claimed, in one transaction:
     /// each enrollment advances and, for [`Settle::Send`], its message enters the outbox,
@@ -526,13 +529,13 @@ impl Store {
         for (id, settle) in items {
             let (state, done, err, reason): (&str, Option<&[String]>, Option<&str>, Option<&str>) =
                 match settle {
-                Settle::Wait {
-                    steps_done,
-                    next_step,
-                    due,
-                    last_at,
-                } => {
-                    let r = sqlx::query(
+                    Settle::Wait {
+                        steps_done,
+                        next_step,
+                        due,
+                        last_at,
+                    } => {
+                        let r = sqlx::query(
                         "UPDATE enrollments SET steps_done = $1, next_step = $2, next_due_at = $3, last_at = $4, \
                            lease_until = 0, lease_owner = NULL, error = NULL, updated_at = $5 \
                          WHERE id = $6 AND lease_owner = $7",
@@ -546,17 +549,17 @@ impl Store {
                     .bind(owner)
                     .execute(&mut *tx)
                     .await?;
-                    out.lost += usize::from(r.rows_affected() == 0);
-                    continue;
-                }
-                Settle::Send {
-                    message,
-                    steps_done,
-                    next_step,
-                    due,
-                    counts: keys,
-                } => {
-                    let r = sqlx::query(
+                        out.lost += usize::from(r.rows_affected() == 0);
+                        continue;
+                    }
+                    Settle::Send {
+                        message,
+                        steps_done,
+                        next_step,
+                        due,
+                        counts: keys,
+                    } => {
+                        let r = sqlx::query(
                         "UPDATE enrollments SET steps_done = $1, next_step = $2, next_due_at = $3, last_at = $4, \
                            touches = touches + 1, state = $5, lease_until = 0, lease_owner = NULL, error = NULL, updated_at = $4 \
                          WHERE id = $6 AND lease_owner = $7",
@@ -570,38 +573,40 @@ impl Store {
                     .bind(owner)
                     .execute(&mut *tx)
                     .await?;
-                    if r.rows_affected() == 0 {
-                        out.lost += 1;
+                        if r.rows_affected() == 0 {
+                            out.lost += 1;
+                            continue;
+                        }
+                        let new = super::outbox::enqueue_in(
+                            &mut tx,
+                            &super::NewOutboxMessage {
+                                lead_id: Some(message.lead_id),
+                                enrollment_id: Some(*id),
+                                step_id: Some(message.step_id.clone()),
+                                from: message.from.clone(),
+                                envelope_from: message.envelope_from.clone(),
+                                recipient: message.recipient.clone(),
+                                message_id: message.message_id.clone(),
+                                raw: message.raw.clone(),
+                                due_at: now,
+                            },
+                            now,
+                        )
+                        .await?;
+                        if new.is_some() {
+                            out.enqueued += 1;
+                            for (k, b) in keys {
+                                *counts.entry((k.clone(), millis(*b))).or_default() += 1;
+                            }
+                        }
                         continue;
                     }
-                    let new = super::outbox::enqueue_in(
-                        &mut tx,
-                        &super::NewOutboxMessage {
-                            lead_id: Some(message.lead_id),
-                            enrollment_id: Some(*id),
-                            step_id: Some(message.step_id.clone()),
-                            from: message.from.clone(),
-                            envelope_from: message.envelope_from.clone(),
-                            recipient: message.recipient.clone(),
-                            message_id: message.message_id.clone(),
-                            raw: message.raw.clone(),
-                            due_at: now,
-                        },
-                        now,
-                    )
-                    .await?;
-                    if new.is_some() {
-                        out.enqueued += 1;
-                        for (k, b) in keys {
-                            *counts.entry((k.clone(), millis(*b))).or_default() += 1;
-                        }
+                    Settle::Done { steps_done } => {
+                        ("done", Some(steps_done.as_slice()), None, None)
                     }
-                    continue;
-                }
-                Settle::Done { steps_done } => ("done", Some(steps_done.as_slice()), None, None),
-                Settle::Exit { reason } => ("exited", None, None, Some(reason.as_str())),
-                Settle::Hold { error } => ("held", None, Some(error.as_str()), None),
-            };
+                    Settle::Exit { reason } => ("exited", None, None, Some(reason.as_str())),
+                    Settle::Hold { error } => ("held", None, Some(error.as_str()), None),
+                };
             let q = sqlx::query(
                 "UPDATE enrollments SET state = $1, steps_done = COALESCE($2, steps_done), next_due_at = NULL, \
                    error = $3, exit_reason = $4, lease_until = 0, lease_owner = NULL, updated_at = $5 \

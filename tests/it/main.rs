@@ -12,5 +12,6 @@ mod dovecot_fixture;
 mod ingest_imap;
 mod ingest_maildir;
 mod outbox;
+mod sequence;
 mod store;
 mod support;
