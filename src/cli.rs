@@ -20,6 +20,8 @@ use crate::daemon;
 use crate::domain::{EmailAddress, MessageKind};
 use crate::store::{Lead, LeadFilter};
 
+mod sequences;
+
 /// Files larger than this are not classified whole by `leadloop classify` (the same default the
 /// daemon uses when the configuration does not say).
 const CLASSIFY_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -57,6 +59,48 @@ enum Command {
     /// Inspect leads.
     #[command(subcommand)]
     Leads(LeadsCommand),
+    /// Put a lead into a sequence by hand.
+    Enroll {
+        /// The lead's email address.
+        email: String,
+        /// The sequence (its file name without .toml).
+        sequence: String,
+    },
+    /// Take a lead out of one sequence, or out of all.
+    Unenroll {
+        /// The lead's email address.
+        email: String,
+        /// Only this sequence.
+        sequence: Option<String>,
+    },
+    /// Show a sequence's messages as a lead would get them: headers, text and HTML.
+    Preview {
+        /// The sequence.
+        sequence: String,
+        /// Only this step.
+        #[arg(long)]
+        step: Option<String>,
+        /// Render for this lead.
+        #[arg(long, conflicts_with = "sample", required_unless_present = "sample")]
+        lead: Option<String>,
+        /// Render for a made-up sample lead.
+        #[arg(long)]
+        sample: bool,
+    },
+    /// Show when each step of a sequence would reach a lead: delays, conditions, windows, caps.
+    Simulate {
+        /// The sequence.
+        sequence: String,
+        /// The lead.
+        #[arg(long, conflicts_with = "sample", required_unless_present = "sample")]
+        lead: Option<String>,
+        /// A made-up sample lead.
+        #[arg(long)]
+        sample: bool,
+        /// Enrollment time: RFC 3339, or "YYYY-MM-DD HH:MM" in the team's time zone (default now).
+        #[arg(long)]
+        from: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +191,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Leads(cmd) => {
             let config = load(&cli.config)?;
             runtime()?.block_on(leads(&config, cmd))
+        }
+        Command::Enroll { email, sequence } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(sequences::enroll(&config, &email, &sequence))
+        }
+        Command::Unenroll { email, sequence } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(sequences::unenroll(&config, &email, sequence.as_deref()))
+        }
+        Command::Preview {
+            sequence,
+            step,
+            lead,
+            sample: _,
+        } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(sequences::preview(
+                &config,
+                &sequence,
+                step.as_deref(),
+                lead.as_deref(),
+            ))
+        }
+        Command::Simulate {
+            sequence,
+            lead,
+            sample: _,
+            from,
+        } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(sequences::simulate(
+                &config,
+                &sequence,
+                lead.as_deref(),
+                from.as_deref(),
+            ))
         }
     }
 }
@@ -352,9 +432,11 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             };
             let events = store.timeline(&lead).await?;
+            let enrollments = store.enrollments(lead.id).await?;
             if json {
                 let mut v = lead_json(&lead);
                 v["timeline"] = serde_json::to_value(&events)?;
+                v["enrollments"] = serde_json::to_value(&enrollments)?;
                 writeln!(out, "{v}")?;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -374,6 +456,33 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 writeln!(out, "  fields:")?;
                 for (k, v) in fields {
                     writeln!(out, "    {k}: {}", v.as_str().unwrap_or_default())?;
+                }
+            }
+            if !enrollments.is_empty() {
+                writeln!(out, "  sequences:")?;
+                for e in &enrollments {
+                    let detail = match e.state.as_str() {
+                        "active" => match (&e.next_step, e.next_due_at) {
+                            (Some(step), Some(at)) => {
+                                format!("next {step} at {}", at.format("%Y-%m-%d %H:%M UTC"))
+                            }
+                            _ => "starting".to_owned(),
+                        },
+                        "exited" => e.exit_reason.clone().unwrap_or_default(),
+                        "held" => e.error.clone().unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    writeln!(
+                        out,
+                        "    {:<16} {:<7} done: {:<24} {detail}",
+                        e.sequence,
+                        e.state,
+                        if e.steps_done.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            e.steps_done.join(", ")
+                        }
+                    )?;
                 }
             }
             writeln!(out, "  timeline:")?;
