@@ -5,8 +5,9 @@
 //! messages that made them and their timelines in SQLite or PostgreSQL.
 //!
 //! ```text
-//! IMAP mailbox ──► ingest ──► classify ──► leads store
-//!    ▲   (UID, IDLE)   (mail-parser, rules)   (sqlx)
+//! IMAP mailbox ──► ingest ──► classify ──► leads store ◄──► scheduler ──► render ──► outbox
+//!    ▲   (UID, IDLE)   (mail-parser, rules)   (sqlx)        (sequences,    (minijinja)
+//!    │                                                       windows, caps)
 //!    │
 //!    └── replies, bounces, auto-replies, unsubscribes, Sales feedback come back the same way
 //! ```
@@ -22,6 +23,10 @@
 //!   the classifier's rules.
 //! - [`store`]: SQL only; records batches of messages, leads, events and the mailbox cursor in
 //!   one transaction, on SQLite or PostgreSQL.
+//! - [`render`]: pure; a step's templates and a lead in, a complete RFC 5322 message out
+//!   (unsubscribe headers and footer, our Message-ID, no header injection).
+//! - [`sequence`]: sequence files, delays and send windows in the lead's time zone, caps, and
+//!   the scheduler that claims due enrollments and enqueues their steps.
 //! - [`ingest`]: puts the pure parts and the store to work: IMAP (TLS, UID cursor, IDLE,
 //!   reconnects) and Maildir sources feeding one classify-and-record pipeline.
 //! - [`daemon`]: the long-running tasks under one cancellation token, systemd notify and
