@@ -1,7 +1,7 @@
 //! Nurture sequences: the files marketing writes, the policy that paces them, and the
 //! scheduler that turns due steps into outbox messages.
 //!
-//! - [`file`]: `sequences/NAME.toml` — who enters, the steps (by stable id), when to leave.
+//! - [`file`](mod@file): `sequences/NAME.toml` — who enters, the steps (by stable id), when to leave.
 //! - [`time`]: delays (minutes, days, business days) in the lead's zone, and send windows.
 //! - [`policy`]: caps per sender, domain and lead; the lead's time zone.
 //! - [`schedule`]: the daemon task that claims due enrollments and enqueues their steps.

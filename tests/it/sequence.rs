@@ -420,3 +420,92 @@ async fn windows_and_caps_postpone_and_follow_ups_go_first() {
     assert_eq!(store.next_enrollment_due().await.unwrap(), Some(wed_9));
     assert_eq!(s.run_due(wed_9).await.unwrap().enqueued, 1);
 }
+
+/// End to end over IMAP: an inquiry APPENDed to a real Dovecot becomes a lead, enters the
+/// sequence, and its first step lands in the outbox as a complete message; the lead's reply
+/// to that message (matched by our Message-ID) ends the enrollment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inquiry_over_imap_is_enrolled_and_its_reply_ends_the_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let seq = format!("{ENROLL}{}{}", step("a", "0m"), step("b", "1d"));
+    catalog(dir.path(), &[("welcome", seq)], open_policy());
+    let extra = format!(
+        "\n[sequences]\ndir = {:?}\ntemplates = {:?}\ninbox = \"leads@company.com\"\nreply_to_token = true\n\n\
+         [policy]\nper_lead_per_day = 5\n\n[[sender]]\nname = \"team\"\naddress = \"hello@company.com\"\n",
+        dir.path().join("sequences").display().to_string(),
+        dir.path().join("templates").display().to_string(),
+    );
+    let s = crate::ingest_imap::Setup::new("implicit", &extra).await;
+    let store = Store::connect(&s.db.url, 2).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let (path, config, token) = (s.config_path.clone(), s.config(), shutdown.clone());
+    let daemon =
+        tokio::spawn(async move { leadloop::daemon::run(&path, config, token, reload_rx).await });
+
+    s.append(
+        b"From: Jane Doe <jane@acme.example>\r\nTo: leads@company.com\r\nSubject: Pricing?\r\n\
+Message-ID: <q1@acme.example>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\nWhat does it cost for 20 seats?\r\n",
+    );
+    let entry = wait_for(|| async {
+        outbox(&store)
+            .await
+            .into_iter()
+            .find(|e| e.recipient == "jane@acme.example")
+    })
+    .await;
+    assert_eq!(entry.step_id.as_deref(), Some("a"));
+    let message_id = entry.message_id.clone();
+    assert!(message_id.starts_with("leadloop.") && message_id.ends_with("@company.com"));
+
+    // Jane answers the first email.
+    s.append(
+        format!(
+            "From: Jane Doe <jane@acme.example>\r\nTo: leads@company.com\r\nSubject: Re: a for Jane Doe\r\n\
+Message-ID: <r1@acme.example>\r\nIn-Reply-To: <{message_id}>\r\nReferences: <{message_id}>\r\n\
+Date: Fri, 27 Nov 2026 11:00:00 +0000\r\n\r\nYes, let's talk on Monday.\r\n"
+        )
+        .as_bytes(),
+    );
+    let jane = EmailAddress::parse("jane@acme.example").unwrap();
+    wait_for(|| async {
+        let kinds = store.kind_counts().await.unwrap();
+        kinds.get("reply").copied()
+    })
+    .await;
+    // The reply is recorded; at the next step's due time the enrollment ends instead.
+    let lead = store.lead(&jane).await.unwrap().unwrap();
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+    let c = s.config();
+    let r = Scheduler::new(
+        store.clone(),
+        Arc::clone(&c.sequences),
+        Arc::new(Notify::new()),
+    )
+    .run_due(Utc::now() + Duration::days(2))
+    .await
+    .unwrap();
+    assert_eq!((r.enqueued, r.ended), (0, 1), "{r:?}");
+    let e = &store.enrollments(lead.id).await.unwrap()[0];
+    assert_eq!(e.state, "exited");
+    assert_eq!(steps_of(&outbox(&store).await, "jane@acme.example"), ["a"]);
+}
+
+async fn wait_for<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "timed out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
