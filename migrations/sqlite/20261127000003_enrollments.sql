@@ -28,8 +28,10 @@ CREATE TABLE enrollments (
     enrolled_at  BIGINT  NOT NULL,
     updated_at   BIGINT  NOT NULL
 );
--- What is due: only enrollments with a due time are indexed, so a tick reads due rows only.
-CREATE INDEX enrollments_due ON enrollments (next_due_at) WHERE next_due_at IS NOT NULL;
+-- What is due: only enrollments with a due time are indexed, so a tick reads due rows only;
+-- the claim's other columns are in the index so that choosing what to claim reads the index
+-- alone, never the table's pages.
+CREATE INDEX enrollments_due ON enrollments (next_due_at, lease_until, touches) WHERE next_due_at IS NOT NULL;
 -- A lead is at most once at a time in a sequence.
 CREATE UNIQUE INDEX enrollments_active ON enrollments (lead_id, sequence) WHERE state = 'active';
 CREATE INDEX enrollments_lead ON enrollments (lead_id, sequence);
