@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,8 @@ use crate::classify::{self, Classification, Rules};
 use crate::config::Config;
 use crate::daemon;
 use crate::domain::{EmailAddress, MessageKind};
-use crate::store::{Lead, LeadFilter};
+use crate::send;
+use crate::store::{Lead, LeadFilter, OutboxEntry, OutboxId, OutboxState, SendOutcome, Transition};
 
 mod sequences;
 
@@ -101,6 +103,46 @@ enum Command {
         #[arg(long)]
         from: Option<String>,
     },
+    /// Inspect the outbox and decide about messages that were not sent.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// Send a test message now through the configured transport (recorded in the outbox).
+    SendTest(SendTestArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// List outbox messages, newest first.
+    List {
+        /// Only messages in this state (pending, sending, sent, retry, failed, interrupted,
+        /// cancelled).
+        #[arg(long)]
+        state: Option<OutboxState>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per message per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a failed, interrupted or cancelled message again (an interrupted one may already
+    /// have arrived: check before retrying it).
+    Retry {
+        /// The message's id (first column of `outbox list`).
+        id: i64,
+    },
+    /// Do not send a waiting, failed or interrupted message.
+    Cancel {
+        /// The message's id.
+        id: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+struct SendTestArgs {
+    /// Recipient address.
+    #[arg(long)]
+    to: String,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +270,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 from.as_deref(),
             ))
         }
+        Command::Outbox(cmd) => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(outbox(&config, cmd))
+        }
+        Command::SendTest(args) => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(send_test(&config, &args))
+        }
     }
 }
 
@@ -328,22 +378,32 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
     spawn_signal_handlers(shutdown.clone(), reload_tx)?;
     if once {
-        let (report, scheduled) = daemon::run_once(&config, shutdown).await?;
+        let daemon::OnceReport {
+            ingest,
+            scheduled,
+            send,
+        } = daemon::run_once(&config, shutdown).await?;
         info!(
-            fetched = report.fetched,
-            recorded = report.recorded,
-            duplicates = report.duplicates,
-            oversize = report.oversize,
+            fetched = ingest.fetched,
+            recorded = ingest.recorded,
+            duplicates = ingest.duplicates,
+            oversize = ingest.oversize,
             "mailbox processed"
         );
         println!(
             "{} messages read, {} recorded, {} already recorded, {} leads created or updated",
-            report.fetched, report.recorded, report.duplicates, report.leads_touched
+            ingest.fetched, ingest.recorded, ingest.duplicates, ingest.leads_touched
         );
-        if !config.sequences.sequences.is_empty() {
+        if let Some(sc) = scheduled {
             println!(
                 "{} sequence steps enqueued, {} waiting for their time, {} held",
-                scheduled.enqueued, scheduled.waiting, scheduled.held
+                sc.enqueued, sc.waiting, sc.held
+            );
+        }
+        if let Some(s) = send {
+            println!(
+                "{} messages sent, {} to retry, {} failed, {} interrupted, {} suppressed",
+                s.sent, s.retried, s.failed, s.interrupted, s.suppressed
             );
         }
         return Ok(ExitCode::SUCCESS);
@@ -498,6 +558,156 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn outbox(config: &Config, cmd: OutboxCommand) -> anyhow::Result<ExitCode> {
+    let store = daemon::open_store(config).await?;
+    let mut out = io::stdout().lock();
+    let (id, transition, verb) = match cmd {
+        OutboxCommand::List { state, limit, json } => {
+            let entries = store.list_outbox(state, limit).await?;
+            if json {
+                for e in &entries {
+                    writeln!(out, "{}", outbox_json(e))?;
+                }
+            } else if entries.is_empty() {
+                writeln!(out, "no messages")?;
+            } else {
+                let w = entries
+                    .iter()
+                    .map(|e| e.recipient.chars().count())
+                    .max()
+                    .unwrap_or(2)
+                    .max(2);
+                writeln!(
+                    out,
+                    "{:>7}  {:<11}  {:<w$}  {:<12} {:>3}  {:<16}  LAST ERROR",
+                    "ID", "STATE", "TO", "STEP", "TRY", "UPDATED"
+                )?;
+                for e in &entries {
+                    writeln!(
+                        out,
+                        "{:>7}  {:<11}  {:<w$}  {:<12} {:>3}  {:<16}  {}",
+                        e.id.0,
+                        e.state.as_str(),
+                        e.recipient,
+                        e.step_id.as_deref().unwrap_or("-"),
+                        e.attempts,
+                        e.updated_at.format("%Y-%m-%d %H:%M"),
+                        e.last_error.as_deref().unwrap_or("")
+                    )?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        OutboxCommand::Retry { id } => (
+            id,
+            store.retry_outbox(OutboxId(id), Utc::now()).await?,
+            "queued again",
+        ),
+        OutboxCommand::Cancel { id } => (
+            id,
+            store.cancel_outbox(OutboxId(id), Utc::now()).await?,
+            "cancelled",
+        ),
+    };
+    match transition {
+        Transition::Done => {
+            writeln!(out, "message {id} {verb}")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Transition::NotFound => {
+            eprintln!("no outbox message {id}");
+            Ok(ExitCode::FAILURE)
+        }
+        Transition::Refused(state) => {
+            eprintln!("message {id} is {state}: it cannot be {verb}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn outbox_json(e: &OutboxEntry) -> serde_json::Value {
+    let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    json!({
+        "id": e.id,
+        "state": e.state,
+        "to": e.recipient,
+        "from": e.from,
+        "lead_id": e.lead_id,
+        "enrollment_id": e.enrollment_id,
+        "step_id": e.step_id,
+        "message_id": e.message_id,
+        "attempts": e.attempts,
+        "next_attempt_at": time(e.next_attempt_at),
+        "created_at": time(e.created_at),
+        "updated_at": time(e.updated_at),
+        "sent_at": e.sent_at.map(time),
+        "last_error": e.last_error,
+        "smtp_response": e.smtp_response,
+        "size": e.size,
+    })
+}
+
+/// `send-test`: puts one message in the outbox and sends it at once through the configured
+/// transport, so the person sees the server's answer. The message comes from
+/// [`send::test_message`]; a rendered sequence step can take its place without changing
+/// how it is recorded and sent.
+async fn send_test(config: &Config, args: &SendTestArgs) -> anyhow::Result<ExitCode> {
+    let to =
+        EmailAddress::parse(&args.to).map_err(|e| anyhow::anyhow!("--to '{}': {e}", args.to))?;
+    let smtp = config
+        .smtp
+        .as_ref()
+        .context("the configuration has no [smtp] section: nothing can be sent")?;
+    let from = config
+        .identity
+        .addresses
+        .first()
+        .context("identity.addresses is empty: there is no address to send from")?;
+    let envelope_from = smtp.envelope_from.as_ref().unwrap_or(from);
+    let now = Utc::now();
+    let message =
+        send::test_message(from, envelope_from, &to, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let store = daemon::open_store(config).await?;
+    let sender = daemon::sender(config, store.clone())?.context("[smtp] is not usable")?;
+    let id = store
+        .enqueue(&message, now)
+        .await?
+        .context("the test message was not enqueued")?;
+    let outcome = sender.send_now(id).await?;
+    let entry = store.outbox_entry(id).await?;
+    store.close().await;
+    let mut out = io::stdout().lock();
+    let ok = matches!(outcome, Some(SendOutcome::Sent { .. }));
+    match (&outcome, &entry) {
+        (Some(SendOutcome::Sent { response }), _) => writeln!(
+            out,
+            "sent to {to} (outbox {id}, Message-ID <{}>): {response}",
+            message.message_id
+        )?,
+        (Some(SendOutcome::Retry { error, at }), _) => writeln!(
+            out,
+            "not sent yet (outbox {id}): {error}; the daemon retries at {}",
+            at.format("%Y-%m-%d %H:%M:%S UTC")
+        )?,
+        (Some(SendOutcome::Failed { error, .. } | SendOutcome::Interrupted { error }), _) => {
+            writeln!(out, "not sent (outbox {id}): {error}")?
+        }
+        (None, Some(e)) => writeln!(
+            out,
+            "not sent (outbox {id} is {}): {}",
+            e.state,
+            e.last_error.as_deref().unwrap_or("")
+        )?,
+        (None, None) => writeln!(out, "not sent (outbox {id})")?,
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn lead_json(l: &Lead) -> serde_json::Value {

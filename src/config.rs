@@ -44,6 +44,55 @@ pub struct Config {
     pub forms: Vec<FormProfile>,
     /// Sequences, templates, senders and the send policy; empty without `[sequences]`.
     pub sequences: std::sync::Arc<Catalog>,
+    /// How outbound mail leaves; `None` when the file has no `[smtp]` (nothing is sent).
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// `[smtp]`: where the sender hands messages over, and how patiently.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    /// A real SMTP server, or a folder of `.eml` files.
+    pub transport: SmtpTransport,
+    /// Envelope sender (`MAIL FROM`, where bounces go) for messages that do not name one;
+    /// `None` means the message's From address.
+    pub envelope_from: Option<EmailAddress>,
+    /// Parallel connections (each has at most one message in flight).
+    pub connections: u32,
+    /// Longest wait for the server at each step of a conversation.
+    pub timeout: Duration,
+    /// First retry delay after a temporary failure; doubles with every attempt.
+    pub retry_initial: Duration,
+    /// Longest delay between two attempts.
+    pub retry_max_interval: Duration,
+    /// After this long since it was enqueued, a message that still fails temporarily fails
+    /// for good.
+    pub retry_max_age: Duration,
+}
+
+/// Where `[smtp] transport` sends messages.
+#[derive(Debug, Clone)]
+pub enum SmtpTransport {
+    /// An SMTP server.
+    Smtp(SmtpServer),
+    /// `file:DIR`: every message becomes `DIR/<Message-ID>.eml` (demo, staging).
+    File(PathBuf),
+}
+
+/// The SMTP server of `[smtp] transport = "smtp"`.
+#[derive(Debug, Clone)]
+pub struct SmtpServer {
+    /// Host name (also the TLS server name).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Transport security.
+    pub tls: TlsMode,
+    /// An extra CA certificate (PEM) to trust besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Name sent in EHLO; `None` means this machine's host name.
+    pub hello_name: Option<String>,
+    /// AUTH user and where the password comes from; `None` sends without AUTH.
+    pub auth: Option<(String, SecretSource)>,
 }
 
 /// `[database]`.
@@ -284,6 +333,7 @@ struct RawConfig {
     policy: Option<Spanned<RawPolicy>>,
     #[serde(default)]
     sender: Vec<Spanned<RawSender>>,
+    smtp: Option<Spanned<RawSmtp>>,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +369,30 @@ struct RawSender {
     per_minute: Option<u32>,
     per_hour: Option<u32>,
     per_day: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    #[serde(default = "default_transport")]
+    transport: Spanned<String>,
+    host: Option<Spanned<String>>,
+    port: Option<u16>,
+    #[serde(default = "default_tls")]
+    tls: Spanned<TlsMode>,
+    ca_file: Option<String>,
+    hello_name: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
+    password_env: Option<String>,
+    password_file: Option<String>,
+    password_credential: Option<String>,
+    envelope_from: Option<Spanned<String>>,
+    connections: Option<Spanned<u32>>,
+    timeout: Option<Spanned<String>>,
+    retry_initial: Option<Spanned<String>>,
+    retry_max_interval: Option<Spanned<String>>,
+    retry_max_age: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -411,6 +485,9 @@ struct RawForm {
 
 fn default_tls() -> Spanned<TlsMode> {
     Spanned::new(0..0, TlsMode::Implicit)
+}
+fn default_transport() -> Spanned<String> {
+    Spanned::new(0..0, "smtp".to_owned())
 }
 fn default_mailbox() -> String {
     "INBOX".to_owned()
@@ -879,6 +956,7 @@ impl Config {
                 senders: senders.clone(),
             }
         });
+        let smtp = raw.smtp.map(|smtp| check_smtp(&mut ck, smtp, &dir));
 
         if !ck.problems.is_empty() {
             ck.problems.sort_by_key(|p| p.line.unwrap_or(0));
@@ -906,6 +984,7 @@ impl Config {
             channels,
             forms,
             sequences: std::sync::Arc::new(sequences),
+            smtp,
         })
     }
 
@@ -940,6 +1019,17 @@ impl Config {
         check("database.url", &self.database.url);
         if let SourceConfig::Imap(imap) = &self.source {
             check("imap.password", &imap.password);
+        }
+        if let Some(SmtpConfig {
+            transport:
+                SmtpTransport::Smtp(SmtpServer {
+                    auth: Some((_, password)),
+                    ..
+                }),
+            ..
+        }) = &self.smtp
+        {
+            check("smtp.password", password);
         }
         if problems.is_empty() {
             Ok(())
@@ -1106,6 +1196,159 @@ fn check_policy(ck: &mut Checker<'_>, raw: Option<Spanned<RawPolicy>>) -> Policy
     policy
 }
 
+fn check_smtp(ck: &mut Checker<'_>, smtp: Spanned<RawSmtp>, dir: &Path) -> SmtpConfig {
+    let span = smtp.span();
+    let smtp = smtp.into_inner();
+    let transport_text = smtp.transport.get_ref().trim();
+    if let Some(p) = &smtp.password {
+        ck.at(p.span(), "smtp.password", "inline passwords are not accepted: use password_env, password_file or password_credential");
+    }
+    let transport = if transport_text == "smtp" {
+        let host = smtp
+            .host
+            .as_ref()
+            .map(|h| h.get_ref().trim().to_owned())
+            .unwrap_or_default();
+        match &smtp.host {
+            None => ck.at(
+                span.clone(),
+                "smtp",
+                "missing host (or transport = \"file:DIR\")",
+            ),
+            Some(h)
+                if host.is_empty() || host.contains(['/', ' ', ':']) && !host.starts_with('[') =>
+            {
+                ck.at(h.span(), "smtp.host", "expected a host name or IP address");
+            }
+            Some(_) => {}
+        }
+        let tls = *smtp.tls.get_ref();
+        if tls == TlsMode::None && !host.is_empty() && !is_loopback(&host) {
+            ck.at(smtp.tls.span(), "smtp.tls", format!("\"none\" sends mail and the password in clear text and is only accepted for loopback hosts, not '{host}'; use \"implicit\" or \"starttls\""));
+        }
+        let password = ck.secret(
+            span.clone(),
+            "smtp.password",
+            smtp.password_env.as_ref(),
+            smtp.password_file.as_ref(),
+            smtp.password_credential.as_ref(),
+            dir,
+        );
+        let auth = match (&smtp.user, password) {
+            (Some(user), Some(password)) => {
+                if user.get_ref().trim().is_empty() {
+                    ck.at(user.span(), "smtp.user", "must not be empty");
+                }
+                Some((user.get_ref().trim().to_owned(), password))
+            }
+            (Some(user), None) => {
+                if smtp.password.is_none() {
+                    ck.at(
+                        user.span(),
+                        "smtp.user",
+                        "a user needs password_env, password_file or password_credential",
+                    );
+                }
+                None
+            }
+            (None, Some(_)) => {
+                ck.at(span.clone(), "smtp", "a password is given but no user");
+                None
+            }
+            (None, None) => None,
+        };
+        if let Some(name) = &smtp.hello_name
+            && (name.get_ref().trim().is_empty()
+                || name
+                    .get_ref()
+                    .contains(|c: char| c.is_whitespace() || c.is_control()))
+        {
+            ck.at(name.span(), "smtp.hello_name", "expected a host name");
+        }
+        SmtpTransport::Smtp(SmtpServer {
+            port: smtp.port.unwrap_or(match tls {
+                TlsMode::Implicit => 465,
+                TlsMode::Starttls => 587,
+                TlsMode::None => 25,
+            }),
+            host,
+            tls,
+            ca_file: smtp.ca_file.as_deref().map(|p| resolve_path(dir, p)),
+            hello_name: smtp.hello_name.map(|n| n.into_inner().trim().to_owned()),
+            auth,
+        })
+    } else if let Some(folder) = transport_text.strip_prefix("file:") {
+        if folder.trim().is_empty() {
+            ck.at(
+                smtp.transport.span(),
+                "smtp.transport",
+                "\"file:\" needs a folder, e.g. \"file:outbox\"",
+            );
+        }
+        for (key, given) in [
+            ("host", smtp.host.is_some()),
+            ("user", smtp.user.is_some()),
+            ("hello_name", smtp.hello_name.is_some()),
+        ] {
+            if given {
+                ck.at(
+                    smtp.transport.span(),
+                    &format!("smtp.{key}"),
+                    "only used with transport = \"smtp\"",
+                );
+            }
+        }
+        SmtpTransport::File(resolve_path(dir, folder.trim()))
+    } else {
+        ck.at(
+            smtp.transport.span(),
+            "smtp.transport",
+            format!("'{transport_text}' is not \"smtp\" or \"file:DIR\""),
+        );
+        SmtpTransport::File(PathBuf::new())
+    };
+    let envelope_from = smtp
+        .envelope_from
+        .as_ref()
+        .and_then(|a| ck.address(a, "smtp.envelope_from"));
+    let retry_initial = ck.duration(
+        smtp.retry_initial.as_ref(),
+        "smtp.retry_initial",
+        Duration::from_secs(60),
+    );
+    let retry_max_interval = ck.duration(
+        smtp.retry_max_interval.as_ref(),
+        "smtp.retry_max_interval",
+        Duration::from_secs(3600),
+    );
+    if retry_max_interval < retry_initial
+        && let Some(v) = &smtp.retry_max_interval
+    {
+        ck.at(
+            v.span(),
+            "smtp.retry_max_interval",
+            "must not be shorter than retry_initial",
+        );
+    }
+    SmtpConfig {
+        transport,
+        envelope_from,
+        connections: ck.positive_u32(smtp.connections.as_ref(), "smtp.connections", 4),
+        timeout: ck.duration(
+            smtp.timeout.as_ref(),
+            "smtp.timeout",
+            Duration::from_secs(60),
+        ),
+        retry_initial,
+        retry_max_interval,
+        retry_max_age: ck.duration(
+            smtp.retry_max_age.as_ref(),
+            "smtp.retry_max_age",
+            Duration::from_secs(3 * 24 * 3600),
+        ),
+    }
+}
+
 fn url_has_password(url: &str) -> bool {
     url.split_once("://")
         .and_then(|(_, rest)| rest.split_once('@'))
@@ -1228,6 +1471,69 @@ domains = ["company.com"]
         let s = SecretSource::Plain("postgres://u:pw@h/db".into());
         assert!(!format!("{s:?}").contains("pw"));
         assert!(!format!("{:?}", s.resolve().unwrap()).contains("pw"));
+    }
+
+    #[test]
+    fn smtp_defaults_and_the_loopback_rule() {
+        let text = format!(
+            "{MINIMAL}\n[smtp]\nhost = \"smtp.example.com\"\nuser = \"leads@company.com\"\npassword_env = \"LEADLOOP_TEST_UNSET_SMTP\"\n"
+        );
+        let c = parse(&text).unwrap();
+        let smtp = c.smtp.as_ref().unwrap();
+        let SmtpTransport::Smtp(server) = &smtp.transport else {
+            panic!("smtp expected")
+        };
+        assert_eq!((server.tls, server.port), (TlsMode::Implicit, 465));
+        assert_eq!(smtp.connections, 4);
+        let err = c.check_secrets().unwrap_err().to_string();
+        assert!(
+            err.contains("smtp.password") && err.contains("LEADLOOP_TEST_UNSET_SMTP"),
+            "{err}"
+        );
+
+        let plain = text.replace(
+            "host = \"smtp.example.com\"",
+            "host = \"smtp.example.com\"\ntls = \"none\"",
+        );
+        let err = parse(&plain).unwrap_err();
+        assert_eq!(err.problems[0].key.as_deref(), Some("smtp.tls"), "{err}");
+        let c = parse(&plain.replace("smtp.example.com", "127.0.0.1")).unwrap();
+        let Some(SmtpConfig {
+            transport: SmtpTransport::Smtp(s),
+            ..
+        }) = c.smtp
+        else {
+            panic!()
+        };
+        assert_eq!(s.port, 25);
+    }
+
+    #[test]
+    fn smtp_file_transport_and_bad_values() {
+        let c = parse(&format!("{MINIMAL}\n[smtp]\ntransport = \"file:outbox\"\n")).unwrap();
+        let Some(SmtpConfig {
+            transport: SmtpTransport::File(dir),
+            ..
+        }) = c.smtp
+        else {
+            panic!()
+        };
+        assert_eq!(dir, Path::new("/etc/leadloop/outbox"));
+        let err = parse(&format!(
+            "{MINIMAL}\n[smtp]\ntransport = \"carrier-pigeon\"\ntimeout = \"soon\"\npassword = \"hunter2\"\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<_> = err
+            .problems
+            .iter()
+            .filter_map(|p| p.key.as_deref())
+            .collect();
+        assert_eq!(
+            keys,
+            ["smtp.transport", "smtp.timeout", "smtp.password"],
+            "{err}"
+        );
+        assert!(!err.to_string().contains("hunter2"));
     }
 
     #[test]

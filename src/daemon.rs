@@ -16,10 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, SmtpTransport, SourceConfig};
 use crate::ingest::{
     ImapSource, IngestReport, MaildirSource, Pipeline, imap_mailbox_name, maildir_mailbox_name,
 };
+use crate::send::{SendReport, Sender};
 use crate::sequence::schedule::{Scheduler, TickReport};
 use crate::store::Store;
 
@@ -138,19 +139,51 @@ impl Source {
     }
 }
 
-/// Processes what is waiting in the mailbox once, then enqueues the sequence steps due now,
-/// and returns (`leadloop run --once`).
+/// The outbox sender `[smtp]` describes, or `None` when the configuration has no `[smtp]`
+/// (then nothing is sent and outbox rows wait).
 ///
 /// # Errors
-/// The store or the mailbox cannot be used.
-pub async fn run_once(
-    config: &Config,
-    shutdown: CancellationToken,
-) -> anyhow::Result<(IngestReport, TickReport)> {
+/// The SMTP password cannot be read, or the TLS setup is unusable.
+pub fn sender(config: &Config, store: Store) -> anyhow::Result<Option<Sender>> {
+    let Some(smtp) = &config.smtp else {
+        return Ok(None);
+    };
+    let password = match &smtp.transport {
+        SmtpTransport::Smtp(server) => match &server.auth {
+            Some((_, source)) => Some(
+                source
+                    .resolve()
+                    .map_err(|e| anyhow::anyhow!("smtp.password: {e}"))?,
+            ),
+            None => None,
+        },
+        SmtpTransport::File(_) => None,
+    };
+    Ok(Some(Sender::new(smtp, password, store)?))
+}
+
+/// What `leadloop run --once` did.
+#[derive(Debug, Clone, Copy)]
+pub struct OnceReport {
+    /// The mailbox pass.
+    pub ingest: IngestReport,
+    /// The sequence steps due now, when sequences are configured.
+    pub scheduled: Option<TickReport>,
+    /// The outbox pass, when `[smtp]` is configured.
+    pub send: Option<SendReport>,
+}
+
+/// Processes what is waiting in the mailbox once, enqueues the sequence steps due now, sends
+/// what is due in the outbox, and returns (`leadloop run --once`).
+///
+/// # Errors
+/// The store, the mailbox or the SMTP setup cannot be used.
+pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::Result<OnceReport> {
     let store = open_store(config).await?;
     let source = Source::new(config, store.clone())?;
-    let report = source.sync_once(&shutdown).await;
-    let scheduled = match &report {
+    let sender = sender(config, store.clone())?;
+    let ingest = source.sync_once(&shutdown).await;
+    let scheduled = match &ingest {
         Ok(_) if !config.sequences.sequences.is_empty() => {
             let scheduler = Scheduler::new(
                 store.clone(),
@@ -158,15 +191,25 @@ pub async fn run_once(
                 Arc::new(Notify::new()),
             );
             let _ = store.release_held(chrono::Utc::now()).await;
-            scheduler
-                .run_due(chrono::Utc::now())
-                .await
-                .context("scheduling due sequence steps")
+            Some(
+                scheduler
+                    .run_due(chrono::Utc::now())
+                    .await
+                    .context("scheduling due sequence steps"),
+            )
         }
-        _ => Ok(TickReport::default()),
+        _ => None,
+    };
+    let send = match (&ingest, sender) {
+        (Ok(_), Some(sender)) => Some(sender.drain(shutdown).await),
+        _ => None,
     };
     store.close().await;
-    Ok((report?, scheduled?))
+    Ok(OnceReport {
+        ingest: ingest?,
+        scheduled: scheduled.transpose()?,
+        send,
+    })
 }
 
 /// Runs the daemon until `shutdown` fires. `reload` fires on SIGHUP.
@@ -195,6 +238,7 @@ pub async fn run(
             store.clone(),
             Some(Arc::clone(&wake)),
         )?);
+        let sender = sender(&config, store.clone())?;
         let tasks = TaskTracker::new();
         if !config.sequences.sequences.is_empty() {
             let scheduler = Scheduler::new(store.clone(), Arc::clone(&config.sequences), wake);
@@ -202,6 +246,22 @@ pub async fn run(
             tasks.spawn(async move {
                 scheduler.run(token).await;
                 info!("scheduler stopped");
+            });
+        }
+        if let Some(sender) = sender {
+            // The sender finishes the messages in flight when the token fires, so a SIGTERM
+            // never leaves a message half handed over that it could have finished.
+            let token = generation.clone();
+            tasks.spawn(async move {
+                let report = sender.run(token).await;
+                info!(
+                    sent = report.sent,
+                    retried = report.retried,
+                    failed = report.failed,
+                    interrupted = report.interrupted,
+                    suppressed = report.suppressed,
+                    "sender stopped"
+                );
             });
         }
         {

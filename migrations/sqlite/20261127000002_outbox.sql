@@ -11,8 +11,11 @@ CREATE TABLE outbox (
     from_addr        TEXT    NOT NULL,
     envelope_from    TEXT    NOT NULL,
     recipient        TEXT    NOT NULL,
+    -- Lower-case, for the suppression check of whole domains.
+    recipient_domain TEXT    NOT NULL,
     message_id       TEXT    NOT NULL,
-    raw              BLOB    NOT NULL,
+    -- Size of the message in bytes (the bytes themselves are in outbox_bodies).
+    size             BIGINT  NOT NULL,
     -- pending | sending | sent | retry | failed | interrupted | cancelled
     state            TEXT    NOT NULL DEFAULT 'pending',
     attempts         BIGINT  NOT NULL DEFAULT 0,
@@ -33,6 +36,13 @@ CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE state IN ('pending
 CREATE INDEX outbox_sending ON outbox (lease_until) WHERE state = 'sending';
 CREATE INDEX outbox_state ON outbox (state, id);
 CREATE INDEX outbox_message_id ON outbox (message_id);
+
+-- The messages' bytes, apart from their rows: a state change then rewrites a small row, not
+-- the whole message.
+CREATE TABLE outbox_bodies (
+    outbox_id   INTEGER PRIMARY KEY REFERENCES outbox (id),
+    raw         BLOB    NOT NULL
+);
 
 CREATE TABLE suppressions (
     -- 'address' (value is a normalised address) or 'domain' (value is a lower-case domain).

@@ -38,6 +38,10 @@ fn demo_config(dir: &Path, db_url: &str) -> PathBuf {
             &format!("dir = {:?}", repo("config/sequences").display().to_string()),
         )
         .replace(
+            "file:../var/outbox",
+            &format!("file:{}", dir.join("outbox").display()),
+        )
+        .replace(
             "templates = \"templates\"",
             &format!(
                 "templates = {:?}",
@@ -62,8 +66,8 @@ fn shipped_configurations_pass_check() {
         stdout(&out),
         String::from_utf8_lossy(&out.stderr)
     );
-    // The production example names a systemd credential that does not exist here: check must
-    // say exactly that and nothing else.
+    // The production example names systemd credentials that do not exist here: check must
+    // say exactly that, once per password, and nothing else.
     let out = leadloop(&[
         "check",
         "--config",
@@ -71,11 +75,14 @@ fn shipped_configurations_pass_check() {
     ]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(
-        text.contains("imap.password") && text.contains("CREDENTIALS_DIRECTORY"),
-        "{text}"
-    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, key) in lines.iter().zip(["imap.password", "smtp.password"]) {
+        assert!(
+            line.contains(key) && line.contains("CREDENTIALS_DIRECTORY"),
+            "{text}"
+        );
+    }
 }
 
 #[test]
@@ -302,7 +309,16 @@ async fn sequences_are_checked_previewed_simulated_and_enrolled_by_hand() {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }
 
-    // Simulate from a Friday evening: the first step waits for Monday morning in Berlin.
+    // Simulate from a Friday evening with office-hours windows: the first step waits for
+    // Monday morning in Berlin.
+    let windowed = dir.path().join("windowed.toml");
+    std::fs::write(
+        &windowed,
+        std::fs::read_to_string(config)
+            .unwrap()
+            .replace("windows = []", "windows = [\"* 9-16 * * Mon-Fri\"]"),
+    )
+    .unwrap();
     let out = leadloop(&[
         "simulate",
         "welcome",
@@ -310,7 +326,7 @@ async fn sequences_are_checked_previewed_simulated_and_enrolled_by_hand() {
         "--from",
         "2026-11-27 21:00",
         "--config",
-        config,
+        windowed.to_str().unwrap(),
     ]);
     assert!(
         out.status.success(),

@@ -4,6 +4,8 @@
 
 #[path = "../../src/bin/leadloop-bench/dovecot.rs"]
 mod dovecot;
+#[path = "../../src/bin/leadloop-bench/smtp_sink.rs"]
+mod smtp_sink;
 
 mod classify;
 mod cli;
@@ -12,6 +14,7 @@ mod dovecot_fixture;
 mod ingest_imap;
 mod ingest_maildir;
 mod outbox;
+mod send;
 mod sequence;
 mod store;
 mod support;

@@ -79,6 +79,23 @@ async fn a_step_is_enqueued_once_and_claimed_when_due() {
     assert_eq!(m.attempts, 1);
     assert_eq!(m.raw, b"Subject: welcome\r\n\r\nHello ana@example.org\r\n");
     assert_eq!(state(&store, m.id).await, OutboxState::Sending);
+    // The next look is when the claim expires (its sender may die), then the later step.
+    assert_eq!(
+        store.next_outbox_due().await.unwrap(),
+        Some(t0() + chrono::Duration::seconds(60))
+    );
+    store
+        .settle(
+            &[(
+                m.id,
+                SendOutcome::Sent {
+                    response: "250 ok".into(),
+                },
+            )],
+            t0(),
+        )
+        .await
+        .unwrap();
     assert_eq!(
         store.next_outbox_due().await.unwrap(),
         Some(t0() + chrono::Duration::days(2))

@@ -4,6 +4,7 @@
 //! cargo run --release --bin leadloop-bench -- ingest [--messages 10000] [--seed 42] [--runs 3]
 //! cargo run --release --bin leadloop-bench -- corpus --messages 200 --out /tmp/corpus
 //! cargo run --release --bin leadloop-bench -- schedule [--enrolled 1000000] [--due 10000]
+//! cargo run --release --bin leadloop-bench -- send [--messages 20000] [--runs 3]
 //! ```
 //!
 //! `ingest` generates the corpus, bulk-loads it into a fresh Dovecot, measures the reference
@@ -17,6 +18,8 @@ mod dovecot;
 mod reference;
 mod rss;
 mod schedule;
+mod send;
+mod smtp_sink;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -49,6 +52,23 @@ enum Cmd {
         /// Measured reference runs after the warm-up; the median is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// Outbox sending throughput: smtp-source vs leadloop's sender, to one smtp-sink.
+    Send {
+        /// Due outbox messages (one per lead).
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// Measured runs of each side; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Internal: fills a fresh outbox and drains it to the sink on PORT. Started by `send`.
+    #[command(hide = true)]
+    SendChild {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        messages: usize,
     },
     /// Writes the corpus as .eml files (for looking at it, or for classifier tests).
     Corpus {
@@ -120,6 +140,8 @@ fn main() -> Result<()> {
             seed,
             out,
         } => write_corpus(messages, seed, &out),
+        Cmd::Send { messages, runs } => send::bench(messages, runs.max(1)),
+        Cmd::SendChild { port, messages } => send::child(port, messages),
         Cmd::IngestChild {
             phase,
             host,

@@ -1,0 +1,534 @@
+//! The sender: takes due messages from the outbox and hands them to an SMTP server (or writes
+//! them as files), at most once each.
+//!
+//! One dispatcher and `connections` workers. Each worker owns one connection and has at most
+//! one message in flight, so at most one outbox row per connection is ever `sending` — the
+//! only state a crash leaves ambiguous. The dispatcher does all the database work: each round
+//! records the outcomes that came back and claims exactly as many due rows as there are idle
+//! workers, in one transaction ([`Store::settle_and_claim`]), so a busy sender commits once
+//! per round rather than twice per message, and claiming never widens the ambiguous window.
+//!
+//! Failures are decided by where they happen (see [`smtp`]): 4xx replies and broken or
+//! timed-out connections before the data went out are retried with capped exponential
+//! backoff and jitter until `retry_max_age`; 5xx replies fail the message, and a 5xx to
+//! `RCPT TO` also marks the lead bounced and suppresses the address. A timeout waiting for
+//! the reply to the end of data leaves the message `interrupted`, because the server may
+//! have accepted it: resending would risk a second copy, so a person decides
+//! (`leadloop outbox retry`). A connection that breaks while the data is being sent is
+//! retried (the server never confirmed it; RFC 5321 §4.1.1.4 gives servers no licence to
+//! deliver what they did not acknowledge).
+//!
+//! The dispatcher sleeps until the next due time, until [`Store::wake_sender`] says new work
+//! arrived, or at the latest `POLL` (other daemons on the same PostgreSQL database enqueue
+//! too); it never busy-polls.
+
+mod file;
+mod smtp;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use rand::Rng as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, debug, error, info, info_span, warn};
+
+use crate::config::{Secret, SmtpConfig, SmtpTransport};
+use crate::store::{Backend, Claim, Claimed, OutboxId, OutboxMessage, SendOutcome, Store};
+use smtp::{Connector, FailKind, Failure, Stage};
+
+/// The longest the dispatcher sleeps without looking at the outbox.
+const POLL: Duration = Duration::from_secs(30);
+
+/// Errors that keep the sender from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The TLS configuration (CA file) is unusable.
+    #[error("smtp TLS setup: {0}")]
+    Tls(String),
+}
+
+/// How the sender behaves; built from `[smtp]`, or by hand in tests and tools.
+#[derive(Debug, Clone)]
+pub struct SenderOptions {
+    /// Parallel connections.
+    pub connections: usize,
+    /// Longest wait for each step of a conversation.
+    pub timeout: Duration,
+    /// First retry delay; doubles per attempt.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max_interval: Duration,
+    /// Give up on temporary failures after this long since enqueueing.
+    pub retry_max_age: Duration,
+}
+
+impl SenderOptions {
+    /// The options `[smtp]` sets.
+    pub fn from_config(c: &SmtpConfig) -> SenderOptions {
+        SenderOptions {
+            connections: usize::try_from(c.connections).unwrap_or(1).max(1),
+            timeout: c.timeout,
+            retry_initial: c.retry_initial,
+            retry_max_interval: c.retry_max_interval,
+            retry_max_age: c.retry_max_age,
+        }
+    }
+
+    /// How long a claim holds: longer than any one conversation can last (each of its at most
+    /// seven steps — connect, MAIL, RCPT, DATA, data, and one reconnect with MAIL — is bounded
+    /// by `timeout`), so a live sender's claim never expires under it.
+    fn lease(&self) -> Duration {
+        self.timeout * 8 + Duration::from_secs(2)
+    }
+
+    /// Capped exponential backoff with jitter ("equal jitter": half fixed, half random), so
+    /// many messages failing together do not come back together.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let exp = self
+            .retry_initial
+            .saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
+        let capped = exp.min(self.retry_max_interval);
+        capped.mul_f64(rand::rng().random_range(0.5..=1.0))
+    }
+}
+
+/// Where messages go.
+enum Transport {
+    Smtp(Box<Connector>),
+    File(PathBuf),
+}
+
+/// What a sender did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Accepted by the server (or written).
+    pub sent: usize,
+    /// Scheduled for another attempt.
+    pub retried: usize,
+    /// Failed for good.
+    pub failed: usize,
+    /// Left `interrupted` (may or may not have arrived).
+    pub interrupted: usize,
+    /// Cancelled because the recipient is suppressed.
+    pub suppressed: usize,
+}
+
+impl SendReport {
+    fn count(&mut self, outcome: &SendOutcome) {
+        match outcome {
+            SendOutcome::Sent { .. } => self.sent += 1,
+            SendOutcome::Retry { .. } => self.retried += 1,
+            SendOutcome::Failed { .. } => self.failed += 1,
+            SendOutcome::Interrupted { .. } => self.interrupted += 1,
+        }
+    }
+}
+
+/// The outbox worker. Cheap to share: everything inside is behind an `Arc`.
+#[derive(Clone)]
+pub struct Sender {
+    store: Store,
+    transport: Arc<Transport>,
+    options: SenderOptions,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the dispatcher stops when nothing is due (`drain`) or waits for more (`run`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Drain,
+    Forever,
+}
+
+impl Sender {
+    /// A sender for `[smtp]`. `password` is the resolved AUTH password, if `[smtp]` names one
+    /// (only the daemon and the CLI read secrets).
+    ///
+    /// # Errors
+    /// The TLS configuration is unusable.
+    pub fn new(
+        config: &SmtpConfig,
+        password: Option<Secret>,
+        store: Store,
+    ) -> Result<Sender, SendError> {
+        Self::with_options(config, password, store, SenderOptions::from_config(config))
+    }
+
+    /// A sender with options other than the configuration's (tests, benchmarks).
+    ///
+    /// # Errors
+    /// The TLS configuration is unusable.
+    pub fn with_options(
+        config: &SmtpConfig,
+        password: Option<Secret>,
+        store: Store,
+        options: SenderOptions,
+    ) -> Result<Sender, SendError> {
+        let transport = match &config.transport {
+            SmtpTransport::Smtp(server) => {
+                Transport::Smtp(Box::new(Connector::new(server, password, options.timeout)?))
+            }
+            SmtpTransport::File(dir) => Transport::File(dir.clone()),
+        };
+        Ok(Sender {
+            store,
+            transport: Arc::new(transport),
+            options,
+        })
+    }
+
+    /// Runs until `cancel` fires: declares the claims a previous process left behind
+    /// `interrupted`, then sends what is due as it comes due. On cancellation, messages in
+    /// flight are finished and recorded; nothing new is started.
+    pub async fn run(&self, cancel: CancellationToken) -> SendReport {
+        self.recover().await;
+        self.dispatch(cancel, Mode::Forever).await
+    }
+
+    /// Sends everything due now, then returns (`leadloop run --once`, tests). Like
+    /// [`Sender::run`], it first declares abandoned claims `interrupted`.
+    pub async fn drain(&self, cancel: CancellationToken) -> SendReport {
+        self.recover().await;
+        self.dispatch(cancel, Mode::Drain).await
+    }
+
+    /// Sends one row now if it is `pending` or `retry`, whatever its due time, and returns
+    /// what became of it (`leadloop send-test`). Other rows are left to the daemon.
+    ///
+    /// # Errors
+    /// The store cannot be used; the row then keeps its state (or, if the failure came after
+    /// the claim, is `interrupted` after its lease).
+    pub async fn send_now(
+        &self,
+        id: OutboxId,
+    ) -> Result<Option<SendOutcome>, crate::store::StoreError> {
+        let claimed = self.store.claim_outbox_row(id, self.claim(1)).await?;
+        let Some(message) = claimed.messages.into_iter().next() else {
+            return Ok(None);
+        };
+        let mut slot = None;
+        let outcome = self.deliver(&mut slot, &message).await;
+        if let (Transport::Smtp(c), Some(conn)) = (&*self.transport, slot) {
+            c.close(conn).await;
+        }
+        self.store
+            .settle(&[(id, outcome.clone())], Utc::now())
+            .await?;
+        Ok(Some(outcome))
+    }
+
+    fn claim(&self, limit: usize) -> Claim {
+        Claim {
+            now: Utc::now(),
+            limit,
+            lease: self.options.lease(),
+        }
+    }
+
+    /// On SQLite one daemon owns the database, so every `sending` row at start-up belongs to
+    /// a process that is gone; on PostgreSQL only claims whose lease has expired are.
+    async fn recover(&self) {
+        let all = self.store.backend() == Backend::Sqlite;
+        match self.store.interrupt_abandoned(Utc::now(), all).await {
+            Ok(0) => {}
+            Ok(n) => warn!(
+                messages = n,
+                "messages were being sent when the sender last stopped; they are now `interrupted` and will not be resent automatically (see `leadloop outbox list --state interrupted`)"
+            ),
+            Err(e) => {
+                error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot recover interrupted sends")
+            }
+        }
+    }
+
+    async fn dispatch(&self, cancel: CancellationToken, mode: Mode) -> SendReport {
+        let n = self.options.connections.max(1);
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(usize, OutboxId, SendOutcome)>();
+        let mut workers = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for idx in 0..n {
+            let (tx, rx) = mpsc::channel::<OutboxMessage>(1);
+            workers.push(tx);
+            let sender = self.clone();
+            let done = done_tx.clone();
+            handles.push(tokio::spawn(
+                async move { sender.worker(idx, rx, done).await },
+            ));
+        }
+        drop(done_tx);
+
+        let mut idle: Vec<usize> = (0..n).rev().collect();
+        let mut outcomes: Vec<(OutboxId, SendOutcome)> = Vec::new();
+        let mut report = SendReport::default();
+        let mut db_backoff = Duration::from_millis(500);
+        loop {
+            let stopping = cancel.is_cancelled();
+            let limit = if stopping { 0 } else { idle.len() };
+            let mut exhausted = true;
+            if limit > 0 || !outcomes.is_empty() {
+                match self
+                    .store
+                    .settle_and_claim(&outcomes, self.claim(limit))
+                    .await
+                {
+                    Ok(Claimed {
+                        messages,
+                        suppressed,
+                    }) => {
+                        db_backoff = Duration::from_millis(500);
+                        outcomes.clear();
+                        exhausted = messages.len() < limit;
+                        for (id, why) in &suppressed {
+                            info!(outbox = %id, reason = %why, "not sent: recipient suppressed");
+                        }
+                        report.suppressed += suppressed.len();
+                        for m in messages {
+                            let Some(w) = idle.pop() else {
+                                unreachable!("claims never exceed the idle workers")
+                            };
+                            if workers[w].try_send(m).is_err() {
+                                unreachable!("an idle worker's channel has room");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // The outcomes are kept and recorded with the next round: they are
+                        // the only record of what the server said.
+                        error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "the outbox cannot be updated; trying again");
+                        tokio::select! {
+                            () = tokio::time::sleep(db_backoff) => {}
+                            () = cancel.cancelled(), if !stopping => {}
+                        }
+                        db_backoff = (db_backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                }
+            }
+            let busy = n - idle.len();
+            if busy == 0 && outcomes.is_empty() && (stopping || (mode == Mode::Drain && exhausted))
+            {
+                break;
+            }
+
+            // Sleep until a worker finishes, work arrives, the next row comes due, or stop.
+            let wake_at = if exhausted && !stopping && !idle.is_empty() {
+                self.next_wake().await
+            } else {
+                None
+            };
+            tokio::select! {
+                Some((w, id, outcome)) = done_rx.recv(), if busy > 0 => {
+                    report.count(&outcome);
+                    idle.push(w);
+                    outcomes.push((id, outcome));
+                    // Everything else that finished meanwhile goes into the same round.
+                    while let Ok((w, id, outcome)) = done_rx.try_recv() {
+                        report.count(&outcome);
+                        idle.push(w);
+                        outcomes.push((id, outcome));
+                    }
+                }
+                () = self.store.outbox_woken(), if !stopping && !idle.is_empty() => {}
+                () = sleep_until(wake_at), if wake_at.is_some() => {
+                    if self.store.backend() == Backend::Postgres
+                        && let Err(e) = self.store.interrupt_abandoned(Utc::now(), false).await
+                    {
+                        error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot check for abandoned sends");
+                    }
+                }
+                () = cancel.cancelled(), if !stopping => {}
+            }
+        }
+        drop(workers);
+        for h in handles {
+            let _ = h.await;
+        }
+        report
+    }
+
+    /// When the dispatcher must look again without being woken: the next due row or the next
+    /// expiring claim, and never later than [`POLL`].
+    async fn next_wake(&self) -> Option<DateTime<Utc>> {
+        let poll = Utc::now() + chrono::Duration::from_std(POLL).unwrap_or_default();
+        match self.store.next_outbox_due().await {
+            Ok(Some(t)) => Some(t.min(poll)),
+            Ok(None) => Some(poll),
+            Err(e) => {
+                error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot read the next due time");
+                Some(poll)
+            }
+        }
+    }
+
+    async fn worker(
+        &self,
+        idx: usize,
+        mut rx: mpsc::Receiver<OutboxMessage>,
+        done: mpsc::UnboundedSender<(usize, OutboxId, SendOutcome)>,
+    ) {
+        let mut slot: Option<AsyncSmtpConnection> = None;
+        while let Some(message) = rx.recv().await {
+            let span = info_span!(
+                "send",
+                outbox = %message.id,
+                message_id = %message.message_id,
+                attempt = message.attempts,
+                connection = idx,
+            );
+            let outcome = self.deliver(&mut slot, &message).instrument(span).await;
+            if done.send((idx, message.id, outcome)).is_err() {
+                break;
+            }
+        }
+        if let (Transport::Smtp(c), Some(conn)) = (&*self.transport, slot) {
+            c.close(conn).await;
+        }
+    }
+
+    async fn deliver(
+        &self,
+        slot: &mut Option<AsyncSmtpConnection>,
+        m: &OutboxMessage,
+    ) -> SendOutcome {
+        if m.raw.is_empty() {
+            // A row without its bytes (a damaged database) is never sent as an empty message.
+            return SendOutcome::Failed {
+                error: "the message's bytes are missing from the outbox".into(),
+                recipient_rejected: false,
+            };
+        }
+        let result = match &*self.transport {
+            Transport::Smtp(c) => {
+                c.deliver(slot, &m.envelope_from, &m.recipient, &m.raw)
+                    .await
+            }
+            Transport::File(dir) => file::write(dir, m).await.map_err(|e| Failure {
+                stage: Stage::Connect,
+                kind: FailKind::Network,
+                detail: format!("cannot write to {}: {e}", dir.display()),
+            }),
+        };
+        let outcome = self.decide(m, result, Utc::now());
+        match &outcome {
+            SendOutcome::Sent { response } => debug!(%response, "sent"),
+            SendOutcome::Retry { error, at } => {
+                warn!(%error, retry_at = %at, "temporary failure; will retry")
+            }
+            SendOutcome::Failed {
+                error,
+                recipient_rejected,
+            } => warn!(%error, recipient_rejected, "failed"),
+            SendOutcome::Interrupted { error } => {
+                error!(%error, "interrupted: may or may not have been delivered; not resent automatically")
+            }
+        }
+        outcome
+    }
+
+    /// What a conversation's result means for the row (module docs).
+    fn decide(
+        &self,
+        m: &OutboxMessage,
+        result: Result<String, Failure>,
+        now: DateTime<Utc>,
+    ) -> SendOutcome {
+        let f = match result {
+            Ok(response) => return SendOutcome::Sent { response },
+            Err(f) => f,
+        };
+        let error = f.to_string();
+        match (f.kind, f.stage) {
+            (FailKind::Permanent, Stage::Connect) => self.retry(m, error, now),
+            (FailKind::Permanent, stage) => SendOutcome::Failed {
+                error,
+                recipient_rejected: stage == Stage::Rcpt,
+            },
+            (FailKind::Timeout, Stage::Body) => SendOutcome::Interrupted {
+                error: format!("{error}; the server may have accepted it"),
+            },
+            _ => self.retry(m, error, now),
+        }
+    }
+
+    fn retry(&self, m: &OutboxMessage, error: String, now: DateTime<Utc>) -> SendOutcome {
+        let age = (now - m.created_at).to_std().unwrap_or_default();
+        if age >= self.options.retry_max_age {
+            return SendOutcome::Failed {
+                error: format!(
+                    "gave up after {} attempts over {}: {error}",
+                    m.attempts,
+                    humantime::format_duration(Duration::from_secs(age.as_secs()))
+                ),
+                recipient_rejected: false,
+            };
+        }
+        let delay = self.options.backoff(m.attempts);
+        SendOutcome::Retry {
+            error,
+            at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+        }
+    }
+}
+
+async fn sleep_until(t: Option<DateTime<Utc>>) {
+    match t {
+        Some(t) => {
+            let d = (t - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(d).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The built-in message `leadloop send-test --to ADDRESS` sends: proof that the configured
+/// transport delivers, before any sequence exists. `from` is our sending identity; the
+/// Message-ID is random under its domain, as every message of ours is.
+///
+/// # Errors
+/// The addresses cannot be used in a message (they are validated [`EmailAddress`]es, so this
+/// only happens for addresses lettre refuses).
+///
+/// [`EmailAddress`]: crate::domain::EmailAddress
+pub fn test_message(
+    from: &crate::domain::EmailAddress,
+    envelope_from: &crate::domain::EmailAddress,
+    to: &crate::domain::EmailAddress,
+    now: DateTime<Utc>,
+) -> Result<crate::store::NewOutboxMessage, String> {
+    let token: u64 = rand::rng().random();
+    let message_id = format!("test.{}.{token:016x}@{}", now.timestamp(), from.domain());
+    let message = lettre::Message::builder()
+        .from(from.as_str().parse().map_err(|e| format!("from {from}: {e}"))?)
+        .to(to.as_str().parse().map_err(|e| format!("to {to}: {e}"))?)
+        .subject("leadloop test message")
+        .message_id(Some(format!("<{message_id}>")))
+        .date(now.into())
+        .header(lettre::message::header::ContentType::TEXT_PLAIN)
+        .body(format!(
+            "This is a test message from leadloop.\n\nIt was sent to {to} at {} through the configured [smtp] transport.\n",
+            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+        .map_err(|e| e.to_string())?;
+    Ok(crate::store::NewOutboxMessage {
+        lead_id: None,
+        enrollment_id: None,
+        step_id: None,
+        from: from.to_string(),
+        envelope_from: envelope_from.to_string(),
+        recipient: to.to_string(),
+        message_id,
+        raw: message.formatted(),
+        due_at: now,
+    })
+}

@@ -1,0 +1,415 @@
+//! One SMTP conversation per message over a long-lived connection.
+//!
+//! The connections are lettre's [`AsyncSmtpConnection`], opened on a TCP socket we create
+//! ourselves so that `TCP_NODELAY` is set: lettre 0.11.23's own transport and pool never set
+//! it, and because it writes the end-of-data `.` separately, Nagle's algorithm and delayed ACKs
+//! then cost about 44 ms per message per connection. Each sender worker owns one connection,
+//! which is the pool; a broken or refused conversation drops its connection and the next
+//! message opens a fresh one.
+//!
+//! The conversation is driven command by command (`MAIL`, `RCPT`, `DATA`, the data) rather
+//! than with lettre's `send`, because what to do with a failure depends on where it happened:
+//! a 5xx to `RCPT TO` means the recipient does not exist, and a timeout after the data has
+//! gone out means the server may have the message.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use lettre::Address;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use super::SendError;
+use crate::config::{Secret, SmtpServer, TlsMode};
+
+/// Where in the conversation a failure happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Connecting, TLS, greeting, EHLO, AUTH: nothing of the message has left.
+    Connect,
+    /// `MAIL FROM`.
+    Mail,
+    /// `RCPT TO`: a permanent refusal here is about the recipient.
+    Rcpt,
+    /// `DATA`.
+    Data,
+    /// The message itself and the reply to its end: from here on the server may have it.
+    Body,
+}
+
+/// What kind of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailKind {
+    /// A 4xx reply.
+    Transient,
+    /// A 5xx reply, or a message this server can never take.
+    Permanent,
+    /// No answer in time.
+    Timeout,
+    /// The connection broke, or TLS, or an unreadable reply.
+    Network,
+}
+
+/// A failed conversation.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub stage: Stage,
+    pub kind: FailKind,
+    pub detail: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = match self.stage {
+            Stage::Connect => "connecting",
+            Stage::Mail => "MAIL FROM",
+            Stage::Rcpt => "RCPT TO",
+            Stage::Data => "DATA",
+            Stage::Body => "end of data",
+        };
+        write!(f, "{stage}: {}", self.detail)
+    }
+}
+
+fn failure(stage: Stage, e: &lettre::transport::smtp::Error) -> Failure {
+    let kind = if e.is_permanent() {
+        FailKind::Permanent
+    } else if e.is_transient() {
+        FailKind::Transient
+    } else if e.is_timeout() {
+        FailKind::Timeout
+    } else {
+        FailKind::Network
+    };
+    Failure {
+        stage,
+        kind,
+        detail: e.to_string(),
+    }
+}
+
+/// Opens connections to the configured server.
+pub(crate) struct Connector {
+    server: SmtpServer,
+    password: Option<Secret>,
+    hello: ClientId,
+    timeout: Duration,
+    /// For `implicit`: TLS from the first byte, with our own rustls configuration.
+    implicit: Option<TlsConnector>,
+    /// For `starttls`: lettre upgrades the connection after EHLO.
+    starttls: Option<TlsParameters>,
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("host", &self.server.host)
+            .field("port", &self.server.port)
+            .field("tls", &self.server.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    pub(crate) fn new(
+        server: &SmtpServer,
+        password: Option<Secret>,
+        timeout: Duration,
+    ) -> Result<Connector, SendError> {
+        let ca = match &server.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                SendError::Tls(format!("cannot read ca_file {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        let (implicit, starttls) = match server.tls {
+            TlsMode::Implicit => (Some(tls_connector(ca.as_deref())?), None),
+            TlsMode::Starttls => {
+                let mut b = TlsParameters::builder(server.host.clone());
+                if let Some(pem) = &ca {
+                    let cert = Certificate::from_pem(pem)
+                        .map_err(|e| SendError::Tls(format!("unusable ca_file: {e}")))?;
+                    b = b.add_root_certificate(cert);
+                }
+                let params = b
+                    .build_rustls()
+                    .map_err(|e| SendError::Tls(e.to_string()))?;
+                (None, Some(params))
+            }
+            TlsMode::None => (None, None),
+        };
+        let hello = match &server.hello_name {
+            Some(name) => ClientId::Domain(name.clone()),
+            None => ClientId::default(),
+        };
+        Ok(Connector {
+            server: server.clone(),
+            password,
+            hello,
+            timeout,
+            implicit,
+            starttls,
+        })
+    }
+
+    async fn timed<T, F>(&self, stage: Stage, fut: F) -> Result<T, Failure>
+    where
+        F: Future<Output = Result<T, lettre::transport::smtp::Error>>,
+    {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r.map_err(|e| failure(stage, &e)),
+            Err(_) => Err(Failure {
+                stage,
+                kind: FailKind::Timeout,
+                detail: format!("no reply within {:?}", self.timeout),
+            }),
+        }
+    }
+
+    /// Connects, secures, greets and authenticates.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, Failure> {
+        let net = |detail: String| Failure {
+            stage: Stage::Connect,
+            kind: FailKind::Network,
+            detail,
+        };
+        let addr = (self.server.host.as_str(), self.server.port);
+        let tcp = match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => return Err(net(format!("cannot connect: {e}"))),
+            Err(_) => {
+                return Err(Failure {
+                    stage: Stage::Connect,
+                    kind: FailKind::Timeout,
+                    detail: format!("no connection within {:?}", self.timeout),
+                });
+            }
+        };
+        // The reason these connections are ours rather than lettre's pool's (module docs).
+        tcp.set_nodelay(true)
+            .map_err(|e| net(format!("cannot set TCP_NODELAY: {e}")))?;
+        let stream: Box<dyn AsyncTokioStream> = match &self.implicit {
+            Some(tls) => {
+                let name = ServerName::try_from(self.server.host.clone())
+                    .map_err(|e| net(format!("not a TLS server name: {e}")))?;
+                let tls = tokio::time::timeout(self.timeout, tls.connect(name, tcp))
+                    .await
+                    .map_err(|_| net("no TLS handshake in time".to_owned()))?
+                    .map_err(|e| net(format!("TLS: {e}")))?;
+                Box::new(Tls(tls))
+            }
+            None => Box::new(tcp),
+        };
+        let mut conn = self
+            .timed(
+                Stage::Connect,
+                AsyncSmtpConnection::connect_with_transport(stream, &self.hello),
+            )
+            .await?;
+        if let Some(params) = &self.starttls {
+            if !conn.can_starttls() {
+                conn.abort().await;
+                return Err(net(
+                    "the server does not offer STARTTLS (tls = \"starttls\")".to_owned(),
+                ));
+            }
+            self.timed(Stage::Connect, conn.starttls(params.clone(), &self.hello))
+                .await?;
+        }
+        if let (Some((user, _)), Some(password)) = (&self.server.auth, &self.password) {
+            let credentials = Credentials::new(user.clone(), password.expose().to_owned());
+            self.timed(
+                Stage::Connect,
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
+            )
+            .await?;
+        }
+        Ok(conn)
+    }
+
+    /// Hands one message to the server over `slot`'s connection (opening one if needed).
+    /// On any failure the connection is closed and `slot` left empty.
+    pub(crate) async fn deliver(
+        &self,
+        slot: &mut Option<AsyncSmtpConnection>,
+        envelope_from: &str,
+        recipient: &str,
+        raw: &[u8],
+    ) -> Result<String, Failure> {
+        let permanent = |stage, detail: String| Failure {
+            stage,
+            kind: FailKind::Permanent,
+            detail,
+        };
+        let from = Address::from_str(envelope_from).map_err(|e| {
+            permanent(
+                Stage::Mail,
+                format!("invalid envelope sender {envelope_from:?}: {e}"),
+            )
+        })?;
+        let to = Address::from_str(recipient)
+            .map_err(|e| permanent(Stage::Rcpt, format!("invalid recipient {recipient:?}: {e}")))?;
+
+        // A kept connection may have been closed by the server while idle: that shows at MAIL,
+        // before anything of the message has left, so one fresh connection is tried at once.
+        let mut reused = slot.is_some();
+        loop {
+            if slot.is_none() {
+                *slot = Some(self.connect().await?);
+            }
+            let Some(conn) = slot.as_mut() else {
+                unreachable!("a connection was just put in the slot")
+            };
+            let result = self.conversation(conn, &from, &to, raw).await;
+            match result {
+                Ok(response) => return Ok(response),
+                Err(f) => {
+                    // After a refusal the server is still listening and gets a QUIT; a
+                    // broken or silent connection is just closed.
+                    if let Some(mut conn) = slot.take()
+                        && matches!(f.kind, FailKind::Transient | FailKind::Permanent)
+                    {
+                        let _ = tokio::time::timeout(Duration::from_secs(2), conn.abort()).await;
+                    }
+                    if reused
+                        && f.stage == Stage::Mail
+                        && matches!(f.kind, FailKind::Network | FailKind::Timeout)
+                    {
+                        reused = false;
+                        continue;
+                    }
+                    return Err(f);
+                }
+            }
+        }
+    }
+
+    async fn conversation(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        from: &Address,
+        to: &Address,
+        raw: &[u8],
+    ) -> Result<String, Failure> {
+        let mut options = Vec::new();
+        let info = conn.server_info();
+        if !raw.is_ascii() {
+            if !info.supports_feature(Extension::EightBitMime) {
+                return Err(Failure {
+                    stage: Stage::Mail,
+                    kind: FailKind::Permanent,
+                    detail: "the message is 8-bit and the server does not offer 8BITMIME".into(),
+                });
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        if !(from.to_string().is_ascii() && to.to_string().is_ascii()) {
+            if !info.supports_feature(Extension::SmtpUtfEight) {
+                return Err(Failure {
+                    stage: Stage::Mail,
+                    kind: FailKind::Permanent,
+                    detail: "the addresses are not ASCII and the server does not offer SMTPUTF8"
+                        .into(),
+                });
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        self.timed(
+            Stage::Mail,
+            conn.command(Mail::new(Some(from.clone()), options)),
+        )
+        .await?;
+        self.timed(Stage::Rcpt, conn.command(Rcpt::new(to.clone(), Vec::new())))
+            .await?;
+        self.timed(Stage::Data, conn.command(Data)).await?;
+        let response = self.timed(Stage::Body, conn.message(raw)).await?;
+        let text: Vec<&str> = response.message().collect();
+        Ok(format!("{} {}", response.code(), text.join(" ")))
+    }
+
+    /// Ends a kept connection politely.
+    pub(crate) async fn close(&self, mut conn: AsyncSmtpConnection) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+    }
+}
+
+/// TLS for `implicit`: the system's web PKI roots plus the configured CA, ring as the crypto
+/// provider, passed explicitly (a process-wide default would panic if another dependency ever
+/// compiled in a second provider).
+fn tls_connector(ca_pem: Option<&[u8]>) -> Result<TlsConnector, SendError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = ca_pem {
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert =
+                cert.map_err(|e| SendError::Tls(format!("bad certificate in ca_file: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| SendError::Tls(format!("unusable certificate in ca_file: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SendError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(tls)))
+}
+
+/// A TLS stream lettre can talk over.
+struct Tls(TlsStream<TcpStream>);
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl AsyncTokioStream for Tls {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+impl AsyncRead for Tls {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Tls {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
