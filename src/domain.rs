@@ -53,10 +53,16 @@ impl EmailAddress {
         if local.is_empty() || domain.is_empty() || local.len() > 64 {
             return Err(AddressError::Shape);
         }
-        if let Some(c) = s
-            .chars()
-            .find(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"".contains(*c))
-        {
+        // Called for every address of every message: one pass over the characters, matched
+        // against a fixed set (not `str::contains` per character).
+        if let Some(c) = s.chars().find(|&c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(
+                    c,
+                    '<' | '>' | '(' | ')' | '[' | ']' | ',' | ';' | ':' | '\\' | '"'
+                )
+        }) {
             return Err(AddressError::Character(c));
         }
         if local.contains('@') {
@@ -73,11 +79,15 @@ impl EmailAddress {
                 return Err(AddressError::Domain(domain.to_owned()));
             }
         }
-        Ok(Self(format!(
-            "{}@{}",
-            local.to_lowercase(),
-            domain.to_lowercase()
-        )))
+        let mut normal = String::with_capacity(local.len() + 1 + domain.len());
+        for part in [local, "@", domain] {
+            if part.is_ascii() {
+                normal.extend(part.chars().map(|c| c.to_ascii_lowercase()));
+            } else {
+                normal.push_str(&part.to_lowercase());
+            }
+        }
+        Ok(Self(normal))
     }
 
     /// The whole address as text.

@@ -53,15 +53,23 @@ fn label_of(line: &str) -> Option<(&str, &str)> {
 /// (`10:30`) and URLs (`https://…`) are not labels.
 fn label_line(line: &str) -> Option<(&str, &str)> {
     let decoration = |c: char| c == '*' || c == '_' || c.is_whitespace();
-    let (head, tail) = line.split_once(':')?;
+    // The colon can only be near the start: at most 60 label characters (4 bytes each at
+    // worst) plus decoration. Looking further would scan every prose line to its end.
+    let near = line.as_bytes().get(..320).unwrap_or(line.as_bytes());
+    let colon = memchr::memchr(b':', near)?;
+    let (head, tail) = (&line[..colon], &line[colon + 1..]);
     let label = head
         .trim_start_matches(decoration)
         .trim_end_matches(decoration);
     if !label.chars().next()?.is_alphabetic()
         || label.chars().count() > 60
-        || !label
-            .chars()
-            .all(|c| c.is_alphanumeric() || " ._'/()&#?-".contains(c))
+        || !label.chars().all(|c| {
+            c.is_alphanumeric()
+                || matches!(
+                    c,
+                    ' ' | '.' | '_' | '\'' | '/' | '(' | ')' | '&' | '#' | '?' | '-'
+                )
+        })
     {
         return None;
     }
@@ -88,8 +96,7 @@ fn plausible_label(label: &str) -> bool {
 /// Reads `Label: value` lines, and `Label:` followed by the value on the next line, in order;
 /// the first occurrence of a label wins.
 pub fn extract_fields(body: &str) -> Vec<(String, String)> {
-    let lines: Vec<&str> = clip(body, super::parse::MAX_TEXT)
-        .lines()
+    let lines: Vec<&str> = super::parse::lines(clip(body, super::parse::MAX_TEXT))
         .take(5000)
         .map(str::trim)
         .collect();

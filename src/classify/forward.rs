@@ -123,7 +123,9 @@ pub fn forward_subject(subject: &str) -> bool {
 
 /// The original message of an inline forwarded block in `body`.
 fn inline(body: &str, subject: &str) -> Option<Original> {
-    let lines: Vec<&str> = clip(body, parse::MAX_TEXT).lines().take(5000).collect();
+    let lines: Vec<&str> = parse::lines(clip(body, parse::MAX_TEXT))
+        .take(5000)
+        .collect();
     let fwd_subject = forward_subject(subject);
     for (i, line) in lines.iter().enumerate() {
         let t = clip(line.trim(), 300);

@@ -294,6 +294,28 @@ pub fn part_text(part: &MessagePart<'_>, max: usize) -> Option<String> {
     }
 }
 
+/// The lines of `text`, exactly as [`str::lines`] splits them (at `\n`, a `\r` before it
+/// dropped, no empty last line), found with a vectorised search: the classifier walks the
+/// lines of every body several times, and `str::lines` spends most of that in per-line search
+/// setup.
+pub fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let line = match memchr::memchr(b'\n', rest.as_bytes()) {
+            Some(i) => {
+                let line = &rest[..i];
+                rest = &rest[i + 1..];
+                line.strip_suffix('\r').unwrap_or(line)
+            }
+            None => std::mem::take(&mut rest),
+        };
+        Some(line)
+    })
+}
+
 /// The readable body: the text/plain parts, or the HTML parts converted to text when there are
 /// none, joined and clipped to [`MAX_TEXT`].
 pub fn body_text(msg: &Message<'_>) -> String {
@@ -336,15 +358,27 @@ fn lf_only(out: String) -> String {
     if !out.contains('\r') {
         return out;
     }
-    let mut fixed = String::with_capacity(out.len());
-    let mut rest = out.as_str();
-    while let Some((head, tail)) = rest.split_once('\r') {
-        fixed.push_str(head);
-        fixed.push('\n');
-        rest = tail.strip_prefix('\n').unwrap_or(tail);
+    // In place: every CR becomes LF and the LF after it is dropped, so the text only shrinks;
+    // the runs between CRs move as blocks.
+    let mut bytes = out.into_bytes();
+    let mut write = 0;
+    let mut read = 0;
+    while let Some(cr) = memchr::memchr(b'\r', &bytes[read..]).map(|i| read + i) {
+        bytes.copy_within(read..cr, write);
+        write += cr - read;
+        bytes[write] = b'\n';
+        write += 1;
+        read = cr + 1;
+        if bytes.get(read) == Some(&b'\n') {
+            read += 1;
+        }
     }
-    fixed.push_str(rest);
-    fixed
+    let end = bytes.len();
+    bytes.copy_within(read..end, write);
+    write += end - read;
+    bytes.truncate(write);
+    // Only ASCII bytes were replaced or removed, so the text is still UTF-8.
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Appends the whitespace-separated words of `s` to `out`, joined by single spaces.
@@ -494,7 +528,7 @@ const NEW_TEXT_BYTES: usize = 64 * 1024;
 pub fn new_text_whole(body: &str) -> (String, bool) {
     let mut out = Vec::new();
     let mut whole = body.len() <= NEW_TEXT_BYTES;
-    let mut lines = clip(body, NEW_TEXT_BYTES).lines();
+    let mut lines = self::lines(clip(body, NEW_TEXT_BYTES));
     for line in lines.by_ref().take(NEW_TEXT_LINES) {
         let t = line.trim();
         if t.starts_with('>') {
@@ -542,6 +576,28 @@ mod tests {
         ] {
             let want = s.replace("\r\n", "\n").replace('\r', "\n");
             assert_eq!(lf_only(s.to_owned()), want, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn lines_split_like_str_lines() {
+        for text in [
+            "",
+            "a",
+            "a\n",
+            "a\r\nb",
+            "a\n\nb\n",
+            "\n",
+            "\r\n",
+            "a\rb\n",
+            "x\r",
+            "é\r\n\r\nü",
+        ] {
+            assert_eq!(
+                lines(text).collect::<Vec<_>>(),
+                text.lines().collect::<Vec<_>>(),
+                "{text:?}"
+            );
         }
     }
 

@@ -1,6 +1,7 @@
 //! The IMAP source: TLS by default, UID-based sync with the cursor kept in the store, IDLE with a
 //! polling fallback, and reconnects with capped exponential backoff.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -38,6 +39,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(300);
 const IDLE_MAX: Duration = Duration::from_secs(29 * 60);
 /// A batch also ends once it holds this many bytes, so memory stays flat with large messages.
 const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Messages in the first batch of a pass; later batches double up to `imap.batch_size`.
+const FIRST_BATCH: usize = 50;
 
 /// Why talking to the IMAP server failed.
 #[derive(Debug, thiserror::Error)]
@@ -322,26 +326,12 @@ impl ImapSource {
                 return Ok(IngestReport::default());
             }
 
-            // Sizes first, so oversize messages are never fetched whole.
-            // Each response is dropped as soon as it is read: a held response keeps its whole
-            // read buffer alive, which for a large mailbox adds up to tens of megabytes.
-            let mut sizes: Vec<(u32, u64)> = Vec::new();
-            {
-                let stream = timed("UID FETCH", session.uid_fetch(format!("{start}:*"), "(UID RFC822.SIZE)")).await?;
-                let mut stream = std::pin::pin!(stream);
-                while let Some(f) = timed("UID FETCH", stream.try_next()).await? {
-                    // `n:*` always includes the newest message, even when its UID is below n.
-                    if let Some(uid) = f.uid.filter(|uid| *uid >= start) {
-                        sizes.push((uid, u64::from(f.size.unwrap_or(0))));
-                    }
-                }
-            }
-            sizes.sort_unstable();
-            sizes.dedup_by_key(|(uid, _)| *uid);
+            let listing = std::time::Instant::now();
+            let sizes = self.list_new(session, start).await?;
             if sizes.is_empty() {
                 return Ok(IngestReport::default());
             }
-            info!(new = sizes.len(), from_uid = start, "fetching new mail");
+            info!(new = sizes.len(), from_uid = start, listing = ?listing.elapsed(), "fetching new mail");
 
             // Fetch batch n+1 while batch n is classified and recorded. The writer is a task of
             // its own, so decoding IMAP and preparing inserts use two cores; it is aborted if
@@ -373,6 +363,72 @@ impl ImapSource {
         .await
     }
 
+    /// The UIDs from `start` on, each with its size or an upper bound of it, in UID order.
+    ///
+    /// Sizes come first so that oversize messages are never fetched whole and a batch's bytes
+    /// stay bounded. Two `UID SEARCH`es (all new UIDs, and those `LARGER` than a batch's fair
+    /// share of [`BATCH_BYTES`]) answer that for most mail in two short responses; only the
+    /// large messages are asked for their exact `RFC822.SIZE`. A size listing of every message
+    /// would cost one response per message before the first body is fetched.
+    async fn list_new(
+        &self,
+        session: &mut ImapSession,
+        start: u32,
+    ) -> Result<Vec<(u32, u64)>, IngestError> {
+        let bound = (BATCH_BYTES / u64::from(self.config.batch_size.max(1)))
+            .min(self.config.max_message_bytes)
+            .max(1);
+        let range = format!("UID {start}:*");
+        // `n:*` always includes the newest message, even when its UID is below n.
+        let mut all: Vec<u32> = timed("UID SEARCH", session.uid_search(&range))
+            .await?
+            .into_iter()
+            .filter(|uid| *uid >= start)
+            .collect();
+        all.sort_unstable();
+        if all.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut large: Vec<u32> = timed(
+            "UID SEARCH",
+            session.uid_search(format!("{range} LARGER {bound}")),
+        )
+        .await?
+        .into_iter()
+        .filter(|uid| *uid >= start)
+        .collect();
+        large.sort_unstable();
+        let mut exact: HashMap<u32, u64> = HashMap::with_capacity(large.len());
+        if !large.is_empty() {
+            // Each response is dropped as soon as it is read: a held response keeps its whole
+            // read buffer alive.
+            let stream = timed(
+                "UID FETCH",
+                session.uid_fetch(uid_set(&large), "(UID RFC822.SIZE)"),
+            )
+            .await?;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(f) = timed("UID FETCH", stream.try_next()).await? {
+                if let (Some(uid), Some(size)) = (f.uid, f.size) {
+                    exact.insert(uid, u64::from(size));
+                }
+            }
+        }
+        Ok(all
+            .into_iter()
+            .map(|uid| {
+                let size = match exact.get(&uid) {
+                    Some(size) => *size,
+                    // Large without a size answer: assume the worst, so it is fetched alone
+                    // and only its header when over the limit.
+                    None if large.binary_search(&uid).is_ok() => u64::MAX,
+                    None => bound,
+                };
+                (uid, size)
+            })
+            .collect())
+    }
+
     async fn fetch_batches(
         &self,
         session: &mut ImapSession,
@@ -381,7 +437,11 @@ impl ImapSource {
         cancel: &CancellationToken,
     ) -> Result<(), IngestError> {
         let limit = self.config.max_message_bytes;
-        let per_batch = self.config.batch_size as usize;
+        let full_batch = self.config.batch_size as usize;
+        // The first batches are small and double up to the configured size: classification
+        // and the first commit start after a few dozen messages instead of a whole batch,
+        // which otherwise leaves the other cores idle while the first batch streams in.
+        let mut per_batch = full_batch.min(FIRST_BATCH);
         let mut rest = sizes;
         while !rest.is_empty() {
             // Stop between batches: what is recorded stays recorded, the rest waits for next time.
@@ -397,6 +457,7 @@ impl ImapSource {
                 bytes += rest[n].1.min(limit);
                 n += 1;
             }
+            per_batch = (per_batch * 2).min(full_batch);
             let (chunk, tail) = rest.split_at(n);
             rest = tail;
             let whole: Vec<u32> = chunk

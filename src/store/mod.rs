@@ -12,7 +12,7 @@
 //! ahead of what is recorded, and a crash mid-batch leaves nothing half-written. A lead's
 //! timeline is read from the messages that name it plus the `events` that are not messages.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -232,10 +232,16 @@ fn params(backend: Backend, first: usize, count: usize) -> String {
 
 /// `($1,$2,$3),($4,$5,$6)…` for `rows` rows of `cols` columns.
 fn values_list(backend: Backend, rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", params(backend, r * cols + 1, cols)))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut s = String::with_capacity(rows * (cols * 6 + 3));
+    for r in 0..rows {
+        if r > 0 {
+            s.push(',');
+        }
+        s.push('(');
+        s.push_str(&params(backend, r * cols + 1, cols));
+        s.push(')');
+    }
+    s
 }
 
 /// The lead a batch creates or updates, merged over all its messages in the batch.
@@ -595,29 +601,41 @@ impl Store {
 /// The part of a decision that has no column of its own, without empty values: stored with
 /// every message, so it is kept small.
 fn inbound_detail(c: &Classification) -> String {
-    let mut d = serde_json::Map::new();
-    d.insert("evidence".into(), serde_json::json!(c.evidence));
-    let mut put = |key: &str, value: serde_json::Value| {
-        if !value.is_null() {
-            d.insert(key.into(), value);
-        }
-    };
-    if !c.fields.is_empty() {
-        put("fields", serde_json::json!(c.fields));
+    /// The stored shape: absent values are left out, keys in alphabetical order. Serialised
+    /// straight from the classification (no intermediate `serde_json::Value` tree): this runs
+    /// once per ingested message.
+    #[derive(Serialize)]
+    struct Detail<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        bounce: Option<&'a crate::classify::Bounce>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        channel: Option<&'a str>,
+        evidence: &'a [String],
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        fields: &'a BTreeMap<String, String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        form: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        lead: Option<&'a crate::classify::Person>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        owner: Option<&'a EmailAddress>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        references: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        return_date: Option<chrono::NaiveDate>,
     }
-    if !c.references.is_empty() {
-        put("references", serde_json::json!(c.references));
-    }
-    put("lead", serde_json::to_value(&c.lead).unwrap_or_default());
-    put("owner", serde_json::json!(c.owner));
-    put("channel", serde_json::json!(c.channel));
-    put("form", serde_json::json!(c.form));
-    put(
-        "bounce",
-        serde_json::to_value(&c.bounce).unwrap_or_default(),
-    );
-    put("return_date", serde_json::json!(c.return_date));
-    serde_json::Value::Object(d).to_string()
+    serde_json::to_string(&Detail {
+        bounce: c.bounce.as_ref(),
+        channel: c.channel.as_deref(),
+        evidence: &c.evidence,
+        fields: &c.fields,
+        form: c.form.as_deref(),
+        lead: c.lead.as_ref(),
+        owner: c.owner.as_ref(),
+        references: &c.references,
+        return_date: c.return_date,
+    })
+    .unwrap_or_else(|_| "{}".to_owned())
 }
 
 const LEAD_COLUMNS: &str = "l.id, l.email, l.name, l.company, l.phone, l.channel, l.status, l.score, l.owner, l.form, l.fields, l.created_at, l.updated_at";

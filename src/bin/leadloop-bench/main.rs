@@ -322,7 +322,25 @@ fn ingest(messages: usize, seed: u64, runs: usize) -> Result<()> {
 fn run_child(phase: Phase, dc: &dovecot::Dovecot) -> Result<Value> {
     let exe = std::env::current_exe().context("locating the bench executable")?;
     let phase_name = format!("{phase:?}").to_lowercase();
-    let out = Command::new(exe)
+    // `LEADLOOP_BENCH_WRAP="valgrind --tool=callgrind"` (or `perf record -g`) runs the leadloop
+    // phase under a profiler; the reference phase is never wrapped.
+    let wrap: Vec<String> = match phase {
+        Phase::Leadloop => std::env::var("LEADLOOP_BENCH_WRAP")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        Phase::Reference => Vec::new(),
+    };
+    let mut cmd = match wrap.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let out = cmd
         .args(["ingest-child", "--phase", &phase_name, "--host", dc.host()])
         .arg("--port")
         .arg(dc.tls_port().to_string())
