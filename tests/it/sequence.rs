@@ -421,19 +421,26 @@ async fn windows_and_caps_postpone_and_follow_ups_go_first() {
     assert_eq!(s.run_due(wed_9).await.unwrap().enqueued, 1);
 }
 
-/// End to end over IMAP: an inquiry APPENDed to a real Dovecot becomes a lead, enters the
-/// sequence, and its first step lands in the outbox as a complete message; the lead's reply
-/// to that message (matched by our Message-ID) ends the enrollment.
+/// End to end over real servers: an inquiry APPENDed to Dovecot becomes a lead, enters the
+/// sequence, its first step is rendered into the outbox and arrives at Postfix's smtp-sink as
+/// a complete message; the lead's reply to it (matched by our Message-ID) ends the enrollment.
+/// A second lead whose name decodes to "Eve\r\nBcc: x@y" gets her message with no Bcc.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inquiry_over_imap_is_enrolled_and_its_reply_ends_the_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let seq = format!("{ENROLL}{}{}", step("a", "0m"), step("b", "1d"));
     catalog(dir.path(), &[("welcome", seq)], open_policy());
+    let sink = tokio::task::spawn_blocking(|| crate::smtp_sink::SmtpSink::start(&[]))
+        .await
+        .unwrap()
+        .expect("starting smtp-sink");
     let extra = format!(
         "\n[sequences]\ndir = {:?}\ntemplates = {:?}\ninbox = \"leads@company.com\"\nreply_to_token = true\n\n\
-         [policy]\nper_lead_per_day = 5\n\n[[sender]]\nname = \"team\"\naddress = \"hello@company.com\"\n",
+         [policy]\nper_lead_per_day = 5\n\n[[sender]]\nname = \"team\"\naddress = \"hello@company.com\"\n\n\
+         [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"5s\"\n",
         dir.path().join("sequences").display().to_string(),
         dir.path().join("templates").display().to_string(),
+        sink.port(),
     );
     let s = crate::ingest_imap::Setup::new("implicit", &extra).await;
     let store = Store::connect(&s.db.url, 2).await.unwrap();
@@ -447,6 +454,10 @@ async fn an_inquiry_over_imap_is_enrolled_and_its_reply_ends_the_sequence() {
         b"From: Jane Doe <jane@acme.example>\r\nTo: leads@company.com\r\nSubject: Pricing?\r\n\
 Message-ID: <q1@acme.example>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\nWhat does it cost for 20 seats?\r\n",
     );
+    s.append(
+        b"From: =?utf-8?q?Eve=0D=0ABcc=3A_x=40y?= <eve@evil.example>\r\nTo: leads@company.com\r\n\
+Subject: Hi\r\nMessage-ID: <q2@evil.example>\r\nDate: Fri, 27 Nov 2026 10:05:00 +0000\r\n\r\nTell me more.\r\n",
+    );
     let entry = wait_for(|| async {
         outbox(&store)
             .await
@@ -457,6 +468,52 @@ Message-ID: <q1@acme.example>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\nWh
     assert_eq!(entry.step_id.as_deref(), Some("a"));
     let message_id = entry.message_id.clone();
     assert!(message_id.starts_with("leadloop.") && message_id.ends_with("@company.com"));
+
+    // Both messages arrive at the SMTP server, whole.
+    let received = wait_for(|| async {
+        let m = sink.messages();
+        (m.len() >= 2).then_some(m)
+    })
+    .await;
+    assert_eq!(received.len(), 2, "each step once");
+    let text = |raw: &[u8]| String::from_utf8_lossy(raw).replace("\r\n", "\n");
+    let jane_msg = received
+        .iter()
+        .map(|m| text(m))
+        .find(|m| m.contains("jane@acme.example"))
+        .expect("Jane's message arrived");
+    for want in [
+        format!("Message-ID: <{message_id}>"),
+        "List-Unsubscribe: <mailto:leads+unsubscribe-".to_owned(),
+        "Reply-To: leads+reply-".to_owned(),
+        "Subject: a for Jane Doe".to_owned(),
+        "Hello Jane, step a.".to_owned(),
+    ] {
+        assert!(jane_msg.contains(&want), "missing {want:?} in\n{jane_msg}");
+    }
+    let eve_msg = received
+        .iter()
+        .map(|m| text(m))
+        .find(|m| m.contains("eve@evil.example"))
+        .expect("Eve's message arrived");
+    let eve_head = eve_msg.split("\n\n").next().unwrap_or_default().to_owned();
+    assert!(
+        !eve_head
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+        "{eve_head}"
+    );
+    assert!(!eve_msg.contains("x@y>"), "{eve_msg}");
+    let eve = store
+        .lead(&EmailAddress::parse("eve@evil.example").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !eve.name.as_deref().unwrap_or("").contains(['\r', '\n']),
+        "{:?}",
+        eve.name
+    );
 
     // Jane answers the first email.
     s.append(
@@ -486,7 +543,8 @@ Date: Fri, 27 Nov 2026 11:00:00 +0000\r\n\r\nYes, let's talk on Monday.\r\n"
     .run_due(Utc::now() + Duration::days(2))
     .await
     .unwrap();
-    assert_eq!((r.enqueued, r.ended), (0, 1), "{r:?}");
+    // Jane's enrollment ends; Eve, who did not reply, gets step b.
+    assert_eq!((r.enqueued, r.ended), (1, 1), "{r:?}");
     let e = &store.enrollments(lead.id).await.unwrap()[0];
     assert_eq!(e.state, "exited");
     assert_eq!(steps_of(&outbox(&store).await, "jane@acme.example"), ["a"]);
@@ -508,4 +566,51 @@ where
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// A lead whose stored name holds a line break (whatever let it in) cannot add a header to the
+/// message that reaches the SMTP server: no Bcc, one recipient.
+#[tokio::test]
+async fn a_hostile_lead_name_cannot_inject_a_header_on_the_wire() {
+    let (store, _db) = test_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let seq = format!("{ENROLL}{}", step("a", "0m"));
+    let c = catalog(dir.path(), &[("welcome", seq)], open_policy());
+    let mut eve = inquiry(1, "eve@evil.example", MessageKind::Inquiry);
+    if let Some(p) = eve.classification.lead.as_mut() {
+        p.name = Some("Eve\r\nBcc: x@y".into());
+    }
+    record(&store, &c, &[eve], t0()).await;
+    assert_eq!(
+        scheduler(&store, &c).run_due(t0()).await.unwrap().enqueued,
+        1
+    );
+
+    let sink = tokio::task::spawn_blocking(|| crate::smtp_sink::SmtpSink::start(&[]))
+        .await
+        .unwrap()
+        .expect("starting smtp-sink");
+    let smtp = crate::send::smtp_config(sink.port(), 1);
+    let sender = leadloop::send::Sender::new(&smtp, None, store.clone()).unwrap();
+    let report = sender
+        .drain(tokio_util::sync::CancellationToken::new())
+        .await;
+    assert_eq!(report.sent, 1, "{report:?}");
+    let received = sink.messages();
+    assert_eq!(received.len(), 1);
+    let msg = String::from_utf8_lossy(&received[0]).replace("\r\n", "\n");
+    let head = msg.split("\n\n").next().unwrap_or_default();
+    assert!(
+        !head
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("bcc")),
+        "{head}"
+    );
+    assert!(head.contains("Subject: a for Eve Bcc: x@y"), "{head}");
+    // smtp-sink records the envelope: one recipient, Eve.
+    let rcpts: Vec<&str> = head
+        .lines()
+        .filter(|l| l.starts_with("X-Rcpt-Args:") || l.contains("RCPT"))
+        .collect();
+    assert!(rcpts.iter().all(|l| !l.contains("x@y")), "{rcpts:?}");
 }
