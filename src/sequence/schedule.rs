@@ -391,3 +391,239 @@ impl Scheduler {
         .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::domain::{EmailAddress, LeadId};
+    use crate::render::Templates;
+    use crate::sequence::{Sender, Settings, file};
+
+    const SEQ: &str = r#"
+[enroll]
+kinds = ["inquiry"]
+
+[[step]]
+id = "hello"
+delay = "0m"
+template = "t"
+subject = "Hello"
+
+[[step]]
+id = "big"
+delay = "1d"
+template = "t"
+subject = "For big companies"
+when = "fields.size | int > 100"
+
+[[step]]
+id = "last"
+delay = "2d"
+template = "t"
+subject = "Last"
+
+[exit]
+on_status = ["customer"]
+"#;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap()
+    }
+
+    fn catalog(policy: Policy) -> Catalog {
+        let mut problems = Vec::new();
+        let (seq, _) = file::parse(SEQ, Path::new("welcome.toml"), &mut problems).unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut templates =
+            Templates::new(vec![("t.txt".into(), "Hi {{ lead.name }}".into())]).unwrap();
+        for s in &seq.steps {
+            templates
+                .add_subject(&format!("welcome/{}", s.id), &s.subject)
+                .unwrap();
+        }
+        Catalog {
+            sequences: vec![seq],
+            templates,
+            settings: Settings {
+                dir: "sequences".into(),
+                templates: "templates".into(),
+                inbox: EmailAddress::parse("leads@company.com").unwrap(),
+                unsubscribe_url: None,
+                reply_to_token: false,
+                policy,
+                senders: vec![Sender {
+                    name: "team".into(),
+                    address: EmailAddress::parse("hello@company.com").unwrap(),
+                    display_name: None,
+                    per_minute: None,
+                    per_hour: None,
+                    per_day: None,
+                }],
+            },
+        }
+    }
+
+    fn lead(fields: serde_json::Value) -> Lead {
+        Lead {
+            id: LeadId(7),
+            email: "jane@acme.example".into(),
+            name: Some("Jane".into()),
+            company: None,
+            phone: None,
+            channel: "direct".into(),
+            status: "new".into(),
+            score: 0,
+            owner: None,
+            form: None,
+            fields,
+            created_at: t0(),
+            updated_at: t0(),
+        }
+    }
+
+    fn enrollment(done: &[&str], next: Option<&str>, due: DateTime<Utc>) -> Enrollment {
+        Enrollment {
+            id: 1,
+            lead_id: LeadId(7),
+            sequence: "welcome".into(),
+            state: "active".into(),
+            steps_done: done.iter().map(|s| (*s).to_owned()).collect(),
+            next_step: next.map(str::to_owned),
+            next_due_at: Some(due),
+            last_at: t0(),
+            touches: i64::try_from(done.len()).unwrap(),
+            token: "tok".into(),
+            exit_reason: None,
+            error: None,
+            enrolled_at: t0() - Duration::days(1),
+        }
+    }
+
+    fn run(c: &Catalog, e: &Enrollment, l: &Lead, now: DateTime<Utc>) -> Settle {
+        decide(
+            c,
+            e,
+            Some(l),
+            &StopMessages::new(),
+            &mut Usage::default(),
+            now,
+            &mut || 0.0,
+        )
+    }
+
+    #[test]
+    fn a_false_condition_skips_the_step_and_the_next_counts_from_its_due_time() {
+        let c = catalog(Policy {
+            per_lead_per_day: None,
+            ..Policy::default()
+        });
+        let small = lead(serde_json::json!({ "size": "20" }));
+        let e = enrollment(&["hello"], Some("big"), t0() + Duration::days(1));
+        match run(&c, &e, &small, t0() + Duration::days(1)) {
+            Settle::Wait {
+                steps_done,
+                next_step,
+                due,
+                ..
+            } => {
+                assert_eq!(steps_done, ["hello", "big"]);
+                assert_eq!(next_step.as_deref(), Some("last"));
+                assert_eq!(due, t0() + Duration::days(3));
+            }
+            other => panic!("{other:?}"),
+        }
+        let big = lead(serde_json::json!({ "size": "500" }));
+        assert!(matches!(
+            run(&c, &e, &big, t0() + Duration::days(1)),
+            Settle::Send { ref next_step, .. } if next_step.as_deref() == Some("last")
+        ));
+        // A lead without the field: the condition fails to evaluate, and the step is held.
+        let unknown = lead(serde_json::json!({}));
+        assert!(matches!(
+            run(&c, &e, &unknown, t0() + Duration::days(1)),
+            Settle::Hold { ref error } if error.contains("step big")
+        ));
+    }
+
+    #[test]
+    fn status_and_unsubscribe_end_the_enrollment() {
+        let c = catalog(Policy::default());
+        let e = enrollment(&[], None, t0());
+        let mut customer = lead(serde_json::json!({}));
+        customer.status = "customer".into();
+        assert!(matches!(run(&c, &e, &customer, t0()), Settle::Exit { .. }));
+        let l = lead(serde_json::json!({}));
+        let stops = StopMessages::from([(
+            l.email.clone(),
+            vec![(MessageKind::Unsubscribe, t0() - Duration::hours(1))],
+        )]);
+        let s = decide(
+            &c,
+            &e,
+            Some(&l),
+            &stops,
+            &mut Usage::default(),
+            t0(),
+            &mut || 0.0,
+        );
+        assert!(matches!(s, Settle::Exit { ref reason } if reason.contains("unsubscribe")));
+        // A reply from before the enrollment does not end it.
+        let stops = StopMessages::from([(
+            l.email.clone(),
+            vec![(MessageKind::Reply, t0() - Duration::days(2))],
+        )]);
+        let s = decide(
+            &c,
+            &e,
+            Some(&l),
+            &stops,
+            &mut Usage::default(),
+            t0(),
+            &mut || 0.0,
+        );
+        assert!(matches!(s, Settle::Send { .. }), "{s:?}");
+    }
+
+    #[test]
+    fn the_lead_cap_postpones_to_the_next_day_with_jitter() {
+        let c = catalog(Policy {
+            per_lead_per_day: Some(1),
+            jitter: std::time::Duration::from_secs(600),
+            ..Policy::default()
+        });
+        let l = lead(serde_json::json!({}));
+        let e = enrollment(&[], None, t0());
+        let mut usage = Usage::default();
+        let first = decide(
+            &c,
+            &e,
+            Some(&l),
+            &StopMessages::new(),
+            &mut usage,
+            t0(),
+            &mut || 0.5,
+        );
+        assert!(matches!(first, Settle::Send { .. }));
+        let again = decide(
+            &c,
+            &e,
+            Some(&l),
+            &StopMessages::new(),
+            &mut usage,
+            t0(),
+            &mut || 0.5,
+        );
+        match again {
+            Settle::Wait { due, .. } => assert_eq!(
+                due,
+                Utc.with_ymd_and_hms(2026, 11, 28, 0, 5, 0).unwrap(),
+                "midnight UTC plus half the jitter"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+}
