@@ -887,6 +887,15 @@ impl Config {
                     "must not be empty",
                 );
             }
+            // A channel's `forms` names a profile; two profiles of one name would make that
+            // reference ambiguous.
+            if !name.is_empty() && forms.iter().any(|p: &FormProfile| p.name == name) {
+                ck.at(
+                    f.name.span(),
+                    &format!("form[{i}].name"),
+                    format!("form '{name}' is defined twice"),
+                );
+            }
             if f.from.is_empty() && f.subject_contains.is_empty() && f.body_contains.is_empty() {
                 ck.at(f.name.span(), &format!("form[{i}]"), "give at least one of from, subject_contains, body_contains to recognise this form");
             }
@@ -1534,6 +1543,16 @@ domains = ["company.com"]
             "{err}"
         );
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn form_names_are_unique() {
+        let form = "[[form]]\nname = \"contact\"\nfrom = [\"forms@example.com\"]\n";
+        let text = format!("{MINIMAL}\n{form}\n{form}");
+        let err = Config::parse(&text, Path::new("leadloop.toml")).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].key.as_deref(), Some("form[1].name"));
+        assert!(err.problems[0].message.contains("defined twice"), "{err}");
     }
 
     #[test]

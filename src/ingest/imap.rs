@@ -474,7 +474,9 @@ impl ImapSource {
             if !whole.is_empty() {
                 let stream = timed(
                     "UID FETCH",
-                    session.uid_fetch(uid_set(&whole), "(UID RFC822.SIZE BODY.PEEK[])"),
+                    // No RFC822.SIZE: it is by definition the length of `BODY[]`, which
+                    // the server would otherwise compute and send a second time.
+                    session.uid_fetch(uid_set(&whole), "(UID BODY.PEEK[])"),
                 )
                 .await?;
                 let mut stream = std::pin::pin!(stream);
@@ -484,7 +486,7 @@ impl ImapSource {
                     };
                     messages.push(RawMessage {
                         uid: Some(uid),
-                        size: f.size.map_or(body.len() as u64, u64::from),
+                        size: body.len() as u64,
                         bytes: body.to_vec(),
                         oversize: false,
                     });

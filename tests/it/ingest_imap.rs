@@ -292,7 +292,7 @@ async fn processed_mail_is_flagged_or_moved() {
         .collect();
     assert!(names.iter().all(|n| n.ends_with(",S")), "{names:?}");
 
-    let s = Setup::new("implicit", "after = \"move:Processed\"").await;
+    let s = Setup::new("implicit", "after = \"move:Processed Leads\"").await;
     s.append(&inquiry(1));
     s.append(&inquiry(2));
     let (source, store) = s.source().await;
@@ -307,7 +307,7 @@ async fn processed_mail_is_flagged_or_moved() {
         "INBOX is empty"
     );
     assert_eq!(
-        count(maildir.join(".Processed/cur")) + count(maildir.join(".Processed/new")),
+        count(maildir.join(".Processed Leads/cur")) + count(maildir.join(".Processed Leads/new")),
         3
     );
     assert_eq!(store.inbound(&s.mailbox()).await.unwrap().len(), 3);
