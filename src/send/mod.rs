@@ -115,6 +115,8 @@ pub struct SendReport {
     pub interrupted: usize,
     /// Cancelled because the recipient is suppressed.
     pub suppressed: usize,
+    /// Database rounds (outcomes recorded and rows claimed in one transaction).
+    pub rounds: usize,
 }
 
 impl SendReport {
@@ -286,6 +288,7 @@ impl Sender {
                         messages,
                         suppressed,
                     }) => {
+                        report.rounds += 1;
                         db_backoff = Duration::from_millis(500);
                         outcomes.clear();
                         exhausted = messages.len() < limit;

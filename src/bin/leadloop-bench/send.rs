@@ -305,6 +305,7 @@ pub fn child(port: u16, messages: usize) -> Result<()> {
         "sent": report.sent,
         "retried": report.retried,
         "failed": report.failed,
+        "rounds": report.rounds,
         "elapsed_s": elapsed.as_secs_f64(),
         "cpu_s": cpu,
         "per_s": report.sent as f64 / elapsed.as_secs_f64().max(1e-9),
