@@ -140,6 +140,12 @@ enum OutboxCommand {
 
 #[derive(Debug, Args)]
 struct SendTestArgs {
+    /// Send this sequence's step (rendered for a sample lead, addressed to --to) instead of
+    /// the built-in test message.
+    sequence: Option<String>,
+    /// The step to send (with SEQUENCE).
+    #[arg(long, requires = "sequence")]
+    step: Option<String>,
     /// Recipient address.
     #[arg(long)]
     to: String,
@@ -667,8 +673,12 @@ async fn send_test(config: &Config, args: &SendTestArgs) -> anyhow::Result<ExitC
         .context("identity.addresses is empty: there is no address to send from")?;
     let envelope_from = smtp.envelope_from.as_ref().unwrap_or(from);
     let now = Utc::now();
-    let message =
-        send::test_message(from, envelope_from, &to, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let message = match &args.sequence {
+        None => {
+            send::test_message(from, envelope_from, &to, now).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+        Some(name) => sequences::step_test_message(config, name, args.step.as_deref(), &to, now)?,
+    };
 
     let store = daemon::open_store(config).await?;
     let sender = daemon::sender(config, store.clone())?.context("[smtp] is not usable")?;

@@ -13,7 +13,7 @@ use crate::domain::{EmailAddress, LeadId};
 use crate::render::LeadData;
 use crate::sequence::schedule::{StopMessages, Usage, decide};
 use crate::sequence::{Catalog, Sequence, lead_data};
-use crate::store::{EnrollRule, Enrollment, Lead, Settle, Store};
+use crate::store::{EnrollRule, Enrollment, Lead, NewOutboxMessage, Settle, Store};
 
 fn sequence<'a>(catalog: &'a Catalog, name: &str) -> anyhow::Result<&'a Sequence> {
     catalog.get(name).ok_or_else(|| {
@@ -380,4 +380,51 @@ pub async fn simulate(
         }
     }
     Ok(code)
+}
+
+/// `leadloop send-test SEQUENCE --step ID --to ADDRESS`: the step rendered for the sample lead,
+/// addressed to ADDRESS, with a Message-ID of its own (it belongs to no enrollment).
+pub fn step_test_message(
+    config: &Config,
+    name: &str,
+    step: Option<&str>,
+    to: &EmailAddress,
+    now: DateTime<Utc>,
+) -> anyhow::Result<NewOutboxMessage> {
+    let catalog = &config.sequences;
+    let seq = sequence(catalog, name)?;
+    let step = match step {
+        Some(id) => seq
+            .step(id)
+            .ok_or_else(|| anyhow::anyhow!("sequence {} has no step '{id}'", seq.name))?,
+        None => seq
+            .steps
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("sequence {} has no steps", seq.name))?,
+    };
+    let lead = LeadData {
+        email: to.clone(),
+        ..LeadData::sample()
+    };
+    let token = format!("test{:08x}", rand::random::<u32>());
+    let r = catalog.render(seq, step, &lead, 0, &token, now)?;
+    let sender = catalog
+        .sender(step)
+        .ok_or_else(|| anyhow::anyhow!("no [[sender]] for step {}", step.id))?;
+    let envelope_from = config
+        .smtp
+        .as_ref()
+        .and_then(|s| s.envelope_from.clone())
+        .unwrap_or_else(|| sender.address.clone());
+    Ok(NewOutboxMessage {
+        lead_id: None,
+        enrollment_id: None,
+        step_id: None,
+        from: sender.address.to_string(),
+        envelope_from: envelope_from.to_string(),
+        recipient: to.to_string(),
+        message_id: r.message_id,
+        raw: r.bytes,
+        due_at: now,
+    })
 }

@@ -370,4 +370,34 @@ async fn sequences_are_checked_previewed_simulated_and_enrolled_by_hand() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no lead with address"));
     let out = leadloop(&["leads", "show", lead, "--config", config]);
     assert!(stdout(&out).contains("enrolled"), "{}", stdout(&out));
+
+    // A test send of one step, through the demo's file transport.
+    let out = leadloop(&[
+        "send-test",
+        "welcome",
+        "--step",
+        "offer",
+        "--to",
+        "me@example.org",
+        "--config",
+        config,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Vec<String> = std::fs::read_dir(dir.path().join("outbox"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .filter(|m| m.contains("me@example.org"))
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].contains("Subject: A month free for Example Corp"),
+        "{}",
+        sent[0]
+    );
+    assert!(sent[0].contains("From: \"Anna from Company\" <anna@company.com>"));
 }
