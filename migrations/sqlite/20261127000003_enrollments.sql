@@ -16,8 +16,11 @@ CREATE TABLE enrollments (
     next_due_at  BIGINT,
     -- When the previous step was handled (delays count from here).
     last_at      BIGINT  NOT NULL,
-    -- Messages enqueued so far: follow-ups (touches > 0) go before first touches under a cap.
+    -- Messages enqueued so far.
     touches      BIGINT  NOT NULL DEFAULT 0,
+    -- 1 once a first message went out: follow-ups are claimed before first touches, so that
+    -- under a cap a conversation already started goes on first.
+    follow_up    SMALLINT NOT NULL DEFAULT 0,
     -- A scheduler's claim: others leave the row alone until lease_until.
     lease_until  BIGINT  NOT NULL DEFAULT 0,
     lease_owner  TEXT,
@@ -28,10 +31,10 @@ CREATE TABLE enrollments (
     enrolled_at  BIGINT  NOT NULL,
     updated_at   BIGINT  NOT NULL
 );
--- What is due: only enrollments with a due time are indexed, so a tick reads due rows only;
--- the claim's other columns are in the index so that choosing what to claim reads the index
--- alone, never the table's pages.
-CREATE INDEX enrollments_due ON enrollments (next_due_at, lease_until, touches) WHERE next_due_at IS NOT NULL;
+-- What is due: only enrollments with a due time are indexed. A claim reads one range per
+-- priority in due order and stops after a batch, so a tick costs what it claims, however many
+-- leads are enrolled or waiting; lease_until is in the index so choosing never reads the table.
+CREATE INDEX enrollments_due ON enrollments (follow_up, next_due_at, lease_until) WHERE next_due_at IS NOT NULL;
 -- A lead is at most once at a time in a sequence.
 CREATE UNIQUE INDEX enrollments_active ON enrollments (lead_id, sequence) WHERE state = 'active';
 CREATE INDEX enrollments_lead ON enrollments (lead_id, sequence);

@@ -398,10 +398,13 @@ impl Store {
     }
 
     /// Claims up to `limit` due enrollments for `owner` until `now + lease`: follow-ups
-    /// first, then by due time. Reads only due rows (the partial index on `next_due_at`).
+    /// first, then first touches, each by due time.
     ///
-    /// A row another scheduler holds an unexpired lease on is skipped; the lease is taken by
-    /// an `UPDATE … WHERE lease_until < now`, which only one of two racing schedulers wins.
+    /// Each priority is one range of the partial index on due time, read in order and only as
+    /// far as the batch needs: the cost follows what is claimed, not how much is due or
+    /// enrolled. A row another scheduler holds an unexpired lease on is skipped; the lease is
+    /// taken by an `UPDATE … WHERE lease_until < now`, which only one of two racing
+    /// schedulers wins.
     ///
     /// # Errors
     /// A failed query.
@@ -417,20 +420,29 @@ impl Store {
         let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4));
         let sql = format!(
             "UPDATE enrollments SET lease_until = $1, lease_owner = $2 \
-             WHERE id IN (SELECT id FROM enrollments WHERE next_due_at <= $3 AND lease_until < $3 \
-                          ORDER BY CASE WHEN touches > 0 THEN 0 ELSE 1 END, next_due_at LIMIT $4) \
+             WHERE id IN (SELECT id FROM enrollments WHERE follow_up = $5 AND next_due_at <= $3 AND lease_until < $3 \
+                          ORDER BY next_due_at LIMIT $4) \
                AND lease_until < $3 \
              RETURNING {ENROLLMENT_COLUMNS}"
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(until)
-            .bind(owner)
-            .bind(now_ms)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut claimed: Vec<Enrollment> = rows.iter().map(enrollment_from_row).collect();
-        claimed.sort_by_key(|e| (e.touches == 0, e.next_due_at));
+        let mut claimed: Vec<Enrollment> = Vec::with_capacity(limit);
+        for follow_up in [1_i64, 0] {
+            let want = limit - claimed.len();
+            if want == 0 {
+                break;
+            }
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(until)
+                .bind(owner)
+                .bind(now_ms)
+                .bind(i64::try_from(want).unwrap_or(i64::MAX))
+                .bind(follow_up)
+                .fetch_all(&self.pool)
+                .await?;
+            let mut batch: Vec<Enrollment> = rows.iter().map(enrollment_from_row).collect();
+            batch.sort_by_key(|e| e.next_due_at);
+            claimed.extend(batch);
+        }
         Ok(claimed)
     }
 
@@ -439,11 +451,20 @@ impl Store {
     /// # Errors
     /// A failed query.
     pub async fn next_enrollment_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let row =
-            sqlx::query("SELECT MIN(next_due_at) FROM enrollments WHERE next_due_at IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.get::<Option<i64>, _>(0).map(from_millis))
+        // One index lookup per priority (the index leads with follow_up).
+        let mut earliest: Option<i64> = None;
+        for follow_up in [0_i64, 1] {
+            let row = sqlx::query(
+                "SELECT MIN(next_due_at) FROM enrollments WHERE follow_up = $1 AND next_due_at IS NOT NULL",
+            )
+            .bind(follow_up)
+            .fetch_one(&self.pool)
+            .await?;
+            if let Some(t) = row.get::<Option<i64>, _>(0) {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        }
+        Ok(earliest.map(from_millis))
     }
 
     /// Puts held enrollments back to work (at start-up and after a reload, when templates
@@ -561,7 +582,7 @@ impl Store {
                     } => {
                         let r = sqlx::query(
                         "UPDATE enrollments SET steps_done = $1, next_step = $2, next_due_at = $3, last_at = $4, \
-                           touches = touches + 1, state = $5, lease_until = 0, lease_owner = NULL, error = NULL, updated_at = $4 \
+                           touches = touches + 1, follow_up = 1, state = $5, lease_until = 0, lease_owner = NULL, error = NULL, updated_at = $4 \
                          WHERE id = $6 AND lease_owner = $7",
                     )
                     .bind(steps_done.join(" "))
