@@ -20,8 +20,10 @@ use super::{Catalog, Policy, lead_data};
 use crate::domain::MessageKind;
 use crate::store::{Enrollment, Lead, Outgoing, Settle, Store, StoreError, count_key};
 
-/// Enrollments claimed per transaction.
-const BATCH: usize = 500;
+/// Enrollments claimed per transaction: small enough that a batch's rows, leads and outbox
+/// pages stay in SQLite's page cache from claim to settle (measured: lower peak memory at the
+/// same throughput as 500), large enough that a commit serves many messages.
+const BATCH: usize = 200;
 /// How long a claim protects an enrollment from other schedulers: far longer than a batch
 /// takes, short enough that a crashed daemon's claims come free soon.
 const LEASE: Duration = Duration::from_secs(300);
