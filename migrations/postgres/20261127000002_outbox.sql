@@ -34,7 +34,6 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (next_attempt_at, id) WHERE state IN ('pending', 'retry');
 -- Claims left behind by a crashed sender.
 CREATE INDEX outbox_sending ON outbox (lease_until) WHERE state = 'sending';
-CREATE INDEX outbox_state ON outbox (state, id);
 CREATE INDEX outbox_message_id ON outbox (message_id);
 
 -- The messages' bytes, apart from their rows: a state change then rewrites a small row, not

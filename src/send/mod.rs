@@ -8,7 +8,7 @@
 //! workers, in one transaction ([`Store::settle_and_claim`]), so a busy sender commits once
 //! per round rather than twice per message, and claiming never widens the ambiguous window.
 //!
-//! Failures are decided by where they happen (see [`smtp`]): 4xx replies and broken or
+//! Failures are decided by where they happen (see `smtp.rs`): 4xx replies and broken or
 //! timed-out connections before the data went out are retried with capped exponential
 //! backoff and jitter until `retry_max_age`; 5xx replies fail the message, and a 5xx to
 //! `RCPT TO` also marks the lead bounced and suppresses the address. A timeout waiting for

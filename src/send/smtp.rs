@@ -41,6 +41,8 @@ use crate::config::{Secret, SmtpServer, TlsMode};
 /// Where in the conversation a failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
+    /// Checking the envelope's addresses before any conversation.
+    Envelope,
     /// Connecting, TLS, greeting, EHLO, AUTH: nothing of the message has left.
     Connect,
     /// `MAIL FROM`.
@@ -77,6 +79,7 @@ pub(crate) struct Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match self.stage {
+            Stage::Envelope => "envelope",
             Stage::Connect => "connecting",
             Stage::Mail => "MAIL FROM",
             Stage::Rcpt => "RCPT TO",
@@ -259,12 +262,16 @@ impl Connector {
         };
         let from = Address::from_str(envelope_from).map_err(|e| {
             permanent(
-                Stage::Mail,
+                Stage::Envelope,
                 format!("invalid envelope sender {envelope_from:?}: {e}"),
             )
         })?;
-        let to = Address::from_str(recipient)
-            .map_err(|e| permanent(Stage::Rcpt, format!("invalid recipient {recipient:?}: {e}")))?;
+        let to = Address::from_str(recipient).map_err(|e| {
+            permanent(
+                Stage::Envelope,
+                format!("invalid recipient {recipient:?}: {e}"),
+            )
+        })?;
 
         // A kept connection may have been closed by the server while idle: that shows at MAIL,
         // before anything of the message has left, so one fresh connection is tried at once.

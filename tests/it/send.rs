@@ -439,6 +439,70 @@ async fn the_file_transport_writes_one_eml_per_message() {
     assert_eq!(std::fs::read(&path).unwrap(), m.raw);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_finishes_the_message_in_flight_and_starts_no_other() {
+    let (store, _db) = test_store().await;
+    let server = TestSmtp::start(Script {
+        slow_data_end: Some(Duration::from_millis(800)),
+        ..Script::default()
+    })
+    .await;
+    let first = store
+        .enqueue(&plain(None, 1, "ana@example.org"), Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = store
+        .enqueue(&plain(None, 2, "bo@example.org"), Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let s = sender(&store, &smtp_config(server.port, 1));
+    let cancel = CancellationToken::new();
+    let task = {
+        let s = s.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move { s.run(cancel).await })
+    };
+    // The first message's data is with the server, which takes its time to confirm: stop now,
+    // as SIGTERM does.
+    let start = Instant::now();
+    while server.received_data() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "nothing sent");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cancel.cancel();
+    let report = task.await.unwrap();
+    assert_eq!(report.sent, 1, "{report:?}");
+    assert_eq!(entry(&store, first).await.state, OutboxState::Sent);
+    assert_eq!(entry(&store, second).await.state, OutboxState::Pending);
+    assert_eq!(server.accepted().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_outbox_row_fails_without_reaching_the_server() {
+    let (store, _db) = test_store().await;
+    let server = TestSmtp::start(Script::default()).await;
+    // Rows may have been edited by hand: an address with a line break never reaches RCPT TO.
+    let bad = store
+        .enqueue(
+            &plain(None, 1, "eve@example.org\r\nRCPT TO:<x@y.example>"),
+            Utc::now(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let report = sender(&store, &smtp_config(server.port, 1))
+        .drain(CancellationToken::new())
+        .await;
+    assert_eq!(report.failed, 1, "{report:?}");
+    let e = entry(&store, bad).await;
+    assert_eq!(e.state, OutboxState::Failed);
+    assert!(e.last_error.unwrap().contains("invalid recipient"));
+    assert!(store.suppressed("eve@example.org").await.unwrap().is_none());
+    assert_eq!(server.received_data(), 0);
+}
+
 // ---- A scripted SMTP server -------------------------------------------------------------------
 
 /// Faults to inject, consumed in order across all sessions; afterwards everything succeeds.
@@ -452,6 +516,40 @@ struct Script {
     drop_mid_data: usize,
     /// Wait this long before confirming the end of data.
     slow_data_end: Option<Duration>,
+    /// TLS from the first byte, or after STARTTLS.
+    tls: Option<(TlsStart, tokio_rustls::TlsAcceptor)>,
+    /// Offer AUTH PLAIN and require this user and password.
+    auth: Option<(&'static str, &'static str)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TlsStart {
+    Implicit,
+    Starttls,
+}
+
+/// A TLS acceptor with a certificate for 127.0.0.1 signed by a test CA; returns it and the
+/// folder holding `ca.pem`.
+fn test_tls() -> (tokio_rustls::TlsAcceptor, tempfile::TempDir) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = tempfile::tempdir().unwrap();
+    crate::dovecot::make_certs(dir.path()).unwrap();
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.path().join("cert.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.path().join("key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), dir)
 }
 
 #[derive(Default)]
@@ -461,6 +559,8 @@ struct Shared {
     accepted: Vec<(String, Vec<u8>)>,
     /// Complete messages received, confirmed or not.
     received: usize,
+    /// Whether each accepted message came over TLS and after a successful AUTH.
+    secured: Vec<(bool, bool)>,
 }
 
 struct TestSmtp {
@@ -504,10 +604,26 @@ impl TestSmtp {
     }
 }
 
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std::io::Result<()> {
-    let (r, mut w) = sock.into_split();
-    let mut r = BufReader::new(r);
-    w.write_all(b"220 test.example ESMTP\r\n").await?;
+    use base64::Engine as _;
+    let (tls, auth) = {
+        let s = shared.lock().unwrap();
+        (s.script.tls.clone(), s.script.auth)
+    };
+    let mut encrypted = false;
+    let stream: Box<dyn Io> = match &tls {
+        Some((TlsStart::Implicit, acceptor)) => {
+            encrypted = true;
+            Box::new(acceptor.accept(sock).await?)
+        }
+        _ => Box::new(sock),
+    };
+    let mut r = BufReader::new(stream);
+    r.get_mut().write_all(b"220 test.example ESMTP\r\n").await?;
+    let mut authenticated = false;
     let mut rcpt = String::new();
     let mut line = String::new();
     loop {
@@ -517,7 +633,40 @@ async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std
         }
         let upper = line.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") {
-            "250-test.example\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n".into()
+            let mut ext = vec!["250-test.example", "250-8BITMIME"];
+            if matches!(&tls, Some((TlsStart::Starttls, _))) && !encrypted {
+                ext.push("250-STARTTLS");
+            }
+            if auth.is_some() {
+                ext.push("250-AUTH PLAIN");
+            }
+            ext.push("250 ENHANCEDSTATUSCODES");
+            ext.join("\r\n") + "\r\n"
+        } else if upper.starts_with("STARTTLS") {
+            let Some((_, acceptor)) = &tls else {
+                r.get_mut().write_all(b"502 5.5.1 No TLS here\r\n").await?;
+                continue;
+            };
+            r.get_mut()
+                .write_all(b"220 2.0.0 Ready to start TLS\r\n")
+                .await?;
+            let plain = r.into_inner();
+            r = BufReader::new(Box::new(acceptor.accept(plain).await?));
+            encrypted = true;
+            continue;
+        } else if upper.starts_with("AUTH PLAIN ") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(line[11..].trim())
+                .unwrap_or_default();
+            let expected = auth.map(|(u, p)| format!("\0{u}\0{p}").into_bytes());
+            if Some(decoded) == expected {
+                authenticated = true;
+                "235 2.7.0 Authentication successful\r\n".into()
+            } else {
+                "535 5.7.8 Authentication credentials invalid\r\n".into()
+            }
+        } else if upper.starts_with("MAIL FROM:") && auth.is_some() && !authenticated {
+            "530 5.7.0 Authentication required\r\n".into()
         } else if upper.starts_with("MAIL FROM:")
             || upper.starts_with("RSET")
             || upper.starts_with("NOOP")
@@ -528,7 +677,8 @@ async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std
             let scripted = shared.lock().unwrap().script.rcpt.pop_front();
             format!("{}\r\n", scripted.unwrap_or("250 2.1.5 Ok"))
         } else if upper.starts_with("DATA") {
-            w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            r.get_mut()
+                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                 .await?;
             let mut data = Vec::new();
             let mut first = true;
@@ -561,16 +711,115 @@ async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std
             }
             let reply = scripted.unwrap_or("250 2.0.0 Ok: queued");
             if reply.starts_with('2') {
-                shared.lock().unwrap().accepted.push((rcpt.clone(), data));
+                let mut s = shared.lock().unwrap();
+                s.accepted.push((rcpt.clone(), data));
+                s.secured.push((encrypted, authenticated));
             }
             format!("{reply}\r\n")
         } else if upper.starts_with("QUIT") {
-            w.write_all(b"221 2.0.0 Bye\r\n").await?;
+            r.get_mut().write_all(b"221 2.0.0 Bye\r\n").await?;
             return Ok(());
         } else {
             "502 5.5.2 Command not recognised\r\n".into()
         };
-        w.write_all(reply.as_bytes()).await?;
+        r.get_mut().write_all(reply.as_bytes()).await?;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_auth_implicit_and_starttls() {
+    let (store, _db) = test_store().await;
+    let (acceptor, certs) = test_tls();
+    for (mode, start) in [
+        (TlsMode::Implicit, TlsStart::Implicit),
+        (TlsMode::Starttls, TlsStart::Starttls),
+    ] {
+        let server = TestSmtp::start(Script {
+            tls: Some((start, acceptor.clone())),
+            auth: Some(("alice", "s3cret-pw")),
+            ..Script::default()
+        })
+        .await;
+        let server_config = |ca: Option<PathBuf>| SmtpConfig {
+            transport: SmtpTransport::Smtp(SmtpServer {
+                host: "127.0.0.1".into(),
+                port: server.port,
+                tls: mode,
+                ca_file: ca,
+                hello_name: Some("sender.test".into()),
+                auth: Some((
+                    "alice".into(),
+                    leadloop::config::SecretSource::Env("UNUSED".into()),
+                )),
+            }),
+            ..smtp_config(server.port, 1)
+        };
+        let password = |pw: &str| {
+            leadloop::config::SecretSource::Plain(pw.into())
+                .resolve()
+                .unwrap()
+        };
+        let trusted = server_config(Some(certs.path().join("ca.pem")));
+
+        // Right password, trusted certificate: delivered over TLS after AUTH.
+        let n = if mode == TlsMode::Implicit { 1 } else { 10 };
+        let ok = store
+            .enqueue(&plain(None, n, "ana@example.org"), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        let s = Sender::with_options(
+            &trusted,
+            Some(password("s3cret-pw")),
+            store.clone(),
+            SenderOptions::from_config(&trusted),
+        )
+        .unwrap();
+        assert_eq!(
+            s.send_now(ok)
+                .await
+                .unwrap()
+                .map(|o| matches!(o, leadloop::store::SendOutcome::Sent { .. })),
+            Some(true)
+        );
+        assert_eq!(server.shared.lock().unwrap().secured, [(true, true)]);
+
+        // A wrong password is a configuration problem: retried later, never a failed
+        // message, and the password never appears in the recorded error.
+        let wrong = store
+            .enqueue(&plain(None, n + 1, "bo@example.org"), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        let s = Sender::with_options(
+            &trusted,
+            Some(password("hunter2-wrong")),
+            store.clone(),
+            SenderOptions::from_config(&trusted),
+        )
+        .unwrap();
+        s.send_now(wrong).await.unwrap();
+        let e = entry(&store, wrong).await;
+        assert_eq!(e.state, OutboxState::Retry, "{e:?}");
+        let err = e.last_error.unwrap();
+        assert!(err.contains("535"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+
+        // An untrusted certificate is refused before anything is sent.
+        let untrusted = server_config(None);
+        store.retry_outbox(wrong, Utc::now()).await.unwrap();
+        let s = Sender::with_options(
+            &untrusted,
+            Some(password("s3cret-pw")),
+            store.clone(),
+            SenderOptions::from_config(&untrusted),
+        )
+        .unwrap();
+        s.send_now(wrong).await.unwrap();
+        let e = entry(&store, wrong).await;
+        assert_eq!(e.state, OutboxState::Retry, "{e:?}");
+        assert!(e.last_error.unwrap().to_lowercase().contains("certificate"));
+        assert_eq!(server.accepted().len(), 1);
     }
 }
 

@@ -526,9 +526,10 @@ fn make_temp_dir() -> Result<PathBuf> {
     )
 }
 
-/// Test CA plus a leaf certificate for localhost/127.0.0.1. The leaf must be CA:FALSE:
+/// Test CA plus a leaf certificate for localhost/127.0.0.1 (`ca.pem`, `cert.pem`, `key.pem` in
+/// `dir`; also used by the SMTP tests). The leaf must be CA:FALSE:
 /// rustls rejects a CA:TRUE certificate used as end entity (`CaUsedAsEndEntity`).
-fn make_certs(dir: &Path) -> Result<()> {
+pub fn make_certs(dir: &Path) -> Result<()> {
     fs::write(
         dir.join("ext.cnf"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
