@@ -51,6 +51,7 @@ pub async fn enroll(config: &Config, email: &str, name: &str) -> anyhow::Result<
         min_score: None,
         reenter: seq.enroll.reenter,
         exits: catalog.exited_by(&seq.name),
+        exit_on_reply: seq.exit.on_reply,
     };
     let added = store.enroll(&lead.email, &rule, Utc::now()).await?;
     store.close().await;

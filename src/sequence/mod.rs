@@ -91,19 +91,24 @@ impl Catalog {
         }
     }
 
-    /// What ingest needs to enroll new leads: one rule per automatic sequence.
+    /// What ingest needs to enroll new leads and end enrollments on replies: one rule per
+    /// sequence (a manual sequence's rule has no kinds, so it enrolls nobody by itself).
     pub fn enroll_rules(&self) -> Vec<EnrollRule> {
         self.sequences
             .iter()
-            .filter(|s| !s.enroll.manual && !s.enroll.kinds.is_empty())
             .map(|s| EnrollRule {
                 sequence: s.name.clone(),
-                kinds: s.enroll.kinds.clone(),
+                kinds: if s.enroll.manual {
+                    Vec::new()
+                } else {
+                    s.enroll.kinds.clone()
+                },
                 channels: s.enroll.channels.clone(),
                 forms: s.enroll.forms.clone(),
                 min_score: s.enroll.min_score,
                 reenter: s.enroll.reenter,
                 exits: self.exited_by(&s.name),
+                exit_on_reply: s.exit.on_reply,
             })
             .collect()
     }

@@ -37,6 +37,8 @@ pub struct EnrollRule {
     pub reenter: bool,
     /// Sequences a lead leaves when it enters this one.
     pub exits: Vec<String>,
+    /// Whether a reply from the lead ends its enrollment (`[exit] on_reply`).
+    pub exit_on_reply: bool,
 }
 
 /// An enrollment as stored.
@@ -165,6 +167,80 @@ pub struct Settled {
 }
 
 impl Store {
+    /// Ends, inside a batch's transaction, the enrollments of leads whose reply or unsubscribe
+    /// request the batch recorded: a reply ends those in sequences that exit on reply, an
+    /// unsubscribe request all of them. (The scheduler checks again before every step, so a
+    /// message recorded by another daemon ends the enrollment just the same.)
+    pub(super) async fn exit_batch(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        rules: &[EnrollRule],
+        new: &[&InboundRecord],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let emails = |kind: MessageKind| {
+            let mut v: Vec<&str> = new
+                .iter()
+                .filter(|r| r.classification.kind == kind)
+                .filter_map(|r| r.classification.lead.as_ref().map(|p| p.email.as_str()))
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let on_reply: Vec<&str> = rules
+            .iter()
+            .filter(|r| r.exit_on_reply)
+            .map(|r| r.sequence.as_str())
+            .collect();
+        let mut ended = 0;
+        for (kind, reason, sequences) in [
+            (
+                MessageKind::Reply,
+                "the lead replied",
+                Some(on_reply.as_slice()),
+            ),
+            (
+                MessageKind::Unsubscribe,
+                "the lead asked to unsubscribe",
+                None,
+            ),
+        ] {
+            if sequences.is_some_and(<[&str]>::is_empty) {
+                continue;
+            }
+            for chunk in emails(kind).chunks(ROWS_PER_STATEMENT) {
+                let b = self.backend;
+                let mut sql = format!(
+                    "UPDATE enrollments SET state = 'exited', exit_reason = {}, next_due_at = NULL, updated_at = {} \
+                     WHERE state IN ('active', 'held') AND lead_id IN (SELECT id FROM leads WHERE email IN ({}))",
+                    params(b, 1, 1),
+                    params(b, 2, 1),
+                    params(b, 3, chunk.len())
+                );
+                if let Some(seqs) = sequences {
+                    let _ = write!(
+                        sql,
+                        " AND sequence IN ({})",
+                        params(b, 3 + chunk.len(), seqs.len())
+                    );
+                }
+                let mut q = sqlx::query(AssertSqlSafe(sql))
+                    .persistent(false)
+                    .bind(reason)
+                    .bind(now);
+                for e in chunk {
+                    q = q.bind(*e);
+                }
+                for s in sequences.unwrap_or(&[]) {
+                    q = q.bind(*s);
+                }
+                ended += q.execute(&mut **tx).await?.rows_affected();
+            }
+        }
+        Ok(ended)
+    }
+
     /// Enrolls, inside a batch's transaction, the leads of newly recorded messages that match
     /// `rules`. Returns how many enrollments were created.
     pub(super) async fn enroll_batch(

@@ -381,11 +381,15 @@ impl Store {
         let mut by_email: HashMap<&str, usize> = HashMap::new();
         let mut counted: HashSet<&str> = HashSet::new();
         let mut new_leads: Vec<&InboundRecord> = Vec::new();
+        let mut stops: Vec<&InboundRecord> = Vec::new();
         for r in batch.records {
             if !inserted.contains(&r.dedupe_key) || !counted.insert(r.dedupe_key.as_str()) {
                 continue;
             }
             let c = &r.classification;
+            if matches!(c.kind, MessageKind::Reply | MessageKind::Unsubscribe) && c.lead.is_some() {
+                stops.push(r);
+            }
             let Some(person) = c.lead.as_ref().filter(|_| c.kind.creates_lead()) else {
                 continue;
             };
@@ -469,6 +473,9 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+        }
+        if !batch.enroll.is_empty() && !stops.is_empty() {
+            self.exit_batch(&mut tx, batch.enroll, &stops, now).await?;
         }
         let enrolled = if batch.enroll.is_empty() || new_leads.is_empty() {
             0

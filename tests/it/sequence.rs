@@ -314,25 +314,47 @@ async fn a_reply_ends_the_enrollment_and_a_broken_step_is_held() {
         &[
             inquiry(1, "jane@acme.example", MessageKind::Inquiry),
             inquiry(2, "bob@other.example", MessageKind::Form),
+            inquiry(3, "kim@third.example", MessageKind::Inquiry),
         ],
         t0(),
     )
     .await;
     let s = scheduler(&store, &c);
     let r = s.run_due(t0()).await.unwrap();
-    assert_eq!((r.enqueued, r.held), (1, 1), "{r:?}");
+    assert_eq!((r.enqueued, r.held), (2, 1), "{r:?}");
 
-    // Jane replies the next morning.
+    // Jane replies the next morning: her enrollment ends as the reply is recorded.
     record(
         &store,
         &c,
-        &[inquiry(3, "jane@acme.example", MessageKind::Reply)],
+        &[inquiry(4, "jane@acme.example", MessageKind::Reply)],
         t0() + Duration::hours(20),
     )
     .await;
-    s.run_due(t0() + Duration::days(2)).await.unwrap();
+    let jane = store
+        .lead(&EmailAddress::parse("jane@acme.example").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.enrollments(jane.id).await.unwrap()[0].state, "exited");
+    // Kim's reply is recorded by a daemon that runs no sequences: the scheduler sees it before
+    // the next step and ends the enrollment then.
+    store
+        .record_batch(&Batch {
+            mailbox: "other",
+            uidvalidity: 1,
+            last_uid: Some(1),
+            records: &[inquiry(5, "kim@third.example", MessageKind::Reply)],
+            now: t0() + Duration::hours(21),
+            enroll: &[],
+        })
+        .await
+        .unwrap();
+    let r = s.run_due(t0() + Duration::days(2)).await.unwrap();
+    assert_eq!((r.enqueued, r.ended), (0, 1), "{r:?}");
     let out = outbox(&store).await;
     assert_eq!(steps_of(&out, "jane@acme.example"), ["a"]);
+    assert_eq!(steps_of(&out, "kim@third.example"), ["a"]);
     assert!(
         steps_of(&out, "bob@other.example").is_empty(),
         "never sent half-rendered"
@@ -543,8 +565,8 @@ Date: Fri, 27 Nov 2026 11:00:00 +0000\r\n\r\nYes, let's talk on Monday.\r\n"
     .run_due(Utc::now() + Duration::days(2))
     .await
     .unwrap();
-    // Jane's enrollment ends; Eve, who did not reply, gets step b.
-    assert_eq!((r.enqueued, r.ended), (1, 1), "{r:?}");
+    // Jane's enrollment ended when her reply was recorded; Eve, who did not reply, gets b.
+    assert_eq!((r.enqueued, r.ended), (1, 0), "{r:?}");
     let e = &store.enrollments(lead.id).await.unwrap()[0];
     assert_eq!(e.state, "exited");
     assert_eq!(steps_of(&outbox(&store).await, "jane@acme.example"), ["a"]);
