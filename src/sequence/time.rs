@@ -135,6 +135,14 @@ impl Windows {
         for e in exprs {
             let e = e.as_ref().trim();
             let fields = e.split_whitespace().count();
+            // Day-of-week numbers differ between cron dialects (the `cron` crate counts from
+            // Sunday = 1, classic cron from Sunday = 0): names cannot be misread.
+            let weekday = e.split_whitespace().nth(if fields == 5 { 4 } else { 5 });
+            if weekday.is_some_and(|w| w.contains(|c: char| c.is_ascii_digit())) {
+                return Err(format!(
+                    "'{e}': write weekdays as names (Mon-Fri), not numbers, which cron dialects count differently"
+                ));
+            }
             let full = if fields == 5 {
                 format!("0 {e}")
             } else {
@@ -294,5 +302,7 @@ mod tests {
         assert_eq!(w.next_open(t, Tz::UTC), t);
         assert!(Windows::parse(&["every weekday"]).is_err());
         assert!(Windows::parse(&["* 25 * * *"]).is_err());
+        let err = Windows::parse(&["* 9-16 * * 1-5"]).unwrap_err();
+        assert!(err.contains("names"), "{err}");
     }
 }
