@@ -477,6 +477,38 @@ impl Store {
         if !batch.enroll.is_empty() && !stops.is_empty() {
             self.exit_batch(&mut tx, batch.enroll, &stops, now).await?;
         }
+        // An unsubscribe request takes effect with the message that asked: the lead is marked
+        // and its address suppressed in the same transaction, so no step already in the outbox
+        // or scheduled later goes out after it was recorded (the sender checks suppressions
+        // right before every send).
+        let mut unsubscribed: Vec<&str> = stops
+            .iter()
+            .filter(|r| r.classification.kind == MessageKind::Unsubscribe)
+            .filter_map(|r| r.classification.lead.as_ref().map(|p| p.email.as_str()))
+            .collect();
+        unsubscribed.sort_unstable();
+        unsubscribed.dedup();
+        for email in &unsubscribed {
+            outbox::suppress_in(
+                &mut tx,
+                &Suppression::Address((*email).to_owned()),
+                "the lead asked to unsubscribe",
+                batch.now,
+            )
+            .await?;
+        }
+        for chunk in unsubscribed.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE leads SET status = 'unsubscribed', updated_at = {} WHERE email IN ({})",
+                params(self.backend, 1, 1),
+                params(self.backend, 2, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false).bind(now);
+            for e in chunk {
+                q = q.bind(*e);
+            }
+            q.execute(&mut *tx).await?;
+        }
         let enrolled = if batch.enroll.is_empty() || new_leads.is_empty() {
             0
         } else {
