@@ -22,6 +22,8 @@ use crate::domain::{EmailAddress, MessageKind};
 use crate::send;
 use crate::store::{Lead, LeadFilter, OutboxEntry, OutboxId, OutboxState, SendOutcome, Transition};
 
+mod sequences;
+
 /// Files larger than this are not classified whole by `leadloop classify` (the same default the
 /// daemon uses when the configuration does not say).
 const CLASSIFY_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -59,6 +61,48 @@ enum Command {
     /// Inspect leads.
     #[command(subcommand)]
     Leads(LeadsCommand),
+    /// Put a lead into a sequence by hand.
+    Enroll {
+        /// The lead's email address.
+        email: String,
+        /// The sequence (its file name without .toml).
+        sequence: String,
+    },
+    /// Take a lead out of one sequence, or out of all.
+    Unenroll {
+        /// The lead's email address.
+        email: String,
+        /// Only this sequence.
+        sequence: Option<String>,
+    },
+    /// Show a sequence's messages as a lead would get them: headers, text and HTML.
+    Preview {
+        /// The sequence.
+        sequence: String,
+        /// Only this step.
+        #[arg(long)]
+        step: Option<String>,
+        /// Render for this lead.
+        #[arg(long, conflicts_with = "sample", required_unless_present = "sample")]
+        lead: Option<String>,
+        /// Render for a made-up sample lead.
+        #[arg(long)]
+        sample: bool,
+    },
+    /// Show when each step of a sequence would reach a lead: delays, conditions, windows, caps.
+    Simulate {
+        /// The sequence.
+        sequence: String,
+        /// The lead.
+        #[arg(long, conflicts_with = "sample", required_unless_present = "sample")]
+        lead: Option<String>,
+        /// A made-up sample lead.
+        #[arg(long)]
+        sample: bool,
+        /// Enrollment time: RFC 3339, or "YYYY-MM-DD HH:MM" in the team's time zone (default now).
+        #[arg(long)]
+        from: Option<String>,
+    },
     /// Inspect the outbox and decide about messages that were not sent.
     #[command(subcommand)]
     Outbox(OutboxCommand),
@@ -96,6 +140,12 @@ enum OutboxCommand {
 
 #[derive(Debug, Args)]
 struct SendTestArgs {
+    /// Send this sequence's step (rendered for a sample lead, addressed to --to) instead of
+    /// the built-in test message.
+    sequence: Option<String>,
+    /// The step to send (with SEQUENCE).
+    #[arg(long, requires = "sequence")]
+    step: Option<String>,
     /// Recipient address.
     #[arg(long)]
     to: String,
@@ -193,6 +243,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&cli.config)?;
             runtime()?.block_on(leads(&config, cmd))
         }
+        Command::Enroll { email, sequence } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(sequences::enroll(&config, &email, &sequence))
+        }
+        Command::Unenroll { email, sequence } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(sequences::unenroll(&config, &email, sequence.as_deref()))
+        }
+        Command::Preview {
+            sequence,
+            step,
+            lead,
+            sample: _,
+        } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(sequences::preview(
+                &config,
+                &sequence,
+                step.as_deref(),
+                lead.as_deref(),
+            ))
+        }
+        Command::Simulate {
+            sequence,
+            lead,
+            sample: _,
+            from,
+        } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(sequences::simulate(
+                &config,
+                &sequence,
+                lead.as_deref(),
+                from.as_deref(),
+            ))
+        }
         Command::Outbox(cmd) => {
             let config = load(&cli.config)?;
             runtime()?.block_on(outbox(&config, cmd))
@@ -217,10 +303,16 @@ fn check(path: &Path) -> ExitCode {
     match result {
         Ok(c) => {
             println!(
-                "{}: ok ({} channel rules, {} form profiles)",
+                "{}: ok ({} channel rules, {} form profiles, {} sequences with {} steps)",
                 path.display(),
                 c.channels.len(),
-                c.forms.len()
+                c.forms.len(),
+                c.sequences.sequences.len(),
+                c.sequences
+                    .sequences
+                    .iter()
+                    .map(|s| s.steps.len())
+                    .sum::<usize>()
             );
             ExitCode::SUCCESS
         }
@@ -359,7 +451,11 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
     spawn_signal_handlers(shutdown.clone(), reload_tx)?;
     if once {
-        let daemon::OnceReport { ingest, send } = daemon::run_once(&config, shutdown).await?;
+        let daemon::OnceReport {
+            ingest,
+            scheduled,
+            send,
+        } = daemon::run_once(&config, shutdown).await?;
         info!(
             fetched = ingest.fetched,
             recorded = ingest.recorded,
@@ -371,6 +467,12 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
             "{} messages read, {} recorded, {} already recorded, {} leads created or updated",
             ingest.fetched, ingest.recorded, ingest.duplicates, ingest.leads_touched
         );
+        if let Some(sc) = scheduled {
+            println!(
+                "{} sequence steps enqueued, {} waiting for their time, {} held",
+                sc.enqueued, sc.waiting, sc.held
+            );
+        }
         if let Some(s) = send {
             println!(
                 "{} messages sent, {} to retry, {} failed, {} interrupted, {} suppressed",
@@ -463,9 +565,11 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             };
             let events = store.timeline(&lead).await?;
+            let enrollments = store.enrollments(lead.id).await?;
             if json {
                 let mut v = lead_json(&lead);
                 v["timeline"] = serde_json::to_value(&events)?;
+                v["enrollments"] = serde_json::to_value(&enrollments)?;
                 writeln!(out, "{v}")?;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -485,6 +589,33 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 writeln!(out, "  fields:")?;
                 for (k, v) in fields {
                     writeln!(out, "    {k}: {}", v.as_str().unwrap_or_default())?;
+                }
+            }
+            if !enrollments.is_empty() {
+                writeln!(out, "  sequences:")?;
+                for e in &enrollments {
+                    let detail = match e.state.as_str() {
+                        "active" => match (&e.next_step, e.next_due_at) {
+                            (Some(step), Some(at)) => {
+                                format!("next {step} at {}", at.format("%Y-%m-%d %H:%M UTC"))
+                            }
+                            _ => "starting".to_owned(),
+                        },
+                        "exited" => e.exit_reason.clone().unwrap_or_default(),
+                        "held" => e.error.clone().unwrap_or_default(),
+                        _ => String::new(),
+                    };
+                    writeln!(
+                        out,
+                        "    {:<16} {:<7} done: {:<24} {detail}",
+                        e.sequence,
+                        e.state,
+                        if e.steps_done.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            e.steps_done.join(", ")
+                        }
+                    )?;
                 }
             }
             writeln!(out, "  timeline:")?;
@@ -609,8 +740,12 @@ async fn send_test(config: &Config, args: &SendTestArgs) -> anyhow::Result<ExitC
         .context("identity.addresses is empty: there is no address to send from")?;
     let envelope_from = smtp.envelope_from.as_ref().unwrap_or(from);
     let now = Utc::now();
-    let message =
-        send::test_message(from, envelope_from, &to, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let message = match &args.sequence {
+        None => {
+            send::test_message(from, envelope_from, &to, now).map_err(|e| anyhow::anyhow!("{e}"))?
+        }
+        Some(name) => sequences::step_test_message(config, name, args.step.as_deref(), &to, now)?,
+    };
 
     let store = daemon::open_store(config).await?;
     let sender = daemon::sender(config, store.clone())?.context("[smtp] is not usable")?;

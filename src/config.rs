@@ -22,6 +22,7 @@ use toml::Spanned;
 
 use crate::classify::{ChannelRule, FormProfile, Rules};
 use crate::domain::EmailAddress;
+use crate::sequence::{self, Catalog, Policy, Sender, Windows};
 
 /// Default ceiling on the size of a message that is fetched and parsed whole (25 MiB).
 const DEFAULT_MAX_MESSAGE_BYTES: u64 = 25 * 1024 * 1024;
@@ -41,6 +42,8 @@ pub struct Config {
     pub channels: Vec<ChannelRule>,
     /// Form profiles, tried before the built-in ones.
     pub forms: Vec<FormProfile>,
+    /// Sequences, templates, senders and the send policy; empty without `[sequences]`.
+    pub sequences: std::sync::Arc<Catalog>,
     /// How outbound mail leaves; `None` when the file has no `[smtp]` (nothing is sent).
     pub smtp: Option<SmtpConfig>,
 }
@@ -326,7 +329,46 @@ struct RawConfig {
     channel: Vec<RawChannel>,
     #[serde(default)]
     form: Vec<RawForm>,
+    sequences: Option<Spanned<RawSequences>>,
+    policy: Option<Spanned<RawPolicy>>,
+    #[serde(default)]
+    sender: Vec<Spanned<RawSender>>,
     smtp: Option<Spanned<RawSmtp>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSequences {
+    dir: Option<String>,
+    templates: Option<String>,
+    inbox: Option<Spanned<String>>,
+    unsubscribe_url: Option<Spanned<String>>,
+    #[serde(default)]
+    reply_to_token: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    lead_timezone_fields: Vec<String>,
+    #[serde(default)]
+    windows: Vec<Spanned<String>>,
+    per_domain_per_day: Option<u32>,
+    per_lead_per_day: Option<u32>,
+    jitter: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSender {
+    name: Spanned<String>,
+    address: Spanned<String>,
+    display_name: Option<String>,
+    per_minute: Option<u32>,
+    per_hour: Option<u32>,
+    per_day: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -583,7 +625,7 @@ impl Checker<'_> {
     }
 }
 
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
@@ -881,6 +923,48 @@ impl Config {
             }
         }
 
+        // [[sender]], [policy], [sequences]
+        let senders = check_senders(&mut ck, &raw.sender);
+        for s in &senders {
+            // Sending identities are ours: their mail is never a lead, and their domain is
+            // where our Message-IDs live, which replies are recognised by.
+            if !identity.addresses.contains(&s.address) {
+                identity.addresses.push(s.address.clone());
+            }
+        }
+        let policy = check_policy(&mut ck, raw.policy);
+        let settings = raw.sequences.map(|seq| {
+            let span = seq.span();
+            let seq = seq.into_inner();
+            let fallback_inbox = match &source {
+                Some(SourceConfig::Imap(imap)) => EmailAddress::parse(&imap.user).ok(),
+                _ => None,
+            }
+            .or_else(|| identity.addresses.first().cloned());
+            let inbox = match &seq.inbox {
+                Some(i) => ck.address(i, "sequences.inbox"),
+                None => {
+                    if fallback_inbox.is_none() {
+                        ck.at(span.clone(), "sequences.inbox", "give the monitored inbox's address (unsubscribe and reply addresses are plus-addresses of it)");
+                    }
+                    fallback_inbox
+                }
+            };
+            if let Some(u) = &seq.unsubscribe_url
+                && (!u.get_ref().starts_with("https://") || u.get_ref().contains(char::is_whitespace))
+            {
+                ck.at(u.span(), "sequences.unsubscribe_url", "must be an https:// URL (RFC 8058 one-click unsubscribe needs https); {token} is replaced by the lead's token");
+            }
+            sequence::Settings {
+                dir: resolve_path(&dir, seq.dir.as_deref().unwrap_or("sequences")),
+                templates: resolve_path(&dir, seq.templates.as_deref().unwrap_or("templates")),
+                inbox: inbox.unwrap_or_else(|| EmailAddress::parse("leads@localhost").expect("a valid address")),
+                unsubscribe_url: seq.unsubscribe_url.map(Spanned::into_inner),
+                reply_to_token: seq.reply_to_token,
+                policy: policy.clone(),
+                senders: senders.clone(),
+            }
+        });
         let smtp = raw.smtp.map(|smtp| check_smtp(&mut ck, smtp, &dir));
 
         if !ck.problems.is_empty() {
@@ -889,6 +973,18 @@ impl Config {
                 problems: ck.problems,
             });
         }
+        // The sequence files are only read once leadloop.toml itself is sound.
+        let sequences = match settings {
+            Some(settings) => {
+                let mut problems = Vec::new();
+                let catalog = sequence::load(settings, &mut problems);
+                if !problems.is_empty() {
+                    return Err(ConfigError { problems });
+                }
+                catalog
+            }
+            None => Catalog::empty(),
+        };
         Ok(Config {
             path: path.to_owned(),
             database,
@@ -896,6 +992,7 @@ impl Config {
             identity,
             channels,
             forms,
+            sequences: std::sync::Arc::new(sequences),
             smtp,
         })
     }
@@ -1031,6 +1128,81 @@ fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapC
         max_message_bytes: ck.max_bytes(imap.max_message_bytes.as_ref(), "imap.max_message_bytes"),
         batch_size: ck.positive_u32(imap.batch_size.as_ref(), "imap.batch_size", 500),
     }
+}
+
+fn check_senders(ck: &mut Checker<'_>, raw: &[Spanned<RawSender>]) -> Vec<Sender> {
+    let mut out: Vec<Sender> = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let s = s.get_ref();
+        let name = s.name.get_ref().trim().to_owned();
+        if !sequence::file::valid_id(&name) {
+            ck.at(
+                s.name.span(),
+                &format!("sender[{i}].name"),
+                "must be lower-case letters, digits, '-' and '_'",
+            );
+        } else if out.iter().any(|o| o.name == name) {
+            ck.at(
+                s.name.span(),
+                &format!("sender[{i}].name"),
+                format!("sender '{name}' is defined twice"),
+            );
+        }
+        let Some(address) = ck.address(&s.address, &format!("sender[{i}].address")) else {
+            continue;
+        };
+        out.push(Sender {
+            name,
+            address,
+            display_name: s.display_name.clone().filter(|d| !d.trim().is_empty()),
+            per_minute: s.per_minute,
+            per_hour: s.per_hour,
+            per_day: s.per_day,
+        });
+    }
+    out
+}
+
+fn check_policy(ck: &mut Checker<'_>, raw: Option<Spanned<RawPolicy>>) -> Policy {
+    let mut policy = Policy::default();
+    let Some(raw) = raw else { return policy };
+    let raw = raw.into_inner();
+    if let Some(tz) = &raw.timezone {
+        match tz.get_ref().trim().parse::<chrono_tz::Tz>() {
+            Ok(z) => policy.timezone = z,
+            Err(_) => ck.at(
+                tz.span(),
+                "policy.timezone",
+                format!(
+                    "'{}' is not an IANA time zone like \"Europe/Berlin\"",
+                    tz.get_ref()
+                ),
+            ),
+        }
+    }
+    policy.lead_timezone_fields = raw.lead_timezone_fields;
+    for w in &raw.windows {
+        if let Err(e) = Windows::parse(&[w.get_ref()]) {
+            ck.at(w.span(), "policy.windows", e);
+        }
+    }
+    if let Ok(w) = Windows::parse(&raw.windows.iter().map(|w| w.get_ref()).collect::<Vec<_>>()) {
+        policy.windows = w;
+    }
+    policy.per_domain_per_day = raw.per_domain_per_day;
+    policy.per_lead_per_day = raw.per_lead_per_day.or(policy.per_lead_per_day);
+    if let Some(j) = &raw.jitter {
+        match humantime::parse_duration(j.get_ref()) {
+            Ok(d) if d <= Duration::from_secs(3600) => policy.jitter = d,
+            Ok(_) => ck.at(j.span(), "policy.jitter", "at most 1h"),
+            Err(e) => ck.at(
+                j.span(),
+                "policy.jitter",
+                format!("'{}' is not a duration like \"2m\": {e}", j.get_ref()),
+            ),
+        }
+    }
+    policy
 }
 
 fn check_smtp(ck: &mut Checker<'_>, smtp: Spanned<RawSmtp>, dir: &Path) -> SmtpConfig {

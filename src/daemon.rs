@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -20,6 +21,7 @@ use crate::ingest::{
     ImapSource, IngestReport, MaildirSource, Pipeline, imap_mailbox_name, maildir_mailbox_name,
 };
 use crate::send::{SendReport, Sender};
+use crate::sequence::schedule::{Scheduler, TickReport};
 use crate::store::Store;
 
 /// The async runtime leadloop runs on.
@@ -68,7 +70,21 @@ impl Source {
     /// # Errors
     /// The IMAP password cannot be read, or the TLS setup is unusable.
     pub fn new(config: &Config, store: Store) -> anyhow::Result<Source> {
+        Self::enrolling(config, store, None)
+    }
+
+    /// Builds the configured source; new leads that match a sequence are enrolled as their
+    /// batch is recorded, and `wake` (the scheduler) is notified.
+    ///
+    /// # Errors
+    /// The IMAP password cannot be read, or the TLS setup is unusable.
+    pub fn enrolling(
+        config: &Config,
+        store: Store,
+        wake: Option<Arc<Notify>>,
+    ) -> anyhow::Result<Source> {
         let rules = Arc::new(config.rules());
+        let enroll = config.sequences.enroll_rules();
         Ok(match &config.source {
             SourceConfig::Imap(imap) => {
                 let password = imap
@@ -80,7 +96,8 @@ impl Source {
                     rules,
                     imap_mailbox_name(imap),
                     imap.max_message_bytes,
-                );
+                )
+                .with_enrollment(enroll, wake);
                 Source::Imap(ImapSource::new(imap.clone(), password, pipeline)?)
             }
             SourceConfig::Maildir(md) => {
@@ -89,7 +106,8 @@ impl Source {
                     rules,
                     maildir_mailbox_name(&md.path),
                     md.max_message_bytes,
-                );
+                )
+                .with_enrollment(enroll, wake);
                 Source::Maildir(MaildirSource::new(
                     md.path.clone(),
                     pipeline,
@@ -149,12 +167,14 @@ pub fn sender(config: &Config, store: Store) -> anyhow::Result<Option<Sender>> {
 pub struct OnceReport {
     /// The mailbox pass.
     pub ingest: IngestReport,
+    /// The sequence steps due now, when sequences are configured.
+    pub scheduled: Option<TickReport>,
     /// The outbox pass, when `[smtp]` is configured.
     pub send: Option<SendReport>,
 }
 
-/// Processes what is waiting in the mailbox once, sends what is due in the outbox, and
-/// returns (`leadloop run --once`).
+/// Processes what is waiting in the mailbox once, enqueues the sequence steps due now, sends
+/// what is due in the outbox, and returns (`leadloop run --once`).
 ///
 /// # Errors
 /// The store, the mailbox or the SMTP setup cannot be used.
@@ -163,6 +183,23 @@ pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::R
     let source = Source::new(config, store.clone())?;
     let sender = sender(config, store.clone())?;
     let ingest = source.sync_once(&shutdown).await;
+    let scheduled = match &ingest {
+        Ok(_) if !config.sequences.sequences.is_empty() => {
+            let scheduler = Scheduler::new(
+                store.clone(),
+                Arc::clone(&config.sequences),
+                Arc::new(Notify::new()),
+            );
+            let _ = store.release_held(chrono::Utc::now()).await;
+            Some(
+                scheduler
+                    .run_due(chrono::Utc::now())
+                    .await
+                    .context("scheduling due sequence steps"),
+            )
+        }
+        _ => None,
+    };
     let send = match (&ingest, sender) {
         (Ok(_), Some(sender)) => Some(sender.drain(shutdown).await),
         _ => None,
@@ -170,6 +207,7 @@ pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::R
     store.close().await;
     Ok(OnceReport {
         ingest: ingest?,
+        scheduled: scheduled.transpose()?,
         send,
     })
 }
@@ -194,9 +232,22 @@ pub async fn run(
     loop {
         // Each generation of tasks gets its own child token, so a reload stops just them.
         let generation = shutdown.child_token();
-        let source = Arc::new(Source::new(&config, store.clone())?);
+        let wake = Arc::new(Notify::new());
+        let source = Arc::new(Source::enrolling(
+            &config,
+            store.clone(),
+            Some(Arc::clone(&wake)),
+        )?);
         let sender = sender(&config, store.clone())?;
         let tasks = TaskTracker::new();
+        if !config.sequences.sequences.is_empty() {
+            let scheduler = Scheduler::new(store.clone(), Arc::clone(&config.sequences), wake);
+            let token = generation.clone();
+            tasks.spawn(async move {
+                scheduler.run(token).await;
+                info!("scheduler stopped");
+            });
+        }
         if let Some(sender) = sender {
             // The sender finishes the messages in flight when the token fires, so a SIGTERM
             // never leaves a message half handed over that it could have finished.

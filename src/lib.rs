@@ -6,8 +6,9 @@
 //! in an outbox in the same database and leave over SMTP, each at most once.
 //!
 //! ```text
-//! IMAP mailbox ──► ingest ──► classify ──► leads store ──► outbox ──► send ──► SMTP
-//!    ▲   (UID, IDLE)   (mail-parser, rules)   (sqlx)                    (lettre, retries)
+//! IMAP mailbox ──► ingest ──► classify ──► leads store ◄──► scheduler ──► render ──► outbox ──► send ──► SMTP
+//!    ▲   (UID, IDLE)   (mail-parser, rules)   (sqlx)        (sequences,    (minijinja)            (lettre,
+//!    │                                                       windows, caps)                        retries)
 //!    │
 //!    └── replies, bounces, auto-replies, unsubscribes, Sales feedback come back the same way
 //! ```
@@ -22,7 +23,11 @@
 //! - [`config`]: `leadloop.toml`, validated with file, line and key for every problem; builds
 //!   the classifier's rules.
 //! - [`store`]: SQL only; records batches of messages, leads, events and the mailbox cursor in
-//!   one transaction, on SQLite or PostgreSQL; the outbox and the suppression list.
+//!   one transaction, on SQLite or PostgreSQL; enrollments, the outbox and the suppression list.
+//! - [`render`]: pure; a step's templates and a lead in, a complete RFC 5322 message out
+//!   (unsubscribe headers and footer, our Message-ID, no header injection).
+//! - [`sequence`]: sequence files, delays and send windows in the lead's time zone, caps, and
+//!   the scheduler that claims due enrollments and enqueues their steps.
 //! - [`send`]: the outbox sender: claims due messages, one in flight per SMTP connection,
 //!   retries temporary failures, records bounces, never resends what may have arrived.
 //! - [`ingest`]: puts the pure parts and the store to work: IMAP (TLS, UID cursor, IDLE,
@@ -40,5 +45,7 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod ingest;
+pub mod render;
 pub mod send;
+pub mod sequence;
 pub mod store;

@@ -18,7 +18,7 @@ use tracing::{debug, info_span};
 
 use crate::classify::{self, Classification, Rules};
 use crate::domain::MessageKind;
-use crate::store::{Batch, InboundRecord, Store, StoreError};
+use crate::store::{Batch, EnrollRule, InboundRecord, Store, StoreError};
 
 pub use imap::{ImapError, ImapSource, mailbox_name as imap_mailbox_name};
 pub use maildir::{MaildirSource, mailbox_name as maildir_mailbox_name};
@@ -97,6 +97,10 @@ pub struct Pipeline {
     rules: Arc<Rules>,
     mailbox: Arc<str>,
     max_message_bytes: u64,
+    /// Sequences new leads enter, in the batch's own transaction.
+    enroll: Arc<[EnrollRule]>,
+    /// Woken when a batch enrolled someone, so the scheduler looks at once.
+    wake: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Pipeline {
@@ -115,7 +119,22 @@ impl Pipeline {
             rules,
             mailbox: mailbox.into(),
             max_message_bytes,
+            enroll: Arc::from(Vec::new()),
+            wake: None,
         }
+    }
+
+    /// Enrolls new leads that match `rules` as their batch is recorded, and wakes `wake`
+    /// (the scheduler) when any were.
+    #[must_use]
+    pub fn with_enrollment(
+        mut self,
+        rules: Vec<EnrollRule>,
+        wake: Option<Arc<tokio::sync::Notify>>,
+    ) -> Self {
+        self.enroll = Arc::from(rules);
+        self.wake = wake;
+        self
     }
 
     /// The mailbox name under which messages and the cursor are recorded.
@@ -181,8 +200,14 @@ impl Pipeline {
                 last_uid,
                 records: &records,
                 now: Utc::now(),
+                enroll: &self.enroll,
             })
             .await?;
+        if outcome.enrolled > 0
+            && let Some(wake) = &self.wake
+        {
+            wake.notify_one();
+        }
         debug!(
             mailbox = %self.mailbox,
             recorded = outcome.recorded,

@@ -25,6 +25,10 @@ use tracing::instrument;
 use crate::classify::Classification;
 use crate::domain::{EmailAddress, LeadId, MessageKind};
 
+mod enrollments;
+
+pub use enrollments::{EnrollRule, Enrollment, Outgoing, Settle, Settled, count_key};
+
 pub mod outbox;
 
 pub use outbox::{
@@ -112,6 +116,8 @@ pub struct Batch<'a> {
     pub records: &'a [InboundRecord],
     /// When they are recorded.
     pub now: DateTime<Utc>,
+    /// Sequences new leads enter, in the same transaction.
+    pub enroll: &'a [EnrollRule],
 }
 
 /// What [`Store::record_batch`] did.
@@ -123,6 +129,8 @@ pub struct BatchOutcome {
     pub duplicates: usize,
     /// Leads created or updated.
     pub leads_touched: usize,
+    /// Enrollments created.
+    pub enrolled: usize,
 }
 
 /// A lead as stored.
@@ -372,14 +380,20 @@ impl Store {
         let mut upserts: Vec<LeadUpsert> = Vec::new();
         let mut by_email: HashMap<&str, usize> = HashMap::new();
         let mut counted: HashSet<&str> = HashSet::new();
+        let mut new_leads: Vec<&InboundRecord> = Vec::new();
+        let mut stops: Vec<&InboundRecord> = Vec::new();
         for r in batch.records {
             if !inserted.contains(&r.dedupe_key) || !counted.insert(r.dedupe_key.as_str()) {
                 continue;
             }
             let c = &r.classification;
+            if matches!(c.kind, MessageKind::Reply | MessageKind::Unsubscribe) && c.lead.is_some() {
+                stops.push(r);
+            }
             let Some(person) = c.lead.as_ref().filter(|_| c.kind.creates_lead()) else {
                 continue;
             };
+            new_leads.push(r);
             let fields = if c.fields.is_empty() {
                 "{}".to_owned()
             } else {
@@ -460,12 +474,54 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        if !batch.enroll.is_empty() && !stops.is_empty() {
+            self.exit_batch(&mut tx, batch.enroll, &stops, now).await?;
+        }
+        // An unsubscribe request takes effect with the message that asked: the lead is marked
+        // and its address suppressed in the same transaction, so no step already in the outbox
+        // or scheduled later goes out after it was recorded (the sender checks suppressions
+        // right before every send).
+        let mut unsubscribed: Vec<&str> = stops
+            .iter()
+            .filter(|r| r.classification.kind == MessageKind::Unsubscribe)
+            .filter_map(|r| r.classification.lead.as_ref().map(|p| p.email.as_str()))
+            .collect();
+        unsubscribed.sort_unstable();
+        unsubscribed.dedup();
+        for email in &unsubscribed {
+            outbox::suppress_in(
+                &mut tx,
+                &Suppression::Address((*email).to_owned()),
+                "the lead asked to unsubscribe",
+                batch.now,
+            )
+            .await?;
+        }
+        for chunk in unsubscribed.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "UPDATE leads SET status = 'unsubscribed', updated_at = {} WHERE email IN ({})",
+                params(self.backend, 1, 1),
+                params(self.backend, 2, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false).bind(now);
+            for e in chunk {
+                q = q.bind(*e);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let enrolled = if batch.enroll.is_empty() || new_leads.is_empty() {
+            0
+        } else {
+            self.enroll_batch(&mut tx, batch.enroll, &new_leads, now)
+                .await?
+        };
         tx.commit().await?;
 
         Ok(BatchOutcome {
             recorded: inserted.len(),
             duplicates: batch.records.len() - inserted.len(),
             leads_touched: upserts.len(),
+            enrolled,
         })
     }
 

@@ -32,6 +32,21 @@ fn demo_config(dir: &Path, db_url: &str) -> PathBuf {
                 "path = {:?}",
                 repo("config/demo/inbox").display().to_string()
             ),
+        )
+        .replace(
+            "dir = \"sequences\"",
+            &format!("dir = {:?}", repo("config/sequences").display().to_string()),
+        )
+        .replace(
+            "file:../var/outbox",
+            &format!("file:{}", dir.join("outbox").display()),
+        )
+        .replace(
+            "templates = \"templates\"",
+            &format!(
+                "templates = {:?}",
+                repo("config/templates").display().to_string()
+            ),
         );
     let path = dir.join("leadloop.toml");
     std::fs::write(&path, text).unwrap();
@@ -271,4 +286,153 @@ async fn the_demo_runs_end_to_end() {
     assert!(text.contains("forward"), "{text}");
     let out = leadloop(&["leads", "show", "nobody@example.com", "--config", config]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn sequences_are_checked_previewed_simulated_and_enrolled_by_hand() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_config(dir.path(), &db.url);
+    let config = config.to_str().unwrap();
+
+    // A broken sequence file: check names the file, line, column and key.
+    let seqs = dir.path().join("sequences");
+    std::fs::create_dir_all(&seqs).unwrap();
+    std::fs::copy(
+        repo("config/sequences/welcome.toml"),
+        seqs.join("welcome.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        seqs.join("trial.toml"),
+        "[enroll]\nmanual = true\n\n[[step]]\nid = \"one\"\ndelay = \"2 fortnights\"\ntemplate = \"nope\"\nsubject = \"x\"\n",
+    )
+    .unwrap();
+    let broken_dir = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken_dir,
+        std::fs::read_to_string(config).unwrap().replace(
+            &repo("config/sequences").display().to_string(),
+            &seqs.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = leadloop(&["check", "--config", broken_dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.contains("trial.toml:6:9: step[0].delay: '2 fortnights' is not a delay"),
+        "{text}"
+    );
+
+    // Preview against the sample lead shows the headers leadloop adds.
+    let out = leadloop(&[
+        "preview", "welcome", "--step", "welcome", "--sample", "--config", config,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    for want in [
+        "Subject: Thanks for getting in touch, Sam",
+        "List-Unsubscribe: <mailto:leads+unsubscribe-preview@company.com",
+        "--- text ---",
+        "--- html ---",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+
+    // Simulate from a Friday evening with office-hours windows: the first step waits for
+    // Monday morning in Berlin.
+    let windowed = dir.path().join("windowed.toml");
+    std::fs::write(
+        &windowed,
+        std::fs::read_to_string(config)
+            .unwrap()
+            .replace("windows = []", "windows = [\"* 9-16 * * Mon-Fri\"]"),
+    )
+    .unwrap();
+    let out = leadloop(&[
+        "simulate",
+        "welcome",
+        "--sample",
+        "--from",
+        "2026-11-27 21:00",
+        "--config",
+        windowed.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("waits until Mon 2026-11-30 09:00 CET (outside the send window)"),
+        "{text}"
+    );
+
+    // By hand: the demo's leads are enrolled by ingest; unenroll and enroll again.
+    let out = leadloop(&["run", "--once", "--config", config]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lead = "tom.baker@northwind-retail.co.uk";
+    let out = leadloop(&["enroll", lead, "welcome", "--config", config]);
+    assert!(!out.status.success(), "already in it");
+    let out = leadloop(&["unenroll", lead, "--config", config]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = leadloop(&["enroll", lead, "welcome", "--config", config]);
+    assert!(
+        !out.status.success(),
+        "reenter = false: a lead goes through once"
+    );
+    let out = leadloop(&[
+        "enroll",
+        "nobody@example.org",
+        "welcome",
+        "--config",
+        config,
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no lead with address"));
+    let out = leadloop(&["leads", "show", lead, "--config", config]);
+    assert!(stdout(&out).contains("enrolled"), "{}", stdout(&out));
+
+    // A test send of one step, through the demo's file transport.
+    let out = leadloop(&[
+        "send-test",
+        "welcome",
+        "--step",
+        "offer",
+        "--to",
+        "me@example.org",
+        "--config",
+        config,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Vec<String> = std::fs::read_dir(dir.path().join("outbox"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .filter(|m| m.contains("me@example.org"))
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        sent[0].contains("Subject: A month free for Example Corp"),
+        "{}",
+        sent[0]
+    );
+    assert!(sent[0].contains("From: \"Anna from Company\" <anna@company.com>"));
 }

@@ -15,5 +15,6 @@ mod ingest_imap;
 mod ingest_maildir;
 mod outbox;
 mod send;
+mod sequence;
 mod store;
 mod support;

@@ -46,6 +46,7 @@ fn batch<'a>(records: &'a [InboundRecord], uidvalidity: u32, last_uid: u32) -> B
         last_uid: Some(last_uid),
         records,
         now: Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap(),
+        enroll: &[],
     }
 }
 
@@ -255,4 +256,38 @@ async fn leads_are_listed_by_channel_and_kind() {
         .unwrap();
     assert_eq!(forms.len(), 1);
     assert_eq!(forms[0].fields["Company"], "Acme");
+}
+
+#[tokio::test]
+async fn an_unsubscribe_request_marks_the_lead_and_suppresses_the_address_at_once() {
+    let (store, _db) = test_store().await;
+    let first = vec![record(
+        1,
+        MessageKind::Inquiry,
+        Some("ana@example.org"),
+        None,
+        "direct",
+    )];
+    store.record_batch(&batch(&first, 7, 1)).await.unwrap();
+    assert_eq!(store.suppressed("ana@example.org").await.unwrap(), None);
+
+    let second = vec![record(
+        2,
+        MessageKind::Unsubscribe,
+        Some("Ana@Example.org"),
+        None,
+        "direct",
+    )];
+    store.record_batch(&batch(&second, 7, 2)).await.unwrap();
+    let ana = EmailAddress::parse("ana@example.org").unwrap();
+    assert_eq!(
+        store.lead(&ana).await.unwrap().unwrap().status,
+        "unsubscribed"
+    );
+    let why = store.suppressed("ana@example.org").await.unwrap();
+    assert!(why.is_some_and(|w| w.contains("unsubscribe")));
+
+    // Replaying the batch changes nothing and does not fail.
+    store.record_batch(&batch(&second, 7, 2)).await.unwrap();
+    assert_eq!(store.suppressed("bob@example.org").await.unwrap(), None);
 }

@@ -104,6 +104,7 @@ pub async fn seed_leads(store: &Store, emails: &[String]) -> Vec<leadloop::store
                 last_uid: None,
                 records: chunk,
                 now: chrono::Utc::now(),
+                enroll: &[],
             })
             .await
             .expect("seeding leads");

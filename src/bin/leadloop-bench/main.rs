@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --bin leadloop-bench -- ingest [--messages 10000] [--seed 42] [--runs 3]
 //! cargo run --release --bin leadloop-bench -- corpus --messages 200 --out /tmp/corpus
+//! cargo run --release --bin leadloop-bench -- schedule [--enrolled 1000000] [--due 10000]
 //! cargo run --release --bin leadloop-bench -- send [--messages 20000] [--runs 3]
 //! ```
 //!
@@ -16,6 +17,7 @@ mod corpus;
 mod dovecot;
 mod reference;
 mod rss;
+mod schedule;
 mod send;
 mod smtp_sink;
 
@@ -77,6 +79,28 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Scheduler cost: due steps claimed, rendered and enqueued with many vs few enrolled.
+    Schedule {
+        /// Enrolled leads in the large case.
+        #[arg(long, default_value_t = 1_000_000)]
+        enrolled: usize,
+        /// Enrolled leads in the small case.
+        #[arg(long, default_value_t = 10_000)]
+        small: usize,
+        /// Enrollments due now in each case.
+        #[arg(long, default_value_t = 10_000)]
+        due: usize,
+        /// Measured runs of each case; medians are reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Internal: one scheduler pass over a prepared database, printing a JSON line with its
+    /// own peak RSS. Started by `schedule`.
+    #[command(hide = true)]
+    ScheduleChild {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Internal: runs one phase against an already running server and prints a JSON line
     /// with its own peak RSS. Started by `ingest`.
     #[command(hide = true)]
@@ -125,6 +149,13 @@ fn main() -> Result<()> {
             ca,
             user,
         } => ingest_child(phase, &host, port, &ca, &user),
+        Cmd::Schedule {
+            enrolled,
+            small,
+            due,
+            runs,
+        } => schedule::run(enrolled, small, due, runs.max(1)),
+        Cmd::ScheduleChild { config } => schedule::child(&config),
     }
 }
 

@@ -223,6 +223,7 @@ async fn seed_leads(
                 last_uid: None,
                 records: &records,
                 now,
+                enroll: &[],
             })
             .await?;
     }

@@ -1,0 +1,431 @@
+//! `leadloop enroll`, `unenroll`, `preview` and `simulate`: what marketing runs before and
+//! after changing a sequence.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::config::Config;
+use crate::daemon;
+use crate::domain::{EmailAddress, LeadId};
+use crate::render::LeadData;
+use crate::sequence::schedule::{StopMessages, Usage, decide};
+use crate::sequence::{Catalog, Sequence, lead_data};
+use crate::store::{EnrollRule, Enrollment, Lead, NewOutboxMessage, Settle, Store};
+
+fn sequence<'a>(catalog: &'a Catalog, name: &str) -> anyhow::Result<&'a Sequence> {
+    catalog.get(name).ok_or_else(|| {
+        let names: Vec<&str> = catalog.sequences.iter().map(|s| s.name.as_str()).collect();
+        if names.is_empty() {
+            anyhow::anyhow!("no sequences are configured ([sequences] in the configuration)")
+        } else {
+            anyhow::anyhow!(
+                "no sequence named '{name}' (there is: {})",
+                names.join(", ")
+            )
+        }
+    })
+}
+
+async fn find_lead(store: &Store, email: &str) -> anyhow::Result<Lead> {
+    let address = EmailAddress::parse(email).map_err(|e| anyhow::anyhow!("'{email}': {e}"))?;
+    store
+        .lead(&address)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no lead with address {address}"))
+}
+
+/// `leadloop enroll EMAIL SEQUENCE`.
+pub async fn enroll(config: &Config, email: &str, name: &str) -> anyhow::Result<ExitCode> {
+    let catalog = &config.sequences;
+    let seq = sequence(catalog, name)?;
+    let store = daemon::open_store(config).await?;
+    let lead = find_lead(&store, email).await?;
+    let rule = EnrollRule {
+        sequence: seq.name.clone(),
+        kinds: Vec::new(),
+        channels: Vec::new(),
+        forms: Vec::new(),
+        min_score: None,
+        reenter: seq.enroll.reenter,
+        exits: catalog.exited_by(&seq.name),
+        exit_on_reply: seq.exit.on_reply,
+    };
+    let added = store.enroll(&lead.email, &rule, Utc::now()).await?;
+    store.close().await;
+    if added {
+        println!(
+            "{} enrolled in {}; a running daemon picks it up within a minute",
+            lead.email, seq.name
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{} is already in {}{}",
+            lead.email,
+            seq.name,
+            if seq.enroll.reenter {
+                ""
+            } else {
+                " or has been (reenter = false)"
+            }
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `leadloop unenroll EMAIL [SEQUENCE]`.
+pub async fn unenroll(
+    config: &Config,
+    email: &str,
+    name: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let store = daemon::open_store(config).await?;
+    let lead = find_lead(&store, email).await?;
+    let n = store.unenroll(lead.id, name, Utc::now()).await?;
+    store.close().await;
+    if n == 0 {
+        eprintln!(
+            "{} is in no running sequence{}",
+            lead.email,
+            name.map_or(String::new(), |n| format!(" named {n}"))
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("{} left {n} sequence(s)", lead.email);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn lead_or_sample(
+    config: &Config,
+    email: Option<&str>,
+) -> anyhow::Result<(LeadData, LeadId)> {
+    match email {
+        None => Ok((LeadData::sample(), LeadId(0))),
+        Some(email) => {
+            let store = daemon::open_store(config).await?;
+            let lead = find_lead(&store, email).await?;
+            store.close().await;
+            let data = lead_data(&lead)
+                .ok_or_else(|| anyhow::anyhow!("'{}' is not a valid address", lead.email))?;
+            Ok((data, lead.id))
+        }
+    }
+}
+
+/// `leadloop preview SEQUENCE [--step ID] (--lead EMAIL | --sample)`.
+pub async fn preview(
+    config: &Config,
+    name: &str,
+    step: Option<&str>,
+    lead: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let catalog = &config.sequences;
+    let seq = sequence(catalog, name)?;
+    let (data, _) = lead_or_sample(config, lead).await?;
+    let steps: Vec<_> = match step {
+        Some(id) => vec![seq.step(id).ok_or_else(|| {
+            anyhow::anyhow!(
+                "sequence {} has no step '{id}' (steps: {})",
+                seq.name,
+                seq.steps
+                    .iter()
+                    .map(|s| s.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?],
+        None => seq.steps.iter().collect(),
+    };
+    let mut out = io::stdout().lock();
+    let mut failed = false;
+    for s in steps {
+        writeln!(
+            out,
+            "=== {} / step {} (delay {}) ===",
+            seq.name, s.id, s.delay
+        )?;
+        match catalog.applies(s, &data) {
+            Ok(true) => {}
+            Ok(false) => writeln!(
+                out,
+                "(skipped for this lead: when = {:?} is false)",
+                s.when.as_deref().unwrap_or("")
+            )?,
+            Err(e) => {
+                writeln!(out, "error: {e}")?;
+                failed = true;
+                continue;
+            }
+        }
+        match catalog.render(seq, s, &data, 0, "preview", Utc::now()) {
+            Ok(r) => {
+                let text = String::from_utf8_lossy(&r.bytes);
+                let head = text.split("\r\n\r\n").next().unwrap_or("");
+                writeln!(out, "{}\n", head.replace("\r\n", "\n"))?;
+                writeln!(out, "--- text ---\n{}", r.text)?;
+                if let Some(h) = &r.html {
+                    writeln!(out, "--- html ---\n{h}")?;
+                }
+            }
+            Err(e) => {
+                writeln!(out, "error: {e}")?;
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Reads `--from`: RFC 3339, or `YYYY-MM-DD HH:MM` in the team's zone.
+pub fn parse_from(s: &str, team: Tz) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for f in ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
+            return team
+                .from_local_datetime(&n)
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+                .ok_or_else(|| anyhow::anyhow!("{s} does not exist in {team}"));
+        }
+    }
+    anyhow::bail!("'{s}' is not a time like 2026-11-27T09:00:00+01:00 or \"2026-11-27 09:00\"")
+}
+
+/// `leadloop simulate SEQUENCE --lead EMAIL [--from DATETIME]`: the lead's timeline, decided
+/// by the scheduler's own rules (delays, conditions, windows, the per-lead cap) with a
+/// simulated clock. Sender and domain caps are taken as unused by other mail.
+pub async fn simulate(
+    config: &Config,
+    name: &str,
+    lead: Option<&str>,
+    from: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let catalog = &config.sequences;
+    let seq = sequence(catalog, name)?;
+    let policy = &catalog.settings.policy;
+    let start = match from {
+        Some(f) => parse_from(f, policy.timezone)?,
+        None => Utc::now(),
+    };
+    let (data, id) = lead_or_sample(config, lead).await?;
+    let tz = policy.lead_zone(&data.fields);
+    let lead = Lead {
+        id,
+        email: data.email.to_string(),
+        name: data.name.clone(),
+        company: data.company.clone(),
+        phone: data.phone.clone(),
+        channel: data.channel.clone(),
+        status: data.status.clone(),
+        score: data.score,
+        owner: data.owner.clone(),
+        form: data.form.clone(),
+        fields: serde_json::Value::Object(data.fields.clone()),
+        created_at: start,
+        updated_at: start,
+    };
+    let mut out = io::stdout().lock();
+    let local = |t: DateTime<Utc>| {
+        t.with_timezone(&tz)
+            .format("%a %Y-%m-%d %H:%M %Z")
+            .to_string()
+    };
+    writeln!(
+        out,
+        "{} for {} in time zone {tz}, enrolled {}",
+        seq.name,
+        lead.email,
+        local(start)
+    )?;
+    let mut e = Enrollment {
+        id: 0,
+        lead_id: id,
+        sequence: seq.name.clone(),
+        state: "active".into(),
+        steps_done: Vec::new(),
+        next_step: None,
+        next_due_at: Some(start),
+        last_at: start,
+        touches: 0,
+        token: "simulate".into(),
+        exit_reason: None,
+        error: None,
+        enrolled_at: start,
+    };
+    let stops = StopMessages::new();
+    let mut usage = Usage::default();
+    let mut now = start;
+    let mut code = ExitCode::SUCCESS;
+    // A sequence has at most a few dozen steps; each needs at most a few postponements.
+    for _ in 0..1000 {
+        let before = e.steps_done.clone();
+        let decision = decide(
+            catalog,
+            &e,
+            Some(&lead),
+            &stops,
+            &mut usage,
+            now,
+            &mut || 0.0,
+        );
+        let skipped = |done: &[String], sent: Option<&str>| -> Vec<String> {
+            done.iter()
+                .filter(|d| !before.contains(d) && Some(d.as_str()) != sent)
+                .cloned()
+                .collect()
+        };
+        match decision {
+            Settle::Wait {
+                steps_done,
+                next_step,
+                due,
+                last_at,
+            } => {
+                for s in skipped(&steps_done, None) {
+                    let when = seq
+                        .step(&s)
+                        .and_then(|s| s.when.clone())
+                        .unwrap_or_default();
+                    writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
+                }
+                let ready = next_step
+                    .as_deref()
+                    .and_then(|id| seq.step(id))
+                    .is_some_and(|st| st.delay.after(last_at, tz) <= now);
+                if ready {
+                    let why = if policy.open_at(now, tz) > now {
+                        "outside the send window"
+                    } else {
+                        "a send cap is reached"
+                    };
+                    writeln!(
+                        out,
+                        "  {:<16} {} — waits until {} ({why})",
+                        next_step.as_deref().unwrap_or(""),
+                        local(now),
+                        local(due)
+                    )?;
+                }
+                e.steps_done = steps_done;
+                e.next_step = next_step;
+                e.next_due_at = Some(due);
+                e.last_at = last_at;
+                now = due;
+            }
+            Settle::Send {
+                message,
+                steps_done,
+                next_step,
+                due,
+                ..
+            } => {
+                for s in skipped(&steps_done, Some(&message.step_id)) {
+                    let when = seq
+                        .step(&s)
+                        .and_then(|s| s.when.clone())
+                        .unwrap_or_default();
+                    writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
+                }
+                writeln!(
+                    out,
+                    "  {:<16} {}  ({} UTC)  from {}",
+                    message.step_id,
+                    local(now),
+                    now.format("%Y-%m-%d %H:%M"),
+                    message.from
+                )?;
+                e.steps_done = steps_done;
+                e.next_step = next_step;
+                e.touches += 1;
+                e.last_at = now;
+                match due {
+                    Some(d) => {
+                        e.next_due_at = Some(d);
+                        now = d;
+                    }
+                    None => {
+                        writeln!(out, "  done")?;
+                        break;
+                    }
+                }
+            }
+            Settle::Done { steps_done } => {
+                for s in skipped(&steps_done, None) {
+                    let when = seq
+                        .step(&s)
+                        .and_then(|s| s.when.clone())
+                        .unwrap_or_default();
+                    writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
+                }
+                writeln!(out, "  done")?;
+                break;
+            }
+            Settle::Exit { reason } => {
+                writeln!(out, "  leaves the sequence: {reason}")?;
+                break;
+            }
+            Settle::Hold { error } => {
+                writeln!(out, "  held: {error}")?;
+                code = ExitCode::FAILURE;
+                break;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `leadloop send-test SEQUENCE --step ID --to ADDRESS`: the step rendered for the sample lead,
+/// addressed to ADDRESS, with a Message-ID of its own (it belongs to no enrollment).
+pub fn step_test_message(
+    config: &Config,
+    name: &str,
+    step: Option<&str>,
+    to: &EmailAddress,
+    now: DateTime<Utc>,
+) -> anyhow::Result<NewOutboxMessage> {
+    let catalog = &config.sequences;
+    let seq = sequence(catalog, name)?;
+    let step = match step {
+        Some(id) => seq
+            .step(id)
+            .ok_or_else(|| anyhow::anyhow!("sequence {} has no step '{id}'", seq.name))?,
+        None => seq
+            .steps
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("sequence {} has no steps", seq.name))?,
+    };
+    let lead = LeadData {
+        email: to.clone(),
+        ..LeadData::sample()
+    };
+    let token = format!("test{:08x}", rand::random::<u32>());
+    let r = catalog.render(seq, step, &lead, 0, &token, now)?;
+    let sender = catalog
+        .sender(step)
+        .ok_or_else(|| anyhow::anyhow!("no [[sender]] for step {}", step.id))?;
+    let envelope_from = config
+        .smtp
+        .as_ref()
+        .and_then(|s| s.envelope_from.clone())
+        .unwrap_or_else(|| sender.address.clone());
+    Ok(NewOutboxMessage {
+        lead_id: None,
+        enrollment_id: None,
+        step_id: None,
+        from: sender.address.to_string(),
+        envelope_from: envelope_from.to_string(),
+        recipient: to.to_string(),
+        message_id: r.message_id,
+        raw: r.bytes,
+        due_at: now,
+    })
+}

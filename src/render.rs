@@ -1,0 +1,673 @@
+//! Turns a sequence step and a lead into a complete RFC 5322 message. Pure: templates and data
+//! in, bytes out; no files, database, network or clock of its own.
+//!
+//! Templates are minijinja with strict undefined variables (a typo in `{{ lead.frist_name }}`
+//! is an error, never an empty greeting) and HTML auto-escaping in `.html` templates. Values
+//! from lead data never reach a header unsanitised: control characters, CR and LF are
+//! replaced before lettre encodes the header, so a lead named `"Eve\r\nBcc: x@y"` stays a
+//! name. leadloop itself adds what every message needs — the unsubscribe footer,
+//! `List-Unsubscribe` (RFC 2369) with a per-enrollment mailto token that the classifier
+//! recognises, `List-Unsubscribe-Post` (RFC 8058) when an https URL is configured, and a
+//! Message-ID under our domain that replies are matched against — so a template can forget
+//! none of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use minijinja::{Environment, UndefinedBehavior, Value};
+
+use crate::domain::EmailAddress;
+
+/// Why a message could not be rendered. Nothing is sent half-rendered: the step is held.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A template has a syntax error, uses an undefined variable, or fails while rendering.
+    #[error("template {name}: {message}")]
+    Template {
+        /// The template (file name, or `SEQUENCE/STEP subject`).
+        name: String,
+        /// minijinja's explanation, with the line.
+        message: String,
+    },
+    /// A template the step names does not exist.
+    #[error("no template {0}.txt")]
+    Missing(String),
+    /// The message could not be assembled (an address lettre refuses).
+    #[error("cannot build the message: {0}")]
+    Message(String),
+}
+
+fn template_error(name: &str, e: &minijinja::Error) -> RenderError {
+    let mut message = e.to_string();
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        message.push_str(": ");
+        message.push_str(&c.to_string());
+        cur = c.source();
+    }
+    RenderError::Template {
+        name: name.to_owned(),
+        message,
+    }
+}
+
+/// Every template, compiled once: `NAME.txt`, optional `NAME.html`, layouts and includes, and
+/// the subjects of the sequences' steps.
+#[derive(Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+    names: BTreeSet<String>,
+}
+
+impl Templates {
+    /// Compiles templates given as (file name, source), e.g. `("welcome.txt", "Hi {{ … }}")`.
+    ///
+    /// # Errors
+    /// Every template with a syntax error.
+    pub fn new(files: Vec<(String, String)>) -> Result<Templates, Vec<RenderError>> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Templates run on lead data; a runaway loop must end with an error, not a hang.
+        env.set_fuel(Some(1_000_000));
+        let mut names = BTreeSet::new();
+        let mut errors = Vec::new();
+        for (name, source) in files {
+            if let Err(e) = env.add_template_owned(name.clone(), source) {
+                errors.push(template_error(&name, &e));
+            } else {
+                names.insert(name);
+            }
+        }
+        if errors.is_empty() {
+            Ok(Templates { env, names })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// No templates at all (no `[sequences]` configured).
+    pub fn empty() -> Templates {
+        Templates {
+            env: Environment::new(),
+            names: BTreeSet::new(),
+        }
+    }
+
+    /// Adds a step's subject as a template of its own, under `key`.
+    ///
+    /// # Errors
+    /// The subject has a syntax error.
+    pub fn add_subject(&mut self, key: &str, source: &str) -> Result<(), RenderError> {
+        self.env
+            .add_template_owned(subject_name(key), source.to_owned())
+            .map_err(|e| template_error(&format!("{key} subject"), &e))
+    }
+
+    /// Whether `NAME.txt` exists (what a step's `template` must name).
+    pub fn has_text(&self, name: &str) -> bool {
+        self.names.contains(&format!("{name}.txt"))
+    }
+
+    /// Whether `NAME.html` exists.
+    pub fn has_html(&self, name: &str) -> bool {
+        self.names.contains(&format!("{name}.html"))
+    }
+
+    /// Checks that an expression compiles (`when = "…"`).
+    ///
+    /// # Errors
+    /// The syntax error.
+    pub fn check_expression(&self, expr: &str) -> Result<(), RenderError> {
+        self.env
+            .compile_expression(expr)
+            .map(|_| ())
+            .map_err(|e| template_error("when", &e))
+    }
+
+    /// Evaluates a step's `when` against a lead: `lead`, `fields`, `channel` and `score`.
+    ///
+    /// # Errors
+    /// The expression does not compile or uses something undefined.
+    pub fn when(&self, expr: &str, lead: &LeadData) -> Result<bool, RenderError> {
+        let e = self
+            .env
+            .compile_expression(expr)
+            .map_err(|e| template_error("when", &e))?;
+        let ctx = Value::from(BTreeMap::from([
+            ("lead", lead.value()),
+            (
+                "fields",
+                json_value(&serde_json::Value::Object(lead.fields.clone())),
+            ),
+            ("channel", Value::from(lead.channel.as_str())),
+            ("score", Value::from(lead.score)),
+        ]));
+        let v = e.eval(ctx).map_err(|e| template_error("when", &e))?;
+        Ok(v.is_true())
+    }
+}
+
+fn subject_name(key: &str) -> String {
+    format!("{key} subject")
+}
+
+/// What templates know about a lead.
+#[derive(Debug, Clone)]
+pub struct LeadData {
+    /// Address.
+    pub email: EmailAddress,
+    /// Display name.
+    pub name: Option<String>,
+    /// Company.
+    pub company: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// First-touch channel.
+    pub channel: String,
+    /// Status.
+    pub status: String,
+    /// Score.
+    pub score: i64,
+    /// The form the lead came through.
+    pub form: Option<String>,
+    /// The colleague who owns the lead.
+    pub owner: Option<String>,
+    /// Form fields.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl LeadData {
+    /// The lead `leadloop check` and `preview --sample` render every template against.
+    pub fn sample() -> LeadData {
+        LeadData {
+            email: EmailAddress::parse("sam.sample@example.com").expect("a valid address"),
+            name: Some("Sam Sample".into()),
+            company: Some("Example Corp".into()),
+            phone: Some("+1 555 0100".into()),
+            channel: "website".into(),
+            status: "new".into(),
+            score: 10,
+            form: Some("contact-page".into()),
+            owner: None,
+            fields: serde_json::Map::new(),
+        }
+    }
+
+    fn first_name(&self) -> &str {
+        self.name
+            .as_deref()
+            .and_then(|n| n.split_whitespace().next())
+            .unwrap_or("")
+    }
+
+    fn value(&self) -> Value {
+        let s = |v: &Option<String>| Value::from(v.clone().unwrap_or_default());
+        Value::from(BTreeMap::from([
+            ("email", Value::from(self.email.as_str())),
+            ("name", s(&self.name)),
+            ("first_name", Value::from(self.first_name())),
+            ("company", s(&self.company)),
+            ("phone", s(&self.phone)),
+            ("channel", Value::from(self.channel.as_str())),
+            ("status", Value::from(self.status.as_str())),
+            ("score", Value::from(self.score)),
+            ("form", s(&self.form)),
+            ("owner", s(&self.owner)),
+        ]))
+    }
+}
+
+fn json_value(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::from(()),
+        serde_json::Value::Bool(b) => Value::from(*b),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .or_else(|| n.as_f64().map(Value::from))
+            .unwrap_or_else(|| Value::from(n.to_string())),
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(a) => a.iter().map(json_value).collect(),
+        serde_json::Value::Object(o) => Value::from(
+            o.iter()
+                .map(|(k, v)| (k.clone(), json_value(v)))
+                .collect::<BTreeMap<String, Value>>(),
+        ),
+    }
+}
+
+/// A sending identity, as templates and headers see it.
+#[derive(Debug, Clone)]
+pub struct SenderData {
+    /// The `[[sender]]` name.
+    pub name: String,
+    /// Envelope and `From` address.
+    pub address: EmailAddress,
+    /// `From` display name.
+    pub display_name: Option<String>,
+}
+
+/// One message to render.
+#[derive(Debug, Clone)]
+pub struct MessageSpec<'a> {
+    /// The recipient.
+    pub lead: &'a LeadData,
+    /// Who sends it.
+    pub sender: &'a SenderData,
+    /// Sequence name.
+    pub sequence: &'a str,
+    /// Step id.
+    pub step: &'a str,
+    /// Template name (`NAME.txt`, optional `NAME.html`).
+    pub template: &'a str,
+    /// The key the step's subject was added under ([`Templates::add_subject`]).
+    pub subject_key: &'a str,
+    /// The Message-ID without angle brackets, `leadloop.…@our-domain`.
+    pub message_id: &'a str,
+    /// The monitored inbox: unsubscribe and reply tokens are plus-addresses of it.
+    pub inbox: &'a EmailAddress,
+    /// The enrollment's token.
+    pub token: &'a str,
+    /// The https unsubscribe link, with the token filled in, when one is configured.
+    pub unsubscribe_url: Option<&'a str>,
+    /// Whether replies go to `inbox+reply-TOKEN@…` (Reply-To).
+    pub reply_to_token: bool,
+    /// The Date header.
+    pub date: DateTime<Utc>,
+}
+
+/// A rendered message.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The Message-ID (no angle brackets).
+    pub message_id: String,
+    /// The subject as sent.
+    pub subject: String,
+    /// Text part, footer included.
+    pub text: String,
+    /// HTML part, footer included.
+    pub html: Option<String>,
+    /// Envelope sender.
+    pub from: EmailAddress,
+    /// Envelope recipient.
+    pub to: EmailAddress,
+    /// The whole message, CRLF line ends.
+    pub bytes: Vec<u8>,
+}
+
+/// `inbox+TAG@domain`.
+fn plus_address(inbox: &EmailAddress, tag: &str) -> String {
+    let base = inbox.without_tag();
+    format!("{}+{tag}@{}", base.local_part(), base.domain())
+}
+
+/// A header value built from data: control characters (CR and LF above all) become spaces and
+/// runs of whitespace collapse, so it can never start a header of its own.
+pub fn header_safe(s: &str) -> String {
+    s.split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Renders one step for one lead.
+///
+/// # Errors
+/// A template fails (undefined variable, runtime error) or the message cannot be assembled;
+/// nothing partial is returned.
+pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderError> {
+    let unsubscribe_mailto = format!(
+        "mailto:{}?subject=unsubscribe",
+        plus_address(spec.inbox, &format!("unsubscribe-{}", spec.token))
+    );
+    let unsubscribe_url = spec
+        .unsubscribe_url
+        .map_or_else(|| unsubscribe_mailto.clone(), str::to_owned);
+    let ctx = Value::from(BTreeMap::from([
+        ("lead", spec.lead.value()),
+        (
+            "fields",
+            json_value(&serde_json::Value::Object(spec.lead.fields.clone())),
+        ),
+        ("channel", Value::from(spec.lead.channel.as_str())),
+        ("score", Value::from(spec.lead.score)),
+        (
+            "sender",
+            Value::from(BTreeMap::from([
+                ("name", Value::from(spec.sender.name.as_str())),
+                ("address", Value::from(spec.sender.address.as_str())),
+                (
+                    "display_name",
+                    Value::from(spec.sender.display_name.clone().unwrap_or_default()),
+                ),
+            ])),
+        ),
+        (
+            "sequence",
+            Value::from(BTreeMap::from([
+                ("name", Value::from(spec.sequence)),
+                ("step", Value::from(spec.step)),
+            ])),
+        ),
+        ("unsubscribe_url", Value::from(unsubscribe_url.as_str())),
+        (
+            "unsubscribe_mailto",
+            Value::from(unsubscribe_mailto.as_str()),
+        ),
+    ]));
+
+    let get = |name: &str| {
+        t.env
+            .get_template(name)
+            .map_err(|e| template_error(name, &e))
+    };
+    let text_name = format!("{}.txt", spec.template);
+    if !t.has_text(spec.template) {
+        return Err(RenderError::Missing(spec.template.to_owned()));
+    }
+    let mut text = get(&text_name)?
+        .render(&ctx)
+        .map_err(|e| template_error(&text_name, &e))?;
+    let html = if t.has_html(spec.template) {
+        let name = format!("{}.html", spec.template);
+        Some(
+            get(&name)?
+                .render(&ctx)
+                .map_err(|e| template_error(&name, &e))?,
+        )
+    } else {
+        None
+    };
+    let subject_key = subject_name(spec.subject_key);
+    let subject = header_safe(
+        &get(&subject_key)?
+            .render(&ctx)
+            .map_err(|e| template_error(&subject_key, &e))?,
+    );
+
+    // The footer every message gets, whatever the template says.
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "\n-- \nNo longer interested? Unsubscribe: {unsubscribe_url}\n"
+    ));
+    let html = html.map(|h| {
+        let footer = format!(
+            "<p style=\"font-size:12px;color:#666\">No longer interested? <a href=\"{}\">Unsubscribe</a>.</p>\n",
+            html_escape(&unsubscribe_url)
+        );
+        match h.to_ascii_lowercase().rfind("</body>") {
+            Some(at) => format!("{}{footer}{}", &h[..at], &h[at..]),
+            None => format!("{h}\n{footer}"),
+        }
+    });
+
+    let addr = |a: &str| {
+        a.parse::<lettre::Address>()
+            .map_err(|e| RenderError::Message(format!("'{a}': {e}")))
+    };
+    let from = Mailbox::new(
+        spec.sender
+            .display_name
+            .as_deref()
+            .map(header_safe)
+            .filter(|n| !n.is_empty()),
+        addr(spec.sender.address.as_str())?,
+    );
+    let to = Mailbox::new(
+        spec.lead
+            .name
+            .as_deref()
+            .map(header_safe)
+            .filter(|n| !n.is_empty()),
+        addr(spec.lead.email.as_str())?,
+    );
+    let mut list_unsubscribe = format!("<{unsubscribe_mailto}>");
+    if let Some(url) = spec.unsubscribe_url {
+        list_unsubscribe.push_str(&format!(", <{}>", header_safe(url)));
+    }
+    let mut builder = lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(subject.clone())
+        .message_id(Some(format!("<{}>", spec.message_id)))
+        .date(SystemTime::from(spec.date))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe"),
+            list_unsubscribe,
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Leadloop-Origin"),
+            format!("{}/{}", spec.sequence, spec.step),
+        ));
+    if spec.unsubscribe_url.is_some() {
+        // RFC 8058 one-click needs an https URI to POST to; a mailto alone does not qualify.
+        builder = builder.raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+            "List-Unsubscribe=One-Click".to_owned(),
+        ));
+    }
+    if spec.reply_to_token {
+        builder = builder.reply_to(Mailbox::new(
+            None,
+            addr(&plus_address(spec.inbox, &format!("reply-{}", spec.token)))?,
+        ));
+    }
+    let message = match &html {
+        Some(h) => builder.multipart(MultiPart::alternative_plain_html(text.clone(), h.clone())),
+        None => builder.singlepart(SinglePart::plain(text.clone())),
+    }
+    .map_err(|e| RenderError::Message(e.to_string()))?;
+
+    Ok(Rendered {
+        message_id: spec.message_id.to_owned(),
+        subject,
+        text,
+        html,
+        from: spec.sender.address.clone(),
+        to: spec.lead.email.clone(),
+        bytes: message.formatted(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn templates() -> Templates {
+        let mut t = Templates::new(vec![
+            (
+                "layout.html".into(),
+                "<html><body>{% block body %}{% endblock %}</body></html>".into(),
+            ),
+            (
+                "welcome.txt".into(),
+                "Hi {{ lead.first_name or \"there\" }},\nthanks for writing via {{ channel }}.\n{% include \"sig.txt\" %}".into(),
+            ),
+            ("sig.txt".into(), "-- {{ sender.display_name }}".into()),
+            (
+                "welcome.html".into(),
+                "{% extends \"layout.html\" %}{% block body %}<p>Hi {{ lead.name }} from {{ lead.company }}</p>{% endblock %}".into(),
+            ),
+            ("typo.txt".into(), "Hi {{ lead.frist_name }}".into()),
+            (
+                "budget.txt".into(),
+                "Budget: {{ fields.budget | default(\"unknown\") }}{% if fields.size is defined %} size {{ fields.size }}{% endif %}".into(),
+            ),
+        ])
+        .unwrap();
+        t.add_subject("welcome/hello", "Welcome, {{ lead.name }}")
+            .unwrap();
+        t
+    }
+
+    fn sender() -> SenderData {
+        SenderData {
+            name: "team".into(),
+            address: EmailAddress::parse("hello@company.com").unwrap(),
+            display_name: Some("Company Team".into()),
+        }
+    }
+
+    fn spec<'a>(
+        lead: &'a LeadData,
+        sender: &'a SenderData,
+        inbox: &'a EmailAddress,
+        template: &'a str,
+    ) -> MessageSpec<'a> {
+        MessageSpec {
+            lead,
+            sender,
+            sequence: "welcome",
+            step: "hello",
+            template,
+            subject_key: "welcome/hello",
+            message_id: "leadloop.7.hello.ab12cd@company.com",
+            inbox,
+            token: "ab12cd",
+            unsubscribe_url: Some("https://company.com/u?t=ab12cd"),
+            reply_to_token: true,
+            date: DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        }
+    }
+
+    fn headers(bytes: &[u8]) -> Vec<String> {
+        let s = String::from_utf8_lossy(bytes);
+        let head = s.split("\r\n\r\n").next().unwrap().to_owned();
+        head.split("\r\n").map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_full_message_has_parts_headers_and_footer() {
+        let t = templates();
+        let lead = LeadData::sample();
+        let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
+        let r = render(&t, &spec(&lead, &s, &inbox, "welcome")).unwrap();
+        assert_eq!(r.subject, "Welcome, Sam Sample");
+        assert!(
+            r.text
+                .starts_with("Hi Sam,\nthanks for writing via website.\n-- Company Team")
+        );
+        assert!(
+            r.text
+                .contains("Unsubscribe: https://company.com/u?t=ab12cd")
+        );
+        let html = r.html.as_deref().unwrap();
+        assert!(
+            html.contains("<p>Hi Sam Sample from Example Corp</p><p style"),
+            "{html}"
+        );
+        assert!(html.ends_with("</body></html>"), "{html}");
+        let h = headers(&r.bytes).join("\n");
+        for want in [
+            "Message-ID: <leadloop.7.hello.ab12cd@company.com>",
+            "List-Unsubscribe: <mailto:leads+unsubscribe-ab12cd@company.com?subject=unsubscribe>,",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            "Reply-To: leads+reply-ab12cd@company.com",
+            "From: \"Company Team\" <hello@company.com>",
+            "Content-Type: multipart/alternative",
+        ] {
+            assert!(h.contains(want), "missing {want:?} in\n{h}");
+        }
+        // What the classifier reads back: the unsubscribe and reply tokens.
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&r.bytes)
+            .unwrap();
+        assert_eq!(parsed.subject(), Some("Welcome, Sam Sample"));
+    }
+
+    #[test]
+    fn html_is_escaped_and_text_is_not() {
+        let t = templates();
+        let mut lead = LeadData::sample();
+        lead.company = Some("<script>alert(1)</script> & Co".into());
+        let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
+        let r = render(&t, &spec(&lead, &s, &inbox, "welcome")).unwrap();
+        let html = r.html.unwrap();
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt; &amp; Co"),
+            "{html}"
+        );
+        assert!(!html.contains("<script>"));
+    }
+
+    #[test]
+    fn a_lead_name_cannot_inject_a_header() {
+        let t = templates();
+        let mut lead = LeadData::sample();
+        lead.name = Some("Eve\r\nBcc: x@y".into());
+        let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
+        let r = render(&t, &spec(&lead, &s, &inbox, "welcome")).unwrap();
+        let hs = headers(&r.bytes);
+        assert!(
+            !hs.iter().any(|h| h.to_ascii_lowercase().starts_with("bcc")),
+            "{hs:#?}"
+        );
+        assert_eq!(r.subject, "Welcome, Eve Bcc: x@y");
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&r.bytes)
+            .unwrap();
+        assert!(parsed.bcc().is_none());
+        assert_eq!(
+            parsed.to().unwrap().first().unwrap().address(),
+            Some("sam.sample@example.com")
+        );
+    }
+
+    #[test]
+    fn undefined_variables_are_errors_and_defaults_work() {
+        let t = templates();
+        let lead = LeadData::sample();
+        let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
+        let err = render(&t, &spec(&lead, &s, &inbox, "typo")).unwrap_err();
+        assert!(err.to_string().contains("typo.txt"), "{err}");
+        assert!(err.to_string().contains("undefined"), "{err}");
+        let mut t2 = templates();
+        t2.add_subject("welcome/hello", "x").unwrap();
+        let r = render(&t2, &spec(&lead, &s, &inbox, "budget")).unwrap();
+        assert!(r.text.starts_with("Budget: unknown\n"), "{}", r.text);
+        let mut lead = lead;
+        lead.fields.insert("budget".into(), "50k".into());
+        lead.fields.insert("size".into(), 40.into());
+        let r = render(&t2, &spec(&lead, &s, &inbox, "budget")).unwrap();
+        assert!(r.text.starts_with("Budget: 50k size 40\n"), "{}", r.text);
+    }
+
+    #[test]
+    fn when_expressions_see_lead_fields_channel_and_score() {
+        let t = templates();
+        let mut lead = LeadData::sample();
+        lead.fields.insert("Company size".into(), "250".into());
+        assert!(
+            t.when("score >= 10 and channel == 'website'", &lead)
+                .unwrap()
+        );
+        assert!(!t.when("score > 10", &lead).unwrap());
+        assert!(t.when("fields['Company size'] | int > 100", &lead).unwrap());
+        assert!(t.when("'Example' in lead.company", &lead).unwrap());
+        assert!(t.when("fields.nothing is defined", &lead).is_ok_and(|v| !v));
+        assert!(t.when("lead.nope > 1", &lead).is_err());
+        assert!(t.check_expression("score >=").is_err());
+    }
+
+    #[test]
+    fn syntax_errors_name_the_template_and_line() {
+        let err = Templates::new(vec![("bad.txt".into(), "ok\n{% if %}".into())]).unwrap_err();
+        let msg = err[0].to_string();
+        assert!(msg.contains("bad.txt"), "{msg}");
+        assert!(msg.contains("bad.txt:2"), "{msg}");
+    }
+}

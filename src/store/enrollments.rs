@@ -1,0 +1,810 @@
+//! Enrollments: which lead is in which sequence, what it has had, and when it is due next.
+//!
+//! New leads are enrolled inside [`Store::record_batch`]'s transaction, with one set-based
+//! statement per automatic sequence per batch, so a lead recorded is a lead enrolled (or
+//! neither, after a crash). The scheduler claims due enrollments with an expiring lease
+//! ([`Store::claim_due`]) and reports what it did with each ([`Store::settle_enrollments`]),
+//! which advances the enrollment and enqueues its message in one transaction.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+use tracing::instrument;
+
+use super::{
+    Backend, InboundRecord, ROWS_PER_STATEMENT, Store, StoreError, from_millis, millis, params,
+};
+use crate::domain::{LeadId, MessageKind};
+
+/// How ingest enrolls new leads into one sequence (`[enroll]` of a sequence file).
+#[derive(Debug, Clone)]
+pub struct EnrollRule {
+    /// The sequence.
+    pub sequence: String,
+    /// Message kinds that enroll.
+    pub kinds: Vec<MessageKind>,
+    /// Only leads first attributed to one of these channels (empty: any).
+    pub channels: Vec<String>,
+    /// Only messages from one of these forms (empty: any).
+    pub forms: Vec<String>,
+    /// Only leads with at least this score.
+    pub min_score: Option<i64>,
+    /// Whether a lead that has been through the sequence may enter again.
+    pub reenter: bool,
+    /// Sequences a lead leaves when it enters this one.
+    pub exits: Vec<String>,
+    /// Whether a reply from the lead ends its enrollment (`[exit] on_reply`).
+    pub exit_on_reply: bool,
+}
+
+/// An enrollment as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Enrollment {
+    /// Id.
+    pub id: i64,
+    /// The lead.
+    pub lead_id: LeadId,
+    /// The sequence.
+    pub sequence: String,
+    /// `active`, `done`, `exited` or `held`.
+    pub state: String,
+    /// Step ids done or skipped, in order.
+    pub steps_done: Vec<String>,
+    /// The step waited for, once known.
+    pub next_step: Option<String>,
+    /// When the scheduler looks at it next.
+    pub next_due_at: Option<DateTime<Utc>>,
+    /// When the previous step was handled.
+    pub last_at: DateTime<Utc>,
+    /// Messages enqueued so far.
+    pub touches: i64,
+    /// Token for unsubscribe/reply addresses and Message-IDs.
+    pub token: String,
+    /// Why it ended early.
+    pub exit_reason: Option<String>,
+    /// Why it is held.
+    pub error: Option<String>,
+    /// When the lead entered.
+    pub enrolled_at: DateTime<Utc>,
+}
+
+const ENROLLMENT_COLUMNS: &str = "id, lead_id, sequence, state, steps_done, next_step, next_due_at, last_at, touches, token, exit_reason, error, enrolled_at";
+
+fn enrollment_from_row(r: &AnyRow) -> Enrollment {
+    let done: String = r.get(4);
+    Enrollment {
+        id: r.get(0),
+        lead_id: LeadId(r.get(1)),
+        sequence: r.get(2),
+        state: r.get(3),
+        steps_done: done.split_whitespace().map(str::to_owned).collect(),
+        next_step: r.get(5),
+        next_due_at: r.get::<Option<i64>, _>(6).map(from_millis),
+        last_at: from_millis(r.get(7)),
+        touches: r.get(8),
+        token: r.get(9),
+        exit_reason: r.get(10),
+        error: r.get(11),
+        enrolled_at: from_millis(r.get(12)),
+    }
+}
+
+/// What the scheduler decided for one claimed enrollment.
+#[derive(Debug, Clone)]
+pub enum Settle {
+    /// Look again at `due` (a delay, a window, a cap), with these steps done and this step
+    /// waited for.
+    Wait {
+        /// Steps done or skipped so far.
+        steps_done: Vec<String>,
+        /// The step waited for.
+        next_step: Option<String>,
+        /// When to look again.
+        due: DateTime<Utc>,
+        /// When the last step was handled.
+        last_at: DateTime<Utc>,
+    },
+    /// A step was rendered: enqueue it and wait for the next one (or finish).
+    Send {
+        /// The message.
+        message: Box<Outgoing>,
+        /// Steps done after this one.
+        steps_done: Vec<String>,
+        /// The next step, `None` when this was the last.
+        next_step: Option<String>,
+        /// When the next step is due.
+        due: Option<DateTime<Utc>>,
+        /// Cap counters to add one to: (key, period start).
+        counts: Vec<(String, DateTime<Utc>)>,
+    },
+    /// Every step is done or skipped.
+    Done {
+        /// Steps done or skipped.
+        steps_done: Vec<String>,
+    },
+    /// The lead left the sequence.
+    Exit {
+        /// Why.
+        reason: String,
+    },
+    /// A step cannot be rendered: keep the enrollment, send nothing, say why.
+    Hold {
+        /// The error.
+        error: String,
+    },
+}
+
+/// A rendered step, ready for the outbox.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// The recipient lead.
+    pub lead_id: LeadId,
+    /// The step.
+    pub step_id: String,
+    /// `From` as written (display name and address).
+    pub from: String,
+    /// Envelope sender.
+    pub envelope_from: String,
+    /// Envelope recipient.
+    pub recipient: String,
+    /// Message-ID without angle brackets.
+    pub message_id: String,
+    /// The whole message.
+    pub raw: Vec<u8>,
+}
+
+/// What [`Store::settle_enrollments`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Messages put into the outbox.
+    pub enqueued: usize,
+    /// Enrollments whose lease had passed to another scheduler: nothing done for them.
+    pub lost: usize,
+}
+
+impl Store {
+    /// Ends, inside a batch's transaction, the enrollments of leads whose reply or unsubscribe
+    /// request the batch recorded: a reply ends those in sequences that exit on reply, an
+    /// unsubscribe request all of them. (The scheduler checks again before every step, so a
+    /// message recorded by another daemon ends the enrollment just the same.)
+    pub(super) async fn exit_batch(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        rules: &[EnrollRule],
+        new: &[&InboundRecord],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let emails = |kind: MessageKind| {
+            let mut v: Vec<&str> = new
+                .iter()
+                .filter(|r| r.classification.kind == kind)
+                .filter_map(|r| r.classification.lead.as_ref().map(|p| p.email.as_str()))
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let on_reply: Vec<&str> = rules
+            .iter()
+            .filter(|r| r.exit_on_reply)
+            .map(|r| r.sequence.as_str())
+            .collect();
+        let mut ended = 0;
+        for (kind, reason, sequences) in [
+            (
+                MessageKind::Reply,
+                "the lead replied",
+                Some(on_reply.as_slice()),
+            ),
+            (
+                MessageKind::Unsubscribe,
+                "the lead asked to unsubscribe",
+                None,
+            ),
+        ] {
+            if sequences.is_some_and(<[&str]>::is_empty) {
+                continue;
+            }
+            for chunk in emails(kind).chunks(ROWS_PER_STATEMENT) {
+                let b = self.backend;
+                let mut sql = format!(
+                    "UPDATE enrollments SET state = 'exited', exit_reason = {}, next_due_at = NULL, updated_at = {} \
+                     WHERE state IN ('active', 'held') AND lead_id IN (SELECT id FROM leads WHERE email IN ({}))",
+                    params(b, 1, 1),
+                    params(b, 2, 1),
+                    params(b, 3, chunk.len())
+                );
+                if let Some(seqs) = sequences {
+                    let _ = write!(
+                        sql,
+                        " AND sequence IN ({})",
+                        params(b, 3 + chunk.len(), seqs.len())
+                    );
+                }
+                let mut q = sqlx::query(AssertSqlSafe(sql))
+                    .persistent(false)
+                    .bind(reason)
+                    .bind(now);
+                for e in chunk {
+                    q = q.bind(*e);
+                }
+                for s in sequences.unwrap_or(&[]) {
+                    q = q.bind(*s);
+                }
+                ended += q.execute(&mut **tx).await?.rows_affected();
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Enrolls, inside a batch's transaction, the leads of newly recorded messages that match
+    /// `rules`. Returns how many enrollments were created.
+    pub(super) async fn enroll_batch(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        rules: &[EnrollRule],
+        new: &[&InboundRecord],
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        let mut total = 0;
+        for rule in rules {
+            let mut emails: Vec<&str> = new
+                .iter()
+                .filter(|r| {
+                    let c = &r.classification;
+                    rule.kinds.contains(&c.kind)
+                        && (rule.forms.is_empty()
+                            || c.form.as_ref().is_some_and(|f| rule.forms.contains(f)))
+                })
+                .filter_map(|r| r.classification.lead.as_ref().map(|p| p.email.as_str()))
+                .collect();
+            emails.sort_unstable();
+            emails.dedup();
+            for chunk in emails.chunks(ROWS_PER_STATEMENT) {
+                total += self
+                    .enroll_emails(tx, rule, chunk, now, "ingest")
+                    .await?
+                    .len();
+            }
+        }
+        Ok(total)
+    }
+
+    /// One set-based enrollment of the leads with these addresses into `rule.sequence`;
+    /// returns the new enrollments' lead ids.
+    async fn enroll_emails(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        rule: &EnrollRule,
+        emails: &[&str],
+        now: i64,
+        by: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        if emails.is_empty() {
+            return Ok(Vec::new());
+        }
+        let b = self.backend;
+        let mut n = 2;
+        let mut sql = format!(
+            "INSERT INTO enrollments (lead_id, sequence, state, last_at, enrolled_at, updated_at, next_due_at) \
+             SELECT l.id, {seq}, 'active', {now}, {now}, {now}, {now} FROM leads l WHERE l.email IN ({list})",
+            seq = params(b, 1, 1),
+            now = params(b, 2, 1),
+            list = params(b, 3, emails.len()),
+        );
+        n += emails.len();
+        if !rule.channels.is_empty() {
+            let _ = write!(
+                sql,
+                " AND l.channel IN ({})",
+                params(b, n + 1, rule.channels.len())
+            );
+            n += rule.channels.len();
+        }
+        if rule.min_score.is_some() {
+            let _ = write!(sql, " AND l.score >= {}", params(b, n + 1, 1));
+            n += 1;
+        }
+        let _ = write!(
+            sql,
+            " AND NOT EXISTS (SELECT 1 FROM enrollments e WHERE e.lead_id = l.id AND e.sequence = {}{})",
+            params(b, n + 1, 1),
+            if rule.reenter {
+                " AND e.state = 'active'"
+            } else {
+                ""
+            }
+        );
+        sql.push_str(" ON CONFLICT DO NOTHING RETURNING lead_id");
+        // SQLite binds `?` in order of appearance; PostgreSQL by number: both see this order.
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .persistent(false)
+            .bind(rule.sequence.as_str());
+        if b == Backend::Sqlite {
+            // The SELECT list repeats the time four times, each its own `?`.
+            q = q.bind(now).bind(now).bind(now).bind(now);
+        } else {
+            q = q.bind(now);
+        }
+        for e in emails {
+            q = q.bind(*e);
+        }
+        for c in &rule.channels {
+            q = q.bind(c.as_str());
+        }
+        if let Some(s) = rule.min_score {
+            q = q.bind(s);
+        }
+        q = q.bind(rule.sequence.as_str());
+        let ids: Vec<i64> = q
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        let detail = serde_json::json!({ "sequence": rule.sequence, "by": by }).to_string();
+        let sql = format!(
+            "INSERT INTO events (lead_id, at, kind, detail) SELECT l.id, {}, 'enrolled', {} FROM leads l WHERE l.id IN ({})",
+            params(b, 1, 1),
+            params(b, 2, 1),
+            params(b, 3, ids.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .persistent(false)
+            .bind(now)
+            .bind(detail.as_str());
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        q.execute(&mut **tx).await?;
+        if !rule.exits.is_empty() {
+            self.exit_in(
+                tx,
+                &ids,
+                &rule.exits,
+                &format!("entered {}", rule.sequence),
+                now,
+            )
+            .await?;
+        }
+        Ok(ids)
+    }
+
+    /// Ends the active enrollments of `leads` in `sequences`.
+    async fn exit_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        leads: &[i64],
+        sequences: &[String],
+        reason: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let b = self.backend;
+        let sql = format!(
+            "UPDATE enrollments SET state = 'exited', exit_reason = {}, next_due_at = NULL, updated_at = {} \
+             WHERE state = 'active' AND lead_id IN ({}) AND sequence IN ({})",
+            params(b, 1, 1),
+            params(b, 2, 1),
+            params(b, 3, leads.len()),
+            params(b, 3 + leads.len(), sequences.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .persistent(false)
+            .bind(reason)
+            .bind(now);
+        for l in leads {
+            q = q.bind(*l);
+        }
+        for s in sequences {
+            q = q.bind(s.as_str());
+        }
+        Ok(q.execute(&mut **tx).await?.rows_affected())
+    }
+
+    /// Enrolls one lead by hand (`leadloop enroll`). `None` when it is already in the
+    /// sequence, or has been and `rule.reenter` is false.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all, fields(sequence = %rule.sequence))]
+    pub async fn enroll(
+        &self,
+        email: &str,
+        rule: &EnrollRule,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let manual = EnrollRule {
+            channels: Vec::new(),
+            min_score: None,
+            ..rule.clone()
+        };
+        let mut tx = self.pool.begin().await?;
+        let ids = self
+            .enroll_emails(&mut tx, &manual, &[email], millis(now), "hand")
+            .await?;
+        tx.commit().await?;
+        Ok(!ids.is_empty())
+    }
+
+    /// Ends a lead's active enrollments: in `sequence`, or in all. Returns how many ended.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn unenroll(
+        &self,
+        lead: LeadId,
+        sequence: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut sql = "UPDATE enrollments SET state = 'exited', exit_reason = 'unenrolled by hand', next_due_at = NULL, updated_at = $1 \
+                       WHERE state IN ('active', 'held') AND lead_id = $2".to_owned();
+        if sequence.is_some() {
+            sql.push_str(" AND sequence = $3");
+        }
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .bind(millis(now))
+            .bind(lead.0);
+        if let Some(s) = sequence {
+            q = q.bind(s);
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected())
+    }
+
+    /// A lead's enrollments, oldest first.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn enrollments(&self, lead: LeadId) -> Result<Vec<Enrollment>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE lead_id = $1 ORDER BY id"
+        )))
+        .bind(lead.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(enrollment_from_row).collect())
+    }
+
+    /// Claims up to `limit` due enrollments for `owner` until `now + lease`: follow-ups
+    /// first, then first touches, each by due time.
+    ///
+    /// Each priority is one range of the partial index on due time, read in order and only as
+    /// far as the batch needs: the cost follows what is claimed, not how much is due or
+    /// enrolled. A row another scheduler holds an unexpired lease on is skipped; the lease is
+    /// taken by an `UPDATE … WHERE lease_until < now`, which only one of two racing
+    /// schedulers wins.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all, fields(limit))]
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<Enrollment>, StoreError> {
+        let now_ms = millis(now);
+        let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4));
+        let sql = format!(
+            "UPDATE enrollments SET lease_until = $1, lease_owner = $2 \
+             WHERE id IN (SELECT id FROM enrollments WHERE follow_up = $5 AND next_due_at <= $3 AND lease_until < $3 \
+                          ORDER BY next_due_at LIMIT $4) \
+               AND lease_until < $3 \
+             RETURNING {ENROLLMENT_COLUMNS}"
+        );
+        let mut claimed: Vec<Enrollment> = Vec::with_capacity(limit);
+        for follow_up in [1_i64, 0] {
+            let want = limit - claimed.len();
+            if want == 0 {
+                break;
+            }
+            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+                .bind(until)
+                .bind(owner)
+                .bind(now_ms)
+                .bind(i64::try_from(want).unwrap_or(i64::MAX))
+                .bind(follow_up)
+                .fetch_all(&self.pool)
+                .await?;
+            let mut batch: Vec<Enrollment> = rows.iter().map(enrollment_from_row).collect();
+            batch.sort_by_key(|e| e.next_due_at);
+            claimed.extend(batch);
+        }
+        Ok(claimed)
+    }
+
+    /// The earliest due time of any enrollment (an index lookup), for the scheduler's sleep.
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn next_enrollment_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // One index lookup per priority (the index leads with follow_up).
+        let mut earliest: Option<i64> = None;
+        for follow_up in [0_i64, 1] {
+            let row = sqlx::query(
+                "SELECT MIN(next_due_at) FROM enrollments WHERE follow_up = $1 AND next_due_at IS NOT NULL",
+            )
+            .bind(follow_up)
+            .fetch_one(&self.pool)
+            .await?;
+            if let Some(t) = row.get::<Option<i64>, _>(0) {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        }
+        Ok(earliest.map(from_millis))
+    }
+
+    /// Puts held enrollments back to work (at start-up and after a reload, when templates
+    /// may have been fixed).
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn release_held(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE enrollments SET state = 'active', next_due_at = $1, updated_at = $1 WHERE state = 'held'",
+        )
+        .bind(millis(now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// How many messages the cap counters hold for each (key, period start).
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn send_counts(
+        &self,
+        keys: &[(String, DateTime<Utc>)],
+    ) -> Result<HashMap<(String, i64), u32>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let conds = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(key = {} AND bucket = {})",
+                        params(self.backend, 2 * i + 1, 1),
+                        params(self.backend, 2 * i + 2, 1)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "SELECT key, bucket, count FROM send_counts WHERE {conds}"
+            )))
+            .persistent(false);
+            for (k, b) in chunk {
+                q = q.bind(k.as_str()).bind(millis(*b));
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let count: i64 = r.get(2);
+                out.insert(
+                    (r.get::<String, _>(0), r.get::<i64, _>(1)),
+                    u32::try_from(count).unwrap_or(u32::MAX),
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The key [`Store::send_counts`] returns for a counter.
+pub fn count_key(key: &str, bucket: DateTime<Utc>) -> (String, i64) {
+    (key.to_owned(), millis(bucket))
+}
+
+impl Store {
+    /// Records what the scheduler decided for the enrollments it claimed, in one transaction:
+    /// each enrollment advances and, for [`Settle::Send`], its message enters the outbox,
+    /// keyed by (enrollment, step), together — a crash leaves both or neither.
+    ///
+    /// An enrollment whose lease `owner` no longer holds is left alone and its message is not
+    /// enqueued ([`Settled::lost`]): the scheduler that holds it now decides.
+    ///
+    /// # Errors
+    /// A failed query; then nothing is recorded and the leases run out on their own.
+    #[instrument(skip_all, fields(items = items.len()))]
+    pub async fn settle_enrollments(
+        &self,
+        owner: &str,
+        items: &[(i64, Settle)],
+        now: DateTime<Utc>,
+    ) -> Result<Settled, StoreError> {
+        let now_ms = millis(now);
+        let mut out = Settled::default();
+        let mut counts: HashMap<(String, i64), i64> = HashMap::new();
+        let mut tx = self.pool.begin().await?;
+        for (id, settle) in items {
+            let (state, done, err, reason): (&str, Option<&[String]>, Option<&str>, Option<&str>) =
+                match settle {
+                    Settle::Wait {
+                        steps_done,
+                        next_step,
+                        due,
+                        last_at,
+                    } => {
+                        let r = sqlx::query(
+                        "UPDATE enrollments SET steps_done = $1, next_step = $2, next_due_at = $3, last_at = $4, \
+                           lease_until = 0, lease_owner = NULL, error = NULL, updated_at = $5 \
+                         WHERE id = $6 AND lease_owner = $7",
+                    )
+                    .bind(steps_done.join(" "))
+                    .bind(next_step.as_deref())
+                    .bind(millis(*due))
+                    .bind(millis(*last_at))
+                    .bind(now_ms)
+                    .bind(*id)
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?;
+                        out.lost += usize::from(r.rows_affected() == 0);
+                        continue;
+                    }
+                    Settle::Send {
+                        message,
+                        steps_done,
+                        next_step,
+                        due,
+                        counts: keys,
+                    } => {
+                        let r = sqlx::query(
+                        "UPDATE enrollments SET steps_done = $1, next_step = $2, next_due_at = $3, last_at = $4, \
+                           touches = touches + 1, follow_up = 1, state = $5, lease_until = 0, lease_owner = NULL, error = NULL, updated_at = $4 \
+                         WHERE id = $6 AND lease_owner = $7",
+                    )
+                    .bind(steps_done.join(" "))
+                    .bind(next_step.as_deref())
+                    .bind(due.map(millis))
+                    .bind(now_ms)
+                    .bind(if next_step.is_some() { "active" } else { "done" })
+                    .bind(*id)
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?;
+                        if r.rows_affected() == 0 {
+                            out.lost += 1;
+                            continue;
+                        }
+                        let new = super::outbox::enqueue_in(
+                            &mut tx,
+                            &super::NewOutboxMessage {
+                                lead_id: Some(message.lead_id),
+                                enrollment_id: Some(*id),
+                                step_id: Some(message.step_id.clone()),
+                                from: message.from.clone(),
+                                envelope_from: message.envelope_from.clone(),
+                                recipient: message.recipient.clone(),
+                                message_id: message.message_id.clone(),
+                                raw: message.raw.clone(),
+                                due_at: now,
+                            },
+                            now,
+                        )
+                        .await?;
+                        if new.is_some() {
+                            out.enqueued += 1;
+                            for (k, b) in keys {
+                                *counts.entry((k.clone(), millis(*b))).or_default() += 1;
+                            }
+                        }
+                        continue;
+                    }
+                    Settle::Done { steps_done } => {
+                        ("done", Some(steps_done.as_slice()), None, None)
+                    }
+                    Settle::Exit { reason } => ("exited", None, None, Some(reason.as_str())),
+                    Settle::Hold { error } => ("held", None, Some(error.as_str()), None),
+                };
+            let q = sqlx::query(
+                "UPDATE enrollments SET state = $1, steps_done = COALESCE($2, steps_done), next_due_at = NULL, \
+                   error = $3, exit_reason = $4, lease_until = 0, lease_owner = NULL, updated_at = $5 \
+                 WHERE id = $6 AND lease_owner = $7",
+            )
+            .bind(state)
+            .bind(done.map(|d| d.join(" ")))
+            .bind(err)
+            .bind(reason)
+            .bind(now_ms)
+            .bind(*id)
+            .bind(owner);
+            let r = q.execute(&mut *tx).await?;
+            out.lost += usize::from(r.rows_affected() == 0);
+            if r.rows_affected() > 0 && state != "done" {
+                let detail = serde_json::json!({ "enrollment": id, "state": state, "reason": reason.or(err) })
+                    .to_string();
+                sqlx::query(
+                    "INSERT INTO events (lead_id, at, kind, detail) SELECT lead_id, $1, $2, $3 FROM enrollments WHERE id = $4",
+                )
+                .bind(now_ms)
+                .bind(if state == "exited" { "exited" } else { "held" })
+                .bind(detail)
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let counts: Vec<((String, i64), i64)> = counts.into_iter().collect();
+        for chunk in counts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO send_counts (key, bucket, count) VALUES {} \
+                 ON CONFLICT (key, bucket) DO UPDATE SET count = send_counts.count + excluded.count",
+                super::values_list(self.backend, chunk.len(), 3)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for ((k, b), n) in chunk {
+                q = q.bind(k.as_str()).bind(*b).bind(*n);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        if out.enqueued > 0 {
+            self.wake_sender();
+        }
+        Ok(out)
+    }
+
+    /// Leads by id, for the scheduler.
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn leads_by_id(&self, ids: &[i64]) -> Result<HashMap<i64, super::Lead>, StoreError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT {} FROM leads l WHERE l.id IN ({})",
+                super::LEAD_COLUMNS,
+                params(self.backend, 1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let lead = super::lead_from_row(&r);
+                out.insert(lead.id.0, lead);
+            }
+        }
+        Ok(out)
+    }
+
+    /// For each address, the latest reply and unsubscribe message recorded from it: what ends
+    /// an enrollment.
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn stop_messages(
+        &self,
+        emails: &[&str],
+    ) -> Result<HashMap<String, Vec<(MessageKind, DateTime<Utc>)>>, StoreError> {
+        let mut out: HashMap<String, Vec<(MessageKind, DateTime<Utc>)>> = HashMap::new();
+        for chunk in emails.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT lead_email, kind, MAX(recorded_at) FROM inbound_messages \
+                 WHERE lead_email IN ({}) AND kind IN ('reply', 'unsubscribe') GROUP BY lead_email, kind",
+                params(self.backend, 1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for e in chunk {
+                q = q.bind(*e);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let kind: String = r.get(1);
+                if let Ok(kind) = kind.parse::<MessageKind>() {
+                    out.entry(r.get(0))
+                        .or_default()
+                        .push((kind, from_millis(r.get(2))));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
