@@ -167,8 +167,11 @@ impl Classification {
 /// against a bug in the parser dependency, so one hostile message can never stall the daemon.
 pub fn classify(raw: &[u8], rules: &Rules) -> Classification {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| classify_raw(raw, rules)))
-        .unwrap_or_else(|_| Classification::ignored("internal error while reading the message"))
+        .unwrap_or_else(|_| Classification::ignored(INTERNAL_ERROR))
 }
+
+/// The reason recorded when the unwind guard caught a panic: a bug, never a property of mail.
+pub const INTERNAL_ERROR: &str = "internal error while reading the message";
 
 /// Drops an mbox `From ` separator line, which is not a header and would hide the real ones.
 /// (`From : x`, with space before the colon, is obsolete header syntax and is kept.)
@@ -862,6 +865,11 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
             .any(|p| n.starts_with(p))
         });
         if let Some(h) = esp {
+            // The name comes from the message: keep it short and printable in the reason.
+            let h: String = parse::clip(h, 60)
+                .chars()
+                .map(|ch| if ch.is_control() { '?' } else { ch })
+                .collect();
             return ignore(c, format!("bulk mail (List-Unsubscribe with {h})"));
         }
     }
