@@ -344,6 +344,7 @@ fn classify_files(args: &ClassifyArgs, rules: &Rules) -> anyhow::Result<()> {
                 "form": c.form,
                 "message_id": c.message_id,
                 "subject": c.subject,
+                "original_text": c.original_text,
             });
             writeln!(out, "{line}")?;
         } else if args.explain {

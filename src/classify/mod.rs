@@ -135,7 +135,13 @@ pub struct Classification {
     pub subject: Option<String>,
     /// The Date header, when it parses.
     pub date: Option<DateTime<Utc>>,
+    /// For forwards: the original message's text as it was forwarded (at most
+    /// [`ORIGINAL_TEXT_MAX`] bytes), so the inquiry itself stays with the lead.
+    pub original_text: Option<String>,
 }
+
+/// Bytes of a forwarded original's text that are kept.
+pub const ORIGINAL_TEXT_MAX: usize = 16 * 1024;
 
 impl Classification {
     /// An `ignored` decision with a reason, for input that could not be read at all.
@@ -156,6 +162,7 @@ impl Classification {
             references: Vec::new(),
             subject: None,
             date: None,
+            original_text: None,
         }
     }
 }
@@ -920,6 +927,11 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
             c.fields = forms::to_map(&fields);
         }
         c.owner = from_addr.cloned();
+        c.original_text = orig
+            .body
+            .as_deref()
+            .map(|t| parse::clip(t.trim(), ORIGINAL_TEXT_MAX).to_owned())
+            .filter(|t| !t.is_empty());
         c.subject = orig
             .subject
             .or_else(|| Some(FWD_PREFIX.replace(&subject, "").trim().to_owned()))

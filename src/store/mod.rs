@@ -657,6 +657,8 @@ fn inbound_detail(c: &Classification) -> String {
         #[serde(skip_serializing_if = "Option::is_none")]
         lead: Option<&'a crate::classify::Person>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        original_text: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         owner: Option<&'a EmailAddress>,
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         references: &'a [String],
@@ -670,6 +672,7 @@ fn inbound_detail(c: &Classification) -> String {
         fields: &c.fields,
         form: c.form.as_deref(),
         lead: c.lead.as_ref(),
+        original_text: c.original_text.as_deref(),
         owner: c.owner.as_ref(),
         references: &c.references,
         return_date: c.return_date,

@@ -396,3 +396,24 @@ fn corrupted_fixtures_never_panic() {
         }
     }
 }
+
+#[test]
+fn forwards_keep_the_original_text_without_the_colleagues_note() {
+    let read = |name: &str| std::fs::read(fixtures().join(name)).unwrap();
+    let inline = classify(&read("forward_gmail.eml"), &rules());
+    assert_eq!(inline.kind, MessageKind::Forward);
+    let text = inline.original_text.as_deref().unwrap_or_default();
+    assert!(
+        text.contains("please send a quote for 20 licences"),
+        "{text:?}"
+    );
+    assert!(!text.contains("Can someone take this?"), "{text:?}");
+
+    let attached = classify(&read("forward_attached.eml"), &rules());
+    assert_eq!(attached.kind, MessageKind::Forward);
+    let text = attached.original_text.unwrap_or_default();
+    assert!(text.contains("shall we work together"), "{text:?}");
+
+    let inquiry = classify(&read("inquiry_plain.eml"), &rules());
+    assert_eq!(inquiry.original_text, None);
+}
