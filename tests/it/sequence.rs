@@ -12,7 +12,7 @@ use leadloop::config::Problem;
 use leadloop::domain::{EmailAddress, MessageKind};
 use leadloop::sequence::schedule::Scheduler;
 use leadloop::sequence::{self, Catalog, Policy, Sender, Settings, Windows};
-use leadloop::store::{Batch, InboundRecord, OutboxEntry, Store};
+use leadloop::store::{Batch, InboundRecord, OutboxEntry, OutboxState, Store};
 use tokio::sync::Notify;
 
 use crate::support::test_store;
@@ -491,10 +491,17 @@ Subject: Hi\r\nMessage-ID: <q2@evil.example>\r\nDate: Fri, 27 Nov 2026 10:05:00 
     let message_id = entry.message_id.clone();
     assert!(message_id.starts_with("leadloop.") && message_id.ends_with("@company.com"));
 
-    // Both messages arrive at the SMTP server, whole.
+    // Both messages arrive at the SMTP server, whole. smtp-sink creates a dump file when a
+    // transaction starts and fills it as data arrives, so wait until the outbox says the server
+    // accepted both and both dumps end with the empty line that closes a dump.
+    wait_for(|| async {
+        let out = outbox(&store).await;
+        (out.len() >= 2 && out.iter().all(|e| e.state == OutboxState::Sent)).then_some(())
+    })
+    .await;
     let received = wait_for(|| async {
         let m = sink.messages();
-        (m.len() >= 2).then_some(m)
+        (m.len() >= 2 && m.iter().all(|d| d.ends_with(b"\n\n"))).then_some(m)
     })
     .await;
     assert_eq!(received.len(), 2, "each step once");

@@ -109,12 +109,25 @@ impl SmtpSink {
     }
 
     /// Every accepted message as dumped (smtp-sink's headers first, LF line ends).
+    ///
+    /// smtp-sink creates a dump file when a transaction starts and writes it as data arrives;
+    /// a finished dump ends with an empty line. Dumps still being written are waited for (up
+    /// to two seconds), so a caller that saw the server accept a message reads all of it.
     pub fn messages(&self) -> Vec<Vec<u8>> {
-        let mut files: Vec<PathBuf> = fs::read_dir(self.dump_dir())
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.sort();
-        files.iter().filter_map(|p| fs::read(p).ok()).collect()
+        let start = Instant::now();
+        loop {
+            let mut files: Vec<PathBuf> = fs::read_dir(self.dump_dir())
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            files.sort();
+            let dumps: Vec<Vec<u8>> = files.iter().filter_map(|p| fs::read(p).ok()).collect();
+            if dumps.iter().all(|d| d.ends_with(b"\n\n"))
+                || start.elapsed() > Duration::from_secs(2)
+            {
+                return dumps;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Empties the dump folder (between benchmark runs).
