@@ -166,6 +166,18 @@ pub struct Settled {
     pub lost: usize,
 }
 
+/// The distinct lead addresses of the records of `kind`, sorted.
+pub(super) fn lead_emails<'a>(records: &[&'a InboundRecord], kind: MessageKind) -> Vec<&'a str> {
+    let mut v: Vec<&str> = records
+        .iter()
+        .filter(|r| r.classification.kind == kind)
+        .filter_map(|r| r.classification.lead.as_ref().map(|p| p.email.as_str()))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 impl Store {
     /// Ends, inside a batch's transaction, the enrollments of leads whose reply or unsubscribe
     /// request the batch recorded: a reply ends those in sequences that exit on reply, an
@@ -178,16 +190,7 @@ impl Store {
         new: &[&InboundRecord],
         now: i64,
     ) -> Result<u64, StoreError> {
-        let emails = |kind: MessageKind| {
-            let mut v: Vec<&str> = new
-                .iter()
-                .filter(|r| r.classification.kind == kind)
-                .filter_map(|r| r.classification.lead.as_ref().map(|p| p.email.as_str()))
-                .collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        };
+        let emails = |kind: MessageKind| lead_emails(new, kind);
         let on_reply: Vec<&str> = rules
             .iter()
             .filter(|r| r.exit_on_reply)

@@ -481,13 +481,7 @@ impl Store {
         // and its address suppressed in the same transaction, so no step already in the outbox
         // or scheduled later goes out after it was recorded (the sender checks suppressions
         // right before every send).
-        let mut unsubscribed: Vec<&str> = stops
-            .iter()
-            .filter(|r| r.classification.kind == MessageKind::Unsubscribe)
-            .filter_map(|r| r.classification.lead.as_ref().map(|p| p.email.as_str()))
-            .collect();
-        unsubscribed.sort_unstable();
-        unsubscribed.dedup();
+        let unsubscribed = enrollments::lead_emails(&stops, MessageKind::Unsubscribe);
         for email in &unsubscribed {
             outbox::suppress_in(
                 &mut tx,
