@@ -30,14 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lettre::transport::smtp::client::AsyncSmtpConnection;
 use rand::Rng as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::config::{Secret, SmtpConfig, SmtpTransport};
-use crate::store::{Backend, Claim, Claimed, OutboxId, OutboxMessage, SendOutcome, Store};
+use crate::store::{Backend, Claim, Claimed, KeptConnection, OutboxId, OutboxMessage, SendOutcome, Store};
 use smtp::{Connector, FailKind, Failure, Stage};
 
 /// The longest the dispatcher sleeps without looking at the outbox.
@@ -274,16 +273,34 @@ impl Sender {
         let mut outcomes: Vec<(OutboxId, SendOutcome)> = Vec::new();
         let mut report = SendReport::default();
         let mut db_backoff = Duration::from_millis(500);
+        // One connection for all rounds, so SQLite's page cache stays warm between them; it
+        // goes back to the pool while the dispatcher sleeps with nothing in flight.
+        let mut kept: Option<KeptConnection> = None;
         loop {
             let stopping = cancel.is_cancelled();
             let limit = if stopping { 0 } else { idle.len() };
             let mut exhausted = true;
             if limit > 0 || !outcomes.is_empty() {
-                match self
-                    .store
-                    .settle_and_claim(&outcomes, self.claim(limit))
-                    .await
-                {
+                let round = match kept.take() {
+                    Some(conn) => Ok(conn),
+                    None => self.store.keep_connection().await,
+                };
+                let result = match round {
+                    Ok(mut conn) => {
+                        let r = self
+                            .store
+                            .settle_and_claim_on(&mut conn, &outcomes, self.claim(limit))
+                            .await;
+                        // A connection that failed a round may be the cause; the pool
+                        // gives a fresh one next time.
+                        if r.is_ok() {
+                            kept = Some(conn);
+                        }
+                        r
+                    }
+                    Err(e) => Err(e),
+                };
+                match result {
                     Ok(Claimed {
                         messages,
                         suppressed,
@@ -324,6 +341,9 @@ impl Sender {
                 break;
             }
 
+            if busy == 0 && exhausted {
+                kept = None;
+            }
             // Sleep until a worker finishes, work arrives, the next row comes due, or stop.
             let wake_at = if exhausted && !stopping && !idle.is_empty() {
                 self.next_wake().await
@@ -380,7 +400,7 @@ impl Sender {
         mut rx: mpsc::Receiver<OutboxMessage>,
         done: mpsc::UnboundedSender<(usize, OutboxId, SendOutcome)>,
     ) {
-        let mut slot: Option<AsyncSmtpConnection> = None;
+        let mut slot: Option<smtp::Connection> = None;
         while let Some(message) = rx.recv().await {
             let span = info_span!(
                 "send",
@@ -401,7 +421,7 @@ impl Sender {
 
     async fn deliver(
         &self,
-        slot: &mut Option<AsyncSmtpConnection>,
+        slot: &mut Option<smtp::Connection>,
         m: &OutboxMessage,
     ) -> SendOutcome {
         if m.raw.is_empty() {

@@ -32,7 +32,7 @@ pub use enrollments::{EnrollRule, Enrollment, Outgoing, Settle, Settled, count_k
 pub mod outbox;
 
 pub use outbox::{
-    Claim, Claimed, NewOutboxMessage, OutboxEntry, OutboxId, OutboxMessage, OutboxState,
+    Claim, Claimed, KeptConnection, NewOutboxMessage, OutboxEntry, OutboxId, OutboxMessage, OutboxState,
     SendOutcome, Suppression, Transition,
 };
 
@@ -595,7 +595,7 @@ impl Store {
         .bind(lead.id.0)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
+        let mut events: Vec<Event> = rows
             .iter()
             .map(|r| Event {
                 at: from_millis(r.get(0)),
@@ -603,7 +603,28 @@ impl Store {
                 subject: r.get(2),
                 detail: serde_json::from_str(&r.get::<String, _>(3)).unwrap_or_default(),
             })
-            .collect())
+            .collect();
+        // What was sent is read from the outbox itself: the sender records a send by changing
+        // the row's state, with no timeline write per message.
+        let sent = sqlx::query(
+            "SELECT sent_at, id, message_id, step_id FROM outbox WHERE lead_id = $1 AND state = 'sent' ORDER BY sent_at, id",
+        )
+        .bind(lead.id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        events.extend(sent.iter().map(|r| Event {
+            at: from_millis(r.get::<Option<i64>, _>(0).unwrap_or_default()),
+            kind: "sent".to_owned(),
+            subject: None,
+            detail: serde_json::json!({
+                "outbox_id": r.get::<i64, _>(1),
+                "message_id": r.get::<String, _>(2),
+                "step_id": r.get::<Option<String>, _>(3),
+            }),
+        }));
+        // Stable: entries at the same moment keep messages, then events, then sends.
+        events.sort_by_key(|e| e.at);
+        Ok(events)
     }
 
     /// Every recorded inbound message of a mailbox, in UID order.
