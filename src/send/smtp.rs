@@ -135,6 +135,35 @@ impl fmt::Display for Envelope<'_> {
     }
 }
 
+/// A message's content as sent after `DATA` (RFC 5321 §4.5.2): a `.` that begins a line is
+/// doubled, and a line with a single `.` ends it.
+///
+/// lettre's `message` does the same a byte at a time and writes the end-of-data line
+/// separately; this finds line starts with `memchr` and leaves one write per message.
+struct DataBody<'a>(&'a str);
+
+impl fmt::Display for DataBody<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0;
+        if text.starts_with('.') {
+            f.write_str(".")?;
+        }
+        let mut from = 0;
+        for at in memchr::memmem::find_iter(text.as_bytes(), "\r\n.") {
+            // Up to and including the CRLF, then the extra dot; the line's own dot follows.
+            f.write_str(&text[from..at + 2])?;
+            f.write_str(".")?;
+            from = at + 2;
+        }
+        f.write_str(&text[from..])?;
+        if text.is_empty() || text.ends_with("\r\n") {
+            f.write_str(".\r\n")
+        } else {
+            f.write_str("\r\n.\r\n")
+        }
+    }
+}
+
 /// Opens connections to the configured server.
 pub(crate) struct Connector {
     server: SmtpServer,
@@ -388,7 +417,11 @@ impl Connector {
                 .await?;
             self.timed(Stage::Data, conn.command(Data)).await?;
         }
-        let response = self.timed(Stage::Body, conn.message(raw)).await?;
+        let response = match std::str::from_utf8(raw) {
+            // The message, its transparency dots and the end-of-data line in one write.
+            Ok(text) => self.timed(Stage::Body, conn.command(DataBody(text))).await?,
+            Err(_) => self.timed(Stage::Body, conn.message(raw)).await?,
+        };
         let text: Vec<&str> = response.message().collect();
         Ok(format!("{} {}", response.code(), text.join(" ")))
     }
@@ -461,5 +494,35 @@ impl AsyncWrite for Tls {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DataBody;
+
+    fn data(s: &str) -> String {
+        DataBody(s).to_string()
+    }
+
+    #[test]
+    fn dots_that_begin_lines_are_doubled() {
+        assert_eq!(data(".a\r\n.b\r\nc.d\r\n"), "..a\r\n..b\r\nc.d\r\n.\r\n");
+        assert_eq!(data("a\r\n.\r\nb"), "a\r\n..\r\nb\r\n.\r\n");
+        assert_eq!(data("a\r\n..\r\n"), "a\r\n...\r\n.\r\n");
+    }
+
+    #[test]
+    fn only_crlf_ends_a_line() {
+        // A bare LF is not a line end in SMTP, so the dot after it is content.
+        assert_eq!(data("a\n.b"), "a\n.b\r\n.\r\n");
+        assert_eq!(data("a\r.b"), "a\r.b\r\n.\r\n");
+    }
+
+    #[test]
+    fn the_end_of_data_line_follows_the_last_line() {
+        assert_eq!(data("a\r\n"), "a\r\n.\r\n");
+        assert_eq!(data("a"), "a\r\n.\r\n");
+        assert_eq!(data("a\r\n\r\n"), "a\r\n\r\n.\r\n");
     }
 }
