@@ -38,7 +38,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::config::{Secret, SmtpConfig, SmtpTransport};
-use crate::store::{Backend, Claim, Claimed, KeptConnection, OutboxId, OutboxMessage, SendOutcome, Store};
+use crate::store::{
+    Backend, Claim, Claimed, KeptConnection, OutboxId, OutboxMessage, SendOutcome, Store,
+};
 use smtp::{Connector, FailKind, Failure, Stage};
 
 /// The longest the dispatcher sleeps without looking at the outbox.
@@ -438,11 +440,7 @@ impl Sender {
         }
     }
 
-    async fn deliver(
-        &self,
-        slot: &mut Option<smtp::Connection>,
-        m: &OutboxMessage,
-    ) -> SendOutcome {
+    async fn deliver(&self, slot: &mut Option<smtp::Connection>, m: &OutboxMessage) -> SendOutcome {
         if m.raw.is_empty() {
             // A row without its bytes (a damaged database) is never sent as an empty message.
             return SendOutcome::Failed {

@@ -419,7 +419,10 @@ impl Connector {
         }
         let response = match std::str::from_utf8(raw) {
             // The message, its transparency dots and the end-of-data line in one write.
-            Ok(text) => self.timed(Stage::Body, conn.command(DataBody(text))).await?,
+            Ok(text) => {
+                self.timed(Stage::Body, conn.command(DataBody(text)))
+                    .await?
+            }
             Err(_) => self.timed(Stage::Body, conn.message(raw)).await?,
         };
         let text: Vec<&str> = response.message().collect();

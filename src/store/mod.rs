@@ -32,8 +32,8 @@ pub use enrollments::{EnrollRule, Enrollment, Outgoing, Settle, Settled, count_k
 pub mod outbox;
 
 pub use outbox::{
-    Claim, Claimed, KeptConnection, NewOutboxMessage, OutboxEntry, OutboxId, OutboxMessage, OutboxState,
-    SendOutcome, Suppression, Transition,
+    Claim, Claimed, KeptConnection, NewOutboxMessage, OutboxEntry, OutboxId, OutboxMessage,
+    OutboxState, SendOutcome, Suppression, Transition,
 };
 
 /// Rows per multi-row statement: well under SQLite's 32,766 bound parameters, and large enough

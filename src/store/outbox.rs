@@ -548,7 +548,11 @@ impl Store {
             .collect::<Vec<_>>()
             .join(",");
         let (is_sent, response, sent_rows) = if n == 0 {
-            ("FALSE".to_owned(), "smtp_response".to_owned(), String::new())
+            (
+                "FALSE".to_owned(),
+                "smtp_response".to_owned(),
+                String::new(),
+            )
         } else {
             let cases: String = (0..n)
                 .map(|i| format!(" WHEN ${} THEN ${}", 3 + i, 3 + n + i))

@@ -290,9 +290,13 @@ pub fn child(port: u16, messages: usize) -> Result<()> {
         )?;
         let cpu_start = rss::cpu_seconds()?;
         let start = Instant::now();
-        let report = sender
-            .drain(tokio_util::sync::CancellationToken::new())
-            .await;
+        // A task of the runtime, as `leadloop run` runs it (not on the thread that blocks).
+        let report = tokio::spawn(async move {
+            sender
+                .drain(tokio_util::sync::CancellationToken::new())
+                .await
+        })
+        .await?;
         let elapsed = start.elapsed();
         let cpu = rss::cpu_seconds()? - cpu_start;
         store.close().await;
