@@ -264,32 +264,66 @@ async fn a_5xx_after_data_fails_without_suppressing_the_recipient() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporary_failures_on_rcpt_and_data_are_retried_and_delivered_once() {
     let (store, _db) = test_store().await;
+    // Command by command, and with MAIL, RCPT and DATA pipelined in one write.
+    for (step, pipelining) in [(1, false), (2, true)] {
+        let server = TestSmtp::start(Script {
+            rcpt: VecDeque::from(["451 4.3.0 Try again later"]),
+            data_end: VecDeque::from(["452 4.3.1 Insufficient system storage"]),
+            pipelining,
+            ..Script::default()
+        })
+        .await;
+        let id = store
+            .enqueue(&plain(None, step, "ana@example.org"), Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        let s = sender(&store, &smtp_config(server.port, 1));
+        run_until(&s, &store, async |st: &Store| {
+            st.outbox_entry(id).await.unwrap().unwrap().state == OutboxState::Sent
+        })
+        .await;
+        let e = entry(&store, id).await;
+        assert_eq!(
+            e.attempts, 3,
+            "RCPT 451, then data 452, then accepted (pipelining: {pipelining}): {e:?}"
+        );
+        assert!(
+            e.last_error.is_none() && e.smtp_response.as_deref().unwrap_or("").starts_with("250"),
+            "{e:?}"
+        );
+        assert_eq!(server.accepted().len(), 1, "delivered exactly once");
+        assert_eq!(
+            server.received_data(),
+            2,
+            "the refused copy was not kept by the server"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_starting_with_a_dot_arrive_unchanged() {
+    let (store, _db) = test_store().await;
     let server = TestSmtp::start(Script {
-        rcpt: VecDeque::from(["451 4.3.0 Try again later"]),
-        data_end: VecDeque::from(["452 4.3.1 Insufficient system storage"]),
+        pipelining: true,
         ..Script::default()
     })
     .await;
-    let id = store
-        .enqueue(&plain(None, 1, "ana@example.org"), Utc::now())
-        .await
-        .unwrap()
-        .unwrap();
-    let s = sender(&store, &smtp_config(server.port, 1));
-    run_until(&s, &store, async |st: &Store| {
-        st.outbox_entry(id).await.unwrap().unwrap().state == OutboxState::Sent
-    })
-    .await;
-    let e = entry(&store, id).await;
+    let mut m = plain(None, 1, "ana@example.org");
+    let raw = "From: hello@company.test\r\nTo: ana@example.org\r\nSubject: Dots\r\n\r\n\
+               .a line that starts with a dot\r\n.\r\n..\r\nnot.at.the.start\r\n";
+    m.raw = raw.as_bytes().to_vec();
+    let id = store.enqueue(&m, Utc::now()).await.unwrap().unwrap();
+    sender(&store, &smtp_config(server.port, 1))
+        .drain(CancellationToken::new())
+        .await;
+    assert_eq!(entry(&store, id).await.state, OutboxState::Sent);
+    let accepted = server.accepted();
+    assert_eq!(accepted.len(), 1);
     assert_eq!(
-        e.attempts, 3,
-        "RCPT 451, then data 452, then accepted: {e:?}"
-    );
-    assert_eq!(server.accepted().len(), 1, "delivered exactly once");
-    assert_eq!(
-        server.received_data(),
-        2,
-        "the refused copy was not kept by the server"
+        String::from_utf8_lossy(&accepted[0].1),
+        raw,
+        "the server's copy, dots un-doubled, is the message byte for byte"
     );
 }
 
@@ -520,6 +554,8 @@ struct Script {
     tls: Option<(TlsStart, tokio_rustls::TlsAcceptor)>,
     /// Offer AUTH PLAIN and require this user and password.
     auth: Option<(&'static str, &'static str)>,
+    /// Offer PIPELINING (RFC 2920): the client may then send MAIL, RCPT and DATA at once.
+    pipelining: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -609,9 +645,9 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std::io::Result<()> {
     use base64::Engine as _;
-    let (tls, auth) = {
+    let (tls, auth, pipelining) = {
         let s = shared.lock().unwrap();
-        (s.script.tls.clone(), s.script.auth)
+        (s.script.tls.clone(), s.script.auth, s.script.pipelining)
     };
     let mut encrypted = false;
     let stream: Box<dyn Io> = match &tls {
@@ -639,6 +675,9 @@ async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std
             }
             if auth.is_some() {
                 ext.push("250-AUTH PLAIN");
+            }
+            if pipelining {
+                ext.push("250-PIPELINING");
             }
             ext.push("250 ENHANCEDSTATUSCODES");
             ext.join("\r\n") + "\r\n"
@@ -671,11 +710,18 @@ async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std
             || upper.starts_with("RSET")
             || upper.starts_with("NOOP")
         {
+            rcpt.clear();
             "250 2.0.0 Ok\r\n".into()
         } else if upper.starts_with("RCPT TO:") {
-            rcpt = line[8..].trim().trim_matches(['<', '>']).to_owned();
             let scripted = shared.lock().unwrap().script.rcpt.pop_front();
-            format!("{}\r\n", scripted.unwrap_or("250 2.1.5 Ok"))
+            let reply = scripted.unwrap_or("250 2.1.5 Ok");
+            if reply.starts_with('2') {
+                rcpt = line[8..].trim().trim_matches(['<', '>']).to_owned();
+            }
+            format!("{reply}\r\n")
+        } else if upper.starts_with("DATA") && rcpt.is_empty() {
+            // What a pipelined DATA after a refused RCPT gets (RFC 2920 §3.1).
+            "554 5.5.1 Error: no valid recipients\r\n".into()
         } else if upper.starts_with("DATA") {
             r.get_mut()
                 .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
