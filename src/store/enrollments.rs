@@ -499,8 +499,8 @@ impl Store {
         let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4));
         let sql = format!(
             "UPDATE enrollments SET lease_until = $1, lease_owner = $2 \
-             WHERE id IN (SELECT id FROM enrollments WHERE follow_up = $5 AND next_due_at <= $3 AND lease_until < $3 \
-                          ORDER BY next_due_at LIMIT $4) \
+             WHERE id IN (SELECT id FROM enrollments WHERE follow_up = $4 AND next_due_at <= $3 AND lease_until < $3 \
+                          ORDER BY next_due_at LIMIT {{limit}}) \
                AND lease_until < $3 \
              RETURNING {ENROLLMENT_COLUMNS}"
         );
@@ -510,11 +510,12 @@ impl Store {
             if want == 0 {
                 break;
             }
-            let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+            // The limit is written into the statement rather than bound: SQLite re-prepares
+            // a statement whose bound LIMIT changes (see `Store::settle_and_claim`).
+            let rows = sqlx::query(AssertSqlSafe(sql.replace("{limit}", &want.to_string())))
                 .bind(until)
                 .bind(owner)
                 .bind(now_ms)
-                .bind(i64::try_from(want).unwrap_or(i64::MAX))
                 .bind(follow_up)
                 .fetch_all(&self.pool)
                 .await?;

@@ -282,8 +282,10 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL lets readers (the CLI) run beside the daemon's writer; NORMAL
                         // syncs at checkpoints rather than every commit, which WAL keeps safe
-                        // against application crashes.
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
+                        // against application crashes. Checkpoints every 10,000 pages
+                        // (~40 MB of WAL) rather than SQLite's 1,000: each one fsyncs, and a
+                        // page written by a claim and again by its settlement is copied once.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA wal_autocheckpoint = 10000;")
                             .await?;
                     }
                     Ok(())
