@@ -180,6 +180,8 @@ pub struct OnceReport {
 /// The store, the mailbox or the SMTP setup cannot be used.
 pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::Result<OnceReport> {
     let store = open_store(config).await?;
+    let checkpoints = CancellationToken::new();
+    let checkpointer = tokio::spawn(store.clone().checkpoints(checkpoints.clone()));
     let source = Source::new(config, store.clone())?;
     let sender = sender(config, store.clone())?;
     let ingest = source.sync_once(&shutdown).await;
@@ -204,6 +206,8 @@ pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::R
         (Ok(_), Some(sender)) => Some(sender.drain(shutdown).await),
         _ => None,
     };
+    checkpoints.cancel();
+    let _ = checkpointer.await;
     store.close().await;
     Ok(OnceReport {
         ingest: ingest?,
@@ -226,6 +230,7 @@ pub async fn run(
     let store = open_store(&config).await?;
     let tracker = TaskTracker::new();
     spawn_watchdog(&tracker, shutdown.clone());
+    tracker.spawn(store.clone().checkpoints(shutdown.clone()));
     notify(&[sd_notify::NotifyState::Ready]);
     info!(config = %config_path.display(), "leadloop running");
 

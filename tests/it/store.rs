@@ -291,3 +291,50 @@ async fn an_unsubscribe_request_marks_the_lead_and_suppresses_the_address_at_onc
     store.record_batch(&batch(&second, 7, 2)).await.unwrap();
     assert_eq!(store.suppressed("bob@example.org").await.unwrap(), None);
 }
+
+/// The daemon's checkpoint task copies the SQLite log back into the database file while
+/// the writers go on, so no commit waits for it; on PostgreSQL it has nothing to do.
+#[tokio::test]
+async fn the_checkpoint_task_copies_the_log_into_the_database() {
+    let (store, db) = test_store().await;
+    let Some(path) = db
+        .url
+        .strip_prefix("sqlite://")
+        .map(|p| std::path::PathBuf::from(p.split('?').next().unwrap_or(p)))
+    else {
+        assert_eq!(store.checkpoint().await.unwrap(), None);
+        return;
+    };
+    let wal = store.checkpoint().await.unwrap().expect("SQLite has a log");
+    assert_eq!(wal.frames, wal.checkpointed);
+    let before = std::fs::metadata(&path).unwrap().len();
+
+    // New rows land in the log only: the database file keeps its size.
+    let emails: Vec<String> = (0..2000).map(|n| format!("lead{n}@example.org")).collect();
+    crate::support::seed_leads(&store, &emails).await;
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
+
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(store.clone().checkpoints(cancel.clone()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::metadata(&path).unwrap().len() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task never checkpointed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(5), task)
+        .await
+        .expect("the task stops when cancelled")
+        .unwrap();
+    assert_eq!(
+        store
+            .list_leads(&LeadFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        2000
+    );
+}

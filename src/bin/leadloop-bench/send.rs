@@ -261,6 +261,9 @@ pub fn child(port: u16, messages: usize) -> Result<()> {
     let rt = leadloop::daemon::runtime()?;
     let result = rt.block_on(async {
         let store = leadloop::store::Store::connect(&url, 4).await?;
+        // The daemon's background checkpoints, as `leadloop run` has them.
+        let checkpoints = tokio_util::sync::CancellationToken::new();
+        let checkpointer = tokio::spawn(store.clone().checkpoints(checkpoints.clone()));
         let now = Utc::now();
         let leads = seed_leads(&store, messages, now).await?;
         for first in (0..messages).step_by(1000) {
@@ -299,6 +302,8 @@ pub fn child(port: u16, messages: usize) -> Result<()> {
         .await?;
         let elapsed = start.elapsed();
         let cpu = rss::cpu_seconds()? - cpu_start;
+        checkpoints.cancel();
+        checkpointer.await?;
         store.close().await;
         anyhow::Ok((report, elapsed, cpu))
     });
