@@ -162,7 +162,8 @@ pub struct Outgoing {
 pub struct Settled {
     /// Messages put into the outbox.
     pub enqueued: usize,
-    /// Enrollments whose lease had passed to another scheduler: nothing done for them.
+    /// Enrollments no longer this scheduler's to decide (their lease passed to another
+    /// scheduler, or they ended meanwhile, which clears the lease): nothing done for them.
     pub lost: usize,
 }
 
@@ -215,7 +216,7 @@ impl Store {
             for chunk in emails(kind).chunks(ROWS_PER_STATEMENT) {
                 let b = self.backend;
                 let mut sql = format!(
-                    "UPDATE enrollments SET state = 'exited', exit_reason = {}, next_due_at = NULL, updated_at = {} \
+                    "UPDATE enrollments SET state = 'exited', exit_reason = {}, next_due_at = NULL, lease_until = 0, lease_owner = NULL, updated_at = {} \
                      WHERE state IN ('active', 'held') AND lead_id IN (SELECT id FROM leads WHERE email IN ({}))",
                     params(b, 1, 1),
                     params(b, 2, 1),
@@ -391,7 +392,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let b = self.backend;
         let sql = format!(
-            "UPDATE enrollments SET state = 'exited', exit_reason = {}, next_due_at = NULL, updated_at = {} \
+            "UPDATE enrollments SET state = 'exited', exit_reason = {}, next_due_at = NULL, lease_until = 0, lease_owner = NULL, updated_at = {} \
              WHERE state = 'active' AND lead_id IN ({}) AND sequence IN ({})",
             params(b, 1, 1),
             params(b, 2, 1),
@@ -447,7 +448,7 @@ impl Store {
         sequence: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let mut sql = "UPDATE enrollments SET state = 'exited', exit_reason = 'unenrolled by hand', next_due_at = NULL, updated_at = $1 \
+        let mut sql = "UPDATE enrollments SET state = 'exited', exit_reason = 'unenrolled by hand', next_due_at = NULL, lease_until = 0, lease_owner = NULL, updated_at = $1 \
                        WHERE state IN ('active', 'held') AND lead_id = $2".to_owned();
         if sequence.is_some() {
             sql.push_str(" AND sequence = $3");

@@ -643,3 +643,43 @@ async fn a_hostile_lead_name_cannot_inject_a_header_on_the_wire() {
         .collect();
     assert!(rcpts.iter().all(|l| !l.contains("x@y")), "{rcpts:?}");
 }
+
+/// An enrollment that ends while the scheduler decides it (a person unenrolls the lead, a
+/// reply arrives) stays ended: the scheduler's settlement is the one that loses.
+#[tokio::test]
+async fn an_enrollment_ended_while_it_is_decided_stays_ended() {
+    use leadloop::store::Settle;
+    let (store, _db) = test_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let seq = format!("{ENROLL}{}{}", step("a", "0m"), step("b", "1d"));
+    let c = catalog(dir.path(), &[("welcome", seq)], open_policy());
+    let records = [inquiry(1, "ana@example.org", MessageKind::Inquiry)];
+    assert_eq!(record(&store, &c, &records, t0()).await, 1);
+
+    let lease = std::time::Duration::from_secs(60);
+    let claimed = store.claim_due("s1", t0(), lease, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let lead = claimed[0].lead_id;
+    assert_eq!(store.unenroll(lead, None, t0()).await.unwrap(), 1);
+
+    let wait = Settle::Wait {
+        steps_done: Vec::new(),
+        next_step: Some("a".into()),
+        due: t0() + Duration::hours(1),
+        last_at: t0(),
+    };
+    let settled = store
+        .settle_enrollments("s1", &[(claimed[0].id, wait)], t0())
+        .await
+        .unwrap();
+    assert_eq!(settled.lost, 1, "{settled:?}");
+    let e = store.enrollments(lead).await.unwrap();
+    assert_eq!(e[0].state, "exited");
+    assert_eq!(e[0].next_due_at, None, "not due again: {e:?}");
+    let later = store
+        .claim_due("s1", t0() + Duration::days(2), lease, 10)
+        .await
+        .unwrap();
+    assert!(later.is_empty(), "{later:?}");
+    assert!(outbox(&store).await.is_empty());
+}
