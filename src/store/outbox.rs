@@ -462,8 +462,9 @@ impl Store {
         Ok(inserted)
     }
 
-    /// Records the outcomes of finished sends and claims the next due rows, in one
-    /// transaction: one commit per round of the sender, however many connections it runs.
+    /// Records the outcomes of finished sends and claims the next due rows, atomically: one
+    /// commit per round of the sender, however many connections it runs (a round of only
+    /// `Sent` outcomes is a single statement, see `sent_and_claim`).
     ///
     /// Claimed rows move `pending|retry` → `sending` with an expiring lease, in due order;
     /// on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so several daemons never take the same
@@ -471,7 +472,8 @@ impl Store {
     /// before sending, and become `cancelled` instead.
     ///
     /// A 5xx to `RCPT TO` ([`SendOutcome::Failed`] with `recipient_rejected`) marks the lead
-    /// `bounced` and suppresses the address. Every send is added to the lead's timeline.
+    /// `bounced` and suppresses the address. Sent rows appear in the lead's timeline
+    /// ([`Store::timeline`] reads them from the outbox).
     ///
     /// # Errors
     /// A failed query; then nothing of it is recorded and nothing claimed.
