@@ -7,7 +7,7 @@
 //! records the outcomes that came back and claims exactly as many due rows as there are idle
 //! workers, atomically ([`Store::settle_and_claim_on`]), so a busy sender commits once per
 //! round rather than twice per message, and claiming never widens the ambiguous window. Once
-//! one worker has finished, a round waits up to [`GATHER`] for the others, so that on a busy
+//! one worker has finished, a round waits up to `GATHER` (1 ms) for the others, so that on a busy
 //! sender it covers all of them: a round costs about the same for one message as for eight.
 //!
 //! Failures are decided by where they happen (see `smtp.rs`): 4xx replies and broken or
