@@ -295,21 +295,46 @@ impl Suppression {
     }
 }
 
+/// The columns of a claimed row before its bytes ([`message_from_row`] reads them by index).
+macro_rules! claimed_row {
+    () => {
+        "id, lead_id, enrollment_id, step_id, envelope_from, recipient, message_id, attempts, created_at"
+    };
+}
+/// A claimed row's bytes.
+macro_rules! claimed_bytes {
+    () => {
+        "(SELECT raw FROM outbox_bodies b WHERE b.outbox_id = outbox.id)"
+    };
+}
+/// Why a claimed row must not be sent: its recipient or the recipient's domain is suppressed.
+macro_rules! suppressed_because {
+    () => {
+        "(SELECT s.kind || ' ' || s.value || ': ' || s.reason FROM suppressions s \
+          WHERE (s.kind = 'address' AND s.value = LOWER(outbox.recipient)) OR (s.kind = 'domain' AND s.value = outbox.recipient_domain) \
+          ORDER BY s.kind LIMIT 1)"
+    };
+}
+
 /// A claimed row, its bytes, and why it must not be sent if its recipient is suppressed: one
 /// statement hands the sender everything (and runs the suppression check right before sending).
-const CLAIM_COLUMNS: &str = "id, lead_id, enrollment_id, step_id, envelope_from, recipient, message_id, attempts, created_at, \
-    (SELECT raw FROM outbox_bodies b WHERE b.outbox_id = outbox.id), \
-    (SELECT s.kind || ' ' || s.value || ': ' || s.reason FROM suppressions s \
-      WHERE (s.kind = 'address' AND s.value = LOWER(outbox.recipient)) OR (s.kind = 'domain' AND s.value = outbox.recipient_domain) \
-      ORDER BY s.kind LIMIT 1)";
+const CLAIM_COLUMNS: &str = concat!(
+    claimed_row!(),
+    ", ",
+    claimed_bytes!(),
+    ", ",
+    suppressed_because!()
+);
 /// [`CLAIM_COLUMNS`] for a statement that also returns rows it marked sent: those need
 /// neither their bytes nor a suppression check, and column 11 tells them apart.
-const CLAIMED_OR_SENT_COLUMNS: &str = "id, lead_id, enrollment_id, step_id, envelope_from, recipient, message_id, attempts, created_at, \
-    CASE WHEN outbox.state = 'sending' THEN (SELECT raw FROM outbox_bodies b WHERE b.outbox_id = outbox.id) END, \
-    CASE WHEN outbox.state = 'sending' THEN (SELECT s.kind || ' ' || s.value || ': ' || s.reason FROM suppressions s \
-      WHERE (s.kind = 'address' AND s.value = LOWER(outbox.recipient)) OR (s.kind = 'domain' AND s.value = outbox.recipient_domain) \
-      ORDER BY s.kind LIMIT 1) END, \
-    state";
+const CLAIMED_OR_SENT_COLUMNS: &str = concat!(
+    claimed_row!(),
+    ", CASE WHEN outbox.state = 'sending' THEN ",
+    claimed_bytes!(),
+    " END, CASE WHEN outbox.state = 'sending' THEN ",
+    suppressed_because!(),
+    " END, state"
+);
 const ENTRY_COLUMNS: &str = "id, lead_id, enrollment_id, step_id, from_addr, recipient, message_id, state, attempts, next_attempt_at, created_at, updated_at, sent_at, last_error, smtp_response, size";
 
 fn to_u32(v: i64) -> u32 {
@@ -569,11 +594,6 @@ impl Store {
                 ),
             )
         };
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        // The limit is written, not bound: see `claim_in`.
         let sql = format!(
             "UPDATE outbox SET \
                state = CASE WHEN {is_sent} THEN 'sent' ELSE 'sending' END, \
@@ -583,11 +603,9 @@ impl Store {
                last_error = CASE WHEN {is_sent} THEN NULL ELSE last_error END, \
                smtp_response = {response}, \
                updated_at = $1 \
-             WHERE id IN ({sent_rows}SELECT id FROM ( \
-                 SELECT id FROM outbox WHERE state IN ('pending', 'retry') AND next_attempt_at <= $1 \
-                 ORDER BY next_attempt_at, id LIMIT {limit}{lock}) due) \
+             WHERE id IN ({sent_rows}SELECT id FROM ({due}) due) \
              RETURNING {CLAIMED_OR_SENT_COLUMNS}",
-            limit = claim.limit
+            due = self.due_rows("$1", claim.limit)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql))
             .bind(millis(claim.now))
@@ -643,30 +661,37 @@ impl Store {
         Ok(())
     }
 
+    /// The ids of the next `limit` due rows at the time parameter `now` (`$n`), in due order.
+    ///
+    /// SQLite runs one writer at a time, so this sub-select and the update around it are one
+    /// atomic step; PostgreSQL needs the row locks to keep two daemons off the same row. The
+    /// limit is written into the statement, not bound: SQLite (3.47+) plans around a bound
+    /// LIMIT's value and so re-prepares the statement whenever it is bound again, which was a
+    /// tenth of a busy sender's CPU. A sender's limits are 1..=connections, so this caches at
+    /// most that many statements.
+    fn due_rows(&self, now: &str, limit: usize) -> String {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        format!(
+            "SELECT id FROM outbox WHERE state IN ('pending', 'retry') AND next_attempt_at <= {now} \
+             ORDER BY next_attempt_at, id LIMIT {limit}{lock}"
+        )
+    }
+
     async fn claim_in(
         &self,
         tx: &mut sqlx::AnyConnection,
         claim: &Claim,
         only: Option<OutboxId>,
     ) -> Result<Claimed, StoreError> {
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        // SQLite runs one writer at a time, so the sub-select and the update are one atomic
-        // step; PostgreSQL needs the row locks to keep two daemons off the same row.
         let rows = match only {
             None => {
-                // The limit is written into the statement, not bound: SQLite (3.47+) plans
-                // around a bound LIMIT's value and so re-prepares the statement whenever it is
-                // bound again, which was a tenth of a busy sender's CPU. A sender's limits are
-                // 1..=connections, so this caches at most that many statements.
                 let sql = format!(
                     "UPDATE outbox SET state = 'sending', attempts = attempts + 1, lease_until = $1, updated_at = $2 \
-                     WHERE id IN (SELECT id FROM outbox WHERE state IN ('pending', 'retry') AND next_attempt_at <= $3 \
-                                  ORDER BY next_attempt_at, id LIMIT {limit}{lock}) \
-                     RETURNING {CLAIM_COLUMNS}",
-                    limit = claim.limit
+                     WHERE id IN ({due}) RETURNING {CLAIM_COLUMNS}",
+                    due = self.due_rows("$3", claim.limit)
                 );
                 sqlx::query(AssertSqlSafe(sql))
                     .bind(lease_until(claim))
