@@ -290,26 +290,21 @@ impl Sender {
             let limit = if stopping { 0 } else { idle.len() };
             let mut exhausted = true;
             if limit > 0 || !outcomes.is_empty() {
-                let round = match kept.take() {
-                    Some(conn) => Ok(conn),
-                    None => self.store.keep_connection().await,
+                let round = async {
+                    let mut conn = match kept.take() {
+                        Some(conn) => conn,
+                        None => self.store.keep_connection().await?,
+                    };
+                    let claimed = self
+                        .store
+                        .settle_and_claim_on(&mut conn, &outcomes, self.claim(limit))
+                        .await?;
+                    // Kept only after a good round: a connection that failed one may be the
+                    // cause, and the pool gives a fresh one next time.
+                    kept = Some(conn);
+                    Ok::<_, crate::store::StoreError>(claimed)
                 };
-                let result = match round {
-                    Ok(mut conn) => {
-                        let r = self
-                            .store
-                            .settle_and_claim_on(&mut conn, &outcomes, self.claim(limit))
-                            .await;
-                        // A connection that failed a round may be the cause; the pool
-                        // gives a fresh one next time.
-                        if r.is_ok() {
-                            kept = Some(conn);
-                        }
-                        r
-                    }
-                    Err(e) => Err(e),
-                };
-                match result {
+                match round.await {
                     Ok(Claimed {
                         messages,
                         suppressed,
@@ -360,27 +355,21 @@ impl Sender {
                 None
             };
             tokio::select! {
-                Some((w, id, outcome)) = done_rx.recv(), if busy > 0 => {
-                    report.count(&outcome);
-                    idle.push(w);
-                    outcomes.push((id, outcome));
-                    // Everything else that finished meanwhile goes into the same round.
-                    while let Ok((w, id, outcome)) = done_rx.try_recv() {
+                Some(first) = done_rx.recv(), if busy > 0 => {
+                    // What else finishes meanwhile, or within `GATHER`, goes into the same
+                    // round (module docs); what has finished already is taken at once.
+                    let mut done = vec![first];
+                    let gather = tokio::time::Instant::now() + GATHER;
+                    while idle.len() + done.len() < n {
+                        match tokio::time::timeout_at(gather, done_rx.recv()).await {
+                            Ok(Some(d)) => done.push(d),
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                    for (w, id, outcome) in done {
                         report.count(&outcome);
                         idle.push(w);
                         outcomes.push((id, outcome));
-                    }
-                    // The others get a moment to finish too (module docs).
-                    let gather = tokio::time::Instant::now() + GATHER;
-                    while idle.len() < n {
-                        match tokio::time::timeout_at(gather, done_rx.recv()).await {
-                            Ok(Some((w, id, outcome))) => {
-                                report.count(&outcome);
-                                idle.push(w);
-                                outcomes.push((id, outcome));
-                            }
-                            Ok(None) | Err(_) => break,
-                        }
                     }
                 }
                 () = self.store.outbox_woken(), if !stopping && !idle.is_empty() => {}
