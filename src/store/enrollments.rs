@@ -498,13 +498,6 @@ impl Store {
     ) -> Result<Vec<Enrollment>, StoreError> {
         let now_ms = millis(now);
         let until = now_ms.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4));
-        let sql = format!(
-            "UPDATE enrollments SET lease_until = $1, lease_owner = $2 \
-             WHERE id IN (SELECT id FROM enrollments WHERE follow_up = $4 AND next_due_at <= $3 AND lease_until < $3 \
-                          ORDER BY next_due_at LIMIT {{limit}}) \
-               AND lease_until < $3 \
-             RETURNING {ENROLLMENT_COLUMNS}"
-        );
         let mut claimed: Vec<Enrollment> = Vec::with_capacity(limit);
         for follow_up in [1_i64, 0] {
             let want = limit - claimed.len();
@@ -512,8 +505,15 @@ impl Store {
                 break;
             }
             // The limit is written into the statement rather than bound: SQLite re-prepares
-            // a statement whose bound LIMIT changes (see `Store::settle_and_claim`).
-            let rows = sqlx::query(AssertSqlSafe(sql.replace("{limit}", &want.to_string())))
+            // a statement whose bound LIMIT changes (see the outbox's `due_rows`).
+            let sql = format!(
+                "UPDATE enrollments SET lease_until = $1, lease_owner = $2 \
+                 WHERE id IN (SELECT id FROM enrollments WHERE follow_up = $4 AND next_due_at <= $3 AND lease_until < $3 \
+                              ORDER BY next_due_at LIMIT {want}) \
+                   AND lease_until < $3 \
+                 RETURNING {ENROLLMENT_COLUMNS}"
+            );
+            let rows = sqlx::query(AssertSqlSafe(sql))
                 .bind(until)
                 .bind(owner)
                 .bind(now_ms)
