@@ -180,8 +180,7 @@ pub struct OnceReport {
 /// The store, the mailbox or the SMTP setup cannot be used.
 pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::Result<OnceReport> {
     let store = open_store(config).await?;
-    let checkpoints = CancellationToken::new();
-    let checkpointer = tokio::spawn(store.clone().checkpoints(checkpoints.clone()));
+    let checkpoints = store.start_checkpoints();
     let source = Source::new(config, store.clone())?;
     let sender = sender(config, store.clone())?;
     let ingest = source.sync_once(&shutdown).await;
@@ -206,8 +205,7 @@ pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::R
         (Ok(_), Some(sender)) => Some(sender.drain(shutdown).await),
         _ => None,
     };
-    checkpoints.cancel();
-    let _ = checkpointer.await;
+    checkpoints.stop().await;
     store.close().await;
     Ok(OnceReport {
         ingest: ingest?,

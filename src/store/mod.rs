@@ -39,6 +39,21 @@ pub use outbox::{
 /// How often [`Store::checkpoints`] copies the SQLite log back into the database.
 pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// The running checkpoint task of [`Store::start_checkpoints`].
+#[derive(Debug)]
+pub struct Checkpoints {
+    cancel: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Checkpoints {
+    /// Stops the task, letting a checkpoint in progress finish.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.task.await;
+    }
+}
+
 /// What a checkpoint left of the SQLite write-ahead log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalState {
@@ -346,6 +361,14 @@ impl Store {
             frames: frames(1),
             checkpointed: frames(2),
         }))
+    }
+
+    /// [`Store::checkpoints`] as a task of its own until [`Checkpoints::stop`], for a process
+    /// that runs no task tracker of its own (`run --once`, the benchmarks).
+    pub fn start_checkpoints(&self) -> Checkpoints {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn(self.clone().checkpoints(cancel.clone()));
+        Checkpoints { cancel, task }
     }
 
     /// Checkpoints the SQLite log every [`CHECKPOINT_EVERY`] until `cancel` fires (at once on

@@ -443,8 +443,7 @@ domains = ["company.com"]
     let result = rt.block_on(async {
         let store = leadloop::daemon::open_store(&config).await?;
         // The daemon's background checkpoints, as `leadloop run` has them.
-        let checkpoints = tokio_util::sync::CancellationToken::new();
-        let checkpointer = tokio::spawn(store.clone().checkpoints(checkpoints.clone()));
+        let checkpoints = store.start_checkpoints();
         let source = leadloop::daemon::Source::new(&config, store.clone())?;
         let start = Instant::now();
         let cpu_start = rss::cpu_seconds()?;
@@ -454,8 +453,7 @@ domains = ["company.com"]
         let elapsed = start.elapsed();
         let cpu = rss::cpu_seconds()? - cpu_start;
         let kinds = store.kind_counts().await?;
-        checkpoints.cancel();
-        checkpointer.await?;
+        checkpoints.stop().await;
         store.close().await;
         anyhow::Ok((report, elapsed, cpu, kinds))
     });

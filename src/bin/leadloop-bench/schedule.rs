@@ -157,8 +157,7 @@ pub fn child(config: &Path) -> Result<()> {
         let config = leadloop::config::Config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let store = leadloop::daemon::open_store(&config).await?;
         // The daemon's background checkpoints, as `leadloop run` has them.
-        let checkpoints = tokio_util::sync::CancellationToken::new();
-        let checkpointer = tokio::spawn(store.clone().checkpoints(checkpoints.clone()));
+        let checkpoints = store.start_checkpoints();
         let scheduler = leadloop::sequence::schedule::Scheduler::new(
             store.clone(),
             Arc::clone(&config.sequences),
@@ -170,8 +169,7 @@ pub fn child(config: &Path) -> Result<()> {
         let report = scheduler.run_due(Utc::now()).await?;
         let elapsed = t.elapsed().as_secs_f64();
         let cpu = rss::cpu_seconds()? - cpu0;
-        checkpoints.cancel();
-        checkpointer.await?;
+        checkpoints.stop().await;
         store.close().await;
         anyhow::Ok(json!({
             "elapsed_s": elapsed,

@@ -262,8 +262,7 @@ pub fn child(port: u16, messages: usize) -> Result<()> {
     let result = rt.block_on(async {
         let store = leadloop::store::Store::connect(&url, 4).await?;
         // The daemon's background checkpoints, as `leadloop run` has them.
-        let checkpoints = tokio_util::sync::CancellationToken::new();
-        let checkpointer = tokio::spawn(store.clone().checkpoints(checkpoints.clone()));
+        let checkpoints = store.start_checkpoints();
         let now = Utc::now();
         let leads = seed_leads(&store, messages, now).await?;
         for first in (0..messages).step_by(1000) {
@@ -302,8 +301,7 @@ pub fn child(port: u16, messages: usize) -> Result<()> {
         .await?;
         let elapsed = start.elapsed();
         let cpu = rss::cpu_seconds()? - cpu_start;
-        checkpoints.cancel();
-        checkpointer.await?;
+        checkpoints.stop().await;
         store.close().await;
         anyhow::Ok((report, elapsed, cpu))
     });
