@@ -506,11 +506,21 @@ on_status = ["customer"]
     }
 
     fn run(c: &Catalog, e: &Enrollment, l: &Lead, now: DateTime<Utc>) -> Settle {
+        run_with_stops(c, e, l, &StopMessages::new(), now)
+    }
+
+    fn run_with_stops(
+        c: &Catalog,
+        e: &Enrollment,
+        l: &Lead,
+        stops: &StopMessages,
+        now: DateTime<Utc>,
+    ) -> Settle {
         decide(
             c,
             e,
             Some(l),
-            &StopMessages::new(),
+            stops,
             &mut Usage::default(),
             now,
             &mut || 0.0,
@@ -563,30 +573,14 @@ on_status = ["customer"]
             l.email.clone(),
             vec![(MessageKind::Unsubscribe, t0() - Duration::hours(1))],
         )]);
-        let s = decide(
-            &c,
-            &e,
-            Some(&l),
-            &stops,
-            &mut Usage::default(),
-            t0(),
-            &mut || 0.0,
-        );
+        let s = run_with_stops(&c, &e, &l, &stops, t0());
         assert!(matches!(s, Settle::Exit { ref reason } if reason.contains("unsubscribe")));
         // A reply from before the enrollment does not end it.
         let stops = StopMessages::from([(
             l.email.clone(),
             vec![(MessageKind::Reply, t0() - Duration::days(2))],
         )]);
-        let s = decide(
-            &c,
-            &e,
-            Some(&l),
-            &stops,
-            &mut Usage::default(),
-            t0(),
-            &mut || 0.0,
-        );
+        let s = run_with_stops(&c, &e, &l, &stops, t0());
         assert!(matches!(s, Settle::Send { .. }), "{s:?}");
     }
 

@@ -244,19 +244,7 @@ async fn outcomes_move_rows_and_a_refused_recipient_bounces_the_lead() {
     assert_eq!(e.smtp_response.as_deref(), Some("250 2.0.0 queued"));
     assert_eq!(e.sent_at, Some(t0()));
     assert_eq!(state(&store, gone.id).await, OutboxState::Failed);
-    let lead = store
-        .lead(&leadloop::domain::EmailAddress::parse("gone@example.org").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(lead.status, "bounced");
-    assert!(
-        store
-            .suppressed("gone@example.org")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    let lead = crate::support::assert_bounced_and_suppressed(&store, "gone@example.org").await;
     let timeline = store.timeline(&lead).await.unwrap();
     assert!(timeline.iter().any(|e| e.kind == "bounced"), "{timeline:?}");
     let ok_lead = store

@@ -209,19 +209,7 @@ async fn a_refused_recipient_fails_bounces_and_is_suppressed() {
         "{e:?}"
     );
     assert_eq!(e.attempts, 1, "a 5xx is never retried");
-    let lead = store
-        .lead(&"gone@example.org".parse().unwrap())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(lead.status, "bounced");
-    assert!(
-        store
-            .suppressed("gone@example.org")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    crate::support::assert_bounced_and_suppressed(&store, "gone@example.org").await;
     assert_eq!(sink.count(), 0);
 
     // The next step to the same address is stopped before it reaches any server.

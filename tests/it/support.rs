@@ -121,3 +121,15 @@ pub async fn seed_leads(store: &Store, emails: &[String]) -> Vec<leadloop::store
         .map(|e| by_email.remove(&e.to_lowercase()).expect("seeded lead"))
         .collect()
 }
+
+/// Asserts that the lead of `email` is marked bounced and its address suppressed; returns it.
+pub async fn assert_bounced_and_suppressed(store: &Store, email: &str) -> leadloop::store::Lead {
+    let lead = store
+        .lead(&leadloop::domain::EmailAddress::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lead.status, "bounced");
+    assert!(store.suppressed(email).await.unwrap().is_some(), "{email}");
+    lead
+}
