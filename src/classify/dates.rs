@@ -17,12 +17,18 @@ static NUMERIC: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\b(\d{1,2})([./])(\d{1,2})(?:([./])(\d{4}|\d{2}\b)?)?").expect("static regex")
 });
 static DAY_MONTH: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(\d{1,2})(?:st|nd|rd|th|er|e)?\.?\s+(?:of\s+|de\s+)?(\p{L}{3,10})\.?(?:,?\s+(?:de\s+)?(\d{4}))?")
-        .expect("static regex")
+    Regex::new(&format!(
+        r"(?i)\b(\d{{1,2}})(?:st|nd|rd|th|er|e)?\.?\s+(?:of\s+|de\s+)?({})\b\.?(?:,?\s+(?:de\s+)?(\d{{4}}))?",
+        month_alternation()
+    ))
+    .expect("static regex")
 });
 static MONTH_DAY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(\p{L}{3,10})\.?\s+(\d{1,2})(?:st|nd|rd|th)?\b(?:,?\s+(\d{4}))?")
-        .expect("static regex")
+    Regex::new(&format!(
+        r"(?i)\b({})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(\d{{4}}))?",
+        month_alternation()
+    ))
+    .expect("static regex")
 });
 /// Words after which the day the person is back follows ("back on", "zurück am").
 static RETURN_WORD: LazyLock<Regex> = LazyLock::new(|| {
@@ -60,30 +66,115 @@ fn weekday_after(text: &str) -> Option<u32> {
     None
 }
 
+/// Month names and abbreviations in the languages out-of-office texts are read in, lower case.
+const MONTHS: &[(u32, &[&str])] = &[
+    (
+        1,
+        &[
+            "jan", "january", "januar", "jänner", "janvier", "enero", "janv", "gennaio", "gen",
+            "januari", "janeiro",
+        ],
+    ),
+    (
+        2,
+        &[
+            "feb",
+            "february",
+            "februar",
+            "février",
+            "fevrier",
+            "febrero",
+            "févr",
+            "fevr",
+            "febbraio",
+            "februari",
+            "fevereiro",
+            "fev",
+        ],
+    ),
+    (
+        3,
+        &[
+            "mar", "march", "märz", "maerz", "mars", "marzo", "mrz", "maart", "março", "marco",
+        ],
+    ),
+    (
+        4,
+        &["apr", "april", "avril", "abril", "avr", "aprile", "abr"],
+    ),
+    (5, &["may", "mai", "mayo", "maggio", "mag", "mei", "maio"]),
+    (
+        6,
+        &[
+            "jun", "june", "juni", "juin", "junio", "giugno", "giu", "junho",
+        ],
+    ),
+    (
+        7,
+        &[
+            "jul", "july", "juli", "juillet", "julio", "juil", "luglio", "lug", "julho",
+        ],
+    ),
+    (
+        8,
+        &["aug", "august", "août", "aout", "agosto", "ago", "augustus"],
+    ),
+    (
+        9,
+        &[
+            "sep",
+            "sept",
+            "september",
+            "septembre",
+            "septiembre",
+            "setiembre",
+            "settembre",
+            "setembro",
+        ],
+    ),
+    (
+        10,
+        &[
+            "oct", "october", "oktober", "octobre", "octubre", "okt", "ottobre", "ott", "outubro",
+        ],
+    ),
+    (
+        11,
+        &["nov", "november", "novembre", "noviembre", "novembro"],
+    ),
+    (
+        12,
+        &[
+            "dec",
+            "december",
+            "dezember",
+            "décembre",
+            "decembre",
+            "diciembre",
+            "dez",
+            "déc",
+            "dicembre",
+            "dic",
+            "dezembro",
+        ],
+    ),
+];
+
 fn month_number(word: &str) -> Option<u32> {
     let w = word.to_lowercase();
-    let m = match w.as_str() {
-        "jan" | "january" | "januar" | "jänner" | "janvier" | "enero" | "janv" | "gennaio"
-        | "gen" | "januari" | "janeiro" => 1,
-        "feb" | "february" | "februar" | "février" | "fevrier" | "febrero" | "févr" | "fevr"
-        | "febbraio" | "februari" | "fevereiro" | "fev" => 2,
-        "mar" | "march" | "märz" | "maerz" | "mars" | "marzo" | "mrz" | "maart" | "março"
-        | "marco" => 3,
-        "apr" | "april" | "avril" | "abril" | "avr" | "aprile" | "abr" => 4,
-        "may" | "mai" | "mayo" | "maggio" | "mag" | "mei" | "maio" => 5,
-        "jun" | "june" | "juni" | "juin" | "junio" | "giugno" | "giu" | "junho" => 6,
-        "jul" | "july" | "juli" | "juillet" | "julio" | "juil" | "luglio" | "lug" | "julho" => 7,
-        "aug" | "august" | "août" | "aout" | "agosto" | "ago" | "augustus" => 8,
-        "sep" | "sept" | "september" | "septembre" | "septiembre" | "setiembre" | "settembre"
-        | "setembro" => 9,
-        "oct" | "october" | "oktober" | "octobre" | "octubre" | "okt" | "ottobre" | "ott"
-        | "outubro" => 10,
-        "nov" | "november" | "novembre" | "noviembre" | "novembro" => 11,
-        "dec" | "december" | "dezember" | "décembre" | "decembre" | "diciembre" | "dez" | "déc"
-        | "dicembre" | "dic" | "dezembro" => 12,
-        _ => return None,
-    };
-    Some(m)
+    MONTHS
+        .iter()
+        .find(|(_, names)| names.contains(&w.as_str()))
+        .map(|(m, _)| *m)
+}
+
+/// The month names as one regex alternation, longest first. The date patterns name the months
+/// rather than accept any word: "any word before a number" matches all through ordinary text,
+/// and each such match costs a capture search.
+fn month_alternation() -> String {
+    let mut names: Vec<&str> = MONTHS.iter().flat_map(|(_, n)| n.iter().copied()).collect();
+    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    names.join("|")
 }
 
 /// Weekday names (Monday = 0) in the languages out-of-office texts are read in.

@@ -418,8 +418,8 @@ impl Store {
     ///
     /// Messages already recorded (same dedupe key, or same mailbox/UIDVALIDITY/UID) are skipped
     /// and touch no lead, so replaying a batch after a crash is harmless. The messages are
-    /// inserted first and the database says which were new (`RETURNING`), which stays exact
-    /// when several daemons write to one PostgreSQL database.
+    /// inserted first and the database says which were new (by count, or `RETURNING`), which
+    /// stays exact when several daemons write to one PostgreSQL database.
     ///
     /// # Errors
     /// A failed query; nothing of the batch is then recorded.
@@ -430,30 +430,30 @@ impl Store {
 
         let mut inserted: HashSet<String> = HashSet::with_capacity(batch.records.len());
         for chunk in batch.records.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO inbound_messages (mailbox, uidvalidity, uid, dedupe_key, message_id, kind, reason, lead_email, subject, size, sent_at, recorded_at, detail) \
-                 VALUES {} ON CONFLICT DO NOTHING RETURNING dedupe_key",
-                values_list(self.backend, chunk.len(), 13)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for r in chunk {
-                let c = &r.classification;
-                q = q
-                    .bind(batch.mailbox)
-                    .bind(i64::from(batch.uidvalidity))
-                    .bind(r.uid.map(i64::from))
-                    .bind(r.dedupe_key.as_str())
-                    .bind(c.message_id.as_deref())
-                    .bind(c.kind.as_str())
-                    .bind(c.reason.as_deref())
-                    .bind(c.lead.as_ref().map(|p| p.email.as_str()))
-                    .bind(c.subject.as_deref())
-                    .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
-                    .bind(c.date.map(millis))
-                    .bind(now)
-                    .bind(inbound_detail(c));
+            if self.backend == Backend::Sqlite {
+                // sqlx hands each row of a result from SQLite's thread to ours one at a
+                // time, so `RETURNING` a key per message costs a thread wake-up per message.
+                // The common case, every message new, is told by the count alone; a chunk
+                // with any already recorded message is undone and inserted again below,
+                // returning what was new.
+                let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+                let added = self
+                    .insert_inbound(batch, chunk, now, false)
+                    .execute(&mut *savepoint)
+                    .await?
+                    .rows_affected();
+                if usize::try_from(added).is_ok_and(|n| n == chunk.len()) {
+                    savepoint.commit().await?;
+                    inserted.extend(chunk.iter().map(|r| r.dedupe_key.clone()));
+                    continue;
+                }
+                savepoint.rollback().await?;
             }
-            for row in q.fetch_all(&mut *tx).await? {
+            for row in self
+                .insert_inbound(batch, chunk, now, true)
+                .fetch_all(&mut *tx)
+                .await?
+            {
                 inserted.insert(row.get::<String, _>(0));
             }
         }
@@ -600,6 +600,45 @@ impl Store {
             leads_touched: upserts.len(),
             enrolled,
         })
+    }
+
+    /// The insert of one chunk of a batch's messages; an already recorded one is skipped.
+    fn insert_inbound<'q>(
+        &self,
+        batch: &'q Batch<'_>,
+        chunk: &'q [InboundRecord],
+        now: i64,
+        returning: bool,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        let sql = format!(
+            "INSERT INTO inbound_messages (mailbox, uidvalidity, uid, dedupe_key, message_id, kind, reason, lead_email, subject, size, sent_at, recorded_at, detail) \
+             VALUES {} ON CONFLICT DO NOTHING{}",
+            values_list(self.backend, chunk.len(), 13),
+            if returning {
+                " RETURNING dedupe_key"
+            } else {
+                ""
+            }
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for r in chunk {
+            let c = &r.classification;
+            q = q
+                .bind(batch.mailbox)
+                .bind(i64::from(batch.uidvalidity))
+                .bind(r.uid.map(i64::from))
+                .bind(r.dedupe_key.as_str())
+                .bind(c.message_id.as_deref())
+                .bind(c.kind.as_str())
+                .bind(c.reason.as_deref())
+                .bind(c.lead.as_ref().map(|p| p.email.as_str()))
+                .bind(c.subject.as_deref())
+                .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
+                .bind(c.date.map(millis))
+                .bind(now)
+                .bind(inbound_detail(c));
+        }
+        q
     }
 
     /// How many inbound messages of each kind are recorded.

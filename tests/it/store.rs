@@ -174,6 +174,34 @@ async fn replaying_a_batch_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_batch_mixing_new_and_recorded_messages_records_only_the_new() {
+    let (store, _db) = test_store().await;
+    // More than one insert statement's worth, so the new and the recorded share a batch but
+    // not every chunk of it.
+    let emails: Vec<String> = (1..=450).map(|i| format!("lead{i}@example.org")).collect();
+    let mut records: Vec<InboundRecord> = emails
+        .iter()
+        .zip(1..)
+        .map(|(e, uid)| record(uid, MessageKind::Inquiry, Some(e), None, "direct"))
+        .collect();
+    let earlier = [records[2].clone(), records[449].clone()];
+    store.record_batch(&batch(&earlier, 7, 1)).await.unwrap();
+    // UID 3 comes back with other content: the server's UID is taken, so it is not new.
+    records[2].dedupe_key = "mid:other-content@test.example".into();
+
+    let outcome = store.record_batch(&batch(&records, 7, 450)).await.unwrap();
+    assert_eq!((outcome.recorded, outcome.duplicates), (448, 2));
+    assert_eq!(outcome.leads_touched, 448);
+    assert_eq!(store.inbound(MAILBOX).await.unwrap().len(), 450);
+    let first = store
+        .lead(&EmailAddress::parse("lead1@example.org").unwrap())
+        .await
+        .unwrap()
+        .expect("a new message in the same chunk as a recorded one is recorded");
+    assert_eq!(store.timeline(&first).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn duplicates_inside_one_batch_are_recorded_once() {
     let (store, _db) = test_store().await;
     let a = record(
