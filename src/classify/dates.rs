@@ -391,6 +391,18 @@ mod tests {
     }
 
     #[test]
+    fn a_month_name_must_be_a_whole_word() {
+        let sent = Some(d(2027, 4, 2));
+        assert_eq!(return_date("back for 14 Aprilfools", sent), None);
+        assert_eq!(return_date("back after Mayday 5", sent), None);
+        assert_eq!(
+            return_date("back on 14 Apr. 2027", sent),
+            Some(d(2027, 4, 14))
+        );
+        assert_eq!(return_date("zurück am 3. MÄRZ", sent), Some(d(2028, 3, 3)));
+    }
+
+    #[test]
     fn ambiguous_slash_dates_take_the_nearer_future_reading() {
         let sent = Some(d(2027, 4, 2));
         assert_eq!(
