@@ -342,7 +342,14 @@ impl ImapSource {
                 async move {
                     let mut report = IngestReport::default();
                     let mut committed = None;
-                    while let Some((last_uid, batch)) = rx.recv().await {
+                    while let Some((mut last_uid, mut batch)) = rx.recv().await {
+                        // Batches that were fetched while the previous one was written go
+                        // into one transaction: fewer commits, each of which writes the
+                        // indexes' changed pages again.
+                        while let Ok((uid, later)) = rx.try_recv() {
+                            batch.append(later);
+                            last_uid = uid;
+                        }
                         report.merge(pipeline.write(uidvalidity, Some(last_uid), batch).await?);
                         committed = Some(last_uid);
                     }

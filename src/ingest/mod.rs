@@ -246,6 +246,15 @@ pub struct Classifying {
     chunks: Vec<tokio::task::JoinHandle<Vec<InboundRecord>>>,
 }
 
+impl Classifying {
+    /// Appends a later batch, so that both are recorded in one transaction.
+    pub fn append(&mut self, later: Classifying) {
+        self.fetched += later.fetched;
+        self.oversize += later.oversize;
+        self.chunks.extend(later.chunks);
+    }
+}
+
 /// Classifies one message inside its own span, turning an oversize one into `ignored`.
 fn classify_one(m: &RawMessage, rules: &Rules, limit: u64) -> InboundRecord {
     let span = info_span!("message", uid = m.uid, size = m.size);
