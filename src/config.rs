@@ -161,7 +161,8 @@ pub struct ImapConfig {
     pub idle: bool,
     /// Messages larger than this are recorded as ignored without being fetched whole.
     pub max_message_bytes: u64,
-    /// Messages fetched and recorded per transaction.
+    /// Messages per fetch. A transaction records one fetch, or several when they were fetched
+    /// while the previous one was being written.
     pub batch_size: u32,
 }
 

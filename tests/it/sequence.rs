@@ -15,7 +15,7 @@ use leadloop::sequence::{self, Catalog, Policy, Sender, Settings, Windows};
 use leadloop::store::{Batch, InboundRecord, OutboxEntry, OutboxState, Store};
 use tokio::sync::Notify;
 
-use crate::support::test_store;
+use crate::support::{lead_by_email, test_store};
 
 /// Friday 27 November 2026, 10:00 UTC.
 fn t0() -> DateTime<Utc> {
@@ -210,11 +210,7 @@ async fn new_leads_are_enrolled_once_and_steps_follow_their_delays() {
         out[1].message_id
     );
 
-    let lead = store
-        .lead(&EmailAddress::parse("jane@acme.example").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let lead = lead_by_email(&store, "jane@acme.example").await.unwrap();
     let e = store.enrollments(lead.id).await.unwrap();
     assert_eq!(e.len(), 1);
     assert_eq!(e[0].state, "done");
@@ -331,11 +327,7 @@ async fn a_reply_ends_the_enrollment_and_a_broken_step_is_held() {
         t0() + Duration::hours(20),
     )
     .await;
-    let jane = store
-        .lead(&EmailAddress::parse("jane@acme.example").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let jane = lead_by_email(&store, "jane@acme.example").await.unwrap();
     assert_eq!(store.enrollments(jane.id).await.unwrap()[0].state, "exited");
     // Kim's reply is recorded by a daemon that runs no sequences: the scheduler sees it before
     // the next step and ends the enrollment then.
@@ -360,19 +352,11 @@ async fn a_reply_ends_the_enrollment_and_a_broken_step_is_held() {
         "never sent half-rendered"
     );
 
-    let jane = store
-        .lead(&EmailAddress::parse("jane@acme.example").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let jane = lead_by_email(&store, "jane@acme.example").await.unwrap();
     let e = &store.enrollments(jane.id).await.unwrap()[0];
     assert_eq!(e.state, "exited");
     assert_eq!(e.exit_reason.as_deref(), Some("the lead replied"));
-    let bob = store
-        .lead(&EmailAddress::parse("bob@other.example").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let bob = lead_by_email(&store, "bob@other.example").await.unwrap();
     let e = &store.enrollments(bob.id).await.unwrap()[0];
     assert_eq!(e.state, "held");
     assert!(
@@ -533,11 +517,7 @@ Subject: Hi\r\nMessage-ID: <q2@evil.example>\r\nDate: Fri, 27 Nov 2026 10:05:00 
         "{eve_head}"
     );
     assert!(!eve_msg.contains("x@y>"), "{eve_msg}");
-    let eve = store
-        .lead(&EmailAddress::parse("eve@evil.example").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let eve = lead_by_email(&store, "eve@evil.example").await.unwrap();
     assert!(
         !eve.name.as_deref().unwrap_or("").contains(['\r', '\n']),
         "{:?}",

@@ -7,7 +7,7 @@ use leadloop::classify::{Classification, Person};
 use leadloop::domain::{EmailAddress, MessageKind};
 use leadloop::store::{Batch, InboundRecord, LeadFilter, MailboxCursor};
 
-use crate::support::test_store;
+use crate::support::{lead_by_email, test_store};
 
 const MAILBOX: &str = "imap://leads@company.com@127.0.0.1:143/INBOX";
 
@@ -81,10 +81,8 @@ async fn a_batch_records_messages_leads_and_cursor_together() {
     assert_eq!(outcome.recorded, 4);
     assert_eq!(outcome.duplicates, 0);
 
-    let ana = store
-        .lead(&EmailAddress::parse("ana@example.org").unwrap())
+    let ana = lead_by_email(&store, "ana@example.org")
         .await
-        .unwrap()
         .expect("lead");
     assert_eq!(
         ana.name.as_deref(),
@@ -98,11 +96,7 @@ async fn a_batch_records_messages_leads_and_cursor_together() {
     assert_eq!(kinds, ["inquiry", "form"]);
 
     assert!(
-        store
-            .lead(&EmailAddress::parse("bob@example.net").unwrap())
-            .await
-            .unwrap()
-            .is_none(),
+        lead_by_email(&store, "bob@example.net").await.is_none(),
         "an auto-reply never creates a lead"
     );
     assert_eq!(
@@ -154,11 +148,7 @@ async fn replaying_a_batch_changes_nothing() {
         .unwrap();
     assert_eq!(rescan.recorded, 0);
     assert_eq!(store.inbound(MAILBOX).await.unwrap().len(), 2);
-    let ana = store
-        .lead(&EmailAddress::parse("ana@example.org").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let ana = lead_by_email(&store, "ana@example.org").await.unwrap();
     assert_eq!(
         store.timeline(&ana).await.unwrap().len(),
         1,
@@ -193,10 +183,8 @@ async fn a_batch_mixing_new_and_recorded_messages_records_only_the_new() {
     assert_eq!((outcome.recorded, outcome.duplicates), (448, 2));
     assert_eq!(outcome.leads_touched, 448);
     assert_eq!(store.inbound(MAILBOX).await.unwrap().len(), 450);
-    let first = store
-        .lead(&EmailAddress::parse("lead1@example.org").unwrap())
+    let first = lead_by_email(&store, "lead1@example.org")
         .await
-        .unwrap()
         .expect("a new message in the same chunk as a recorded one is recorded");
     assert_eq!(store.timeline(&first).await.unwrap().len(), 1);
 }

@@ -133,3 +133,9 @@ pub async fn assert_bounced_and_suppressed(store: &Store, email: &str) -> leadlo
     assert!(store.suppressed(email).await.unwrap().is_some(), "{email}");
     lead
 }
+
+/// The lead recorded for `email`, if any.
+pub async fn lead_by_email(store: &Store, email: &str) -> Option<leadloop::store::Lead> {
+    let email = leadloop::domain::EmailAddress::parse(email).expect("a valid test address");
+    store.lead(&email).await.expect("reading the lead")
+}
