@@ -113,6 +113,17 @@ impl EmailAddress {
             .filter(|t| !t.is_empty())
     }
 
+    /// Whether both addresses name the same mailbox once plus tags are set aside
+    /// (`leads+webinar@example.com` and `leads@example.com`). Compares in place: the classifier
+    /// asks this of every address in every message against each of our own.
+    pub fn same_mailbox(&self, other: &EmailAddress) -> bool {
+        fn untagged(a: &EmailAddress) -> &str {
+            let local = a.local_part();
+            local.split_once('+').map_or(local, |(base, _)| base)
+        }
+        untagged(self) == untagged(other) && self.domain() == other.domain()
+    }
+
     /// The address with any plus tag removed (`leads@example.com`).
     pub fn without_tag(&self) -> EmailAddress {
         match self.local_part().split_once('+') {
@@ -247,6 +258,10 @@ mod tests {
         assert_eq!(a.plus_tag(), Some("webinar"));
         assert_eq!(a.without_tag().as_str(), "jane.doe@example.com");
         assert_eq!(a.domain(), "example.com");
+        let plain = EmailAddress::parse("jane.doe@example.com").unwrap();
+        assert!(a.same_mailbox(&plain) && plain.same_mailbox(&a));
+        assert!(!plain.same_mailbox(&EmailAddress::parse("jane.doe@example.org").unwrap()));
+        assert!(!plain.same_mailbox(&EmailAddress::parse("jane@example.com").unwrap()));
     }
 
     #[test]

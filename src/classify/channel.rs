@@ -28,10 +28,7 @@ pub fn our_recipient<'a>(
     rules: &Rules,
     recipients: &'a [EmailAddress],
 ) -> Option<&'a EmailAddress> {
-    let ours = |r: &&EmailAddress| {
-        let base = r.without_tag();
-        rules.own_addresses.iter().any(|o| o.without_tag() == base)
-    };
+    let ours = |r: &&EmailAddress| rules.own_addresses.iter().any(|o| o.same_mailbox(r));
     recipients
         .iter()
         .filter(ours)

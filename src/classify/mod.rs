@@ -284,11 +284,7 @@ impl<'r> Ctx<'r> {
 
     /// Our own addresses (any plus tag) and anything at our own domains.
     fn is_own(&self, a: &EmailAddress) -> bool {
-        let base = a.without_tag();
-        self.rules
-            .own_addresses
-            .iter()
-            .any(|o| o.without_tag() == base)
+        self.rules.own_addresses.iter().any(|o| o.same_mailbox(a))
             || self
                 .rules
                 .own_domains
@@ -297,8 +293,7 @@ impl<'r> Ctx<'r> {
     }
 
     fn is_sales(&self, a: &EmailAddress) -> bool {
-        let base = a.without_tag();
-        self.rules.sales.iter().any(|s| s.without_tag() == base)
+        self.rules.sales.iter().any(|s| s.same_mailbox(a))
     }
 
     /// A Message-ID leadloop generated: `leadloop.…@our-domain`.
