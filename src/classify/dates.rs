@@ -67,97 +67,20 @@ fn weekday_after(text: &str) -> Option<u32> {
 }
 
 /// Month names and abbreviations in the languages out-of-office texts are read in, lower case.
+#[rustfmt::skip]
 const MONTHS: &[(u32, &[&str])] = &[
-    (
-        1,
-        &[
-            "jan", "january", "januar", "jänner", "janvier", "enero", "janv", "gennaio", "gen",
-            "januari", "janeiro",
-        ],
-    ),
-    (
-        2,
-        &[
-            "feb",
-            "february",
-            "februar",
-            "février",
-            "fevrier",
-            "febrero",
-            "févr",
-            "fevr",
-            "febbraio",
-            "februari",
-            "fevereiro",
-            "fev",
-        ],
-    ),
-    (
-        3,
-        &[
-            "mar", "march", "märz", "maerz", "mars", "marzo", "mrz", "maart", "março", "marco",
-        ],
-    ),
-    (
-        4,
-        &["apr", "april", "avril", "abril", "avr", "aprile", "abr"],
-    ),
+    (1, &["jan", "january", "januar", "jänner", "janvier", "enero", "janv", "gennaio", "gen", "januari", "janeiro"]),
+    (2, &["feb", "february", "februar", "février", "fevrier", "febrero", "févr", "fevr", "febbraio", "februari", "fevereiro", "fev"]),
+    (3, &["mar", "march", "märz", "maerz", "mars", "marzo", "mrz", "maart", "março", "marco"]),
+    (4, &["apr", "april", "avril", "abril", "avr", "aprile", "abr"]),
     (5, &["may", "mai", "mayo", "maggio", "mag", "mei", "maio"]),
-    (
-        6,
-        &[
-            "jun", "june", "juni", "juin", "junio", "giugno", "giu", "junho",
-        ],
-    ),
-    (
-        7,
-        &[
-            "jul", "july", "juli", "juillet", "julio", "juil", "luglio", "lug", "julho",
-        ],
-    ),
-    (
-        8,
-        &["aug", "august", "août", "aout", "agosto", "ago", "augustus"],
-    ),
-    (
-        9,
-        &[
-            "sep",
-            "sept",
-            "september",
-            "septembre",
-            "septiembre",
-            "setiembre",
-            "settembre",
-            "setembro",
-        ],
-    ),
-    (
-        10,
-        &[
-            "oct", "october", "oktober", "octobre", "octubre", "okt", "ottobre", "ott", "outubro",
-        ],
-    ),
-    (
-        11,
-        &["nov", "november", "novembre", "noviembre", "novembro"],
-    ),
-    (
-        12,
-        &[
-            "dec",
-            "december",
-            "dezember",
-            "décembre",
-            "decembre",
-            "diciembre",
-            "dez",
-            "déc",
-            "dicembre",
-            "dic",
-            "dezembro",
-        ],
-    ),
+    (6, &["jun", "june", "juni", "juin", "junio", "giugno", "giu", "junho"]),
+    (7, &["jul", "july", "juli", "juillet", "julio", "juil", "luglio", "lug", "julho"]),
+    (8, &["aug", "august", "août", "aout", "agosto", "ago", "augustus"]),
+    (9, &["sep", "sept", "september", "septembre", "septiembre", "setiembre", "settembre", "setembro"]),
+    (10, &["oct", "october", "oktober", "octobre", "octubre", "okt", "ottobre", "ott", "outubro"]),
+    (11, &["nov", "november", "novembre", "noviembre", "novembro"]),
+    (12, &["dec", "december", "dezember", "décembre", "decembre", "diciembre", "dez", "déc", "dicembre", "dic", "dezembro"]),
 ];
 
 fn month_number(word: &str) -> Option<u32> {
