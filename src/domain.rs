@@ -117,13 +117,15 @@ impl EmailAddress {
     /// (`leads+webinar@example.com` and `leads@example.com`). Compares in place: the classifier
     /// asks this of every address in every message against each of our own.
     pub fn same_mailbox(&self, other: &EmailAddress) -> bool {
-        fn parts(a: &EmailAddress) -> (&str, &str) {
-            a.0.rsplit_once('@').unwrap_or(("", ""))
+        fn untagged_parts(a: &EmailAddress) -> (&str, &str) {
+            let (local, domain) = a.0.rsplit_once('@').unwrap_or(("", ""));
+            let base = local.split_once('+').map_or(local, |(base, _)| base);
+            (base, domain)
         }
-        let ((local, domain), (other_local, other_domain)) = (parts(self), parts(other));
-        let untagged = |l: &'_ str| -> usize { l.find('+').unwrap_or(l.len()) };
+        let ((local, domain), (other_local, other_domain)) =
+            (untagged_parts(self), untagged_parts(other));
         // The domain first: it differs for nearly every pair the classifier asks about.
-        domain == other_domain && local[..untagged(local)] == other_local[..untagged(other_local)]
+        domain == other_domain && local == other_local
     }
 
     /// The address with any plus tag removed (`leads@example.com`).
