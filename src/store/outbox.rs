@@ -337,6 +337,20 @@ const CLAIMED_OR_SENT_COLUMNS: &str = concat!(
 );
 const ENTRY_COLUMNS: &str = "id, lead_id, enrollment_id, step_id, from_addr, recipient, message_id, state, attempts, next_attempt_at, created_at, updated_at, sent_at, last_error, smtp_response, size";
 
+/// For `n` sent rows whose ids are bound from parameter `$first` on, with their server
+/// responses bound right after the ids: the id list (`$first,…`) and the `CASE id` arms that
+/// give each row its response.
+fn sent_params(first: usize, n: usize) -> (String, String) {
+    let ids = (first..first + n)
+        .map(|p| format!("${p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cases = (first..first + n)
+        .map(|p| format!(" WHEN ${p} THEN ${}", p + n))
+        .collect();
+    (ids, cases)
+}
+
 fn to_u32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
@@ -570,10 +584,6 @@ impl Store {
             return Ok(Claimed::default());
         }
         // $1 the time, $2 the lease, $3.. the sent ids, then their server responses.
-        let ids = (0..n)
-            .map(|i| format!("${}", 3 + i))
-            .collect::<Vec<_>>()
-            .join(",");
         let (is_sent, response, sent_rows) = if n == 0 {
             (
                 "FALSE".to_owned(),
@@ -581,9 +591,7 @@ impl Store {
                 String::new(),
             )
         } else {
-            let cases: String = (0..n)
-                .map(|i| format!(" WHEN ${} THEN ${}", 3 + i, 3 + n + i))
-                .collect();
+            let (ids, cases) = sent_params(3, n);
             (
                 format!("id IN ({ids})"),
                 format!("CASE id{cases} ELSE smtp_response END"),
@@ -772,14 +780,7 @@ impl Store {
             return Ok(());
         }
         // Numbered parameters on both databases: `$1` (the time) is used twice.
-        let cases: String = (0..sent.len())
-            .map(|i| format!(" WHEN ${} THEN ${}", 2 + 2 * i, 3 + 2 * i))
-            .collect();
-        let first_id = 2 + 2 * sent.len();
-        let ids = (first_id..first_id + sent.len())
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let (ids, cases) = sent_params(2, sent.len());
         // `interrupted` too: if a claim outlived its lease and was declared interrupted, the
         // truth (the server accepted it) still wins.
         let sql = format!(
@@ -788,11 +789,11 @@ impl Store {
              WHERE id IN ({ids}) AND state IN ('sending', 'interrupted')"
         );
         let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now_ms);
-        for (id, response) in &sent {
-            q = q.bind(id.0).bind(*response);
-        }
         for (id, _) in &sent {
             q = q.bind(id.0);
+        }
+        for (_, response) in &sent {
+            q = q.bind(*response);
         }
         q.execute(&mut *tx).await?;
         Ok(())
