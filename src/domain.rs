@@ -95,14 +95,28 @@ impl EmailAddress {
         &self.0
     }
 
+    /// The address split at its last `@` (a parsed address always has one). The classifier
+    /// splits every address of every message against each of our own, so this is a byte
+    /// search rather than a `str` pattern.
+    fn parts(&self) -> (&str, &str) {
+        match memchr::memrchr(b'@', self.0.as_bytes()) {
+            // `@` is ASCII, so both sides of it are char boundaries.
+            Some(at) => (
+                self.0.get(..at).unwrap_or(""),
+                self.0.get(at + 1..).unwrap_or(""),
+            ),
+            None => ("", ""),
+        }
+    }
+
     /// The part before the `@`.
     pub fn local_part(&self) -> &str {
-        self.0.rsplit_once('@').map_or("", |(l, _)| l)
+        self.parts().0
     }
 
     /// The domain, lower-cased.
     pub fn domain(&self) -> &str {
-        self.0.rsplit_once('@').map_or("", |(_, d)| d)
+        self.parts().1
     }
 
     /// The plus-address tag (`webinar` in `leads+webinar@example.com`), if any.
@@ -118,8 +132,10 @@ impl EmailAddress {
     /// asks this of every address in every message against each of our own.
     pub fn same_mailbox(&self, other: &EmailAddress) -> bool {
         fn untagged_parts(a: &EmailAddress) -> (&str, &str) {
-            let (local, domain) = a.0.rsplit_once('@').unwrap_or(("", ""));
-            let base = local.split_once('+').map_or(local, |(base, _)| base);
+            let (local, domain) = a.parts();
+            let base = memchr::memchr(b'+', local.as_bytes())
+                .and_then(|plus| local.get(..plus))
+                .unwrap_or(local);
             (base, domain)
         }
         let ((local, domain), (other_local, other_domain)) =

@@ -39,6 +39,12 @@ pub use outbox::{
 /// How often [`Store::checkpoints`] copies the SQLite log back into the database.
 pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How long [`Store::checkpoints`] waits for ingest to pause before it copies the log anyway.
+///
+/// A burst of mail rewrites the same index pages in batch after batch; copying them while the
+/// burst lasts copies each of them again and again, and takes a core from the classifier.
+pub const CHECKPOINT_DEFER_MAX: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// The running checkpoint task of [`Store::start_checkpoints`].
 #[derive(Debug)]
 pub struct Checkpoints {
@@ -61,6 +67,37 @@ pub struct WalState {
     pub frames: u64,
     /// Of those, the frames now also in the database file.
     pub checkpointed: u64,
+}
+
+/// When the background checkpoint runs: on a tick with no ingest batch committed since the last
+/// one, or once [`CHECKPOINT_DEFER_MAX`] has passed since the last checkpoint.
+#[derive(Debug, Clone, Copy)]
+struct CheckpointPacing {
+    seen_batches: u64,
+    last: std::time::Instant,
+}
+
+impl CheckpointPacing {
+    /// Pacing whose last checkpoint was at `now`.
+    fn new(now: std::time::Instant) -> Self {
+        CheckpointPacing {
+            seen_batches: 0,
+            last: now,
+        }
+    }
+
+    /// Whether to checkpoint now, given the count of ingest batches committed so far; a `true`
+    /// counts as the checkpoint done.
+    fn due(&mut self, batches: u64, now: std::time::Instant) -> bool {
+        let quiet = batches == self.seen_batches;
+        self.seen_batches = batches;
+        if quiet || now.saturating_duration_since(self.last) >= CHECKPOINT_DEFER_MAX {
+            self.last = now;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Rows per multi-row statement: well under SQLite's 32,766 bound parameters, and large enough
@@ -105,6 +142,8 @@ pub struct Store {
     /// Fired when outbox rows become due in this process (enqueued, retried by hand), so the
     /// sender sleeps until there is work instead of polling.
     outbox_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Ingest batches committed by this process, so checkpoints can wait for a pause.
+    ingest_batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Where ingest stopped in one mailbox.
@@ -330,6 +369,7 @@ impl Store {
             pool,
             backend,
             outbox_wake: std::sync::Arc::default(),
+            ingest_batches: std::sync::Arc::default(),
         })
     }
 
@@ -379,17 +419,25 @@ impl Store {
     /// whose changed rows sit on pages of their own (a million enrollments, a few thousand
     /// due), that wait was a third of a scheduler pass. Here the copy runs on a connection of
     /// its own, beside the writers; `wal_autocheckpoint` stays as the backstop should this
-    /// task fall behind.
+    /// task fall behind. While ingest is committing batches the copy waits for a quiet tick,
+    /// at most [`CHECKPOINT_DEFER_MAX`].
     pub async fn checkpoints(self, cancel: tokio_util::sync::CancellationToken) {
         if self.backend != Backend::Sqlite {
             return;
         }
         let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pacing = CheckpointPacing::new(std::time::Instant::now());
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = cancel.cancelled() => return,
+            }
+            let batches = self
+                .ingest_batches
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if !pacing.due(batches, std::time::Instant::now()) {
+                continue;
             }
             if let Err(e) = self.checkpoint().await {
                 tracing::warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot checkpoint the database log; SQLite will at its own threshold");
@@ -593,6 +641,8 @@ impl Store {
                 .await?
         };
         tx.commit().await?;
+        self.ingest_batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
         Ok(BatchOutcome {
             recorded: inserted.len(),
@@ -852,5 +902,38 @@ fn create_sqlite_parent(url: &str) {
         && !parent.as_os_str().is_empty()
     {
         let _ = std::fs::create_dir_all(parent);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::{CHECKPOINT_DEFER_MAX, CHECKPOINT_EVERY, CheckpointPacing};
+
+    #[test]
+    fn checkpoints_wait_for_a_quiet_tick_but_not_longer_than_the_cap() {
+        let start = Instant::now();
+        let mut pacing = CheckpointPacing::new(start);
+        // Nothing ingested: every tick checkpoints.
+        assert!(pacing.due(0, start + CHECKPOINT_EVERY));
+        // Batches keep arriving: the copy waits...
+        let mut now = start + CHECKPOINT_EVERY;
+        let mut batches = 0;
+        let mut waited: u32 = 0;
+        loop {
+            now += CHECKPOINT_EVERY;
+            batches += 3;
+            if pacing.due(batches, now) {
+                break;
+            }
+            waited += 1;
+        }
+        // ...until the cap has passed since the last checkpoint.
+        assert_eq!(CHECKPOINT_EVERY * (waited + 1), CHECKPOINT_DEFER_MAX);
+        // A quiet tick after the burst checkpoints at once.
+        batches += 1;
+        assert!(!pacing.due(batches, now + CHECKPOINT_EVERY));
+        assert!(pacing.due(batches, now + CHECKPOINT_EVERY * 2));
     }
 }
