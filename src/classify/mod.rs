@@ -769,13 +769,15 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
 
     // 3. Auto-replies.
     let local_day = parse::local_day(msg);
-    let details = || {
-        let t = texts.new_text();
-        (
-            t.len(),
-            dates::return_date(&format!("{subject}\n{t}"), local_day).is_some(),
-        )
+    // Asked by the auto-reply signals for a notice without headers, and read again for the
+    // notice's return date: computed at most once.
+    let return_date = OnceCell::new();
+    let return_date = || {
+        *return_date.get_or_init(|| {
+            dates::return_date(&format!("{subject}\n{}", texts.new_text()), local_day)
+        })
     };
+    let details = || (texts.new_text().len(), return_date().is_some());
     let (auto_ev, generated_only) = autoreply::signals(msg, &subject, &body, &details);
     if !auto_ev.is_empty() {
         let form_like =
@@ -788,8 +790,7 @@ fn decide(msg: &Message<'_>, ctx: &Ctx<'_>, c: &mut Classification) {
             c.kind = MessageKind::Autoreply;
             c.evidence.extend(auto_ev);
             c.lead = from.as_ref().filter(|f| !ctx.is_own(&f.email)).map(person);
-            let text = format!("{subject}\n{}", texts.new_text());
-            c.return_date = dates::return_date(&text, local_day);
+            c.return_date = return_date();
             if let Some(d) = c.return_date {
                 c.evidence.push(format!("return date {d}"));
             }
