@@ -54,15 +54,22 @@ impl EmailAddress {
             return Err(AddressError::Shape);
         }
         // Called for every address of every message: one pass over the characters, matched
-        // against a fixed set (not `str::contains` per character).
-        if let Some(c) = s.chars().find(|&c| {
+        // against a fixed set (not `str::contains` per character), byte by byte when the
+        // address is ASCII, as nearly all are.
+        let forbidden = |c: char| {
             c.is_whitespace()
                 || c.is_control()
                 || matches!(
                     c,
                     '<' | '>' | '(' | ')' | '[' | ']' | ',' | ';' | ':' | '\\' | '"'
                 )
-        }) {
+        };
+        let bad = if s.is_ascii() {
+            s.bytes().map(char::from).find(|&c| forbidden(c))
+        } else {
+            s.chars().find(|&c| forbidden(c))
+        };
+        if let Some(c) = bad {
             return Err(AddressError::Character(c));
         }
         if local.contains('@') {
@@ -82,7 +89,11 @@ impl EmailAddress {
         let mut normal = String::with_capacity(local.len() + 1 + domain.len());
         for part in [local, "@", domain] {
             if part.is_ascii() {
-                normal.extend(part.chars().map(|c| c.to_ascii_lowercase()));
+                let start = normal.len();
+                normal.push_str(part);
+                if let Some(added) = normal.get_mut(start..) {
+                    added.make_ascii_lowercase();
+                }
             } else {
                 normal.push_str(&part.to_lowercase());
             }

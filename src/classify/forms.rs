@@ -97,7 +97,15 @@ fn plausible_label(label: &str) -> bool {
 /// Reads `Label: value` lines, and `Label:` followed by the value on the next line, in order;
 /// the first occurrence of a label wins.
 pub fn extract_fields(body: &str) -> Vec<(String, String)> {
-    let lines: Vec<&str> = super::parse::lines(clip(body, super::parse::MAX_TEXT))
+    let body = clip(body, super::parse::MAX_TEXT);
+    // Every label has a colon after it or dashes before it: a letter without either (most
+    // inquiries) has no field, and its lines need not be split and read one by one.
+    if memchr::memchr(b':', body.as_bytes()).is_none()
+        && memchr::memmem::find(body.as_bytes(), b"--").is_none()
+    {
+        return Vec::new();
+    }
+    let lines: Vec<&str> = super::parse::lines(body)
         .take(5000)
         .map(str::trim)
         .collect();
