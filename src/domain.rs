@@ -54,22 +54,15 @@ impl EmailAddress {
             return Err(AddressError::Shape);
         }
         // Called for every address of every message: one pass over the characters, matched
-        // against a fixed set (not `str::contains` per character), byte by byte when the
-        // address is ASCII, as nearly all are.
-        let forbidden = |c: char| {
+        // against a fixed set (not `str::contains` per character).
+        if let Some(c) = s.chars().find(|&c| {
             c.is_whitespace()
                 || c.is_control()
                 || matches!(
                     c,
                     '<' | '>' | '(' | ')' | '[' | ']' | ',' | ';' | ':' | '\\' | '"'
                 )
-        };
-        let bad = if s.is_ascii() {
-            s.bytes().map(char::from).find(|&c| forbidden(c))
-        } else {
-            s.chars().find(|&c| forbidden(c))
-        };
-        if let Some(c) = bad {
+        }) {
             return Err(AddressError::Character(c));
         }
         if local.contains('@') {
@@ -130,36 +123,42 @@ impl EmailAddress {
         self.parts().1
     }
 
+    /// The local part without its plus tag, the tag (`None` without a `+`) and the domain:
+    /// the one place the tag is split off, for [`Self::plus_tag`], [`Self::without_tag`] and
+    /// [`Self::same_mailbox`].
+    fn tag_parts(&self) -> (&str, Option<&str>, &str) {
+        let (local, domain) = self.parts();
+        match memchr::memchr(b'+', local.as_bytes()) {
+            // `+` is ASCII, so both sides of it are char boundaries.
+            Some(plus) => (
+                local.get(..plus).unwrap_or(local),
+                local.get(plus + 1..),
+                domain,
+            ),
+            None => (local, None, domain),
+        }
+    }
+
     /// The plus-address tag (`webinar` in `leads+webinar@example.com`), if any.
     pub fn plus_tag(&self) -> Option<&str> {
-        self.local_part()
-            .split_once('+')
-            .map(|(_, tag)| tag)
-            .filter(|t| !t.is_empty())
+        self.tag_parts().1.filter(|t| !t.is_empty())
     }
 
     /// Whether both addresses name the same mailbox once plus tags are set aside
     /// (`leads+webinar@example.com` and `leads@example.com`). Compares in place: the classifier
     /// asks this of every address in every message against each of our own.
     pub fn same_mailbox(&self, other: &EmailAddress) -> bool {
-        fn untagged_parts(a: &EmailAddress) -> (&str, &str) {
-            let (local, domain) = a.parts();
-            let base = memchr::memchr(b'+', local.as_bytes())
-                .and_then(|plus| local.get(..plus))
-                .unwrap_or(local);
-            (base, domain)
-        }
-        let ((local, domain), (other_local, other_domain)) =
-            (untagged_parts(self), untagged_parts(other));
+        let ((local, _, domain), (other_local, _, other_domain)) =
+            (self.tag_parts(), other.tag_parts());
         // The domain first: it differs for nearly every pair the classifier asks about.
         domain == other_domain && local == other_local
     }
 
     /// The address with any plus tag removed (`leads@example.com`).
     pub fn without_tag(&self) -> EmailAddress {
-        match self.local_part().split_once('+') {
-            Some((base, _)) => EmailAddress(format!("{base}@{}", self.domain())),
-            None => self.clone(),
+        match self.tag_parts() {
+            (base, Some(_), domain) => EmailAddress(format!("{base}@{domain}")),
+            (_, None, _) => self.clone(),
         }
     }
 }
