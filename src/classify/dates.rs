@@ -87,11 +87,11 @@ const MONTHS: &[(u32, &[&str])] = &[
     (12, &["dec", "december", "dezember", "décembre", "decembre", "diciembre", "dez", "déc", "dicembre", "dic", "dezembro"]),
 ];
 
+/// The month a lower-case name (as `DAY_MONTH` and `MONTH_DAY` match it) stands for.
 fn month_number(word: &str) -> Option<u32> {
-    let w = word.to_lowercase();
     MONTHS
         .iter()
-        .find(|(_, names)| names.contains(&w.as_str()))
+        .find(|(_, names)| names.contains(&word))
         .map(|(m, _)| *m)
 }
 
@@ -105,9 +105,9 @@ fn month_alternation() -> String {
 }
 
 /// Weekday names (Monday = 0) in the languages out-of-office texts are read in.
+/// `word` is lower case: [`return_date`] lowers the whole text before reading it.
 fn weekday_number(word: &str) -> Option<u32> {
-    let w = word.to_lowercase();
-    let d = match w.as_str() {
+    let d = match word {
         "monday" | "mon" | "montag" | "lundi" | "lunes" | "lunedì" | "lunedi" | "maandag"
         | "segunda" | "segunda-feira" => 0,
         "tuesday" | "tue" | "tues" | "dienstag" | "mardi" | "martes" | "martedì" | "martedi"
