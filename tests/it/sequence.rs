@@ -83,6 +83,12 @@ fn open_policy() -> Policy {
     }
 }
 
+/// One sequence, `welcome`: step `a` at once and `b` a day later, under the open policy.
+fn welcome_two_steps(dir: &Path) -> Arc<Catalog> {
+    let seq = format!("{ENROLL}{}{}", step("a", "0m"), step("b", "1d"));
+    catalog(dir, &[("welcome", seq)], open_policy())
+}
+
 fn inquiry(n: usize, email: &str, kind: MessageKind) -> InboundRecord {
     let mut c = Classification::ignored("placeholder");
     c.kind = kind;
@@ -221,8 +227,7 @@ async fn new_leads_are_enrolled_once_and_steps_follow_their_delays() {
 async fn two_schedulers_racing_enqueue_each_step_once() {
     let (store, _db) = test_store().await;
     let dir = tempfile::tempdir().unwrap();
-    let seq = format!("{ENROLL}{}{}", step("a", "0m"), step("b", "1d"));
-    let c = catalog(dir.path(), &[("welcome", seq)], open_policy());
+    let c = welcome_two_steps(dir.path());
     let records: Vec<InboundRecord> = (0..300)
         .map(|i| {
             inquiry(
@@ -434,8 +439,7 @@ async fn windows_and_caps_postpone_and_follow_ups_go_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inquiry_over_imap_is_enrolled_and_its_reply_ends_the_sequence() {
     let dir = tempfile::tempdir().unwrap();
-    let seq = format!("{ENROLL}{}{}", step("a", "0m"), step("b", "1d"));
-    catalog(dir.path(), &[("welcome", seq)], open_policy());
+    welcome_two_steps(dir.path());
     let sink = tokio::task::spawn_blocking(|| crate::smtp_sink::SmtpSink::start(&[]))
         .await
         .unwrap()
@@ -631,8 +635,7 @@ async fn an_enrollment_ended_while_it_is_decided_stays_ended() {
     use leadloop::store::Settle;
     let (store, _db) = test_store().await;
     let dir = tempfile::tempdir().unwrap();
-    let seq = format!("{ENROLL}{}{}", step("a", "0m"), step("b", "1d"));
-    let c = catalog(dir.path(), &[("welcome", seq)], open_policy());
+    let c = welcome_two_steps(dir.path());
     let records = [inquiry(1, "ana@example.org", MessageKind::Inquiry)];
     assert_eq!(record(&store, &c, &records, t0()).await, 1);
 
