@@ -20,7 +20,9 @@ use crate::config::Config;
 use crate::daemon;
 use crate::domain::{EmailAddress, MessageKind};
 use crate::send;
-use crate::store::{Lead, LeadFilter, OutboxEntry, OutboxId, OutboxState, SendOutcome, Transition};
+use crate::store::{
+    Lead, LeadFilter, OutboxEntry, OutboxId, OutboxState, PausedBy, SendOutcome, Transition,
+};
 
 mod sequences;
 
@@ -108,6 +110,28 @@ enum Command {
     Outbox(OutboxCommand),
     /// Send a test message now through the configured transport (recorded in the outbox).
     SendTest(SendTestArgs),
+    /// Pause or resume sending for every daemon on the database, or show whether it is paused.
+    #[command(subcommand)]
+    Sending(SendingCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SendingCommand {
+    /// Stop sending: running daemons claim nothing more within a second; due messages wait.
+    Pause {
+        /// Why, for whoever resumes.
+        #[arg(long, default_value = "paused by hand")]
+        reason: String,
+    },
+    /// Send again after a pause (a person's pause, or one the sender made after a refusal
+    /// about us).
+    Resume,
+    /// Whether sending is paused, since when, by whom and why; how many messages wait.
+    Status {
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,7 +311,81 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&cli.config)?;
             runtime()?.block_on(send_test(&config, &args))
         }
+        Command::Sending(cmd) => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(sending(&config, cmd))
+        }
     }
+}
+
+async fn sending(config: &Config, cmd: SendingCommand) -> anyhow::Result<ExitCode> {
+    let store = daemon::open_store(config).await?;
+    let mut out = io::stdout().lock();
+    let now = Utc::now();
+    match cmd {
+        SendingCommand::Pause { reason } => {
+            let reason = reason.trim();
+            let reason = if reason.is_empty() {
+                "paused by hand"
+            } else {
+                reason
+            };
+            let (pause, now_paused) = store.pause_sending(PausedBy::Cli, reason, now).await?;
+            if now_paused {
+                writeln!(out, "sending paused; `leadloop sending resume` resumes it")?;
+            } else {
+                writeln!(out, "already paused: {pause}")?;
+            }
+        }
+        SendingCommand::Resume => match store.resume_sending(now).await? {
+            Some(pause) => {
+                let waiting = waiting_messages(&store).await?;
+                writeln!(
+                    out,
+                    "sending resumed ({waiting} messages waiting); it was {}",
+                    pause.to_string().trim_start_matches("sending is ")
+                )?;
+            }
+            None => writeln!(out, "sending was not paused")?,
+        },
+        SendingCommand::Status { json } => {
+            let pause = store.sending_paused().await?;
+            let waiting = waiting_messages(&store).await?;
+            if json {
+                let time = |t: chrono::DateTime<Utc>| {
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                };
+                writeln!(
+                    out,
+                    "{}",
+                    json!({
+                        "paused": pause.is_some(),
+                        "since": pause.as_ref().map(|p| time(p.since)),
+                        "by": pause.as_ref().map(|p| p.by),
+                        "reason": pause.as_ref().map(|p| p.reason.as_str()),
+                        "waiting": waiting,
+                    })
+                )?;
+            } else {
+                match &pause {
+                    Some(p) => writeln!(out, "{p}")?,
+                    None => writeln!(out, "sending is running")?,
+                }
+                writeln!(out, "{waiting} messages waiting to be sent")?;
+            }
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Messages that are due or will be: `pending` and `retry`.
+async fn waiting_messages(store: &crate::store::Store) -> anyhow::Result<i64> {
+    let counts = store.outbox_counts().await?;
+    Ok([OutboxState::Pending, OutboxState::Retry]
+        .iter()
+        .filter_map(|s| counts.get(s.as_str()))
+        .sum())
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {
@@ -456,6 +554,7 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
             ingest,
             scheduled,
             send,
+            pause,
         } = daemon::run_once(&config, shutdown).await?;
         info!(
             fetched = ingest.fetched,
@@ -479,6 +578,15 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
                 "{} messages sent, {} to retry, {} failed, {} interrupted, {} suppressed",
                 s.sent, s.retried, s.failed, s.interrupted, s.suppressed
             );
+            if s.held > 0 {
+                println!(
+                    "{} messages refused because of us wait to be sent again",
+                    s.held
+                );
+            }
+        }
+        if let Some(pause) = pause {
+            println!("{pause}; due messages wait. `leadloop sending resume` resumes it");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -640,6 +748,15 @@ async fn outbox(config: &Config, cmd: OutboxCommand) -> anyhow::Result<ExitCode>
     let (id, transition, verb) = match cmd {
         OutboxCommand::List { state, limit, json } => {
             let entries = store.list_outbox(state, limit).await?;
+            // JSON lines stay one object per message: the notice goes to stderr there.
+            if let Some(pause) = store.sending_paused().await? {
+                let notice = format!("{pause}\n(`leadloop sending resume` resumes it)");
+                if json {
+                    eprintln!("{notice}");
+                } else {
+                    writeln!(out, "{notice}\n")?;
+                }
+            }
             if json {
                 for e in &entries {
                     writeln!(out, "{}", outbox_json(e))?;
@@ -734,17 +851,24 @@ async fn send_test(config: &Config, args: &SendTestArgs) -> anyhow::Result<ExitC
         .smtp
         .as_ref()
         .context("the configuration has no [smtp] section: nothing can be sent")?;
-    let from = config
-        .identity
-        .addresses
-        .first()
-        .context("identity.addresses is empty: there is no address to send from")?;
+    // The identity sequence mail goes out as, so the test proves what the daemon will do:
+    // the first [[sender]], or without senders the first of identity.addresses.
+    let (from, display_name) = match config.sequences.settings.senders.first() {
+        Some(s) => (&s.address, s.display_name.as_deref()),
+        None => (
+            config
+                .identity
+                .addresses
+                .first()
+                .context("there is no [[sender]] and identity.addresses is empty: there is no address to send from")?,
+            None,
+        ),
+    };
     let envelope_from = smtp.envelope_from.as_ref().unwrap_or(from);
     let now = Utc::now();
     let message = match &args.sequence {
-        None => {
-            send::test_message(from, envelope_from, &to, now).map_err(|e| anyhow::anyhow!("{e}"))?
-        }
+        None => send::test_message(from, display_name, envelope_from, &to, now)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         Some(name) => sequences::step_test_message(config, name, args.step.as_deref(), &to, now)?,
     };
 
@@ -770,7 +894,14 @@ async fn send_test(config: &Config, args: &SendTestArgs) -> anyhow::Result<ExitC
             "not sent yet (outbox {id}): {error}; the daemon retries at {}",
             at.format("%Y-%m-%d %H:%M:%S UTC")
         )?,
-        (Some(SendOutcome::Failed { error, .. } | SendOutcome::Interrupted { error }), _) => {
+        (
+            Some(
+                SendOutcome::Failed { error, .. }
+                | SendOutcome::Interrupted { error }
+                | SendOutcome::Held { error },
+            ),
+            _,
+        ) => {
             writeln!(out, "not sent (outbox {id}): {error}")?
         }
         (None, Some(e)) => writeln!(

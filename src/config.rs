@@ -67,6 +67,9 @@ pub struct SmtpConfig {
     /// After this long since it was enqueued, a message that still fails temporarily fails
     /// for good.
     pub retry_max_age: Duration,
+    /// Sending pauses when this many different recipients in a row are refused with the same
+    /// reply (a server refusing everyone is refusing us); 0 turns this breaker off.
+    pub pause_after_refusals: u32,
 }
 
 /// Where `[smtp] transport` sends messages.
@@ -394,6 +397,7 @@ struct RawSmtp {
     retry_initial: Option<Spanned<String>>,
     retry_max_interval: Option<Spanned<String>>,
     retry_max_age: Option<Spanned<String>>,
+    pause_after_refusals: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -1225,10 +1229,12 @@ fn check_smtp(ck: &mut Checker<'_>, smtp: Spanned<RawSmtp>, dir: &Path) -> SmtpC
                 "smtp",
                 "missing host (or transport = \"file:DIR\")",
             ),
-            Some(h)
-                if host.is_empty() || host.contains(['/', ' ', ':']) && !host.starts_with('[') =>
-            {
-                ck.at(h.span(), "smtp.host", "expected a host name or IP address");
+            Some(h) if !is_host(&host) => {
+                ck.at(
+                    h.span(),
+                    "smtp.host",
+                    "expected a host name or IP address (an IPv6 address in brackets: \"[::1]\")",
+                );
             }
             Some(_) => {}
         }
@@ -1356,7 +1362,33 @@ fn check_smtp(ck: &mut Checker<'_>, smtp: Spanned<RawSmtp>, dir: &Path) -> SmtpC
             "smtp.retry_max_age",
             Duration::from_secs(3 * 24 * 3600),
         ),
+        pause_after_refusals: match &smtp.pause_after_refusals {
+            Some(n) if *n.get_ref() == 1 => {
+                ck.at(
+                    n.span(),
+                    "smtp.pause_after_refusals",
+                    "must be 0 (off) or at least 2: one refusal is not a pattern",
+                );
+                0
+            }
+            Some(n) => *n.get_ref(),
+            None => 5,
+        },
     }
+}
+
+/// A host name, an IPv4 address, or an IPv6 address in brackets (`[::1]`, as in URLs, so the
+/// port is never mistaken for part of it).
+fn is_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[') {
+        return inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    }
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
 fn url_has_password(url: &str) -> bool {

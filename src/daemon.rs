@@ -163,7 +163,7 @@ pub fn sender(config: &Config, store: Store) -> anyhow::Result<Option<Sender>> {
 }
 
 /// What `leadloop run --once` did.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct OnceReport {
     /// The mailbox pass.
     pub ingest: IngestReport,
@@ -171,6 +171,8 @@ pub struct OnceReport {
     pub scheduled: Option<TickReport>,
     /// The outbox pass, when `[smtp]` is configured.
     pub send: Option<SendReport>,
+    /// The pause in force at the end, if sending is paused.
+    pub pause: Option<crate::store::Pause>,
 }
 
 /// Processes what is waiting in the mailbox once, enqueues the sequence steps due now, sends
@@ -205,12 +207,20 @@ pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::R
         (Ok(_), Some(sender)) => Some(sender.drain(shutdown).await),
         _ => None,
     };
+    let pause = match store.sending_paused().await {
+        Ok(pause) => pause,
+        Err(e) => {
+            warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot read whether sending is paused");
+            None
+        }
+    };
     checkpoints.stop().await;
     store.close().await;
     Ok(OnceReport {
         ingest: ingest?,
         scheduled: scheduled.transpose()?,
         send,
+        pause,
     })
 }
 

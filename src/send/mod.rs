@@ -10,21 +10,38 @@
 //! one worker has finished, a round waits up to `GATHER` (1 ms) for the others, so that on a busy
 //! sender it covers all of them: a round costs about the same for one message as for eight.
 //!
-//! Failures are decided by where they happen (see `smtp.rs`): 4xx replies and broken or
-//! timed-out connections before the data went out are retried with capped exponential
-//! backoff and jitter until `retry_max_age`; 5xx replies fail the message, and a 5xx to
-//! `RCPT TO` also marks the lead bounced and suppresses the address. A timeout waiting for
-//! the reply to the end of data leaves the message `interrupted`, because the server may
-//! have accepted it: resending would risk a second copy, so a person decides
-//! (`leadloop outbox retry`). A connection that breaks while the data is being sent is
-//! retried (the server never confirmed it; RFC 5321 §4.1.1.4 gives servers no licence to
-//! deliver what they did not acknowledge).
+//! Failures are decided by who is at fault and whether the end of data had left (see
+//! `smtp.rs` and `refusal.rs`):
+//!
+//! | failure | before the end of data left | after |
+//! |---|---|---|
+//! | 4xx reply | retry with backoff | retry with backoff (the server said it did not take it) |
+//! | 5xx about the recipient (5.1.1 …) | failed; lead bounced, address suppressed | — |
+//! | 5xx about the message (size, content) | failed; lead untouched | failed; lead untouched |
+//! | 5xx about us (auth, sender, relay, client) | back to waiting; sending pauses | same |
+//! | untrusted certificate | back to waiting; sending pauses | — |
+//! | connection refused, closed, reset, timeout | retry with backoff | `interrupted`: never resent by itself |
+//!
+//! 4xx and lost connections retry with capped exponential backoff and jitter until
+//! `retry_max_age`. After the end of data has been written, only a reply decides: anything
+//! else may have come after the server took the message (RFC 1047), so resending would risk a
+//! second copy and a person decides (`leadloop outbox retry`).
+//!
+//! **The breaker.** A refusal about us pauses sending for every daemon on the database
+//! (`store::sending`), and so does a run of `pause_after_refusals` different recipients in a
+//! row refused with the same reply: a server that refuses everyone alike is refusing us, even
+//! when its words blame the recipient. To make that undoable, such refusals are held back
+//! (their rows stay `sending`) while the run lasts; when it breaks they are recorded as they
+//! are, and when it trips they all go back to waiting. Nothing is failed or suppressed for a
+//! refusal about us, and only a person resumes (`leadloop sending resume`). While paused, the
+//! dispatcher looks at the pause once a second.
 //!
 //! The dispatcher sleeps until the next due time, until [`Store::wake_sender`] says new work
 //! arrived, or at the latest `POLL` (other daemons on the same PostgreSQL database enqueue
 //! too); it never busy-polls.
 
 mod file;
+mod refusal;
 mod smtp;
 
 use std::path::PathBuf;
@@ -39,12 +56,17 @@ use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::config::{Secret, SmtpConfig, SmtpTransport};
 use crate::store::{
-    Backend, Claim, Claimed, KeptConnection, OutboxId, OutboxMessage, SendOutcome, Store,
+    Backend, Claim, Claimed, KeptConnection, OutboxId, OutboxMessage, Pause, PausedBy, SendOutcome,
+    Store,
 };
+use refusal::Fault;
 use smtp::{Connector, FailKind, Failure, Stage};
 
 /// The longest the dispatcher sleeps without looking at the outbox.
 const POLL: Duration = Duration::from_secs(30);
+
+/// How often a paused dispatcher looks whether sending was resumed.
+const PAUSE_POLL: Duration = Duration::from_secs(1);
 
 /// How long a round waits for connections still busy once one has finished, so that their
 /// outcomes are recorded (and their next messages claimed) together. A slow server delays
@@ -72,6 +94,9 @@ pub struct SenderOptions {
     pub retry_max_interval: Duration,
     /// Give up on temporary failures after this long since enqueueing.
     pub retry_max_age: Duration,
+    /// Pause sending after this many different recipients in a row are refused with the same
+    /// reply; 0 never.
+    pub pause_after_refusals: usize,
 }
 
 impl SenderOptions {
@@ -83,6 +108,7 @@ impl SenderOptions {
             retry_initial: c.retry_initial,
             retry_max_interval: c.retry_max_interval,
             retry_max_age: c.retry_max_age,
+            pause_after_refusals: usize::try_from(c.pause_after_refusals).unwrap_or(usize::MAX),
         }
     }
 
@@ -123,6 +149,10 @@ pub struct SendReport {
     pub interrupted: usize,
     /// Cancelled because the recipient is suppressed.
     pub suppressed: usize,
+    /// Refused because of us: back to waiting, sending paused.
+    pub held: usize,
+    /// Sending was paused when the sender stopped.
+    pub paused: bool,
     /// Database rounds (outcomes recorded and rows claimed in one transaction).
     pub rounds: usize,
 }
@@ -134,6 +164,7 @@ impl SendReport {
             SendOutcome::Retry { .. } => self.retried += 1,
             SendOutcome::Failed { .. } => self.failed += 1,
             SendOutcome::Interrupted { .. } => self.interrupted += 1,
+            SendOutcome::Held { .. } => self.held += 1,
         }
     }
 }
@@ -228,7 +259,17 @@ impl Sender {
             return Ok(None);
         };
         let mut slot = None;
-        let outcome = self.deliver(&mut slot, &message).await;
+        let (outcome, _) = self.deliver(&mut slot, &message).await;
+        // A test message is a person's question, answered at once: a refusal about us fails
+        // it (the person reads why) rather than leaving it to be sent after a resume, and
+        // does not pause the daemon, which meets the same refusal by itself if it is real.
+        let outcome = match outcome {
+            SendOutcome::Held { error } if message.lead_id.is_none() => SendOutcome::Failed {
+                error,
+                recipient_rejected: false,
+            },
+            other => other,
+        };
         if let (Transport::Smtp(c), Some(conn)) = (&*self.transport, slot) {
             c.close(conn).await;
         }
@@ -264,7 +305,7 @@ impl Sender {
 
     async fn dispatch(&self, cancel: CancellationToken, mode: Mode) -> SendReport {
         let n = self.options.connections.max(1);
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(usize, OutboxId, SendOutcome)>();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
         let mut workers = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
         for idx in 0..n {
@@ -282,11 +323,38 @@ impl Sender {
         let mut outcomes: Vec<(OutboxId, SendOutcome)> = Vec::new();
         let mut report = SendReport::default();
         let mut db_backoff = Duration::from_millis(500);
+        let mut breaker = Breaker::new(self.options.pause_after_refusals);
+        // A pause this sender decided on and has not recorded yet: recorded before the next
+        // claim, so no claim can follow the refusal that caused it.
+        let mut to_pause: Option<String> = None;
+        // The pause last seen, so that a change is logged once.
+        let mut paused: Option<Pause> = None;
         // One connection for all rounds, so SQLite's page cache stays warm between them; it
         // goes back to the pool while the dispatcher sleeps with nothing in flight.
         let mut kept: Option<KeptConnection> = None;
         loop {
             let stopping = cancel.is_cancelled();
+            if let Some(reason) = &to_pause {
+                match self
+                    .store
+                    .pause_sending(PausedBy::Breaker, reason, Utc::now())
+                    .await
+                {
+                    Ok((pause, _)) => {
+                        error!(
+                            "{pause}. Nothing was failed or suppressed; the messages wait. Fix the cause, then run `leadloop sending resume`"
+                        );
+                        paused = Some(pause);
+                        to_pause = None;
+                    }
+                    Err(e) => {
+                        error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot record that sending must pause; claiming nothing until it is recorded");
+                        tokio::time::sleep(db_backoff).await;
+                        db_backoff = (db_backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                }
+            }
             let limit = if stopping { 0 } else { idle.len() };
             let mut exhausted = true;
             if limit > 0 || !outcomes.is_empty() {
@@ -311,7 +379,9 @@ impl Sender {
                     }) => {
                         report.rounds += 1;
                         db_backoff = Duration::from_millis(500);
-                        outcomes.clear();
+                        for (_, outcome) in outcomes.drain(..) {
+                            report.count(&outcome);
+                        }
                         exhausted = messages.len() < limit;
                         for (id, why) in &suppressed {
                             info!(outbox = %id, reason = %why, "not sent: recipient suppressed");
@@ -340,6 +410,12 @@ impl Sender {
                 }
             }
             let busy = n - idle.len();
+            if busy == 0 && (exhausted || stopping) && !breaker.is_empty() {
+                // Nothing more is coming that could extend the run of refusals: record the
+                // refusals held back for it as they are.
+                outcomes.extend(breaker.flush());
+                continue;
+            }
             if busy == 0 && outcomes.is_empty() && (stopping || (mode == Mode::Drain && exhausted))
             {
                 break;
@@ -350,7 +426,7 @@ impl Sender {
             }
             // Sleep until a worker finishes, work arrives, the next row comes due, or stop.
             let wake_at = if exhausted && !stopping && !idle.is_empty() {
-                self.next_wake().await
+                self.next_wake(&mut paused).await
             } else {
                 None
             };
@@ -366,10 +442,11 @@ impl Sender {
                             Ok(None) | Err(_) => break,
                         }
                     }
-                    for (w, id, outcome) in done {
-                        report.count(&outcome);
-                        idle.push(w);
-                        outcomes.push((id, outcome));
+                    for f in done {
+                        idle.push(f.worker);
+                        if let Some(reason) = breaker.observe(f, &mut outcomes) {
+                            to_pause.get_or_insert(reason);
+                        }
                     }
                 }
                 () = self.store.outbox_woken(), if !stopping && !idle.is_empty() => {}
@@ -387,12 +464,36 @@ impl Sender {
         for h in handles {
             let _ = h.await;
         }
+        report.paused = match self.store.sending_paused().await {
+            Ok(p) => p.is_some(),
+            Err(_) => paused.is_some(),
+        };
         report
     }
 
     /// When the dispatcher must look again without being woken: the next due row or the next
-    /// expiring claim, and never later than [`POLL`].
-    async fn next_wake(&self) -> Option<DateTime<Utc>> {
+    /// expiring claim, and never later than [`POLL`]; while sending is paused, in
+    /// [`PAUSE_POLL`], to notice a resume. `paused` is the pause seen last time, so a change
+    /// is logged once.
+    async fn next_wake(&self, paused: &mut Option<Pause>) -> Option<DateTime<Utc>> {
+        match self.store.sending_paused().await {
+            Ok(Some(pause)) => {
+                if paused.as_ref() != Some(&pause) {
+                    warn!("{pause}; due messages wait until `leadloop sending resume`");
+                    *paused = Some(pause);
+                }
+                let wait = chrono::Duration::from_std(PAUSE_POLL).unwrap_or_default();
+                return Some(Utc::now() + wait);
+            }
+            Ok(None) => {
+                if paused.take().is_some() {
+                    info!("sending resumed");
+                }
+            }
+            Err(e) => {
+                error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot read whether sending is paused");
+            }
+        }
         let poll = Utc::now() + chrono::Duration::from_std(POLL).unwrap_or_default();
         match self.store.next_outbox_due().await {
             Ok(Some(t)) => Some(t.min(poll)),
@@ -408,7 +509,7 @@ impl Sender {
         &self,
         idx: usize,
         mut rx: mpsc::Receiver<OutboxMessage>,
-        done: mpsc::UnboundedSender<(usize, OutboxId, SendOutcome)>,
+        done: mpsc::UnboundedSender<Finished>,
     ) {
         let mut slot: Option<smtp::Connection> = None;
         while let Some(message) = rx.recv().await {
@@ -419,8 +520,15 @@ impl Sender {
                 attempt = message.attempts,
                 connection = idx,
             );
-            let outcome = self.deliver(&mut slot, &message).instrument(span).await;
-            if done.send((idx, message.id, outcome)).is_err() {
+            let (outcome, refusal) = self.deliver(&mut slot, &message).instrument(span).await;
+            let finished = Finished {
+                worker: idx,
+                id: message.id,
+                recipient: message.recipient,
+                outcome,
+                refusal,
+            };
+            if done.send(finished).is_err() {
                 break;
             }
         }
@@ -429,26 +537,35 @@ impl Sender {
         }
     }
 
-    async fn deliver(&self, slot: &mut Option<smtp::Connection>, m: &OutboxMessage) -> SendOutcome {
+    /// Hands one message over and decides what its result means; for a permanent refusal of
+    /// the recipient or the message, also the reply's signature for the breaker.
+    async fn deliver(
+        &self,
+        slot: &mut Option<smtp::Connection>,
+        m: &OutboxMessage,
+    ) -> (SendOutcome, Option<String>) {
         if m.raw.is_empty() {
             // A row without its bytes (a damaged database) is never sent as an empty message.
-            return SendOutcome::Failed {
+            let outcome = SendOutcome::Failed {
                 error: "the message's bytes are missing from the outbox".into(),
                 recipient_rejected: false,
             };
+            return (outcome, None);
         }
         let result = match &*self.transport {
             Transport::Smtp(c) => {
                 c.deliver(slot, &m.envelope_from, &m.recipient, &m.raw)
                     .await
             }
-            Transport::File(dir) => file::write(dir, m).await.map_err(|e| Failure {
-                stage: Stage::Connect,
-                kind: FailKind::Network,
-                detail: format!("cannot write to {}: {e}", dir.display()),
+            Transport::File(dir) => file::write(dir, m).await.map_err(|e| {
+                Failure::new(
+                    Stage::Connect,
+                    FailKind::Network,
+                    format!("cannot write to {}: {e}", dir.display()),
+                )
             }),
         };
-        let outcome = self.decide(m, result, Utc::now());
+        let (outcome, refusal) = self.decide(m, result, Utc::now());
         match &outcome {
             SendOutcome::Sent { response } => debug!(%response, "sent"),
             SendOutcome::Retry { error, at } => {
@@ -461,33 +578,73 @@ impl Sender {
             SendOutcome::Interrupted { error } => {
                 error!(%error, "interrupted: may or may not have been delivered; not resent automatically")
             }
+            SendOutcome::Held { error } => {
+                error!(%error, "refused because of us: the message waits and sending pauses")
+            }
         }
-        outcome
+        (outcome, refusal)
     }
 
-    /// What a conversation's result means for the row (module docs).
+    /// What a conversation's result means for the row (module docs), and, for a permanent
+    /// refusal that is not about us, its signature ([`refusal::signature`]).
     fn decide(
         &self,
         m: &OutboxMessage,
         result: Result<String, Failure>,
         now: DateTime<Utc>,
-    ) -> SendOutcome {
+    ) -> (SendOutcome, Option<String>) {
         let f = match result {
-            Ok(response) => return SendOutcome::Sent { response },
+            Ok(response) => return (SendOutcome::Sent { response }, None),
             Err(f) => f,
         };
         let error = f.to_string();
-        match (f.kind, f.stage) {
-            (FailKind::Permanent, Stage::Connect) => self.retry(m, error, now),
-            (FailKind::Permanent, stage) => SendOutcome::Failed {
-                error,
-                recipient_rejected: stage == Stage::Rcpt,
+        let outcome = match (f.kind, f.stage) {
+            (FailKind::Permanent, stage) => match &f.reply {
+                Some(reply) => {
+                    let signature = Some(refusal::signature(reply.code, &reply.text));
+                    return match refusal::judge(stage, reply.code, &reply.text) {
+                        Fault::Us { fix } => (
+                            SendOutcome::Held {
+                                error: format!("{error} — this refusal is about us, not the recipient; likely fix: {fix}"),
+                            },
+                            None,
+                        ),
+                        Fault::Recipient { suppress } => (
+                            SendOutcome::Failed {
+                                error,
+                                recipient_rejected: suppress,
+                            },
+                            signature,
+                        ),
+                        Fault::Message => (
+                            SendOutcome::Failed {
+                                error,
+                                recipient_rejected: false,
+                            },
+                            signature,
+                        ),
+                    };
+                }
+                // No reply: an envelope this server can never take (invalid address, 8-bit
+                // without 8BITMIME): the message fails, nobody is at fault but the data.
+                None => SendOutcome::Failed {
+                    error,
+                    recipient_rejected: false,
+                },
             },
-            (FailKind::Timeout, Stage::Body) => SendOutcome::Interrupted {
-                error: format!("{error}; the server may have accepted it"),
+            (FailKind::Untrusted, _) => SendOutcome::Held {
+                error: format!(
+                    "{error} — the server's certificate is not trusted; likely fix: set [smtp] ca_file to the CA that signed it, or check [smtp] host"
+                ),
+            },
+            (FailKind::Timeout | FailKind::Network, Stage::Reply) => SendOutcome::Interrupted {
+                error: format!(
+                    "{error}, after the whole message was sent; the server may have accepted it"
+                ),
             },
             _ => self.retry(m, error, now),
-        }
+        };
+        (outcome, None)
     }
 
     fn retry(&self, m: &OutboxMessage, error: String, now: DateTime<Utc>) -> SendOutcome {
@@ -506,6 +663,103 @@ impl Sender {
         SendOutcome::Retry {
             error,
             at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+        }
+    }
+}
+
+/// What a worker reports about one message.
+struct Finished {
+    worker: usize,
+    id: OutboxId,
+    recipient: String,
+    outcome: SendOutcome,
+    /// The signature of a permanent refusal not about us, for the [`Breaker`].
+    refusal: Option<String>,
+}
+
+/// The run of permanent refusals with the same reply (module docs): held back from the
+/// database while it grows, recorded as they are when it breaks, turned into `Held` (back to
+/// waiting) when `limit` different recipients are in it.
+struct Breaker {
+    limit: usize,
+    signature: String,
+    run: Vec<(OutboxId, String, SendOutcome)>,
+}
+
+impl Breaker {
+    fn new(limit: usize) -> Breaker {
+        Breaker {
+            limit,
+            signature: String::new(),
+            run: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.run.is_empty()
+    }
+
+    /// The refusals held back, as they are.
+    fn flush(&mut self) -> impl Iterator<Item = (OutboxId, SendOutcome)> + '_ {
+        self.run.drain(..).map(|(id, _, o)| (id, o))
+    }
+
+    /// Takes one finished message: what is to be recorded now goes into `record`. Returns
+    /// why sending must pause, if it must.
+    fn observe(
+        &mut self,
+        f: Finished,
+        record: &mut Vec<(OutboxId, SendOutcome)>,
+    ) -> Option<String> {
+        if let SendOutcome::Held { error } = &f.outcome {
+            // The server refuses us: the refusals held back may be the same thing in other
+            // words, so they wait too rather than fail.
+            let reason = error.clone();
+            self.hold_run(record, "the server then refused us");
+            record.push((f.id, f.outcome));
+            return Some(reason);
+        }
+        let Some(signature) = f.refusal.filter(|_| self.limit >= 2) else {
+            record.extend(self.flush());
+            record.push((f.id, f.outcome));
+            return None;
+        };
+        if signature != self.signature {
+            record.extend(self.flush());
+            self.signature = signature;
+        }
+        let error = match &f.outcome {
+            SendOutcome::Failed { error, .. } => error.clone(),
+            _ => String::new(),
+        };
+        self.run.push((f.id, f.recipient, f.outcome));
+        let mut recipients: Vec<&str> = self.run.iter().map(|(_, r, _)| r.as_str()).collect();
+        recipients.sort_unstable();
+        recipients.dedup();
+        if recipients.len() < self.limit {
+            return None;
+        }
+        let reason = format!(
+            "{} different recipients in a row were refused with the same reply ({error}); a server that refuses everyone alike is refusing us. Likely fix: check the [smtp] account, the sender address and the server's relay rules",
+            recipients.len()
+        );
+        self.hold_run(record, "the same reply refused many recipients in a row");
+        Some(reason)
+    }
+
+    /// Sends the held-back refusals back to waiting, with `why` in their error.
+    fn hold_run(&mut self, record: &mut Vec<(OutboxId, SendOutcome)>, why: &str) {
+        for (id, _, outcome) in self.run.drain(..) {
+            let error = match outcome {
+                SendOutcome::Failed { error, .. } => error,
+                _ => String::new(),
+            };
+            record.push((
+                id,
+                SendOutcome::Held {
+                    error: format!("{error} — not counted against the recipient: {why}"),
+                },
+            ));
         }
     }
 }
@@ -531,23 +785,30 @@ async fn sleep_until(t: Option<DateTime<Utc>>) {
 /// [`EmailAddress`]: crate::domain::EmailAddress
 pub fn test_message(
     from: &crate::domain::EmailAddress,
+    display_name: Option<&str>,
     envelope_from: &crate::domain::EmailAddress,
     to: &crate::domain::EmailAddress,
     now: DateTime<Utc>,
 ) -> Result<crate::store::NewOutboxMessage, String> {
     let token: u64 = rand::rng().random();
     let message_id = format!("test.{}.{token:016x}@{}", now.timestamp(), from.domain());
+    let from_mailbox = lettre::message::Mailbox::new(
+        display_name
+            .map(crate::render::header_safe)
+            .filter(|n| !n.is_empty()),
+        from.as_str().parse().map_err(|e| format!("from {from}: {e}"))?,
+    );
+    // A single part, so lettre writes MIME-Version and the transfer encoding it chose.
     let message = lettre::Message::builder()
-        .from(from.as_str().parse().map_err(|e| format!("from {from}: {e}"))?)
+        .from(from_mailbox)
         .to(to.as_str().parse().map_err(|e| format!("to {to}: {e}"))?)
         .subject("leadloop test message")
         .message_id(Some(format!("<{message_id}>")))
         .date(now.into())
-        .header(lettre::message::header::ContentType::TEXT_PLAIN)
-        .body(format!(
+        .singlepart(lettre::message::SinglePart::plain(format!(
             "This is a test message from leadloop.\n\nIt was sent to {to} at {} through the configured [smtp] transport.\n",
             now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ))
+        )))
         .map_err(|e| e.to_string())?;
     Ok(crate::store::NewOutboxMessage {
         lead_id: None,

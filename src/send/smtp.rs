@@ -10,7 +10,10 @@
 //! The conversation is driven command by command (`MAIL`, `RCPT`, `DATA`, the data) rather
 //! than with lettre's `send`, because what to do with a failure depends on where it happened:
 //! a 5xx to `RCPT TO` means the recipient does not exist, and a timeout after the data has
-//! gone out means the server may have the message. When the server offers PIPELINING
+//! gone out means the server may have the message. Whether the end-of-data line has left is
+//! known exactly: the stream records whether a read began after the message was written
+//! (lettre reads the reply only once the write and flush succeeded), so a failure before that
+//! point may be retried and any failure after it is `interrupted`. When the server offers PIPELINING
 //! (RFC 2920), `MAIL`, `RCPT` and `DATA` go out in one write and their three replies are read
 //! in order, which still tells each stage's failure apart: a message then costs two round
 //! trips instead of four.
@@ -21,6 +24,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -54,8 +58,11 @@ pub(crate) enum Stage {
     Rcpt,
     /// `DATA`.
     Data,
-    /// The message itself and the reply to its end: from here on the server may have it.
+    /// Writing the message and its end-of-data line: the server cannot have it yet.
     Body,
+    /// Waiting for the reply to the end of data, which has been written: from here on the
+    /// server may have the message.
+    Reply,
 }
 
 /// What kind of failure.
@@ -69,6 +76,15 @@ pub(crate) enum FailKind {
     Timeout,
     /// The connection broke, or TLS, or an unreadable reply.
     Network,
+    /// The server's certificate is not trusted (a configuration problem, or an attack).
+    Untrusted,
+}
+
+/// A reply from the server: its code and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub code: u16,
+    pub text: String,
 }
 
 /// A failed conversation.
@@ -77,6 +93,19 @@ pub(crate) struct Failure {
     pub stage: Stage,
     pub kind: FailKind,
     pub detail: String,
+    /// The server's negative reply, when the failure is one.
+    pub reply: Option<Reply>,
+}
+
+impl Failure {
+    pub(crate) fn new(stage: Stage, kind: FailKind, detail: impl Into<String>) -> Failure {
+        Failure {
+            stage,
+            kind,
+            detail: detail.into(),
+            reply: None,
+        }
+    }
 }
 
 impl fmt::Display for Failure {
@@ -87,7 +116,8 @@ impl fmt::Display for Failure {
             Stage::Mail => "MAIL FROM",
             Stage::Rcpt => "RCPT TO",
             Stage::Data => "DATA",
-            Stage::Body => "end of data",
+            Stage::Body => "sending the message",
+            Stage::Reply => "end of data",
         };
         write!(f, "{stage}: {}", self.detail)
     }
@@ -100,14 +130,54 @@ fn failure(stage: Stage, e: &lettre::transport::smtp::Error) -> Failure {
         FailKind::Transient
     } else if e.is_timeout() {
         FailKind::Timeout
+    } else if untrusted_certificate(e) {
+        FailKind::Untrusted
     } else {
         FailKind::Network
+    };
+    let reply = e.status().map(|code| Reply {
+        code: u16::from(code),
+        text: std::error::Error::source(e)
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+    });
+    let detail = match &reply {
+        Some(r) => format!("{} {}", r.code, r.text),
+        None => describe(e),
     };
     Failure {
         stage,
         kind,
-        detail: e.to_string(),
+        detail,
+        reply,
     }
+}
+
+/// An error and its causes as one line, each distinct part once: lettre wraps errors in
+/// errors of the same kind, whose messages then repeat ("Connection error: Connection
+/// error: …").
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        // Each level's own text, without the causes it appends after ": ".
+        let text = err.to_string();
+        let own = match err.source().map(ToString::to_string) {
+            Some(src) if text.ends_with(&src) && text.len() > src.len() => text
+                [..text.len() - src.len()]
+                .trim_end_matches([':', ' '])
+                .to_owned(),
+            _ => text,
+        };
+        for part in own.split(": ") {
+            let part = part.trim();
+            if !part.is_empty() && !parts.iter().any(|p| p.eq_ignore_ascii_case(part)) {
+                parts.push(part.to_owned());
+            }
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }
 
 /// One open conversation with the server, kept between messages.
@@ -115,6 +185,9 @@ pub(crate) struct Connection {
     conn: AsyncSmtpConnection,
     /// The server offered PIPELINING (lettre's `ServerInfo` does not keep that keyword).
     pipelining: bool,
+    /// Set by the stream when a read begins; cleared before a message is written, so that a
+    /// failure can tell "before the end of data left" from "after" ([`Watched`]).
+    read_begun: Arc<AtomicBool>,
 }
 
 /// `MAIL`, `RCPT` and `DATA` as one pipelined group (RFC 2920 §3.1: `DATA` ends a group).
@@ -234,47 +307,50 @@ impl Connector {
     {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r.map_err(|e| failure(stage, &e)),
-            Err(_) => Err(Failure {
+            Err(_) => Err(Failure::new(
                 stage,
-                kind: FailKind::Timeout,
-                detail: format!("no reply within {:?}", self.timeout),
-            }),
+                FailKind::Timeout,
+                format!("no reply within {:?}", self.timeout),
+            )),
         }
     }
 
     /// Connects, secures, greets and authenticates.
     async fn connect(&self) -> Result<Connection, Failure> {
-        let net = |detail: String| Failure {
-            stage: Stage::Connect,
-            kind: FailKind::Network,
-            detail,
-        };
-        let addr = (self.server.host.as_str(), self.server.port);
+        let net = |detail: String| Failure::new(Stage::Connect, FailKind::Network, detail);
+        let addr = (self.host(), self.server.port);
         let tcp = match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(net(format!("cannot connect: {e}"))),
             Err(_) => {
-                return Err(Failure {
-                    stage: Stage::Connect,
-                    kind: FailKind::Timeout,
-                    detail: format!("no connection within {:?}", self.timeout),
-                });
+                return Err(Failure::new(
+                    Stage::Connect,
+                    FailKind::Timeout,
+                    format!("no connection within {:?}", self.timeout),
+                ));
             }
         };
         // The reason these connections are ours rather than lettre's pool's (module docs).
         tcp.set_nodelay(true)
             .map_err(|e| net(format!("cannot set TCP_NODELAY: {e}")))?;
+        let read_begun = Arc::new(AtomicBool::new(false));
         let stream: Box<dyn AsyncTokioStream> = match &self.implicit {
             Some(tls) => {
-                let name = ServerName::try_from(self.server.host.clone())
+                let name = ServerName::try_from(self.host().to_owned())
                     .map_err(|e| net(format!("not a TLS server name: {e}")))?;
                 let tls = tokio::time::timeout(self.timeout, tls.connect(name, tcp))
                     .await
                     .map_err(|_| net("no TLS handshake in time".to_owned()))?
-                    .map_err(|e| net(format!("TLS: {e}")))?;
-                Box::new(Tls(tls))
+                    .map_err(|e| tls_failure(&e))?;
+                Box::new(Watched {
+                    inner: Tls(tls),
+                    read_begun: Arc::clone(&read_begun),
+                })
             }
-            None => Box::new(tcp),
+            None => Box::new(Watched {
+                inner: tcp,
+                read_begun: Arc::clone(&read_begun),
+            }),
         };
         let mut conn = self
             .timed(
@@ -309,7 +385,20 @@ impl Connector {
             )
             .await?;
         }
-        Ok(Connection { conn, pipelining })
+        Ok(Connection {
+            conn,
+            pipelining,
+            read_begun,
+        })
+    }
+
+    /// The host to connect to: an IPv6 literal is written `[::1]` in the configuration (as in
+    /// a URL) but connected to, and named in TLS, without its brackets.
+    fn host(&self) -> &str {
+        let h = self.server.host.as_str();
+        h.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(h)
     }
 
     /// Hands one message to the server over `slot`'s connection (opening one if needed).
@@ -321,11 +410,7 @@ impl Connector {
         recipient: &str,
         raw: &[u8],
     ) -> Result<String, Failure> {
-        let permanent = |stage, detail: String| Failure {
-            stage,
-            kind: FailKind::Permanent,
-            detail,
-        };
+        let permanent = |stage, detail: String| Failure::new(stage, FailKind::Permanent, detail);
         let from = Address::from_str(envelope_from).map_err(|e| {
             permanent(
                 Stage::Envelope,
@@ -385,22 +470,21 @@ impl Connector {
         let info = conn.server_info();
         if !raw.is_ascii() {
             if !info.supports_feature(Extension::EightBitMime) {
-                return Err(Failure {
-                    stage: Stage::Mail,
-                    kind: FailKind::Permanent,
-                    detail: "the message is 8-bit and the server does not offer 8BITMIME".into(),
-                });
+                return Err(Failure::new(
+                    Stage::Mail,
+                    FailKind::Permanent,
+                    "the message is 8-bit and the server does not offer 8BITMIME",
+                ));
             }
             options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
         }
         if !(from.to_string().is_ascii() && to.to_string().is_ascii()) {
             if !info.supports_feature(Extension::SmtpUtfEight) {
-                return Err(Failure {
-                    stage: Stage::Mail,
-                    kind: FailKind::Permanent,
-                    detail: "the addresses are not ASCII and the server does not offer SMTPUTF8"
-                        .into(),
-                });
+                return Err(Failure::new(
+                    Stage::Mail,
+                    FailKind::Permanent,
+                    "the addresses are not ASCII and the server does not offer SMTPUTF8",
+                ));
             }
             options.push(MailParameter::SmtpUtfEight);
         }
@@ -417,14 +501,23 @@ impl Connector {
                 .await?;
             self.timed(Stage::Data, conn.command(Data)).await?;
         }
-        let response = match std::str::from_utf8(raw) {
+        // From here the stream notes the first read: lettre reads the reply only after the
+        // whole message and its end-of-data line were written and flushed (module docs).
+        connection.read_begun.store(false, Ordering::SeqCst);
+        let sent = match std::str::from_utf8(raw) {
             // The message, its transparency dots and the end-of-data line in one write.
             Ok(text) => {
                 self.timed(Stage::Body, conn.command(DataBody(text)))
-                    .await?
+                    .await
             }
-            Err(_) => self.timed(Stage::Body, conn.message(raw)).await?,
+            Err(_) => self.timed(Stage::Body, conn.message(raw)).await,
         };
+        let response = sent.map_err(|mut f| {
+            if connection.read_begun.load(Ordering::SeqCst) {
+                f.stage = Stage::Reply;
+            }
+            f
+        })?;
         let text: Vec<&str> = response.message().collect();
         Ok(format!("{} {}", response.code(), text.join(" ")))
     }
@@ -457,6 +550,89 @@ fn tls_connector(ca_pem: Option<&[u8]>) -> Result<TlsConnector, SendError> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(TlsConnector::from(Arc::new(tls)))
+}
+
+/// An implicit-TLS handshake failure; an untrusted certificate is told apart, since it is a
+/// configuration problem (or an attack) that no retry fixes.
+fn tls_failure(e: &io::Error) -> Failure {
+    let kind = if untrusted_certificate(e) {
+        FailKind::Untrusted
+    } else {
+        FailKind::Network
+    };
+    Failure::new(Stage::Connect, kind, format!("TLS: {e}"))
+}
+
+/// Whether rustls refused the server's certificate, anywhere in `e`'s causes (lettre wraps it
+/// in its own error for STARTTLS, tokio-rustls in an `io::Error` for implicit TLS).
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if matches!(tls, Some(rustls::Error::InvalidCertificate(_))) {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// The connection's stream, noting when a read begins.
+///
+/// lettre writes a command (or a message) in full, flushes, and only then reads the reply;
+/// it never reads while writing. So once a read has begun after the message was handed to
+/// lettre, every byte of it, the end-of-data line included, has left this process: a failure
+/// from then on (connection closed or reset, TLS error, timeout) may come after the server
+/// took the message, and the message is `interrupted`, never retried (RFC 1047). A failure
+/// before any read is a failed write: the server cannot have the end of data, and a retry
+/// cannot duplicate. Under STARTTLS lettre's TLS layer sits above this stream; it, too, reads
+/// only to serve a read.
+struct Watched<S> {
+    inner: S,
+    read_begun: Arc<AtomicBool>,
+}
+
+impl<S> fmt::Debug for Watched<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Watched")
+    }
+}
+
+impl<S: AsyncTokioStream> AsyncTokioStream for Watched<S> {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.read_begun.store(true, Ordering::SeqCst);
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// A TLS stream lettre can talk over.

@@ -30,11 +30,13 @@ mod enrollments;
 pub use enrollments::{EnrollRule, Enrollment, Outgoing, Settle, Settled, count_key};
 
 pub mod outbox;
+mod sending;
 
 pub use outbox::{
     Claim, Claimed, KeptConnection, NewOutboxMessage, OutboxEntry, OutboxId, OutboxMessage,
     OutboxState, SendOutcome, Suppression, Transition,
 };
+pub use sending::{Pause, PausedBy};
 
 /// How often [`Store::checkpoints`] copies the SQLite log back into the database.
 pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);

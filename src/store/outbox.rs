@@ -8,7 +8,10 @@
 //! ```text
 //! pending ─► sending ─► sent
 //!    ▲          ├─────► retry ──► sending … (4xx, lost connection: backoff, up to a max age)
-//!    │          ├─────► failed             (5xx, or retries exhausted)
+//!    │          ├─────► failed             (a 5xx about the recipient or the message, or
+//!    │          │                           retries exhausted)
+//!    ├──────────┴────── (a refusal about us: back to waiting, unchanged, while sending is
+//!    │                   paused; see `sending.rs`)
 //!    │          └─────► interrupted        (found `sending` after a crash; never resent
 //!    │                                      automatically)
 //!    └── `leadloop outbox retry` (failed, interrupted, cancelled) — a person's decision
@@ -19,6 +22,8 @@
 //! so a crash leaves at most one ambiguous row per connection; claims are as wide as the
 //! number of idle connections, never wider. A `sending` row whose claim has expired (the
 //! process that held it is gone) becomes `interrupted` and is left for a person to decide.
+//!
+//! **Paused.** While sending is paused (`sending.rs`) nothing is claimed; due rows wait.
 //!
 //! **Never twice per step.** `(enrollment_id, step_id)` is unique: enqueueing a step again is
 //! a no-op that reports the existing row.
@@ -235,6 +240,12 @@ pub enum SendOutcome {
     /// The message may or may not have left (e.g. no reply to the end of data in time).
     Interrupted {
         /// What went wrong.
+        error: String,
+    },
+    /// The server refused *us*, not the recipient or the message: the row goes back to
+    /// waiting, due as before, and sending pauses; nothing is failed or suppressed.
+    Held {
+        /// What the server said, and the likely fix.
         error: String,
     },
 }
@@ -682,8 +693,11 @@ impl Store {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // While sending is paused nothing is due (`sending.rs`): checked in the claim itself, so
+        // a pause set by any process holds from every sender's next round.
         format!(
             "SELECT id FROM outbox WHERE state IN ('pending', 'retry') AND next_attempt_at <= {now} \
+               AND NOT EXISTS (SELECT 1 FROM sending_control c WHERE c.paused_at IS NOT NULL) \
              ORDER BY next_attempt_at, id LIMIT {limit}{lock}"
         )
     }
@@ -864,6 +878,20 @@ impl Store {
                         },
                         row,
                     )
+                }
+                SendOutcome::Held { error } => {
+                    // Back to waiting as it was: `interrupted` too, since a claim held past its
+                    // lease was never handed over (the server refused before the data).
+                    sqlx::query(
+                        "UPDATE outbox SET state = 'pending', updated_at = $1, last_error = $2, lease_until = NULL \
+                         WHERE id = $3 AND state IN ('sending', 'interrupted')",
+                    )
+                    .bind(now_ms)
+                    .bind(error.as_str())
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
+                    ("held", None)
                 }
                 SendOutcome::Interrupted { error } => {
                     sqlx::query(

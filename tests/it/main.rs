@@ -16,5 +16,6 @@ mod ingest_maildir;
 mod outbox;
 mod send;
 mod sequence;
+mod smtp_server;
 mod store;
 mod support;

@@ -1,11 +1,10 @@
 //! The sender against real SMTP peers on loopback: Postfix's `smtp-sink`, and, for faults it
-//! cannot script (fail once then succeed, drop mid-DATA, answer late), a small SMTP server
-//! this module runs on tokio. Every message's fate is checked on both sides: what the server
-//! accepted, and what the outbox says.
+//! cannot script (fail once then succeed, drop mid-DATA, answer late), the scripted server of
+//! `smtp_server.rs`. Every message's fate is checked on both sides: what the server accepted,
+//! and what the outbox says.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -13,10 +12,9 @@ use leadloop::config::{SmtpConfig, SmtpServer, SmtpTransport, TlsMode};
 use leadloop::send::{Sender, SenderOptions};
 use leadloop::store::{NewOutboxMessage, OutboxId, OutboxState, Store};
 use lettre::message::{Mailbox, MultiPart};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::smtp_server::{Script, TestSmtp, TlsStart, test_tls};
 use crate::smtp_sink::SmtpSink;
 use crate::support::{seed_leads, test_store};
 
@@ -36,10 +34,11 @@ pub fn smtp_config(port: u16, connections: u32) -> SmtpConfig {
         retry_initial: Duration::from_millis(100),
         retry_max_interval: Duration::from_millis(200),
         retry_max_age: Duration::from_secs(3600),
+        pause_after_refusals: 5,
     }
 }
 
-fn sender(store: &Store, config: &SmtpConfig) -> Sender {
+pub fn sender(store: &Store, config: &SmtpConfig) -> Sender {
     Sender::with_options(
         config,
         None,
@@ -68,12 +67,12 @@ pub fn plain(lead: Option<i64>, n: i64, to: &str) -> NewOutboxMessage {
     }
 }
 
-async fn entry(store: &Store, id: OutboxId) -> leadloop::store::OutboxEntry {
+pub async fn entry(store: &Store, id: OutboxId) -> leadloop::store::OutboxEntry {
     store.outbox_entry(id).await.unwrap().unwrap()
 }
 
 /// Runs the sender as the daemon does until `done` holds (or fails the test after 20 s).
-async fn run_until<F>(sender: &Sender, store: &Store, mut done: F)
+pub async fn run_until<F>(sender: &Sender, store: &Store, mut done: F)
 where
     F: AsyncFnMut(&Store) -> bool,
 {
@@ -316,7 +315,7 @@ async fn lines_starting_with_a_dot_arrive_unchanged() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_lost_mid_data_is_retried_and_delivered_once() {
+async fn a_connection_lost_before_the_end_of_data_left_is_retried_and_delivered_once() {
     let (store, _db) = test_store().await;
     let server = TestSmtp::start(Script {
         drop_mid_data: 1,
@@ -326,13 +325,17 @@ async fn a_connection_lost_mid_data_is_retried_and_delivered_once() {
     let ids: Vec<OutboxId> = {
         let mut v = Vec::new();
         for n in 0..3 {
-            v.push(
-                store
-                    .enqueue(&plain(None, n, &format!("p{n}@example.org")), Utc::now())
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            );
+            let mut m = plain(None, n, &format!("p{n}@example.org"));
+            if n == 0 {
+                // Larger than the socket buffers on both sides: the server hangs up after the
+                // first line, while most of the message (and its end-of-data line) has not
+                // left, so the write fails and the retry cannot be a second copy. (A small
+                // message would be written whole before the hang-up: `interrupted`, see
+                // refusals.rs.)
+                let line = "All work and no play makes a dull message, line after line.\r\n";
+                m.raw.extend(line.repeat(16 * 1024 * 1024 / line.len()).into_bytes());
+            }
+            v.push(store.enqueue(&m, Utc::now()).await.unwrap().unwrap());
         }
         v
     };
@@ -525,241 +528,6 @@ async fn a_broken_outbox_row_fails_without_reaching_the_server() {
     assert_eq!(server.received_data(), 0);
 }
 
-// ---- A scripted SMTP server -------------------------------------------------------------------
-
-/// Faults to inject, consumed in order across all sessions; afterwards everything succeeds.
-#[derive(Default)]
-struct Script {
-    /// Replies to successive `RCPT TO` commands.
-    rcpt: VecDeque<&'static str>,
-    /// Replies to successive ends of data.
-    data_end: VecDeque<&'static str>,
-    /// Close the connection this many times after the first line of data.
-    drop_mid_data: usize,
-    /// Wait this long before confirming the end of data.
-    slow_data_end: Option<Duration>,
-    /// TLS from the first byte, or after STARTTLS.
-    tls: Option<(TlsStart, tokio_rustls::TlsAcceptor)>,
-    /// Offer AUTH PLAIN and require this user and password.
-    auth: Option<(&'static str, &'static str)>,
-    /// Offer PIPELINING (RFC 2920): the client may then send MAIL, RCPT and DATA at once.
-    pipelining: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum TlsStart {
-    Implicit,
-    Starttls,
-}
-
-/// A TLS acceptor with a certificate for 127.0.0.1 signed by a test CA; returns it and the
-/// folder holding `ca.pem`.
-fn test_tls() -> (tokio_rustls::TlsAcceptor, tempfile::TempDir) {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let dir = tempfile::tempdir().unwrap();
-    crate::dovecot::make_certs(dir.path()).unwrap();
-    let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_file_iter(dir.path().join("cert.pem"))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-    let key = PrivateKeyDer::from_pem_file(dir.path().join("key.pem")).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), dir)
-}
-
-#[derive(Default)]
-struct Shared {
-    script: Script,
-    /// (recipient, message) for every message confirmed with 250.
-    accepted: Vec<(String, Vec<u8>)>,
-    /// Complete messages received, confirmed or not.
-    received: usize,
-    /// Whether each accepted message came over TLS and after a successful AUTH.
-    secured: Vec<(bool, bool)>,
-}
-
-struct TestSmtp {
-    port: u16,
-    shared: Arc<Mutex<Shared>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TestSmtp {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl TestSmtp {
-    async fn start(script: Script) -> TestSmtp {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let shared = Arc::new(Mutex::new(Shared {
-            script,
-            ..Shared::default()
-        }));
-        let s = Arc::clone(&shared);
-        let task = tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                let s = Arc::clone(&s);
-                tokio::spawn(async move {
-                    let _ = session(sock, s).await;
-                });
-            }
-        });
-        TestSmtp { port, shared, task }
-    }
-
-    fn accepted(&self) -> Vec<(String, Vec<u8>)> {
-        self.shared.lock().unwrap().accepted.clone()
-    }
-
-    fn received_data(&self) -> usize {
-        self.shared.lock().unwrap().received
-    }
-}
-
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
-
-async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std::io::Result<()> {
-    use base64::Engine as _;
-    let (tls, auth, pipelining) = {
-        let s = shared.lock().unwrap();
-        (s.script.tls.clone(), s.script.auth, s.script.pipelining)
-    };
-    let mut encrypted = false;
-    let stream: Box<dyn Io> = match &tls {
-        Some((TlsStart::Implicit, acceptor)) => {
-            encrypted = true;
-            Box::new(acceptor.accept(sock).await?)
-        }
-        _ => Box::new(sock),
-    };
-    let mut r = BufReader::new(stream);
-    r.get_mut().write_all(b"220 test.example ESMTP\r\n").await?;
-    let mut authenticated = false;
-    let mut rcpt = String::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if r.read_line(&mut line).await? == 0 {
-            return Ok(());
-        }
-        let upper = line.to_ascii_uppercase();
-        let reply: String = if upper.starts_with("EHLO") {
-            let mut ext = vec!["250-test.example", "250-8BITMIME"];
-            if matches!(&tls, Some((TlsStart::Starttls, _))) && !encrypted {
-                ext.push("250-STARTTLS");
-            }
-            if auth.is_some() {
-                ext.push("250-AUTH PLAIN");
-            }
-            if pipelining {
-                ext.push("250-PIPELINING");
-            }
-            ext.push("250 ENHANCEDSTATUSCODES");
-            ext.join("\r\n") + "\r\n"
-        } else if upper.starts_with("STARTTLS") {
-            let Some((_, acceptor)) = &tls else {
-                r.get_mut().write_all(b"502 5.5.1 No TLS here\r\n").await?;
-                continue;
-            };
-            r.get_mut()
-                .write_all(b"220 2.0.0 Ready to start TLS\r\n")
-                .await?;
-            let plain = r.into_inner();
-            r = BufReader::new(Box::new(acceptor.accept(plain).await?));
-            encrypted = true;
-            continue;
-        } else if upper.starts_with("AUTH PLAIN ") {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(line[11..].trim())
-                .unwrap_or_default();
-            let expected = auth.map(|(u, p)| format!("\0{u}\0{p}").into_bytes());
-            if Some(decoded) == expected {
-                authenticated = true;
-                "235 2.7.0 Authentication successful\r\n".into()
-            } else {
-                "535 5.7.8 Authentication credentials invalid\r\n".into()
-            }
-        } else if upper.starts_with("MAIL FROM:") && auth.is_some() && !authenticated {
-            "530 5.7.0 Authentication required\r\n".into()
-        } else if upper.starts_with("MAIL FROM:")
-            || upper.starts_with("RSET")
-            || upper.starts_with("NOOP")
-        {
-            rcpt.clear();
-            "250 2.0.0 Ok\r\n".into()
-        } else if upper.starts_with("RCPT TO:") {
-            let scripted = shared.lock().unwrap().script.rcpt.pop_front();
-            let reply = scripted.unwrap_or("250 2.1.5 Ok");
-            if reply.starts_with('2') {
-                rcpt = line[8..].trim().trim_matches(['<', '>']).to_owned();
-            }
-            format!("{reply}\r\n")
-        } else if upper.starts_with("DATA") && rcpt.is_empty() {
-            // What a pipelined DATA after a refused RCPT gets (RFC 2920 §3.1).
-            "554 5.5.1 Error: no valid recipients\r\n".into()
-        } else if upper.starts_with("DATA") {
-            r.get_mut()
-                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                .await?;
-            let mut data = Vec::new();
-            let mut first = true;
-            loop {
-                line.clear();
-                if r.read_line(&mut line).await? == 0 {
-                    return Ok(());
-                }
-                if first {
-                    first = false;
-                    let mut s = shared.lock().unwrap();
-                    if s.script.drop_mid_data > 0 {
-                        s.script.drop_mid_data -= 1;
-                        return Ok(()); // the connection closes with the message half sent
-                    }
-                }
-                if line == ".\r\n" {
-                    break;
-                }
-                let l = line.strip_prefix('.').unwrap_or(&line);
-                data.extend_from_slice(l.as_bytes());
-            }
-            let (scripted, slow) = {
-                let mut s = shared.lock().unwrap();
-                s.received += 1;
-                (s.script.data_end.pop_front(), s.script.slow_data_end.take())
-            };
-            if let Some(d) = slow {
-                tokio::time::sleep(d).await;
-            }
-            let reply = scripted.unwrap_or("250 2.0.0 Ok: queued");
-            if reply.starts_with('2') {
-                let mut s = shared.lock().unwrap();
-                s.accepted.push((rcpt.clone(), data));
-                s.secured.push((encrypted, authenticated));
-            }
-            format!("{reply}\r\n")
-        } else if upper.starts_with("QUIT") {
-            r.get_mut().write_all(b"221 2.0.0 Bye\r\n").await?;
-            return Ok(());
-        } else {
-            "502 5.5.2 Command not recognised\r\n".into()
-        };
-        r.get_mut().write_all(reply.as_bytes()).await?;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_auth_implicit_and_starttls() {
     let (store, _db) = test_store().await;
@@ -818,10 +586,14 @@ async fn tls_and_auth_implicit_and_starttls() {
         );
         assert_eq!(server.shared.lock().unwrap().secured, [(true, true)]);
 
-        // A wrong password is a configuration problem: retried later, never a failed
-        // message, and the password never appears in the recorded error.
+        // A wrong password is a configuration problem: the message waits, sending pauses,
+        // the lead is untouched, and the password never appears in the recorded error.
+        let lead = seed_leads(&store, &[format!("bo{n}@example.org")]).await;
         let wrong = store
-            .enqueue(&plain(None, n + 1, "bo@example.org"), Utc::now())
+            .enqueue(
+                &plain(Some(lead[0].id.0), n + 1, &lead[0].email),
+                Utc::now(),
+            )
             .await
             .unwrap()
             .unwrap();
@@ -832,16 +604,28 @@ async fn tls_and_auth_implicit_and_starttls() {
             SenderOptions::from_config(&trusted),
         )
         .unwrap();
-        s.send_now(wrong).await.unwrap();
+        let report = s.drain(CancellationToken::new()).await;
+        assert_eq!((report.held, report.paused), (1, true), "{report:?}");
         let e = entry(&store, wrong).await;
-        assert_eq!(e.state, OutboxState::Retry, "{e:?}");
+        assert_eq!(e.state, OutboxState::Pending, "{e:?}");
         let err = e.last_error.unwrap();
-        assert!(err.contains("535"), "{err}");
+        assert!(err.contains("535") && err.contains("password"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+        let pause = store.sending_paused().await.unwrap().expect("paused");
+        assert!(pause.reason.contains("535"), "{pause:?}");
+        assert!(!pause.reason.contains("hunter2"), "{pause:?}");
+        assert_eq!(
+            crate::support::lead_by_email(&store, &lead[0].email)
+                .await
+                .unwrap()
+                .status,
+            "new"
+        );
+        assert!(store.suppressed(&lead[0].email).await.unwrap().is_none());
+        store.resume_sending(Utc::now()).await.unwrap();
 
-        // An untrusted certificate is refused before anything is sent.
+        // An untrusted certificate is refused before anything is sent: the same.
         let untrusted = server_config(None);
-        store.retry_outbox(wrong, Utc::now()).await.unwrap();
         let s = Sender::with_options(
             &untrusted,
             Some(password("s3cret-pw")),
@@ -849,11 +633,25 @@ async fn tls_and_auth_implicit_and_starttls() {
             SenderOptions::from_config(&untrusted),
         )
         .unwrap();
-        s.send_now(wrong).await.unwrap();
+        let report = s.drain(CancellationToken::new()).await;
+        assert_eq!((report.held, report.paused), (1, true), "{report:?}");
         let e = entry(&store, wrong).await;
-        assert_eq!(e.state, OutboxState::Retry, "{e:?}");
+        assert_eq!(e.state, OutboxState::Pending, "{e:?}");
         assert!(e.last_error.unwrap().to_lowercase().contains("certificate"));
         assert_eq!(server.accepted().len(), 1);
+        store.resume_sending(Utc::now()).await.unwrap();
+
+        // Fixed: the message that waited is delivered, once.
+        let s = Sender::with_options(
+            &trusted,
+            Some(password("s3cret-pw")),
+            store.clone(),
+            SenderOptions::from_config(&trusted),
+        )
+        .unwrap();
+        let report = s.drain(CancellationToken::new()).await;
+        assert_eq!((report.sent, report.paused), (1, false), "{report:?}");
+        assert_eq!(server.accepted().len(), 2);
     }
 }
 

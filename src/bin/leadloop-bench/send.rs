@@ -257,6 +257,7 @@ pub fn child(port: u16, messages: usize) -> Result<()> {
         retry_initial: Duration::from_secs(60),
         retry_max_interval: Duration::from_secs(3600),
         retry_max_age: Duration::from_secs(86_400),
+        pause_after_refusals: 5,
     };
     let rt = leadloop::daemon::runtime()?;
     let result = rt.block_on(async {
