@@ -853,7 +853,7 @@ async fn send_test(config: &Config, args: &SendTestArgs) -> anyhow::Result<ExitC
         .context("the configuration has no [smtp] section: nothing can be sent")?;
     // The identity sequence mail goes out as, so the test proves what the daemon will do:
     // the first [[sender]], or without senders the first of identity.addresses.
-    let (from, display_name) = match config.sequences.settings.senders.first() {
+    let (from, display_name) = match config.senders.first() {
         Some(s) => (&s.address, s.display_name.as_deref()),
         None => (
             config
@@ -901,9 +901,7 @@ async fn send_test(config: &Config, args: &SendTestArgs) -> anyhow::Result<ExitC
                 | SendOutcome::Held { error },
             ),
             _,
-        ) => {
-            writeln!(out, "not sent (outbox {id}): {error}")?
-        }
+        ) => writeln!(out, "not sent (outbox {id}): {error}")?,
         (None, Some(e)) => writeln!(
             out,
             "not sent (outbox {id} is {}): {}",

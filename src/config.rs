@@ -46,6 +46,9 @@ pub struct Config {
     pub sequences: std::sync::Arc<Catalog>,
     /// How outbound mail leaves; `None` when the file has no `[smtp]` (nothing is sent).
     pub smtp: Option<SmtpConfig>,
+    /// The sending identities (`[[sender]]`), in file order: the first is the default, and
+    /// what `send-test` sends as, with or without sequences.
+    pub senders: Vec<crate::sequence::Sender>,
 }
 
 /// `[smtp]`: where the sender hands messages over, and how patiently.
@@ -938,6 +941,8 @@ impl Config {
             }
         }
         let policy = check_policy(&mut ck, raw.policy);
+        let smtp = raw.smtp.map(|smtp| check_smtp(&mut ck, smtp, &dir));
+        let envelope_from = smtp.as_ref().and_then(|s| s.envelope_from.clone());
         let settings = raw.sequences.map(|seq| {
             let span = seq.span();
             let seq = seq.into_inner();
@@ -968,9 +973,9 @@ impl Config {
                 reply_to_token: seq.reply_to_token,
                 policy: policy.clone(),
                 senders: senders.clone(),
+                envelope_from: envelope_from.clone(),
             }
         });
-        let smtp = raw.smtp.map(|smtp| check_smtp(&mut ck, smtp, &dir));
 
         if !ck.problems.is_empty() {
             ck.problems.sort_by_key(|p| p.line.unwrap_or(0));
@@ -999,6 +1004,7 @@ impl Config {
             forms,
             sequences: std::sync::Arc::new(sequences),
             smtp,
+            senders,
         })
     }
 

@@ -605,7 +605,9 @@ impl Sender {
                     return match refusal::judge(stage, reply.code, &reply.text) {
                         Fault::Us { fix } => (
                             SendOutcome::Held {
-                                error: format!("{error} — this refusal is about us, not the recipient; likely fix: {fix}"),
+                                error: format!(
+                                    "{error} — this refusal is about us, not the recipient; likely fix: {fix}"
+                                ),
                             },
                             None,
                         ),
@@ -796,7 +798,9 @@ pub fn test_message(
         display_name
             .map(crate::render::header_safe)
             .filter(|n| !n.is_empty()),
-        from.as_str().parse().map_err(|e| format!("from {from}: {e}"))?,
+        from.as_str()
+            .parse()
+            .map_err(|e| format!("from {from}: {e}"))?,
     );
     // A single part, so lettre writes MIME-Version and the transfer encoding it chose.
     let message = lettre::Message::builder()

@@ -90,7 +90,8 @@ const AUTH_FIX: &str = "check [smtp] user and the password it reads: the server 
 const SENDER_FIX: &str = "check that the server lets this account send as the envelope sender ([smtp] envelope_from, or the [[sender]] address)";
 const RELAY_FIX: &str = "the server does not relay for this client: configure AUTH in [smtp] (user and password) or allow this host on the server";
 const CLIENT_FIX: &str = "the server refuses this client (its address, host name or reputation): check the server's client rules or use the relay you are allowed to use";
-const TLS_FIX: &str = "the server requires encryption: set [smtp] tls = \"starttls\" or \"implicit\"";
+const TLS_FIX: &str =
+    "the server requires encryption: set [smtp] tls = \"starttls\" or \"implicit\"";
 const GREETING_FIX: &str = "the server refuses the connection itself: check [smtp] host and port";
 
 /// Texts that name the client, the sender or the relay as the reason, whatever the code.
@@ -191,7 +192,9 @@ fn by_text(lower: &str) -> Option<&'static str> {
 fn recipient_stage(code: u16, enhanced: Option<Enhanced>, lower: &str) -> Fault {
     match enhanced {
         Some(e) if e.subject == 1 && matches!(e.detail, 7 | 8) => Fault::Us { fix: SENDER_FIX },
-        Some(e) if e.subject == 7 && lower.contains("access denied") => Fault::Us { fix: RELAY_FIX },
+        Some(e) if e.subject == 7 && lower.contains("access denied") => {
+            Fault::Us { fix: RELAY_FIX }
+        }
         Some(e) if e.subject == 1 => Fault::Recipient { suppress: true },
         Some(e) if e.is(2, 1) => Fault::Recipient { suppress: true },
         Some(e) if e.subject == 2 => Fault::Recipient { suppress: false },
@@ -283,7 +286,10 @@ mod tests {
                 550,
                 "5.1.1 <nobody@example.org>: Recipient address rejected: User unknown in virtual mailbox table",
             ),
-            (550, "5.1.1 The email account that you tried to reach does not exist"),
+            (
+                550,
+                "5.1.1 The email account that you tried to reach does not exist",
+            ),
             (553, "5.1.3 Bad recipient address syntax"),
             (550, "5.2.1 Mailbox disabled"),
             (550, "Requested action not taken: mailbox unavailable"),
@@ -308,10 +314,17 @@ mod tests {
             Fault::Message
         );
         assert_eq!(
-            judge(Stage::Rcpt, 550, "5.7.1 Recipient mailbox refuses this message"),
+            judge(
+                Stage::Rcpt,
+                550,
+                "5.7.1 Recipient mailbox refuses this message"
+            ),
             Fault::Message
         );
-        assert_eq!(judge(Stage::Rcpt, 554, "Transaction failed"), Fault::Message);
+        assert_eq!(
+            judge(Stage::Rcpt, 554, "Transaction failed"),
+            Fault::Message
+        );
         assert_eq!(
             judge(Stage::Mail, 552, "5.3.4 Message size exceeds fixed limit"),
             Fault::Message
@@ -329,8 +342,19 @@ mod tests {
                 detail: 1
             })
         );
-        assert_eq!(Enhanced::parse("5.7.606 Access denied").unwrap().detail, 606);
-        for bad in ["", "User unknown", "5.1 x", "5.1.1.1 x", "6.1.1 x", "5.a.1 x", "5..1 x"] {
+        assert_eq!(
+            Enhanced::parse("5.7.606 Access denied").unwrap().detail,
+            606
+        );
+        for bad in [
+            "",
+            "User unknown",
+            "5.1 x",
+            "5.1.1.1 x",
+            "6.1.1 x",
+            "5.a.1 x",
+            "5..1 x",
+        ] {
             assert_eq!(Enhanced::parse(bad), None, "{bad}");
         }
     }
@@ -346,7 +370,13 @@ mod tests {
             "5.7.1 <bo@example.net>:  Recipient address REJECTED: Access denied",
         );
         assert_eq!(a, b);
-        assert_ne!(a, signature(550, "5.7.1 <ana@example.org>: Recipient address rejected: Access denied"));
+        assert_ne!(
+            a,
+            signature(
+                550,
+                "5.7.1 <ana@example.org>: Recipient address rejected: Access denied"
+            )
+        );
         assert_eq!(
             signature(550, "5.1.1 ana@example.org unknown"),
             signature(550, "5.1.1 bo@example.org unknown")

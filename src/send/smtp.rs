@@ -506,10 +506,7 @@ impl Connector {
         connection.read_begun.store(false, Ordering::SeqCst);
         let sent = match std::str::from_utf8(raw) {
             // The message, its transparency dots and the end-of-data line in one write.
-            Ok(text) => {
-                self.timed(Stage::Body, conn.command(DataBody(text)))
-                    .await
-            }
+            Ok(text) => self.timed(Stage::Body, conn.command(DataBody(text))).await,
             Err(_) => self.timed(Stage::Body, conn.message(raw)).await,
         };
         let response = sent.map_err(|mut f| {

@@ -47,6 +47,9 @@ pub struct Settings {
     pub policy: Policy,
     /// Sending identities; the first is the default.
     pub senders: Vec<Sender>,
+    /// `[smtp] envelope_from`: the envelope sender (`MAIL FROM`) of every message, when set;
+    /// otherwise each message's From address.
+    pub envelope_from: Option<EmailAddress>,
 }
 
 /// Every sequence with its templates, senders and policy, checked together.
@@ -74,6 +77,7 @@ impl Catalog {
                 reply_to_token: false,
                 policy: Policy::default(),
                 senders: Vec::new(),
+                envelope_from: None,
             },
         }
     }
@@ -453,6 +457,7 @@ mod tests {
                 per_hour: None,
                 per_day: None,
             }],
+            envelope_from: None,
         }
     }
 

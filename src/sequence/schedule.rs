@@ -197,7 +197,12 @@ pub fn decide(
                 lead_id: lead.id,
                 step_id: step.id.clone(),
                 from: sender.address.to_string(),
-                envelope_from: sender.address.to_string(),
+                envelope_from: catalog
+                    .settings
+                    .envelope_from
+                    .as_ref()
+                    .unwrap_or(&sender.address)
+                    .to_string(),
                 recipient: rendered.to.to_string(),
                 message_id: rendered.message_id,
                 raw: rendered.bytes,
@@ -465,6 +470,7 @@ on_status = ["customer"]
                     per_hour: None,
                     per_day: None,
                 }],
+                envelope_from: None,
             },
         }
     }

@@ -333,7 +333,8 @@ async fn a_connection_lost_before_the_end_of_data_left_is_retried_and_delivered_
                 // message would be written whole before the hang-up: `interrupted`, see
                 // refusals.rs.)
                 let line = "All work and no play makes a dull message, line after line.\r\n";
-                m.raw.extend(line.repeat(16 * 1024 * 1024 / line.len()).into_bytes());
+                m.raw
+                    .extend(line.repeat(16 * 1024 * 1024 / line.len()).into_bytes());
             }
             v.push(store.enqueue(&m, Utc::now()).await.unwrap().unwrap());
         }
@@ -659,7 +660,7 @@ async fn tls_and_auth_implicit_and_starttls() {
 
 /// A configuration for the `leadloop` binary: an empty Maildir as the inbox, the test database,
 /// and `[smtp]` pointing at `port` with 8 connections.
-fn daemon_config(dir: &std::path::Path, db_url: &str, port: u16) -> PathBuf {
+pub fn daemon_config(dir: &std::path::Path, db_url: &str, port: u16) -> PathBuf {
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(dir.join("inbox").join(sub)).unwrap();
     }
@@ -677,7 +678,7 @@ fn daemon_config(dir: &std::path::Path, db_url: &str, port: u16) -> PathBuf {
     path
 }
 
-fn leadloop(config: &std::path::Path, args: &[&str]) -> std::process::Command {
+pub fn leadloop(config: &std::path::Path, args: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_leadloop"));
     cmd.args(args)
         .arg("--config")
@@ -689,7 +690,7 @@ fn leadloop(config: &std::path::Path, args: &[&str]) -> std::process::Command {
 }
 
 /// The recipient of each message smtp-sink accepted.
-fn sink_recipients(sink: &SmtpSink) -> Vec<String> {
+pub fn sink_recipients(sink: &SmtpSink) -> Vec<String> {
     sink.messages()
         .iter()
         .map(|m| {
@@ -793,7 +794,7 @@ async fn sigkill_while_sending_then_restart_sends_nothing_twice() {
     assert!(received.len() as i64 <= sent + interrupted);
 }
 
-fn run_cli(config: &std::path::Path, args: &[&str]) -> (i32, String) {
+pub fn run_cli(config: &std::path::Path, args: &[&str]) -> (i32, String) {
     let out = leadloop(config, args)
         .stdout(std::process::Stdio::piped())
         .output()

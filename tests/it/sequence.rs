@@ -66,6 +66,7 @@ fn catalog(dir: &Path, sequences: &[(&str, String)], policy: Policy) -> Arc<Cata
                 per_hour: None,
                 per_day: None,
             }],
+            envelope_from: None,
         },
         &mut problems,
     );

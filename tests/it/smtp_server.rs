@@ -102,7 +102,11 @@ impl Drop for TestSmtp {
 
 impl TestSmtp {
     pub async fn start(script: Script) -> TestSmtp {
-        let address = if script.ipv6 { "[::1]:0" } else { "127.0.0.1:0" };
+        let address = if script.ipv6 {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
         let listener = TcpListener::bind(address).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Mutex::new(Shared {
@@ -288,4 +292,3 @@ async fn session(sock: tokio::net::TcpStream, shared: Arc<Mutex<Shared>>) -> std
         r.get_mut().write_all(reply.as_bytes()).await?;
     }
 }
-

@@ -1,0 +1,211 @@
+//! `leadloop sending pause|resume|status` and what the rest of the program says and does while
+//! sending is paused: the real binary, a real SMTP peer (smtp-sink), the test database.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use leadloop::store::OutboxState;
+
+use crate::send::{daemon_config, leadloop, plain, run_cli, sink_recipients};
+use crate::smtp_sink::SmtpSink;
+use crate::support::test_store;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_status_resume_and_run_once_while_paused() {
+    let (store, db) = test_store().await;
+    let sink = SmtpSink::start(&[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &db.url, sink.port());
+
+    // A fresh database is running.
+    let (code, out) = run_cli(&config, &["sending", "status"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("sending is running"), "{out}");
+    let (_, out) = run_cli(&config, &["sending", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["paused"], false, "{v}");
+    assert_eq!(v["waiting"], 0, "{v}");
+
+    let (code, out) = run_cli(
+        &config,
+        &["sending", "pause", "--reason", "DNS change tonight"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("sending paused"), "{out}");
+    let (_, out) = run_cli(&config, &["sending", "pause"]);
+    assert!(
+        out.contains("already paused") && out.contains("DNS change tonight"),
+        "the first pause is kept: {out}"
+    );
+    let (_, out) = run_cli(&config, &["sending", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["paused"], true, "{v}");
+    assert_eq!(v["by"], "cli", "{v}");
+    assert_eq!(v["reason"], "DNS change tonight", "{v}");
+    assert!(v["since"].as_str().unwrap().ends_with('Z'), "{v}");
+
+    // Due mail waits, and every view says why.
+    let id = store
+        .enqueue(&plain(None, 1, "ana@example.org"), Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let (code, out) = run_cli(&config, &["run", "--once"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 messages sent"), "{out}");
+    assert!(
+        out.contains("sending is paused") && out.contains("sending resume"),
+        "{out}"
+    );
+    let (_, out) = run_cli(&config, &["outbox", "list"]);
+    assert!(out.starts_with("sending is paused"), "{out}");
+    let (_, out) = run_cli(&config, &["outbox", "list", "--json"]);
+    let first: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["state"], "pending", "JSON lines stay objects: {out}");
+    assert_eq!(sink.count(), 0);
+    let (_, out) = run_cli(&config, &["sending", "status"]);
+    assert!(out.contains("1 messages waiting"), "{out}");
+
+    let (code, out) = run_cli(&config, &["sending", "resume"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("sending resumed (1 messages waiting)"),
+        "{out}"
+    );
+    let (_, out) = run_cli(&config, &["sending", "resume"]);
+    assert!(out.contains("was not paused"), "{out}");
+    let (_, out) = run_cli(&config, &["run", "--once"]);
+    assert!(out.contains("1 messages sent"), "{out}");
+    assert!(!out.contains("paused"), "{out}");
+    assert_eq!(
+        store.outbox_entry(id).await.unwrap().unwrap().state,
+        OutboxState::Sent
+    );
+    assert_eq!(sink_recipients(&sink), ["ana@example.org"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_daemon_honours_a_pause_within_a_second() {
+    let (store, db) = test_store().await;
+    // A sink that takes a second per message: 8 connections send about 8 a second, so the
+    // daemon is mid-stream when the pause comes.
+    let sink = SmtpSink::start(&["-w", "1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &db.url, sink.port());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("timeout = \"1s\"", "timeout = \"10s\"");
+    std::fs::write(&config, text).unwrap();
+    let total = 300;
+    let msgs: Vec<_> = (0..total)
+        .map(|n| plain(None, n, &format!("p{n}@example.org")))
+        .collect();
+    store.enqueue_many(&msgs, Utc::now()).await.unwrap();
+    let mut daemon = Daemon(leadloop(&config, &["run"]).spawn().unwrap());
+    let wait_for = |n: usize, within: Duration| {
+        let start = Instant::now();
+        while sink.count() < n {
+            if start.elapsed() > within {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    };
+    assert!(wait_for(8, Duration::from_secs(30)), "nothing sent");
+
+    // Paused by another process: the messages in flight finish (each within a second), and
+    // the daemon's next claim sees the pause.
+    assert_eq!(run_cli(&config, &["sending", "pause"]).0, 0);
+    let at_pause = sink.count();
+    std::thread::sleep(Duration::from_millis(2500));
+    let settled = sink.count();
+    assert!(
+        settled <= at_pause + 8,
+        "at most the 8 in flight finish: {at_pause} -> {settled}"
+    );
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(sink.count(), settled, "sent while paused");
+    let counts = store.outbox_counts().await.unwrap();
+    assert_eq!(counts.get("sending"), None, "{counts:?}");
+    assert!(settled < total as usize);
+
+    // Resumed: the daemon notices within about a second and goes on.
+    assert_eq!(run_cli(&config, &["sending", "resume"]).0, 0);
+    assert!(
+        wait_for(settled + 1, Duration::from_secs(4)),
+        "not resumed: {} sent",
+        sink.count()
+    );
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon exited");
+    let _ = std::process::Command::new("kill")
+        .arg(daemon.0.id().to_string())
+        .status();
+    assert!(daemon.0.wait().unwrap().success());
+}
+
+/// The daemon process, killed if a test fails before stopping it (an orphan would hold the
+/// test run's output open).
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_sends_as_the_first_sender_with_mime_headers() {
+    let (_store, db) = test_store().await;
+    let sink = SmtpSink::start(&[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &db.url, sink.port());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[sender]]\nname = \"team\"\naddress = \"team@company.test\"\ndisplay_name = \"The Team\"\n\n\
+         [[sender]]\nname = \"sales\"\naddress = \"sales@company.test\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let (code, out) = run_cli(&config, &["send-test", "--to", "me@example.org"]);
+    assert_eq!(code, 0, "{out}");
+    let dumped = String::from_utf8(sink.messages().remove(0)).unwrap();
+    assert!(
+        dumped.contains("X-Mail-Args: <team@company.test>"),
+        "{dumped}"
+    );
+    assert!(
+        dumped.contains("From: \"The Team\" <team@company.test>"),
+        "{dumped}"
+    );
+    assert!(dumped.contains("MIME-Version: 1.0"), "{dumped}");
+    assert!(dumped.contains("Content-Transfer-Encoding:"), "{dumped}");
+}
+
+#[test]
+fn check_refuses_hosts_that_cannot_be_connected_to() {
+    let dir = tempfile::tempdir().unwrap();
+    for (host, ok) in [
+        ("[::1]", true),
+        ("127.0.0.1", true),
+        ("mail.example.com", true),
+        ("::1", false),
+        ("[::1", false),
+        ("[mail.example.com]", false),
+        ("mail example", false),
+    ] {
+        let config = daemon_config(dir.path(), "sqlite://x.db?mode=rwc", 2525);
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("host = \"127.0.0.1\"", &format!("host = {host:?}"))
+            .replace("tls = \"none\"", "tls = \"starttls\"");
+        std::fs::write(&config, text).unwrap();
+        let (code, out) = run_cli(&config, &["check"]);
+        assert_eq!(code == 0, ok, "{host}: {out}");
+        if !ok {
+            assert!(out.contains("smtp.host"), "{host}: {out}");
+        }
+    }
+}
