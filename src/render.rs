@@ -196,11 +196,17 @@ impl LeadData {
         }
     }
 
+    /// The name to greet by: the first word of "Eve Adams", and the first word after the comma
+    /// of "Adams, Eve Marie" (the order directories and CRMs export). A comma followed by a
+    /// suffix ("Eve Adams, Jr.") is not that order. Titles are kept ("Dr. Eve Adams" gives
+    /// "Dr."): telling a title from a name is not worth guessing at. Commas never end up in
+    /// the result; a name with no word in it gives "".
     fn first_name(&self) -> &str {
-        self.name
-            .as_deref()
-            .and_then(|n| n.split_whitespace().next())
-            .unwrap_or("")
+        let name = self.name.as_deref().unwrap_or("");
+        let given = name.split_once(',').and_then(|(_, rest)| {
+            first_word(rest).filter(|w| !NAME_SUFFIXES.contains(&normal_suffix(w).as_str()))
+        });
+        given.or_else(|| first_word(name)).unwrap_or("")
     }
 
     fn value(&self) -> Value {
@@ -218,6 +224,24 @@ impl LeadData {
             ("owner", s(&self.owner)),
         ]))
     }
+}
+
+/// What may follow a comma in "First Last, SUFFIX", compared lowercased without dots.
+const NAME_SUFFIXES: &[&str] = &[
+    "jr", "sr", "ii", "iii", "iv", "phd", "md", "esq", "mba", "dds", "cpa",
+];
+
+/// The first word of `s`, commas counting as spaces.
+fn first_word(s: &str) -> Option<&str> {
+    s.split(|c: char| c.is_whitespace() || c == ',')
+        .find(|w| !w.is_empty())
+}
+
+fn normal_suffix(w: &str) -> String {
+    w.chars()
+        .filter(|c| *c != '.')
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn json_value(v: &serde_json::Value) -> Value {
@@ -625,6 +649,37 @@ mod tests {
             parsed.to().unwrap().first().unwrap().address(),
             Some("sam.sample@example.com")
         );
+    }
+
+    #[test]
+    fn first_names_come_after_the_comma_in_last_first_order() {
+        let first = |name: Option<&str>| {
+            let mut lead = LeadData::sample();
+            lead.name = name.map(str::to_owned);
+            lead.first_name().to_owned()
+        };
+        for (name, want) in [
+            ("Eve Adams", "Eve"),
+            ("Adams, Eve", "Eve"),
+            ("Adams, Eve Marie", "Eve"),
+            ("Adams,Eve", "Eve"),
+            ("  Adams ,  Eve  ", "Eve"),
+            ("van der Berg, Eve", "Eve"),
+            ("Adams, Eve, PhD", "Eve"),
+            ("Eve Adams, Jr.", "Eve"),
+            ("Eve Adams, PhD", "Eve"),
+            ("Adams,", "Adams"),
+            ("Eve", "Eve"),
+            ("Dr. Eve Adams", "Dr."),
+            ("Müller, Jörg", "Jörg"),
+            (",", ""),
+            (",,, ,", ""),
+            ("  ", ""),
+            ("", ""),
+        ] {
+            assert_eq!(first(Some(name)), want, "{name:?}");
+        }
+        assert_eq!(first(None), "");
     }
 
     #[test]
