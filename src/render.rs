@@ -7,9 +7,10 @@
 //! replaced before lettre encodes the header, so a lead named `"Eve\r\nBcc: x@y"` stays a
 //! name. leadloop itself adds what every message needs — the unsubscribe footer,
 //! `List-Unsubscribe` (RFC 2369) with a per-enrollment mailto token that the classifier
-//! recognises, `List-Unsubscribe-Post` (RFC 8058) when an https URL is configured, and a
-//! Message-ID under our domain that replies are matched against — so a template can forget
-//! none of it.
+//! recognises, `List-Unsubscribe-Post` (RFC 8058) when an https URL is configured, a
+//! Message-ID under our domain that replies are matched against, and `X-Leadloop-Origin` by
+//! which the classifier ignores our own mail come back — so a template can forget none of it.
+//! None of these names a sequence or step.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
@@ -344,6 +345,9 @@ fn html_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The value of `X-Leadloop-Origin`.
+const ORIGIN_MARKER: &str = "leadloop";
+
 /// Renders one step for one lead.
 ///
 /// # Errors
@@ -471,9 +475,11 @@ pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderE
             HeaderName::new_from_ascii_str("List-Unsubscribe"),
             list_unsubscribe,
         ))
+        // The classifier ignores mail carrying this header (our own, come back); only its
+        // presence counts, so the value is a fixed marker that names no sequence or step.
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("X-Leadloop-Origin"),
-            format!("{}/{}", spec.sequence, spec.step),
+            ORIGIN_MARKER.to_owned(),
         ));
     if spec.unsubscribe_url.is_some() {
         // RFC 8058 one-click needs an https URI to POST to; a mailto alone does not qualify.
@@ -557,7 +563,7 @@ mod tests {
             step: "hello",
             template,
             subject_key: "welcome/hello",
-            message_id: "leadloop.7.hello.ab12cd@company.com",
+            message_id: "leadloop.5f0c9e2a7b13d4e8a6c1f09b2d7e4a31@company.com",
             inbox,
             token: "ab12cd",
             unsubscribe_url: Some("https://company.com/u?t=ab12cd"),
@@ -597,15 +603,18 @@ mod tests {
         assert!(html.ends_with("</body></html>"), "{html}");
         let h = headers(&r.bytes).join("\n");
         for want in [
-            "Message-ID: <leadloop.7.hello.ab12cd@company.com>",
+            "Message-ID: <leadloop.5f0c9e2a7b13d4e8a6c1f09b2d7e4a31@company.com>",
             "List-Unsubscribe: <mailto:leads+unsubscribe-ab12cd@company.com?subject=unsubscribe>,",
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
             "Reply-To: leads+reply-ab12cd@company.com",
             "From: \"Company Team\" <hello@company.com>",
+            "X-Leadloop-Origin: leadloop",
             "Content-Type: multipart/alternative",
         ] {
             assert!(h.contains(want), "missing {want:?} in\n{h}");
         }
+        // Sequence and step names stay inside.
+        assert!(!h.contains("welcome/") && !h.contains("hello\n"), "{h}");
         // What the classifier reads back: the unsubscribe and reply tokens.
         let parsed = mail_parser::MessageParser::default()
             .parse(&r.bytes)

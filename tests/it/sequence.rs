@@ -223,6 +223,78 @@ async fn new_leads_are_enrolled_once_and_steps_follow_their_delays() {
     assert_eq!(e[0].steps_done, ["a", "b", "c"]);
 }
 
+/// What a recipient sees of the enrollment: a Message-ID that names neither the enrollment nor
+/// the sequence or step, and is the same when the step is rendered again (the scheduler's row,
+/// and two later renders, agree); `X-Leadloop-Origin` is there, naming nothing.
+#[tokio::test]
+async fn message_ids_and_origin_headers_are_opaque_and_stable() {
+    let (store, _db) = test_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let seq = format!(
+        "{ENROLL}[[step]]\nid = \"intro_call\"\ndelay = \"0m\"\ntemplate = \"a\"\nsubject = \"Hi\"\n"
+    );
+    let c = catalog(dir.path(), &[("onboarding", seq)], open_policy());
+    for n in 1..=3 {
+        let email = format!("lead{n}@acme.example");
+        record(
+            &store,
+            &c,
+            &[inquiry(n, &email, MessageKind::Inquiry)],
+            t0(),
+        )
+        .await;
+    }
+    assert_eq!(
+        scheduler(&store, &c).run_due(t0()).await.unwrap().enqueued,
+        3
+    );
+    let out = outbox(&store).await;
+
+    let lead = lead_by_email(&store, "lead3@acme.example").await.unwrap();
+    let e = store.enrollments(lead.id).await.unwrap().remove(0);
+    let entry = out
+        .iter()
+        .find(|o| o.recipient == "lead3@acme.example")
+        .unwrap();
+    let id = entry.message_id.clone();
+    let (local, domain) = id.split_once('@').unwrap();
+    assert_eq!(domain, "company.com");
+    let hash = local.strip_prefix("leadloop.").expect("our prefix");
+    assert!(
+        hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    for inside in ["intro_call", "onboarding", e.token.as_str()] {
+        assert!(!id.contains(inside), "{inside:?} in {id}");
+    }
+    assert!(!id.contains(&format!(".{}.", e.id)), "{id}");
+    let ids: std::collections::BTreeSet<_> = out.iter().map(|o| o.message_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "one id per enrollment: {ids:?}");
+
+    let (seq, step) = (
+        c.get("onboarding").unwrap(),
+        &c.get("onboarding").unwrap().steps[0],
+    );
+    let data = sequence::lead_data(&lead).unwrap();
+    let first = c.render(seq, step, &data, e.id, &e.token, t0()).unwrap();
+    let again = c
+        .render(seq, step, &data, e.id, &e.token, t0() + Duration::days(3))
+        .unwrap();
+    assert_eq!(first.message_id, id);
+    assert_eq!(again.message_id, id);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&again.bytes)
+        .unwrap();
+    assert_eq!(parsed.message_id(), Some(id.as_str()));
+    let origin = parsed
+        .header_raw("X-Leadloop-Origin")
+        .expect("the header the classifier ignores our own mail by")
+        .trim();
+    for inside in ["intro_call", "onboarding", e.token.as_str()] {
+        assert!(!origin.contains(inside), "{inside:?} in {origin}");
+    }
+}
+
 #[tokio::test]
 async fn two_schedulers_racing_enqueue_each_step_once() {
     let (store, _db) = test_store().await;
