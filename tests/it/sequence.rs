@@ -700,6 +700,51 @@ async fn a_hostile_lead_name_cannot_inject_a_header_on_the_wire() {
     assert!(rcpts.iter().all(|l| !l.contains("x@y")), "{rcpts:?}");
 }
 
+/// A lead whose stored name is text that looks like an encoded-word reaches the SMTP server
+/// with that text encoded: a client decoding the Subject and To shows it literally, not as a
+/// line break and a Bcc line.
+#[tokio::test]
+async fn a_lead_name_that_looks_encoded_arrives_as_literal_text() {
+    const NAME: &str = "=?utf-8?q?Eve=0D=0ABcc=3A_x=40y?=";
+    let (store, _db) = test_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let seq = format!("{ENROLL}{}", step("a", "0m"));
+    let c = catalog(dir.path(), &[("welcome", seq)], open_policy());
+    let mut eve = inquiry(1, "eve@evil.example", MessageKind::Inquiry);
+    if let Some(p) = eve.classification.lead.as_mut() {
+        p.name = Some(NAME.into());
+    }
+    record(&store, &c, &[eve], t0()).await;
+    assert_eq!(
+        scheduler(&store, &c).run_due(t0()).await.unwrap().enqueued,
+        1
+    );
+
+    let sink = tokio::task::spawn_blocking(|| crate::smtp_sink::SmtpSink::start(&[]))
+        .await
+        .unwrap()
+        .expect("starting smtp-sink");
+    let smtp = crate::send::smtp_config(sink.port(), 1);
+    let sender = leadloop::send::Sender::new(&smtp, None, store.clone()).unwrap();
+    let report = sender
+        .drain(tokio_util::sync::CancellationToken::new())
+        .await;
+    assert_eq!(report.sent, 1, "{report:?}");
+    let received = sink.messages();
+    assert_eq!(received.len(), 1);
+    let text = String::from_utf8_lossy(&received[0]).into_owned();
+    let head = text.split("\n\n").next().unwrap_or_default();
+    assert!(!head.contains(NAME), "written as-is:\n{head}");
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&received[0])
+        .unwrap();
+    assert_eq!(parsed.subject(), Some(format!("a for {NAME}").as_str()));
+    assert!(parsed.header("Bcc").is_none(), "{head}");
+    let to = parsed.to().unwrap().first().unwrap();
+    assert_eq!(to.name(), Some(NAME));
+    assert_eq!(to.address(), Some("eve@evil.example"));
+}
+
 /// An enrollment that ends while the scheduler decides it (a person unenrolls the lead, a
 /// reply arrives) stays ended: the scheduler's settlement is the one that loses.
 #[tokio::test]
