@@ -5,16 +5,20 @@
 //! is an error, never an empty greeting) and HTML auto-escaping in `.html` templates. Values
 //! from lead data never reach a header unsanitised: control characters, CR and LF are
 //! replaced before lettre encodes the header, so a lead named `"Eve\r\nBcc: x@y"` stays a
-//! name. leadloop itself adds what every message needs — the unsubscribe footer,
-//! `List-Unsubscribe` (RFC 2369) with a per-enrollment mailto token that the classifier
-//! recognises, `List-Unsubscribe-Post` (RFC 8058) when an https URL is configured, and a
-//! Message-ID under our domain that replies are matched against — so a template can forget
-//! none of it.
+//! name, and text that looks like an RFC 2047 encoded-word (`=?…?=`) is itself encoded, so a
+//! lead named `=?utf-8?q?Eve=0D=0ABcc=3A_x=40y?=` is shown as exactly that. leadloop itself
+//! adds what every message needs — the unsubscribe footer, `List-Unsubscribe` (RFC 2369) with a
+//! per-enrollment mailto token that the classifier recognises, `List-Unsubscribe-Post` (RFC
+//! 8058) when an https URL is configured, a Message-ID under our domain that replies are
+//! matched against, and `X-Leadloop-Origin` by which the classifier ignores our own mail come
+//! back — so a template can forget none of it. None of these names a sequence or step.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
+use email_encoding::headers::rfc2047;
+use email_encoding::headers::writer::EmailWriter;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use minijinja::{Environment, UndefinedBehavior, Value};
@@ -196,11 +200,17 @@ impl LeadData {
         }
     }
 
+    /// The name to greet by: the first word of "Eve Adams", and the first word after the comma
+    /// of "Adams, Eve Marie" (the order directories and CRMs export). A comma followed by a
+    /// suffix ("Eve Adams, Jr.") is not that order. Titles are kept ("Dr. Eve Adams" gives
+    /// "Dr."): telling a title from a name is not worth guessing at. Commas never end up in
+    /// the result; a name with no word in it gives "".
     fn first_name(&self) -> &str {
-        self.name
-            .as_deref()
-            .and_then(|n| n.split_whitespace().next())
-            .unwrap_or("")
+        let name = self.name.as_deref().unwrap_or("");
+        let given = name.split_once(',').and_then(|(_, rest)| {
+            first_word(rest).filter(|w| !NAME_SUFFIXES.contains(&normal_suffix(w).as_str()))
+        });
+        given.or_else(|| first_word(name)).unwrap_or("")
     }
 
     fn value(&self) -> Value {
@@ -218,6 +228,24 @@ impl LeadData {
             ("owner", s(&self.owner)),
         ]))
     }
+}
+
+/// What may follow a comma in "First Last, SUFFIX", compared lowercased without dots.
+const NAME_SUFFIXES: &[&str] = &[
+    "jr", "sr", "ii", "iii", "iv", "phd", "md", "esq", "mba", "dds", "cpa",
+];
+
+/// The first word of `s`, commas counting as spaces.
+fn first_word(s: &str) -> Option<&str> {
+    s.split(|c: char| c.is_whitespace() || c == ',')
+        .find(|w| !w.is_empty())
+}
+
+fn normal_suffix(w: &str) -> String {
+    w.chars()
+        .filter(|c| *c != '.')
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn json_value(v: &serde_json::Value) -> Value {
@@ -313,12 +341,50 @@ pub fn header_safe(s: &str) -> String {
         .join(" ")
 }
 
+/// Whether `s` holds something a decoder could take for an RFC 2047 encoded-word (`=?…?=`).
+fn looks_encoded(s: &str) -> bool {
+    s.contains("=?")
+}
+
+/// An unstructured header (Subject) whose value is text to show as it is.
+///
+/// lettre encodes only words with non-ASCII or control characters and writes ASCII words as
+/// they are, so a value holding `=?utf-8?q?Eve=0D=0ABcc=3A_x=40y?=` would reach clients as an
+/// encoded-word and be shown as a line break and a "Bcc:" line. When the value contains `=?`,
+/// the whole of it is written as base64 encoded-words (email-encoding's RFC 2047 encoder, the
+/// one lettre uses, folding as lettre does), which decode to exactly the literal text. Anything
+/// else goes through lettre's own encoder and stays readable.
+///
+/// Display names need no such step: lettre's quoted-string encoder already writes a name with
+/// `=` or `?` in it as encoded-words.
+fn text_header(name: &'static str, value: &str) -> Result<HeaderValue, RenderError> {
+    let header = HeaderName::new_from_ascii_str(name);
+    if !looks_encoded(value) {
+        return Ok(HeaderValue::new(header, value.to_owned()));
+    }
+    let mut encoded = String::with_capacity(value.len() * 2);
+    {
+        let mut w = EmailWriter::new(&mut encoded, name.len() + ": ".len(), 0, false);
+        rfc2047::encode(value, &mut w)
+            .map_err(|e| RenderError::Message(format!("encoding the {name} header: {e}")))?;
+    }
+    // Safe despite the name: `encoded` is base64 encoded-words, folded, ASCII only.
+    Ok(HeaderValue::dangerous_new_pre_encoded(
+        header,
+        value.to_owned(),
+        encoded,
+    ))
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+/// The value of `X-Leadloop-Origin`.
+const ORIGIN_MARKER: &str = "leadloop";
 
 /// Renders one step for one lead.
 ///
@@ -440,16 +506,18 @@ pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderE
     let mut builder = lettre::Message::builder()
         .from(from)
         .to(to)
-        .subject(subject.clone())
+        .raw_header(text_header("Subject", &subject)?)
         .message_id(Some(format!("<{}>", spec.message_id)))
         .date(SystemTime::from(spec.date))
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("List-Unsubscribe"),
             list_unsubscribe,
         ))
+        // The classifier ignores mail carrying this header (our own, come back); only its
+        // presence counts, so the value is a fixed marker that names no sequence or step.
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("X-Leadloop-Origin"),
-            format!("{}/{}", spec.sequence, spec.step),
+            ORIGIN_MARKER.to_owned(),
         ));
     if spec.unsubscribe_url.is_some() {
         // RFC 8058 one-click needs an https URI to POST to; a mailto alone does not qualify.
@@ -533,7 +601,7 @@ mod tests {
             step: "hello",
             template,
             subject_key: "welcome/hello",
-            message_id: "leadloop.7.hello.ab12cd@company.com",
+            message_id: "leadloop.5f0c9e2a7b13d4e8a6c1f09b2d7e4a31@company.com",
             inbox,
             token: "ab12cd",
             unsubscribe_url: Some("https://company.com/u?t=ab12cd"),
@@ -573,15 +641,19 @@ mod tests {
         assert!(html.ends_with("</body></html>"), "{html}");
         let h = headers(&r.bytes).join("\n");
         for want in [
-            "Message-ID: <leadloop.7.hello.ab12cd@company.com>",
+            "Message-ID: <leadloop.5f0c9e2a7b13d4e8a6c1f09b2d7e4a31@company.com>",
             "List-Unsubscribe: <mailto:leads+unsubscribe-ab12cd@company.com?subject=unsubscribe>,",
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
             "Reply-To: leads+reply-ab12cd@company.com",
             "From: \"Company Team\" <hello@company.com>",
+            "Subject: Welcome, Sam Sample",
+            "X-Leadloop-Origin: leadloop",
             "Content-Type: multipart/alternative",
         ] {
             assert!(h.contains(want), "missing {want:?} in\n{h}");
         }
+        // Sequence and step names stay inside.
+        assert!(!h.contains("welcome/") && !h.contains("hello\n"), "{h}");
         // What the classifier reads back: the unsubscribe and reply tokens.
         let parsed = mail_parser::MessageParser::default()
             .parse(&r.bytes)
@@ -625,6 +697,137 @@ mod tests {
             parsed.to().unwrap().first().unwrap().address(),
             Some("sam.sample@example.com")
         );
+    }
+
+    /// The head is printable ASCII, no line is longer than RFC 5322 allows (998) and no
+    /// encoded-word longer than RFC 2047 allows (75).
+    fn assert_valid_head(bytes: &[u8]) {
+        let end = bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a header/body separator");
+        let head = &bytes[..end];
+        assert!(
+            head.iter()
+                .all(|&b| b == b'\r' || b == b'\n' || b == b'\t' || (32..127).contains(&b)),
+            "raw 8-bit or control bytes in\n{}",
+            String::from_utf8_lossy(head)
+        );
+        for line in String::from_utf8_lossy(head).split("\r\n") {
+            assert!(line.len() <= 998, "unfolded line {line:?}");
+            assert!(!line.contains(['\r', '\n']), "bare line break in {line:?}");
+            for word in line.split(' ').filter(|w| w.starts_with("=?")) {
+                assert!(word.len() <= 75, "encoded-word too long: {word:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn lead_data_that_looks_like_an_encoded_word_stays_literal_text() {
+        const HOSTILE: &str = "=?utf-8?q?Eve=0D=0ABcc=3A_x=40y?=";
+        let t = templates();
+        let mut lead = LeadData::sample();
+        lead.name = Some(HOSTILE.into());
+        let mut s = sender();
+        s.display_name = Some(format!("Team {HOSTILE}"));
+        let inbox = EmailAddress::parse("leads@company.com").unwrap();
+        let r = render(&t, &spec(&lead, &s, &inbox, "welcome")).unwrap();
+        assert_eq!(r.subject, format!("Welcome, {HOSTILE}"));
+        assert_valid_head(&r.bytes);
+        let hs = headers(&r.bytes);
+        assert!(
+            !hs.iter().any(|h| h.to_ascii_lowercase().starts_with("bcc")),
+            "{hs:#?}"
+        );
+        // Not written as-is: a decoder would turn it into a line break and a Bcc line.
+        assert!(!hs.iter().any(|h| h.contains(HOSTILE)), "{hs:#?}");
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&r.bytes)
+            .unwrap();
+        assert_eq!(
+            parsed.subject(),
+            Some(format!("Welcome, {HOSTILE}").as_str())
+        );
+        assert!(parsed.bcc().is_none());
+        assert!(parsed.header("Bcc").is_none());
+        let to = parsed.to().unwrap().first().unwrap();
+        assert_eq!(to.name(), Some(HOSTILE));
+        assert_eq!(to.address(), Some("sam.sample@example.com"));
+        let from = parsed.from().unwrap().first().unwrap();
+        assert_eq!(from.name(), Some(format!("Team {HOSTILE}").as_str()));
+        assert_eq!(from.address(), Some("hello@company.com"));
+
+        // A long one is folded into several encoded-words and still decodes to the literal.
+        let long = format!("{HOSTILE} Ünïcode {}", "=?x?".repeat(40));
+        lead.name = Some(long.clone());
+        let r = render(&t, &spec(&lead, &s, &inbox, "welcome")).unwrap();
+        assert_valid_head(&r.bytes);
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&r.bytes)
+            .unwrap();
+        assert_eq!(parsed.subject(), Some(format!("Welcome, {long}").as_str()));
+        let subject = headers(&r.bytes)
+            .into_iter()
+            .skip_while(|h| !h.starts_with("Subject:"))
+            .take_while(|h| h.starts_with("Subject:") || h.starts_with(' '))
+            .collect::<Vec<_>>();
+        assert!(subject.len() > 1, "not folded: {subject:#?}");
+        assert!(subject.iter().all(|l| l.len() <= 78), "{subject:#?}");
+        assert_eq!(
+            parsed.to().unwrap().first().unwrap().name(),
+            Some(long.as_str())
+        );
+    }
+
+    #[test]
+    fn ordinary_subjects_and_names_stay_plain() {
+        let t = templates();
+        let mut lead = LeadData::sample();
+        lead.name = Some("Sam = Sample?".into());
+        let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
+        let r = render(&t, &spec(&lead, &s, &inbox, "welcome")).unwrap();
+        let h = headers(&r.bytes).join("\n");
+        assert!(h.contains("Subject: Welcome, Sam = Sample?\n"), "{h}");
+        assert_valid_head(&r.bytes);
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&r.bytes)
+            .unwrap();
+        assert_eq!(parsed.subject(), Some("Welcome, Sam = Sample?"));
+        assert_eq!(
+            parsed.to().unwrap().first().unwrap().name(),
+            Some("Sam = Sample?")
+        );
+    }
+
+    #[test]
+    fn first_names_come_after_the_comma_in_last_first_order() {
+        let first = |name: Option<&str>| {
+            let mut lead = LeadData::sample();
+            lead.name = name.map(str::to_owned);
+            lead.first_name().to_owned()
+        };
+        for (name, want) in [
+            ("Eve Adams", "Eve"),
+            ("Adams, Eve", "Eve"),
+            ("Adams, Eve Marie", "Eve"),
+            ("Adams,Eve", "Eve"),
+            ("  Adams ,  Eve  ", "Eve"),
+            ("van der Berg, Eve", "Eve"),
+            ("Adams, Eve, PhD", "Eve"),
+            ("Eve Adams, Jr.", "Eve"),
+            ("Eve Adams, PhD", "Eve"),
+            ("Adams,", "Adams"),
+            ("Eve", "Eve"),
+            ("Dr. Eve Adams", "Dr."),
+            ("Müller, Jörg", "Jörg"),
+            (",", ""),
+            (",,, ,", ""),
+            ("  ", ""),
+            ("", ""),
+        ] {
+            assert_eq!(first(Some(name)), want, "{name:?}");
+        }
+        assert_eq!(first(None), "");
     }
 
     #[test]

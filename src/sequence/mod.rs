@@ -14,9 +14,11 @@ pub mod policy;
 pub mod schedule;
 pub mod time;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
 pub use file::{Enroll, Exit, Sequence, Step};
 pub use policy::{Policy, Sender};
@@ -126,13 +128,30 @@ impl Catalog {
             .collect()
     }
 
-    /// The Message-ID of a step sent to an enrollment: stable, so a re-render is the same
-    /// message, and under the sender's domain, which the classifier knows as ours.
+    /// The Message-ID of a step sent to an enrollment: `leadloop.HASH@sender-domain`.
+    ///
+    /// Stable, so a re-render is the same message; `leadloop.` under the sender's domain is
+    /// how the classifier knows the id as ours. HASH is 32 hex digits of SHA-256 over the
+    /// enrollment's token, its id and the step id, so recipients see neither how many
+    /// enrollments there are nor what the sequence's steps are called.
     pub fn message_id(enrollment: i64, step: &str, token: &str, sender: &Sender) -> String {
-        format!(
-            "leadloop.{enrollment}.{step}.{token}@{}",
-            sender.address.domain()
-        )
+        let mut h = Sha256::new();
+        h.update(b"leadloop message-id v1");
+        // Length-prefixed, so no two (token, enrollment, step) give the same input.
+        let enrollment = enrollment.to_string();
+        for part in [token, enrollment.as_str(), step] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        let digest = h.finalize();
+        let mut id = String::with_capacity(9 + 32 + 1 + sender.address.domain().len());
+        id.push_str("leadloop.");
+        for b in &digest[..16] {
+            let _ = write!(id, "{b:02x}");
+        }
+        id.push('@');
+        id.push_str(sender.address.domain());
+        id
     }
 
     /// Renders `step` of `sequence` for `lead`.
@@ -489,6 +508,33 @@ mod tests {
         let c = load(settings(d.path()), &mut p);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(c.enroll_rules()[0].sequence, "welcome");
+    }
+
+    #[test]
+    fn message_ids_are_stable_opaque_and_ours() {
+        let sender = &settings(Path::new("/")).senders[0];
+        let id = Catalog::message_id(7, "hello", "k3y9token", sender);
+        assert_eq!(id, Catalog::message_id(7, "hello", "k3y9token", sender));
+        let (local, domain) = id.split_once('@').unwrap();
+        assert_eq!(domain, "company.com");
+        let hash = local.strip_prefix("leadloop.").unwrap();
+        assert_eq!(hash.len(), 32, "{id}");
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert!(!id.contains("hello") && !id.contains("k3y9token"), "{id}");
+        // Each input matters.
+        for other in [
+            Catalog::message_id(8, "hello", "k3y9token", sender),
+            Catalog::message_id(7, "hello2", "k3y9token", sender),
+            Catalog::message_id(7, "hello", "k3y9tokem", sender),
+            Catalog::message_id(77, "hello", "k3y9token", sender),
+        ] {
+            assert_ne!(id, other);
+        }
+        // Field boundaries are part of the input.
+        assert_ne!(
+            Catalog::message_id(1, "23", "t", sender),
+            Catalog::message_id(12, "3", "t", sender)
+        );
     }
 
     #[test]

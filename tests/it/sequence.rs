@@ -224,6 +224,78 @@ async fn new_leads_are_enrolled_once_and_steps_follow_their_delays() {
     assert_eq!(e[0].steps_done, ["a", "b", "c"]);
 }
 
+/// What a recipient sees of the enrollment: a Message-ID that names neither the enrollment nor
+/// the sequence or step, and is the same when the step is rendered again (the scheduler's row,
+/// and two later renders, agree); `X-Leadloop-Origin` is there, naming nothing.
+#[tokio::test]
+async fn message_ids_and_origin_headers_are_opaque_and_stable() {
+    let (store, _db) = test_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let seq = format!(
+        "{ENROLL}[[step]]\nid = \"intro_call\"\ndelay = \"0m\"\ntemplate = \"a\"\nsubject = \"Hi\"\n"
+    );
+    let c = catalog(dir.path(), &[("onboarding", seq)], open_policy());
+    for n in 1..=3 {
+        let email = format!("lead{n}@acme.example");
+        record(
+            &store,
+            &c,
+            &[inquiry(n, &email, MessageKind::Inquiry)],
+            t0(),
+        )
+        .await;
+    }
+    assert_eq!(
+        scheduler(&store, &c).run_due(t0()).await.unwrap().enqueued,
+        3
+    );
+    let out = outbox(&store).await;
+
+    let lead = lead_by_email(&store, "lead3@acme.example").await.unwrap();
+    let e = store.enrollments(lead.id).await.unwrap().remove(0);
+    let entry = out
+        .iter()
+        .find(|o| o.recipient == "lead3@acme.example")
+        .unwrap();
+    let id = entry.message_id.clone();
+    let (local, domain) = id.split_once('@').unwrap();
+    assert_eq!(domain, "company.com");
+    let hash = local.strip_prefix("leadloop.").expect("our prefix");
+    assert!(
+        hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    for inside in ["intro_call", "onboarding", e.token.as_str()] {
+        assert!(!id.contains(inside), "{inside:?} in {id}");
+    }
+    assert!(!id.contains(&format!(".{}.", e.id)), "{id}");
+    let ids: std::collections::BTreeSet<_> = out.iter().map(|o| o.message_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "one id per enrollment: {ids:?}");
+
+    let (seq, step) = (
+        c.get("onboarding").unwrap(),
+        &c.get("onboarding").unwrap().steps[0],
+    );
+    let data = sequence::lead_data(&lead).unwrap();
+    let first = c.render(seq, step, &data, e.id, &e.token, t0()).unwrap();
+    let again = c
+        .render(seq, step, &data, e.id, &e.token, t0() + Duration::days(3))
+        .unwrap();
+    assert_eq!(first.message_id, id);
+    assert_eq!(again.message_id, id);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&again.bytes)
+        .unwrap();
+    assert_eq!(parsed.message_id(), Some(id.as_str()));
+    let origin = parsed
+        .header_raw("X-Leadloop-Origin")
+        .expect("the header the classifier ignores our own mail by")
+        .trim();
+    for inside in ["intro_call", "onboarding", e.token.as_str()] {
+        assert!(!origin.contains(inside), "{inside:?} in {origin}");
+    }
+}
+
 #[tokio::test]
 async fn two_schedulers_racing_enqueue_each_step_once() {
     let (store, _db) = test_store().await;
@@ -627,6 +699,51 @@ async fn a_hostile_lead_name_cannot_inject_a_header_on_the_wire() {
         .filter(|l| l.starts_with("X-Rcpt-Args:") || l.contains("RCPT"))
         .collect();
     assert!(rcpts.iter().all(|l| !l.contains("x@y")), "{rcpts:?}");
+}
+
+/// A lead whose stored name is text that looks like an encoded-word reaches the SMTP server
+/// with that text encoded: a client decoding the Subject and To shows it literally, not as a
+/// line break and a Bcc line.
+#[tokio::test]
+async fn a_lead_name_that_looks_encoded_arrives_as_literal_text() {
+    const NAME: &str = "=?utf-8?q?Eve=0D=0ABcc=3A_x=40y?=";
+    let (store, _db) = test_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let seq = format!("{ENROLL}{}", step("a", "0m"));
+    let c = catalog(dir.path(), &[("welcome", seq)], open_policy());
+    let mut eve = inquiry(1, "eve@evil.example", MessageKind::Inquiry);
+    if let Some(p) = eve.classification.lead.as_mut() {
+        p.name = Some(NAME.into());
+    }
+    record(&store, &c, &[eve], t0()).await;
+    assert_eq!(
+        scheduler(&store, &c).run_due(t0()).await.unwrap().enqueued,
+        1
+    );
+
+    let sink = tokio::task::spawn_blocking(|| crate::smtp_sink::SmtpSink::start(&[]))
+        .await
+        .unwrap()
+        .expect("starting smtp-sink");
+    let smtp = crate::send::smtp_config(sink.port(), 1);
+    let sender = leadloop::send::Sender::new(&smtp, None, store.clone()).unwrap();
+    let report = sender
+        .drain(tokio_util::sync::CancellationToken::new())
+        .await;
+    assert_eq!(report.sent, 1, "{report:?}");
+    let received = sink.messages();
+    assert_eq!(received.len(), 1);
+    let text = String::from_utf8_lossy(&received[0]).into_owned();
+    let head = text.split("\n\n").next().unwrap_or_default();
+    assert!(!head.contains(NAME), "written as-is:\n{head}");
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&received[0])
+        .unwrap();
+    assert_eq!(parsed.subject(), Some(format!("a for {NAME}").as_str()));
+    assert!(parsed.header("Bcc").is_none(), "{head}");
+    let to = parsed.to().unwrap().first().unwrap();
+    assert_eq!(to.name(), Some(NAME));
+    assert_eq!(to.address(), Some("eve@evil.example"));
 }
 
 /// An enrollment that ends while the scheduler decides it (a person unenrolls the lead, a
