@@ -36,6 +36,10 @@ pub use outbox::{
     OutboxState, SendOutcome, Suppression, Transition,
 };
 
+mod suppressions;
+
+pub use suppressions::SuppressionEntry;
+
 /// How often [`Store::checkpoints`] copies the SQLite log back into the database.
 pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
