@@ -23,6 +23,7 @@ use crate::send;
 use crate::store::{Lead, LeadFilter, OutboxEntry, OutboxId, OutboxState, SendOutcome, Transition};
 
 mod sequences;
+mod undo;
 
 /// Files larger than this are not classified whole by `leadloop classify` (the same default the
 /// daemon uses when the configuration does not say).
@@ -108,6 +109,9 @@ enum Command {
     Outbox(OutboxCommand),
     /// Send a test message now through the configured transport (recorded in the outbox).
     SendTest(SendTestArgs),
+    /// List, lift or add suppressions (addresses and domains nothing is sent to).
+    #[command(subcommand)]
+    Suppressions(undo::SuppressionsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +189,14 @@ enum LeadsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Set a lead's status by hand, e.g. to restore one marked bounced by mistake.
+    Status {
+        /// The lead's email address.
+        email: String,
+        /// The new status.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::sequence::file::STATUSES))]
+        status: String,
     },
 }
 
@@ -286,6 +298,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SendTest(args) => {
             let config = load(&cli.config)?;
             runtime()?.block_on(send_test(&config, &args))
+        }
+        Command::Suppressions(cmd) => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(undo::suppressions(&config, cmd))
         }
     }
 }
@@ -630,6 +646,9 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 )?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        LeadsCommand::Status { email, status } => {
+            undo::lead_status(&store, &email, &status, &mut out).await
         }
     }
 }
