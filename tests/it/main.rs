@@ -18,3 +18,4 @@ mod send;
 mod sequence;
 mod store;
 mod support;
+mod undo;
