@@ -25,6 +25,7 @@ use crate::store::{
 };
 
 mod sequences;
+mod undo;
 
 /// Files larger than this are not classified whole by `leadloop classify` (the same default the
 /// daemon uses when the configuration does not say).
@@ -110,6 +111,9 @@ enum Command {
     Outbox(OutboxCommand),
     /// Send a test message now through the configured transport (recorded in the outbox).
     SendTest(SendTestArgs),
+    /// List, lift or add suppressions (addresses and domains nothing is sent to).
+    #[command(subcommand)]
+    Suppressions(undo::SuppressionsCommand),
     /// Pause or resume sending for every daemon on the database, or show whether it is paused.
     #[command(subcommand)]
     Sending(SendingCommand),
@@ -209,6 +213,14 @@ enum LeadsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Set a lead's status by hand, e.g. to restore one marked bounced by mistake.
+    Status {
+        /// The lead's email address.
+        email: String,
+        /// The new status.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::sequence::file::STATUSES))]
+        status: String,
     },
 }
 
@@ -310,6 +322,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SendTest(args) => {
             let config = load(&cli.config)?;
             runtime()?.block_on(send_test(&config, &args))
+        }
+        Command::Suppressions(cmd) => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(undo::suppressions(&config, cmd))
         }
         Command::Sending(cmd) => {
             let config = load(&cli.config)?;
@@ -738,6 +754,9 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 )?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        LeadsCommand::Status { email, status } => {
+            undo::lead_status(&store, &email, &status, &mut out).await
         }
     }
 }

@@ -38,6 +38,10 @@ pub use outbox::{
 };
 pub use sending::{Pause, PausedBy};
 
+mod suppressions;
+
+pub use suppressions::SuppressionEntry;
+
 /// How often [`Store::checkpoints`] copies the SQLite log back into the database.
 pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 

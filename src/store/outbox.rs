@@ -291,13 +291,15 @@ pub enum Suppression {
 }
 
 impl Suppression {
-    fn kind(&self) -> &'static str {
+    /// `address` or `domain`, as stored in the `kind` column.
+    pub fn kind(&self) -> &'static str {
         match self {
             Suppression::Address(_) => "address",
             Suppression::Domain(_) => "domain",
         }
     }
-    fn value(&self) -> String {
+    /// The stored value: lower-case, without a leading `@`.
+    pub fn value(&self) -> String {
         match self {
             Suppression::Address(v) | Suppression::Domain(v) => {
                 v.trim().trim_start_matches('@').to_lowercase()
@@ -1136,7 +1138,7 @@ impl Store {
     }
 }
 
-/// Adds a suppression inside a transaction (see [`Store::suppress`]).
+/// Adds a suppression inside a transaction (see [`Store::suppress`]); whether the entry is new.
 ///
 /// # Errors
 /// A failed query.
@@ -1145,8 +1147,8 @@ pub async fn suppress_in(
     entry: &Suppression,
     reason: &str,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
         "INSERT INTO suppressions (kind, value, reason, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (kind, value) DO NOTHING",
     )
@@ -1156,7 +1158,7 @@ pub async fn suppress_in(
     .bind(millis(now))
     .execute(&mut *tx)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// The lower-case domain of an address (`""` without an `@`).

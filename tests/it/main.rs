@@ -21,3 +21,4 @@ mod sequence;
 mod smtp_server;
 mod store;
 mod support;
+mod undo;
