@@ -563,6 +563,15 @@ async fn tls_and_auth_implicit_and_starttls() {
                 .unwrap()
         };
         let trusted = server_config(Some(certs.path().join("ca.pem")));
+        let sender_with = |config: &SmtpConfig, pw: &str| {
+            Sender::with_options(
+                config,
+                Some(password(pw)),
+                store.clone(),
+                SenderOptions::from_config(config),
+            )
+            .unwrap()
+        };
 
         // Right password, trusted certificate: delivered over TLS after AUTH.
         let n = if mode == TlsMode::Implicit { 1 } else { 10 };
@@ -571,15 +580,9 @@ async fn tls_and_auth_implicit_and_starttls() {
             .await
             .unwrap()
             .unwrap();
-        let s = Sender::with_options(
-            &trusted,
-            Some(password("s3cret-pw")),
-            store.clone(),
-            SenderOptions::from_config(&trusted),
-        )
-        .unwrap();
         assert_eq!(
-            s.send_now(ok)
+            sender_with(&trusted, "s3cret-pw")
+                .send_now(ok)
                 .await
                 .unwrap()
                 .map(|o| matches!(o, leadloop::store::SendOutcome::Sent { .. })),
@@ -598,14 +601,9 @@ async fn tls_and_auth_implicit_and_starttls() {
             .await
             .unwrap()
             .unwrap();
-        let s = Sender::with_options(
-            &trusted,
-            Some(password("hunter2-wrong")),
-            store.clone(),
-            SenderOptions::from_config(&trusted),
-        )
-        .unwrap();
-        let report = s.drain(CancellationToken::new()).await;
+        let report = sender_with(&trusted, "hunter2-wrong")
+            .drain(CancellationToken::new())
+            .await;
         assert_eq!((report.held, report.paused), (1, true), "{report:?}");
         let e = entry(&store, wrong).await;
         assert_eq!(e.state, OutboxState::Pending, "{e:?}");
@@ -627,14 +625,9 @@ async fn tls_and_auth_implicit_and_starttls() {
 
         // An untrusted certificate is refused before anything is sent: the same.
         let untrusted = server_config(None);
-        let s = Sender::with_options(
-            &untrusted,
-            Some(password("s3cret-pw")),
-            store.clone(),
-            SenderOptions::from_config(&untrusted),
-        )
-        .unwrap();
-        let report = s.drain(CancellationToken::new()).await;
+        let report = sender_with(&untrusted, "s3cret-pw")
+            .drain(CancellationToken::new())
+            .await;
         assert_eq!((report.held, report.paused), (1, true), "{report:?}");
         let e = entry(&store, wrong).await;
         assert_eq!(e.state, OutboxState::Pending, "{e:?}");
@@ -643,14 +636,9 @@ async fn tls_and_auth_implicit_and_starttls() {
         store.resume_sending(Utc::now()).await.unwrap();
 
         // Fixed: the message that waited is delivered, once.
-        let s = Sender::with_options(
-            &trusted,
-            Some(password("s3cret-pw")),
-            store.clone(),
-            SenderOptions::from_config(&trusted),
-        )
-        .unwrap();
-        let report = s.drain(CancellationToken::new()).await;
+        let report = sender_with(&trusted, "s3cret-pw")
+            .drain(CancellationToken::new())
+            .await;
         assert_eq!((report.sent, report.paused), (1, false), "{report:?}");
         assert_eq!(server.accepted().len(), 2);
     }

@@ -2,33 +2,16 @@
 //! run as the real binary against the test database, after a real SMTP refusal marked the lead
 //! bounced and suppressed its address.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::Utc;
 use leadloop::send::{Sender, SenderOptions};
 use leadloop::store::{Store, Suppression};
 use tokio_util::sync::CancellationToken;
 
-use crate::send::{plain, smtp_config};
+use crate::send::{daemon_config, plain, smtp_config};
 use crate::smtp_sink::SmtpSink;
 use crate::support::{assert_bounced_and_suppressed, lead_by_email, seed_leads, test_store};
-
-/// A configuration naming the test database and nothing that sends.
-fn config(dir: &Path, db_url: &str) -> PathBuf {
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(dir.join("inbox").join(sub)).unwrap();
-    }
-    let path = dir.join("leadloop.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[database]\nurl = {db_url:?}\n\n[maildir]\npath = \"inbox\"\n\n\
-             [identity]\naddresses = [\"hello@company.test\"]\n"
-        ),
-    )
-    .unwrap();
-    path
-}
 
 /// Exit code, stdout and stderr of `leadloop ARGS --config CONFIG`.
 fn run_cli(config: &Path, args: &[&str]) -> (i32, String, String) {
@@ -89,7 +72,8 @@ async fn send_one(
 async fn a_wrong_refusal_is_undone_and_the_lead_is_mailed_again() {
     let (store, db) = test_store().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &db.url);
+    // Nothing here sends: the [smtp] port is never used.
+    let config = daemon_config(dir.path(), &db.url, 1);
     let leads = seed_leads(&store, &["eve@example.org".into()]).await;
     let eve = leads[0].id.0;
 
@@ -212,7 +196,8 @@ async fn a_wrong_refusal_is_undone_and_the_lead_is_mailed_again() {
 async fn suppressions_are_removed_by_address_or_domain_and_refused_clearly() {
     let (store, db) = test_store().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &db.url);
+    // Nothing here sends: the [smtp] port is never used.
+    let config = daemon_config(dir.path(), &db.url, 1);
     seed_leads(
         &store,
         &["bob@example.org".into(), "carol@spam.test".into()],
@@ -329,7 +314,8 @@ async fn suppressions_are_removed_by_address_or_domain_and_refused_clearly() {
 async fn lead_status_refuses_unknown_statuses_and_leads() {
     let (store, db) = test_store().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &db.url);
+    // Nothing here sends: the [smtp] port is never used.
+    let config = daemon_config(dir.path(), &db.url, 1);
     seed_leads(&store, &["dan@example.org".into()]).await;
 
     let (code, out, err) = run_cli(&config, &["leads", "status", "dan@example.org", "happy"]);
