@@ -14,6 +14,7 @@ mod dovecot_fixture;
 mod ingest_imap;
 mod ingest_maildir;
 mod outbox;
+mod postfix;
 mod send;
 mod sequence;
 mod store;
