@@ -340,10 +340,14 @@ impl Sender {
                     .pause_sending(PausedBy::Breaker, reason, Utc::now())
                     .await
                 {
-                    Ok((pause, _)) => {
-                        error!(
-                            "{pause}. Nothing was failed or suppressed; the messages wait. Fix the cause, then run `leadloop sending resume`"
-                        );
+                    Ok((pause, newly)) => {
+                        // Messages in flight on other connections meet the same refusal: the
+                        // pause is announced once.
+                        if newly {
+                            error!(
+                                "{pause}. Nothing was failed or suppressed; the messages wait. Fix the cause, then run `leadloop sending resume`"
+                            );
+                        }
                         paused = Some(pause);
                         to_pause = None;
                     }

@@ -1,4 +1,5 @@
-//! Integration tests against real servers: a private Dovecot, SQLite files and, when
+//! Integration tests against real servers: a private Dovecot, a private Postfix, smtp-sink,
+//! a scripted SMTP server, SQLite files and, when
 //! `LEADLOOP_TEST_DATABASE_URL` names one, PostgreSQL. One test binary, one module per part,
 //! so the fixture and helpers are compiled and linked once.
 
@@ -14,6 +15,8 @@ mod dovecot_fixture;
 mod ingest_imap;
 mod ingest_maildir;
 mod outbox;
+mod postfix;
+mod postfix_refusals;
 mod refusals;
 mod send;
 mod sending;
