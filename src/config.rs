@@ -87,7 +87,8 @@ pub enum SmtpTransport {
 /// The SMTP server of `[smtp] transport = "smtp"`.
 #[derive(Debug, Clone)]
 pub struct SmtpServer {
-    /// Host name (also the TLS server name).
+    /// Host name or IP address (also the TLS server name); an IPv6 address without the
+    /// brackets the file writes it in.
     pub host: String,
     /// Port.
     pub port: u16,
@@ -1063,11 +1064,11 @@ fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapC
     let span = imap.span();
     let imap = imap.into_inner();
     let host = imap.host.get_ref().trim().to_owned();
-    if host.is_empty() || host.contains(['/', ' ', ':']) && !host.starts_with('[') {
+    if !is_host(&host) {
         ck.at(
             imap.host.span(),
             "imap.host",
-            "expected a host name or IP address",
+            "expected a host name or IP address (an IPv6 address in brackets: \"[::1]\")",
         );
     }
     let tls = *imap.tls.get_ref();
@@ -1123,7 +1124,7 @@ fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapC
         port: imap
             .port
             .unwrap_or(if tls == TlsMode::Implicit { 993 } else { 143 }),
-        host,
+        host: unbracket(&host),
         tls,
         ca_file: imap.ca_file.as_deref().map(|p| resolve_path(dir, p)),
         user: imap.user.into_inner(),
@@ -1293,7 +1294,7 @@ fn check_smtp(ck: &mut Checker<'_>, smtp: Spanned<RawSmtp>, dir: &Path) -> SmtpC
                 TlsMode::Starttls => 587,
                 TlsMode::None => 25,
             }),
-            host,
+            host: unbracket(&host),
             tls,
             ca_file: smtp.ca_file.as_deref().map(|p| resolve_path(dir, p)),
             hello_name: smtp.hello_name.map(|n| n.into_inner().trim().to_owned()),
@@ -1381,6 +1382,15 @@ fn check_smtp(ck: &mut Checker<'_>, smtp: Spanned<RawSmtp>, dir: &Path) -> SmtpC
             None => 5,
         },
     }
+}
+
+/// A host as sockets and TLS want it: an IPv6 literal without the brackets the configuration
+/// writes it in.
+fn unbracket(host: &str) -> String {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .to_owned()
 }
 
 /// A host name, an IPv4 address, or an IPv6 address in brackets (`[::1]`, as in URLs, so the

@@ -318,7 +318,7 @@ impl Connector {
     /// Connects, secures, greets and authenticates.
     async fn connect(&self) -> Result<Connection, Failure> {
         let net = |detail: String| Failure::new(Stage::Connect, FailKind::Network, detail);
-        let addr = (self.host(), self.server.port);
+        let addr = (self.server.host.as_str(), self.server.port);
         let tcp = match tokio::time::timeout(self.timeout, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(net(format!("cannot connect: {e}"))),
@@ -336,7 +336,7 @@ impl Connector {
         let read_begun = Arc::new(AtomicBool::new(false));
         let stream: Box<dyn AsyncTokioStream> = match &self.implicit {
             Some(tls) => {
-                let name = ServerName::try_from(self.host().to_owned())
+                let name = ServerName::try_from(self.server.host.clone())
                     .map_err(|e| net(format!("not a TLS server name: {e}")))?;
                 let tls = tokio::time::timeout(self.timeout, tls.connect(name, tcp))
                     .await
@@ -390,15 +390,6 @@ impl Connector {
             pipelining,
             read_begun,
         })
-    }
-
-    /// The host to connect to: an IPv6 literal is written `[::1]` in the configuration (as in
-    /// a URL) but connected to, and named in TLS, without its brackets.
-    fn host(&self) -> &str {
-        let h = self.server.host.as_str();
-        h.strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(h)
     }
 
     /// Hands one message to the server over `slot`'s connection (opening one if needed).
@@ -675,7 +666,43 @@ impl AsyncWrite for Tls {
 
 #[cfg(test)]
 mod tests {
-    use super::DataBody;
+    use super::{DataBody, describe};
+
+    /// An error that prints its own text followed by its cause's, as lettre's do.
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<Box<Wrapped>>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)?;
+            if let Some(inner) = &self.1 {
+                write!(f, ": {inner}")?;
+            }
+            Ok(())
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_is_one_line_without_repeats() {
+        let e = Wrapped(
+            "Connection error",
+            Some(Box::new(Wrapped(
+                "Connection error",
+                Some(Box::new(Wrapped("Connection refused (os error 111)", None))),
+            ))),
+        );
+        assert_eq!(
+            describe(&e),
+            "Connection error: Connection refused (os error 111)"
+        );
+        assert_eq!(describe(&Wrapped("tls error", None)), "tls error");
+    }
 
     fn data(s: &str) -> String {
         DataBody(s).to_string()

@@ -256,20 +256,21 @@ async fn tls_closed_after_the_dot_is_interrupted_not_resent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ipv6_literal_host_connects() {
-    let (store, _db) = test_store().await;
+async fn an_ipv6_literal_host_in_the_configuration_connects() {
+    let (_store, db) = test_store().await;
     let server = TestSmtp::start(Script {
         ipv6: true,
         ..Script::default()
     })
     .await;
-    let mut config = smtp_config(server.port, 1);
-    if let leadloop::config::SmtpTransport::Smtp(s) = &mut config.transport {
-        s.host = "[::1]".into();
-    }
-    enqueue_for(&store, &addresses("v", 1)).await;
-    let report = sender(&store, &config)
-        .drain(CancellationToken::new())
-        .await;
-    assert_eq!(report.sent, 1, "{report:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::send::daemon_config(dir.path(), &db.url, server.port);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("host = \"127.0.0.1\"", "host = \"[::1]\"");
+    std::fs::write(&config, text).unwrap();
+    assert_eq!(crate::send::run_cli(&config, &["check"]).0, 0);
+    let (code, out) = crate::send::run_cli(&config, &["send-test", "--to", "v@example.org"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(server.accepted().len(), 1);
 }

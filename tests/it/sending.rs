@@ -185,7 +185,7 @@ async fn send_test_sends_as_the_first_sender_with_mime_headers() {
 }
 
 #[test]
-fn check_refuses_hosts_that_cannot_be_connected_to() {
+fn check_refuses_hosts_that_cannot_be_connected_to_and_a_breaker_of_one() {
     let dir = tempfile::tempdir().unwrap();
     for (host, ok) in [
         ("[::1]", true),
@@ -206,6 +206,17 @@ fn check_refuses_hosts_that_cannot_be_connected_to() {
         assert_eq!(code == 0, ok, "{host}: {out}");
         if !ok {
             assert!(out.contains("smtp.host"), "{host}: {out}");
+        }
+    }
+    for (value, ok) in [("0", true), ("1", false), ("2", true), ("-1", false)] {
+        let config = daemon_config(dir.path(), "sqlite://x.db?mode=rwc", 2525);
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text.push_str(&format!("pause_after_refusals = {value}\n"));
+        std::fs::write(&config, text).unwrap();
+        let (code, out) = run_cli(&config, &["check"]);
+        assert_eq!(code == 0, ok, "{value}: {out}");
+        if value == "1" {
+            assert!(out.contains("smtp.pause_after_refusals"), "{out}");
         }
     }
 }
