@@ -126,3 +126,26 @@ async fn run_once_without_auth_pauses_and_says_so() {
     let (_, out) = run_cli(&config, &["suppressions", "list", "--json"]);
     assert_eq!(out.trim(), "", "nothing suppressed: {out}");
 }
+
+/// `send-test` against a server that refuses our sender: the person reads the server's reply
+/// and the fix; the test address is not suppressed and the daemon's sending is not paused (it
+/// pauses by itself if its own mail meets the same refusal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_refused_for_our_sender_suppresses_nothing() {
+    let (store, db) = test_store().await;
+    let postfix = PrivatePostfix::start(KNOWN, LISTENERS).expect("starting Postfix");
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &db.url, postfix.port(1));
+    let (code, out) = run_cli(&config, &["send-test", "--to", "ana@example.org"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Sender address rejected"), "{out}");
+    assert!(out.contains("likely fix"), "{out}");
+    assert!(store.suppressed("ana@example.org").await.unwrap().is_none());
+    assert!(store.sending_paused().await.unwrap().is_none());
+
+    // The same command against the right listener delivers.
+    let config = daemon_config(dir.path(), &db.url, postfix.port(0));
+    let (code, out) = run_cli(&config, &["send-test", "--to", "ana@example.org"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(postfix.wait_delivered(1, Duration::from_secs(20)).len(), 1);
+}
