@@ -34,7 +34,9 @@
 //! (their rows stay `sending`) while the run lasts; when it breaks they are recorded as they
 //! are, and when it trips they all go back to waiting. Nothing is failed or suppressed for a
 //! refusal about us, and only a person resumes (`leadloop sending resume`). While paused, the
-//! dispatcher looks at the pause once a second.
+//! dispatcher looks at the pause once a second. A crash while refusals are held back leaves
+//! their rows `sending`, so `interrupted` after the restart: on the safe side (nothing
+//! suppressed, nothing resent by itself), a person decides.
 //!
 //! The dispatcher sleeps until the next due time, until [`Store::wake_sender`] says new work
 //! arrived, or at the latest `POLL` (other daemons on the same PostgreSQL database enqueue
@@ -829,4 +831,124 @@ pub fn test_message(
         raw: message.formatted(),
         due_at: now,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Breaker, Finished};
+    use crate::store::{OutboxId, SendOutcome};
+
+    fn refused(id: i64, to: &str, reply: &str) -> Finished {
+        Finished {
+            worker: 0,
+            id: OutboxId(id),
+            recipient: to.to_owned(),
+            outcome: SendOutcome::Failed {
+                error: format!("RCPT TO: {reply}"),
+                recipient_rejected: true,
+            },
+            refusal: Some(super::refusal::signature(550, reply)),
+        }
+    }
+
+    fn sent(id: i64) -> Finished {
+        Finished {
+            worker: 0,
+            id: OutboxId(id),
+            recipient: format!("ok{id}@example.org"),
+            outcome: SendOutcome::Sent {
+                response: "250 ok".into(),
+            },
+            refusal: None,
+        }
+    }
+
+    fn held(record: &[(OutboxId, SendOutcome)]) -> usize {
+        record
+            .iter()
+            .filter(|(_, o)| matches!(o, SendOutcome::Held { .. }))
+            .count()
+    }
+
+    #[test]
+    fn a_run_of_different_recipients_refused_alike_trips_and_holds_them_all() {
+        let mut b = Breaker::new(3);
+        let mut record = Vec::new();
+        let unknown = "5.1.1 <x@example.org> User unknown";
+        assert!(
+            b.observe(refused(1, "a@example.org", unknown), &mut record)
+                .is_none()
+        );
+        // The same recipient again does not count twice.
+        assert!(
+            b.observe(refused(2, "a@example.org", unknown), &mut record)
+                .is_none()
+        );
+        assert!(
+            b.observe(refused(3, "b@example.org", unknown), &mut record)
+                .is_none()
+        );
+        assert!(
+            record.is_empty(),
+            "held back while the run lasts: {record:?}"
+        );
+        let reason = b
+            .observe(refused(4, "c@example.org", unknown), &mut record)
+            .expect("the third different recipient trips it");
+        assert!(reason.contains("3 different recipients"), "{reason}");
+        assert_eq!((record.len(), held(&record)), (4, 4), "{record:?}");
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_run_that_breaks_is_recorded_as_it_was() {
+        let mut b = Breaker::new(3);
+        let mut record = Vec::new();
+        b.observe(refused(1, "a@example.org", "5.1.1 unknown"), &mut record);
+        b.observe(refused(2, "b@example.org", "5.1.1 unknown"), &mut record);
+        // A different reply starts a new run; the old one is recorded as failures.
+        b.observe(refused(3, "c@example.org", "5.2.1 disabled"), &mut record);
+        assert_eq!(record.len(), 2);
+        assert_eq!(held(&record), 0);
+        // A success ends the run too.
+        assert!(b.observe(sent(4), &mut record).is_none());
+        assert_eq!(record.len(), 4);
+        assert_eq!(held(&record), 0);
+        assert!(b.is_empty());
+        // What is held when nothing more comes is recorded on flush.
+        b.observe(refused(5, "d@example.org", "5.1.1 unknown"), &mut record);
+        let flushed: Vec<_> = b.flush().collect();
+        assert_eq!(flushed.len(), 1);
+        assert!(matches!(flushed[0].1, SendOutcome::Failed { .. }));
+    }
+
+    #[test]
+    fn a_refusal_about_us_holds_the_run_with_it() {
+        let mut b = Breaker::new(5);
+        let mut record = Vec::new();
+        b.observe(refused(1, "a@example.org", "5.1.1 unknown"), &mut record);
+        let us = Finished {
+            worker: 0,
+            id: OutboxId(2),
+            recipient: "b@example.org".into(),
+            outcome: SendOutcome::Held {
+                error: "535 5.7.8 bad credentials".into(),
+            },
+            refusal: None,
+        };
+        let reason = b.observe(us, &mut record).expect("pauses");
+        assert!(reason.contains("535"), "{reason}");
+        assert_eq!((record.len(), held(&record)), (2, 2), "{record:?}");
+    }
+
+    #[test]
+    fn a_breaker_of_zero_records_everything_at_once() {
+        let mut b = Breaker::new(0);
+        let mut record = Vec::new();
+        for n in 0..10 {
+            let f = refused(n, &format!("r{n}@example.org"), "5.1.1 unknown");
+            assert!(b.observe(f, &mut record).is_none());
+        }
+        assert_eq!((record.len(), held(&record)), (10, 0));
+    }
 }
