@@ -745,7 +745,17 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             }
             writeln!(out, "  timeline:")?;
             for e in &events {
-                let subject = e.subject.as_deref().unwrap_or("");
+                // Messages show their subject; changes made by hand say what changed.
+                let change = match e.kind.as_str() {
+                    "status_changed" => Some(format!(
+                        "{} -> {}",
+                        e.detail["from"].as_str().unwrap_or("?"),
+                        e.detail["to"].as_str().unwrap_or("?")
+                    )),
+                    "suppressed" | "unsuppressed" => e.detail["value"].as_str().map(str::to_owned),
+                    _ => None,
+                };
+                let subject = change.as_deref().or(e.subject.as_deref()).unwrap_or("");
                 writeln!(
                     out,
                     "    {}  {:<8} {subject}",

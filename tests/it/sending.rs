@@ -118,7 +118,7 @@ async fn a_running_daemon_honours_a_pause_within_a_second() {
     // the daemon's next claim sees the pause.
     assert_eq!(run_cli(&config, &["sending", "pause"]).0, 0);
     let at_pause = sink.count();
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(4000));
     let settled = sink.count();
     assert!(
         settled <= at_pause + 8,
@@ -130,10 +130,11 @@ async fn a_running_daemon_honours_a_pause_within_a_second() {
     assert_eq!(counts.get("sending"), None, "{counts:?}");
     assert!(settled < total as usize);
 
-    // Resumed: the daemon notices within about a second and goes on.
+    // Resumed: the daemon notices within about a second and goes on (each message then takes
+    // the sink's second; the margin is for a loaded machine).
     assert_eq!(run_cli(&config, &["sending", "resume"]).0, 0);
     assert!(
-        wait_for(settled + 1, Duration::from_secs(4)),
+        wait_for(settled + 1, Duration::from_secs(8)),
         "not resumed: {} sent",
         sink.count()
     );

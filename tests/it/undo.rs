@@ -157,6 +157,13 @@ async fn a_wrong_refusal_is_undone_and_the_lead_is_mailed_again() {
     );
     let kinds: Vec<&str> = t.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["inquiry", "bounced", "status_changed"], "{t:?}");
+    // The text view says what changed.
+    let (_, out, _) = run_cli(&config, &["leads", "show", "eve@example.org"]);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("status_changed") && l.trim_end().ends_with("bounced -> new")),
+        "{out}"
+    );
 
     // Then the suppression, named as the person typed it.
     let (code, out, err) = run_cli(&config, &["suppressions", "remove", "<EVE@Example.org>"]);
