@@ -39,6 +39,13 @@ async fn assert_untouched(store: &Store, emails: &[String]) {
     }
 }
 
+/// One pass of a one-connection sender (messages go out in order) against `port`.
+async fn drain_one(store: &Store, port: u16) -> leadloop::send::SendReport {
+    sender(store, &smtp_config(port, 1))
+        .drain(CancellationToken::new())
+        .await
+}
+
 fn addresses(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}@example.org")).collect()
 }
@@ -112,9 +119,7 @@ async fn a_refused_mail_from_or_missing_auth_pauses_sending() {
         let server = TestSmtp::start(script).await;
         let emails = addresses("m", 2);
         let ids = enqueue_for(&store, &emails).await;
-        let report = sender(&store, &smtp_config(server.port, 1))
-            .drain(CancellationToken::new())
-            .await;
+        let report = drain_one(&store, server.port).await;
         assert_eq!((report.held, report.paused), (1, true), "{report:?}");
         assert_untouched(&store, &emails).await;
         for id in ids {
@@ -135,9 +140,7 @@ async fn many_recipients_refused_alike_trip_the_breaker_without_a_bounce() {
     .await;
     let emails = addresses("b", 7);
     let ids = enqueue_for(&store, &emails).await;
-    let report = sender(&store, &smtp_config(server.port, 1))
-        .drain(CancellationToken::new())
-        .await;
+    let report = drain_one(&store, server.port).await;
     assert_eq!(
         (report.held, report.failed, report.paused),
         (5, 0, true),
@@ -159,9 +162,7 @@ async fn many_recipients_refused_alike_trip_the_breaker_without_a_bounce() {
 
     // Resumed with the server fixed: all seven arrive, once each.
     store.resume_sending(Utc::now()).await.unwrap();
-    let report = sender(&store, &smtp_config(server.port, 1))
-        .drain(CancellationToken::new())
-        .await;
+    let report = drain_one(&store, server.port).await;
     assert_eq!(report.sent, 7, "{report:?}");
 }
 
@@ -176,9 +177,7 @@ async fn a_short_run_of_refusals_is_recorded_as_real_bounces() {
     .await;
     let emails = addresses("r", 4);
     let ids = enqueue_for(&store, &emails).await;
-    let report = sender(&store, &smtp_config(server.port, 1))
-        .drain(CancellationToken::new())
-        .await;
+    let report = drain_one(&store, server.port).await;
     assert_eq!(
         (report.failed, report.sent, report.held, report.paused),
         (2, 2, 0, false),
