@@ -115,16 +115,19 @@ impl Store {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(Pause, bool), StoreError> {
+        // An upsert, so a pause holds even if the row was deleted by hand: a pause that
+        // silently did nothing would let a refusal about us repeat for every lead.
         let done = sqlx::query(
-            "UPDATE sending_control SET paused_at = $1, paused_by = $2, reason = $3, updated_at = $1 \
-             WHERE id = 1 AND paused_at IS NULL",
+            "INSERT INTO sending_control (id, paused_at, paused_by, reason, updated_at) VALUES (1, $1, $2, $3, $1) \
+             ON CONFLICT (id) DO UPDATE SET paused_at = $1, paused_by = $2, reason = $3, updated_at = $1 \
+             WHERE sending_control.paused_at IS NULL",
         )
         .bind(millis(now))
         .bind(by.as_str())
         .bind(reason)
         .execute(&self.pool)
         .await?;
-        // The row exists from its migration on; reading it back gives whichever pause won.
+        // Reading it back gives whichever pause won.
         let pause = self.sending_paused().await?.unwrap_or(Pause {
             since: now,
             by,

@@ -221,3 +221,23 @@ fn check_refuses_hosts_that_cannot_be_connected_to_and_a_breaker_of_one() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_holds_even_when_its_row_was_deleted_by_hand() {
+    let (store, db) = test_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &db.url, 2525);
+    {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+        sqlx::query("DELETE FROM sending_control")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert!(store.sending_paused().await.unwrap().is_none());
+    assert_eq!(run_cli(&config, &["sending", "pause"]).0, 0);
+    assert!(store.sending_paused().await.unwrap().is_some());
+    assert_eq!(run_cli(&config, &["sending", "resume"]).0, 0);
+    assert!(store.sending_paused().await.unwrap().is_none());
+}
