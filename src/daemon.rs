@@ -186,8 +186,10 @@ pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::R
     let source = Source::new(config, store.clone())?;
     let sender = sender(config, store.clone())?;
     let ingest = source.sync_once(&shutdown).await;
+    // While sending is paused, due steps stay with their enrollments (see the scheduler).
+    let paused = matches!(store.sending_paused().await, Ok(Some(_)));
     let scheduled = match &ingest {
-        Ok(_) if !config.sequences.sequences.is_empty() => {
+        Ok(_) if !config.sequences.sequences.is_empty() && !paused => {
             let scheduler = Scheduler::new(
                 store.clone(),
                 Arc::clone(&config.sequences),

@@ -27,6 +27,8 @@ const BATCH: usize = 200;
 /// How long a claim protects an enrollment from other schedulers: far longer than a batch
 /// takes, short enough that a crashed daemon's claims come free soon.
 const LEASE: Duration = Duration::from_secs(300);
+/// How often a scheduler waiting out a sending pause looks whether it was lifted.
+const PAUSE_POLL: Duration = Duration::from_secs(1);
 /// The longest sleep: another daemon sharing the database may enroll leads this one is not
 /// told about; an index lookup once a minute finds them.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -354,7 +356,28 @@ impl Scheduler {
                 Err(e) => warn!(error = %crate::ingest::error_chain(&e), "cannot release held enrollments"),
             }
             let mut backoff = Duration::from_secs(1);
+            let mut paused = false;
             loop {
+                // While sending is paused, steps stay with their enrollments rather than pile
+                // up in the outbox: on resume each is decided afresh (send windows, caps, and a
+                // reply that came meanwhile ends it instead of being followed by a stale step).
+                match self.store.sending_paused().await {
+                    Ok(Some(_)) => {
+                        if !paused {
+                            info!("sending is paused: due sequence steps wait");
+                            paused = true;
+                        }
+                        tokio::select! {
+                            () = cancel.cancelled() => break,
+                            () = tokio::time::sleep(PAUSE_POLL) => {}
+                        }
+                        continue;
+                    }
+                    Ok(None) => paused = false,
+                    Err(e) => {
+                        warn!(error = %crate::ingest::error_chain(&e), "cannot read whether sending is paused");
+                    }
+                }
                 let now = Utc::now();
                 let sleep = match self.run_due(now).await {
                     Ok(r) => {

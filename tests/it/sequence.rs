@@ -766,3 +766,43 @@ async fn an_enrollment_ended_while_it_is_decided_stays_ended() {
     assert!(later.is_empty(), "{later:?}");
     assert!(outbox(&store).await.is_empty());
 }
+
+/// While sending is paused the scheduler enqueues nothing: due steps wait with their
+/// enrollments, and go out once sending resumes (decided afresh then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sending_pause_keeps_due_steps_out_of_the_outbox() {
+    let (store, _db) = test_store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let seq = format!("{ENROLL}{}", step("a", "0m"));
+    let c = catalog(dir.path(), &[("welcome", seq)], open_policy());
+    let (_, fresh) = store
+        .pause_sending(leadloop::store::PausedBy::Cli, "maintenance", Utc::now())
+        .await
+        .unwrap();
+    assert!(fresh);
+    record(
+        &store,
+        &c,
+        &[inquiry(1, "jane@acme.example", MessageKind::Inquiry)],
+        t0(),
+    )
+    .await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = {
+        let s = scheduler(&store, &c);
+        let cancel = cancel.clone();
+        tokio::spawn(async move { s.run(cancel).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(outbox(&store).await.is_empty(), "enqueued while paused");
+
+    store.resume_sending(Utc::now()).await.unwrap();
+    let steps = wait_for(|| async {
+        let steps = steps_of(&outbox(&store).await, "jane@acme.example");
+        (!steps.is_empty()).then_some(steps)
+    })
+    .await;
+    assert_eq!(steps, ["a"]);
+    cancel.cancel();
+    task.await.unwrap();
+}
