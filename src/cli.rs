@@ -358,8 +358,7 @@ async fn sending(config: &Config, cmd: SendingCommand) -> anyhow::Result<ExitCod
                 let waiting = waiting_messages(&store).await?;
                 writeln!(
                     out,
-                    "sending resumed ({waiting} messages waiting); it was {}",
-                    pause.to_string().trim_start_matches("sending is ")
+                    "sending resumed ({waiting} messages waiting); until now {pause}"
                 )?;
             }
             None => writeln!(out, "sending was not paused")?,

@@ -653,9 +653,7 @@ fn resolve_path(dir: &Path, p: &str) -> PathBuf {
 
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
+        || unbracket(host)
             .parse::<IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }

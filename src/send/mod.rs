@@ -607,31 +607,21 @@ impl Sender {
         let outcome = match (f.kind, f.stage) {
             (FailKind::Permanent, stage) => match &f.reply {
                 Some(reply) => {
-                    let signature = Some(refusal::signature(reply.code, &reply.text));
-                    return match refusal::judge(stage, reply.code, &reply.text) {
-                        Fault::Us { fix } => (
-                            SendOutcome::Held {
-                                error: format!(
-                                    "{error} — this refusal is about us, not the recipient; likely fix: {fix}"
-                                ),
-                            },
-                            None,
-                        ),
-                        Fault::Recipient { suppress } => (
-                            SendOutcome::Failed {
-                                error,
-                                recipient_rejected: suppress,
-                            },
-                            signature,
-                        ),
-                        Fault::Message => (
-                            SendOutcome::Failed {
-                                error,
-                                recipient_rejected: false,
-                            },
-                            signature,
-                        ),
+                    let recipient_rejected = match refusal::judge(stage, reply.code, &reply.text) {
+                        Fault::Us { fix } => {
+                            let error = format!(
+                                "{error} — this refusal is about us, not the recipient; likely fix: {fix}"
+                            );
+                            return (SendOutcome::Held { error }, None);
+                        }
+                        Fault::Recipient { suppress } => suppress,
+                        Fault::Message => false,
                     };
+                    let outcome = SendOutcome::Failed {
+                        error,
+                        recipient_rejected,
+                    };
+                    return (outcome, Some(refusal::signature(reply.code, &reply.text)));
                 }
                 // No reply: an envelope this server can never take (invalid address, 8-bit
                 // without 8BITMIME): the message fails, nobody is at fault but the data.
