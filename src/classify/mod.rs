@@ -15,14 +15,12 @@ mod parse;
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use chrono::{DateTime, NaiveDate, Utc};
 use mail_parser::{Message, MessageParser};
 use regex::Regex;
-use serde::Serialize;
 
+pub use crate::domain::{Bounce, Classification, Person};
 use crate::domain::{EmailAddress, MessageKind};
 
 /// Everything the classifier needs to know about the team that owns the mailbox.
@@ -79,93 +77,8 @@ pub struct FormProfile {
     pub phone_fields: Vec<String>,
 }
 
-/// The person a message is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Person {
-    /// Normalised address; the lead's key.
-    pub email: EmailAddress,
-    /// Display name, when one was given.
-    pub name: Option<String>,
-    /// Company, from a form field, signature or the sender's domain.
-    pub company: Option<String>,
-    /// Phone number as written.
-    pub phone: Option<String>,
-}
-
-/// A delivery failure, from a DSN or a non-standard bounce.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Bounce {
-    /// The address that could not be delivered to.
-    pub recipient: Option<EmailAddress>,
-    /// True for a hard (5.x.x) failure, false for a soft or delayed one.
-    pub permanent: bool,
-    /// The enhanced status code (`5.1.1`), when stated.
-    pub status: Option<String>,
-}
-
-/// The classifier's decision about one message.
-#[derive(Debug, Clone, Serialize)]
-pub struct Classification {
-    /// What the message is.
-    pub kind: MessageKind,
-    /// The lead: the submitter of a form, the original sender of a forward, the writer of an
-    /// inquiry or reply. `None` for kinds that are not about a person we know.
-    pub lead: Option<Person>,
-    /// For forwards: the colleague who forwarded it, recorded as the lead's owner.
-    pub owner: Option<EmailAddress>,
-    /// Form fields (`Label: value`), labels as written.
-    pub fields: BTreeMap<String, String>,
-    /// Marketing channel, when the message says or the rules decide.
-    pub channel: Option<String>,
-    /// The form profile that matched, for forms.
-    pub form: Option<String>,
-    /// Delivery failure details, for bounces.
-    pub bounce: Option<Bounce>,
-    /// For auto-replies: the date the person says they are back.
-    pub return_date: Option<NaiveDate>,
-    /// Why the message is ignored (or why a decision was a fallback).
-    pub reason: Option<String>,
-    /// The rules that fired, in order, so a user can see why.
-    pub evidence: Vec<String>,
-    /// The message's own Message-ID, without angle brackets.
-    pub message_id: Option<String>,
-    /// Message-IDs from In-Reply-To and References, and the original message's ID for bounces.
-    pub references: Vec<String>,
-    /// Subject as decoded (the original subject for forwards).
-    pub subject: Option<String>,
-    /// The Date header, when it parses.
-    pub date: Option<DateTime<Utc>>,
-    /// For forwards: the original message's text as it was forwarded (at most
-    /// [`ORIGINAL_TEXT_MAX`] bytes), so the inquiry itself stays with the lead.
-    pub original_text: Option<String>,
-}
-
 /// Bytes of a forwarded original's text that are kept.
 pub const ORIGINAL_TEXT_MAX: usize = 16 * 1024;
-
-impl Classification {
-    /// An `ignored` decision with a reason, for input that could not be read at all.
-    pub fn ignored(reason: impl Into<String>) -> Self {
-        let reason = reason.into();
-        Classification {
-            kind: MessageKind::Ignored,
-            lead: None,
-            owner: None,
-            fields: BTreeMap::new(),
-            channel: None,
-            form: None,
-            bounce: None,
-            return_date: None,
-            evidence: vec![format!("ignored: {reason}")],
-            reason: Some(reason),
-            message_id: None,
-            references: Vec::new(),
-            subject: None,
-            date: None,
-            original_text: None,
-        }
-    }
-}
 
 /// Classifies one raw RFC 5322 message.
 ///

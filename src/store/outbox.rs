@@ -29,7 +29,6 @@
 //! a no-op that reports the existing row.
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -40,6 +39,7 @@ use tracing::instrument;
 
 use super::{Backend, Store, StoreError, from_millis, millis};
 use crate::domain::LeadId;
+pub use crate::domain::{OutboxId, OutboxState};
 
 /// A pool connection held across transactions ([`Store::keep_connection`]).
 pub struct KeptConnection(sqlx::pool::PoolConnection<sqlx::Any>);
@@ -47,85 +47,6 @@ pub struct KeptConnection(sqlx::pool::PoolConnection<sqlx::Any>);
 impl fmt::Debug for KeptConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("KeptConnection")
-    }
-}
-
-/// Database id of an outbox row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct OutboxId(pub i64);
-
-impl fmt::Display for OutboxId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
-/// Where an outbox message stands (see the module docs for the transitions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OutboxState {
-    /// Waiting for its due time.
-    Pending,
-    /// Being handed to the SMTP server right now (or the sender crashed while it was).
-    Sending,
-    /// Accepted by the server.
-    Sent,
-    /// A temporary failure; tried again at `next_attempt_at`.
-    Retry,
-    /// Refused for good, or retried until the max age.
-    Failed,
-    /// Was `sending` when its sender died: it may or may not have left. Never resent
-    /// automatically.
-    Interrupted,
-    /// Will not be sent: cancelled by a person, or the recipient is suppressed.
-    Cancelled,
-}
-
-impl OutboxState {
-    /// Every state.
-    pub const ALL: [OutboxState; 7] = [
-        OutboxState::Pending,
-        OutboxState::Sending,
-        OutboxState::Sent,
-        OutboxState::Retry,
-        OutboxState::Failed,
-        OutboxState::Interrupted,
-        OutboxState::Cancelled,
-    ];
-
-    /// The stable lower-case name used in the database, JSON and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutboxState::Pending => "pending",
-            OutboxState::Sending => "sending",
-            OutboxState::Sent => "sent",
-            OutboxState::Retry => "retry",
-            OutboxState::Failed => "failed",
-            OutboxState::Interrupted => "interrupted",
-            OutboxState::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl fmt::Display for OutboxState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OutboxState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        OutboxState::ALL
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                format!(
-                    "unknown state '{s}' (expected one of: {})",
-                    OutboxState::ALL.map(|k| k.as_str()).join(", ")
-                )
-            })
     }
 }
 

@@ -3,11 +3,24 @@
 //! Parsing happens once at the edge (a header, a config value, a CLI argument); past that point
 //! the rest of the program can rely on an [`EmailAddress`] being lower-cased and well formed, so
 //! the same person is never two leads because of a capital letter.
+//!
+//! This is the bottom layer: it imports nothing else from the crate. States and kinds are
+//! enums with one stable lower-case name each ([`LeadStatus::as_str`]); the database stores
+//! that name as text on both backends, and the store converts at its boundary, refusing a
+//! value the code does not know with an [`UnknownValue`] naming it.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+mod ids;
+mod message;
+mod state;
+
+pub use ids::{EnrollmentId, LeadId, MessageId, OutboxId, SequenceName, StepId};
+pub use message::{Bounce, Classification, MessageKind, Person};
+pub use state::{EnrollmentState, LeadStatus, OutboxState, UnknownValue, Verdict, VerdictKind};
 
 /// A syntactically valid, normalised email address (`local@domain`, lower-cased).
 ///
@@ -183,100 +196,6 @@ impl<'de> Deserialize<'de> for EmailAddress {
     }
 }
 
-/// What an inbound message is: exactly one of these per message (SPEC.md's table).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MessageKind {
-    /// A person wrote to the monitored address.
-    Inquiry,
-    /// A website form notification; the lead is the submitter.
-    Form,
-    /// Staff forwarded an inquiry; the lead is the original sender.
-    Forward,
-    /// An answer to a message leadloop sent.
-    Reply,
-    /// An automatic answer (vacation, out of office, RFC 3834).
-    Autoreply,
-    /// A delivery failure report.
-    Bounce,
-    /// A request to stop receiving mail.
-    Unsubscribe,
-    /// Sales' verdict on a handed-off lead.
-    Feedback,
-    /// Everything that must never become a lead, with the reason recorded.
-    Ignored,
-}
-
-impl MessageKind {
-    /// Every kind, in the order of SPEC.md's table.
-    pub const ALL: [MessageKind; 9] = [
-        MessageKind::Inquiry,
-        MessageKind::Form,
-        MessageKind::Forward,
-        MessageKind::Reply,
-        MessageKind::Autoreply,
-        MessageKind::Bounce,
-        MessageKind::Unsubscribe,
-        MessageKind::Feedback,
-        MessageKind::Ignored,
-    ];
-
-    /// The stable lower-case name used in JSON, the database and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageKind::Inquiry => "inquiry",
-            MessageKind::Form => "form",
-            MessageKind::Forward => "forward",
-            MessageKind::Reply => "reply",
-            MessageKind::Autoreply => "autoreply",
-            MessageKind::Bounce => "bounce",
-            MessageKind::Unsubscribe => "unsubscribe",
-            MessageKind::Feedback => "feedback",
-            MessageKind::Ignored => "ignored",
-        }
-    }
-
-    /// Whether a message of this kind creates or updates a lead.
-    pub fn creates_lead(self) -> bool {
-        matches!(
-            self,
-            MessageKind::Inquiry | MessageKind::Form | MessageKind::Forward
-        )
-    }
-}
-
-impl fmt::Display for MessageKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for MessageKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        MessageKind::ALL
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                format!(
-                    "unknown kind '{s}' (expected one of: {})",
-                    MessageKind::ALL.map(|k| k.as_str()).join(", ")
-                )
-            })
-    }
-}
-
-/// Database id of a lead.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct LeadId(pub i64);
-
-impl fmt::Display for LeadId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,7 +233,7 @@ mod tests {
     #[test]
     fn kinds_round_trip_through_their_names() {
         for k in MessageKind::ALL {
-            assert_eq!(k.as_str().parse::<MessageKind>().unwrap(), k);
+            assert_eq!(k.as_str().parse::<MessageKind>().unwrap(), *k);
         }
         assert!("lead".parse::<MessageKind>().is_err());
     }
