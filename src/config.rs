@@ -327,7 +327,7 @@ impl fmt::Display for ConfigError {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+pub(crate) struct RawConfig {
     database: Spanned<RawDatabase>,
     imap: Option<Spanned<RawImap>>,
     maildir: Option<Spanned<RawMaildir>>,

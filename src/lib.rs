@@ -49,3 +49,6 @@ pub mod render;
 pub mod send;
 pub mod sequence;
 pub mod store;
+
+#[cfg(test)]
+mod doc_keys;

@@ -120,7 +120,7 @@ impl Sequence {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawSequence {
+pub(crate) struct RawSequence {
     description: Option<String>,
     #[serde(default)]
     enroll: Option<Spanned<RawEnroll>>,
