@@ -21,6 +21,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::classify::{ChannelRule, FormProfile, Rules};
+pub use crate::diagnostics::Problem;
 use crate::domain::EmailAddress;
 use crate::sequence::{self, Catalog, Policy, Sender, Windows};
 
@@ -272,38 +273,6 @@ fn read_secret_file(path: &Path) -> Result<Secret, String> {
     Ok(Secret(value))
 }
 
-/// One problem found in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The file.
-    pub file: PathBuf,
-    /// 1-based line, when the problem has a place in the file.
-    pub line: Option<usize>,
-    /// 1-based column.
-    pub column: Option<usize>,
-    /// The dotted key (`imap.tls`), when known.
-    pub key: Option<String>,
-    /// What is wrong and, where possible, how to fix it.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(col) = self.column {
-                write!(f, ":{col}")?;
-            }
-        }
-        f.write_str(": ")?;
-        if let Some(key) = &self.key {
-            write!(f, "{key}: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
 /// Every problem found while loading a configuration.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ConfigError {
@@ -517,19 +486,8 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn at(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
-        let (line, column) = if span.is_empty() && span.start == 0 {
-            (None, None)
-        } else {
-            let (l, c) = line_col(self.text, span.start);
-            (Some(l), Some(c))
-        };
-        self.problems.push(Problem {
-            file: self.file.to_owned(),
-            line,
-            column,
-            key: Some(key.to_owned()),
-            message: message.into(),
-        });
+        let problem = Problem::at(self.file, self.text, span, key, message);
+        self.problems.push(problem);
     }
 
     fn duration(
@@ -634,14 +592,6 @@ impl Checker<'_> {
     }
 }
 
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
 fn resolve_path(dir: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
@@ -712,20 +662,8 @@ impl Config {
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                let key = text
-                    .get(span.clone())
-                    .filter(|s| !s.is_empty() && s.len() < 80 && !s.contains('\n'))
-                    .map(str::to_owned);
-                let (line, column) = line_col(text, span.start);
                 return Err(ConfigError {
-                    problems: vec![Problem {
-                        file: path.to_owned(),
-                        line: Some(line),
-                        column: Some(column),
-                        key,
-                        message: e.message().to_owned(),
-                    }],
+                    problems: vec![Problem::from_toml(path, text, &e)],
                 });
             }
         };

@@ -43,6 +43,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod diagnostics;
 pub mod domain;
 pub mod ingest;
 pub mod render;

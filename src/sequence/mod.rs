@@ -24,7 +24,7 @@ pub use file::{Enroll, Exit, Sequence, Step};
 pub use policy::{Policy, Sender};
 pub use time::{Delay, Windows};
 
-use crate::config::Problem;
+use crate::diagnostics::Problem;
 use crate::domain::EmailAddress;
 use crate::render::{self, LeadData, MessageSpec, RenderError, Rendered, SenderData, Templates};
 use crate::store::{EnrollRule, Lead};
