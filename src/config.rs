@@ -21,6 +21,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::classify::{ChannelRule, FormProfile, Rules};
+pub use crate::diagnostics::Problem;
 use crate::domain::EmailAddress;
 use crate::sequence::{self, Catalog, Policy, Sender, Windows};
 
@@ -272,38 +273,6 @@ fn read_secret_file(path: &Path) -> Result<Secret, String> {
     Ok(Secret(value))
 }
 
-/// One problem found in a configuration file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// The file.
-    pub file: PathBuf,
-    /// 1-based line, when the problem has a place in the file.
-    pub line: Option<usize>,
-    /// 1-based column.
-    pub column: Option<usize>,
-    /// The dotted key (`imap.tls`), when known.
-    pub key: Option<String>,
-    /// What is wrong and, where possible, how to fix it.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(col) = self.column {
-                write!(f, ":{col}")?;
-            }
-        }
-        f.write_str(": ")?;
-        if let Some(key) = &self.key {
-            write!(f, "{key}: ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
 /// Every problem found while loading a configuration.
 #[derive(Debug, Clone, thiserror::Error)]
 pub struct ConfigError {
@@ -517,19 +486,8 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn at(&mut self, span: Range<usize>, key: &str, message: impl Into<String>) {
-        let (line, column) = if span.is_empty() && span.start == 0 {
-            (None, None)
-        } else {
-            let (l, c) = line_col(self.text, span.start);
-            (Some(l), Some(c))
-        };
-        self.problems.push(Problem {
-            file: self.file.to_owned(),
-            line,
-            column,
-            key: Some(key.to_owned()),
-            message: message.into(),
-        });
+        let problem = Problem::at(self.file, self.text, span, key, message);
+        self.problems.push(problem);
     }
 
     fn duration(
@@ -634,14 +592,6 @@ impl Checker<'_> {
     }
 }
 
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
 fn resolve_path(dir: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
@@ -712,225 +662,20 @@ impl Config {
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                let key = text
-                    .get(span.clone())
-                    .filter(|s| !s.is_empty() && s.len() < 80 && !s.contains('\n'))
-                    .map(str::to_owned);
-                let (line, column) = line_col(text, span.start);
                 return Err(ConfigError {
-                    problems: vec![Problem {
-                        file: path.to_owned(),
-                        line: Some(line),
-                        column: Some(column),
-                        key,
-                        message: e.message().to_owned(),
-                    }],
+                    problems: vec![Problem::from_toml(path, text, &e)],
                 });
             }
         };
 
-        // [database]
-        let db_span = raw.database.span();
-        let db = raw.database.into_inner();
-        let secret = ck.secret(
-            db_span.clone(),
-            "database.url",
-            db.url_env.as_ref(),
-            db.url_file.as_ref(),
-            db.url_credential.as_ref(),
-            &dir,
-        );
-        let url = match (db.url, secret) {
-            (Some(u), None) => {
-                if u.get_ref().starts_with("postgres") && url_has_password(u.get_ref()) {
-                    ck.at(
-                        u.span(),
-                        "database.url",
-                        "a URL with a password must come from url_env, url_file or url_credential",
-                    );
-                }
-                if !(u.get_ref().starts_with("sqlite:") || u.get_ref().starts_with("postgres")) {
-                    ck.at(
-                        u.span(),
-                        "database.url",
-                        "expected a sqlite:// or postgres:// URL",
-                    );
-                }
-                SecretSource::Plain(resolve_sqlite_url(&dir, u.get_ref()))
-            }
-            (None, Some(s)) => s,
-            (Some(u), Some(_)) => {
-                ck.at(
-                    u.span(),
-                    "database.url",
-                    "give either url or one of url_env, url_file, url_credential",
-                );
-                SecretSource::Plain(String::new())
-            }
-            (None, None) => {
-                ck.at(
-                    db_span,
-                    "database",
-                    "missing url (or url_env, url_file, url_credential)",
-                );
-                SecretSource::Plain(String::new())
-            }
-        };
-        let database = DatabaseConfig {
-            url,
-            max_connections: ck.positive_u32(
-                db.max_connections.as_ref(),
-                "database.max_connections",
-                4,
-            ),
-        };
+        let database = check_database(&mut ck, raw.database, &dir);
+        let source = check_source(&mut ck, raw.imap, raw.maildir, &dir);
+        let mut identity = check_identity(&mut ck, &raw.identity, source.as_ref());
+        let channels = check_channels(&mut ck, &raw.channel);
+        let forms = check_forms(&mut ck, &raw.form);
+        check_channel_forms(&mut ck, &raw.channel, &channels, &forms);
 
-        // [imap] or [maildir]
-        let source = match (raw.imap, raw.maildir) {
-            (Some(imap), None) => Some(SourceConfig::Imap(check_imap(&mut ck, imap, &dir))),
-            (None, Some(md)) => {
-                let md = md.into_inner();
-                Some(SourceConfig::Maildir(MaildirConfig {
-                    path: resolve_path(&dir, md.path.get_ref()),
-                    poll_interval: ck.duration(
-                        md.poll_interval.as_ref(),
-                        "maildir.poll_interval",
-                        Duration::from_secs(10),
-                    ),
-                    max_message_bytes: ck
-                        .max_bytes(md.max_message_bytes.as_ref(), "maildir.max_message_bytes"),
-                    batch_size: ck.positive_u32(md.batch_size.as_ref(), "maildir.batch_size", 500),
-                }))
-            }
-            (Some(imap), Some(_)) => {
-                ck.at(
-                    imap.span(),
-                    "imap",
-                    "give either [imap] or [maildir], not both",
-                );
-                None
-            }
-            (None, None) => {
-                ck.at(
-                    0..0,
-                    "imap",
-                    "missing [imap] (or [maildir]): leadloop needs a mailbox to read",
-                );
-                None
-            }
-        };
-
-        // [identity]
-        let mut identity = IdentityConfig::default();
-        for a in &raw.identity.addresses {
-            identity
-                .addresses
-                .extend(ck.address(a, "identity.addresses"));
-        }
-        for a in &raw.identity.sales {
-            identity.sales.extend(ck.address(a, "identity.sales"));
-        }
-        for d in &raw.identity.domains {
-            let domain = d.get_ref().trim().trim_start_matches('@').to_lowercase();
-            if domain.is_empty() || !domain.contains('.') || domain.contains(['@', ' ', '/']) {
-                ck.at(
-                    d.span(),
-                    "identity.domains",
-                    format!("'{}' is not a domain like \"company.com\"", d.get_ref()),
-                );
-            } else {
-                identity.domains.push(domain);
-            }
-        }
-        if let Some(SourceConfig::Imap(imap)) = &source
-            && let Ok(user) = EmailAddress::parse(&imap.user)
-            && !identity.addresses.contains(&user)
-        {
-            // The monitored mailbox is always one of ours, even if the user forgot to list it.
-            identity.addresses.push(user);
-        }
-
-        // [[channel]]
-        let mut channels = Vec::new();
-        for (i, c) in raw.channel.iter().enumerate() {
-            let name = c.name.get_ref().trim();
-            if name.is_empty() {
-                ck.at(
-                    c.name.span(),
-                    &format!("channel[{i}].name"),
-                    "must not be empty",
-                );
-            }
-            if channels.iter().any(|r: &ChannelRule| r.name == name) {
-                ck.at(
-                    c.name.span(),
-                    &format!("channel[{i}].name"),
-                    format!("channel '{name}' is defined twice"),
-                );
-            }
-            let recipients = c
-                .recipients
-                .iter()
-                .filter_map(|r| ck.address(r, &format!("channel[{i}].recipients")))
-                .collect();
-            channels.push(ChannelRule {
-                name: name.to_owned(),
-                recipients,
-                plus_tags: lower_all(&c.plus_tags),
-                utm_sources: lower_all(&c.utm_sources),
-                forms: c.forms.clone(),
-            });
-        }
-
-        // [[form]]
-        let mut forms = Vec::new();
-        for (i, f) in raw.form.iter().enumerate() {
-            let name = f.name.get_ref().trim();
-            if name.is_empty() {
-                ck.at(
-                    f.name.span(),
-                    &format!("form[{i}].name"),
-                    "must not be empty",
-                );
-            }
-            // A channel's `forms` names a profile; two profiles of one name would make that
-            // reference ambiguous.
-            if !name.is_empty() && forms.iter().any(|p: &FormProfile| p.name == name) {
-                ck.at(
-                    f.name.span(),
-                    &format!("form[{i}].name"),
-                    format!("form '{name}' is defined twice"),
-                );
-            }
-            if f.from.is_empty() && f.subject_contains.is_empty() && f.body_contains.is_empty() {
-                ck.at(f.name.span(), &format!("form[{i}]"), "give at least one of from, subject_contains, body_contains to recognise this form");
-            }
-            forms.push(FormProfile {
-                name: name.to_owned(),
-                from: lower_all(&f.from),
-                subject_contains: f.subject_contains.clone(),
-                body_contains: f.body_contains.clone(),
-                email_fields: f.email_fields.clone(),
-                name_fields: f.name_fields.clone(),
-                company_fields: f.company_fields.clone(),
-                phone_fields: f.phone_fields.clone(),
-            });
-        }
-        for (i, c) in channels.iter().enumerate() {
-            for form in &c.forms {
-                if !forms.iter().any(|f| &f.name == form) {
-                    let span = raw.channel[i].name.span();
-                    ck.at(
-                        span,
-                        &format!("channel[{i}].forms"),
-                        format!("no [[form]] is named '{form}'"),
-                    );
-                }
-            }
-        }
-
-        // [[sender]], [policy], [sequences]
+        // [[sender]], [policy], [smtp], [sequences]
         let senders = check_senders(&mut ck, &raw.sender);
         for s in &senders {
             // Sending identities are ours: their mail is never a lead, and their domain is
@@ -943,37 +688,20 @@ impl Config {
         let smtp = raw.smtp.map(|smtp| check_smtp(&mut ck, smtp, &dir));
         let envelope_from = smtp.as_ref().and_then(|s| s.envelope_from.clone());
         let settings = raw.sequences.map(|seq| {
-            let span = seq.span();
-            let seq = seq.into_inner();
             let fallback_inbox = match &source {
                 Some(SourceConfig::Imap(imap)) => EmailAddress::parse(&imap.user).ok(),
                 _ => None,
             }
             .or_else(|| identity.addresses.first().cloned());
-            let inbox = match &seq.inbox {
-                Some(i) => ck.address(i, "sequences.inbox"),
-                None => {
-                    if fallback_inbox.is_none() {
-                        ck.at(span.clone(), "sequences.inbox", "give the monitored inbox's address (unsubscribe and reply addresses are plus-addresses of it)");
-                    }
-                    fallback_inbox
-                }
-            };
-            if let Some(u) = &seq.unsubscribe_url
-                && (!u.get_ref().starts_with("https://") || u.get_ref().contains(char::is_whitespace))
-            {
-                ck.at(u.span(), "sequences.unsubscribe_url", "must be an https:// URL (RFC 8058 one-click unsubscribe needs https); {token} is replaced by the lead's token");
-            }
-            sequence::Settings {
-                dir: resolve_path(&dir, seq.dir.as_deref().unwrap_or("sequences")),
-                templates: resolve_path(&dir, seq.templates.as_deref().unwrap_or("templates")),
-                inbox: inbox.unwrap_or_else(|| EmailAddress::parse("leads@localhost").expect("a valid address")),
-                unsubscribe_url: seq.unsubscribe_url.map(Spanned::into_inner),
-                reply_to_token: seq.reply_to_token,
-                policy: policy.clone(),
-                senders: senders.clone(),
-                envelope_from: envelope_from.clone(),
-            }
+            check_sequences(
+                &mut ck,
+                seq,
+                &dir,
+                fallback_inbox,
+                &policy,
+                &senders,
+                envelope_from.clone(),
+            )
         });
 
         if !ck.problems.is_empty() {
@@ -1055,6 +783,290 @@ impl Config {
         } else {
             Err(ConfigError { problems })
         }
+    }
+}
+
+/// `[database]`: a URL, from the file only when it holds no password.
+fn check_database(ck: &mut Checker<'_>, raw: Spanned<RawDatabase>, dir: &Path) -> DatabaseConfig {
+    let db_span = raw.span();
+    let db = raw.into_inner();
+    let secret = ck.secret(
+        db_span.clone(),
+        "database.url",
+        db.url_env.as_ref(),
+        db.url_file.as_ref(),
+        db.url_credential.as_ref(),
+        dir,
+    );
+    let url = match (db.url, secret) {
+        (Some(u), None) => {
+            if u.get_ref().starts_with("postgres") && url_has_password(u.get_ref()) {
+                ck.at(
+                    u.span(),
+                    "database.url",
+                    "a URL with a password must come from url_env, url_file or url_credential",
+                );
+            }
+            if !(u.get_ref().starts_with("sqlite:") || u.get_ref().starts_with("postgres")) {
+                ck.at(
+                    u.span(),
+                    "database.url",
+                    "expected a sqlite:// or postgres:// URL",
+                );
+            }
+            SecretSource::Plain(resolve_sqlite_url(dir, u.get_ref()))
+        }
+        (None, Some(s)) => s,
+        (Some(u), Some(_)) => {
+            ck.at(
+                u.span(),
+                "database.url",
+                "give either url or one of url_env, url_file, url_credential",
+            );
+            SecretSource::Plain(String::new())
+        }
+        (None, None) => {
+            ck.at(
+                db_span,
+                "database",
+                "missing url (or url_env, url_file, url_credential)",
+            );
+            SecretSource::Plain(String::new())
+        }
+    };
+    DatabaseConfig {
+        url,
+        max_connections: ck.positive_u32(
+            db.max_connections.as_ref(),
+            "database.max_connections",
+            4,
+        ),
+    }
+}
+
+/// `[imap]` or `[maildir]`: exactly one mailbox to read. `None` only when that is a problem.
+fn check_source(
+    ck: &mut Checker<'_>,
+    imap: Option<Spanned<RawImap>>,
+    maildir: Option<Spanned<RawMaildir>>,
+    dir: &Path,
+) -> Option<SourceConfig> {
+    match (imap, maildir) {
+        (Some(imap), None) => Some(SourceConfig::Imap(check_imap(ck, imap, dir))),
+        (None, Some(md)) => {
+            let md = md.into_inner();
+            Some(SourceConfig::Maildir(MaildirConfig {
+                path: resolve_path(dir, md.path.get_ref()),
+                poll_interval: ck.duration(
+                    md.poll_interval.as_ref(),
+                    "maildir.poll_interval",
+                    Duration::from_secs(10),
+                ),
+                max_message_bytes: ck
+                    .max_bytes(md.max_message_bytes.as_ref(), "maildir.max_message_bytes"),
+                batch_size: ck.positive_u32(md.batch_size.as_ref(), "maildir.batch_size", 500),
+            }))
+        }
+        (Some(imap), Some(_)) => {
+            ck.at(
+                imap.span(),
+                "imap",
+                "give either [imap] or [maildir], not both",
+            );
+            None
+        }
+        (None, None) => {
+            ck.at(
+                0..0,
+                "imap",
+                "missing [imap] (or [maildir]): leadloop needs a mailbox to read",
+            );
+            None
+        }
+    }
+}
+
+/// `[identity]`: our own addresses and domains, and Sales'.
+fn check_identity(
+    ck: &mut Checker<'_>,
+    raw: &RawIdentity,
+    source: Option<&SourceConfig>,
+) -> IdentityConfig {
+    let mut identity = IdentityConfig::default();
+    for a in &raw.addresses {
+        identity
+            .addresses
+            .extend(ck.address(a, "identity.addresses"));
+    }
+    for a in &raw.sales {
+        identity.sales.extend(ck.address(a, "identity.sales"));
+    }
+    for d in &raw.domains {
+        let domain = d.get_ref().trim().trim_start_matches('@').to_lowercase();
+        if domain.is_empty() || !domain.contains('.') || domain.contains(['@', ' ', '/']) {
+            ck.at(
+                d.span(),
+                "identity.domains",
+                format!("'{}' is not a domain like \"company.com\"", d.get_ref()),
+            );
+        } else {
+            identity.domains.push(domain);
+        }
+    }
+    if let Some(SourceConfig::Imap(imap)) = source
+        && let Ok(user) = EmailAddress::parse(&imap.user)
+        && !identity.addresses.contains(&user)
+    {
+        // The monitored mailbox is always one of ours, even if the user forgot to list it.
+        identity.addresses.push(user);
+    }
+    identity
+}
+
+/// `[[channel]]`s: where leads come from, each named once.
+fn check_channels(ck: &mut Checker<'_>, raw: &[RawChannel]) -> Vec<ChannelRule> {
+    let mut channels = Vec::new();
+    for (i, c) in raw.iter().enumerate() {
+        let name = c.name.get_ref().trim();
+        if name.is_empty() {
+            ck.at(
+                c.name.span(),
+                &format!("channel[{i}].name"),
+                "must not be empty",
+            );
+        }
+        if channels.iter().any(|r: &ChannelRule| r.name == name) {
+            ck.at(
+                c.name.span(),
+                &format!("channel[{i}].name"),
+                format!("channel '{name}' is defined twice"),
+            );
+        }
+        let recipients = c
+            .recipients
+            .iter()
+            .filter_map(|r| ck.address(r, &format!("channel[{i}].recipients")))
+            .collect();
+        channels.push(ChannelRule {
+            name: name.to_owned(),
+            recipients,
+            plus_tags: lower_all(&c.plus_tags),
+            utm_sources: lower_all(&c.utm_sources),
+            forms: c.forms.clone(),
+        });
+    }
+    channels
+}
+
+/// `[[form]]`s: the form profiles, each named once and recognisable by something.
+fn check_forms(ck: &mut Checker<'_>, raw: &[RawForm]) -> Vec<FormProfile> {
+    let mut forms = Vec::new();
+    for (i, f) in raw.iter().enumerate() {
+        let name = f.name.get_ref().trim();
+        if name.is_empty() {
+            ck.at(
+                f.name.span(),
+                &format!("form[{i}].name"),
+                "must not be empty",
+            );
+        }
+        // A channel's `forms` names a profile; two profiles of one name would make that
+        // reference ambiguous.
+        if !name.is_empty() && forms.iter().any(|p: &FormProfile| p.name == name) {
+            ck.at(
+                f.name.span(),
+                &format!("form[{i}].name"),
+                format!("form '{name}' is defined twice"),
+            );
+        }
+        if f.from.is_empty() && f.subject_contains.is_empty() && f.body_contains.is_empty() {
+            ck.at(
+                f.name.span(),
+                &format!("form[{i}]"),
+                "give at least one of from, subject_contains, body_contains to recognise this form",
+            );
+        }
+        forms.push(FormProfile {
+            name: name.to_owned(),
+            from: lower_all(&f.from),
+            subject_contains: f.subject_contains.clone(),
+            body_contains: f.body_contains.clone(),
+            email_fields: f.email_fields.clone(),
+            name_fields: f.name_fields.clone(),
+            company_fields: f.company_fields.clone(),
+            phone_fields: f.phone_fields.clone(),
+        });
+    }
+    forms
+}
+
+/// Every form a channel names is a `[[form]]`.
+fn check_channel_forms(
+    ck: &mut Checker<'_>,
+    raw: &[RawChannel],
+    channels: &[ChannelRule],
+    forms: &[FormProfile],
+) {
+    for (i, c) in channels.iter().enumerate() {
+        for form in &c.forms {
+            if !forms.iter().any(|f| &f.name == form) {
+                let span = raw[i].name.span();
+                ck.at(
+                    span,
+                    &format!("channel[{i}].forms"),
+                    format!("no [[form]] is named '{form}'"),
+                );
+            }
+        }
+    }
+}
+
+/// `[sequences]`: where the sequence files and templates are, and the addresses and URL their
+/// messages carry; `fallback_inbox` stands in for a missing inbox. The rest of the settings
+/// come from the tables already checked.
+fn check_sequences(
+    ck: &mut Checker<'_>,
+    seq: Spanned<RawSequences>,
+    dir: &Path,
+    fallback_inbox: Option<EmailAddress>,
+    policy: &Policy,
+    senders: &[Sender],
+    envelope_from: Option<EmailAddress>,
+) -> sequence::Settings {
+    let span = seq.span();
+    let seq = seq.into_inner();
+    let inbox = match &seq.inbox {
+        Some(i) => ck.address(i, "sequences.inbox"),
+        None => {
+            if fallback_inbox.is_none() {
+                ck.at(
+                    span.clone(),
+                    "sequences.inbox",
+                    "give the monitored inbox's address (unsubscribe and reply addresses are plus-addresses of it)",
+                );
+            }
+            fallback_inbox
+        }
+    };
+    if let Some(u) = &seq.unsubscribe_url
+        && (!u.get_ref().starts_with("https://") || u.get_ref().contains(char::is_whitespace))
+    {
+        ck.at(
+            u.span(),
+            "sequences.unsubscribe_url",
+            "must be an https:// URL (RFC 8058 one-click unsubscribe needs https); {token} is replaced by the lead's token",
+        );
+    }
+    sequence::Settings {
+        dir: resolve_path(dir, seq.dir.as_deref().unwrap_or("sequences")),
+        templates: resolve_path(dir, seq.templates.as_deref().unwrap_or("templates")),
+        inbox: inbox
+            .unwrap_or_else(|| EmailAddress::parse("leads@localhost").expect("a valid address")),
+        unsubscribe_url: seq.unsubscribe_url.map(Spanned::into_inner),
+        reply_to_token: seq.reply_to_token,
+        policy: policy.clone(),
+        senders: senders.to_vec(),
+        envelope_from,
     }
 }
 
@@ -1223,103 +1235,9 @@ fn check_smtp(ck: &mut Checker<'_>, smtp: Spanned<RawSmtp>, dir: &Path) -> SmtpC
         ck.at(p.span(), "smtp.password", "inline passwords are not accepted: use password_env, password_file or password_credential");
     }
     let transport = if transport_text == "smtp" {
-        let host = smtp
-            .host
-            .as_ref()
-            .map(|h| h.get_ref().trim().to_owned())
-            .unwrap_or_default();
-        match &smtp.host {
-            None => ck.at(
-                span.clone(),
-                "smtp",
-                "missing host (or transport = \"file:DIR\")",
-            ),
-            Some(h) if !is_host(&host) => {
-                ck.at(
-                    h.span(),
-                    "smtp.host",
-                    "expected a host name or IP address (an IPv6 address in brackets: \"[::1]\")",
-                );
-            }
-            Some(_) => {}
-        }
-        let tls = *smtp.tls.get_ref();
-        if tls == TlsMode::None && !host.is_empty() && !is_loopback(&host) {
-            ck.at(smtp.tls.span(), "smtp.tls", format!("\"none\" sends mail and the password in clear text and is only accepted for loopback hosts, not '{host}'; use \"implicit\" or \"starttls\""));
-        }
-        let password = ck.secret(
-            span.clone(),
-            "smtp.password",
-            smtp.password_env.as_ref(),
-            smtp.password_file.as_ref(),
-            smtp.password_credential.as_ref(),
-            dir,
-        );
-        let auth = match (&smtp.user, password) {
-            (Some(user), Some(password)) => {
-                if user.get_ref().trim().is_empty() {
-                    ck.at(user.span(), "smtp.user", "must not be empty");
-                }
-                Some((user.get_ref().trim().to_owned(), password))
-            }
-            (Some(user), None) => {
-                if smtp.password.is_none() {
-                    ck.at(
-                        user.span(),
-                        "smtp.user",
-                        "a user needs password_env, password_file or password_credential",
-                    );
-                }
-                None
-            }
-            (None, Some(_)) => {
-                ck.at(span.clone(), "smtp", "a password is given but no user");
-                None
-            }
-            (None, None) => None,
-        };
-        if let Some(name) = &smtp.hello_name
-            && (name.get_ref().trim().is_empty()
-                || name
-                    .get_ref()
-                    .contains(|c: char| c.is_whitespace() || c.is_control()))
-        {
-            ck.at(name.span(), "smtp.hello_name", "expected a host name");
-        }
-        SmtpTransport::Smtp(SmtpServer {
-            port: smtp.port.unwrap_or(match tls {
-                TlsMode::Implicit => 465,
-                TlsMode::Starttls => 587,
-                TlsMode::None => 25,
-            }),
-            host: unbracket(&host),
-            tls,
-            ca_file: smtp.ca_file.as_deref().map(|p| resolve_path(dir, p)),
-            hello_name: smtp.hello_name.map(|n| n.into_inner().trim().to_owned()),
-            auth,
-        })
+        SmtpTransport::Smtp(check_smtp_server(ck, &smtp, span, dir))
     } else if let Some(folder) = transport_text.strip_prefix("file:") {
-        if folder.trim().is_empty() {
-            ck.at(
-                smtp.transport.span(),
-                "smtp.transport",
-                "\"file:\" needs a folder, e.g. \"file:outbox\"",
-            );
-        }
-        for (key, given) in [
-            ("host", smtp.host.is_some()),
-            ("user", smtp.user.is_some()),
-            ("hello_name", smtp.hello_name.is_some()),
-        ] {
-            if given {
-                ck.at(
-                    smtp.transport.span(),
-                    &format!("smtp.{key}"),
-                    "only used with transport = \"smtp\"",
-                );
-            }
-        }
-        SmtpTransport::File(resolve_path(dir, folder.trim()))
+        check_file_transport(ck, &smtp, folder, dir)
     } else {
         ck.at(
             smtp.transport.span(),
@@ -1380,6 +1298,134 @@ fn check_smtp(ck: &mut Checker<'_>, smtp: Spanned<RawSmtp>, dir: &Path) -> SmtpC
             None => 5,
         },
     }
+}
+
+/// `transport = "smtp"`: the relay, how to reach it safely, and how to log in.
+fn check_smtp_server(
+    ck: &mut Checker<'_>,
+    smtp: &RawSmtp,
+    span: Range<usize>,
+    dir: &Path,
+) -> SmtpServer {
+    let host = smtp
+        .host
+        .as_ref()
+        .map(|h| h.get_ref().trim().to_owned())
+        .unwrap_or_default();
+    match &smtp.host {
+        None => ck.at(
+            span.clone(),
+            "smtp",
+            "missing host (or transport = \"file:DIR\")",
+        ),
+        Some(h) if !is_host(&host) => {
+            ck.at(
+                h.span(),
+                "smtp.host",
+                "expected a host name or IP address (an IPv6 address in brackets: \"[::1]\")",
+            );
+        }
+        Some(_) => {}
+    }
+    let tls = *smtp.tls.get_ref();
+    if tls == TlsMode::None && !host.is_empty() && !is_loopback(&host) {
+        ck.at(smtp.tls.span(), "smtp.tls", format!("\"none\" sends mail and the password in clear text and is only accepted for loopback hosts, not '{host}'; use \"implicit\" or \"starttls\""));
+    }
+    let auth = check_smtp_auth(ck, smtp, span, dir);
+    if let Some(name) = &smtp.hello_name
+        && (name.get_ref().trim().is_empty()
+            || name
+                .get_ref()
+                .contains(|c: char| c.is_whitespace() || c.is_control()))
+    {
+        ck.at(name.span(), "smtp.hello_name", "expected a host name");
+    }
+    SmtpServer {
+        port: smtp.port.unwrap_or(match tls {
+            TlsMode::Implicit => 465,
+            TlsMode::Starttls => 587,
+            TlsMode::None => 25,
+        }),
+        host: unbracket(&host),
+        tls,
+        ca_file: smtp.ca_file.as_deref().map(|p| resolve_path(dir, p)),
+        hello_name: smtp
+            .hello_name
+            .as_ref()
+            .map(|n| n.get_ref().trim().to_owned()),
+        auth,
+    }
+}
+
+/// `user` and one password source, both or neither.
+fn check_smtp_auth(
+    ck: &mut Checker<'_>,
+    smtp: &RawSmtp,
+    span: Range<usize>,
+    dir: &Path,
+) -> Option<(String, SecretSource)> {
+    let password = ck.secret(
+        span.clone(),
+        "smtp.password",
+        smtp.password_env.as_ref(),
+        smtp.password_file.as_ref(),
+        smtp.password_credential.as_ref(),
+        dir,
+    );
+    match (&smtp.user, password) {
+        (Some(user), Some(password)) => {
+            if user.get_ref().trim().is_empty() {
+                ck.at(user.span(), "smtp.user", "must not be empty");
+            }
+            Some((user.get_ref().trim().to_owned(), password))
+        }
+        (Some(user), None) => {
+            if smtp.password.is_none() {
+                ck.at(
+                    user.span(),
+                    "smtp.user",
+                    "a user needs password_env, password_file or password_credential",
+                );
+            }
+            None
+        }
+        (None, Some(_)) => {
+            ck.at(span, "smtp", "a password is given but no user");
+            None
+        }
+        (None, None) => None,
+    }
+}
+
+/// `transport = "file:DIR"`: messages are written to a folder, so the relay's keys are
+/// mistakes.
+fn check_file_transport(
+    ck: &mut Checker<'_>,
+    smtp: &RawSmtp,
+    folder: &str,
+    dir: &Path,
+) -> SmtpTransport {
+    if folder.trim().is_empty() {
+        ck.at(
+            smtp.transport.span(),
+            "smtp.transport",
+            "\"file:\" needs a folder, e.g. \"file:outbox\"",
+        );
+    }
+    for (key, given) in [
+        ("host", smtp.host.is_some()),
+        ("user", smtp.user.is_some()),
+        ("hello_name", smtp.hello_name.is_some()),
+    ] {
+        if given {
+            ck.at(
+                smtp.transport.span(),
+                &format!("smtp.{key}"),
+                "only used with transport = \"smtp\"",
+            );
+        }
+    }
+    SmtpTransport::File(resolve_path(dir, folder.trim()))
 }
 
 /// A host as sockets and TLS want it: an IPv6 literal without the brackets the configuration

@@ -15,26 +15,35 @@
 //!
 //! # Layout
 //!
-//! Dependencies point one way, so each part can be read and tested alone:
+//! Dependencies point one way, so each part can be read and tested alone. The modules stand in
+//! layers, lowest first; a module uses modules of lower layers only, never one of its own layer
+//! or above, so there is no import cycle. `tests/layers.rs` declares this order and fails on a
+//! `crate::` path that points up or sideways, or when this list and its own differ.
 //!
-//! - [`domain`]: types that can only be built valid (email addresses, message kinds, ids).
-//! - [`classify`]: pure; raw bytes and rules in, one [`domain::MessageKind`] with the lead and
-//!   the evidence out. No database, network or clock.
-//! - [`config`]: `leadloop.toml`, validated with file, line and key for every problem; builds
-//!   the classifier's rules.
-//! - [`store`]: SQL only; records batches of messages, leads, events and the mailbox cursor in
-//!   one transaction, on SQLite or PostgreSQL; enrollments, the outbox and the suppression list.
-//! - [`render`]: pure; a step's templates and a lead in, a complete RFC 5322 message out
-//!   (unsubscribe headers and footer, our Message-ID, no header injection).
-//! - [`sequence`]: sequence files, delays and send windows in the lead's time zone, caps, and
-//!   the scheduler that claims due enrollments and enqueues their steps.
-//! - [`send`]: the outbox sender: claims due messages, one in flight per SMTP connection,
-//!   retries temporary failures, records bounces, never resends what may have arrived.
-//! - [`ingest`]: puts the pure parts and the store to work: IMAP (TLS, UID cursor, IDLE,
-//!   reconnects) and Maildir sources feeding one classify-and-record pipeline.
-//! - [`daemon`]: the long-running tasks under one cancellation token, systemd notify and
-//!   watchdog, reload.
-//! - [`cli`]: the `leadloop` command. Only `daemon` and `cli` read the environment or signals.
+//! 1. [`domain`]: types that can only be built valid (email addresses, message kinds, lead,
+//!    enrollment and outbox states, ids).
+//! 2. Parts that know only `domain`:
+//!    - [`diagnostics`]: problems in hand-written files with file, line, column and key, and
+//!      errors with their causes on one log line.
+//!    - [`classify`]: pure; raw bytes and rules in, one [`domain::MessageKind`] with the lead
+//!      and the evidence out. No database, network or clock.
+//!    - [`render`]: pure; a step's templates and a lead in, a complete RFC 5322 message out
+//!      (unsubscribe headers and footer, our Message-ID, no header injection).
+//!    - [`store`]: SQL only; records batches of messages, leads, events and the mailbox cursor
+//!      in one transaction, on SQLite or PostgreSQL; enrollments, the outbox and the
+//!      suppression list.
+//! 3. [`sequence`]: sequence files, delays and send windows in the lead's time zone, caps, and
+//!    the scheduler that claims due enrollments and enqueues their steps.
+//! 4. [`config`]: `leadloop.toml`, validated with file, line and key for every problem; builds
+//!    the classifier's rules and loads the sequences.
+//! 5. The workers that put the parts below to work:
+//!    - [`send`]: the outbox sender: claims due messages, one in flight per SMTP connection,
+//!      retries temporary failures, records bounces, never resends what may have arrived.
+//!    - [`ingest`]: IMAP (TLS, UID cursor, IDLE, reconnects) and Maildir sources feeding one
+//!      classify-and-record pipeline.
+//! 6. [`daemon`]: the long-running tasks under one cancellation token, systemd notify and
+//!    watchdog, reload.
+//! 7. [`cli`]: the `leadloop` command. Only `daemon` and `cli` read the environment or signals.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -43,6 +52,7 @@ pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod diagnostics;
 pub mod domain;
 pub mod ingest;
 pub mod render;

@@ -23,10 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{
-    Classifying, IngestError, IngestReport, Pipeline, RawMessage, error_chain, header_part,
-};
+use super::{Classifying, IngestError, IngestReport, Pipeline, RawMessage, header_part};
 use crate::config::{AfterProcessing, ImapConfig, Secret, TlsMode};
+use crate::diagnostics::error_chain;
 
 /// How long to wait for a TCP connect, TLS handshake or login before giving up on an attempt.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

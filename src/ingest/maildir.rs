@@ -14,7 +14,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{IngestError, IngestReport, Pipeline, RawMessage, error_chain, header_part};
+use super::{IngestError, IngestReport, Pipeline, RawMessage, header_part};
+use crate::diagnostics::error_chain;
 
 /// Reads a Maildir into a [`Pipeline`].
 #[derive(Debug)]

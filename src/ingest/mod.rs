@@ -307,18 +307,6 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
-/// An error and its causes on one line, for logs.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// The header of a raw message: everything up to the first empty line, capped so a hostile
 /// message without one cannot make us hold it whole.
 pub(crate) fn header_part(raw: &[u8], cap: usize) -> &[u8] {

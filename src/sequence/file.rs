@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::time::Delay;
-use crate::config::{Problem, line_col};
+use crate::diagnostics::{Problem, line_col};
 use crate::domain::MessageKind;
 
 /// Lead statuses a sequence may exit on (and the ones leadloop itself sets).
@@ -207,22 +207,11 @@ pub fn valid_id(s: &str) -> bool {
 /// Parses one sequence file's text. Problems are appended to `problems`; `None` when the
 /// file is unusable.
 pub fn parse(text: &str, file: &Path, problems: &mut Vec<Problem>) -> Option<(Sequence, Spans)> {
+    let place = Place { file, text };
     let at = |problems: &mut Vec<Problem>, span: Range<usize>, key: &str, msg: String| {
-        let (line, column) = if span.is_empty() && span.start == 0 {
-            (None, None)
-        } else {
-            let (l, c) = line_col(text, span.start);
-            (Some(l), Some(c))
-        };
-        problems.push(Problem {
-            file: file.to_owned(),
-            line,
-            column,
-            key: Some(key.to_owned()),
-            message: msg,
-        });
+        place.at(problems, span, key, msg);
     };
-    let pos = |span: Range<usize>| line_col(text, span.start);
+    let pos = |span: Range<usize>| place.pos(span);
 
     let name = file
         .file_stem()
@@ -241,158 +230,15 @@ pub fn parse(text: &str, file: &Path, problems: &mut Vec<Problem>) -> Option<(Se
     let raw: RawSequence = match toml::from_str(text) {
         Ok(r) => r,
         Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let key = text
-                .get(span.clone())
-                .filter(|s| !s.is_empty() && s.len() < 80 && !s.contains('\n'))
-                .map(str::to_owned);
-            let (line, column) = line_col(text, span.start);
-            problems.push(Problem {
-                file: file.to_owned(),
-                line: Some(line),
-                column: Some(column),
-                key,
-                message: e.message().to_owned(),
-            });
+            problems.push(Problem::from_toml(file, text, &e));
             return None;
         }
     };
     let _ = raw.description;
 
-    let enroll = match raw.enroll {
-        None => {
-            at(
-                problems,
-                0..0,
-                "enroll",
-                "missing [enroll]: say which leads enter (kinds = [\"inquiry\"], …) or manual = true"
-                    .into(),
-            );
-            Enroll::default()
-        }
-        Some(e) => {
-            let span = e.span();
-            let e = e.into_inner();
-            let mut kinds = Vec::new();
-            for k in &e.kinds {
-                match k.get_ref().parse::<MessageKind>() {
-                    Ok(kind) if kind.creates_lead() => kinds.push(kind),
-                    Ok(kind) => at(
-                        problems,
-                        k.span(),
-                        "enroll.kinds",
-                        format!(
-                            "'{kind}' messages do not create leads; use inquiry, form or forward"
-                        ),
-                    ),
-                    Err(_) => at(
-                        problems,
-                        k.span(),
-                        "enroll.kinds",
-                        format!("'{}' is not one of inquiry, form, forward", k.get_ref()),
-                    ),
-                }
-            }
-            if e.manual && !(kinds.is_empty() && e.channels.is_empty() && e.forms.is_empty()) {
-                at(
-                    problems,
-                    span.clone(),
-                    "enroll.manual",
-                    "a manual sequence takes no kinds, channels or forms".into(),
-                );
-            }
-            if !e.manual && e.kinds.is_empty() {
-                at(
-                    problems,
-                    span,
-                    "enroll.kinds",
-                    "give the kinds that enroll (inquiry, form, forward), or manual = true".into(),
-                );
-            }
-            Enroll {
-                manual: e.manual,
-                kinds,
-                channels: e.channels.iter().map(|c| c.trim().to_lowercase()).collect(),
-                forms: e.forms.iter().map(|f| f.trim().to_owned()).collect(),
-                min_score: e.min_score,
-                reenter: e.reenter,
-            }
-        }
-    };
-
-    let mut steps: Vec<Step> = Vec::new();
+    let enroll = check_enroll(&place, raw.enroll, problems);
     let mut spans = Spans::default();
-    if raw.step.is_empty() {
-        at(
-            problems,
-            0..0,
-            "step",
-            "a sequence needs at least one [[step]]".into(),
-        );
-    }
-    for (i, s) in raw.step.into_iter().enumerate() {
-        let line = pos(s.span()).0;
-        let s = s.into_inner();
-        let key = |k: &str| format!("step[{i}].{k}");
-        let id = s.id.get_ref().trim().to_owned();
-        if !valid_id(&id) {
-            at(
-                problems,
-                s.id.span(),
-                &key("id"),
-                format!("'{id}' must be lower-case letters, digits, '-' and '_' (at most 64)"),
-            );
-        } else if steps.iter().any(|o| o.id == id) {
-            at(
-                problems,
-                s.id.span(),
-                &key("id"),
-                format!("step id '{id}' is used twice; ids must be unique and stable"),
-            );
-        }
-        let delay = match s.delay.get_ref().parse::<Delay>() {
-            Ok(d) => d,
-            Err(e) => {
-                at(problems, s.delay.span(), &key("delay"), e);
-                Delay::Minutes(0)
-            }
-        };
-        let template = s.template.get_ref().trim().to_owned();
-        if template.is_empty() || template.contains(['/', '\\', '.']) {
-            at(
-                problems,
-                s.template.span(),
-                &key("template"),
-                format!("'{template}' must be a template name without folder or extension"),
-            );
-        }
-        if s.subject.get_ref().trim().is_empty() {
-            at(
-                problems,
-                s.subject.span(),
-                &key("subject"),
-                "must not be empty".into(),
-            );
-        }
-        spans.steps.push(StepSpans {
-            template: pos(s.template.span()),
-            subject: pos(s.subject.span()),
-            when: s.when.as_ref().map(|w| pos(w.span())),
-            from: s.from.as_ref().map(|f| pos(f.span())),
-        });
-        steps.push(Step {
-            id,
-            delay,
-            template,
-            subject: s.subject.into_inner(),
-            when: s
-                .when
-                .map(Spanned::into_inner)
-                .filter(|w| !w.trim().is_empty()),
-            from: s.from.map(|f| f.into_inner().trim().to_owned()),
-            line,
-        });
-    }
+    let steps = check_steps(&place, raw.step, problems, &mut spans);
 
     let exit = match raw.exit {
         None => Exit::default(),
@@ -435,6 +281,179 @@ pub fn parse(text: &str, file: &Path, problems: &mut Vec<Problem>) -> Option<(Se
         },
         spans,
     ))
+}
+
+/// The sequence file being parsed, to place its problems.
+struct Place<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Place<'_> {
+    fn at(&self, problems: &mut Vec<Problem>, span: Range<usize>, key: &str, msg: String) {
+        problems.push(Problem::at(self.file, self.text, span, key, msg));
+    }
+
+    fn pos(&self, span: Range<usize>) -> (usize, usize) {
+        line_col(self.text, span.start)
+    }
+}
+
+/// `[enroll]`: a sequence says which leads enter, or that it is entered only by hand.
+fn check_enroll(
+    place: &Place<'_>,
+    raw: Option<Spanned<RawEnroll>>,
+    problems: &mut Vec<Problem>,
+) -> Enroll {
+    let Some(e) = raw else {
+        place.at(
+            problems,
+            0..0,
+            "enroll",
+            "missing [enroll]: say which leads enter (kinds = [\"inquiry\"], …) or manual = true"
+                .into(),
+        );
+        return Enroll::default();
+    };
+    let span = e.span();
+    let e = e.into_inner();
+    let mut kinds = Vec::new();
+    for k in &e.kinds {
+        match k.get_ref().parse::<MessageKind>() {
+            Ok(kind) if kind.creates_lead() => kinds.push(kind),
+            Ok(kind) => place.at(
+                problems,
+                k.span(),
+                "enroll.kinds",
+                format!("'{kind}' messages do not create leads; use inquiry, form or forward"),
+            ),
+            Err(_) => place.at(
+                problems,
+                k.span(),
+                "enroll.kinds",
+                format!("'{}' is not one of inquiry, form, forward", k.get_ref()),
+            ),
+        }
+    }
+    if e.manual && !(kinds.is_empty() && e.channels.is_empty() && e.forms.is_empty()) {
+        place.at(
+            problems,
+            span.clone(),
+            "enroll.manual",
+            "a manual sequence takes no kinds, channels or forms".into(),
+        );
+    }
+    if !e.manual && e.kinds.is_empty() {
+        place.at(
+            problems,
+            span,
+            "enroll.kinds",
+            "give the kinds that enroll (inquiry, form, forward), or manual = true".into(),
+        );
+    }
+    Enroll {
+        manual: e.manual,
+        kinds,
+        channels: e.channels.iter().map(|c| c.trim().to_lowercase()).collect(),
+        forms: e.forms.iter().map(|f| f.trim().to_owned()).collect(),
+        min_score: e.min_score,
+        reenter: e.reenter,
+    }
+}
+
+/// `[[step]]`s, in file order, with where their keys sit recorded in `spans`.
+fn check_steps(
+    place: &Place<'_>,
+    raw: Vec<Spanned<RawStep>>,
+    problems: &mut Vec<Problem>,
+    spans: &mut Spans,
+) -> Vec<Step> {
+    let mut steps: Vec<Step> = Vec::new();
+    if raw.is_empty() {
+        place.at(
+            problems,
+            0..0,
+            "step",
+            "a sequence needs at least one [[step]]".into(),
+        );
+    }
+    for (i, s) in raw.into_iter().enumerate() {
+        let step = check_step(place, i, s, &steps, problems, spans);
+        steps.push(step);
+    }
+    steps
+}
+
+/// One `[[step]]`, the `i`th; `earlier` are the ones before it, whose ids it must not reuse.
+fn check_step(
+    place: &Place<'_>,
+    i: usize,
+    s: Spanned<RawStep>,
+    earlier: &[Step],
+    problems: &mut Vec<Problem>,
+    spans: &mut Spans,
+) -> Step {
+    let line = place.pos(s.span()).0;
+    let s = s.into_inner();
+    let key = |k: &str| format!("step[{i}].{k}");
+    let id = s.id.get_ref().trim().to_owned();
+    if !valid_id(&id) {
+        place.at(
+            problems,
+            s.id.span(),
+            &key("id"),
+            format!("'{id}' must be lower-case letters, digits, '-' and '_' (at most 64)"),
+        );
+    } else if earlier.iter().any(|o| o.id == id) {
+        place.at(
+            problems,
+            s.id.span(),
+            &key("id"),
+            format!("step id '{id}' is used twice; ids must be unique and stable"),
+        );
+    }
+    let delay = match s.delay.get_ref().parse::<Delay>() {
+        Ok(d) => d,
+        Err(e) => {
+            place.at(problems, s.delay.span(), &key("delay"), e);
+            Delay::Minutes(0)
+        }
+    };
+    let template = s.template.get_ref().trim().to_owned();
+    if template.is_empty() || template.contains(['/', '\\', '.']) {
+        place.at(
+            problems,
+            s.template.span(),
+            &key("template"),
+            format!("'{template}' must be a template name without folder or extension"),
+        );
+    }
+    if s.subject.get_ref().trim().is_empty() {
+        place.at(
+            problems,
+            s.subject.span(),
+            &key("subject"),
+            "must not be empty".into(),
+        );
+    }
+    spans.steps.push(StepSpans {
+        template: place.pos(s.template.span()),
+        subject: place.pos(s.subject.span()),
+        when: s.when.as_ref().map(|w| place.pos(w.span())),
+        from: s.from.as_ref().map(|f| place.pos(f.span())),
+    });
+    Step {
+        id,
+        delay,
+        template,
+        subject: s.subject.into_inner(),
+        when: s
+            .when
+            .map(Spanned::into_inner)
+            .filter(|w| !w.trim().is_empty()),
+        from: s.from.map(|f| f.into_inner().trim().to_owned()),
+        line,
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ pub use file::{Enroll, Exit, Sequence, Step};
 pub use policy::{Policy, Sender};
 pub use time::{Delay, Windows};
 
-use crate::config::Problem;
+use crate::diagnostics::Problem;
 use crate::domain::EmailAddress;
 use crate::render::{self, LeadData, MessageSpec, RenderError, Rendered, SenderData, Templates};
 use crate::store::{EnrollRule, Lead};
@@ -310,58 +310,8 @@ fn read_templates(dir: &Path, problems: &mut Vec<Problem>) -> Vec<(String, Strin
 /// `problems`, each with its file and, where there is one, line and column.
 pub fn load(settings: Settings, problems: &mut Vec<Problem>) -> Catalog {
     let before = problems.len();
-    let files = read_templates(&settings.templates, problems);
-    let mut templates = match Templates::new(files) {
-        Ok(t) => t,
-        Err(errors) => {
-            for e in errors {
-                let (file, msg) = match &e {
-                    RenderError::Template { name, .. } => {
-                        (settings.templates.join(name), e.to_string())
-                    }
-                    _ => (settings.templates.clone(), e.to_string()),
-                };
-                problems.push(problem(&file, None, "template", msg));
-            }
-            Templates::empty()
-        }
-    };
-
-    let mut sequences = Vec::new();
-    let mut spans = Vec::new();
-    match std::fs::read_dir(&settings.dir) {
-        Err(e) => problems.push(problem(
-            &settings.dir,
-            None,
-            "sequences.dir",
-            format!("cannot read the sequence folder: {e}"),
-        )),
-        Ok(entries) => {
-            let mut paths: Vec<PathBuf> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect();
-            paths.sort();
-            for path in paths {
-                match std::fs::read_to_string(&path) {
-                    Ok(text) => {
-                        if let Some((seq, sp)) = file::parse(&text, &path, problems) {
-                            sequences.push(seq);
-                            spans.push(sp);
-                        }
-                    }
-                    Err(e) => problems.push(problem(
-                        &path,
-                        None,
-                        "sequence",
-                        format!("cannot read: {e}"),
-                    )),
-                }
-            }
-        }
-    }
-
+    let mut templates = load_templates(&settings.templates, problems);
+    let (sequences, spans) = read_sequences(&settings.dir, problems);
     if !sequences.is_empty() && settings.senders.is_empty() {
         problems.push(problem(
             &settings.dir,
@@ -370,11 +320,91 @@ pub fn load(settings: Settings, problems: &mut Vec<Problem>) -> Catalog {
             "sequences need at least one [[sender]] in leadloop.toml to send from".into(),
         ));
     }
+    cross_check(&settings, &sequences, &spans, &mut templates, problems);
+    let catalog = Catalog {
+        sequences,
+        templates,
+        settings,
+    };
+    // Every step is rendered against a sample lead, so an undefined variable is found now,
+    // not at 3 a.m.; only when nothing else is wrong, so one mistake is not reported twice.
+    if problems.len() == before {
+        try_on_the_sample_lead(&catalog, &spans, problems);
+    }
+    catalog
+}
 
-    // Cross-checks: templates, subjects, conditions, senders, exits; then every step is
-    // rendered against a sample lead, so an undefined variable is found now, not at 3 a.m.
+/// Compiles every template under `dir`; none when any of them is broken.
+fn load_templates(dir: &Path, problems: &mut Vec<Problem>) -> Templates {
+    let files = read_templates(dir, problems);
+    match Templates::new(files) {
+        Ok(t) => t,
+        Err(errors) => {
+            for e in errors {
+                let (file, msg) = match &e {
+                    RenderError::Template { name, .. } => (dir.join(name), e.to_string()),
+                    _ => (dir.to_owned(), e.to_string()),
+                };
+                problems.push(problem(&file, None, "template", msg));
+            }
+            Templates::empty()
+        }
+    }
+}
+
+/// Parses every `*.toml` in `dir`, in name order, with where their items sit.
+fn read_sequences(dir: &Path, problems: &mut Vec<Problem>) -> (Vec<Sequence>, Vec<file::Spans>) {
+    let mut sequences = Vec::new();
+    let mut spans = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            problems.push(problem(
+                dir,
+                None,
+                "sequences.dir",
+                format!("cannot read the sequence folder: {e}"),
+            ));
+            return (sequences, spans);
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                if let Some((seq, sp)) = file::parse(&text, &path, problems) {
+                    sequences.push(seq);
+                    spans.push(sp);
+                }
+            }
+            Err(e) => problems.push(problem(
+                &path,
+                None,
+                "sequence",
+                format!("cannot read: {e}"),
+            )),
+        }
+    }
+    (sequences, spans)
+}
+
+/// What one file cannot know alone: the sequences its exits name, the templates, subjects and
+/// conditions its steps use, and the senders they send from. Adds each step's subject to
+/// `templates`.
+fn cross_check(
+    settings: &Settings,
+    sequences: &[Sequence],
+    spans: &[file::Spans],
+    templates: &mut Templates,
+    problems: &mut Vec<Problem>,
+) {
     let names: Vec<String> = sequences.iter().map(|s| s.name.clone()).collect();
-    for (seq, sp) in sequences.iter().zip(&spans) {
+    for (seq, sp) in sequences.iter().zip(spans) {
         for (target, pos) in &sp.on_enter {
             if !names.contains(target) {
                 problems.push(problem(
@@ -424,36 +454,32 @@ pub fn load(settings: Settings, problems: &mut Vec<Problem>) -> Catalog {
             }
         }
     }
-    let catalog = Catalog {
-        sequences,
-        templates,
-        settings,
-    };
-    if problems.len() == before {
-        let sample = LeadData::sample();
-        let now = Utc::now();
-        for (seq, sp) in catalog.sequences.iter().zip(&spans) {
-            for (i, (step, ssp)) in seq.steps.iter().zip(&sp.steps).enumerate() {
-                if let Err(e) = catalog.applies(step, &sample) {
-                    problems.push(problem(
-                        &seq.file,
-                        ssp.when,
-                        &format!("step[{i}].when"),
-                        format!("fails on the sample lead: {e}"),
-                    ));
-                }
-                if let Err(e) = catalog.render(seq, step, &sample, 1, "sample", now) {
-                    problems.push(problem(
-                        &seq.file,
-                        Some(ssp.template),
-                        &format!("step[{i}].template"),
-                        format!("fails on the sample lead: {e}"),
-                    ));
-                }
+}
+
+/// Decides and renders every step for [`LeadData::sample`].
+fn try_on_the_sample_lead(catalog: &Catalog, spans: &[file::Spans], problems: &mut Vec<Problem>) {
+    let sample = LeadData::sample();
+    let now = Utc::now();
+    for (seq, sp) in catalog.sequences.iter().zip(spans) {
+        for (i, (step, ssp)) in seq.steps.iter().zip(&sp.steps).enumerate() {
+            if let Err(e) = catalog.applies(step, &sample) {
+                problems.push(problem(
+                    &seq.file,
+                    ssp.when,
+                    &format!("step[{i}].when"),
+                    format!("fails on the sample lead: {e}"),
+                ));
+            }
+            if let Err(e) = catalog.render(seq, step, &sample, 1, "sample", now) {
+                problems.push(problem(
+                    &seq.file,
+                    Some(ssp.template),
+                    &format!("step[{i}].template"),
+                    format!("fails on the sample lead: {e}"),
+                ));
             }
         }
     }
-    catalog
 }
 
 #[cfg(test)]

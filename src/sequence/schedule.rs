@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use super::{Catalog, Policy, lead_data};
+use crate::diagnostics::error_chain;
 use crate::domain::MessageKind;
 use crate::store::{Enrollment, Lead, Outgoing, Settle, Store, StoreError, count_key};
 
@@ -353,7 +354,7 @@ impl Scheduler {
             match self.store.release_held(Utc::now()).await {
                 Ok(0) => {}
                 Ok(n) => info!(enrollments = n, "held enrollments released for another try"),
-                Err(e) => warn!(error = %crate::ingest::error_chain(&e), "cannot release held enrollments"),
+                Err(e) => warn!(error = %error_chain(&e), "cannot release held enrollments"),
             }
             let mut backoff = Duration::from_secs(1);
             let mut paused = false;
@@ -375,7 +376,7 @@ impl Scheduler {
                     }
                     Ok(None) => paused = false,
                     Err(e) => {
-                        warn!(error = %crate::ingest::error_chain(&e), "cannot read whether sending is paused");
+                        warn!(error = %error_chain(&e), "cannot read whether sending is paused");
                     }
                 }
                 let now = Utc::now();
@@ -398,13 +399,13 @@ impl Scheduler {
                             Ok(Some(t)) => (t - Utc::now()).to_std().unwrap_or(MAX_SLEEP),
                             Ok(None) => MAX_SLEEP,
                             Err(e) => {
-                                error!(error = %crate::ingest::error_chain(&e), "cannot read the next due time");
+                                error!(error = %error_chain(&e), "cannot read the next due time");
                                 backoff
                             }
                         }
                     }
                     Err(e) => {
-                        error!(error = %crate::ingest::error_chain(&e), "scheduling failed; retrying");
+                        error!(error = %error_chain(&e), "scheduling failed; retrying");
                         let b = backoff;
                         backoff = (backoff * 2).min(MAX_SLEEP);
                         b
