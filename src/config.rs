@@ -1461,6 +1461,10 @@ fn lower_all(v: &[String]) -> Vec<String> {
     v.iter().map(|s| s.trim().to_lowercase()).collect()
 }
 
+/// Checks that docs/configuration.md and docs/sequences.md document every key the parsers accept.
+#[cfg(test)]
+mod doc_keys;
+
 #[cfg(test)]
 mod tests {
     use super::*;

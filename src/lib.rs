@@ -59,6 +59,3 @@ pub mod render;
 pub mod send;
 pub mod sequence;
 pub mod store;
-
-#[cfg(test)]
-mod doc_keys;

@@ -376,7 +376,7 @@ fn read_doc(name: &str) -> String {
 
 #[test]
 fn the_recorder_sees_tables_arrays_and_spanned_keys() {
-    let keys = keys_of::<crate::config::RawConfig>();
+    let keys = keys_of::<super::RawConfig>();
     assert!(keys.tables["[imap]"].contains(&"password_credential"));
     assert!(keys.tables["[[channel]]"].contains(&"utm_sources"));
     assert!(keys.tables["[[sender]]"].contains(&"per_minute"));
@@ -412,7 +412,7 @@ fn a_missing_or_misplaced_key_is_reported() {
 
 #[test]
 fn configuration_reference_documents_every_key() {
-    let keys = keys_of::<crate::config::RawConfig>();
+    let keys = keys_of::<super::RawConfig>();
     let problems = check(
         "docs/configuration.md",
         &read_doc("configuration.md"),
