@@ -268,8 +268,8 @@ async fn an_ipv6_literal_host_in_the_configuration_connects() {
         .unwrap()
         .replace("host = \"127.0.0.1\"", "host = \"[::1]\"");
     std::fs::write(&config, text).unwrap();
-    assert_eq!(crate::send::run_cli(&config, &["check"]).0, 0);
-    let (code, out) = crate::send::run_cli(&config, &["send-test", "--to", "v@example.org"]);
+    assert_eq!(crate::support::run_cli(&config, &["check"]).0, 0);
+    let (code, out) = crate::support::run_cli(&config, &["send-test", "--to", "v@example.org"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(server.accepted().len(), 1);
 }

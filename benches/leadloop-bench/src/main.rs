@@ -14,12 +14,10 @@
 //! human summary; the last line is one JSON object for scripts.
 
 mod corpus;
-mod dovecot;
 mod reference;
 mod rss;
 mod schedule;
 mod send;
-mod smtp_sink;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,6 +25,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use leadloop_testkit::dovecot;
 use serde_json::{Value, json};
 
 /// The child gets the IMAP password through the environment, not argv (visible in `ps`).
