@@ -1,6 +1,6 @@
-//! The sender against a real, private Postfix (`postfix.rs`): what a real MTA refuses, in its
-//! own words. A refusal of the sender or the relay must never mark a lead; a real unknown user
-//! must still bounce; known users get exactly one copy.
+//! The sender against a real, private Postfix (`leadloop_testkit::postfix`): what a real MTA
+//! refuses, in its own words. A refusal of the sender or the relay must never mark a lead; a
+//! real unknown user must still bounce; known users get exactly one copy.
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! Who is at fault, and whether the end of data had left: each failure class of a send gets
-//! its own outcome, checked against the scripted SMTP server (`smtp_server.rs`) on both sides.
+//! its own outcome, checked against the scripted SMTP server (`leadloop_testkit::smtp_server`)
+//! on both sides.
 //!
 //! | class | expected |
 //! |---|---|

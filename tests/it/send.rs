@@ -1,7 +1,7 @@
 //! The sender against real SMTP peers on loopback: Postfix's `smtp-sink`, and, for faults it
 //! cannot script (fail once then succeed, drop mid-DATA, answer late), the scripted server of
-//! `smtp_server.rs`. Every message's fate is checked on both sides: what the server accepted,
-//! and what the outbox says.
+//! `leadloop_testkit::smtp_server`. Every message's fate is checked on both sides: what the
+//! server accepted, and what the outbox says.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
