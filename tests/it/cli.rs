@@ -1,17 +1,9 @@
 //! The `leadloop` binary as users and scripts drive it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::support::test_db;
-
-fn leadloop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leadloop"))
-        .args(args)
-        .env_remove("LEADLOOP_CONFIG")
-        .output()
-        .expect("running leadloop")
-}
+use crate::support::{ConfigFile, leadloop, test_db};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -23,34 +15,7 @@ fn stdout(o: &Output) -> String {
 
 /// The demo configuration pointed at a fresh database.
 fn demo_config(dir: &Path, db_url: &str) -> PathBuf {
-    let text = std::fs::read_to_string(repo("config/leadloop.toml"))
-        .unwrap()
-        .replace("sqlite://../var/leadloop.db?mode=rwc", db_url)
-        .replace(
-            "path = \"demo/inbox\"",
-            &format!(
-                "path = {:?}",
-                repo("config/demo/inbox").display().to_string()
-            ),
-        )
-        .replace(
-            "dir = \"sequences\"",
-            &format!("dir = {:?}", repo("config/sequences").display().to_string()),
-        )
-        .replace(
-            "file:../var/outbox",
-            &format!("file:{}", dir.join("outbox").display()),
-        )
-        .replace(
-            "templates = \"templates\"",
-            &format!(
-                "templates = {:?}",
-                repo("config/templates").display().to_string()
-            ),
-        );
-    let path = dir.join("leadloop.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    ConfigFile::demo(dir, Path::new(env!("CARGO_MANIFEST_DIR")), db_url).write()
 }
 
 #[test]
@@ -59,7 +24,8 @@ fn shipped_configurations_pass_check() {
         "check",
         "--config",
         repo("config/leadloop.toml").to_str().unwrap(),
-    ]);
+    ])
+    .output();
     assert!(
         out.status.success(),
         "{}{}",
@@ -72,7 +38,8 @@ fn shipped_configurations_pass_check() {
         "check",
         "--config",
         repo("config/production.example.toml").to_str().unwrap(),
-    ]);
+    ])
+    .output();
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1));
     let lines: Vec<&str> = text.lines().collect();
@@ -94,7 +61,7 @@ fn check_reports_every_problem_with_file_line_and_key() {
         "[database]\nurl = \"sqlite://x.db\"\n\n[imap]\nhost = \"mail.example.com\"\ntls = \"none\"\nuser = \"leads@company.com\"\npassword = \"s3cret-value\"\nafter = \"trash\"\n",
     )
     .unwrap();
-    let out = leadloop(&["check", "--config", path.to_str().unwrap()]);
+    let out = leadloop(&["check", "--config", path.to_str().unwrap()]).output();
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     let file = path.display().to_string();
@@ -114,7 +81,7 @@ fn check_reports_every_problem_with_file_line_and_key() {
         "[database]\nurl = \"sqlite://x.db\"\nmax_conections = 3\n",
     )
     .unwrap();
-    let text = stdout(&leadloop(&["check", "--config", path.to_str().unwrap()]));
+    let text = stdout(&leadloop(&["check", "--config", path.to_str().unwrap()]).output());
     assert!(
         text.contains(":3:1: max_conections: unknown field"),
         "{text}"
@@ -132,7 +99,8 @@ fn classify_explain_lays_out_the_decision_and_its_rules() {
         repo("config/leadloop.toml").to_str().unwrap(),
         bounce.to_str().unwrap(),
         form.to_str().unwrap(),
-    ]);
+    ])
+    .output();
     assert!(out.status.success());
     let text = stdout(&out);
     let (first, second) = text
@@ -152,7 +120,7 @@ fn classify_explain_lays_out_the_decision_and_its_rules() {
         "{second}"
     );
     // --json and --explain are two views; asking for both is an error, not a guess.
-    let both = leadloop(&["classify", "--json", "--explain", form.to_str().unwrap()]);
+    let both = leadloop(&["classify", "--json", "--explain", form.to_str().unwrap()]).output();
     assert!(!both.status.success());
 }
 
@@ -171,7 +139,8 @@ fn classify_json_prints_one_line_per_file_even_for_unreadable_input() {
         inquiry.to_str().unwrap(),
         garbage.to_str().unwrap(),
         missing.to_str().unwrap(),
-    ]);
+    ])
+    .output();
     assert!(out.status.success());
     let lines: Vec<serde_json::Value> = stdout(&out)
         .lines()
@@ -210,7 +179,7 @@ async fn the_demo_runs_end_to_end() {
     let config = demo_config(dir.path(), &db.url);
     let config = config.to_str().unwrap();
 
-    let out = leadloop(&["run", "--once", "--config", config]);
+    let out = leadloop(&["run", "--once", "--config", config]).output();
     assert!(
         out.status.success(),
         "{}",
@@ -222,7 +191,7 @@ async fn the_demo_runs_end_to_end() {
         stdout(&out)
     );
 
-    let out = leadloop(&["leads", "list", "--json", "--config", config]);
+    let out = leadloop(&["leads", "list", "--json", "--config", config]).output();
     assert!(
         out.status.success(),
         "{}",
@@ -267,7 +236,7 @@ async fn the_demo_runs_end_to_end() {
     }
 
     // Running again records nothing twice.
-    let out = leadloop(&["run", "--once", "--config", config]);
+    let out = leadloop(&["run", "--once", "--config", config]).output();
     assert!(
         stdout(&out).starts_with("6 messages read, 0 recorded, 6 already recorded"),
         "{}",
@@ -280,11 +249,12 @@ async fn the_demo_runs_end_to_end() {
         "priya.nair@quantaworks.io",
         "--config",
         config,
-    ]);
+    ])
+    .output();
     let text = stdout(&out);
     assert!(text.contains("owner    jonas@company.com"), "{text}");
     assert!(text.contains("forward"), "{text}");
-    let out = leadloop(&["leads", "show", "nobody@example.com", "--config", config]);
+    let out = leadloop(&["leads", "show", "nobody@example.com", "--config", config]).output();
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -317,7 +287,7 @@ async fn sequences_are_checked_previewed_simulated_and_enrolled_by_hand() {
         ),
     )
     .unwrap();
-    let out = leadloop(&["check", "--config", broken_dir.to_str().unwrap()]);
+    let out = leadloop(&["check", "--config", broken_dir.to_str().unwrap()]).output();
     assert!(!out.status.success());
     let text = stdout(&out);
     assert!(
@@ -328,7 +298,8 @@ async fn sequences_are_checked_previewed_simulated_and_enrolled_by_hand() {
     // Preview against the sample lead shows the headers leadloop adds.
     let out = leadloop(&[
         "preview", "welcome", "--step", "welcome", "--sample", "--config", config,
-    ]);
+    ])
+    .output();
     assert!(
         out.status.success(),
         "{}",
@@ -362,7 +333,8 @@ async fn sequences_are_checked_previewed_simulated_and_enrolled_by_hand() {
         "2026-11-27 21:00",
         "--config",
         windowed.to_str().unwrap(),
-    ]);
+    ])
+    .output();
     assert!(
         out.status.success(),
         "{}",
@@ -375,22 +347,22 @@ async fn sequences_are_checked_previewed_simulated_and_enrolled_by_hand() {
     );
 
     // By hand: the demo's leads are enrolled by ingest; unenroll and enroll again.
-    let out = leadloop(&["run", "--once", "--config", config]);
+    let out = leadloop(&["run", "--once", "--config", config]).output();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let lead = "tom.baker@northwind-retail.co.uk";
-    let out = leadloop(&["enroll", lead, "welcome", "--config", config]);
+    let out = leadloop(&["enroll", lead, "welcome", "--config", config]).output();
     assert!(!out.status.success(), "already in it");
-    let out = leadloop(&["unenroll", lead, "--config", config]);
+    let out = leadloop(&["unenroll", lead, "--config", config]).output();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = leadloop(&["enroll", lead, "welcome", "--config", config]);
+    let out = leadloop(&["enroll", lead, "welcome", "--config", config]).output();
     assert!(
         !out.status.success(),
         "reenter = false: a lead goes through once"
@@ -401,9 +373,10 @@ async fn sequences_are_checked_previewed_simulated_and_enrolled_by_hand() {
         "welcome",
         "--config",
         config,
-    ]);
+    ])
+    .output();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no lead with address"));
-    let out = leadloop(&["leads", "show", lead, "--config", config]);
+    let out = leadloop(&["leads", "show", lead, "--config", config]).output();
     assert!(stdout(&out).contains("enrolled"), "{}", stdout(&out));
 
     // A test send of one step, through the demo's file transport.
@@ -416,7 +389,8 @@ async fn sequences_are_checked_previewed_simulated_and_enrolled_by_hand() {
         "me@example.org",
         "--config",
         config,
-    ]);
+    ])
+    .output();
     assert!(
         out.status.success(),
         "{}{}",

@@ -2,25 +2,18 @@
 //! SIGTERM stops it cleanly.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use leadloop::store::Store;
 
 use crate::ingest_imap::{Setup, inquiry};
+use crate::support::with_config;
 
 fn spawn_daemon(s: &Setup, once: bool) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_leadloop"));
-    cmd.arg("run").arg("--config").arg(&s.config_path);
-    if once {
-        cmd.arg("--once");
-    }
-    cmd.env("LEADLOOP_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting leadloop")
+    let args: &[&str] = if once { &["run", "--once"] } else { &["run"] };
+    with_config(&s.config_path, args).spawn()
 }
 
 async fn recorded(store: &Store, mailbox: &str) -> usize {
@@ -151,16 +144,10 @@ async fn sighup_reloads_a_valid_configuration_and_refuses_a_broken_one() {
     let store = Store::connect(&s.db.url, 2).await.unwrap();
     let good = std::fs::read_to_string(&s.config_path).unwrap();
     let mailbox = s.mailbox();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_leadloop"))
-        .arg("run")
-        .arg("--config")
-        .arg(&s.config_path)
-        .env("LEADLOOP_LOG", "info")
+    let mut daemon = with_config(&s.config_path, &["run"])
+        .log("info")
         .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .spawn_logging_to_pipe();
     let lines = log_lines(&mut daemon);
     wait_for_line(&lines, "connected");
 

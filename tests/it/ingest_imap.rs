@@ -2,7 +2,7 @@
 //! UIDVALIDITY changes, server restarts, oversize messages, crashes mid-batch, and what happens
 //! to processed mail.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use leadloop::store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::dovecot::Dovecot;
-use crate::support::{TestDb, test_db};
+use crate::support::{ConfigFile, TestDb, test_db};
 
 /// An inquiry from a distinct person.
 pub fn inquiry(n: u32) -> Vec<u8> {
@@ -63,7 +63,10 @@ impl Setup {
             .expect("starting Dovecot");
         let db = test_db().await;
         let dir = tempfile::tempdir().unwrap();
-        let config_path = write_config(dir.path(), &dovecot, &db.url, tls, extra);
+        let config_path = ConfigFile::new(dir.path(), &db.url)
+            .imap(&dovecot, tls, extra)
+            .identity(&["leads@company.com"], &["company.com"])
+            .write();
         Setup {
             dovecot,
             db,
@@ -92,43 +95,6 @@ impl Setup {
     pub fn append(&self, raw: &[u8]) -> u32 {
         self.dovecot.append("INBOX", raw).expect("APPEND")
     }
-}
-
-pub fn write_config(dir: &Path, dc: &Dovecot, db_url: &str, tls: &str, extra: &str) -> PathBuf {
-    let password_file = dir.join("imap-password");
-    std::fs::write(&password_file, format!("{}\n", dc.password())).unwrap();
-    let port = if tls == "implicit" {
-        dc.tls_port()
-    } else {
-        dc.plain_port()
-    };
-    let text = format!(
-        r#"
-[database]
-url = "{db_url}"
-
-[imap]
-host = "{host}"
-port = {port}
-tls = "{tls}"
-ca_file = "{ca}"
-user = "{user}"
-password_file = "{pw}"
-poll_interval = "1s"
-{extra}
-
-[identity]
-addresses = ["leads@company.com"]
-domains = ["company.com"]
-"#,
-        host = dc.host(),
-        ca = dc.ca_pem_path().display(),
-        user = dc.user(),
-        pw = password_file.display(),
-    );
-    let path = dir.join("leadloop.toml");
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 async fn ingest_over(tls: &str) {

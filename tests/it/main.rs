@@ -1,12 +1,11 @@
 //! Integration tests against real servers: a private Dovecot, a private Postfix, smtp-sink,
 //! a scripted SMTP server, SQLite files and, when
 //! `LEADLOOP_TEST_DATABASE_URL` names one, PostgreSQL. One test binary, one module per part,
-//! so the fixture and helpers are compiled and linked once.
+//! so the helpers are compiled and linked once. The servers, the configuration builder, the
+//! binary runner and the clock come from the test kit (`tests/support`, `leadloop-testkit`);
+//! `support` adds what needs the library or this binary.
 
-#[path = "../../src/bin/leadloop-bench/dovecot.rs"]
-mod dovecot;
-#[path = "../../src/bin/leadloop-bench/smtp_sink.rs"]
-mod smtp_sink;
+use leadloop_testkit::{dovecot, postfix, smtp_server, smtp_sink};
 
 mod classify;
 mod cli;
@@ -15,13 +14,12 @@ mod dovecot_fixture;
 mod ingest_imap;
 mod ingest_maildir;
 mod outbox;
-mod postfix;
+mod postfix_fixture;
 mod postfix_refusals;
 mod refusals;
 mod send;
 mod sending;
 mod sequence;
-mod smtp_server;
 mod store;
 mod support;
 mod undo;

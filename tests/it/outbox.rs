@@ -5,17 +5,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use leadloop::store::outbox::enqueue_in;
 use leadloop::store::{
     Claim, NewOutboxMessage, OutboxId, OutboxState, SendOutcome, Store, Suppression, Transition,
 };
 
-use crate::support::{seed_leads, test_store};
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap()
-}
+use crate::support::{seed_leads, t0, test_store};
 
 pub fn message(lead: Option<i64>, enrollment: i64, step: &str, to: &str) -> NewOutboxMessage {
     NewOutboxMessage {

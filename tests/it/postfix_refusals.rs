@@ -1,6 +1,6 @@
-//! The sender against a real, private Postfix (`postfix.rs`): what a real MTA refuses, in its
-//! own words. A refusal of the sender or the relay must never mark a lead; a real unknown user
-//! must still bounce; known users get exactly one copy.
+//! The sender against a real, private Postfix (`leadloop_testkit::postfix`): what a real MTA
+//! refuses, in its own words. A refusal of the sender or the relay must never mark a lead; a
+//! real unknown user must still bounce; known users get exactly one copy.
 
 use std::time::Duration;
 
@@ -9,8 +9,10 @@ use leadloop::store::{OutboxState, PausedBy, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::postfix::PrivatePostfix;
-use crate::send::{daemon_config, entry, plain, run_cli, sender, smtp_config};
-use crate::support::{assert_bounced_and_suppressed, lead_by_email, seed_leads, test_store};
+use crate::send::{daemon_config, entry, plain, sender, smtp_config};
+use crate::support::{
+    assert_bounced_and_suppressed, lead_by_email, run_cli, seed_leads, test_store,
+};
 
 /// Listener 0 takes mail for the known users; 1 refuses every sender; 2 relays only for
 /// authenticated clients, as a submission server left without AUTH in `[smtp]` does.

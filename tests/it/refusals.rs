@@ -1,5 +1,6 @@
 //! Who is at fault, and whether the end of data had left: each failure class of a send gets
-//! its own outcome, checked against the scripted SMTP server (`smtp_server.rs`) on both sides.
+//! its own outcome, checked against the scripted SMTP server (`leadloop_testkit::smtp_server`)
+//! on both sides.
 //!
 //! | class | expected |
 //! |---|---|
@@ -268,8 +269,8 @@ async fn an_ipv6_literal_host_in_the_configuration_connects() {
         .unwrap()
         .replace("host = \"127.0.0.1\"", "host = \"[::1]\"");
     std::fs::write(&config, text).unwrap();
-    assert_eq!(crate::send::run_cli(&config, &["check"]).0, 0);
-    let (code, out) = crate::send::run_cli(&config, &["send-test", "--to", "v@example.org"]);
+    assert_eq!(crate::support::run_cli(&config, &["check"]).0, 0);
+    let (code, out) = crate::support::run_cli(&config, &["send-test", "--to", "v@example.org"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(server.accepted().len(), 1);
 }

@@ -1,7 +1,7 @@
 //! The sender against real SMTP peers on loopback: Postfix's `smtp-sink`, and, for faults it
 //! cannot script (fail once then succeed, drop mid-DATA, answer late), the scripted server of
-//! `smtp_server.rs`. Every message's fate is checked on both sides: what the server accepted,
-//! and what the outbox says.
+//! `leadloop_testkit::smtp_server`. Every message's fate is checked on both sides: what the
+//! server accepted, and what the outbox says.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::smtp_server::{Script, TestSmtp, TlsStart, test_tls};
 use crate::smtp_sink::SmtpSink;
-use crate::support::{seed_leads, test_store};
+use crate::support::{ConfigFile, run_cli, seed_leads, test_store, with_config};
 
 pub fn smtp_config(port: u16, connections: u32) -> SmtpConfig {
     SmtpConfig {
@@ -649,32 +649,11 @@ async fn tls_and_auth_implicit_and_starttls() {
 /// A configuration for the `leadloop` binary: an empty Maildir as the inbox, the test database,
 /// and `[smtp]` pointing at `port` with 8 connections.
 pub fn daemon_config(dir: &std::path::Path, db_url: &str, port: u16) -> PathBuf {
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(dir.join("inbox").join(sub)).unwrap();
-    }
-    let path = dir.join("leadloop.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[database]\nurl = {db_url:?}\n\n[maildir]\npath = \"inbox\"\npoll_interval = \"1s\"\n\n\
-             [identity]\naddresses = [\"hello@company.test\"]\n\n\
-             [smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nhello_name = \"sender.test\"\n\
-             connections = 8\ntimeout = \"1s\"\nretry_initial = \"1s\"\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
-pub fn leadloop(config: &std::path::Path, args: &[&str]) -> std::process::Command {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_leadloop"));
-    cmd.args(args)
-        .arg("--config")
-        .arg(config)
-        .env("LEADLOOP_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit());
-    cmd
+    ConfigFile::new(dir, db_url)
+        .maildir("inbox")
+        .identity(&["hello@company.test"], &[])
+        .smtp(port)
+        .write()
 }
 
 /// The recipient of each message smtp-sink accepted.
@@ -704,7 +683,7 @@ async fn sigkill_while_sending_then_restart_sends_nothing_twice() {
         .collect();
     store.enqueue_many(&msgs, Utc::now()).await.unwrap();
 
-    let mut daemon = leadloop(&config, &["run"]).spawn().unwrap();
+    let mut daemon = with_config(&config, &["run"]).spawn();
     let start = Instant::now();
     while sink.count() < 20 {
         assert!(
@@ -730,7 +709,7 @@ async fn sigkill_while_sending_then_restart_sends_nothing_twice() {
     );
 
     // Restart and let it finish; abandoned claims become `interrupted`, never resent.
-    let mut daemon = leadloop(&config, &["run"]).spawn().unwrap();
+    let mut daemon = with_config(&config, &["run"]).spawn();
     let start = Instant::now();
     loop {
         let counts = store.outbox_counts().await.unwrap();
@@ -780,17 +759,6 @@ async fn sigkill_while_sending_then_restart_sends_nothing_twice() {
         );
     }
     assert!(received.len() as i64 <= sent + interrupted);
-}
-
-pub fn run_cli(config: &std::path::Path, args: &[&str]) -> (i32, String) {
-    let out = leadloop(config, args)
-        .stdout(std::process::Stdio::piped())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

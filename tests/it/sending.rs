@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use leadloop::store::OutboxState;
 
-use crate::send::{daemon_config, leadloop, plain, run_cli, sink_recipients};
+use crate::send::{daemon_config, plain, sink_recipients};
 use crate::smtp_sink::SmtpSink;
-use crate::support::test_store;
+use crate::support::{run_cli, test_store, with_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_status_resume_and_run_once_while_paused() {
@@ -101,7 +101,7 @@ async fn a_running_daemon_honours_a_pause_within_a_second() {
         .map(|n| plain(None, n, &format!("p{n}@example.org")))
         .collect();
     store.enqueue_many(&msgs, Utc::now()).await.unwrap();
-    let mut daemon = Daemon(leadloop(&config, &["run"]).spawn().unwrap());
+    let mut daemon = Daemon(with_config(&config, &["run"]).spawn());
     let wait_for = |n: usize, within: Duration| {
         let start = Instant::now();
         while sink.count() < n {

@@ -15,12 +15,7 @@ use leadloop::sequence::{self, Catalog, Policy, Sender, Settings, Windows};
 use leadloop::store::{Batch, InboundRecord, OutboxEntry, OutboxState, Store};
 use tokio::sync::Notify;
 
-use crate::support::{lead_by_email, test_store};
-
-/// Friday 27 November 2026, 10:00 UTC.
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap()
-}
+use crate::support::{lead_by_email, t0, test_store};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("a.txt", "Hello {{ lead.first_name }}, step a.\n"),

@@ -1,10 +1,34 @@
-//! Shared test plumbing: a fresh store per test, on SQLite or on the PostgreSQL server named by
-//! `LEADLOOP_TEST_DATABASE_URL`, so one suite checks both backends.
+//! Shared test plumbing that needs the library or this test binary: a fresh store per test,
+//! on SQLite or on the PostgreSQL server named by `LEADLOOP_TEST_DATABASE_URL`, so one suite
+//! checks both backends; and the `leadloop` binary built for this run. Everything else comes
+//! from the test kit, re-exported here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use leadloop::store::Store;
+pub use leadloop_testkit::bin::Leadloop;
+pub use leadloop_testkit::clock::t0;
+pub use leadloop_testkit::config::ConfigFile;
+
+/// `leadloop ARGS`: the binary built for this test run.
+pub fn leadloop(args: &[&str]) -> Leadloop {
+    Leadloop::new(env!("CARGO_BIN_EXE_leadloop"), args)
+}
+
+/// `leadloop ARGS --config CONFIG`, logging warnings only, as the tests that drive a configured
+/// daemon run it.
+pub fn with_config(config: &Path, args: &[&str]) -> Leadloop {
+    leadloop(args).config(config).log("warn")
+}
+
+/// Exit code and stdout of `leadloop ARGS --config CONFIG`; its stderr goes to the test's
+/// output, shown when the test fails.
+pub fn run_cli(config: &Path, args: &[&str]) -> (i32, String) {
+    let (code, stdout, stderr) = with_config(config, args).run();
+    eprint!("{stderr}");
+    (code, stdout)
+}
 
 /// A database created for one test; SQLite files are removed with it.
 pub struct TestDb {

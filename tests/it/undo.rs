@@ -11,22 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::send::{daemon_config, plain, smtp_config};
 use crate::smtp_sink::SmtpSink;
-use crate::support::{assert_bounced_and_suppressed, lead_by_email, seed_leads, test_store};
+use crate::support::{
+    assert_bounced_and_suppressed, lead_by_email, seed_leads, test_store, with_config,
+};
 
 /// Exit code, stdout and stderr of `leadloop ARGS --config CONFIG`.
 fn run_cli(config: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_leadloop"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("LEADLOOP_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    with_config(config, args).run()
 }
 
 /// The `timeline` of `leads show EMAIL --json`.

@@ -14,12 +14,10 @@
 //! human summary; the last line is one JSON object for scripts.
 
 mod corpus;
-mod dovecot;
 mod reference;
 mod rss;
 mod schedule;
 mod send;
-mod smtp_sink;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -27,6 +25,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use leadloop_testkit::dovecot;
 use serde_json::{Value, json};
 
 /// The child gets the IMAP password through the environment, not argv (visible in `ps`).
@@ -159,7 +158,92 @@ fn main() -> Result<()> {
     }
 }
 
+/// The ingest benchmark: the mailbox, the reference client's runs, leadloop's runs (each in a
+/// child process), then the comparison and one JSON summary line.
 fn ingest(messages: usize, seed: u64, runs: usize) -> Result<()> {
+    let mailbox = prepare_mailbox(messages, seed)?;
+    let dc = &mailbox.dc;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")?;
+    let ca = dc.ca_pem_path();
+    let target = reference::Target {
+        host: dc.host(),
+        tls_port: dc.tls_port(),
+        ca_pem: &ca,
+        user: dc.user(),
+        password: dc.password(),
+    };
+    let reference = measure_reference(&rt, &target, messages, runs)?;
+
+    // The reference client's own peak RSS, measured the same way as leadloop's phase below.
+    let reference_child = run_child(Phase::Reference, dc).context("reference child phase")?;
+    println!(
+        "reference child: {:.0} msg/s, peak RSS {} KiB",
+        reference_child["per_s"].as_f64().unwrap_or(0.0),
+        reference_child["peak_rss_kib"]
+    );
+
+    let leadloop = measure_leadloop(&rt, &target, dc, messages, runs)?;
+    let mut rates = reference.rates;
+    rates.extend(leadloop.reference_again);
+    rates.sort_by(f64::total_cmp);
+    let reference_per_s = rates[rates.len() / 2];
+    let ratio = leadloop.per_s / reference_per_s;
+    println!(
+        "leadloop (fetch, parse, classify, record into SQLite, cursor; TLS): {:.0} msg/s \
+         (median of {runs}; runs: {}), peak RSS {:.1} MB",
+        leadloop.per_s,
+        leadloop
+            .rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        leadloop.peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "ratio leadloop / reference: {ratio:.2} (reference median over all {} runs: {reference_per_s:.0} msg/s)",
+        rates.len()
+    );
+    let kinds = leadloop
+        .runs
+        .last()
+        .map(|v| v["kinds"].clone())
+        .unwrap_or(Value::Null);
+    let summary = json!({
+        "bench": "ingest",
+        "messages": messages,
+        "seed": seed,
+        "corpus_bytes": mailbox.corpus_bytes,
+        "load_maildir_s": mailbox.load_s,
+        "reference_per_s": reference_per_s,
+        "reference_mb_per_s": reference.median_run.mb_per_second(),
+        "reference_runs_per_s": rates,
+        "reference_peak_rss_mb": reference_child["peak_rss_kib"].as_f64().map(|k| k / 1024.0),
+        "leadloop_per_s": leadloop.per_s,
+        "leadloop_runs_per_s": leadloop.rates,
+        "leadloop_cpu_s": leadloop.runs.iter().map(|v| v["cpu_s"].clone()).collect::<Vec<_>>(),
+        "leadloop_elapsed_s": leadloop.runs.iter().map(|v| v["elapsed_s"].clone()).collect::<Vec<_>>(),
+        "ratio": ratio,
+        "peak_rss_mb": leadloop.peak_rss_kib as f64 / 1024.0,
+        "kinds": kinds,
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+/// A private Dovecot whose INBOX holds the generated corpus.
+struct Mailbox {
+    dc: dovecot::Dovecot,
+    corpus_bytes: usize,
+    /// Seconds to write the Maildir and have Dovecot sync it.
+    load_s: f64,
+}
+
+/// Generates the corpus, starts Dovecot and bulk-loads the corpus into it.
+fn prepare_mailbox(messages: usize, seed: u64) -> Result<Mailbox> {
     let t = Instant::now();
     let corpus = corpus::generate(messages, seed);
     let corpus_bytes: usize = corpus.iter().map(|m| m.raw.len()).sum();
@@ -182,21 +266,31 @@ fn ingest(messages: usize, seed: u64, runs: usize) -> Result<()> {
         "dovecot: started in {start_s:.2} s, Maildir load + first sync {load_s:.2} s ({})",
         dc.dir().display()
     );
+    Ok(Mailbox {
+        dc,
+        corpus_bytes,
+        load_s,
+    })
+}
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("building the tokio runtime")?;
-    let ca = dc.ca_pem_path();
-    let target = reference::Target {
-        host: dc.host(),
-        tls_port: dc.tls_port(),
-        ca_pem: &ca,
-        user: dc.user(),
-        password: dc.password(),
-    };
+/// The reference client's measured runs, in this process.
+struct ReferenceRuns {
+    /// Messages per second of each run, ascending.
+    rates: Vec<f64>,
+    /// The run with the median rate.
+    median_run: reference::FetchStats,
+}
+
+/// One warm-up fetch of the whole mailbox (which must hold `messages`), then `runs` measured
+/// ones; prints their median.
+fn measure_reference(
+    rt: &tokio::runtime::Runtime,
+    target: &reference::Target<'_>,
+    messages: usize,
+    runs: usize,
+) -> Result<ReferenceRuns> {
     let warm = rt
-        .block_on(reference::fetch_all(&target))
+        .block_on(reference::fetch_all(target))
         .context("reference warm-up fetch")?;
     if warm.messages != messages as u64 {
         bail!(
@@ -207,7 +301,7 @@ fn ingest(messages: usize, seed: u64, runs: usize) -> Result<()> {
     let mut results = Vec::new();
     for _ in 0..runs {
         results.push(
-            rt.block_on(reference::fetch_all(&target))
+            rt.block_on(reference::fetch_all(target))
                 .context("reference fetch")?,
         );
     }
@@ -232,24 +326,39 @@ fn ingest(messages: usize, seed: u64, runs: usize) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    Ok(ReferenceRuns { rates, median_run })
+}
 
-    // The reference client's own peak RSS, measured the same way as leadloop's phase below.
-    let reference_child = run_child(Phase::Reference, &dc).context("reference child phase")?;
-    println!(
-        "reference child: {:.0} msg/s, peak RSS {} KiB",
-        reference_child["per_s"].as_f64().unwrap_or(0.0),
-        reference_child["peak_rss_kib"]
-    );
+/// leadloop's measured runs, each a child process, and the reference fetches between them.
+struct LeadloopRuns {
+    /// What each child printed.
+    runs: Vec<Value>,
+    /// Messages per second of each run, ascending.
+    rates: Vec<f64>,
+    /// The median of `rates`.
+    per_s: f64,
+    /// The largest peak RSS of any run.
+    peak_rss_kib: u64,
+    /// Messages per second of the reference fetch after each run.
+    reference_again: Vec<f64>,
+}
 
-    // leadloop phase: each run ingests the whole mailbox into a fresh SQLite store, in a child
-    // process so its peak RSS is its own. Runs alternate with reference fetches so both see the
-    // same machine state.
+/// leadloop phase: each run ingests the whole mailbox into a fresh SQLite store, in a child
+/// process so its peak RSS is its own. Runs alternate with reference fetches so both see the
+/// same machine state. Every run must record all `messages`.
+fn measure_leadloop(
+    rt: &tokio::runtime::Runtime,
+    target: &reference::Target<'_>,
+    dc: &dovecot::Dovecot,
+    messages: usize,
+    runs: usize,
+) -> Result<LeadloopRuns> {
     let mut leadloop_runs = Vec::new();
     let mut reference_again = Vec::new();
     for _ in 0..runs {
-        leadloop_runs.push(run_child(Phase::Leadloop, &dc).context("leadloop ingest phase")?);
+        leadloop_runs.push(run_child(Phase::Leadloop, dc).context("leadloop ingest phase")?);
         reference_again.push(
-            rt.block_on(reference::fetch_all(&target))
+            rt.block_on(reference::fetch_all(target))
                 .context("reference fetch")?
                 .per_second(),
         );
@@ -262,59 +371,24 @@ fn ingest(messages: usize, seed: u64, runs: usize) -> Result<()> {
             );
         }
     }
-    let mut leadloop_rates: Vec<f64> = leadloop_runs
+    let mut rates: Vec<f64> = leadloop_runs
         .iter()
         .filter_map(|v| v["per_s"].as_f64())
         .collect();
-    leadloop_rates.sort_by(f64::total_cmp);
-    let leadloop_per_s = leadloop_rates[leadloop_rates.len() / 2];
-    rates.extend(reference_again);
     rates.sort_by(f64::total_cmp);
-    let reference_per_s = rates[rates.len() / 2];
+    let per_s = rates[rates.len() / 2];
     let peak_rss_kib = leadloop_runs
         .iter()
         .filter_map(|v| v["peak_rss_kib"].as_u64())
         .max()
         .unwrap_or(0);
-    let ratio = leadloop_per_s / reference_per_s;
-    println!(
-        "leadloop (fetch, parse, classify, record into SQLite, cursor; TLS): {leadloop_per_s:.0} msg/s \
-         (median of {runs}; runs: {}), peak RSS {:.1} MB",
-        leadloop_rates
-            .iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        peak_rss_kib as f64 / 1024.0
-    );
-    println!(
-        "ratio leadloop / reference: {ratio:.2} (reference median over all {} runs: {reference_per_s:.0} msg/s)",
-        rates.len()
-    );
-    let kinds = leadloop_runs
-        .last()
-        .map(|v| v["kinds"].clone())
-        .unwrap_or(Value::Null);
-    let summary = json!({
-        "bench": "ingest",
-        "messages": messages,
-        "seed": seed,
-        "corpus_bytes": corpus_bytes,
-        "load_maildir_s": load_s,
-        "reference_per_s": reference_per_s,
-        "reference_mb_per_s": median_run.mb_per_second(),
-        "reference_runs_per_s": rates,
-        "reference_peak_rss_mb": reference_child["peak_rss_kib"].as_f64().map(|k| k / 1024.0),
-        "leadloop_per_s": leadloop_per_s,
-        "leadloop_runs_per_s": leadloop_rates,
-        "leadloop_cpu_s": leadloop_runs.iter().map(|v| v["cpu_s"].clone()).collect::<Vec<_>>(),
-        "leadloop_elapsed_s": leadloop_runs.iter().map(|v| v["elapsed_s"].clone()).collect::<Vec<_>>(),
-        "ratio": ratio,
-        "peak_rss_mb": peak_rss_kib as f64 / 1024.0,
-        "kinds": kinds,
-    });
-    println!("{summary}");
-    Ok(())
+    Ok(LeadloopRuns {
+        runs: leadloop_runs,
+        rates,
+        per_s,
+        peak_rss_kib,
+        reference_again,
+    })
 }
 
 /// Re-executes this binary as `ingest-child` for one phase and returns the JSON object the

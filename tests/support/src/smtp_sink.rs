@@ -1,15 +1,12 @@
 //! A private Postfix `smtp-sink` on a free loopback port, dumping every message it accepts to
 //! a file of its own, for tests and benchmarks of the sender.
 //!
-//! Compiled into the `leadloop-bench` binary and, through `#[path]`, into the integration
-//! tests; it therefore uses only crates from `[dependencies]` and allows dead code.
+//! Both the integration tests and `leadloop-bench` use it.
 //!
 //! `smtp-sink` answers every session alike; its fault options (`-r RCPT` for a 450, `-f RCPT`
 //! with `-B "550 …"` for a 5xx, `-w` to delay the reply to DATA) are passed through `extra`.
 //! Dumps are one file per accepted message (`-d DIR/m.`), LF line ends, prefixed by
 //! smtp-sink's own `X-Client-Addr`, `X-Mail-Args`, `X-Rcpt-Args` and `Received` headers.
-
-#![allow(dead_code)]
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};

@@ -22,7 +22,7 @@ use leadloop::store::NewOutboxMessage;
 use serde_json::{Value, json};
 
 use crate::rss;
-use crate::smtp_sink::{SMTP_SOURCE, SmtpSink};
+use leadloop_testkit::smtp_sink::{SMTP_SOURCE, SmtpSink};
 
 /// Parallel SMTP connections, for both sides.
 const CONNECTIONS: u32 = 8;
