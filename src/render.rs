@@ -371,20 +371,10 @@ fn html_escape(s: &str) -> String {
 /// The value of `X-Leadloop-Origin`.
 const ORIGIN_MARKER: &str = "leadloop";
 
-/// Renders one step for one lead.
-///
-/// # Errors
-/// A template fails (undefined variable, runtime error) or the message cannot be assembled;
-/// nothing partial is returned.
-pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderError> {
-    let unsubscribe_mailto = format!(
-        "mailto:{}?subject=unsubscribe",
-        plus_address(spec.inbox, &format!("unsubscribe-{}", spec.token))
-    );
-    let unsubscribe_url = spec
-        .unsubscribe_url
-        .map_or_else(|| unsubscribe_mailto.clone(), str::to_owned);
-    let ctx = Value::from(BTreeMap::from([
+/// What a step's templates see: `lead`, `fields`, `channel`, `score`, `sender`, `sequence`,
+/// `unsubscribe_url` and `unsubscribe_mailto`.
+fn context(spec: &MessageSpec<'_>, unsubscribe_url: &str, unsubscribe_mailto: &str) -> Value {
+    Value::from(BTreeMap::from([
         ("lead", lead_value(spec.lead)),
         ("fields", fields_value(spec.lead)),
         ("channel", Value::from(spec.lead.channel.as_str())),
@@ -407,12 +397,25 @@ pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderE
                 ("step", Value::from(spec.step)),
             ])),
         ),
-        ("unsubscribe_url", Value::from(unsubscribe_url.as_str())),
-        (
-            "unsubscribe_mailto",
-            Value::from(unsubscribe_mailto.as_str()),
-        ),
-    ]));
+        ("unsubscribe_url", Value::from(unsubscribe_url)),
+        ("unsubscribe_mailto", Value::from(unsubscribe_mailto)),
+    ]))
+}
+
+/// Renders one step for one lead.
+///
+/// # Errors
+/// A template fails (undefined variable, runtime error) or the message cannot be assembled;
+/// nothing partial is returned.
+pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderError> {
+    let unsubscribe_mailto = format!(
+        "mailto:{}?subject=unsubscribe",
+        plus_address(spec.inbox, &format!("unsubscribe-{}", spec.token))
+    );
+    let unsubscribe_url = spec
+        .unsubscribe_url
+        .map_or_else(|| unsubscribe_mailto.clone(), str::to_owned);
+    let ctx = context(spec, &unsubscribe_url, &unsubscribe_mailto);
 
     let get = |name: &str| {
         t.env

@@ -232,21 +232,7 @@ pub async fn simulate(
         lead.email,
         local(start)
     )?;
-    let mut e = Enrollment {
-        id: EnrollmentId(0),
-        lead_id: lead.id,
-        sequence: SequenceName::new(seq.name.clone()),
-        state: EnrollmentState::Active,
-        steps_done: Vec::new(),
-        next_step: None,
-        next_due_at: Some(start),
-        last_at: start,
-        touches: 0,
-        token: "simulate".into(),
-        exit_reason: None,
-        error: None,
-        enrolled_at: start,
-    };
+    let mut e = simulated_enrollment(&lead, seq, start);
     let stops = StopMessages::new();
     let mut usage = Usage::default();
     let mut now = start;
@@ -263,12 +249,6 @@ pub async fn simulate(
             now,
             &mut || 0.0,
         );
-        let skipped = |done: &[StepId], sent: Option<&StepId>| -> Vec<StepId> {
-            done.iter()
-                .filter(|d| !before.contains(d) && Some(*d) != sent)
-                .cloned()
-                .collect()
-        };
         match decision {
             Settle::Wait {
                 steps_done,
@@ -276,13 +256,7 @@ pub async fn simulate(
                 due,
                 last_at,
             } => {
-                for s in skipped(&steps_done, None) {
-                    let when = seq
-                        .step(s.as_str())
-                        .and_then(|s| s.when.clone())
-                        .unwrap_or_default();
-                    writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
-                }
+                write_skipped(&mut out, seq, &before, &steps_done, None)?;
                 let ready = next_step
                     .as_ref()
                     .and_then(|id| seq.step(id.as_str()))
@@ -314,13 +288,7 @@ pub async fn simulate(
                 due,
                 ..
             } => {
-                for s in skipped(&steps_done, Some(&message.step_id)) {
-                    let when = seq
-                        .step(s.as_str())
-                        .and_then(|s| s.when.clone())
-                        .unwrap_or_default();
-                    writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
-                }
+                write_skipped(&mut out, seq, &before, &steps_done, Some(&message.step_id))?;
                 writeln!(
                     out,
                     "  {:<16} {}  ({} UTC)  from {}",
@@ -345,13 +313,7 @@ pub async fn simulate(
                 }
             }
             Settle::Done { steps_done } => {
-                for s in skipped(&steps_done, None) {
-                    let when = seq
-                        .step(s.as_str())
-                        .and_then(|s| s.when.clone())
-                        .unwrap_or_default();
-                    writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
-                }
+                write_skipped(&mut out, seq, &before, &steps_done, None)?;
                 writeln!(out, "  done")?;
                 break;
             }
@@ -367,6 +329,47 @@ pub async fn simulate(
         }
     }
     Ok(code)
+}
+
+/// A new enrollment of `lead` in `seq` at `start`, as ingest would make it.
+fn simulated_enrollment(lead: &Lead, seq: &Sequence, start: DateTime<Utc>) -> Enrollment {
+    Enrollment {
+        id: EnrollmentId(0),
+        lead_id: lead.id,
+        sequence: SequenceName::new(seq.name.clone()),
+        state: EnrollmentState::Active,
+        steps_done: Vec::new(),
+        next_step: None,
+        next_due_at: Some(start),
+        last_at: start,
+        touches: 0,
+        token: "simulate".into(),
+        exit_reason: None,
+        error: None,
+        enrolled_at: start,
+    }
+}
+
+/// Says which steps a decision skipped: those done now that were not `before`, other than the
+/// one it sent.
+fn write_skipped(
+    out: &mut impl Write,
+    seq: &Sequence,
+    before: &[StepId],
+    done: &[StepId],
+    sent: Option<&StepId>,
+) -> io::Result<()> {
+    for s in done
+        .iter()
+        .filter(|d| !before.contains(d) && Some(*d) != sent)
+    {
+        let when = seq
+            .step(s.as_str())
+            .and_then(|s| s.when.clone())
+            .unwrap_or_default();
+        writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
+    }
+    Ok(())
 }
 
 /// `leadloop send-test SEQUENCE --step ID --to ADDRESS`: the step rendered for the sample lead,

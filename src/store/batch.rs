@@ -117,6 +117,9 @@ struct LeadUpsert {
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
+/// Why, and in which sequences (all for `None`), a group of leads' enrollments end.
+type ExitKey<'a> = (&'a str, Option<&'a [SequenceName]>);
+
 impl Store {
     /// Records a batch of classified messages, the leads they create or update, the changes
     /// the caller decided for them, and the mailbox cursor, in one transaction.
@@ -299,7 +302,8 @@ impl Store {
             return Ok(());
         }
         let new: HashSet<usize> = new.iter().copied().collect();
-        let mut exits: Vec<((&str, Option<&[SequenceName]>), Vec<&str>)> = Vec::new();
+        // Leads whose enrollments end, per (reason, sequences), in the order first seen.
+        let mut exits: Vec<(ExitKey<'_>, Vec<&str>)> = Vec::new();
         let mut suppress: BTreeMap<&str, &str> = BTreeMap::new();
         let mut statuses: BTreeMap<LeadStatus, Vec<&str>> = BTreeMap::new();
         for c in batch.changes.iter().filter(|c| new.contains(&c.record)) {

@@ -499,9 +499,10 @@ impl Store {
         // What was sent is read from the outbox itself: the sender records a send by changing
         // the row's state, with no timeline write per message.
         let sent = sqlx::query(
-            "SELECT sent_at, id, message_id, step_id FROM outbox WHERE lead_id = $1 AND state = 'sent' ORDER BY sent_at, id",
+            "SELECT sent_at, id, message_id, step_id FROM outbox WHERE lead_id = $1 AND state = $2 ORDER BY sent_at, id",
         )
         .bind(lead.id.0)
+        .bind(OutboxState::Sent.as_str())
         .fetch_all(&self.pool)
         .await?;
         events.extend(sent.iter().map(|r| Event {

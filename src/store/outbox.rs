@@ -580,7 +580,7 @@ impl Store {
         let rows = q.fetch_all(&mut *conn).await?;
         let claimed: Vec<&AnyRow> = rows
             .iter()
-            .filter(|r| r.get::<String, _>(11) == "sending")
+            .filter(|r| r.get::<String, _>(11) == OutboxState::Sending.as_str())
             .collect();
         self.split_claimed(conn, &claimed, claim.now).await
     }
