@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use chrono::Utc;
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +19,7 @@ use tracing::info;
 use crate::classify::{self, Classification, Rules};
 use crate::config::Config;
 use crate::daemon;
-use crate::domain::{EmailAddress, MessageKind};
+use crate::domain::{EmailAddress, EnrollmentState, LeadStatus, MessageKind, StepId};
 use crate::send;
 use crate::store::{
     Lead, LeadFilter, OutboxEntry, OutboxId, OutboxState, PausedBy, SendOutcome, Transition,
@@ -219,8 +220,9 @@ enum LeadsCommand {
         /// The lead's email address.
         email: String,
         /// The new status.
-        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::sequence::file::STATUSES))]
-        status: String,
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(LeadStatus::NAMES)
+            .try_map(|s| s.parse::<LeadStatus>()))]
+        status: LeadStatus,
     },
 }
 
@@ -653,7 +655,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             } else {
                 let w = leads
                     .iter()
-                    .map(|l| l.email.chars().count())
+                    .map(|l| l.email.as_str().chars().count())
                     .max()
                     .unwrap_or(5);
                 let n = leads
@@ -709,25 +711,25 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             ] {
                 writeln!(out, "  {label:<8} {}", value.unwrap_or("-"))?;
             }
-            if let Some(fields) = lead.fields.as_object().filter(|f| !f.is_empty()) {
+            if !lead.fields.is_empty() {
                 writeln!(out, "  fields:")?;
-                for (k, v) in fields {
+                for (k, v) in &lead.fields {
                     writeln!(out, "    {k}: {}", v.as_str().unwrap_or_default())?;
                 }
             }
             if !enrollments.is_empty() {
                 writeln!(out, "  sequences:")?;
                 for e in &enrollments {
-                    let detail = match e.state.as_str() {
-                        "active" => match (&e.next_step, e.next_due_at) {
+                    let detail = match e.state {
+                        EnrollmentState::Active => match (&e.next_step, e.next_due_at) {
                             (Some(step), Some(at)) => {
                                 format!("next {step} at {}", at.format("%Y-%m-%d %H:%M UTC"))
                             }
                             _ => "starting".to_owned(),
                         },
-                        "exited" => e.exit_reason.clone().unwrap_or_default(),
-                        "held" => e.error.clone().unwrap_or_default(),
-                        _ => String::new(),
+                        EnrollmentState::Exited => e.exit_reason.clone().unwrap_or_default(),
+                        EnrollmentState::Held => e.error.clone().unwrap_or_default(),
+                        EnrollmentState::Done => String::new(),
                     };
                     writeln!(
                         out,
@@ -737,7 +739,11 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                         if e.steps_done.is_empty() {
                             "-".to_owned()
                         } else {
-                            e.steps_done.join(", ")
+                            e.steps_done
+                                .iter()
+                                .map(StepId::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         }
                     )?;
                 }
@@ -765,7 +771,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LeadsCommand::Status { email, status } => {
-            undo::lead_status(&store, &email, &status, &mut out).await
+            undo::lead_status(&store, &email, status, &mut out).await
         }
     }
 }
@@ -810,7 +816,7 @@ async fn outbox(config: &Config, cmd: OutboxCommand) -> anyhow::Result<ExitCode>
                         e.id.0,
                         e.state.as_str(),
                         e.recipient,
-                        e.step_id.as_deref().unwrap_or("-"),
+                        e.step_id.as_ref().map_or("-", StepId::as_str),
                         e.attempts,
                         e.updated_at.format("%Y-%m-%d %H:%M"),
                         e.last_error.as_deref().unwrap_or("")

@@ -23,7 +23,7 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
-use crate::domain::EmailAddress;
+use crate::domain::{EmailAddress, Lead, LeadId, LeadStatus};
 
 /// Why a message could not be rendered. Nothing is sent half-rendered: the step is held.
 #[derive(Debug, thiserror::Error)]
@@ -135,17 +135,14 @@ impl Templates {
     ///
     /// # Errors
     /// The expression does not compile or uses something undefined.
-    pub fn when(&self, expr: &str, lead: &LeadData) -> Result<bool, RenderError> {
+    pub fn when(&self, expr: &str, lead: &Lead) -> Result<bool, RenderError> {
         let e = self
             .env
             .compile_expression(expr)
             .map_err(|e| template_error("when", &e))?;
         let ctx = Value::from(BTreeMap::from([
-            ("lead", lead.value()),
-            (
-                "fields",
-                json_value(&serde_json::Value::Object(lead.fields.clone())),
-            ),
+            ("lead", lead_value(lead)),
+            ("fields", fields_value(lead)),
             ("channel", Value::from(lead.channel.as_str())),
             ("score", Value::from(lead.score)),
         ]));
@@ -158,76 +155,64 @@ fn subject_name(key: &str) -> String {
     format!("{key} subject")
 }
 
-/// What templates know about a lead.
-#[derive(Debug, Clone)]
-pub struct LeadData {
-    /// Address.
-    pub email: EmailAddress,
-    /// Display name.
-    pub name: Option<String>,
-    /// Company.
-    pub company: Option<String>,
-    /// Phone.
-    pub phone: Option<String>,
-    /// First-touch channel.
-    pub channel: String,
-    /// Status.
-    pub status: String,
-    /// Score.
-    pub score: i64,
-    /// The form the lead came through.
-    pub form: Option<String>,
-    /// The colleague who owns the lead.
-    pub owner: Option<String>,
-    /// Form fields.
-    pub fields: serde_json::Map<String, serde_json::Value>,
+/// The lead `leadloop check` and `preview --sample` render every template against.
+pub fn sample_lead() -> Lead {
+    Lead {
+        id: LeadId(0),
+        email: EmailAddress::parse("sam.sample@example.com").expect("a valid address"),
+        name: Some("Sam Sample".into()),
+        company: Some("Example Corp".into()),
+        phone: Some("+1 555 0100".into()),
+        channel: "website".into(),
+        status: LeadStatus::New,
+        score: 10,
+        owner: None,
+        form: Some("contact-page".into()),
+        fields: serde_json::Map::new(),
+        created_at: DateTime::<Utc>::UNIX_EPOCH,
+        updated_at: DateTime::<Utc>::UNIX_EPOCH,
+    }
 }
 
-impl LeadData {
-    /// The lead `leadloop check` and `preview --sample` render every template against.
-    pub fn sample() -> LeadData {
-        LeadData {
-            email: EmailAddress::parse("sam.sample@example.com").expect("a valid address"),
-            name: Some("Sam Sample".into()),
-            company: Some("Example Corp".into()),
-            phone: Some("+1 555 0100".into()),
-            channel: "website".into(),
-            status: "new".into(),
-            score: 10,
-            form: Some("contact-page".into()),
-            owner: None,
-            fields: serde_json::Map::new(),
-        }
-    }
+/// The name to greet by: the first word of "Eve Adams", and the first word after the comma
+/// of "Adams, Eve Marie" (the order directories and CRMs export). A comma followed by a
+/// suffix ("Eve Adams, Jr.") is not that order. Titles are kept ("Dr. Eve Adams" gives
+/// "Dr."): telling a title from a name is not worth guessing at. Commas never end up in
+/// the result; a name with no word in it gives "".
+fn first_name(lead: &Lead) -> &str {
+    let name = lead.name.as_deref().unwrap_or("");
+    let given = name.split_once(',').and_then(|(_, rest)| {
+        first_word(rest).filter(|w| !NAME_SUFFIXES.contains(&normal_suffix(w).as_str()))
+    });
+    given.or_else(|| first_word(name)).unwrap_or("")
+}
 
-    /// The name to greet by: the first word of "Eve Adams", and the first word after the comma
-    /// of "Adams, Eve Marie" (the order directories and CRMs export). A comma followed by a
-    /// suffix ("Eve Adams, Jr.") is not that order. Titles are kept ("Dr. Eve Adams" gives
-    /// "Dr."): telling a title from a name is not worth guessing at. Commas never end up in
-    /// the result; a name with no word in it gives "".
-    fn first_name(&self) -> &str {
-        let name = self.name.as_deref().unwrap_or("");
-        let given = name.split_once(',').and_then(|(_, rest)| {
-            first_word(rest).filter(|w| !NAME_SUFFIXES.contains(&normal_suffix(w).as_str()))
-        });
-        given.or_else(|| first_word(name)).unwrap_or("")
-    }
+/// What templates see as `lead`: its contact details, channel, status, score, form and owner
+/// (not its id or times).
+fn lead_value(lead: &Lead) -> Value {
+    let s = |v: &Option<String>| Value::from(v.clone().unwrap_or_default());
+    Value::from(BTreeMap::from([
+        ("email", Value::from(lead.email.as_str())),
+        ("name", s(&lead.name)),
+        ("first_name", Value::from(first_name(lead))),
+        ("company", s(&lead.company)),
+        ("phone", s(&lead.phone)),
+        ("channel", Value::from(lead.channel.as_str())),
+        ("status", Value::from(lead.status.as_str())),
+        ("score", Value::from(lead.score)),
+        ("form", s(&lead.form)),
+        ("owner", s(&lead.owner)),
+    ]))
+}
 
-    fn value(&self) -> Value {
-        let s = |v: &Option<String>| Value::from(v.clone().unwrap_or_default());
-        Value::from(BTreeMap::from([
-            ("email", Value::from(self.email.as_str())),
-            ("name", s(&self.name)),
-            ("first_name", Value::from(self.first_name())),
-            ("company", s(&self.company)),
-            ("phone", s(&self.phone)),
-            ("channel", Value::from(self.channel.as_str())),
-            ("status", Value::from(self.status.as_str())),
-            ("score", Value::from(self.score)),
-            ("form", s(&self.form)),
-            ("owner", s(&self.owner)),
-        ]))
-    }
+/// What templates see as `fields`: the lead's form fields.
+fn fields_value(lead: &Lead) -> Value {
+    Value::from(
+        lead.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), json_value(v)))
+            .collect::<BTreeMap<String, Value>>(),
+    )
 }
 
 /// What may follow a comma in "First Last, SUFFIX", compared lowercased without dots.
@@ -282,7 +267,7 @@ pub struct SenderData {
 #[derive(Debug, Clone)]
 pub struct MessageSpec<'a> {
     /// The recipient.
-    pub lead: &'a LeadData,
+    pub lead: &'a Lead,
     /// Who sends it.
     pub sender: &'a SenderData,
     /// Sequence name.
@@ -386,25 +371,12 @@ fn html_escape(s: &str) -> String {
 /// The value of `X-Leadloop-Origin`.
 const ORIGIN_MARKER: &str = "leadloop";
 
-/// Renders one step for one lead.
-///
-/// # Errors
-/// A template fails (undefined variable, runtime error) or the message cannot be assembled;
-/// nothing partial is returned.
-pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderError> {
-    let unsubscribe_mailto = format!(
-        "mailto:{}?subject=unsubscribe",
-        plus_address(spec.inbox, &format!("unsubscribe-{}", spec.token))
-    );
-    let unsubscribe_url = spec
-        .unsubscribe_url
-        .map_or_else(|| unsubscribe_mailto.clone(), str::to_owned);
-    let ctx = Value::from(BTreeMap::from([
-        ("lead", spec.lead.value()),
-        (
-            "fields",
-            json_value(&serde_json::Value::Object(spec.lead.fields.clone())),
-        ),
+/// What a step's templates see: `lead`, `fields`, `channel`, `score`, `sender`, `sequence`,
+/// `unsubscribe_url` and `unsubscribe_mailto`.
+fn context(spec: &MessageSpec<'_>, unsubscribe_url: &str, unsubscribe_mailto: &str) -> Value {
+    Value::from(BTreeMap::from([
+        ("lead", lead_value(spec.lead)),
+        ("fields", fields_value(spec.lead)),
         ("channel", Value::from(spec.lead.channel.as_str())),
         ("score", Value::from(spec.lead.score)),
         (
@@ -425,12 +397,25 @@ pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderE
                 ("step", Value::from(spec.step)),
             ])),
         ),
-        ("unsubscribe_url", Value::from(unsubscribe_url.as_str())),
-        (
-            "unsubscribe_mailto",
-            Value::from(unsubscribe_mailto.as_str()),
-        ),
-    ]));
+        ("unsubscribe_url", Value::from(unsubscribe_url)),
+        ("unsubscribe_mailto", Value::from(unsubscribe_mailto)),
+    ]))
+}
+
+/// Renders one step for one lead.
+///
+/// # Errors
+/// A template fails (undefined variable, runtime error) or the message cannot be assembled;
+/// nothing partial is returned.
+pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderError> {
+    let unsubscribe_mailto = format!(
+        "mailto:{}?subject=unsubscribe",
+        plus_address(spec.inbox, &format!("unsubscribe-{}", spec.token))
+    );
+    let unsubscribe_url = spec
+        .unsubscribe_url
+        .map_or_else(|| unsubscribe_mailto.clone(), str::to_owned);
+    let ctx = context(spec, &unsubscribe_url, &unsubscribe_mailto);
 
     let get = |name: &str| {
         t.env
@@ -589,7 +574,7 @@ mod tests {
     }
 
     fn spec<'a>(
-        lead: &'a LeadData,
+        lead: &'a Lead,
         sender: &'a SenderData,
         inbox: &'a EmailAddress,
         template: &'a str,
@@ -621,7 +606,7 @@ mod tests {
     #[test]
     fn a_full_message_has_parts_headers_and_footer() {
         let t = templates();
-        let lead = LeadData::sample();
+        let lead = sample_lead();
         let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
         let r = render(&t, &spec(&lead, &s, &inbox, "welcome")).unwrap();
         assert_eq!(r.subject, "Welcome, Sam Sample");
@@ -664,7 +649,7 @@ mod tests {
     #[test]
     fn html_is_escaped_and_text_is_not() {
         let t = templates();
-        let mut lead = LeadData::sample();
+        let mut lead = sample_lead();
         lead.company = Some("<script>alert(1)</script> & Co".into());
         let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
         let r = render(&t, &spec(&lead, &s, &inbox, "welcome")).unwrap();
@@ -679,7 +664,7 @@ mod tests {
     #[test]
     fn a_lead_name_cannot_inject_a_header() {
         let t = templates();
-        let mut lead = LeadData::sample();
+        let mut lead = sample_lead();
         lead.name = Some("Eve\r\nBcc: x@y".into());
         let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
         let r = render(&t, &spec(&lead, &s, &inbox, "welcome")).unwrap();
@@ -726,7 +711,7 @@ mod tests {
     fn lead_data_that_looks_like_an_encoded_word_stays_literal_text() {
         const HOSTILE: &str = "=?utf-8?q?Eve=0D=0ABcc=3A_x=40y?=";
         let t = templates();
-        let mut lead = LeadData::sample();
+        let mut lead = sample_lead();
         lead.name = Some(HOSTILE.into());
         let mut s = sender();
         s.display_name = Some(format!("Team {HOSTILE}"));
@@ -782,7 +767,7 @@ mod tests {
     #[test]
     fn ordinary_subjects_and_names_stay_plain() {
         let t = templates();
-        let mut lead = LeadData::sample();
+        let mut lead = sample_lead();
         lead.name = Some("Sam = Sample?".into());
         let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
         let r = render(&t, &spec(&lead, &s, &inbox, "welcome")).unwrap();
@@ -802,9 +787,9 @@ mod tests {
     #[test]
     fn first_names_come_after_the_comma_in_last_first_order() {
         let first = |name: Option<&str>| {
-            let mut lead = LeadData::sample();
+            let mut lead = sample_lead();
             lead.name = name.map(str::to_owned);
-            lead.first_name().to_owned()
+            first_name(&lead).to_owned()
         };
         for (name, want) in [
             ("Eve Adams", "Eve"),
@@ -833,7 +818,7 @@ mod tests {
     #[test]
     fn undefined_variables_are_errors_and_defaults_work() {
         let t = templates();
-        let lead = LeadData::sample();
+        let lead = sample_lead();
         let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
         let err = render(&t, &spec(&lead, &s, &inbox, "typo")).unwrap_err();
         assert!(err.to_string().contains("typo.txt"), "{err}");
@@ -852,7 +837,7 @@ mod tests {
     #[test]
     fn when_expressions_see_lead_fields_channel_and_score() {
         let t = templates();
-        let mut lead = LeadData::sample();
+        let mut lead = sample_lead();
         lead.fields.insert("Company size".into(), "250".into());
         assert!(
             t.when("score >= 10 and channel == 'website'", &lead)

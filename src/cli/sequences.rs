@@ -9,11 +9,13 @@ use chrono_tz::Tz;
 
 use crate::config::Config;
 use crate::daemon;
-use crate::domain::{EmailAddress, LeadId};
-use crate::render::LeadData;
+use crate::domain::{
+    EmailAddress, EnrollmentId, EnrollmentState, Lead, MessageId, SequenceName, StepId,
+};
+use crate::render;
 use crate::sequence::schedule::{StopMessages, Usage, decide};
-use crate::sequence::{Catalog, Sequence, lead_data};
-use crate::store::{EnrollRule, Enrollment, Lead, NewOutboxMessage, Settle, Store};
+use crate::sequence::{Catalog, Sequence};
+use crate::store::{EnrollRule, Enrollment, NewOutboxMessage, Settle, Store};
 
 fn sequence<'a>(catalog: &'a Catalog, name: &str) -> anyhow::Result<&'a Sequence> {
     catalog.get(name).ok_or_else(|| {
@@ -44,7 +46,7 @@ pub async fn enroll(config: &Config, email: &str, name: &str) -> anyhow::Result<
     let store = daemon::open_store(config).await?;
     let lead = find_lead(&store, email).await?;
     let rule = EnrollRule {
-        sequence: seq.name.clone(),
+        sequence: SequenceName::new(seq.name.clone()),
         kinds: Vec::new(),
         channels: Vec::new(),
         forms: Vec::new(),
@@ -98,19 +100,14 @@ pub async fn unenroll(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn lead_or_sample(
-    config: &Config,
-    email: Option<&str>,
-) -> anyhow::Result<(LeadData, LeadId)> {
+async fn lead_or_sample(config: &Config, email: Option<&str>) -> anyhow::Result<Lead> {
     match email {
-        None => Ok((LeadData::sample(), LeadId(0))),
+        None => Ok(render::sample_lead()),
         Some(email) => {
             let store = daemon::open_store(config).await?;
             let lead = find_lead(&store, email).await?;
             store.close().await;
-            let data = lead_data(&lead)
-                .ok_or_else(|| anyhow::anyhow!("'{}' is not a valid address", lead.email))?;
-            Ok((data, lead.id))
+            Ok(lead)
         }
     }
 }
@@ -124,7 +121,7 @@ pub async fn preview(
 ) -> anyhow::Result<ExitCode> {
     let catalog = &config.sequences;
     let seq = sequence(catalog, name)?;
-    let (data, _) = lead_or_sample(config, lead).await?;
+    let data = lead_or_sample(config, lead).await?;
     let steps: Vec<_> = match step {
         Some(id) => vec![seq.step(id).ok_or_else(|| {
             anyhow::anyhow!(
@@ -160,7 +157,7 @@ pub async fn preview(
                 continue;
             }
         }
-        match catalog.render(seq, s, &data, 0, "preview", Utc::now()) {
+        match catalog.render(seq, s, &data, EnrollmentId(0), "preview", Utc::now()) {
             Ok(r) => {
                 let text = String::from_utf8_lossy(&r.bytes);
                 let head = text.split("\r\n\r\n").next().unwrap_or("");
@@ -216,23 +213,12 @@ pub async fn simulate(
         Some(f) => parse_from(f, policy.timezone)?,
         None => Utc::now(),
     };
-    let (data, id) = lead_or_sample(config, lead).await?;
-    let tz = policy.lead_zone(&data.fields);
     let lead = Lead {
-        id,
-        email: data.email.to_string(),
-        name: data.name.clone(),
-        company: data.company.clone(),
-        phone: data.phone.clone(),
-        channel: data.channel.clone(),
-        status: data.status.clone(),
-        score: data.score,
-        owner: data.owner.clone(),
-        form: data.form.clone(),
-        fields: serde_json::Value::Object(data.fields.clone()),
         created_at: start,
         updated_at: start,
+        ..lead_or_sample(config, lead).await?
     };
+    let tz = policy.lead_zone(&lead.fields);
     let mut out = io::stdout().lock();
     let local = |t: DateTime<Utc>| {
         t.with_timezone(&tz)
@@ -246,21 +232,7 @@ pub async fn simulate(
         lead.email,
         local(start)
     )?;
-    let mut e = Enrollment {
-        id: 0,
-        lead_id: id,
-        sequence: seq.name.clone(),
-        state: "active".into(),
-        steps_done: Vec::new(),
-        next_step: None,
-        next_due_at: Some(start),
-        last_at: start,
-        touches: 0,
-        token: "simulate".into(),
-        exit_reason: None,
-        error: None,
-        enrolled_at: start,
-    };
+    let mut e = simulated_enrollment(&lead, seq, start);
     let stops = StopMessages::new();
     let mut usage = Usage::default();
     let mut now = start;
@@ -277,12 +249,6 @@ pub async fn simulate(
             now,
             &mut || 0.0,
         );
-        let skipped = |done: &[String], sent: Option<&str>| -> Vec<String> {
-            done.iter()
-                .filter(|d| !before.contains(d) && Some(d.as_str()) != sent)
-                .cloned()
-                .collect()
-        };
         match decision {
             Settle::Wait {
                 steps_done,
@@ -290,16 +256,10 @@ pub async fn simulate(
                 due,
                 last_at,
             } => {
-                for s in skipped(&steps_done, None) {
-                    let when = seq
-                        .step(&s)
-                        .and_then(|s| s.when.clone())
-                        .unwrap_or_default();
-                    writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
-                }
+                write_skipped(&mut out, seq, &before, &steps_done, None)?;
                 let ready = next_step
-                    .as_deref()
-                    .and_then(|id| seq.step(id))
+                    .as_ref()
+                    .and_then(|id| seq.step(id.as_str()))
                     .is_some_and(|st| st.delay.after(last_at, tz) <= now);
                 if ready {
                     let why = if policy.open_at(now, tz) > now {
@@ -310,7 +270,7 @@ pub async fn simulate(
                     writeln!(
                         out,
                         "  {:<16} {} — waits until {} ({why})",
-                        next_step.as_deref().unwrap_or(""),
+                        next_step.as_ref().map_or("", StepId::as_str),
                         local(now),
                         local(due)
                     )?;
@@ -328,13 +288,7 @@ pub async fn simulate(
                 due,
                 ..
             } => {
-                for s in skipped(&steps_done, Some(&message.step_id)) {
-                    let when = seq
-                        .step(&s)
-                        .and_then(|s| s.when.clone())
-                        .unwrap_or_default();
-                    writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
-                }
+                write_skipped(&mut out, seq, &before, &steps_done, Some(&message.step_id))?;
                 writeln!(
                     out,
                     "  {:<16} {}  ({} UTC)  from {}",
@@ -359,13 +313,7 @@ pub async fn simulate(
                 }
             }
             Settle::Done { steps_done } => {
-                for s in skipped(&steps_done, None) {
-                    let when = seq
-                        .step(&s)
-                        .and_then(|s| s.when.clone())
-                        .unwrap_or_default();
-                    writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
-                }
+                write_skipped(&mut out, seq, &before, &steps_done, None)?;
                 writeln!(out, "  done")?;
                 break;
             }
@@ -381,6 +329,47 @@ pub async fn simulate(
         }
     }
     Ok(code)
+}
+
+/// A new enrollment of `lead` in `seq` at `start`, as ingest would make it.
+fn simulated_enrollment(lead: &Lead, seq: &Sequence, start: DateTime<Utc>) -> Enrollment {
+    Enrollment {
+        id: EnrollmentId(0),
+        lead_id: lead.id,
+        sequence: SequenceName::new(seq.name.clone()),
+        state: EnrollmentState::Active,
+        steps_done: Vec::new(),
+        next_step: None,
+        next_due_at: Some(start),
+        last_at: start,
+        touches: 0,
+        token: "simulate".into(),
+        exit_reason: None,
+        error: None,
+        enrolled_at: start,
+    }
+}
+
+/// Says which steps a decision skipped: those done now that were not `before`, other than the
+/// one it sent.
+fn write_skipped(
+    out: &mut impl Write,
+    seq: &Sequence,
+    before: &[StepId],
+    done: &[StepId],
+    sent: Option<&StepId>,
+) -> io::Result<()> {
+    for s in done
+        .iter()
+        .filter(|d| !before.contains(d) && Some(*d) != sent)
+    {
+        let when = seq
+            .step(s.as_str())
+            .and_then(|s| s.when.clone())
+            .unwrap_or_default();
+        writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
+    }
+    Ok(())
 }
 
 /// `leadloop send-test SEQUENCE --step ID --to ADDRESS`: the step rendered for the sample lead,
@@ -403,12 +392,12 @@ pub fn step_test_message(
             .first()
             .ok_or_else(|| anyhow::anyhow!("sequence {} has no steps", seq.name))?,
     };
-    let lead = LeadData {
+    let lead = Lead {
         email: to.clone(),
-        ..LeadData::sample()
+        ..render::sample_lead()
     };
     let token = format!("test{:08x}", rand::random::<u32>());
-    let r = catalog.render(seq, step, &lead, 0, &token, now)?;
+    let r = catalog.render(seq, step, &lead, EnrollmentId(0), &token, now)?;
     let sender = catalog
         .sender(step)
         .ok_or_else(|| anyhow::anyhow!("no [[sender]] for step {}", step.id))?;
@@ -424,7 +413,7 @@ pub fn step_test_message(
         from: sender.address.to_string(),
         envelope_from: envelope_from.to_string(),
         recipient: to.to_string(),
-        message_id: r.message_id,
+        message_id: MessageId::new(r.message_id),
         raw: r.bytes,
         due_at: now,
     })

@@ -15,13 +15,8 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::daemon;
-use crate::domain::EmailAddress;
-use crate::sequence::file::STATUSES;
+use crate::domain::{EmailAddress, EnrollmentState, LeadStatus};
 use crate::store::{Store, Suppression, SuppressionEntry};
-
-/// The statuses nothing is sent to: the scheduler ends a lead's sequences on them, and the
-/// daemon sets them together with a suppression.
-const NOT_MAILED: [&str; 2] = [STATUSES[5], STATUSES[6]];
 
 /// `leadloop suppressions …`.
 #[derive(Debug, Subcommand)]
@@ -173,8 +168,10 @@ async fn remove(store: &Store, entry: &Suppression) -> anyhow::Result<ExitCode> 
             let w = written(&other.entry);
             println!("note: {w} is suppressed too: `leadloop suppressions remove {w}`");
         }
+        // The statuses nothing is sent to: the scheduler ends a lead's sequences on them, and
+        // the daemon sets them together with a suppression.
         if let Some(lead) = store.lead(&address).await?
-            && NOT_MAILED.contains(&lead.status.as_str())
+            && !lead.status.may_be_mailed()
         {
             println!(
                 "note: the lead is still {}: `leadloop leads status {address} new` (or the \
@@ -204,15 +201,9 @@ async fn add(store: &Store, entry: &Suppression, reason: &str) -> anyhow::Result
 pub async fn lead_status(
     store: &Store,
     email: &str,
-    status: &str,
+    status: LeadStatus,
     out: &mut impl Write,
 ) -> anyhow::Result<ExitCode> {
-    let Some(status) = STATUSES.iter().copied().find(|s| *s == status) else {
-        anyhow::bail!(
-            "'{status}' is not a lead status (there is: {})",
-            STATUSES.join(", ")
-        );
-    };
     let address = EmailAddress::parse(email).map_err(|e| anyhow::anyhow!("'{email}': {e}"))?;
     let Some((old, new)) = store
         .set_lead_status(&address, status, Utc::now())
@@ -227,7 +218,7 @@ pub async fn lead_status(
     } else {
         writeln!(out, "{address}: {old} -> {new}")?;
     }
-    if !NOT_MAILED.contains(&new.as_str()) {
+    if new.may_be_mailed() {
         for s in store.suppressions_of(&address).await? {
             let w = written(&s.entry);
             writeln!(
@@ -237,15 +228,15 @@ pub async fn lead_status(
                 s.reason.replace(['\r', '\n'], " ")
             )?;
         }
-        if NOT_MAILED.contains(&old.as_str())
+        if !old.may_be_mailed()
             && let Some(lead) = store.lead(&address).await?
         {
             let ended: Vec<String> = store
                 .enrollments(lead.id)
                 .await?
                 .into_iter()
-                .filter(|e| e.state == "exited")
-                .map(|e| e.sequence)
+                .filter(|e| e.state == EnrollmentState::Exited)
+                .map(|e| String::from(e.sequence))
                 .collect();
             if !ended.is_empty() {
                 writeln!(
@@ -262,11 +253,16 @@ pub async fn lead_status(
 
 #[cfg(test)]
 mod tests {
-    use super::{NOT_MAILED, Suppression, parse_entry, written};
+    use super::{LeadStatus, Suppression, parse_entry, written};
 
     #[test]
     fn the_unmailed_statuses_are_the_ones_the_daemon_sets_with_a_suppression() {
-        assert_eq!(NOT_MAILED, ["unsubscribed", "bounced"]);
+        let unmailed: Vec<LeadStatus> = LeadStatus::ALL
+            .iter()
+            .copied()
+            .filter(|s| !s.may_be_mailed())
+            .collect();
+        assert_eq!(unmailed, [LeadStatus::Unsubscribed, LeadStatus::Bounced]);
     }
 
     #[test]

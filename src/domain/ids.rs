@@ -16,7 +16,7 @@ macro_rules! row_id {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{}", self.0)
+                fmt::Display::fmt(&self.0, f)
             }
         }
     };
@@ -43,8 +43,18 @@ macro_rules! text_id {
         }
 
         impl fmt::Display for $name {
+            // `pad`, so a table's `{:<16}` lines it up as it did the text.
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.pad(&self.0)
+            }
+        }
+
+        // Reads as text wherever text is read (`starts_with`, `Option::as_deref`); nothing
+        // turns into an id without saying which.
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
             }
         }
 
@@ -69,6 +79,18 @@ macro_rules! text_id {
         impl PartialEq<&str> for $name {
             fn eq(&self, other: &&str) -> bool {
                 self.0 == *other
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                Self::new(s)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                Self(s)
             }
         }
 

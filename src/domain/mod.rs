@@ -15,10 +15,12 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 mod ids;
+mod lead;
 mod message;
 mod state;
 
 pub use ids::{EnrollmentId, LeadId, MessageId, OutboxId, SequenceName, StepId};
+pub use lead::Lead;
 pub use message::{Bounce, Classification, MessageKind, Person};
 pub use state::{EnrollmentState, LeadStatus, OutboxState, UnknownValue, Verdict, VerdictKind};
 
@@ -177,8 +179,9 @@ impl EmailAddress {
 }
 
 impl fmt::Display for EmailAddress {
+    // `pad`, so a table's `{:<30}` lines it up as it did the text.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 

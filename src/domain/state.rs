@@ -52,8 +52,9 @@ macro_rules! named_enum {
         }
 
         impl fmt::Display for $name {
+            // `pad`, so a table's `{:<10}` lines it up as it did the text.
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 

@@ -14,6 +14,7 @@ pub(super) async fn write(dir: &Path, m: &OutboxMessage) -> std::io::Result<Stri
     tokio::fs::create_dir_all(dir).await?;
     let name: String = m
         .message_id
+        .as_str()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._+-@".contains(c) {

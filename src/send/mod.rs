@@ -57,9 +57,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::config::{Secret, SmtpConfig, SmtpTransport};
+use crate::domain::{LeadStatus, MessageId};
 use crate::store::{
-    Backend, Claim, Claimed, KeptConnection, OutboxId, OutboxMessage, Pause, PausedBy, SendOutcome,
-    Store,
+    Backend, Bounced, Claim, Claimed, KeptConnection, OutboxId, OutboxMessage, Pause, PausedBy,
+    SendOutcome, Store, Suppression,
 };
 use refusal::Fault;
 use smtp::{Connector, FailKind, Failure, Stage};
@@ -268,7 +269,7 @@ impl Sender {
         let outcome = match outcome {
             SendOutcome::Held { error } if message.lead_id.is_none() => SendOutcome::Failed {
                 error,
-                recipient_rejected: false,
+                bounce: None,
             },
             other => other,
         };
@@ -554,7 +555,7 @@ impl Sender {
             // A row without its bytes (a damaged database) is never sent as an empty message.
             let outcome = SendOutcome::Failed {
                 error: "the message's bytes are missing from the outbox".into(),
-                recipient_rejected: false,
+                bounce: None,
             };
             return (outcome, None);
         }
@@ -577,10 +578,9 @@ impl Sender {
             SendOutcome::Retry { error, at } => {
                 warn!(%error, retry_at = %at, "temporary failure; will retry")
             }
-            SendOutcome::Failed {
-                error,
-                recipient_rejected,
-            } => warn!(%error, recipient_rejected, "failed"),
+            SendOutcome::Failed { error, bounce } => {
+                warn!(%error, recipient_rejected = bounce.is_some(), "failed")
+            }
             SendOutcome::Interrupted { error } => {
                 error!(%error, "interrupted: may or may not have been delivered; not resent automatically")
             }
@@ -607,7 +607,7 @@ impl Sender {
         let outcome = match (f.kind, f.stage) {
             (FailKind::Permanent, stage) => match &f.reply {
                 Some(reply) => {
-                    let recipient_rejected = match refusal::judge(stage, reply.code, &reply.text) {
+                    let dead = match refusal::judge(stage, reply.code, &reply.text) {
                         Fault::Us { fix } => {
                             let error = format!(
                                 "{error} — this refusal is about us, not the recipient; likely fix: {fix}"
@@ -617,17 +617,15 @@ impl Sender {
                         Fault::Recipient { suppress } => suppress,
                         Fault::Message => false,
                     };
-                    let outcome = SendOutcome::Failed {
-                        error,
-                        recipient_rejected,
-                    };
+                    let bounce = dead.then(|| bounced(m, &error));
+                    let outcome = SendOutcome::Failed { error, bounce };
                     return (outcome, Some(refusal::signature(reply.code, &reply.text)));
                 }
                 // No reply: an envelope this server can never take (invalid address, 8-bit
                 // without 8BITMIME): the message fails, nobody is at fault but the data.
                 None => SendOutcome::Failed {
                     error,
-                    recipient_rejected: false,
+                    bounce: None,
                 },
             },
             (FailKind::Untrusted, _) => SendOutcome::Held {
@@ -654,7 +652,7 @@ impl Sender {
                     m.attempts,
                     humantime::format_duration(Duration::from_secs(age.as_secs()))
                 ),
-                recipient_rejected: false,
+                bounce: None,
             };
         }
         let delay = self.options.backoff(m.attempts);
@@ -817,10 +815,20 @@ pub fn test_message(
         from: from.to_string(),
         envelope_from: envelope_from.to_string(),
         recipient: to.to_string(),
-        message_id,
+        message_id: MessageId::new(message_id),
         raw: message.formatted(),
         due_at: now,
     })
+}
+
+/// A recipient refused for good is dead for every later message: its address is suppressed
+/// and its lead marked bounced, together with the row's failure.
+fn bounced(m: &OutboxMessage, error: &str) -> Bounced {
+    Bounced {
+        suppress: Suppression::Address(m.recipient.clone()),
+        reason: format!("recipient refused: {error}"),
+        lead_status: LeadStatus::Bounced,
+    }
 }
 
 #[cfg(test)]
@@ -835,7 +843,11 @@ mod tests {
             recipient: to.to_owned(),
             outcome: SendOutcome::Failed {
                 error: format!("RCPT TO: {reply}"),
-                recipient_rejected: true,
+                bounce: Some(crate::store::Bounced {
+                    suppress: crate::store::Suppression::Address(to.to_owned()),
+                    reason: format!("recipient refused: RCPT TO: {reply}"),
+                    lead_status: crate::domain::LeadStatus::Bounced,
+                }),
             },
             refusal: Some(super::refusal::signature(550, reply)),
         }

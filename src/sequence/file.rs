@@ -9,18 +9,7 @@ use toml::Spanned;
 
 use super::time::Delay;
 use crate::diagnostics::{Problem, line_col};
-use crate::domain::MessageKind;
-
-/// Lead statuses a sequence may exit on (and the ones leadloop itself sets).
-pub const STATUSES: [&str; 7] = [
-    "new",
-    "engaged",
-    "qualified",
-    "unqualified",
-    "customer",
-    "unsubscribed",
-    "bounced",
-];
+use crate::domain::{LeadStatus, MessageKind, StepId};
 
 /// One nurture sequence.
 #[derive(Debug, Clone)]
@@ -79,7 +68,7 @@ pub struct Exit {
     /// Leave when the lead replies (default true).
     pub on_reply: bool,
     /// Leave when the lead's status becomes one of these.
-    pub on_status: Vec<String>,
+    pub on_status: Vec<LeadStatus>,
     /// Leave when the lead enters one of these sequences.
     pub on_enter: Vec<String>,
 }
@@ -106,15 +95,15 @@ impl Sequence {
     /// step is the first one not done that comes after the latest done step still in the file.
     /// Steps removed from the file are never considered; a step inserted before that point is
     /// not sent to leads already past it.
-    pub fn next_step<'a>(&'a self, done: &[String]) -> Option<&'a Step> {
+    pub fn next_step<'a>(&'a self, done: &[StepId]) -> Option<&'a Step> {
         let start = done
             .iter()
             .rev()
-            .find_map(|d| self.steps.iter().position(|s| &s.id == d))
+            .find_map(|d| self.steps.iter().position(|s| d == s.id.as_str()))
             .map_or(0, |p| p + 1);
         self.steps[start.min(self.steps.len())..]
             .iter()
-            .find(|s| !done.contains(&s.id))
+            .find(|s| !done.iter().any(|d| d == s.id.as_str()))
     }
 }
 
@@ -246,15 +235,22 @@ pub fn parse(text: &str, file: &Path, problems: &mut Vec<Problem>) -> Option<(Se
             let mut on_status = Vec::new();
             for st in &x.on_status {
                 let v = st.get_ref().trim().to_lowercase();
-                if STATUSES[2..].contains(&v.as_str()) {
-                    on_status.push(v);
-                } else {
-                    at(
+                let exits = LeadStatus::exit_statuses();
+                match exits.iter().find(|s| s.as_str() == v) {
+                    Some(status) => on_status.push(*status),
+                    None => at(
                         problems,
                         st.span(),
                         "exit.on_status",
-                        format!("'{v}' is not one of {}", STATUSES[2..].join(", ")),
-                    );
+                        format!(
+                            "'{v}' is not one of {}",
+                            exits
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ),
                 }
             }
             let mut on_enter = Vec::new();
@@ -551,7 +547,7 @@ on_enter = ["onboarding"]
     #[test]
     fn next_step_follows_ids_through_edits() {
         let mut s = parse_ok(GOOD);
-        let done = |ids: &[&str]| ids.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let done = |ids: &[&str]| ids.iter().map(|s| StepId::new(*s)).collect::<Vec<_>>();
         assert_eq!(s.next_step(&[]).unwrap().id, "welcome");
         assert_eq!(s.next_step(&done(&["welcome"])).unwrap().id, "case-study");
         assert!(s.next_step(&done(&["welcome", "case-study"])).is_none());

@@ -25,9 +25,9 @@ pub use policy::{Policy, Sender};
 pub use time::{Delay, Windows};
 
 use crate::diagnostics::Problem;
-use crate::domain::EmailAddress;
-use crate::render::{self, LeadData, MessageSpec, RenderError, Rendered, SenderData, Templates};
-use crate::store::{EnrollRule, Lead};
+use crate::domain::{EmailAddress, EnrollmentId, Lead, SequenceName};
+use crate::render::{self, MessageSpec, RenderError, Rendered, SenderData, Templates};
+use crate::store::EnrollRule;
 
 /// Template files larger than this are refused: a template is text someone wrote.
 const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
@@ -103,7 +103,7 @@ impl Catalog {
         self.sequences
             .iter()
             .map(|s| EnrollRule {
-                sequence: s.name.clone(),
+                sequence: SequenceName::new(s.name.clone()),
                 kinds: if s.enroll.manual {
                     Vec::new()
                 } else {
@@ -120,11 +120,11 @@ impl Catalog {
     }
 
     /// The sequences a lead leaves when it enters `name` (`[exit] on_enter`).
-    pub fn exited_by(&self, name: &str) -> Vec<String> {
+    pub fn exited_by(&self, name: &str) -> Vec<SequenceName> {
         self.sequences
             .iter()
             .filter(|s| s.name != name && s.exit.on_enter.iter().any(|e| e == name))
-            .map(|s| s.name.clone())
+            .map(|s| SequenceName::new(s.name.clone()))
             .collect()
     }
 
@@ -162,8 +162,8 @@ impl Catalog {
         &self,
         sequence: &Sequence,
         step: &Step,
-        lead: &LeadData,
-        enrollment: i64,
+        lead: &Lead,
+        enrollment: EnrollmentId,
         token: &str,
         now: DateTime<Utc>,
     ) -> Result<Rendered, RenderError> {
@@ -183,7 +183,7 @@ impl Catalog {
             .unsubscribe_url
             .as_ref()
             .map(|u| u.replace("{token}", token));
-        let message_id = Self::message_id(enrollment, &step.id, token, sender);
+        let message_id = Self::message_id(enrollment.0, &step.id, token, sender);
         let key = subject_key(sequence, step);
         render::render(
             &self.templates,
@@ -208,7 +208,7 @@ impl Catalog {
     ///
     /// # Errors
     /// The expression fails on this lead's data.
-    pub fn applies(&self, step: &Step, lead: &LeadData) -> Result<bool, RenderError> {
+    pub fn applies(&self, step: &Step, lead: &Lead) -> Result<bool, RenderError> {
         match &step.when {
             Some(expr) => self.templates.when(expr, lead),
             None => Ok(true),
@@ -218,22 +218,6 @@ impl Catalog {
 
 fn subject_key(sequence: &Sequence, step: &Step) -> String {
     format!("{}/{}", sequence.name, step.id)
-}
-
-/// What templates see of a stored lead.
-pub fn lead_data(lead: &Lead) -> Option<LeadData> {
-    Some(LeadData {
-        email: EmailAddress::parse(&lead.email).ok()?,
-        name: lead.name.clone(),
-        company: lead.company.clone(),
-        phone: lead.phone.clone(),
-        channel: lead.channel.clone(),
-        status: lead.status.clone(),
-        score: lead.score,
-        form: lead.form.clone(),
-        owner: lead.owner.clone(),
-        fields: lead.fields.as_object().cloned().unwrap_or_default(),
-    })
 }
 
 fn problem(file: &Path, pos: Option<(usize, usize)>, key: &str, message: String) -> Problem {
@@ -456,9 +440,9 @@ fn cross_check(
     }
 }
 
-/// Decides and renders every step for [`LeadData::sample`].
+/// Decides and renders every step for [`render::sample_lead`].
 fn try_on_the_sample_lead(catalog: &Catalog, spans: &[file::Spans], problems: &mut Vec<Problem>) {
-    let sample = LeadData::sample();
+    let sample = render::sample_lead();
     let now = Utc::now();
     for (seq, sp) in catalog.sequences.iter().zip(spans) {
         for (i, (step, ssp)) in seq.steps.iter().zip(&sp.steps).enumerate() {
@@ -470,7 +454,7 @@ fn try_on_the_sample_lead(catalog: &Catalog, spans: &[file::Spans], problems: &m
                     format!("fails on the sample lead: {e}"),
                 ));
             }
-            if let Err(e) = catalog.render(seq, step, &sample, 1, "sample", now) {
+            if let Err(e) = catalog.render(seq, step, &sample, EnrollmentId(1), "sample", now) {
                 problems.push(problem(
                     &seq.file,
                     Some(ssp.template),

@@ -16,10 +16,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
-use super::{Catalog, Policy, lead_data};
+use super::{Catalog, Policy};
 use crate::diagnostics::error_chain;
-use crate::domain::MessageKind;
-use crate::store::{Enrollment, Lead, Outgoing, Settle, Store, StoreError, count_key};
+use crate::domain::{Lead, LeadId, MessageId, MessageKind, StepId};
+use crate::store::{Enrollment, Outgoing, Settle, Store, StoreError, count_key};
 
 /// Enrollments claimed per transaction: small enough that a batch's rows, leads and outbox
 /// pages stay in SQLite's page cache from claim to settle (measured: lower peak memory at the
@@ -85,7 +85,7 @@ pub fn decide(
     now: DateTime<Utc>,
     roll: &mut dyn FnMut() -> f64,
 ) -> Settle {
-    let Some(seq) = catalog.get(&e.sequence) else {
+    let Some(seq) = catalog.get(e.sequence.as_str()) else {
         return Settle::Hold {
             error: format!("sequence '{}' is not in the configuration", e.sequence),
         };
@@ -95,14 +95,15 @@ pub fn decide(
             reason: "the lead no longer exists".into(),
         };
     };
-    if matches!(lead.status.as_str(), "unsubscribed" | "bounced")
-        || seq.exit.on_status.contains(&lead.status)
-    {
+    if !lead.status.may_be_mailed() || seq.exit.on_status.contains(&lead.status) {
         return Settle::Exit {
             reason: format!("lead status is {}", lead.status),
         };
     }
-    for (kind, at) in stops.get(&lead.email).map_or(&[][..], Vec::as_slice) {
+    for (kind, at) in stops
+        .get(lead.email.as_str())
+        .map_or(&[][..], Vec::as_slice)
+    {
         if *at < e.enrolled_at {
             continue;
         }
@@ -120,13 +121,8 @@ pub fn decide(
             _ => {}
         }
     }
-    let Some(data) = lead_data(lead) else {
-        return Settle::Exit {
-            reason: format!("'{}' is not a valid address", lead.email),
-        };
-    };
     let policy: &Policy = &catalog.settings.policy;
-    let tz = policy.lead_zone(&data.fields);
+    let tz = policy.lead_zone(&lead.fields);
     let mut done = e.steps_done.clone();
     let mut last_at = e.last_at;
     let mut waited = e.next_step.clone();
@@ -137,23 +133,23 @@ pub fn decide(
         // The stored due time already includes any postponement for this step; a step seen
         // for the first time (a new enrollment, an edited file) gets its delay computed.
         let due = match (&waited, e.next_due_at) {
-            (Some(w), Some(d)) if *w == step.id => d,
+            (Some(w), Some(d)) if w == step.id.as_str() => d,
             _ => step.delay.after(last_at, tz),
         };
         waited = None;
         if due > now {
             return Settle::Wait {
                 steps_done: done,
-                next_step: Some(step.id.clone()),
+                next_step: Some(StepId::new(step.id.clone())),
                 due,
                 last_at,
             };
         }
-        match catalog.applies(step, &data) {
+        match catalog.applies(step, lead) {
             Ok(true) => {}
             Ok(false) => {
                 debug!(step = %step.id, "condition false: step skipped");
-                done.push(step.id.clone());
+                done.push(StepId::new(step.id.clone()));
                 last_at = due;
                 continue;
             }
@@ -165,7 +161,7 @@ pub fn decide(
         }
         let wait = |until: DateTime<Utc>, roll: &mut dyn FnMut() -> f64| Settle::Wait {
             steps_done: done.clone(),
-            next_step: Some(step.id.clone()),
+            next_step: Some(StepId::new(step.id.clone())),
             due: until + policy.jitter(roll()),
             last_at,
         };
@@ -178,11 +174,11 @@ pub fn decide(
                 error: format!("step {}: no [[sender]] to send from", step.id),
             };
         };
-        let budgets = policy.budgets(sender, &data.email, lead.id.0, now);
+        let budgets = policy.budgets(sender, &lead.email, lead.id.0, now);
         if let Some(until) = Policy::cap_wait(&budgets, |b| usage.get(&b.key, b.bucket)) {
             return wait(policy.open_at(until, tz), roll);
         }
-        let rendered = match catalog.render(seq, step, &data, e.id, &e.token, now) {
+        let rendered = match catalog.render(seq, step, lead, e.id, &e.token, now) {
             Ok(r) => r,
             Err(err) => {
                 return Settle::Hold {
@@ -193,12 +189,12 @@ pub fn decide(
         for b in &budgets {
             usage.add(&b.key, b.bucket);
         }
-        done.push(step.id.clone());
+        done.push(StepId::new(step.id.clone()));
         let next = seq.next_step(&done);
         return Settle::Send {
             message: Box::new(Outgoing {
                 lead_id: lead.id,
-                step_id: step.id.clone(),
+                step_id: StepId::new(step.id.clone()),
                 from: sender.address.to_string(),
                 envelope_from: catalog
                     .settings
@@ -207,11 +203,11 @@ pub fn decide(
                     .unwrap_or(&sender.address)
                     .to_string(),
                 recipient: rendered.to.to_string(),
-                message_id: rendered.message_id,
+                message_id: MessageId::new(rendered.message_id),
                 raw: rendered.bytes,
             }),
             steps_done: done,
-            next_step: next.map(|n| n.id.clone()),
+            next_step: next.map(|n| StepId::new(n.id.clone())),
             due: next.map(|n| n.delay.after(now, tz)),
             counts: budgets.into_iter().map(|b| (b.key, b.bucket)).collect(),
         };
@@ -271,22 +267,20 @@ impl Scheduler {
         if claimed.is_empty() {
             return Ok(report);
         }
-        let ids: Vec<i64> = claimed.iter().map(|e| e.lead_id.0).collect();
+        let ids: Vec<LeadId> = claimed.iter().map(|e| e.lead_id).collect();
         let leads = self.store.leads_by_id(&ids).await?;
         let emails: Vec<&str> = leads.values().map(|l| l.email.as_str()).collect();
         let stops = self.store.stop_messages(&emails).await?;
         let mut keys = Vec::new();
         let policy = &self.catalog.settings.policy;
         for lead in leads.values() {
-            if let Ok(addr) = crate::domain::EmailAddress::parse(&lead.email) {
-                for sender in &self.catalog.settings.senders {
-                    keys.extend(
-                        policy
-                            .budgets(sender, &addr, lead.id.0, now)
-                            .into_iter()
-                            .map(|b| (b.key, b.bucket)),
-                    );
-                }
+            for sender in &self.catalog.settings.senders {
+                keys.extend(
+                    policy
+                        .budgets(sender, &lead.email, lead.id.0, now)
+                        .into_iter()
+                        .map(|b| (b.key, b.bucket)),
+                );
             }
         }
         keys.sort();
@@ -295,12 +289,12 @@ impl Scheduler {
         let mut roll = || rand::random::<f64>();
         let mut items = Vec::with_capacity(claimed.len());
         for e in &claimed {
-            let span = info_span!("enrollment", id = e.id, sequence = %e.sequence);
+            let span = info_span!("enrollment", id = e.id.0, sequence = %e.sequence);
             let _guard = span.enter();
             let s = decide(
                 &self.catalog,
                 e,
-                leads.get(&e.lead_id.0),
+                leads.get(&e.lead_id),
                 &stops,
                 &mut usage,
                 now,
@@ -430,7 +424,7 @@ mod tests {
     use chrono::{Duration, TimeZone};
 
     use super::*;
-    use crate::domain::{EmailAddress, LeadId};
+    use crate::domain::{EmailAddress, EnrollmentId, EnrollmentState, LeadStatus, SequenceName};
     use crate::render::Templates;
     use crate::sequence::{Sender, Settings, file};
 
@@ -502,16 +496,16 @@ on_status = ["customer"]
     fn lead(fields: serde_json::Value) -> Lead {
         Lead {
             id: LeadId(7),
-            email: "jane@acme.example".into(),
+            email: EmailAddress::parse("jane@acme.example").unwrap(),
             name: Some("Jane".into()),
             company: None,
             phone: None,
             channel: "direct".into(),
-            status: "new".into(),
+            status: LeadStatus::New,
             score: 0,
             owner: None,
             form: None,
-            fields,
+            fields: fields.as_object().cloned().unwrap_or_default(),
             created_at: t0(),
             updated_at: t0(),
         }
@@ -519,12 +513,12 @@ on_status = ["customer"]
 
     fn enrollment(done: &[&str], next: Option<&str>, due: DateTime<Utc>) -> Enrollment {
         Enrollment {
-            id: 1,
+            id: EnrollmentId(1),
             lead_id: LeadId(7),
-            sequence: "welcome".into(),
-            state: "active".into(),
-            steps_done: done.iter().map(|s| (*s).to_owned()).collect(),
-            next_step: next.map(str::to_owned),
+            sequence: SequenceName::new("welcome"),
+            state: EnrollmentState::Active,
+            steps_done: done.iter().map(|s| StepId::new(*s)).collect(),
+            next_step: next.map(StepId::new),
             next_due_at: Some(due),
             last_at: t0(),
             touches: i64::try_from(done.len()).unwrap(),
@@ -573,7 +567,7 @@ on_status = ["customer"]
                 ..
             } => {
                 assert_eq!(steps_done, ["hello", "big"]);
-                assert_eq!(next_step.as_deref(), Some("last"));
+                assert_eq!(next_step.as_ref().map(StepId::as_str), Some("last"));
                 assert_eq!(due, t0() + Duration::days(3));
             }
             other => panic!("{other:?}"),
@@ -581,7 +575,7 @@ on_status = ["customer"]
         let big = lead(serde_json::json!({ "size": "500" }));
         assert!(matches!(
             run(&c, &e, &big, t0() + Duration::days(1)),
-            Settle::Send { ref next_step, .. } if next_step.as_deref() == Some("last")
+            Settle::Send { ref next_step, .. } if next_step.as_ref().is_some_and(|n| n == "last")
         ));
         // A lead without the field: the condition fails to evaluate, and the step is held.
         let unknown = lead(serde_json::json!({}));
@@ -596,18 +590,18 @@ on_status = ["customer"]
         let c = catalog(Policy::default());
         let e = enrollment(&[], None, t0());
         let mut customer = lead(serde_json::json!({}));
-        customer.status = "customer".into();
+        customer.status = LeadStatus::Customer;
         assert!(matches!(run(&c, &e, &customer, t0()), Settle::Exit { .. }));
         let l = lead(serde_json::json!({}));
         let stops = StopMessages::from([(
-            l.email.clone(),
+            l.email.to_string(),
             vec![(MessageKind::Unsubscribe, t0() - Duration::hours(1))],
         )]);
         let s = run_with_stops(&c, &e, &l, &stops, t0());
         assert!(matches!(s, Settle::Exit { ref reason } if reason.contains("unsubscribe")));
         // A reply from before the enrollment does not end it.
         let stops = StopMessages::from([(
-            l.email.clone(),
+            l.email.to_string(),
             vec![(MessageKind::Reply, t0() - Duration::days(2))],
         )]);
         let s = run_with_stops(&c, &e, &l, &stops, t0());

@@ -16,15 +16,19 @@ use sqlx::{AssertSqlSafe, Row};
 use tracing::instrument;
 
 use super::{
-    Backend, InboundRecord, ROWS_PER_STATEMENT, Store, StoreError, from_millis, millis, params,
+    Backend, InboundRecord, Lead, ROWS_PER_STATEMENT, Store, StoreError, from_millis, millis,
+    params, unreadable,
 };
-use crate::domain::{LeadId, MessageKind};
+use crate::domain::{
+    EmailAddress, EnrollmentId, EnrollmentState, LeadId, MessageId, MessageKind, SequenceName,
+    StepId,
+};
 
 /// How ingest enrolls new leads into one sequence (`[enroll]` of a sequence file).
 #[derive(Debug, Clone)]
 pub struct EnrollRule {
     /// The sequence.
-    pub sequence: String,
+    pub sequence: SequenceName,
     /// Message kinds that enroll.
     pub kinds: Vec<MessageKind>,
     /// Only leads first attributed to one of these channels (empty: any).
@@ -36,7 +40,7 @@ pub struct EnrollRule {
     /// Whether a lead that has been through the sequence may enter again.
     pub reenter: bool,
     /// Sequences a lead leaves when it enters this one.
-    pub exits: Vec<String>,
+    pub exits: Vec<SequenceName>,
     /// Whether a reply from the lead ends its enrollment (`[exit] on_reply`).
     pub exit_on_reply: bool,
 }
@@ -45,17 +49,17 @@ pub struct EnrollRule {
 #[derive(Debug, Clone, Serialize)]
 pub struct Enrollment {
     /// Id.
-    pub id: i64,
+    pub id: EnrollmentId,
     /// The lead.
     pub lead_id: LeadId,
     /// The sequence.
-    pub sequence: String,
-    /// `active`, `done`, `exited` or `held`.
-    pub state: String,
+    pub sequence: SequenceName,
+    /// Where it stands.
+    pub state: EnrollmentState,
     /// Step ids done or skipped, in order.
-    pub steps_done: Vec<String>,
+    pub steps_done: Vec<StepId>,
     /// The step waited for, once known.
-    pub next_step: Option<String>,
+    pub next_step: Option<StepId>,
     /// When the scheduler looks at it next.
     pub next_due_at: Option<DateTime<Utc>>,
     /// When the previous step was handled.
@@ -74,15 +78,21 @@ pub struct Enrollment {
 
 const ENROLLMENT_COLUMNS: &str = "id, lead_id, sequence, state, steps_done, next_step, next_due_at, last_at, touches, token, exit_reason, error, enrolled_at";
 
-fn enrollment_from_row(r: &AnyRow) -> Enrollment {
+/// An enrollment row as an [`Enrollment`]; a state this version does not know is an error
+/// naming the row.
+fn enrollment_from_row(r: &AnyRow) -> Result<Enrollment, StoreError> {
+    let id: i64 = r.get(0);
     let done: String = r.get(4);
-    Enrollment {
-        id: r.get(0),
+    Ok(Enrollment {
+        id: EnrollmentId(id),
         lead_id: LeadId(r.get(1)),
-        sequence: r.get(2),
-        state: r.get(3),
-        steps_done: done.split_whitespace().map(str::to_owned).collect(),
-        next_step: r.get(5),
+        sequence: SequenceName::new(r.get::<String, _>(2)),
+        state: r
+            .get::<String, _>(3)
+            .parse()
+            .map_err(unreadable("enrollments", id, "state"))?,
+        steps_done: done.split_whitespace().map(StepId::new).collect(),
+        next_step: r.get::<Option<String>, _>(5).map(StepId::new),
         next_due_at: r.get::<Option<i64>, _>(6).map(from_millis),
         last_at: from_millis(r.get(7)),
         touches: r.get(8),
@@ -90,7 +100,7 @@ fn enrollment_from_row(r: &AnyRow) -> Enrollment {
         exit_reason: r.get(10),
         error: r.get(11),
         enrolled_at: from_millis(r.get(12)),
-    }
+    })
 }
 
 /// What the scheduler decided for one claimed enrollment.
@@ -100,9 +110,9 @@ pub enum Settle {
     /// waited for.
     Wait {
         /// Steps done or skipped so far.
-        steps_done: Vec<String>,
+        steps_done: Vec<StepId>,
         /// The step waited for.
-        next_step: Option<String>,
+        next_step: Option<StepId>,
         /// When to look again.
         due: DateTime<Utc>,
         /// When the last step was handled.
@@ -113,9 +123,9 @@ pub enum Settle {
         /// The message.
         message: Box<Outgoing>,
         /// Steps done after this one.
-        steps_done: Vec<String>,
+        steps_done: Vec<StepId>,
         /// The next step, `None` when this was the last.
-        next_step: Option<String>,
+        next_step: Option<StepId>,
         /// When the next step is due.
         due: Option<DateTime<Utc>>,
         /// Cap counters to add one to: (key, period start).
@@ -124,7 +134,7 @@ pub enum Settle {
     /// Every step is done or skipped.
     Done {
         /// Steps done or skipped.
-        steps_done: Vec<String>,
+        steps_done: Vec<StepId>,
     },
     /// The lead left the sequence.
     Exit {
@@ -144,7 +154,7 @@ pub struct Outgoing {
     /// The recipient lead.
     pub lead_id: LeadId,
     /// The step.
-    pub step_id: String,
+    pub step_id: StepId,
     /// `From` as written (display name and address).
     pub from: String,
     /// Envelope sender.
@@ -152,7 +162,7 @@ pub struct Outgoing {
     /// Envelope recipient.
     pub recipient: String,
     /// Message-ID without angle brackets.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// The whole message.
     pub raw: Vec<u8>,
 }
@@ -167,80 +177,50 @@ pub struct Settled {
     pub lost: usize,
 }
 
-/// The distinct lead addresses of the records of `kind`, sorted.
-pub(super) fn lead_emails<'a>(records: &[&'a InboundRecord], kind: MessageKind) -> Vec<&'a str> {
-    let mut v: Vec<&str> = records
-        .iter()
-        .filter(|r| r.classification.kind == kind)
-        .filter_map(|r| r.classification.lead.as_ref().map(|p| p.email.as_str()))
-        .collect();
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
 impl Store {
-    /// Ends, inside a batch's transaction, the enrollments of leads whose reply or unsubscribe
-    /// request the batch recorded: a reply ends those in sequences that exit on reply, an
-    /// unsubscribe request all of them. (The scheduler checks again before every step, so a
-    /// message recorded by another daemon ends the enrollment just the same.)
-    pub(super) async fn exit_batch(
+    /// Ends, inside a batch's transaction, the running (`active` or `held`) enrollments of the
+    /// leads with these addresses: those in `sequences`, or all of them for `None`. (The
+    /// scheduler checks again before every step, so a message recorded by another daemon
+    /// ends the enrollment just the same.)
+    pub(super) async fn end_enrollments_in(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        rules: &[EnrollRule],
-        new: &[&InboundRecord],
+        emails: &[&str],
+        sequences: Option<&[SequenceName]>,
+        reason: &str,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let emails = |kind: MessageKind| lead_emails(new, kind);
-        let on_reply: Vec<&str> = rules
-            .iter()
-            .filter(|r| r.exit_on_reply)
-            .map(|r| r.sequence.as_str())
-            .collect();
+        if sequences.is_some_and(<[SequenceName]>::is_empty) {
+            return Ok(0);
+        }
         let mut ended = 0;
-        for (kind, reason, sequences) in [
-            (
-                MessageKind::Reply,
-                "the lead replied",
-                Some(on_reply.as_slice()),
-            ),
-            (
-                MessageKind::Unsubscribe,
-                "the lead asked to unsubscribe",
-                None,
-            ),
-        ] {
-            if sequences.is_some_and(<[&str]>::is_empty) {
-                continue;
-            }
-            for chunk in emails(kind).chunks(ROWS_PER_STATEMENT) {
-                let b = self.backend;
-                let mut sql = format!(
-                    "UPDATE enrollments SET state = 'exited', exit_reason = {}, next_due_at = NULL, lease_until = 0, lease_owner = NULL, updated_at = {} \
-                     WHERE state IN ('active', 'held') AND lead_id IN (SELECT id FROM leads WHERE email IN ({}))",
-                    params(b, 1, 1),
-                    params(b, 2, 1),
-                    params(b, 3, chunk.len())
+        for chunk in emails.chunks(ROWS_PER_STATEMENT) {
+            let b = self.backend;
+            let mut sql = format!(
+                "UPDATE enrollments SET state = 'exited', exit_reason = {}, next_due_at = NULL, lease_until = 0, lease_owner = NULL, updated_at = {} \
+                 WHERE state IN ('active', 'held') AND lead_id IN (SELECT id FROM leads WHERE email IN ({}))",
+                params(b, 1, 1),
+                params(b, 2, 1),
+                params(b, 3, chunk.len())
+            );
+            if let Some(seqs) = sequences {
+                let _ = write!(
+                    sql,
+                    " AND sequence IN ({})",
+                    params(b, 3 + chunk.len(), seqs.len())
                 );
-                if let Some(seqs) = sequences {
-                    let _ = write!(
-                        sql,
-                        " AND sequence IN ({})",
-                        params(b, 3 + chunk.len(), seqs.len())
-                    );
-                }
-                let mut q = sqlx::query(AssertSqlSafe(sql))
-                    .persistent(false)
-                    .bind(reason)
-                    .bind(now);
-                for e in chunk {
-                    q = q.bind(*e);
-                }
-                for s in sequences.unwrap_or(&[]) {
-                    q = q.bind(*s);
-                }
-                ended += q.execute(&mut **tx).await?.rows_affected();
             }
+            let mut q = sqlx::query(AssertSqlSafe(sql))
+                .persistent(false)
+                .bind(reason)
+                .bind(now);
+            for e in chunk {
+                q = q.bind(*e);
+            }
+            for s in sequences.unwrap_or(&[]) {
+                q = q.bind(s.as_str());
+            }
+            ended += q.execute(&mut **tx).await?.rows_affected();
         }
         Ok(ended)
     }
@@ -386,7 +366,7 @@ impl Store {
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         leads: &[i64],
-        sequences: &[String],
+        sequences: &[SequenceName],
         reason: &str,
         now: i64,
     ) -> Result<u64, StoreError> {
@@ -420,7 +400,7 @@ impl Store {
     #[instrument(skip_all, fields(sequence = %rule.sequence))]
     pub async fn enroll(
         &self,
-        email: &str,
+        email: &EmailAddress,
         rule: &EnrollRule,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
@@ -431,7 +411,7 @@ impl Store {
         };
         let mut tx = self.pool.begin().await?;
         let ids = self
-            .enroll_emails(&mut tx, &manual, &[email], millis(now), "hand")
+            .enroll_emails(&mut tx, &manual, &[email.as_str()], millis(now), "hand")
             .await?;
         tx.commit().await?;
         Ok(!ids.is_empty())
@@ -474,7 +454,7 @@ impl Store {
         .bind(lead.0)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(enrollment_from_row).collect())
+        rows.iter().map(enrollment_from_row).collect()
     }
 
     /// Claims up to `limit` due enrollments for `owner` until `now + lease`: follow-ups
@@ -520,7 +500,10 @@ impl Store {
                 .bind(follow_up)
                 .fetch_all(&self.pool)
                 .await?;
-            let mut batch: Vec<Enrollment> = rows.iter().map(enrollment_from_row).collect();
+            let mut batch = rows
+                .iter()
+                .map(enrollment_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
             batch.sort_by_key(|e| e.next_due_at);
             claimed.extend(batch);
         }
@@ -602,6 +585,175 @@ impl Store {
     }
 }
 
+/// Step ids as the `steps_done` column holds them: separated by spaces, in order.
+fn joined(steps: &[StepId]) -> String {
+    steps
+        .iter()
+        .map(StepId::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How a claimed enrollment ends its run of the scheduler without sending.
+enum End<'a> {
+    /// Every step is done or skipped.
+    Done { steps_done: &'a [StepId] },
+    /// The lead left the sequence.
+    Exited { reason: &'a str },
+    /// A step cannot be rendered.
+    Held { error: &'a str },
+}
+
+impl End<'_> {
+    fn state(&self) -> EnrollmentState {
+        match self {
+            End::Done { .. } => EnrollmentState::Done,
+            End::Exited { .. } => EnrollmentState::Exited,
+            End::Held { .. } => EnrollmentState::Held,
+        }
+    }
+}
+
+/// A claimed enrollment and the scheduler that claimed it: every update below applies only
+/// while `owner` still holds the lease, and says whether it did.
+struct Lease<'a> {
+    id: EnrollmentId,
+    owner: &'a str,
+}
+
+impl Lease<'_> {
+    /// Look again at `due`, with these steps done and this step waited for.
+    async fn wait_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        steps_done: &[StepId],
+        next_step: Option<&StepId>,
+        due: DateTime<Utc>,
+        last_at: DateTime<Utc>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE enrollments SET steps_done = $1, next_step = $2, next_due_at = $3, last_at = $4, \
+               lease_until = 0, lease_owner = NULL, error = NULL, updated_at = $5 \
+             WHERE id = $6 AND lease_owner = $7",
+        )
+        .bind(joined(steps_done))
+        .bind(next_step.map(StepId::as_str))
+        .bind(millis(due))
+        .bind(millis(last_at))
+        .bind(now_ms)
+        .bind(self.id.0)
+        .bind(self.owner)
+        .execute(&mut *tx)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// A step was sent: count the touch, go on to `next_step` (active) or finish (done).
+    async fn advance_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        steps_done: &[StepId],
+        next_step: Option<&StepId>,
+        due: Option<DateTime<Utc>>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let state = if next_step.is_some() {
+            EnrollmentState::Active
+        } else {
+            EnrollmentState::Done
+        };
+        let r = sqlx::query(
+            "UPDATE enrollments SET steps_done = $1, next_step = $2, next_due_at = $3, last_at = $4, \
+               touches = touches + 1, follow_up = 1, state = $5, lease_until = 0, lease_owner = NULL, error = NULL, updated_at = $4 \
+             WHERE id = $6 AND lease_owner = $7",
+        )
+        .bind(joined(steps_done))
+        .bind(next_step.map(StepId::as_str))
+        .bind(due.map(millis))
+        .bind(now_ms)
+        .bind(state.as_str())
+        .bind(self.id.0)
+        .bind(self.owner)
+        .execute(&mut *tx)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Ends the run: done, exited or held; an exit or a hold is an event on the lead's
+    /// timeline.
+    async fn end_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        end: &End<'_>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (done, error, reason) = match end {
+            End::Done { steps_done } => (Some(joined(steps_done)), None, None),
+            End::Exited { reason } => (None, None, Some(*reason)),
+            End::Held { error } => (None, Some(*error), None),
+        };
+        let state = end.state();
+        let r = sqlx::query(
+            "UPDATE enrollments SET state = $1, steps_done = COALESCE($2, steps_done), next_due_at = NULL, \
+               error = $3, exit_reason = $4, lease_until = 0, lease_owner = NULL, updated_at = $5 \
+             WHERE id = $6 AND lease_owner = $7",
+        )
+        .bind(state.as_str())
+        .bind(done)
+        .bind(error)
+        .bind(reason)
+        .bind(now_ms)
+        .bind(self.id.0)
+        .bind(self.owner)
+        .execute(&mut *tx)
+        .await?;
+        let kept = r.rows_affected() > 0;
+        if kept && state != EnrollmentState::Done {
+            let detail =
+                serde_json::json!({ "enrollment": self.id, "state": state, "reason": reason.or(error) })
+                    .to_string();
+            sqlx::query(
+                "INSERT INTO events (lead_id, at, kind, detail) SELECT lead_id, $1, $2, $3 FROM enrollments WHERE id = $4",
+            )
+            .bind(now_ms)
+            .bind(state.as_str())
+            .bind(detail)
+            .bind(self.id.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(kept)
+    }
+}
+
+/// Puts a sent step's message into the outbox, keyed by (enrollment, step); whether it is new
+/// (a step enqueued before is not enqueued again).
+async fn enqueue_step_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    enrollment: EnrollmentId,
+    message: &Outgoing,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let new = super::outbox::enqueue_in(
+        tx,
+        &super::NewOutboxMessage {
+            lead_id: Some(message.lead_id),
+            enrollment_id: Some(enrollment),
+            step_id: Some(message.step_id.clone()),
+            from: message.from.clone(),
+            envelope_from: message.envelope_from.clone(),
+            recipient: message.recipient.clone(),
+            message_id: message.message_id.clone(),
+            raw: message.raw.clone(),
+            due_at: now,
+        },
+        now,
+    )
+    .await?;
+    Ok(new.is_some())
+}
+
 /// The key [`Store::send_counts`] returns for a counter.
 pub fn count_key(key: &str, bucket: DateTime<Utc>) -> (String, i64) {
     (key.to_owned(), millis(bucket))
@@ -621,7 +773,7 @@ impl Store {
     pub async fn settle_enrollments(
         &self,
         owner: &str,
-        items: &[(i64, Settle)],
+        items: &[(EnrollmentId, Settle)],
         now: DateTime<Utc>,
     ) -> Result<Settled, StoreError> {
         let now_ms = millis(now);
@@ -629,114 +781,72 @@ impl Store {
         let mut counts: HashMap<(String, i64), i64> = HashMap::new();
         let mut tx = self.pool.begin().await?;
         for (id, settle) in items {
-            let (state, done, err, reason): (&str, Option<&[String]>, Option<&str>, Option<&str>) =
-                match settle {
-                    Settle::Wait {
-                        steps_done,
-                        next_step,
-                        due,
-                        last_at,
-                    } => {
-                        let r = sqlx::query(
-                        "UPDATE enrollments SET steps_done = $1, next_step = $2, next_due_at = $3, last_at = $4, \
-                           lease_until = 0, lease_owner = NULL, error = NULL, updated_at = $5 \
-                         WHERE id = $6 AND lease_owner = $7",
-                    )
-                    .bind(steps_done.join(" "))
-                    .bind(next_step.as_deref())
-                    .bind(millis(*due))
-                    .bind(millis(*last_at))
-                    .bind(now_ms)
-                    .bind(*id)
-                    .bind(owner)
-                    .execute(&mut *tx)
-                    .await?;
-                        out.lost += usize::from(r.rows_affected() == 0);
-                        continue;
-                    }
-                    Settle::Send {
-                        message,
-                        steps_done,
-                        next_step,
-                        due,
-                        counts: keys,
-                    } => {
-                        let r = sqlx::query(
-                        "UPDATE enrollments SET steps_done = $1, next_step = $2, next_due_at = $3, last_at = $4, \
-                           touches = touches + 1, follow_up = 1, state = $5, lease_until = 0, lease_owner = NULL, error = NULL, updated_at = $4 \
-                         WHERE id = $6 AND lease_owner = $7",
-                    )
-                    .bind(steps_done.join(" "))
-                    .bind(next_step.as_deref())
-                    .bind(due.map(millis))
-                    .bind(now_ms)
-                    .bind(if next_step.is_some() { "active" } else { "done" })
-                    .bind(*id)
-                    .bind(owner)
-                    .execute(&mut *tx)
-                    .await?;
-                        if r.rows_affected() == 0 {
-                            out.lost += 1;
-                            continue;
-                        }
-                        let new = super::outbox::enqueue_in(
+            let lease = Lease { id: *id, owner };
+            let kept = match settle {
+                Settle::Wait {
+                    steps_done,
+                    next_step,
+                    due,
+                    last_at,
+                } => {
+                    lease
+                        .wait_in(
                             &mut tx,
-                            &super::NewOutboxMessage {
-                                lead_id: Some(message.lead_id),
-                                enrollment_id: Some(*id),
-                                step_id: Some(message.step_id.clone()),
-                                from: message.from.clone(),
-                                envelope_from: message.envelope_from.clone(),
-                                recipient: message.recipient.clone(),
-                                message_id: message.message_id.clone(),
-                                raw: message.raw.clone(),
-                                due_at: now,
-                            },
-                            now,
+                            steps_done,
+                            next_step.as_ref(),
+                            *due,
+                            *last_at,
+                            now_ms,
                         )
+                        .await?
+                }
+                Settle::Send {
+                    message,
+                    steps_done,
+                    next_step,
+                    due,
+                    counts: keys,
+                } => {
+                    let kept = lease
+                        .advance_in(&mut tx, steps_done, next_step.as_ref(), *due, now_ms)
                         .await?;
-                        if new.is_some() {
-                            out.enqueued += 1;
-                            for (k, b) in keys {
-                                *counts.entry((k.clone(), millis(*b))).or_default() += 1;
-                            }
+                    if kept && enqueue_step_in(&mut tx, *id, message, now).await? {
+                        out.enqueued += 1;
+                        for (k, b) in keys {
+                            *counts.entry((k.clone(), millis(*b))).or_default() += 1;
                         }
-                        continue;
                     }
-                    Settle::Done { steps_done } => {
-                        ("done", Some(steps_done.as_slice()), None, None)
-                    }
-                    Settle::Exit { reason } => ("exited", None, None, Some(reason.as_str())),
-                    Settle::Hold { error } => ("held", None, Some(error.as_str()), None),
-                };
-            let q = sqlx::query(
-                "UPDATE enrollments SET state = $1, steps_done = COALESCE($2, steps_done), next_due_at = NULL, \
-                   error = $3, exit_reason = $4, lease_until = 0, lease_owner = NULL, updated_at = $5 \
-                 WHERE id = $6 AND lease_owner = $7",
-            )
-            .bind(state)
-            .bind(done.map(|d| d.join(" ")))
-            .bind(err)
-            .bind(reason)
-            .bind(now_ms)
-            .bind(*id)
-            .bind(owner);
-            let r = q.execute(&mut *tx).await?;
-            out.lost += usize::from(r.rows_affected() == 0);
-            if r.rows_affected() > 0 && state != "done" {
-                let detail = serde_json::json!({ "enrollment": id, "state": state, "reason": reason.or(err) })
-                    .to_string();
-                sqlx::query(
-                    "INSERT INTO events (lead_id, at, kind, detail) SELECT lead_id, $1, $2, $3 FROM enrollments WHERE id = $4",
-                )
-                .bind(now_ms)
-                .bind(if state == "exited" { "exited" } else { "held" })
-                .bind(detail)
-                .bind(*id)
-                .execute(&mut *tx)
-                .await?;
-            }
+                    kept
+                }
+                Settle::Done { steps_done } => {
+                    let end = End::Done { steps_done };
+                    lease.end_in(&mut tx, &end, now_ms).await?
+                }
+                Settle::Exit { reason } => {
+                    let end = End::Exited { reason };
+                    lease.end_in(&mut tx, &end, now_ms).await?
+                }
+                Settle::Hold { error } => {
+                    let end = End::Held { error };
+                    lease.end_in(&mut tx, &end, now_ms).await?
+                }
+            };
+            out.lost += usize::from(!kept);
         }
+        self.add_send_counts_in(&mut tx, counts).await?;
+        tx.commit().await?;
+        if out.enqueued > 0 {
+            self.wake_sender();
+        }
+        Ok(out)
+    }
+
+    /// Adds to the cap counters, a chunk of (key, period start) per statement.
+    async fn add_send_counts_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        counts: HashMap<(String, i64), i64>,
+    ) -> Result<(), StoreError> {
         let counts: Vec<((String, i64), i64)> = counts.into_iter().collect();
         for chunk in counts.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
@@ -750,18 +860,14 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
-        tx.commit().await?;
-        if out.enqueued > 0 {
-            self.wake_sender();
-        }
-        Ok(out)
+        Ok(())
     }
 
     /// Leads by id, for the scheduler.
     ///
     /// # Errors
     /// A failed query.
-    pub async fn leads_by_id(&self, ids: &[i64]) -> Result<HashMap<i64, super::Lead>, StoreError> {
+    pub async fn leads_by_id(&self, ids: &[LeadId]) -> Result<HashMap<LeadId, Lead>, StoreError> {
         let mut out = HashMap::with_capacity(ids.len());
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
@@ -771,11 +877,11 @@ impl Store {
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for id in chunk {
-                q = q.bind(*id);
+                q = q.bind(id.0);
             }
             for r in q.fetch_all(&self.pool).await? {
-                let lead = super::lead_from_row(&r);
-                out.insert(lead.id.0, lead);
+                let lead = super::lead_from_row(&r)?;
+                out.insert(lead.id, lead);
             }
         }
         Ok(out)

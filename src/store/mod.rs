@@ -12,7 +12,6 @@
 //! ahead of what is recorded, and a crash mid-batch leaves nothing half-written. A lead's
 //! timeline is read from the messages that name it plus the `events` that are not messages.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -22,8 +21,12 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 use tracing::instrument;
 
-use crate::classify::Classification;
+pub use crate::domain::Lead;
 use crate::domain::{EmailAddress, LeadId, MessageKind};
+
+mod batch;
+
+pub use batch::{Batch, BatchOutcome, Change, InboundRecord, LeadChange};
 
 mod enrollments;
 
@@ -33,8 +36,8 @@ pub mod outbox;
 mod sending;
 
 pub use outbox::{
-    Claim, Claimed, KeptConnection, NewOutboxMessage, OutboxEntry, OutboxId, OutboxMessage,
-    OutboxState, SendOutcome, Suppression, Transition,
+    Bounced, Claim, Claimed, KeptConnection, NewOutboxMessage, OutboxEntry, OutboxId,
+    OutboxMessage, OutboxState, SendOutcome, Suppression, Transition,
 };
 pub use sending::{Pause, PausedBy};
 
@@ -129,6 +132,35 @@ pub enum StoreError {
     /// A query failed.
     #[error("database query failed")]
     Query(#[from] sqlx::Error),
+    /// A row holds a value this version cannot read: a state written by a newer version or by
+    /// hand, an address that is not one. The row is named so a person can look at it; nothing
+    /// is guessed in its place.
+    #[error("{table} row {id}: cannot read column {column}")]
+    Unreadable {
+        /// The table.
+        table: &'static str,
+        /// The row's id.
+        id: i64,
+        /// The column.
+        column: &'static str,
+        /// What is wrong with the value (it names the value).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Turns a stored value's parse error into [`StoreError::Unreadable`] for this row and column.
+fn unreadable<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    table: &'static str,
+    id: i64,
+    column: &'static str,
+) -> impl FnOnce(E) -> StoreError {
+    move |e| StoreError::Unreadable {
+        table,
+        id,
+        column,
+        source: e.into(),
+    }
 }
 
 /// Which database is behind the pool.
@@ -159,81 +191,6 @@ pub struct MailboxCursor {
     pub uidvalidity: u32,
     /// The highest UID whose message is recorded.
     pub last_uid: u32,
-}
-
-/// One inbound message, classified and ready to record.
-#[derive(Debug, Clone)]
-pub struct InboundRecord {
-    /// IMAP UID, `None` for Maildir files.
-    pub uid: Option<u32>,
-    /// `mid:<Message-ID>`, or `sha256:<hex>` of the bytes when there is no Message-ID: the same
-    /// message seen again (a UIDVALIDITY change, a second copy) is recorded once.
-    pub dedupe_key: String,
-    /// Size in bytes as the server reported it.
-    pub size: u64,
-    /// The classifier's decision.
-    pub classification: Classification,
-}
-
-/// A batch of messages from one mailbox and the cursor to store with them.
-#[derive(Debug, Clone)]
-pub struct Batch<'a> {
-    /// The mailbox's stable name (`imap://user@host/INBOX`, `maildir:/path`).
-    pub mailbox: &'a str,
-    /// UIDVALIDITY the UIDs belong to (0 for Maildir).
-    pub uidvalidity: u32,
-    /// The new cursor, when the source has UIDs.
-    pub last_uid: Option<u32>,
-    /// The messages.
-    pub records: &'a [InboundRecord],
-    /// When they are recorded.
-    pub now: DateTime<Utc>,
-    /// Sequences new leads enter, in the same transaction.
-    pub enroll: &'a [EnrollRule],
-}
-
-/// What [`Store::record_batch`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BatchOutcome {
-    /// Messages recorded for the first time.
-    pub recorded: usize,
-    /// Messages skipped because they were already recorded.
-    pub duplicates: usize,
-    /// Leads created or updated.
-    pub leads_touched: usize,
-    /// Enrollments created.
-    pub enrolled: usize,
-}
-
-/// A lead as stored.
-#[derive(Debug, Clone, Serialize)]
-pub struct Lead {
-    /// Database id.
-    pub id: LeadId,
-    /// Normalised address.
-    pub email: String,
-    /// Display name.
-    pub name: Option<String>,
-    /// Company.
-    pub company: Option<String>,
-    /// Phone.
-    pub phone: Option<String>,
-    /// First-touch channel.
-    pub channel: String,
-    /// Lifecycle status (`new`, later `engaged`, `qualified`, …).
-    pub status: String,
-    /// Score.
-    pub score: i64,
-    /// The colleague who forwarded the first inquiry.
-    pub owner: Option<String>,
-    /// The form the lead came through.
-    pub form: Option<String>,
-    /// Form fields, latest submission.
-    pub fields: serde_json::Value,
-    /// When the lead was created.
-    pub created_at: DateTime<Utc>,
-    /// When the lead last changed.
-    pub updated_at: DateTime<Utc>,
 }
 
 /// One entry in a lead's timeline.
@@ -314,19 +271,6 @@ fn values_list(backend: Backend, rows: usize, cols: usize) -> String {
         s.push(')');
     }
     s
-}
-
-/// The lead a batch creates or updates, merged over all its messages in the batch.
-#[derive(Debug, Clone)]
-struct LeadUpsert {
-    email: String,
-    name: Option<String>,
-    company: Option<String>,
-    phone: Option<String>,
-    channel: String,
-    owner: Option<String>,
-    form: Option<String>,
-    fields: String,
 }
 
 impl Store {
@@ -467,236 +411,6 @@ impl Store {
         }))
     }
 
-    /// Records a batch of classified messages, the leads they create or update, and the
-    /// mailbox cursor, in one transaction.
-    ///
-    /// Messages already recorded (same dedupe key, or same mailbox/UIDVALIDITY/UID) are skipped
-    /// and touch no lead, so replaying a batch after a crash is harmless. The messages are
-    /// inserted first and the database says which were new (by count, or `RETURNING`), which
-    /// stays exact when several daemons write to one PostgreSQL database.
-    ///
-    /// # Errors
-    /// A failed query; nothing of the batch is then recorded.
-    #[instrument(skip_all, fields(mailbox = batch.mailbox, messages = batch.records.len()))]
-    pub async fn record_batch(&self, batch: &Batch<'_>) -> Result<BatchOutcome, StoreError> {
-        let now = millis(batch.now);
-        let mut tx = self.pool.begin().await?;
-
-        let mut inserted: HashSet<String> = HashSet::with_capacity(batch.records.len());
-        for chunk in batch.records.chunks(ROWS_PER_STATEMENT) {
-            if self.backend == Backend::Sqlite {
-                // sqlx hands each row of a result from SQLite's thread to ours one at a
-                // time, so `RETURNING` a key per message costs a thread wake-up per message.
-                // The common case, every message new, is told by the count alone; a chunk
-                // with any already recorded message is undone and inserted again below,
-                // returning what was new.
-                let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
-                let added = self
-                    .insert_inbound(batch, chunk, now, false)
-                    .execute(&mut *savepoint)
-                    .await?
-                    .rows_affected();
-                if usize::try_from(added).is_ok_and(|n| n == chunk.len()) {
-                    savepoint.commit().await?;
-                    inserted.extend(chunk.iter().map(|r| r.dedupe_key.clone()));
-                    continue;
-                }
-                savepoint.rollback().await?;
-            }
-            for row in self
-                .insert_inbound(batch, chunk, now, true)
-                .fetch_all(&mut *tx)
-                .await?
-            {
-                inserted.insert(row.get::<String, _>(0));
-            }
-        }
-
-        // Leads: one upsert per distinct person among the new messages, merged in message
-        // order. A key the batch holds twice was inserted once: its first copy counts.
-        let mut upserts: Vec<LeadUpsert> = Vec::new();
-        let mut by_email: HashMap<&str, usize> = HashMap::new();
-        let mut counted: HashSet<&str> = HashSet::new();
-        let mut new_leads: Vec<&InboundRecord> = Vec::new();
-        let mut stops: Vec<&InboundRecord> = Vec::new();
-        for r in batch.records {
-            if !inserted.contains(&r.dedupe_key) || !counted.insert(r.dedupe_key.as_str()) {
-                continue;
-            }
-            let c = &r.classification;
-            if matches!(c.kind, MessageKind::Reply | MessageKind::Unsubscribe) && c.lead.is_some() {
-                stops.push(r);
-            }
-            let Some(person) = c.lead.as_ref().filter(|_| c.kind.creates_lead()) else {
-                continue;
-            };
-            new_leads.push(r);
-            let fields = if c.fields.is_empty() {
-                "{}".to_owned()
-            } else {
-                serde_json::to_string(&c.fields).unwrap_or_else(|_| "{}".to_owned())
-            };
-            match by_email.get(person.email.as_str()) {
-                Some(&i) => {
-                    let u = &mut upserts[i];
-                    u.name = u.name.take().or_else(|| person.name.clone());
-                    u.company = u.company.take().or_else(|| person.company.clone());
-                    u.phone = u.phone.take().or_else(|| person.phone.clone());
-                    u.owner = u
-                        .owner
-                        .take()
-                        .or_else(|| c.owner.as_ref().map(|o| o.to_string()));
-                    u.form = u.form.take().or_else(|| c.form.clone());
-                    if fields != "{}" {
-                        u.fields = fields;
-                    }
-                }
-                None => {
-                    by_email.insert(person.email.as_str(), upserts.len());
-                    upserts.push(LeadUpsert {
-                        email: person.email.to_string(),
-                        name: person.name.clone(),
-                        company: person.company.clone(),
-                        phone: person.phone.clone(),
-                        channel: c.channel.clone().unwrap_or_else(|| "direct".to_owned()),
-                        owner: c.owner.as_ref().map(|o| o.to_string()),
-                        form: c.form.clone(),
-                        fields,
-                    });
-                }
-            }
-        }
-        for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO leads (email, name, company, phone, channel, owner, form, fields, created_at, updated_at) VALUES {} \
-                 ON CONFLICT (email) DO UPDATE SET \
-                   name = COALESCE(leads.name, excluded.name), \
-                   company = COALESCE(leads.company, excluded.company), \
-                   phone = COALESCE(leads.phone, excluded.phone), \
-                   owner = COALESCE(leads.owner, excluded.owner), \
-                   form = COALESCE(leads.form, excluded.form), \
-                   fields = CASE WHEN excluded.fields = '{{}}' THEN leads.fields ELSE excluded.fields END, \
-                   updated_at = excluded.updated_at",
-                values_list(self.backend, chunk.len(), 10)
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
-            for u in chunk {
-                q = q
-                    .bind(u.email.as_str())
-                    .bind(u.name.as_deref())
-                    .bind(u.company.as_deref())
-                    .bind(u.phone.as_deref())
-                    .bind(u.channel.as_str())
-                    .bind(u.owner.as_deref())
-                    .bind(u.form.as_deref())
-                    .bind(u.fields.as_str())
-                    .bind(now)
-                    .bind(now);
-            }
-            q.execute(&mut *tx).await?;
-        }
-
-        if let Some(last_uid) = batch.last_uid {
-            // Never move a cursor backwards within one UIDVALIDITY, even if two daemons race.
-            sqlx::query(
-                "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, \
-                   last_uid = excluded.last_uid, updated_at = excluded.updated_at \
-                 WHERE mailbox_state.uidvalidity <> excluded.uidvalidity OR mailbox_state.last_uid < excluded.last_uid",
-            )
-            .bind(batch.mailbox)
-            .bind(i64::from(batch.uidvalidity))
-            .bind(i64::from(last_uid))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !batch.enroll.is_empty() && !stops.is_empty() {
-            self.exit_batch(&mut tx, batch.enroll, &stops, now).await?;
-        }
-        // An unsubscribe request takes effect with the message that asked: the lead is marked
-        // and its address suppressed in the same transaction, so no step already in the outbox
-        // or scheduled later goes out after it was recorded (the sender checks suppressions
-        // right before every send).
-        let unsubscribed = enrollments::lead_emails(&stops, MessageKind::Unsubscribe);
-        for email in &unsubscribed {
-            outbox::suppress_in(
-                &mut tx,
-                &Suppression::Address((*email).to_owned()),
-                "the lead asked to unsubscribe",
-                batch.now,
-            )
-            .await?;
-        }
-        for chunk in unsubscribed.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "UPDATE leads SET status = 'unsubscribed', updated_at = {} WHERE email IN ({})",
-                params(self.backend, 1, 1),
-                params(self.backend, 2, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false).bind(now);
-            for e in chunk {
-                q = q.bind(*e);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        let enrolled = if batch.enroll.is_empty() || new_leads.is_empty() {
-            0
-        } else {
-            self.enroll_batch(&mut tx, batch.enroll, &new_leads, now)
-                .await?
-        };
-        tx.commit().await?;
-        self.ingest_batches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-
-        Ok(BatchOutcome {
-            recorded: inserted.len(),
-            duplicates: batch.records.len() - inserted.len(),
-            leads_touched: upserts.len(),
-            enrolled,
-        })
-    }
-
-    /// The insert of one chunk of a batch's messages; an already recorded one is skipped.
-    fn insert_inbound<'q>(
-        &self,
-        batch: &'q Batch<'_>,
-        chunk: &'q [InboundRecord],
-        now: i64,
-        returning: bool,
-    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-        let sql = format!(
-            "INSERT INTO inbound_messages (mailbox, uidvalidity, uid, dedupe_key, message_id, kind, reason, lead_email, subject, size, sent_at, recorded_at, detail) \
-             VALUES {} ON CONFLICT DO NOTHING{}",
-            values_list(self.backend, chunk.len(), 13),
-            if returning {
-                " RETURNING dedupe_key"
-            } else {
-                ""
-            }
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for r in chunk {
-            let c = &r.classification;
-            q = q
-                .bind(batch.mailbox)
-                .bind(i64::from(batch.uidvalidity))
-                .bind(r.uid.map(i64::from))
-                .bind(r.dedupe_key.as_str())
-                .bind(c.message_id.as_deref())
-                .bind(c.kind.as_str())
-                .bind(c.reason.as_deref())
-                .bind(c.lead.as_ref().map(|p| p.email.as_str()))
-                .bind(c.subject.as_deref())
-                .bind(i64::try_from(r.size).unwrap_or(i64::MAX))
-                .bind(c.date.map(millis))
-                .bind(now)
-                .bind(inbound_detail(c));
-        }
-        q
-    }
-
     /// How many inbound messages of each kind are recorded.
     ///
     /// # Errors
@@ -737,7 +451,7 @@ impl Store {
             q = q.bind(k.as_str());
         }
         let rows = q.fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(lead_from_row).collect())
+        rows.iter().map(lead_from_row).collect()
     }
 
     /// The lead with this address, if any.
@@ -752,7 +466,7 @@ impl Store {
         .bind(email.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(lead_from_row))
+        row.as_ref().map(lead_from_row).transpose()
     }
 
     /// A lead's timeline, oldest first: every message naming the lead, and the events that
@@ -785,9 +499,10 @@ impl Store {
         // What was sent is read from the outbox itself: the sender records a send by changing
         // the row's state, with no timeline write per message.
         let sent = sqlx::query(
-            "SELECT sent_at, id, message_id, step_id FROM outbox WHERE lead_id = $1 AND state = 'sent' ORDER BY sent_at, id",
+            "SELECT sent_at, id, message_id, step_id FROM outbox WHERE lead_id = $1 AND state = $2 ORDER BY sent_at, id",
         )
         .bind(lead.id.0)
+        .bind(OutboxState::Sent.as_str())
         .fetch_all(&self.pool)
         .await?;
         events.extend(sent.iter().map(|r| Event {
@@ -830,67 +545,34 @@ impl Store {
     }
 }
 
-/// The part of a decision that has no column of its own, without empty values: stored with
-/// every message, so it is kept small.
-fn inbound_detail(c: &Classification) -> String {
-    /// The stored shape: absent values are left out, keys in alphabetical order. Serialised
-    /// straight from the classification (no intermediate `serde_json::Value` tree): this runs
-    /// once per ingested message.
-    #[derive(Serialize)]
-    struct Detail<'a> {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        bounce: Option<&'a crate::classify::Bounce>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        channel: Option<&'a str>,
-        evidence: &'a [String],
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-        fields: &'a BTreeMap<String, String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        form: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        lead: Option<&'a crate::classify::Person>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        original_text: Option<&'a str>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        owner: Option<&'a EmailAddress>,
-        #[serde(skip_serializing_if = "<[String]>::is_empty")]
-        references: &'a [String],
-        #[serde(skip_serializing_if = "Option::is_none")]
-        return_date: Option<chrono::NaiveDate>,
-    }
-    serde_json::to_string(&Detail {
-        bounce: c.bounce.as_ref(),
-        channel: c.channel.as_deref(),
-        evidence: &c.evidence,
-        fields: &c.fields,
-        form: c.form.as_deref(),
-        lead: c.lead.as_ref(),
-        original_text: c.original_text.as_deref(),
-        owner: c.owner.as_ref(),
-        references: &c.references,
-        return_date: c.return_date,
-    })
-    .unwrap_or_else(|_| "{}".to_owned())
-}
-
 const LEAD_COLUMNS: &str = "l.id, l.email, l.name, l.company, l.phone, l.channel, l.status, l.score, l.owner, l.form, l.fields, l.created_at, l.updated_at";
 
-fn lead_from_row(r: &AnyRow) -> Lead {
-    Lead {
-        id: LeadId(r.get(0)),
-        email: r.get(1),
+/// A lead row as a [`Lead`]; an address or status this version cannot read is an error naming
+/// the row.
+fn lead_from_row(r: &AnyRow) -> Result<Lead, StoreError> {
+    let id: i64 = r.get(0);
+    let email: String = r.get(1);
+    Ok(Lead {
+        id: LeadId(id),
+        email: EmailAddress::parse(&email)
+            .map_err(|e| format!("'{email}' is not an email address: {e}"))
+            .map_err(unreadable("leads", id, "email"))?,
         name: r.get(2),
         company: r.get(3),
         phone: r.get(4),
         channel: r.get(5),
-        status: r.get(6),
+        status: r
+            .get::<String, _>(6)
+            .parse()
+            .map_err(unreadable("leads", id, "status"))?,
         score: r.get(7),
         owner: r.get(8),
         form: r.get(9),
+        // Written only from a map ("{}" when empty); anything else reads as no fields.
         fields: serde_json::from_str(&r.get::<String, _>(10)).unwrap_or_default(),
         created_at: from_millis(r.get(11)),
         updated_at: from_millis(r.get(12)),
-    }
+    })
 }
 
 /// SQLite creates the file (`mode=rwc`) but not its folder; a fresh checkout has no `var/`.

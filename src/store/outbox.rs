@@ -37,8 +37,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use tracing::instrument;
 
-use super::{Backend, Store, StoreError, from_millis, millis};
-use crate::domain::LeadId;
+use super::{Backend, Store, StoreError, from_millis, millis, unreadable};
+use crate::domain::{EnrollmentId, LeadId, LeadStatus, MessageId, StepId};
 pub use crate::domain::{OutboxId, OutboxState};
 
 /// A pool connection held across transactions ([`Store::keep_connection`]).
@@ -56,9 +56,9 @@ pub struct NewOutboxMessage {
     /// The lead it goes to; `None` for a test message to an arbitrary address.
     pub lead_id: Option<LeadId>,
     /// The enrollment and the step's stable id; both `None` outside sequences (send-test).
-    pub enrollment_id: Option<i64>,
+    pub enrollment_id: Option<EnrollmentId>,
     /// The step's stable id within its sequence.
-    pub step_id: Option<String>,
+    pub step_id: Option<StepId>,
     /// The From identity (header address), for listing and per-identity policy.
     pub from: String,
     /// The envelope sender (`MAIL FROM`), where bounces go.
@@ -66,7 +66,7 @@ pub struct NewOutboxMessage {
     /// The one envelope recipient (`RCPT TO`).
     pub recipient: String,
     /// The message's Message-ID without angle brackets, recorded for reply matching.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// The complete RFC 5322 message, CRLF line ends, as it goes on the wire.
     pub raw: Vec<u8>,
     /// Not sent before this time.
@@ -81,15 +81,15 @@ pub struct OutboxMessage {
     /// The lead it goes to.
     pub lead_id: Option<LeadId>,
     /// The enrollment it belongs to.
-    pub enrollment_id: Option<i64>,
+    pub enrollment_id: Option<EnrollmentId>,
     /// The step it is.
-    pub step_id: Option<String>,
+    pub step_id: Option<StepId>,
     /// The envelope sender.
     pub envelope_from: String,
     /// The envelope recipient.
     pub recipient: String,
     /// Message-ID without angle brackets.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// The bytes to send.
     pub raw: Vec<u8>,
     /// Attempts so far, this one included.
@@ -106,15 +106,15 @@ pub struct OutboxEntry {
     /// The lead it goes to.
     pub lead_id: Option<LeadId>,
     /// The enrollment it belongs to.
-    pub enrollment_id: Option<i64>,
+    pub enrollment_id: Option<EnrollmentId>,
     /// The step it is.
-    pub step_id: Option<String>,
+    pub step_id: Option<StepId>,
     /// From identity.
     pub from: String,
     /// Envelope recipient.
     pub recipient: String,
     /// Message-ID without angle brackets.
-    pub message_id: String,
+    pub message_id: MessageId,
     /// Current state.
     pub state: OutboxState,
     /// Attempts so far.
@@ -154,9 +154,8 @@ pub enum SendOutcome {
     Failed {
         /// What went wrong.
         error: String,
-        /// The recipient itself was refused (5xx to `RCPT TO`): the lead is marked bounced
-        /// and the address suppressed.
-        recipient_rejected: bool,
+        /// What the failure does beyond the row, when the recipient itself was refused.
+        bounce: Option<Bounced>,
     },
     /// The message may or may not have left (e.g. no reply to the end of data in time).
     Interrupted {
@@ -169,6 +168,19 @@ pub enum SendOutcome {
         /// What the server said, and the likely fix.
         error: String,
     },
+}
+
+/// What a refused recipient does beyond failing its row, as the sender decided it: applied by
+/// the store in the same transaction as the failure, and only if the row was still the
+/// sender's to settle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounced {
+    /// Suppressed from now on (an entry already there keeps its first reason).
+    pub suppress: Suppression,
+    /// Why, as the suppression list records it.
+    pub reason: String,
+    /// The status the row's lead takes, when the row has a lead.
+    pub lead_status: LeadStatus,
 }
 
 /// A claim: how many rows to take and for how long.
@@ -293,29 +305,33 @@ fn message_from_row(r: &AnyRow) -> OutboxMessage {
     OutboxMessage {
         id: OutboxId(r.get(0)),
         lead_id: r.get::<Option<i64>, _>(1).map(LeadId),
-        enrollment_id: r.get(2),
-        step_id: r.get(3),
+        enrollment_id: r.get::<Option<i64>, _>(2).map(EnrollmentId),
+        step_id: r.get::<Option<String>, _>(3).map(StepId::new),
         envelope_from: r.get(4),
         recipient: r.get(5),
-        message_id: r.get(6),
+        message_id: MessageId::new(r.get::<String, _>(6)),
         raw: r.get::<Option<Vec<u8>>, _>(9).unwrap_or_default(),
         attempts: to_u32(r.get(7)),
         created_at: from_millis(r.get(8)),
     }
 }
 
-fn entry_from_row(r: &AnyRow) -> OutboxEntry {
-    let state: String = r.get(7);
-    OutboxEntry {
-        id: OutboxId(r.get(0)),
+/// An outbox row as an [`OutboxEntry`]; a state this version does not know is an error naming
+/// the row.
+fn entry_from_row(r: &AnyRow) -> Result<OutboxEntry, StoreError> {
+    let id: i64 = r.get(0);
+    Ok(OutboxEntry {
+        id: OutboxId(id),
         lead_id: r.get::<Option<i64>, _>(1).map(LeadId),
-        enrollment_id: r.get(2),
-        step_id: r.get(3),
+        enrollment_id: r.get::<Option<i64>, _>(2).map(EnrollmentId),
+        step_id: r.get::<Option<String>, _>(3).map(StepId::new),
         from: r.get(4),
         recipient: r.get(5),
-        message_id: r.get(6),
-        // Only this module writes states; an unknown one is shown as failed rather than hidden.
-        state: state.parse().unwrap_or(OutboxState::Failed),
+        message_id: MessageId::new(r.get::<String, _>(6)),
+        state: r
+            .get::<String, _>(7)
+            .parse()
+            .map_err(unreadable("outbox", id, "state"))?,
         attempts: to_u32(r.get(8)),
         next_attempt_at: from_millis(r.get(9)),
         created_at: from_millis(r.get(10)),
@@ -324,7 +340,7 @@ fn entry_from_row(r: &AnyRow) -> OutboxEntry {
         last_error: r.get(13),
         smtp_response: r.get(14),
         size: r.get(15),
-    }
+    })
 }
 
 fn lease_until(claim: &Claim) -> i64 {
@@ -352,8 +368,8 @@ pub async fn enqueue_in(
          ON CONFLICT (enrollment_id, step_id) DO NOTHING RETURNING id",
     )
     .bind(msg.lead_id.map(|l| l.0))
-    .bind(msg.enrollment_id)
-    .bind(msg.step_id.as_deref())
+    .bind(msg.enrollment_id.map(|e| e.0))
+    .bind(msg.step_id.as_ref().map(StepId::as_str))
     .bind(msg.from.as_str())
     .bind(msg.envelope_from.as_str())
     .bind(msg.recipient.as_str())
@@ -444,8 +460,8 @@ impl Store {
     /// row. Due rows whose recipient (or its domain) is suppressed are checked here, right
     /// before sending, and become `cancelled` instead.
     ///
-    /// A 5xx to `RCPT TO` ([`SendOutcome::Failed`] with `recipient_rejected`) marks the lead
-    /// `bounced` and suppresses the address. Sent rows appear in the lead's timeline
+    /// A refused recipient ([`SendOutcome::Failed`] with a [`Bounced`]) is suppressed and its
+    /// lead's status set as the sender decided. Sent rows appear in the lead's timeline
     /// ([`Store::timeline`] reads them from the outbox).
     ///
     /// # Errors
@@ -564,7 +580,7 @@ impl Store {
         let rows = q.fetch_all(&mut *conn).await?;
         let claimed: Vec<&AnyRow> = rows
             .iter()
-            .filter(|r| r.get::<String, _>(11) == "sending")
+            .filter(|r| r.get::<String, _>(11) == OutboxState::Sending.as_str())
             .collect();
         self.split_claimed(conn, &claimed, claim.now).await
     }
@@ -763,38 +779,21 @@ impl Store {
                     .await?;
                     ("retry", None)
                 }
-                SendOutcome::Failed {
-                    error,
-                    recipient_rejected,
-                } => {
+                SendOutcome::Failed { error, bounce } => {
                     let row = sqlx::query(
                         "UPDATE outbox SET state = 'failed', updated_at = $1, last_error = $2, lease_until = NULL \
-                         WHERE id = $3 AND state IN ('sending', 'interrupted') RETURNING lead_id, message_id, step_id, recipient",
+                         WHERE id = $3 AND state IN ('sending', 'interrupted') RETURNING lead_id, message_id, step_id",
                     )
                     .bind(now_ms)
                     .bind(error.as_str())
                     .bind(id.0)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    if *recipient_rejected && let Some(r) = &row {
-                        let recipient: String = r.get(3);
-                        suppress_in(
-                            tx,
-                            &Suppression::Address(recipient),
-                            &format!("recipient refused: {error}"),
-                            now,
-                        )
-                        .await?;
-                        if let Some(lead) = r.get::<Option<i64>, _>(0) {
-                            sqlx::query("UPDATE leads SET status = 'bounced', updated_at = $1 WHERE id = $2")
-                                .bind(now_ms)
-                                .bind(lead)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
+                    if let (Some(b), Some(r)) = (bounce, &row) {
+                        bounce_in(tx, b, r.get::<Option<i64>, _>(0), now).await?;
                     }
                     (
-                        if *recipient_rejected {
+                        if bounce.is_some() {
                             "bounced"
                         } else {
                             "send_failed"
@@ -928,7 +927,7 @@ impl Store {
                     .await?
                 }
             };
-        Ok(rows.iter().map(entry_from_row).collect())
+        rows.iter().map(entry_from_row).collect()
     }
 
     /// One outbox row.
@@ -942,7 +941,7 @@ impl Store {
         .bind(id.0)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.as_ref().map(entry_from_row))
+        row.as_ref().map(entry_from_row).transpose()
     }
 
     /// Counts of outbox rows per state.
@@ -1080,6 +1079,25 @@ pub async fn suppress_in(
     .execute(&mut *tx)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Applies a refused recipient's [`Bounced`] inside the transaction that fails its row.
+async fn bounce_in(
+    tx: &mut sqlx::AnyConnection,
+    bounce: &Bounced,
+    lead: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    suppress_in(tx, &bounce.suppress, &bounce.reason, now).await?;
+    if let Some(lead) = lead {
+        sqlx::query("UPDATE leads SET status = $1, updated_at = $2 WHERE id = $3")
+            .bind(bounce.lead_status.as_str())
+            .bind(millis(now))
+            .bind(lead)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// The lower-case domain of an address (`""` without an `@`).

@@ -15,8 +15,8 @@ use serde::Serialize;
 use sqlx::Row;
 use tracing::instrument;
 
-use super::{LeadId, Store, StoreError, Suppression, from_millis, millis, outbox};
-use crate::domain::EmailAddress;
+use super::{LeadId, Store, StoreError, Suppression, from_millis, millis, outbox, unreadable};
+use crate::domain::{EmailAddress, LeadStatus};
 
 /// Who made the changes recorded by these methods, as the events' `by` says.
 const BY: &str = "cli";
@@ -158,7 +158,6 @@ impl Store {
     /// change is a `status_changed` event on the lead's timeline, written in the same
     /// transaction; setting the status it already has changes and records nothing.
     ///
-    /// The status is not checked here: the store knows no list of statuses, the caller does.
     /// The suppression list is left alone (see [`Store::remove_suppression`]).
     ///
     /// # Errors
@@ -167,9 +166,9 @@ impl Store {
     pub async fn set_lead_status(
         &self,
         email: &EmailAddress,
-        status: &str,
+        status: LeadStatus,
         now: DateTime<Utc>,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    ) -> Result<Option<(LeadStatus, LeadStatus)>, StoreError> {
         let now_ms = millis(now);
         let mut tx = self.begin().await?;
         // Writing the row first takes its lock (the database's, on SQLite), so the status read
@@ -185,13 +184,16 @@ impl Store {
             return Ok(None);
         };
         let id = LeadId(row.get(0));
-        let old: String = row.get(1);
+        let old: LeadStatus = row
+            .get::<String, _>(1)
+            .parse()
+            .map_err(unreadable("leads", id.0, "status"))?;
         if old == status {
             // Dropping the transaction rolls the touch of updated_at back.
-            return Ok(Some((old, status.to_owned())));
+            return Ok(Some((old, status)));
         }
         sqlx::query("UPDATE leads SET status = $1 WHERE id = $2")
-            .bind(status)
+            .bind(status.as_str())
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
@@ -204,6 +206,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(Some((old, status.to_owned())))
+        Ok(Some((old, status)))
     }
 }

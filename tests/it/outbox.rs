@@ -6,9 +6,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use leadloop::domain::{EnrollmentId, LeadStatus};
 use leadloop::store::outbox::enqueue_in;
 use leadloop::store::{
-    Claim, NewOutboxMessage, OutboxId, OutboxState, SendOutcome, Store, Suppression, Transition,
+    Bounced, Claim, NewOutboxMessage, OutboxId, OutboxState, SendOutcome, Store, Suppression,
+    Transition,
 };
 
 use crate::support::{seed_leads, t0, test_store};
@@ -16,12 +18,12 @@ use crate::support::{seed_leads, t0, test_store};
 pub fn message(lead: Option<i64>, enrollment: i64, step: &str, to: &str) -> NewOutboxMessage {
     NewOutboxMessage {
         lead_id: lead.map(leadloop::domain::LeadId),
-        enrollment_id: Some(enrollment),
-        step_id: Some(step.to_owned()),
+        enrollment_id: Some(EnrollmentId(enrollment)),
+        step_id: Some(step.into()),
         from: "hello@company.com".to_owned(),
         envelope_from: "bounces@company.com".to_owned(),
         recipient: to.to_owned(),
-        message_id: format!("{enrollment}.{step}@company.com"),
+        message_id: format!("{enrollment}.{step}@company.com").into(),
         raw: format!("Subject: {step}\r\n\r\nHello {to}\r\n").into_bytes(),
         due_at: t0(),
     }
@@ -212,7 +214,10 @@ async fn outcomes_move_rows_and_a_refused_recipient_bounces_the_lead() {
     .await;
     for (i, l) in leads.iter().enumerate() {
         store
-            .enqueue(&message(Some(l.id.0), i as i64, "s1", &l.email), t0())
+            .enqueue(
+                &message(Some(l.id.0), i as i64, "s1", l.email.as_str()),
+                t0(),
+            )
             .await
             .unwrap();
     }
@@ -230,7 +235,11 @@ async fn outcomes_move_rows_and_a_refused_recipient_bounces_the_lead() {
             gone.id,
             SendOutcome::Failed {
                 error: "550 5.1.1 no such user".into(),
-                recipient_rejected: true,
+                bounce: Some(Bounced {
+                    suppress: Suppression::Address(gone.recipient.clone()),
+                    reason: "recipient refused: 550 5.1.1 no such user".into(),
+                    lead_status: LeadStatus::Bounced,
+                }),
             },
         ),
     ];

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use leadloop::domain::LeadStatus;
 use leadloop::store::{OutboxState, PausedBy, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +40,7 @@ async fn a_real_postfix_refusing_us_marks_no_lead_and_a_real_unknown_user_bounce
     let leads = seed_leads(&store, &emails).await;
     let mut ids = Vec::new();
     for (n, lead) in leads.iter().enumerate() {
-        let m = plain(Some(lead.id.0), n as i64 + 1, &lead.email);
+        let m = plain(Some(lead.id.0), n as i64 + 1, lead.email.as_str());
         ids.push(store.enqueue(&m, Utc::now()).await.unwrap().unwrap());
     }
 
@@ -54,7 +55,7 @@ async fn a_real_postfix_refusing_us_marks_no_lead_and_a_real_unknown_user_bounce
         assert_eq!(report.failed + report.sent, 0, "{listener}: {report:?}");
         for e in &emails {
             let lead = lead_by_email(&store, e).await.unwrap();
-            assert_eq!(lead.status, "new", "{listener}: {e}");
+            assert_eq!(lead.status, LeadStatus::New, "{listener}: {e}");
             assert!(store.suppressed(e).await.unwrap().is_none(), "{e}");
         }
         for id in &ids {
@@ -107,7 +108,7 @@ async fn run_once_without_auth_pauses_and_says_so() {
     let emails: Vec<String> = (0..4).map(|i| format!("l{i}@example.net")).collect();
     let leads = seed_leads(&store, &emails).await;
     for (n, lead) in leads.iter().enumerate() {
-        let m = plain(Some(lead.id.0), n as i64 + 1, &lead.email);
+        let m = plain(Some(lead.id.0), n as i64 + 1, lead.email.as_str());
         store.enqueue(&m, Utc::now()).await.unwrap();
     }
     let (code, out) = run_cli(&config, &["run", "--once"]);
@@ -120,7 +121,10 @@ async fn run_once_without_auth_pauses_and_says_so() {
         "{out}"
     );
     for e in &emails {
-        assert_eq!(lead_by_email(&store, e).await.unwrap().status, "new");
+        assert_eq!(
+            lead_by_email(&store, e).await.unwrap().status,
+            LeadStatus::New
+        );
         assert!(store.suppressed(e).await.unwrap().is_none());
     }
     let (_, out) = run_cli(&config, &["sending", "status"]);

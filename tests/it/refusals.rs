@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use chrono::Utc;
+use leadloop::domain::LeadStatus;
 use leadloop::store::{OutboxId, OutboxState, PausedBy, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +26,7 @@ async fn enqueue_for(store: &Store, emails: &[String]) -> Vec<OutboxId> {
     let leads = seed_leads(store, emails).await;
     let mut ids = Vec::new();
     for (n, lead) in leads.iter().enumerate() {
-        let m = plain(Some(lead.id.0), n as i64 + 1, &lead.email);
+        let m = plain(Some(lead.id.0), n as i64 + 1, lead.email.as_str());
         ids.push(store.enqueue(&m, Utc::now()).await.unwrap().unwrap());
     }
     ids
@@ -35,7 +36,7 @@ async fn enqueue_for(store: &Store, emails: &[String]) -> Vec<OutboxId> {
 async fn assert_untouched(store: &Store, emails: &[String]) {
     for e in emails {
         let lead = lead_by_email(store, e).await.unwrap();
-        assert_eq!(lead.status, "new", "{e}");
+        assert_eq!(lead.status, LeadStatus::New, "{e}");
         assert!(store.suppressed(e).await.unwrap().is_none(), "{e}");
     }
 }

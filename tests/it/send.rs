@@ -53,12 +53,12 @@ pub fn plain(lead: Option<i64>, n: i64, to: &str) -> NewOutboxMessage {
     let mid = format!("{n}.step1.{}@company.test", std::process::id());
     NewOutboxMessage {
         lead_id: lead.map(leadloop::domain::LeadId),
-        enrollment_id: Some(n),
+        enrollment_id: Some(leadloop::domain::EnrollmentId(n)),
         step_id: Some("step1".into()),
         from: "hello@company.test".into(),
         envelope_from: "bounces@company.test".into(),
         recipient: to.into(),
-        message_id: mid.clone(),
+        message_id: mid.clone().into(),
         raw: format!(
             "From: hello@company.test\r\nTo: {to}\r\nSubject: Welcome {n}\r\nMessage-ID: <{mid}>\r\n\r\nHello number {n}.\r\n"
         )
@@ -116,12 +116,12 @@ async fn a_multipart_message_arrives_whole_with_its_message_id() {
         .enqueue(
             &NewOutboxMessage {
                 lead_id: Some(leads[0].id),
-                enrollment_id: Some(1),
+                enrollment_id: Some(leadloop::domain::EnrollmentId(1)),
                 step_id: Some("welcome".into()),
                 from: "hello@company.test".into(),
                 envelope_from: "bounces@company.test".into(),
                 recipient: "eve@example.org".into(),
-                message_id: mid.clone(),
+                message_id: mid.clone().into(),
                 raw: raw.clone(),
                 due_at: Utc::now(),
             },
@@ -138,7 +138,7 @@ async fn a_multipart_message_arrives_whole_with_its_message_id() {
 
     let e = entry(&store, id).await;
     assert_eq!(e.state, OutboxState::Sent);
-    assert_eq!(e.message_id, mid);
+    assert_eq!(e.message_id, mid.as_str());
     assert!(
         e.smtp_response.as_deref().unwrap_or("").starts_with("250"),
         "{e:?}"
@@ -595,7 +595,7 @@ async fn tls_and_auth_implicit_and_starttls() {
         let lead = seed_leads(&store, &[format!("bo{n}@example.org")]).await;
         let wrong = store
             .enqueue(
-                &plain(Some(lead[0].id.0), n + 1, &lead[0].email),
+                &plain(Some(lead[0].id.0), n + 1, lead[0].email.as_str()),
                 Utc::now(),
             )
             .await
@@ -614,13 +614,19 @@ async fn tls_and_auth_implicit_and_starttls() {
         assert!(pause.reason.contains("535"), "{pause:?}");
         assert!(!pause.reason.contains("hunter2"), "{pause:?}");
         assert_eq!(
-            crate::support::lead_by_email(&store, &lead[0].email)
+            crate::support::lead_by_email(&store, lead[0].email.as_str())
                 .await
                 .unwrap()
                 .status,
-            "new"
+            leadloop::domain::LeadStatus::New
         );
-        assert!(store.suppressed(&lead[0].email).await.unwrap().is_none());
+        assert!(
+            store
+                .suppressed(lead[0].email.as_str())
+                .await
+                .unwrap()
+                .is_none()
+        );
         store.resume_sending(Utc::now()).await.unwrap();
 
         // An untrusted certificate is refused before anything is sent: the same.

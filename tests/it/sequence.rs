@@ -9,7 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use leadloop::classify::{Classification, Person};
 use leadloop::config::Problem;
-use leadloop::domain::{EmailAddress, MessageKind};
+use leadloop::domain::{EmailAddress, EnrollmentState, MessageKind};
+use leadloop::ingest::lead_changes;
 use leadloop::sequence::schedule::Scheduler;
 use leadloop::sequence::{self, Catalog, Policy, Sender, Settings, Windows};
 use leadloop::store::{Batch, InboundRecord, OutboxEntry, OutboxState, Store};
@@ -119,6 +120,7 @@ async fn record(
             records,
             now,
             enroll: &rules,
+            changes: &lead_changes(records, &rules),
         })
         .await
         .unwrap()
@@ -135,7 +137,7 @@ fn steps_of(entries: &[OutboxEntry], to: &str) -> Vec<String> {
     entries
         .iter()
         .filter(|e| e.recipient == to)
-        .filter_map(|e| e.step_id.clone())
+        .filter_map(|e| e.step_id.clone().map(String::from))
         .collect()
 }
 
@@ -215,7 +217,7 @@ async fn new_leads_are_enrolled_once_and_steps_follow_their_delays() {
     let lead = lead_by_email(&store, "jane@acme.example").await.unwrap();
     let e = store.enrollments(lead.id).await.unwrap();
     assert_eq!(e.len(), 1);
-    assert_eq!(e[0].state, "done");
+    assert_eq!(e[0].state, EnrollmentState::Done);
     assert_eq!(e[0].steps_done, ["a", "b", "c"]);
 }
 
@@ -271,13 +273,12 @@ async fn message_ids_and_origin_headers_are_opaque_and_stable() {
         c.get("onboarding").unwrap(),
         &c.get("onboarding").unwrap().steps[0],
     );
-    let data = sequence::lead_data(&lead).unwrap();
-    let first = c.render(seq, step, &data, e.id, &e.token, t0()).unwrap();
+    let first = c.render(seq, step, &lead, e.id, &e.token, t0()).unwrap();
     let again = c
-        .render(seq, step, &data, e.id, &e.token, t0() + Duration::days(3))
+        .render(seq, step, &lead, e.id, &e.token, t0() + Duration::days(3))
         .unwrap();
-    assert_eq!(first.message_id, id);
-    assert_eq!(again.message_id, id);
+    assert_eq!(first.message_id, id.as_str());
+    assert_eq!(again.message_id, id.as_str());
     let parsed = mail_parser::MessageParser::default()
         .parse(&again.bytes)
         .unwrap();
@@ -318,7 +319,7 @@ async fn two_schedulers_racing_enqueue_each_step_once() {
     }
     let out = outbox(&store).await;
     assert_eq!(out.len(), 600);
-    let mut keys: Vec<(Option<i64>, Option<String>)> = out
+    let mut keys: Vec<_> = out
         .iter()
         .map(|e| (e.enrollment_id, e.step_id.clone()))
         .collect();
@@ -401,7 +402,10 @@ async fn a_reply_ends_the_enrollment_and_a_broken_step_is_held() {
     )
     .await;
     let jane = lead_by_email(&store, "jane@acme.example").await.unwrap();
-    assert_eq!(store.enrollments(jane.id).await.unwrap()[0].state, "exited");
+    assert_eq!(
+        store.enrollments(jane.id).await.unwrap()[0].state,
+        EnrollmentState::Exited
+    );
     // Kim's reply is recorded by a daemon that runs no sequences: the scheduler sees it before
     // the next step and ends the enrollment then.
     store
@@ -412,6 +416,7 @@ async fn a_reply_ends_the_enrollment_and_a_broken_step_is_held() {
             records: &[inquiry(5, "kim@third.example", MessageKind::Reply)],
             now: t0() + Duration::hours(21),
             enroll: &[],
+            changes: &[],
         })
         .await
         .unwrap();
@@ -427,11 +432,11 @@ async fn a_reply_ends_the_enrollment_and_a_broken_step_is_held() {
 
     let jane = lead_by_email(&store, "jane@acme.example").await.unwrap();
     let e = &store.enrollments(jane.id).await.unwrap()[0];
-    assert_eq!(e.state, "exited");
+    assert_eq!(e.state, EnrollmentState::Exited);
     assert_eq!(e.exit_reason.as_deref(), Some("the lead replied"));
     let bob = lead_by_email(&store, "bob@other.example").await.unwrap();
     let e = &store.enrollments(bob.id).await.unwrap()[0];
-    assert_eq!(e.state, "held");
+    assert_eq!(e.state, EnrollmentState::Held);
     assert!(
         e.error.as_deref().unwrap().contains("fields.budget"),
         "{:?}",
@@ -627,7 +632,7 @@ Date: Fri, 27 Nov 2026 11:00:00 +0000\r\n\r\nYes, let's talk on Monday.\r\n"
     // Jane's enrollment ended when her reply was recorded; Eve, who did not reply, gets b.
     assert_eq!((r.enqueued, r.ended), (1, 0), "{r:?}");
     let e = &store.enrollments(lead.id).await.unwrap()[0];
-    assert_eq!(e.state, "exited");
+    assert_eq!(e.state, EnrollmentState::Exited);
     assert_eq!(steps_of(&outbox(&store).await, "jane@acme.example"), ["a"]);
 }
 
@@ -752,7 +757,7 @@ async fn an_enrollment_ended_while_it_is_decided_stays_ended() {
         .unwrap();
     assert_eq!(settled.lost, 1, "{settled:?}");
     let e = store.enrollments(lead).await.unwrap();
-    assert_eq!(e[0].state, "exited");
+    assert_eq!(e[0].state, EnrollmentState::Exited);
     assert_eq!(e[0].next_due_at, None, "not due again: {e:?}");
     let later = store
         .claim_due("s1", t0() + Duration::days(2), lease, 10)

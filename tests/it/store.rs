@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 
 use chrono::{TimeZone, Utc};
 use leadloop::classify::{Classification, Person};
-use leadloop::domain::{EmailAddress, MessageKind};
-use leadloop::store::{Batch, InboundRecord, LeadFilter, MailboxCursor};
+use leadloop::domain::{EmailAddress, LeadStatus, MessageKind};
+use leadloop::store::{
+    Batch, Change, InboundRecord, LeadChange, LeadFilter, MailboxCursor, StoreError,
+};
 
 use crate::support::{lead_by_email, test_store};
 
@@ -47,6 +49,7 @@ fn batch<'a>(records: &'a [InboundRecord], uidvalidity: u32, last_uid: u32) -> B
         records,
         now: Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap(),
         enroll: &[],
+        changes: &[],
     }
 }
 
@@ -90,7 +93,7 @@ async fn a_batch_records_messages_leads_and_cursor_together() {
         "a later message fills in the name"
     );
     assert_eq!(ana.channel, "direct", "the first touch keeps the channel");
-    assert_eq!(ana.status, "new");
+    assert_eq!(ana.status, LeadStatus::New);
     let events = store.timeline(&ana).await.unwrap();
     let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["inquiry", "form"]);
@@ -274,8 +277,10 @@ async fn leads_are_listed_by_channel_and_kind() {
     assert_eq!(forms[0].fields["Company"], "Acme");
 }
 
+/// The changes the caller decided for a batch's messages are applied with them, and only for
+/// messages new to the store.
 #[tokio::test]
-async fn an_unsubscribe_request_marks_the_lead_and_suppresses_the_address_at_once() {
+async fn a_batch_applies_its_lead_changes_once_with_the_messages() {
     let (store, _db) = test_store().await;
     let first = vec![record(
         1,
@@ -294,18 +299,90 @@ async fn an_unsubscribe_request_marks_the_lead_and_suppresses_the_address_at_onc
         None,
         "direct",
     )];
-    store.record_batch(&batch(&second, 7, 2)).await.unwrap();
     let ana = EmailAddress::parse("ana@example.org").unwrap();
+    let change = |change| LeadChange {
+        record: 0,
+        lead: ana.clone(),
+        change,
+    };
+    let changes = [
+        change(Change::Suppress {
+            reason: "the lead asked to unsubscribe".into(),
+        }),
+        change(Change::Status(LeadStatus::Unsubscribed)),
+    ];
+    let with_changes = Batch {
+        changes: &changes,
+        ..batch(&second, 7, 2)
+    };
+    store.record_batch(&with_changes).await.unwrap();
     assert_eq!(
         store.lead(&ana).await.unwrap().unwrap().status,
-        "unsubscribed"
+        LeadStatus::Unsubscribed
     );
     let why = store.suppressed("ana@example.org").await.unwrap();
     assert!(why.is_some_and(|w| w.contains("unsubscribe")));
 
-    // Replaying the batch changes nothing and does not fail.
-    store.record_batch(&batch(&second, 7, 2)).await.unwrap();
+    // Replaying the batch changes nothing and does not fail: a person who set the status
+    // back in between keeps it.
+    store
+        .set_lead_status(&ana, LeadStatus::Engaged, Utc::now())
+        .await
+        .unwrap();
+    store.record_batch(&with_changes).await.unwrap();
+    assert_eq!(
+        store.lead(&ana).await.unwrap().unwrap().status,
+        LeadStatus::Engaged
+    );
     assert_eq!(store.suppressed("bob@example.org").await.unwrap(), None);
+}
+
+/// A value this version does not know (written by a newer one, or by hand) is an error that
+/// names the row, never read as something else.
+#[tokio::test]
+async fn an_unknown_stored_status_is_an_error_naming_the_row() {
+    let (store, db) = test_store().await;
+    let records = vec![record(
+        1,
+        MessageKind::Inquiry,
+        Some("ana@example.org"),
+        None,
+        "direct",
+    )];
+    store.record_batch(&batch(&records, 7, 1)).await.unwrap();
+    let ana = EmailAddress::parse("ana@example.org").unwrap();
+    let id = store.lead(&ana).await.unwrap().unwrap().id;
+    {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::AnyConnection::connect(&db.url).await.unwrap();
+        sqlx::query("UPDATE leads SET status = 'vip' WHERE email = 'ana@example.org'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    let err = store.lead(&ana).await.unwrap_err();
+    let StoreError::Unreadable {
+        table,
+        id: row,
+        column,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!((*table, *row, *column), ("leads", id.0, "status"));
+    let text = format!("{:#}", anyhow::Error::from(err));
+    assert!(
+        text.contains(&format!("leads row {id}"))
+            && text.contains("status")
+            && text.contains("'vip'"),
+        "{text}"
+    );
+    assert!(
+        store.list_leads(&LeadFilter::default()).await.is_err(),
+        "a listing does not skip the row"
+    );
 }
 
 /// The daemon's checkpoint task copies the SQLite log back into the database file while

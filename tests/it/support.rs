@@ -129,6 +129,7 @@ pub async fn seed_leads(store: &Store, emails: &[String]) -> Vec<leadloop::store
                 records: chunk,
                 now: chrono::Utc::now(),
                 enroll: &[],
+                changes: &[],
             })
             .await
             .expect("seeding leads");
@@ -138,7 +139,7 @@ pub async fn seed_leads(store: &Store, emails: &[String]) -> Vec<leadloop::store
         .await
         .expect("listing leads")
         .into_iter()
-        .map(|l| (l.email.clone(), l))
+        .map(|l| (l.email.to_string(), l))
         .collect();
     emails
         .iter()
@@ -153,7 +154,7 @@ pub async fn assert_bounced_and_suppressed(store: &Store, email: &str) -> leadlo
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(lead.status, "bounced");
+    assert_eq!(lead.status, leadloop::domain::LeadStatus::Bounced);
     assert!(store.suppressed(email).await.unwrap().is_some(), "{email}");
     lead
 }

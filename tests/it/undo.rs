@@ -137,7 +137,7 @@ async fn a_wrong_refusal_is_undone_and_the_lead_is_mailed_again() {
             .await
             .unwrap()
             .status,
-        "new"
+        leadloop::domain::LeadStatus::New
     );
     let t = timeline(&config, "eve@example.org");
     let changed = events(&t, "status_changed");

@@ -224,6 +224,7 @@ async fn seed_leads(
                 records: &records,
                 now,
                 enroll: &[],
+                changes: &[],
             })
             .await?;
     }
@@ -231,7 +232,7 @@ async fn seed_leads(
         .list_leads(&Default::default())
         .await?
         .into_iter()
-        .map(|l| (l.email, l.id))
+        .map(|l| (l.email.to_string(), l.id))
         .collect())
 }
 
@@ -272,12 +273,12 @@ pub fn child(port: u16, messages: usize) -> Result<()> {
                     let (message_id, raw) = message(n);
                     NewOutboxMessage {
                         lead_id: leads.get(&format!("lead{n:06}@example.org")).copied(),
-                        enrollment_id: Some(n as i64),
+                        enrollment_id: Some(leadloop::domain::EnrollmentId(n as i64)),
                         step_id: Some("welcome".into()),
                         from: "hello@company.com".into(),
                         envelope_from: "bounces@company.com".into(),
                         recipient: format!("lead{n:06}@example.org"),
-                        message_id,
+                        message_id: message_id.into(),
                         raw,
                         due_at: now,
                     }
