@@ -307,8 +307,53 @@ impl Sender {
     }
 
     async fn dispatch(&self, cancel: CancellationToken, mode: Mode) -> SendReport {
+        let mut d = self.start_workers();
+        loop {
+            let stopping = cancel.is_cancelled();
+            if d.to_pause.is_some() && !self.record_pause(&mut d).await {
+                continue;
+            }
+            let limit = if stopping { 0 } else { d.idle.len() };
+            let mut exhausted = true;
+            if limit > 0 || !d.outcomes.is_empty() {
+                match self.round(&mut d, limit).await {
+                    Some(more) => exhausted = !more,
+                    None => {
+                        tokio::select! {
+                            () = tokio::time::sleep(d.db_backoff) => {}
+                            () = cancel.cancelled(), if !stopping => {}
+                        }
+                        d.db_backoff = (d.db_backoff * 2).min(Duration::from_secs(30));
+                        continue;
+                    }
+                }
+            }
+            let busy = d.workers.len() - d.idle.len();
+            if busy == 0 && (exhausted || stopping) && !d.breaker.is_empty() {
+                // Nothing more is coming that could extend the run of refusals: record the
+                // refusals held back for it as they are.
+                let held = d.breaker.flush();
+                d.outcomes.extend(held);
+                continue;
+            }
+            if busy == 0
+                && d.outcomes.is_empty()
+                && (stopping || (mode == Mode::Drain && exhausted))
+            {
+                break;
+            }
+            if busy == 0 && exhausted {
+                d.kept = None;
+            }
+            self.wait(&mut d, &cancel, exhausted, stopping).await;
+        }
+        self.finish(d).await
+    }
+
+    /// Starts one worker per SMTP connection, all idle.
+    fn start_workers(&self) -> Dispatch {
         let n = self.options.connections.max(1);
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Finished>();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Finished>();
         let mut workers = Vec::with_capacity(n);
         let mut handles = Vec::with_capacity(n);
         for idx in 0..n {
@@ -320,153 +365,158 @@ impl Sender {
                 async move { sender.worker(idx, rx, done).await },
             ));
         }
-        drop(done_tx);
+        Dispatch {
+            workers,
+            handles,
+            done_rx,
+            idle: (0..n).rev().collect(),
+            outcomes: Vec::new(),
+            report: SendReport::default(),
+            db_backoff: Duration::from_millis(500),
+            breaker: Breaker::new(self.options.pause_after_refusals),
+            to_pause: None,
+            paused: None,
+            kept: None,
+        }
+    }
 
-        let mut idle: Vec<usize> = (0..n).rev().collect();
-        let mut outcomes: Vec<(OutboxId, SendOutcome)> = Vec::new();
-        let mut report = SendReport::default();
-        let mut db_backoff = Duration::from_millis(500);
-        let mut breaker = Breaker::new(self.options.pause_after_refusals);
-        // A pause this sender decided on and has not recorded yet: recorded before the next
-        // claim, so no claim can follow the refusal that caused it.
-        let mut to_pause: Option<String> = None;
-        // The pause last seen, so that a change is logged once.
-        let mut paused: Option<Pause> = None;
-        // One connection for all rounds, so SQLite's page cache stays warm between them; it
-        // goes back to the pool while the dispatcher sleeps with nothing in flight.
-        let mut kept: Option<KeptConnection> = None;
-        loop {
-            let stopping = cancel.is_cancelled();
-            if let Some(reason) = &to_pause {
-                match self
-                    .store
-                    .pause_sending(PausedBy::Breaker, reason, Utc::now())
-                    .await
-                {
-                    Ok((pause, newly)) => {
-                        // Messages in flight on other connections meet the same refusal: the
-                        // pause is announced once.
-                        if newly {
-                            error!(
-                                "{pause}. Nothing was failed or suppressed; the messages wait. Fix the cause, then run `leadloop sending resume`"
-                            );
-                        }
-                        paused = Some(pause);
-                        to_pause = None;
-                    }
-                    Err(e) => {
-                        error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot record that sending must pause; claiming nothing until it is recorded");
-                        tokio::time::sleep(db_backoff).await;
-                        db_backoff = (db_backoff * 2).min(Duration::from_secs(30));
-                        continue;
-                    }
+    /// Records the pause this sender decided on; false (after a backoff) while the database
+    /// cannot take it, so nothing is claimed until it is recorded.
+    async fn record_pause(&self, d: &mut Dispatch) -> bool {
+        let Some(reason) = &d.to_pause else {
+            return true;
+        };
+        match self
+            .store
+            .pause_sending(PausedBy::Breaker, reason, Utc::now())
+            .await
+        {
+            Ok((pause, newly)) => {
+                // Messages in flight on other connections meet the same refusal: the pause is
+                // announced once.
+                if newly {
+                    error!(
+                        "{pause}. Nothing was failed or suppressed; the messages wait. Fix the cause, then run `leadloop sending resume`"
+                    );
                 }
+                d.paused = Some(pause);
+                d.to_pause = None;
+                true
             }
-            let limit = if stopping { 0 } else { idle.len() };
-            let mut exhausted = true;
-            if limit > 0 || !outcomes.is_empty() {
-                let round = async {
-                    let mut conn = match kept.take() {
-                        Some(conn) => conn,
-                        None => self.store.keep_connection().await?,
-                    };
-                    let claimed = self
-                        .store
-                        .settle_and_claim_on(&mut conn, &outcomes, self.claim(limit))
-                        .await?;
-                    // Kept only after a good round: a connection that failed one may be the
-                    // cause, and the pool gives a fresh one next time.
-                    kept = Some(conn);
-                    Ok::<_, crate::store::StoreError>(claimed)
-                };
-                match round.await {
-                    Ok(Claimed {
-                        messages,
-                        suppressed,
-                    }) => {
-                        report.rounds += 1;
-                        db_backoff = Duration::from_millis(500);
-                        for (_, outcome) in outcomes.drain(..) {
-                            report.count(&outcome);
-                        }
-                        exhausted = messages.len() < limit;
-                        for (id, why) in &suppressed {
-                            info!(outbox = %id, reason = %why, "not sent: recipient suppressed");
-                        }
-                        report.suppressed += suppressed.len();
-                        for m in messages {
-                            let Some(w) = idle.pop() else {
-                                unreachable!("claims never exceed the idle workers")
-                            };
-                            if workers[w].try_send(m).is_err() {
-                                unreachable!("an idle worker's channel has room");
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        // The outcomes are kept and recorded with the next round: they are
-                        // the only record of what the server said.
-                        error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "the outbox cannot be updated; trying again");
-                        tokio::select! {
-                            () = tokio::time::sleep(db_backoff) => {}
-                            () = cancel.cancelled(), if !stopping => {}
-                        }
-                        db_backoff = (db_backoff * 2).min(Duration::from_secs(30));
-                        continue;
-                    }
-                }
-            }
-            let busy = n - idle.len();
-            if busy == 0 && (exhausted || stopping) && !breaker.is_empty() {
-                // Nothing more is coming that could extend the run of refusals: record the
-                // refusals held back for it as they are.
-                outcomes.extend(breaker.flush());
-                continue;
-            }
-            if busy == 0 && outcomes.is_empty() && (stopping || (mode == Mode::Drain && exhausted))
-            {
-                break;
-            }
-
-            if busy == 0 && exhausted {
-                kept = None;
-            }
-            // Sleep until a worker finishes, work arrives, the next row comes due, or stop.
-            let wake_at = if exhausted && !stopping && !idle.is_empty() {
-                self.next_wake(&mut paused).await
-            } else {
-                None
-            };
-            tokio::select! {
-                Some(first) = done_rx.recv(), if busy > 0 => {
-                    // What else finishes meanwhile, or within `GATHER`, goes into the same
-                    // round (module docs); what has finished already is taken at once.
-                    let mut done = vec![first];
-                    let gather = tokio::time::Instant::now() + GATHER;
-                    while idle.len() + done.len() < n {
-                        match tokio::time::timeout_at(gather, done_rx.recv()).await {
-                            Ok(Some(d)) => done.push(d),
-                            Ok(None) | Err(_) => break,
-                        }
-                    }
-                    for f in done {
-                        idle.push(f.worker);
-                        if let Some(reason) = breaker.observe(f, &mut outcomes) {
-                            to_pause.get_or_insert(reason);
-                        }
-                    }
-                }
-                () = self.store.outbox_woken(), if !stopping && !idle.is_empty() => {}
-                () = sleep_until(wake_at), if wake_at.is_some() => {
-                    if self.store.backend() == Backend::Postgres
-                        && let Err(e) = self.store.interrupt_abandoned(Utc::now(), false).await
-                    {
-                        error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot check for abandoned sends");
-                    }
-                }
-                () = cancel.cancelled(), if !stopping => {}
+            Err(e) => {
+                error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot record that sending must pause; claiming nothing until it is recorded");
+                tokio::time::sleep(d.db_backoff).await;
+                d.db_backoff = (d.db_backoff * 2).min(Duration::from_secs(30));
+                false
             }
         }
+    }
+
+    /// Records the finished outcomes and claims up to `limit` due rows for the idle workers,
+    /// in one transaction. `Some(true)` when the claim was full (more may be due), `None` when
+    /// the database failed: the outcomes are kept and recorded with the next round, since
+    /// they are the only record of what the server said.
+    async fn round(&self, d: &mut Dispatch, limit: usize) -> Option<bool> {
+        let round = async {
+            let mut conn = match d.kept.take() {
+                Some(conn) => conn,
+                None => self.store.keep_connection().await?,
+            };
+            let claimed = self
+                .store
+                .settle_and_claim_on(&mut conn, &d.outcomes, self.claim(limit))
+                .await?;
+            // Kept only after a good round: a connection that failed one may be the cause, and
+            // the pool gives a fresh one next time.
+            d.kept = Some(conn);
+            Ok::<_, crate::store::StoreError>(claimed)
+        };
+        let Claimed {
+            messages,
+            suppressed,
+        } = match round.await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "the outbox cannot be updated; trying again");
+                return None;
+            }
+        };
+        d.report.rounds += 1;
+        d.db_backoff = Duration::from_millis(500);
+        for (_, outcome) in d.outcomes.drain(..) {
+            d.report.count(&outcome);
+        }
+        let full = messages.len() >= limit;
+        for (id, why) in &suppressed {
+            info!(outbox = %id, reason = %why, "not sent: recipient suppressed");
+        }
+        d.report.suppressed += suppressed.len();
+        for m in messages {
+            let Some(w) = d.idle.pop() else {
+                unreachable!("claims never exceed the idle workers")
+            };
+            if d.workers[w].try_send(m).is_err() {
+                unreachable!("an idle worker's channel has room");
+            }
+        }
+        Some(full)
+    }
+
+    /// Sleeps until a worker finishes, work arrives, the next row comes due, or stop.
+    async fn wait(
+        &self,
+        d: &mut Dispatch,
+        cancel: &CancellationToken,
+        exhausted: bool,
+        stopping: bool,
+    ) {
+        let busy = d.workers.len() - d.idle.len();
+        let wake_at = if exhausted && !stopping && !d.idle.is_empty() {
+            self.next_wake(&mut d.paused).await
+        } else {
+            None
+        };
+        let can_claim = !stopping && !d.idle.is_empty();
+        tokio::select! {
+            Some(first) = d.done_rx.recv(), if busy > 0 => {
+                // What else finishes meanwhile, or within `GATHER`, goes into the same round
+                // (module docs); what has finished already is taken at once.
+                let mut done = vec![first];
+                let gather = tokio::time::Instant::now() + GATHER;
+                while d.idle.len() + done.len() < d.workers.len() {
+                    match tokio::time::timeout_at(gather, d.done_rx.recv()).await {
+                        Ok(Some(f)) => done.push(f),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                for f in done {
+                    d.idle.push(f.worker);
+                    if let Some(reason) = d.breaker.observe(f, &mut d.outcomes) {
+                        d.to_pause.get_or_insert(reason);
+                    }
+                }
+            }
+            () = self.store.outbox_woken(), if can_claim => {}
+            () = sleep_until(wake_at), if wake_at.is_some() => {
+                if self.store.backend() == Backend::Postgres
+                    && let Err(e) = self.store.interrupt_abandoned(Utc::now(), false).await
+                {
+                    error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot check for abandoned sends");
+                }
+            }
+            () = cancel.cancelled(), if !stopping => {}
+        }
+    }
+
+    /// Lets the workers end and says whether sending is paused now.
+    async fn finish(&self, d: Dispatch) -> SendReport {
+        let Dispatch {
+            workers,
+            handles,
+            mut report,
+            paused,
+            ..
+        } = d;
         drop(workers);
         for h in handles {
             let _ = h.await;
@@ -661,6 +711,34 @@ impl Sender {
             at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
         }
     }
+}
+
+/// What the dispatcher carries from one round to the next.
+struct Dispatch {
+    /// One channel per worker, to hand it a claimed row.
+    workers: Vec<mpsc::Sender<OutboxMessage>>,
+    /// The workers' tasks, awaited at the end so no send is cut off mid-conversation.
+    handles: Vec<tokio::task::JoinHandle<()>>,
+    /// Where workers report what the server said.
+    done_rx: mpsc::UnboundedReceiver<Finished>,
+    /// Workers with nothing in flight: the most a claim may take.
+    idle: Vec<usize>,
+    /// Outcomes not recorded yet; recorded with the next claim.
+    outcomes: Vec<(OutboxId, SendOutcome)>,
+    /// Totals for the caller.
+    report: SendReport,
+    /// How long to wait after the database failed, doubled each time it fails again.
+    db_backoff: Duration,
+    /// The run of alike refusals that may mean the server is refusing us.
+    breaker: Breaker,
+    /// A pause this sender decided on and has not recorded yet: recorded before the next
+    /// claim, so no claim can follow the refusal that caused it.
+    to_pause: Option<String>,
+    /// The pause last seen, so that a change is logged once.
+    paused: Option<Pause>,
+    /// One connection for all rounds, so SQLite's page cache stays warm between them; it goes
+    /// back to the pool while the dispatcher sleeps with nothing in flight.
+    kept: Option<KeptConnection>,
 }
 
 /// What a worker reports about one message.
