@@ -8,9 +8,6 @@ use crate::domain::{Bounce, Classification, EmailAddress, MessageKind, Person, V
 
 /// One stage's decision about a message. The stage's evidence travels beside it, in the
 /// order the rules fired.
-// A decision is built once per message and moved once; boxing the larger variants would add
-// an allocation per message on the ingest path for no gain.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Decision {
     /// Never a lead.

@@ -43,7 +43,8 @@ impl<'a> Input<'a> {
         }
     }
 
-    pub fn from_addr(&self) -> Option<&EmailAddress> {
+    /// The `From` address, when valid.
+    pub fn sender(&self) -> Option<&EmailAddress> {
         self.from.as_ref().map(|f| &f.email)
     }
 
@@ -72,7 +73,7 @@ impl<'a> Input<'a> {
     pub fn hosted_form(&self) -> bool {
         *self
             .hosted_form
-            .get_or_init(|| self.from_addr().is_some_and(forms::hosted_service))
+            .get_or_init(|| self.sender().is_some_and(forms::hosted_service))
     }
 }
 

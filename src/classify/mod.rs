@@ -1,9 +1,15 @@
-//! Decides what an inbound message is: one [`MessageKind`] per message, with the lead it is
-//! about and the evidence for the decision.
+//! Decides what an inbound message is: one [`MessageKind`](crate::domain::MessageKind) per
+//! message, with the lead it is about and the evidence for the decision.
 //!
 //! This part is pure: bytes and [`Rules`] in, a [`Classification`] out. It has no database,
 //! network or clock of its own, so every decision can be reproduced with
 //! `leadloop classify FILE.eml --json` and tested from fixtures alone.
+//!
+//! The rules are ordered stages (spam, reports, bounces, auto-replies, bulk mail, forwards,
+//! replies, unsubscribes, our own mail, loops, forms, inquiries), each in its own file: a stage
+//! either returns a typed decision or lets the message pass to the next, and the decision
+//! becomes the [`Classification`] in one place. The helper modules beside them read headers,
+//! bodies, bounce reports, forms and dates for the stages.
 
 mod autoreply;
 mod bounce;

@@ -61,7 +61,7 @@ fn profile_matches(
 
 /// The form notification this message is, if it is one.
 pub fn detect<'r>(m: &Input<'r>) -> Option<FormHit<'r>> {
-    let (msg, from_addr, subject) = (m.msg, m.from_addr(), m.subject);
+    let (msg, from_addr, subject) = (m.msg, m.sender(), m.subject);
     let texts = &m.texts;
     if let Some((p, ev)) = m
         .ctx
@@ -153,7 +153,7 @@ pub fn detect<'r>(m: &Input<'r>) -> Option<FormHit<'r>> {
 /// The submission a recognised notification records: the submitter, the fields, the channel.
 pub fn submission(m: &Input<'_>, mut hit: FormHit<'_>, ev: &mut Vec<String>) -> Decision {
     ev.append(&mut hit.evidence);
-    let (msg, from_addr, body) = (m.msg, m.from_addr(), m.body());
+    let (msg, from_addr, body) = (m.msg, m.sender(), m.body());
     let Some((email, how, alt_name)) = submitter_address(m, &hit) else {
         return Decision::ignored("form notification without a submitter address");
     };
@@ -213,7 +213,7 @@ fn submitter_address(
     m: &Input<'_>,
     hit: &FormHit<'_>,
 ) -> Option<(EmailAddress, &'static str, Option<String>)> {
-    let from_addr = m.from_addr();
+    let from_addr = m.sender();
     let acceptable = |a: &EmailAddress| {
         !m.ctx.is_own(a) && !forms::is_system_sender(a) && !forms::hosted_service(a)
     };

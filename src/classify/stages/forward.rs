@@ -79,7 +79,7 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
     ev.push(channel_ev);
     Some(Decision::Forward(Forwarded {
         lead,
-        owner: m.from_addr().cloned(),
+        owner: m.sender().cloned(),
         fields,
         original_text,
         subject,

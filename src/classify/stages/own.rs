@@ -12,7 +12,7 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
         ev.push("header X-Leadloop-Origin".into());
         return Some(Decision::ignored("sent by us (X-Leadloop-Origin)"));
     }
-    let f = m.from_addr().filter(|f| m.ctx.is_own(f))?;
+    let f = m.sender().filter(|f| m.ctx.is_own(f))?;
     if forms::is_system_sender(f)
         && let Some(hit) = form::detect(m)
     {
