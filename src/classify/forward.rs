@@ -89,7 +89,7 @@ static MARKER: LazyLock<Regex> = LazyLock::new(|| {
 
 /// A cheap necessary condition for [`MARKER`], which is anchored at the line start: after any
 /// quoting (`[>\s]*`; `\s` and `char::is_whitespace` are both Unicode White_Space), every
-/// marker it knows starts with two dashes, two underscores, "begin", "anfang" or "d[ée]but"
+/// marker it knows starts with two dashes, two underscores, "begin", "anfang" or `d[ée]but`
 /// (case-insensitively; none of these letters has a non-ASCII case variant other than `é`/`É`).
 /// The check keeps the regex off the ordinary lines of every message, including the many that
 /// merely start with an "a", "b" or "d".

@@ -1,0 +1,21 @@
+//! Delivery failures: standard DSNs first, then what mail servers send without one.
+
+use crate::classify::bounce;
+use crate::classify::decision::Decision;
+use crate::classify::input::Input;
+use crate::domain::{Bounce, EmailAddress};
+
+pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
+    let own = |a: &EmailAddress| m.ctx.is_own(a);
+    let b = bounce::standard(m.msg, m.body())
+        .or_else(|| bounce::nonstandard(m.msg, m.from.as_ref(), m.subject, m.body(), &own))?;
+    ev.extend(b.evidence);
+    Some(Decision::Bounce {
+        bounce: Bounce {
+            recipient: b.recipient,
+            permanent: b.permanent,
+            status: b.status,
+        },
+        original_id: b.original_id,
+    })
+}
