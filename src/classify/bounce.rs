@@ -23,28 +23,55 @@ pub struct RecipientStatus {
     pub diagnostic: Option<String>,
 }
 
+/// RFC 3464's `Action` field: what the reporting server did about the recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Failed,
+    Delayed,
+    Delivered,
+    Relayed,
+    Expanded,
+}
+
+impl Action {
+    /// The action named by a (lower-cased) field value; `None` for a value RFC 3464 does not
+    /// define.
+    fn parse(value: &str) -> Option<Action> {
+        Some(match value {
+            "failed" => Action::Failed,
+            "delayed" => Action::Delayed,
+            "delivered" => Action::Delivered,
+            "relayed" => Action::Relayed,
+            "expanded" => Action::Expanded,
+            _ => return None,
+        })
+    }
+}
+
 impl RecipientStatus {
+    fn action(&self) -> Option<Action> {
+        self.action.as_deref().and_then(Action::parse)
+    }
+
     /// Hard unless the server says it is only delayed or gives a 4.x.x status without
     /// giving up.
     ///
     /// The status class decides before the action: a failure after retrying a 4.x.x condition
     /// (mailbox full, host down for days) says nothing against the address itself.
     pub fn permanent(&self) -> bool {
-        let action = self.action.as_deref().unwrap_or("");
-        if action.eq_ignore_ascii_case("delayed") || action.eq_ignore_ascii_case("relayed") {
+        let action = self.action();
+        if matches!(action, Some(Action::Delayed | Action::Relayed)) {
             return false;
         }
         match self.status.as_deref().and_then(|s| s.chars().next()) {
             Some('5') => true,
             Some('4') => false,
-            _ => action.eq_ignore_ascii_case("failed"),
+            _ => action == Some(Action::Failed),
         }
     }
 
     fn is_failure(&self) -> bool {
-        let action = self.action.as_deref().unwrap_or("").to_ascii_lowercase();
-        action == "failed"
-            || action == "delayed"
+        matches!(self.action(), Some(Action::Failed | Action::Delayed))
             || self
                 .status
                 .as_deref()
