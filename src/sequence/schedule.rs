@@ -427,6 +427,7 @@ mod tests {
     use crate::domain::{EmailAddress, EnrollmentId, EnrollmentState, LeadStatus, SequenceName};
     use crate::render::Templates;
     use crate::sequence::{Sender, Settings, file};
+    use leadloop_testkit::clock::t0;
 
     const SEQ: &str = r#"
 [enroll]
@@ -454,10 +455,6 @@ subject = "Last"
 [exit]
 on_status = ["customer"]
 "#;
-
-    fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 27, 10, 0, 0).unwrap()
-    }
 
     fn catalog(policy: Policy) -> Catalog {
         let mut problems = Vec::new();
