@@ -593,6 +593,10 @@ fn create_sqlite_parent(url: &str) {
     }
 }
 
+/// The states and statuses spelled inside SQL name values the code knows.
+#[cfg(test)]
+mod sql_names;
+
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
