@@ -320,10 +320,9 @@ impl Sender {
                     Some(more) => exhausted = !more,
                     None => {
                         tokio::select! {
-                            () = tokio::time::sleep(d.db_backoff) => {}
+                            () = tokio::time::sleep(d.backoff()) => {}
                             () = cancel.cancelled(), if !stopping => {}
                         }
-                        d.db_backoff = (d.db_backoff * 2).min(Duration::from_secs(30));
                         continue;
                     }
                 }
@@ -372,7 +371,7 @@ impl Sender {
             idle: (0..n).rev().collect(),
             outcomes: Vec::new(),
             report: SendReport::default(),
-            db_backoff: Duration::from_millis(500),
+            db_backoff: DB_BACKOFF_FIRST,
             breaker: Breaker::new(self.options.pause_after_refusals),
             to_pause: None,
             paused: None,
@@ -405,8 +404,7 @@ impl Sender {
             }
             Err(e) => {
                 error!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot record that sending must pause; claiming nothing until it is recorded");
-                tokio::time::sleep(d.db_backoff).await;
-                d.db_backoff = (d.db_backoff * 2).min(Duration::from_secs(30));
+                tokio::time::sleep(d.backoff()).await;
                 false
             }
         }
@@ -442,7 +440,7 @@ impl Sender {
             }
         };
         d.report.rounds += 1;
-        d.db_backoff = Duration::from_millis(500);
+        d.db_backoff = DB_BACKOFF_FIRST;
         for (_, outcome) in d.outcomes.drain(..) {
             d.report.count(&outcome);
         }
@@ -740,6 +738,22 @@ struct Dispatch {
     /// back to the pool while the dispatcher sleeps with nothing in flight.
     kept: Option<KeptConnection>,
 }
+
+impl Dispatch {
+    /// How long to wait after the database failed; each failure in a row doubles the next
+    /// wait, up to [`DB_BACKOFF_MAX`], until a good round resets it.
+    fn backoff(&mut self) -> Duration {
+        let wait = self.db_backoff;
+        self.db_backoff = (wait * 2).min(DB_BACKOFF_MAX);
+        wait
+    }
+}
+
+/// The dispatcher's first wait after the database failed.
+const DB_BACKOFF_FIRST: Duration = Duration::from_millis(500);
+
+/// The dispatcher's longest wait between tries of a failing database.
+const DB_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// What a worker reports about one message.
 struct Finished {
