@@ -86,12 +86,13 @@ impl Decision {
         }
     }
 
-    /// Writes the decision into `c`, which holds the message's own headers and the evidence.
+    /// Writes the decision into `c`, which holds the message's own headers, the evidence and
+    /// already this decision's [`Self::kind`].
     ///
     /// A verdict is kept typed and, as `classify --json` has always shown it, as the
     /// `verdict` and `feedback_reason` fields.
     pub fn record(self, c: &mut Classification) {
-        c.kind = self.kind();
+        debug_assert_eq!(c.kind, self.kind());
         match self {
             Decision::Ignored { reason } => {
                 c.evidence.push(format!("ignored: {reason}"));
