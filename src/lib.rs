@@ -32,8 +32,12 @@
 //!    - [`store`]: SQL only; records batches of messages, leads, events and the mailbox cursor
 //!      in one transaction, on SQLite or PostgreSQL; enrollments, the outbox and the
 //!      suppression list.
-//! 3. [`sequence`]: sequence files, delays and send windows in the lead's time zone, caps, and
-//!    the scheduler that claims due enrollments and enqueues their steps.
+//! 3. What leadloop does with what it knows:
+//!    - [`sequence`]: sequence files, delays and send windows in the lead's time zone, caps,
+//!      and the scheduler that claims due enrollments and enqueues their steps.
+//!    - [`actions`]: what a classified message does to its lead (route to an owner, hand off
+//!      to Sales, record and act on Sales' verdict, pause for an out-of-office, count bounces),
+//!      called by ingest and by the CLI for the same actions.
 //! 4. [`config`]: `leadloop.toml`, validated with file, line and key for every problem; builds
 //!    the classifier's rules and loads the sequences.
 //! 5. The workers that put the parts below to work:
@@ -48,6 +52,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod actions;
 pub mod classify;
 pub mod cli;
 pub mod config;

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["domain"],
     &["diagnostics", "classify", "render", "store"],
-    &["sequence"],
+    &["sequence", "actions"],
     &["config"],
     &["send", "ingest"],
     &["daemon"],

@@ -197,6 +197,8 @@ fn classify_bytes(raw: &[u8], rules: &Rules, cut: bool, fixed: bool) -> Classifi
         subject,
         original_text: None,
         verdict: None,
+        text: None,
+        delivered_to: None,
     };
     decision.record(&mut c);
     c
@@ -353,7 +355,7 @@ mod tests {
         let v = c.verdict.as_ref().expect("typed verdict");
         assert_eq!(v.kind, VerdictKind::Unqualified);
         assert_eq!(v.reason.as_deref(), Some("too small"));
-        assert_eq!(v.status(), LeadStatus::Unqualified);
+        assert_eq!(v.status(), Some(LeadStatus::Unqualified));
         assert_eq!(
             c.fields.get("verdict").map(String::as_str),
             Some(VerdictKind::Unqualified.as_str())

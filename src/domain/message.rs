@@ -109,6 +109,14 @@ pub struct Classification {
     /// `feedback_reason` fields, as it always has.
     #[serde(skip)]
     pub verdict: Option<Verdict>,
+    /// What the writer of an inquiry, reply or Sales answer wrote themselves (quotes and
+    /// signature stripped), clipped to a few kilobytes: what a hand-off shows Sales.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The first of our own addresses the message was sent to (To, Cc, Delivered-To), for
+    /// routing rules by recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivered_to: Option<EmailAddress>,
 }
 
 impl Classification {
@@ -132,6 +140,8 @@ impl Classification {
             date: None,
             original_text: None,
             verdict: None,
+            text: None,
+            delivered_to: None,
         }
     }
 }

@@ -22,7 +22,9 @@ mod state;
 pub use ids::{EnrollmentId, LeadId, MessageId, OutboxId, SequenceName, StepId};
 pub use lead::Lead;
 pub use message::{Bounce, Classification, MessageKind, Person};
-pub use state::{EnrollmentState, LeadStatus, OutboxState, UnknownValue, Verdict, VerdictKind};
+pub use state::{
+    EnrollmentState, LeadStatus, OutboxState, UnknownValue, Verdict, VerdictKind, VerdictTarget,
+};
 
 /// A syntactically valid, normalised email address (`local@domain`, lower-cased).
 ///

@@ -151,34 +151,71 @@ named_enum! {
 }
 
 named_enum! {
-    /// What Sales said about a handed-off lead.
+    /// What Sales said about a handed-off lead: a judgement of its quality, or an instruction
+    /// about what happens to it next.
     "verdict",
     pub enum VerdictKind {
-        /// Worth Sales' time.
+        /// Worth Sales' time (`qualified`, `sql`).
         Qualified = "qualified",
-        /// Not worth it (`unqualified`, `not qualified`, `disqualified`).
+        /// Not worth it (`unqualified`, `not qualified`, `disqualified`, `lost`, `bad fit`).
         Unqualified = "unqualified",
-        /// Has bought.
+        /// Has bought (`customer`, `won`).
         Customer = "customer",
+        /// Not now: pause until a date, then nurture again (`not now: until 2027-03-01`,
+        /// `not now: 3 months`).
+        NotNow = "not_now",
+        /// Enter this sequence (`nurture: webinar-followup`): Sales chose the content.
+        Nurture = "nurture",
+        /// Someone else owns the lead from now on (`owner: bob@company.com`).
+        Owner = "owner",
     }
 }
 
-/// Sales' verdict on a lead, with the reason they gave (`unqualified: no budget`).
+/// What a verdict asks for beyond its kind: the date `not now` waits for, the sequence
+/// `nurture` names, the new owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictTarget {
+    /// `not now`: the day the lead is nurtured again.
+    Until(chrono::NaiveDate),
+    /// `nurture`: the sequence the lead enters, as Sales wrote it (checked when acted on).
+    Sequence(super::SequenceName),
+    /// `owner`: the new owner.
+    Owner(super::EmailAddress),
+}
+
+/// Sales' verdict on a lead: what they said, the reason they gave (`unqualified: no budget`)
+/// and the comment they wrote below it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     /// The verdict itself.
     pub kind: VerdictKind,
-    /// The words after it, when there were any.
+    /// The words after it on its line, when there were any.
     pub reason: Option<String>,
+    /// What Sales wrote below the verdict line (quotes and signature stripped).
+    pub comment: Option<String>,
+    /// What `not now`, `nurture` and `owner` point at; `None` for the judgements.
+    pub target: Option<VerdictTarget>,
 }
 
 impl Verdict {
-    /// The lead status the verdict puts a lead in.
-    pub fn status(&self) -> LeadStatus {
+    /// A judgement (`qualified`, `unqualified`, `customer`) with an optional reason.
+    pub fn judgement(kind: VerdictKind, reason: Option<String>) -> Verdict {
+        Verdict {
+            kind,
+            reason,
+            comment: None,
+            target: None,
+        }
+    }
+
+    /// The lead status the verdict puts a lead in: only the three judgements set one.
+    pub fn status(&self) -> Option<LeadStatus> {
         match self.kind {
-            VerdictKind::Qualified => LeadStatus::Qualified,
-            VerdictKind::Unqualified => LeadStatus::Unqualified,
-            VerdictKind::Customer => LeadStatus::Customer,
+            VerdictKind::Qualified => Some(LeadStatus::Qualified),
+            VerdictKind::Unqualified => Some(LeadStatus::Unqualified),
+            VerdictKind::Customer => Some(LeadStatus::Customer),
+            VerdictKind::NotNow | VerdictKind::Nurture | VerdictKind::Owner => None,
         }
     }
 }

@@ -71,6 +71,6 @@ pub fn verdict(text: &str) -> Option<Verdict> {
                 .get(2)
                 .map(|m| m.as_str().trim().trim_end_matches('.').trim().to_owned())
                 .filter(|r| !r.is_empty());
-            Some(Verdict { kind, reason })
+            Some(Verdict::judgement(kind, reason))
         })
 }

@@ -1,0 +1,1 @@
+//! Owner routing: `[[route]]` rules, first match wins.

@@ -1,0 +1,1 @@
+//! When Sales is told about a lead: `[handoff]`.
