@@ -8,3 +8,4 @@
 
 pub mod route;
 pub mod trigger;
+pub mod settings;

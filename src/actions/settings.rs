@@ -1,0 +1,1 @@
+//! `[handoff]`, `[[route]]` and the loop policy, as config builds them.
