@@ -347,6 +347,7 @@ fn simulated_enrollment(lead: &Lead, seq: &Sequence, start: DateTime<Utc>) -> En
         exit_reason: None,
         error: None,
         enrolled_at: start,
+        paused_until: None,
     }
 }
 

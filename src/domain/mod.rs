@@ -23,7 +23,8 @@ pub use ids::{EnrollmentId, LeadId, MessageId, OutboxId, SequenceName, StepId};
 pub use lead::Lead;
 pub use message::{Bounce, Classification, MessageKind, Person};
 pub use state::{
-    EnrollmentState, LeadStatus, OutboxState, UnknownValue, Verdict, VerdictKind, VerdictTarget,
+    EnrollmentState, HandoffKind, HandoffState, LeadStatus, OutboxState, UnknownValue, Verdict,
+    VerdictKind, VerdictTarget,
 };
 
 /// A syntactically valid, normalised email address (`local@domain`, lower-cased).

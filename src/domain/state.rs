@@ -151,6 +151,30 @@ named_enum! {
 }
 
 named_enum! {
+    /// What a notification to our own people is about.
+    "hand-off kind",
+    pub enum HandoffKind {
+        /// The lead card, to the lead's owner: the lead replied or is hot.
+        Handoff = "handoff",
+        /// A short reply to a Sales answer that held no verdict leadloop understood.
+        Explain = "explain",
+    }
+}
+
+named_enum! {
+    /// Where a notification to our own people stands.
+    "hand-off state",
+    pub enum HandoffState {
+        /// Waiting for the hand-off worker to render and enqueue it.
+        Pending = "pending",
+        /// In the outbox.
+        Queued = "queued",
+        /// Not sent, for the reason noted (a hand-off within the interval, no owner).
+        Skipped = "skipped",
+    }
+}
+
+named_enum! {
     /// What Sales said about a handed-off lead: a judgement of its quality, or an instruction
     /// about what happens to it next.
     "verdict",

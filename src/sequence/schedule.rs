@@ -136,6 +136,9 @@ pub fn decide(
             (Some(w), Some(d)) if w == step.id.as_str() => d,
             _ => step.delay.after(last_at, tz),
         };
+        // An out-of-office or Sales' `not now` holds the step until then; the send window
+        // below then picks the first open moment after it.
+        let due = e.paused_until.map_or(due, |p| due.max(p));
         waited = None;
         if due > now {
             return Settle::Wait {
@@ -523,6 +526,7 @@ on_status = ["customer"]
             exit_reason: None,
             error: None,
             enrolled_at: t0() - Duration::days(1),
+            paused_until: None,
         }
     }
 

@@ -17,7 +17,9 @@ use super::{
     Backend, EnrollRule, ROWS_PER_STATEMENT, Store, StoreError, Suppression, millis, outbox,
     params, values_list,
 };
-use crate::domain::{Bounce, Classification, EmailAddress, LeadStatus, Person, SequenceName};
+use crate::domain::{
+    Bounce, Classification, EmailAddress, HandoffKind, LeadStatus, Person, SequenceName, Verdict,
+};
 
 /// One inbound message, classified and ready to record.
 #[derive(Debug, Clone)]
@@ -87,6 +89,71 @@ pub enum Change {
     },
     /// The lead, if the address is one, takes this status.
     Status(LeadStatus),
+    /// A `new` lead becomes `engaged` (a lead already judged keeps its status).
+    Engaged,
+    /// The lead's active enrollments hold their next step until then (an out-of-office).
+    Pause {
+        /// Until when.
+        until: DateTime<Utc>,
+        /// Why, as the timeline records it.
+        reason: String,
+    },
+    /// Sales said `not now`: pause until then, or enroll again then in the last sequence.
+    NotNow {
+        /// Until when.
+        until: DateTime<Utc>,
+    },
+    /// Tell the lead's owner (a hand-off, rendered and sent by the hand-off worker).
+    Handoff {
+        /// Why Sales is told.
+        why: String,
+    },
+    /// Answer a Sales person whose answer held no verdict leadloop understood.
+    Explain {
+        /// The Sales person.
+        to: EmailAddress,
+        /// What was not understood.
+        problem: String,
+    },
+    /// Record Sales' verdict on the lead (its consequences are changes of their own).
+    Verdict {
+        /// The verdict.
+        verdict: Verdict,
+        /// Who gave it.
+        by: String,
+        /// `mail` or `cli`.
+        source: &'static str,
+    },
+    /// Enroll the lead in a sequence now.
+    Enroll {
+        /// The sequence and how it is entered.
+        rule: EnrollRule,
+        /// Who or what enrolled it, as the timeline records it.
+        by: String,
+    },
+    /// The lead's owner becomes this address.
+    Owner {
+        /// The new owner.
+        owner: EmailAddress,
+        /// Who decided, as the timeline records it.
+        by: String,
+    },
+    /// A lead without an owner gets the next owner of a round-robin route.
+    AssignNext {
+        /// The route's name (its turn counter).
+        route: String,
+        /// Its owners, in turn order.
+        owners: Vec<EmailAddress>,
+    },
+    /// Another address of the lead: mail from it reaches the same lead.
+    Alias(EmailAddress),
+}
+
+impl Change {
+    /// Whether the change queues a notification for the hand-off worker.
+    pub fn notifies(&self) -> bool {
+        matches!(self, Change::Handoff { .. } | Change::Explain { .. })
+    }
 }
 
 /// What [`Store::record_batch`] did.
@@ -100,6 +167,8 @@ pub struct BatchOutcome {
     pub leads_touched: usize,
     /// Enrollments created.
     pub enrolled: usize,
+    /// Notifications queued for our own people.
+    pub notifications: usize,
 }
 
 /// The lead a batch creates or updates, merged over all its messages in the batch.
@@ -147,7 +216,9 @@ impl Store {
         if let Some(last_uid) = batch.last_uid {
             advance_cursor(&mut tx, batch, last_uid, now).await?;
         }
-        self.apply_changes(&mut tx, batch, &new, now).await?;
+        let notifications = self
+            .apply_changes_in(&mut tx, batch.changes, batch.records, &new, batch.now)
+            .await?;
         let enrolled = if batch.enroll.is_empty() || new_leads.is_empty() {
             0
         } else {
@@ -157,12 +228,16 @@ impl Store {
         tx.commit().await?;
         self.ingest_batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if notifications > 0 {
+            self.wake_handoffs();
+        }
 
         Ok(BatchOutcome {
             recorded: inserted.len(),
             duplicates: batch.records.len() - inserted.len(),
             leads_touched: upserts.len(),
             enrolled,
+            notifications,
         })
     }
 
@@ -285,28 +360,37 @@ impl Store {
         Ok(())
     }
 
-    /// Applies the changes of the batch's new messages (`new`: indexes into its records).
+    /// Applies the changes that follow from the batch's new messages (`new`: indexes into
+    /// `records`; with no records, as from the CLI, every change applies). Returns how many
+    /// notifications were queued for the hand-off worker.
     ///
     /// An unsubscribe request takes effect with the message that asked: the caller's
     /// suppression and status are written in the same transaction as the message, so no step
     /// already in the outbox or scheduled later goes out after it was recorded (the sender
-    /// checks suppressions right before every send).
-    async fn apply_changes(
+    /// checks suppressions right before every send). The grouped kinds (enrollments ending,
+    /// suppressions, statuses) come first, set-based; the rarer per-lead changes (Sales'
+    /// verdicts and what follows, pauses, hand-offs, owners) after them, in the order given.
+    pub(super) async fn apply_changes_in(
         &self,
         tx: &mut Tx,
-        batch: &Batch<'_>,
+        changes: &[LeadChange],
+        records: &[InboundRecord],
         new: &[usize],
-        now: i64,
-    ) -> Result<(), StoreError> {
-        if batch.changes.is_empty() {
-            return Ok(());
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        if changes.is_empty() {
+            return Ok(0);
         }
+        let now_ms = millis(now);
         let new: HashSet<usize> = new.iter().copied().collect();
+        let applies = |c: &&LeadChange| records.is_empty() || new.contains(&c.record);
+        let key = |c: &LeadChange| records.get(c.record).map(|r| r.dedupe_key.as_str());
         // Leads whose enrollments end, per (reason, sequences), in the order first seen.
         let mut exits: Vec<(ExitKey<'_>, Vec<&str>)> = Vec::new();
         let mut suppress: BTreeMap<&str, &str> = BTreeMap::new();
         let mut statuses: BTreeMap<LeadStatus, Vec<&str>> = BTreeMap::new();
-        for c in batch.changes.iter().filter(|c| new.contains(&c.record)) {
+        let mut each: Vec<&LeadChange> = Vec::new();
+        for c in changes.iter().filter(applies) {
             let lead = c.lead.as_str();
             match &c.change {
                 Change::EndEnrollments { sequences, reason } => {
@@ -320,24 +404,82 @@ impl Store {
                     suppress.entry(lead).or_insert(reason.as_str());
                 }
                 Change::Status(status) => statuses.entry(*status).or_default().push(lead),
+                _ => each.push(c),
             }
         }
         for ((reason, sequences), mut leads) in exits {
             leads.sort_unstable();
             leads.dedup();
-            self.end_enrollments_in(tx, &leads, sequences, reason, now)
+            self.end_enrollments_in(tx, &leads, sequences, reason, now_ms)
                 .await?;
         }
         for (lead, reason) in suppress {
             let entry = Suppression::Address(lead.to_owned());
-            outbox::suppress_in(tx, &entry, reason, batch.now).await?;
+            outbox::suppress_in(tx, &entry, reason, now).await?;
         }
         for (status, mut leads) in statuses {
             leads.sort_unstable();
             leads.dedup();
-            self.set_statuses_in(tx, &leads, status, now).await?;
+            self.set_statuses_in(tx, &leads, status, now_ms).await?;
         }
-        Ok(())
+        let mut notifications = 0;
+        for c in each {
+            let lead = c.lead.as_str();
+            match &c.change {
+                Change::Engaged => {
+                    sqlx::query(
+                        "UPDATE leads SET status = 'engaged', updated_at = $1 WHERE email = $2 AND status = 'new'",
+                    )
+                    .bind(now_ms)
+                    .bind(lead)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Change::Pause { until, reason } => {
+                    self.pause_in(tx, lead, *until, reason, now).await?;
+                }
+                Change::NotNow { until } => self.not_now_in(tx, lead, *until, now).await?,
+                Change::Handoff { why } => {
+                    self.queue_handoff_in(tx, lead, HandoffKind::Handoff, None, why, key(c), now)
+                        .await?;
+                    notifications += 1;
+                }
+                Change::Explain { to, problem } => {
+                    self.queue_handoff_in(
+                        tx,
+                        lead,
+                        HandoffKind::Explain,
+                        Some(to.as_str()),
+                        problem,
+                        key(c),
+                        now,
+                    )
+                    .await?;
+                    notifications += 1;
+                }
+                Change::Verdict {
+                    verdict,
+                    by,
+                    source,
+                } => {
+                    self.record_verdict_in(tx, lead, verdict, by, source, key(c), now)
+                        .await?;
+                }
+                Change::Enroll { rule, by } => {
+                    self.enroll_one_in(tx, lead, rule, by, now).await?;
+                }
+                Change::Owner { owner, by } => {
+                    self.set_owner_in(tx, lead, owner.as_str(), false, by, now)
+                        .await?;
+                }
+                Change::AssignNext { route, owners } => {
+                    self.assign_next_in(tx, lead, route, owners, now).await?;
+                }
+                Change::Alias(alias) => self.add_alias_in(tx, lead, alias.as_str(), now).await?,
+                Change::EndEnrollments { .. } | Change::Suppress { .. } | Change::Status(_) => {}
+            }
+        }
+        Ok(notifications)
     }
 
     /// Sets the status of the leads with these addresses.
@@ -483,6 +625,8 @@ fn inbound_detail(c: &Classification) -> String {
         references: &'a [String],
         #[serde(skip_serializing_if = "Option::is_none")]
         return_date: Option<chrono::NaiveDate>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<&'a str>,
     }
     serde_json::to_string(&Detail {
         bounce: c.bounce.as_ref(),
@@ -495,6 +639,7 @@ fn inbound_detail(c: &Classification) -> String {
         owner: c.owner.as_ref(),
         references: &c.references,
         return_date: c.return_date,
+        text: c.text.as_deref(),
     })
     .unwrap_or_else(|_| "{}".to_owned())
 }

@@ -25,7 +25,7 @@ use crate::domain::{
 };
 
 /// How ingest enrolls new leads into one sequence (`[enroll]` of a sequence file).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrollRule {
     /// The sequence.
     pub sequence: SequenceName,
@@ -74,9 +74,11 @@ pub struct Enrollment {
     pub error: Option<String>,
     /// When the lead entered.
     pub enrolled_at: DateTime<Utc>,
+    /// An out-of-office or a `not now` holds the next step until then.
+    pub paused_until: Option<DateTime<Utc>>,
 }
 
-const ENROLLMENT_COLUMNS: &str = "id, lead_id, sequence, state, steps_done, next_step, next_due_at, last_at, touches, token, exit_reason, error, enrolled_at";
+const ENROLLMENT_COLUMNS: &str = "id, lead_id, sequence, state, steps_done, next_step, next_due_at, last_at, touches, token, exit_reason, error, enrolled_at, paused_until";
 
 /// An enrollment row as an [`Enrollment`]; a state this version does not know is an error
 /// naming the row.
@@ -100,6 +102,7 @@ fn enrollment_from_row(r: &AnyRow) -> Result<Enrollment, StoreError> {
         exit_reason: r.get(10),
         error: r.get(11),
         enrolled_at: from_millis(r.get(12)),
+        paused_until: r.get::<Option<i64>, _>(13).map(from_millis),
     })
 }
 
@@ -260,7 +263,7 @@ impl Store {
 
     /// One set-based enrollment of the leads with these addresses into `rule.sequence`;
     /// returns the new enrollments' lead ids.
-    async fn enroll_emails(
+    pub(super) async fn enroll_emails(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         rule: &EnrollRule,

@@ -41,8 +41,12 @@ pub use outbox::{
 };
 pub use sending::{Pause, PausedBy};
 
+mod sales;
 mod suppressions;
 
+pub use sales::{
+    Cause, HandoffOutcome, KnownLead, OurMessage, PendingHandoff, VerdictEntry, start_of,
+};
 pub use suppressions::SuppressionEntry;
 
 /// How often [`Store::checkpoints`] copies the SQLite log back into the database.
@@ -180,6 +184,9 @@ pub struct Store {
     /// Fired when outbox rows become due in this process (enqueued, retried by hand), so the
     /// sender sleeps until there is work instead of polling.
     outbox_wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Fired when a batch or the CLI queued a notification for our own people, so the
+    /// hand-off worker of this process renders it at once.
+    handoff_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Ingest batches committed by this process, so checkpoints can wait for a pause.
     ingest_batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -319,6 +326,7 @@ impl Store {
             pool,
             backend,
             outbox_wake: std::sync::Arc::default(),
+            handoff_wake: std::sync::Arc::default(),
             ingest_batches: std::sync::Arc::default(),
         })
     }
@@ -515,6 +523,7 @@ impl Store {
                 "step_id": r.get::<Option<String>, _>(3),
             }),
         }));
+        events.extend(self.handoff_events(lead.id).await?);
         // Stable: entries at the same moment keep messages, then events, then sends.
         events.sort_by_key(|e| e.at);
         Ok(events)
