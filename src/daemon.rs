@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::actions::Actions;
 use crate::config::{Config, SmtpTransport, SourceConfig};
 use crate::ingest::{
     ImapSource, IngestReport, MaildirSource, Pipeline, imap_mailbox_name, maildir_mailbox_name,
@@ -64,6 +65,16 @@ pub enum Source {
     Maildir(MaildirSource),
 }
 
+/// The lead actions the configuration asks for.
+pub fn actions(config: &Config) -> Actions {
+    Actions::new(
+        crate::actions::Settings::default(),
+        config.sequences.enroll_rules(),
+        config.sequences.enroll_rules(),
+        config.rules().sales,
+    )
+}
+
 impl Source {
     /// Builds the configured source writing into `store`.
     ///
@@ -84,7 +95,7 @@ impl Source {
         wake: Option<Arc<Notify>>,
     ) -> anyhow::Result<Source> {
         let rules = Arc::new(config.rules());
-        let enroll = config.sequences.enroll_rules();
+        let actions = Arc::new(actions(config));
         Ok(match &config.source {
             SourceConfig::Imap(imap) => {
                 let password = imap
@@ -97,7 +108,7 @@ impl Source {
                     imap_mailbox_name(imap),
                     imap.max_message_bytes,
                 )
-                .with_enrollment(enroll, wake);
+                .with_actions(Arc::clone(&actions), wake.clone());
                 Source::Imap(ImapSource::new(imap.clone(), password, pipeline)?)
             }
             SourceConfig::Maildir(md) => {
@@ -107,7 +118,7 @@ impl Source {
                     maildir_mailbox_name(&md.path),
                     md.max_message_bytes,
                 )
-                .with_enrollment(enroll, wake);
+                .with_actions(Arc::clone(&actions), wake.clone());
                 Source::Maildir(MaildirSource::new(
                     md.path.clone(),
                     pipeline,

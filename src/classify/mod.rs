@@ -179,6 +179,7 @@ fn classify_bytes(raw: &[u8], rules: &Rules, cut: bool, fixed: bool) -> Classifi
         &references,
     );
     let decision = stages::decide(&input, &mut evidence);
+    let sender = input.from.as_ref().map(|f| f.email.clone());
     drop(input);
     let mut c = Classification {
         kind: decision.kind(),
@@ -198,6 +199,7 @@ fn classify_bytes(raw: &[u8], rules: &Rules, cut: bool, fixed: bool) -> Classifi
         original_text: None,
         verdict: None,
         text: None,
+        sender,
         delivered_to: None,
     };
     decision.record(&mut c);

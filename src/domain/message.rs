@@ -113,6 +113,9 @@ pub struct Classification {
     /// signature stripped), clipped to a few kilobytes: what a hand-off shows Sales.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The sender's address (From), as the message gives it: who gave a Sales verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<EmailAddress>,
     /// The first of our own addresses the message was sent to (To, Cc, Delivered-To), for
     /// routing rules by recipient.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,6 +144,7 @@ impl Classification {
             original_text: None,
             verdict: None,
             text: None,
+            sender: None,
             delivered_to: None,
         }
     }

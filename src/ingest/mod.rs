@@ -16,9 +16,10 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 use tracing::{debug, info_span};
 
+use crate::actions::Actions;
 use crate::classify::{self, Classification, Rules};
-use crate::domain::{LeadStatus, MessageKind, SequenceName};
-use crate::store::{Batch, Change, EnrollRule, InboundRecord, LeadChange, Store, StoreError};
+use crate::domain::MessageKind;
+use crate::store::{Batch, InboundRecord, Store, StoreError};
 
 pub use imap::{ImapError, ImapSource, mailbox_name as imap_mailbox_name};
 pub use maildir::{MaildirSource, mailbox_name as maildir_mailbox_name};
@@ -97,8 +98,9 @@ pub struct Pipeline {
     rules: Arc<Rules>,
     mailbox: Arc<str>,
     max_message_bytes: u64,
-    /// Sequences new leads enter, in the batch's own transaction.
-    enroll: Arc<[EnrollRule]>,
+    /// What messages do to their leads (and the sequences new leads enter), decided for
+    /// each batch and applied in its own transaction.
+    actions: Arc<Actions>,
     /// Woken when a batch enrolled someone, so the scheduler looks at once.
     wake: Option<Arc<tokio::sync::Notify>>,
 }
@@ -119,20 +121,21 @@ impl Pipeline {
             rules,
             mailbox: mailbox.into(),
             max_message_bytes,
-            enroll: Arc::from(Vec::new()),
+            actions: Arc::new(Actions::default()),
             wake: None,
         }
     }
 
-    /// Enrolls new leads that match `rules` as their batch is recorded, and wakes `wake`
-    /// (the scheduler) when any were.
+    /// Acts on each batch's messages with `actions` (routing, hand-offs, verdicts, pauses,
+    /// bounces) and enrolls new leads by its rules as the batch is recorded; wakes `wake`
+    /// (the scheduler) when any were enrolled.
     #[must_use]
-    pub fn with_enrollment(
+    pub fn with_actions(
         mut self,
-        rules: Vec<EnrollRule>,
+        actions: Arc<Actions>,
         wake: Option<Arc<tokio::sync::Notify>>,
     ) -> Self {
-        self.enroll = Arc::from(rules);
+        self.actions = actions;
         self.wake = wake;
         self
     }
@@ -192,7 +195,8 @@ impl Pipeline {
             // the cursor unmoved, so the messages are read again rather than lost.
             records.extend(chunk.await.map_err(|e| IngestError::Task(e.to_string()))?);
         }
-        let changes = lead_changes(&records, &self.enroll);
+        let now = Utc::now();
+        let changes = self.actions.plan(&self.store, &mut records, now).await?;
         let outcome = self
             .store
             .record_batch(&Batch {
@@ -200,8 +204,8 @@ impl Pipeline {
                 uidvalidity,
                 last_uid,
                 records: &records,
-                now: Utc::now(),
-                enroll: &self.enroll,
+                now,
+                enroll: self.actions.enroll_rules(),
                 changes: &changes,
             })
             .await?;
@@ -255,69 +259,6 @@ impl Classifying {
         self.oversize += later.oversize;
         self.chunks.extend(later.chunks);
     }
-}
-
-/// Why an unsubscribe request ends enrollments and suppresses the address.
-const UNSUBSCRIBE_REASON: &str = "the lead asked to unsubscribe";
-
-/// What the messages of a batch change for their leads, for [`Store::record_batch`] to apply
-/// with them (and only if they are new):
-///
-/// - a reply ends the lead's enrollments in the sequences that exit on a reply;
-/// - an unsubscribe request ends all of them, suppresses the address and marks the lead
-///   `unsubscribed` at once, so nothing already scheduled goes out after it was recorded.
-///
-/// Enrollments are ended here only where this ingest enrolls (`enroll` is not empty); a
-/// daemon running no sequences leaves them to the scheduler, which checks every lead's replies
-/// and unsubscribe requests before each step. Replies come first, as the store applies
-/// enrollment changes in the order they first occur: a lead that both replied and asked to
-/// unsubscribe in one batch leaves its reply-exiting sequences because it replied.
-pub fn lead_changes(records: &[InboundRecord], enroll: &[EnrollRule]) -> Vec<LeadChange> {
-    let on_reply: Vec<SequenceName> = enroll
-        .iter()
-        .filter(|r| r.exit_on_reply)
-        .map(|r| r.sequence.clone())
-        .collect();
-    let with_lead = |kind: MessageKind| {
-        records.iter().enumerate().filter_map(move |(i, r)| {
-            let c = &r.classification;
-            c.lead
-                .as_ref()
-                .filter(|_| c.kind == kind)
-                .map(|p| (i, &p.email))
-        })
-    };
-    let mut changes = Vec::new();
-    if !on_reply.is_empty() {
-        for (record, lead) in with_lead(MessageKind::Reply) {
-            changes.push(LeadChange {
-                record,
-                lead: lead.clone(),
-                change: Change::EndEnrollments {
-                    sequences: Some(on_reply.clone()),
-                    reason: "the lead replied".to_owned(),
-                },
-            });
-        }
-    }
-    for (record, lead) in with_lead(MessageKind::Unsubscribe) {
-        let change = |change| LeadChange {
-            record,
-            lead: lead.clone(),
-            change,
-        };
-        if !enroll.is_empty() {
-            changes.push(change(Change::EndEnrollments {
-                sequences: None,
-                reason: UNSUBSCRIBE_REASON.to_owned(),
-            }));
-        }
-        changes.push(change(Change::Suppress {
-            reason: UNSUBSCRIBE_REASON.to_owned(),
-        }));
-        changes.push(change(Change::Status(LeadStatus::Unsubscribed)));
-    }
-    changes
 }
 
 /// Classifies one message inside its own span, turning an oversize one into `ignored`.
@@ -405,93 +346,5 @@ mod tests {
         assert_eq!(header_part(b"A: b\r\n\r\nbody", 1000), b"A: b\r\n\r\n");
         assert_eq!(header_part(b"A: b\n\nbody", 1000), b"A: b\n\n");
         assert_eq!(header_part(b"A: bbbbbbbb", 4), b"A: b");
-    }
-
-    fn from(kind: MessageKind, email: &str) -> InboundRecord {
-        let mut c = Classification::ignored("test");
-        c.kind = kind;
-        c.lead = Some(crate::domain::Person {
-            email: crate::domain::EmailAddress::parse(email).unwrap(),
-            name: None,
-            company: None,
-            phone: None,
-        });
-        InboundRecord {
-            uid: None,
-            dedupe_key: format!("{kind}:{email}"),
-            size: 1,
-            classification: c,
-        }
-    }
-
-    fn rule(sequence: &str, exit_on_reply: bool) -> EnrollRule {
-        EnrollRule {
-            sequence: sequence.into(),
-            kinds: vec![MessageKind::Inquiry],
-            channels: Vec::new(),
-            forms: Vec::new(),
-            min_score: None,
-            reenter: false,
-            exits: Vec::new(),
-            exit_on_reply,
-        }
-    }
-
-    #[test]
-    fn replies_end_reply_exiting_sequences_and_unsubscribes_end_all_and_suppress() {
-        let records = [
-            from(MessageKind::Unsubscribe, "una@example.org"),
-            from(MessageKind::Inquiry, "ian@example.org"),
-            from(MessageKind::Reply, "rey@example.org"),
-        ];
-        let rules = [rule("welcome", true), rule("digest", false)];
-        let changes = lead_changes(&records, &rules);
-        let seen: Vec<(usize, &str, &Change)> = changes
-            .iter()
-            .map(|c| (c.record, c.lead.as_str(), &c.change))
-            .collect();
-        let unsubscribe = UNSUBSCRIBE_REASON.to_owned();
-        assert_eq!(
-            seen,
-            [
-                (
-                    2,
-                    "rey@example.org",
-                    &Change::EndEnrollments {
-                        sequences: Some(vec!["welcome".into()]),
-                        reason: "the lead replied".into(),
-                    }
-                ),
-                (
-                    0,
-                    "una@example.org",
-                    &Change::EndEnrollments {
-                        sequences: None,
-                        reason: unsubscribe.clone(),
-                    }
-                ),
-                (
-                    0,
-                    "una@example.org",
-                    &Change::Suppress {
-                        reason: unsubscribe.clone(),
-                    }
-                ),
-                (
-                    0,
-                    "una@example.org",
-                    &Change::Status(LeadStatus::Unsubscribed)
-                ),
-            ]
-        );
-        // Without sequences nothing is ended here (the scheduler checks before each step),
-        // but an unsubscribe request still suppresses at once.
-        let changes = lead_changes(&records, &[]);
-        assert_eq!(changes.len(), 2, "{changes:?}");
-        assert!(
-            changes
-                .iter()
-                .all(|c| !matches!(c.change, Change::EndEnrollments { .. }))
-        );
     }
 }

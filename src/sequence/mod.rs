@@ -115,6 +115,7 @@ impl Catalog {
                 reenter: s.enroll.reenter,
                 exits: self.exited_by(&s.name),
                 exit_on_reply: s.exit.on_reply,
+                on_status: Vec::new(),
             })
             .collect()
     }

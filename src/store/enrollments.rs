@@ -20,7 +20,8 @@ use super::{
     params, unreadable,
 };
 use crate::domain::{
-    EmailAddress, EnrollmentId, EnrollmentState, LeadId, MessageId, MessageKind, SequenceName,
+    EmailAddress, EnrollmentId, EnrollmentState, LeadId, LeadStatus, MessageId, MessageKind,
+    SequenceName,
     StepId,
 };
 
@@ -43,6 +44,8 @@ pub struct EnrollRule {
     pub exits: Vec<SequenceName>,
     /// Whether a reply from the lead ends its enrollment (`[exit] on_reply`).
     pub exit_on_reply: bool,
+    /// Statuses that enroll the lead when Sales' verdict sets them (`[enroll] on_status`).
+    pub on_status: Vec<LeadStatus>,
 }
 
 /// An enrollment as stored.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use leadloop::classify::{Classification, Person};
 use leadloop::config::Problem;
 use leadloop::domain::{EmailAddress, EnrollmentState, MessageKind};
-use leadloop::ingest::lead_changes;
+use leadloop::actions::Actions;
 use leadloop::sequence::schedule::Scheduler;
 use leadloop::sequence::{self, Catalog, Policy, Sender, Settings, Windows};
 use leadloop::store::{Batch, InboundRecord, OutboxEntry, OutboxState, Store};
@@ -112,6 +112,10 @@ async fn record(
     now: DateTime<Utc>,
 ) -> usize {
     let rules = c.enroll_rules();
+    let actions = Actions::new(Default::default(), rules.clone(), rules.clone(), Vec::new());
+    let mut records = records.to_vec();
+    let changes = actions.plan(store, &mut records, now).await.unwrap();
+    let records = &records[..];
     store
         .record_batch(&Batch {
             mailbox: "test",
@@ -120,7 +124,7 @@ async fn record(
             records,
             now,
             enroll: &rules,
-            changes: &lead_changes(records, &rules),
+            changes: &changes,
         })
         .await
         .unwrap()
