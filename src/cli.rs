@@ -22,9 +22,11 @@ use crate::daemon;
 use crate::domain::{EmailAddress, EnrollmentState, LeadStatus, MessageKind, StepId};
 use crate::send;
 use crate::store::{
-    Lead, LeadFilter, OutboxEntry, OutboxId, OutboxState, PausedBy, SendOutcome, Transition,
+    Change, Lead, LeadFilter, OutboxEntry, OutboxId, OutboxState, PausedBy, SendOutcome,
+    Transition, VerdictEntry,
 };
 
+mod sales;
 mod sequences;
 mod undo;
 
@@ -214,6 +216,27 @@ enum LeadsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Give a lead another owner (who gets its hand-offs and whose answers are verdicts).
+    Assign {
+        /// The lead's email address.
+        email: String,
+        /// The new owner's address.
+        owner: String,
+    },
+    /// Record Sales' verdict as an answer to a hand-off would: qualified, unqualified,
+    /// customer, "not now: 3 months", "nurture: SEQUENCE", "owner: ADDRESS".
+    Verdict {
+        /// The lead's email address.
+        email: String,
+        /// The verdict, in the words an answer to a hand-off uses.
+        verdict: String,
+        /// The reason (as after "unqualified:").
+        #[arg(long)]
+        reason: Option<String>,
+        /// A comment kept with the verdict.
+        #[arg(long)]
+        comment: Option<String>,
     },
     /// Set a lead's status by hand, e.g. to restore one marked bounced by mistake.
     Status {
@@ -692,8 +715,15 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             };
             let events = store.timeline(&lead).await?;
             let enrollments = store.enrollments(lead.id).await?;
+            let verdicts = store.verdicts(lead.id).await?;
+            let aliases = store.aliases(lead.id).await?;
+            let suppressed = store.suppressed(lead.email.as_str()).await?;
             if json {
                 let mut v = lead_json(&lead);
+                v["verdict"] = verdicts.last().map_or(serde_json::Value::Null, verdict_json);
+                v["verdicts"] = verdicts.iter().map(verdict_json).collect();
+                v["suppressed"] = suppressed.is_some().into();
+                v["aliases"] = serde_json::to_value(&aliases)?;
                 v["timeline"] = serde_json::to_value(&events)?;
                 v["enrollments"] = serde_json::to_value(&enrollments)?;
                 writeln!(out, "{v}")?;
@@ -711,6 +741,26 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             ] {
                 writeln!(out, "  {label:<8} {}", value.unwrap_or("-"))?;
             }
+            if let Some(v) = verdicts.last() {
+                let reason = v.reason.as_deref().map(|r| format!(": {r}"));
+                writeln!(
+                    out,
+                    "  verdict  {}{} (by {}, {})",
+                    v.verdict,
+                    reason.unwrap_or_default(),
+                    v.by,
+                    v.at.format("%Y-%m-%d %H:%M UTC")
+                )?;
+                if let Some(c) = &v.comment {
+                    writeln!(out, "           {}", c.lines().next().unwrap_or_default())?;
+                }
+            }
+            if !aliases.is_empty() {
+                writeln!(out, "  aliases  {}", aliases.join(", "))?;
+            }
+            if let Some(reason) = &suppressed {
+                writeln!(out, "  suppressed: {reason}")?;
+            }
             if !lead.fields.is_empty() {
                 writeln!(out, "  fields:")?;
                 for (k, v) in &lead.fields {
@@ -723,7 +773,15 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                     let detail = match e.state {
                         EnrollmentState::Active => match (&e.next_step, e.next_due_at) {
                             (Some(step), Some(at)) => {
-                                format!("next {step} at {}", at.format("%Y-%m-%d %H:%M UTC"))
+                                let paused = e
+                                    .paused_until
+                                    .filter(|p| *p > Utc::now())
+                                    .map(|p| format!(" (paused until {})", p.format("%Y-%m-%d")));
+                                format!(
+                                    "next {step} at {}{}",
+                                    at.format("%Y-%m-%d %H:%M UTC"),
+                                    paused.unwrap_or_default()
+                                )
                             }
                             _ => "starting".to_owned(),
                         },
@@ -758,6 +816,26 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                         e.detail["to"].as_str().unwrap_or("?")
                     )),
                     "suppressed" | "unsuppressed" => e.detail["value"].as_str().map(str::to_owned),
+                    "verdict" => Some(format!(
+                        "{}{} (by {})",
+                        e.detail["verdict"].as_str().unwrap_or("?"),
+                        e.detail["reason"]
+                            .as_str()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default(),
+                        e.detail["by"].as_str().unwrap_or("?")
+                    )),
+                    "handoff" | "explain" => Some(format!(
+                        "to {} ({}): {}",
+                        e.detail["to"].as_str().unwrap_or("-"),
+                        e.detail["outbox_state"]
+                            .as_str()
+                            .or(e.detail["state"].as_str())
+                            .unwrap_or("?"),
+                        e.detail["why"].as_str().unwrap_or_default()
+                    )),
+                    "paused" => e.detail["until"].as_str().map(|u| format!("until {u}")),
+                    "owner" => e.detail["owner"].as_str().map(str::to_owned),
                     _ => None,
                 };
                 let subject = change.as_deref().or(e.subject.as_deref()).unwrap_or("");
@@ -773,6 +851,26 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
         LeadsCommand::Status { email, status } => {
             undo::lead_status(&store, &email, status, &mut out).await
         }
+        LeadsCommand::Assign { email, owner } => {
+            let lead = sales::find(&store, &email).await?;
+            let owner =
+                EmailAddress::parse(&owner).map_err(|e| anyhow::anyhow!("'{owner}': {e}"))?;
+            let change = Change::Owner {
+                owner: owner.clone(),
+                by: sales::by(),
+            };
+            store
+                .apply_lead_changes(&[sales::change(&lead, change)], Utc::now())
+                .await?;
+            writeln!(out, "{} is owned by {owner}", lead.email)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LeadsCommand::Verdict {
+            email,
+            verdict,
+            reason,
+            comment,
+        } => sales::verdict(config, &store, &email, &verdict, reason, comment, &mut out).await,
     }
 }
 
@@ -948,6 +1046,19 @@ async fn send_test(config: &Config, args: &SendTestArgs) -> anyhow::Result<ExitC
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// A verdict as `leads show --json` gives it: `{"verdict","reason","comment","by","at"}`.
+fn verdict_json(v: &VerdictEntry) -> serde_json::Value {
+    json!({
+        "verdict": v.verdict,
+        "reason": v.reason,
+        "comment": v.comment,
+        "by": v.by,
+        "at": v.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "target": v.target,
+        "source": v.source,
     })
 }
 

@@ -25,6 +25,7 @@ mod stages;
 use mail_parser::MessageParser;
 
 use crate::domain::EmailAddress;
+pub use stages::verdict;
 pub use crate::domain::{Bounce, Classification, Person};
 
 /// Everything the classifier needs to know about the team that owns the mailbox.

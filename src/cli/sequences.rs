@@ -31,7 +31,7 @@ fn sequence<'a>(catalog: &'a Catalog, name: &str) -> anyhow::Result<&'a Sequence
     })
 }
 
-async fn find_lead(store: &Store, email: &str) -> anyhow::Result<Lead> {
+pub(super) async fn find_lead(store: &Store, email: &str) -> anyhow::Result<Lead> {
     let address = EmailAddress::parse(email).map_err(|e| anyhow::anyhow!("'{email}': {e}"))?;
     store
         .lead(&address)
