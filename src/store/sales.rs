@@ -767,6 +767,32 @@ impl Store {
             .collect()
     }
 
+    /// The steps sent to a lead, oldest first: when, the sequence, the step.
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn sent_steps(
+        &self,
+        lead: LeadId,
+    ) -> Result<Vec<(DateTime<Utc>, String, String)>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT o.sent_at, e.sequence, o.step_id FROM outbox o JOIN enrollments e ON e.id = o.enrollment_id \
+             WHERE o.lead_id = $1 AND o.state = 'sent' ORDER BY o.sent_at, o.id",
+        )
+        .bind(lead.0)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            (
+                from_millis(r.get::<Option<i64>, _>(0).unwrap_or_default()),
+                r.get(1),
+                r.get::<Option<String>, _>(2).unwrap_or_default(),
+            )
+        })
+        .collect())
+    }
+
     /// A lead's other addresses.
     ///
     /// # Errors

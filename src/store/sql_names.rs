@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::domain::{EnrollmentState, LeadStatus, OutboxState};
+use crate::domain::{EnrollmentState, HandoffState, LeadStatus, OutboxState};
 
 /// Every file whose text holds SQL that names a state.
 const SOURCES: &[(&str, &str)] = &[
@@ -17,6 +17,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("store/enrollments.rs", include_str!("enrollments.rs")),
     ("store/outbox.rs", include_str!("outbox.rs")),
     ("store/sending.rs", include_str!("sending.rs")),
+    ("store/sales.rs", include_str!("sales.rs")),
     ("store/suppressions.rs", include_str!("suppressions.rs")),
     (
         "sqlite/initial",
@@ -29,6 +30,14 @@ const SOURCES: &[(&str, &str)] = &[
     (
         "sqlite/enrollments",
         include_str!("../../migrations/sqlite/20261127000003_enrollments.sql"),
+    ),
+    (
+        "sqlite/sales_loop",
+        include_str!("../../migrations/sqlite/20261206000001_sales_loop.sql"),
+    ),
+    (
+        "postgres/sales_loop",
+        include_str!("../../migrations/postgres/20261206000001_sales_loop.sql"),
     ),
     (
         "postgres/initial",
@@ -61,14 +70,21 @@ fn known(file: &str, prefix: Option<&str>, column: &str, name: &str) -> bool {
     if column.eq_ignore_ascii_case("status") {
         return name.parse::<LeadStatus>().is_ok();
     }
-    let outbox =
-        prefix.is_some_and(|p| p.eq_ignore_ascii_case("outbox")) || file.contains("outbox");
+    let outbox = prefix.is_some_and(|p| p.eq_ignore_ascii_case("outbox") || p == "o")
+        || (prefix.is_none() && file.contains("outbox"));
     let enrollments = prefix.is_some_and(|p| p == "e") || file.contains("enrollments");
-    match (outbox, enrollments) {
-        (true, false) => name.parse::<OutboxState>().is_ok(),
-        (false, true) => name.parse::<EnrollmentState>().is_ok(),
-        // A file that speaks of both: the name must be a value of one of them.
-        _ => name.parse::<OutboxState>().is_ok() || name.parse::<EnrollmentState>().is_ok(),
+    let handoffs = prefix.is_some_and(|p| p == "h");
+    let any = || {
+        name.parse::<OutboxState>().is_ok()
+            || name.parse::<EnrollmentState>().is_ok()
+            || name.parse::<HandoffState>().is_ok()
+    };
+    match (outbox, enrollments, handoffs) {
+        (true, false, false) => name.parse::<OutboxState>().is_ok(),
+        (false, true, false) => name.parse::<EnrollmentState>().is_ok(),
+        (false, false, true) => name.parse::<HandoffState>().is_ok(),
+        // A file that speaks of several: the name must be a value of one of them.
+        _ => any(),
     }
 }
 
