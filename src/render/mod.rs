@@ -12,6 +12,12 @@
 //! 8058) when an https URL is configured, a Message-ID under our domain that replies are
 //! matched against, and `X-Leadloop-Origin` by which the classifier ignores our own mail come
 //! back — so a template can forget none of it. None of these names a sequence or step.
+//!
+//! Besides the steps sent to leads, render builds the two kinds of message leadloop sends to
+//! its own Sales people: the hand-off notification with the lead card ([`render_handoff`]) and
+//! the explanation when an answer to it is not understood ([`render_explanation`]). Their
+//! templates are built in and can be overridden from the templates folder; what the lead wrote
+//! is bounded and escaped before any template sees it (see [`HandoffCard`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
@@ -24,6 +30,18 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use minijinja::{Environment, UndefinedBehavior, Value};
 
 use crate::domain::{EmailAddress, Lead, LeadId, LeadStatus};
+
+mod bound;
+mod explain;
+mod handoff;
+mod sales;
+
+pub use explain::{Explanation, render_explanation};
+pub use handoff::{CardEvent, CardMessage, CardSent, HandoffCard, render_handoff};
+pub use sales::{
+    BUILTIN_SALES_SUBJECTS, BUILTIN_SALES_TEMPLATES, EXPLAIN_TEMPLATE, HANDOFF_TEMPLATE,
+    SALES_TEMPLATES,
+};
 
 /// Why a message could not be rendered. Nothing is sent half-rendered: the step is held.
 #[derive(Debug, thiserror::Error)]
@@ -72,10 +90,7 @@ impl Templates {
     /// # Errors
     /// Every template with a syntax error.
     pub fn new(files: Vec<(String, String)>) -> Result<Templates, Vec<RenderError>> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        // Templates run on lead data; a runaway loop must end with an error, not a hang.
-        env.set_fuel(Some(1_000_000));
+        let mut env = new_env();
         let mut names = BTreeSet::new();
         let mut errors = Vec::new();
         for (name, source) in files {
@@ -95,7 +110,7 @@ impl Templates {
     /// No templates at all (no `[sequences]` configured).
     pub fn empty() -> Templates {
         Templates {
-            env: Environment::new(),
+            env: new_env(),
             names: BTreeSet::new(),
         }
     }
@@ -118,6 +133,11 @@ impl Templates {
     /// Whether `NAME.html` exists.
     pub fn has_html(&self, name: &str) -> bool {
         self.names.contains(&format!("{name}.html"))
+    }
+
+    /// Whether a subject was added under `key` ([`Templates::add_subject`]).
+    pub fn has_subject(&self, key: &str) -> bool {
+        self.env.get_template(&subject_name(key)).is_ok()
     }
 
     /// Checks that an expression compiles (`when = "…"`).
@@ -151,6 +171,16 @@ impl Templates {
     }
 }
 
+/// The environment every template set is compiled in, the built-in ones too: strict
+/// undefined variables, fuel, and minijinja's default auto-escaping (HTML for `.html`).
+fn new_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Templates run on lead data; a runaway loop must end with an error, not a hang.
+    env.set_fuel(Some(1_000_000));
+    env
+}
+
 fn subject_name(key: &str) -> String {
     format!("{key} subject")
 }
@@ -180,7 +210,11 @@ pub fn sample_lead() -> Lead {
 /// "Dr."): telling a title from a name is not worth guessing at. Commas never end up in
 /// the result; a name with no word in it gives "".
 fn first_name(lead: &Lead) -> &str {
-    let name = lead.name.as_deref().unwrap_or("");
+    first_name_of(lead.name.as_deref().unwrap_or(""))
+}
+
+/// [`first_name`] of a name as text.
+fn first_name_of(name: &str) -> &str {
     let given = name.split_once(',').and_then(|(_, rest)| {
         first_word(rest).filter(|w| !NAME_SUFFIXES.contains(&normal_suffix(w).as_str()))
     });
@@ -361,6 +395,20 @@ fn text_header(name: &'static str, value: &str) -> Result<HeaderValue, RenderErr
     ))
 }
 
+/// An address lettre accepts.
+fn address(a: &str) -> Result<lettre::Address, RenderError> {
+    a.parse::<lettre::Address>()
+        .map_err(|e| RenderError::Message(format!("'{a}': {e}")))
+}
+
+/// A mailbox whose display name comes from data: made [`header_safe`], left out when empty.
+fn mailbox(name: Option<&str>, a: &str) -> Result<Mailbox, RenderError> {
+    Ok(Mailbox::new(
+        name.map(header_safe).filter(|n| !n.is_empty()),
+        address(a)?,
+    ))
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -371,6 +419,18 @@ fn html_escape(s: &str) -> String {
 /// The value of `X-Leadloop-Origin`.
 const ORIGIN_MARKER: &str = "leadloop";
 
+/// What templates see as `sender`: `name`, `address`, `display_name`.
+fn sender_value(sender: &SenderData) -> Value {
+    Value::from(BTreeMap::from([
+        ("name", Value::from(sender.name.as_str())),
+        ("address", Value::from(sender.address.as_str())),
+        (
+            "display_name",
+            Value::from(sender.display_name.clone().unwrap_or_default()),
+        ),
+    ]))
+}
+
 /// What a step's templates see: `lead`, `fields`, `channel`, `score`, `sender`, `sequence`,
 /// `unsubscribe_url` and `unsubscribe_mailto`.
 fn context(spec: &MessageSpec<'_>, unsubscribe_url: &str, unsubscribe_mailto: &str) -> Value {
@@ -379,17 +439,7 @@ fn context(spec: &MessageSpec<'_>, unsubscribe_url: &str, unsubscribe_mailto: &s
         ("fields", fields_value(spec.lead)),
         ("channel", Value::from(spec.lead.channel.as_str())),
         ("score", Value::from(spec.lead.score)),
-        (
-            "sender",
-            Value::from(BTreeMap::from([
-                ("name", Value::from(spec.sender.name.as_str())),
-                ("address", Value::from(spec.sender.address.as_str())),
-                (
-                    "display_name",
-                    Value::from(spec.sender.display_name.clone().unwrap_or_default()),
-                ),
-            ])),
-        ),
+        ("sender", sender_value(spec.sender)),
         (
             "sequence",
             Value::from(BTreeMap::from([
@@ -464,26 +514,11 @@ pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderE
         }
     });
 
-    let addr = |a: &str| {
-        a.parse::<lettre::Address>()
-            .map_err(|e| RenderError::Message(format!("'{a}': {e}")))
-    };
-    let from = Mailbox::new(
-        spec.sender
-            .display_name
-            .as_deref()
-            .map(header_safe)
-            .filter(|n| !n.is_empty()),
-        addr(spec.sender.address.as_str())?,
-    );
-    let to = Mailbox::new(
-        spec.lead
-            .name
-            .as_deref()
-            .map(header_safe)
-            .filter(|n| !n.is_empty()),
-        addr(spec.lead.email.as_str())?,
-    );
+    let from = mailbox(
+        spec.sender.display_name.as_deref(),
+        spec.sender.address.as_str(),
+    )?;
+    let to = mailbox(spec.lead.name.as_deref(), spec.lead.email.as_str())?;
     let mut list_unsubscribe = format!("<{unsubscribe_mailto}>");
     if let Some(url) = spec.unsubscribe_url {
         list_unsubscribe.push_str(&format!(", <{}>", header_safe(url)));
@@ -512,10 +547,10 @@ pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderE
         ));
     }
     if spec.reply_to_token {
-        builder = builder.reply_to(Mailbox::new(
+        builder = builder.reply_to(mailbox(
             None,
-            addr(&plus_address(spec.inbox, &format!("reply-{}", spec.token)))?,
-        ));
+            &plus_address(spec.inbox, &format!("reply-{}", spec.token)),
+        )?);
     }
     let message = match &html {
         Some(h) => builder.multipart(MultiPart::alternative_plain_html(text.clone(), h.clone())),
@@ -597,7 +632,7 @@ mod tests {
         }
     }
 
-    fn headers(bytes: &[u8]) -> Vec<String> {
+    pub(super) fn headers(bytes: &[u8]) -> Vec<String> {
         let s = String::from_utf8_lossy(bytes);
         let head = s.split("\r\n\r\n").next().unwrap().to_owned();
         head.split("\r\n").map(str::to_owned).collect()
@@ -686,7 +721,7 @@ mod tests {
 
     /// The head is printable ASCII, no line is longer than RFC 5322 allows (998) and no
     /// encoded-word longer than RFC 2047 allows (75).
-    fn assert_valid_head(bytes: &[u8]) {
+    pub(super) fn assert_valid_head(bytes: &[u8]) {
         let end = bytes
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
