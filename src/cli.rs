@@ -593,6 +593,7 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
         let daemon::OnceReport {
             ingest,
             scheduled,
+            handoffs,
             send,
             pause,
         } = daemon::run_once(&config, shutdown).await?;
@@ -611,6 +612,12 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
             println!(
                 "{} sequence steps enqueued, {} waiting for their time, {} held",
                 sc.enqueued, sc.waiting, sc.held
+            );
+        }
+        if let Some(h) = handoffs.filter(|h| h.queued + h.skipped + h.failed > 0) {
+            println!(
+                "{} notifications to Sales queued, {} skipped, {} not rendered",
+                h.queued, h.skipped, h.failed
             );
         }
         if let Some(s) = send {

@@ -17,6 +17,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::actions::Actions;
+use crate::actions::handoff::{Round, TemplateSource, Worker};
+use crate::render::SenderData;
 use crate::config::{Config, SmtpTransport, SourceConfig};
 use crate::ingest::{
     ImapSource, IngestReport, MaildirSource, Pipeline, imap_mailbox_name, maildir_mailbox_name,
@@ -173,6 +175,55 @@ pub fn sender(config: &Config, store: Store) -> anyhow::Result<Option<Sender>> {
     Ok(Some(Sender::new(smtp, password, store)?))
 }
 
+/// The sequence catalog's templates, for the hand-off worker (reloaded with the config).
+struct CatalogTemplates(Arc<crate::sequence::Catalog>);
+
+impl TemplateSource for CatalogTemplates {
+    fn templates(&self) -> &crate::render::Templates {
+        &self.0.templates
+    }
+}
+
+/// The hand-off worker for this configuration: it sends as `[handoff] from` (default the
+/// first `[[sender]]`), with Reply-To addresses under the sequences' inbox (or the first own
+/// address). `None`, with a warning, when there is nobody to send as.
+pub fn handoff_worker(config: &Config, store: Store, actions: Arc<Actions>) -> Option<Worker> {
+    let settings = actions.settings();
+    if !settings.handoff.enabled {
+        return None;
+    }
+    let sender = match &settings.handoff.sender {
+        Some(name) => config.senders.iter().find(|s| s.name == *name),
+        None => config.senders.first(),
+    };
+    let Some(sender) = sender else {
+        warn!("no [[sender]] is configured: hand-offs to Sales wait until one is");
+        return None;
+    };
+    let inbox = if config.sequences.sequences.is_empty() {
+        config.identity.addresses.first().cloned()
+    } else {
+        Some(config.sequences.settings.inbox.clone())
+    };
+    let Some(inbox) = inbox else {
+        warn!("no [sequences] inbox or [identity] address: hand-offs to Sales wait until one is set");
+        return None;
+    };
+    let envelope_from = config.smtp.as_ref().and_then(|s| s.envelope_from.clone());
+    Some(Worker::new(
+        store,
+        actions,
+        Arc::new(CatalogTemplates(Arc::clone(&config.sequences))),
+        SenderData {
+            name: sender.name.clone(),
+            address: sender.address.clone(),
+            display_name: sender.display_name.clone(),
+        },
+        envelope_from,
+        inbox,
+    ))
+}
+
 /// What `leadloop run --once` did.
 #[derive(Debug, Clone)]
 pub struct OnceReport {
@@ -180,6 +231,8 @@ pub struct OnceReport {
     pub ingest: IngestReport,
     /// The sequence steps due now, when sequences are configured.
     pub scheduled: Option<TickReport>,
+    /// Notifications to Sales (hand-offs, explanations) rendered and queued.
+    pub handoffs: Option<Round>,
     /// The outbox pass, when `[smtp]` is configured.
     pub send: Option<SendReport>,
     /// The pause in force at the end, if sending is paused.
@@ -216,6 +269,15 @@ pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::R
         }
         _ => None,
     };
+    let handoffs = match (&ingest, handoff_worker(config, store.clone(), Arc::new(actions(config)))) {
+        (Ok(_), Some(worker)) => Some(
+            worker
+                .run_pending(chrono::Utc::now())
+                .await
+                .context("queueing notifications to Sales"),
+        ),
+        _ => None,
+    };
     let send = match (&ingest, sender) {
         (Ok(_), Some(sender)) => Some(sender.drain(shutdown).await),
         _ => None,
@@ -232,6 +294,7 @@ pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::R
     Ok(OnceReport {
         ingest: ingest?,
         scheduled: scheduled.transpose()?,
+        handoffs: handoffs.transpose()?,
         send,
         pause,
     })
@@ -266,6 +329,13 @@ pub async fn run(
         )?);
         let sender = sender(&config, store.clone())?;
         let tasks = TaskTracker::new();
+        if let Some(worker) = handoff_worker(&config, store.clone(), Arc::new(actions(&config))) {
+            let token = generation.clone();
+            tasks.spawn(async move {
+                worker.run(token).await;
+                info!("hand-off worker stopped");
+            });
+        }
         if !config.sequences.sequences.is_empty() {
             let scheduler = Scheduler::new(store.clone(), Arc::clone(&config.sequences), wake);
             let token = generation.clone();
