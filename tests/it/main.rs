@@ -17,6 +17,7 @@ mod outbox;
 mod postfix_fixture;
 mod postfix_refusals;
 mod refusals;
+mod sales;
 mod send;
 mod sending;
 mod sequence;
