@@ -78,13 +78,10 @@ pub(super) fn text(s: &str, max_bytes: usize, max_lines: usize) -> String {
             done = true;
             continue;
         }
-        out.extend(kept.chars().map(|c| {
-            if c.is_control() && c != '\t' {
-                ' '
-            } else {
-                c
-            }
-        }));
+        out.extend(
+            kept.chars()
+                .map(|c| if c.is_control() && c != '\t' { ' ' } else { c }),
+        );
         shown += 1;
         if kept.len() < l.len() {
             cut_bytes = l.len() - kept.len();
@@ -214,7 +211,10 @@ mod tests {
 
     #[test]
     fn text_keeps_lines_and_says_what_was_cut() {
-        assert_eq!(text("\r\nHello\r\n\r\nBye\x1b[31m\r\n\r\n", 100, 10), "Hello\n\nBye [31m");
+        assert_eq!(
+            text("\r\nHello\r\n\r\nBye\x1b[31m\r\n\r\n", 100, 10),
+            "Hello\n\nBye [31m"
+        );
         assert_eq!(
             text("1\n2\n3\n4", 100, 2),
             "1\n2\n[… 2 more lines not shown]"

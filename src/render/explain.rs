@@ -114,7 +114,8 @@ pub fn render_explanation(t: &Templates, e: &Explanation<'_>) -> Result<Rendered
 pub(super) fn with_sample(f: impl FnOnce(&Explanation<'_>)) {
     let to = EmailAddress::parse("owner@example.com").expect("a valid address");
     let lead = EmailAddress::parse("sam.sample@example.com").expect("a valid address");
-    let reply_to = EmailAddress::parse("leads+handoff-sample@example.com").expect("a valid address");
+    let reply_to =
+        EmailAddress::parse("leads+handoff-sample@example.com").expect("a valid address");
     let sender = SenderData {
         name: "leadloop".into(),
         address: EmailAddress::parse("leads@example.com").expect("a valid address"),
@@ -131,4 +132,212 @@ pub(super) fn with_sample(f: impl FnOnce(&Explanation<'_>)) {
         message_id: "leadloop.explain.sample@example.com",
         date: DateTime::<Utc>::UNIX_EPOCH,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{assert_valid_head, headers};
+    use super::*;
+
+    struct Data {
+        to: EmailAddress,
+        sender: SenderData,
+        lead: EmailAddress,
+        reply_to: EmailAddress,
+    }
+
+    fn data() -> Data {
+        Data {
+            to: EmailAddress::parse("bob@company.com").unwrap(),
+            sender: SenderData {
+                name: "team".into(),
+                address: EmailAddress::parse("leads@company.com").unwrap(),
+                display_name: Some("leadloop".into()),
+            },
+            lead: EmailAddress::parse("sam.sample@example.com").unwrap(),
+            reply_to: EmailAddress::parse("leads+handoff-k3y9@company.com").unwrap(),
+        }
+    }
+
+    fn explanation<'a>(
+        d: &'a Data,
+        problem: &'a str,
+        subject: Option<&'a str>,
+        in_reply_to: Option<&'a str>,
+    ) -> Explanation<'a> {
+        Explanation {
+            to: &d.to,
+            sender: &d.sender,
+            lead_email: &d.lead,
+            problem,
+            subject,
+            in_reply_to,
+            reply_to: &d.reply_to,
+            message_id: "leadloop.explain.9f8e@company.com",
+            date: DateTime::parse_from_rfc3339("2026-11-27T10:05:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        }
+    }
+
+    fn parse(bytes: &[u8]) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default().parse(bytes).unwrap()
+    }
+
+    #[test]
+    fn the_builtin_explanation_says_what_is_wrong_and_how_to_answer() {
+        let d = data();
+        let problem = "there is no sequence \"webinar-folowup\"; known: welcome, retention";
+        let r = render_explanation(
+            &Templates::empty(),
+            &explanation(
+                &d,
+                problem,
+                Some("Re: Lead: Sam Sample <sam.sample@example.com>"),
+                Some("<answer-1@mail.company.com>"),
+            ),
+        )
+        .unwrap();
+        assert_eq!(r.subject, "Re: Lead: Sam Sample <sam.sample@example.com>");
+        assert!(r.html.is_none());
+        assert!(
+            r.text.starts_with(&format!(
+                "leadloop could not act on your answer about sam.sample@example.com:\n\n  {problem}\n\nNothing was changed for this lead.\n\nTo answer, reply to this message with your verdict on the first line:\n"
+            )),
+            "{}",
+            r.text
+        );
+        for want in [
+            "  qualified ",
+            "  unqualified: REASON ",
+            "  customer ",
+            "  not now: until DATE ",
+            "  not now: 3 months ",
+            "  nurture: SEQUENCE ",
+            "  owner: ADDRESS ",
+            "kept as a comment",
+        ] {
+            assert!(r.text.contains(want), "missing {want:?} in\n{}", r.text);
+        }
+        assert_eq!(r.to.as_str(), "bob@company.com");
+        assert_valid_head(&r.bytes);
+        let h = headers(&r.bytes).join("\n");
+        for want in [
+            "To: bob@company.com",
+            "Reply-To: leads+handoff-k3y9@company.com",
+            "In-Reply-To: <answer-1@mail.company.com>",
+            "References: <answer-1@mail.company.com>",
+            "Message-ID: <leadloop.explain.9f8e@company.com>",
+            "Auto-Submitted: auto-generated",
+            "X-Leadloop-Origin: leadloop",
+            "Content-Type: text/plain; charset=utf-8",
+        ] {
+            assert!(h.contains(want), "missing {want:?} in\n{h}");
+        }
+        assert!(!h.to_ascii_lowercase().contains("list-unsubscribe"), "{h}");
+        assert!(!r.text.to_ascii_lowercase().contains("unsubscribe"));
+        let m = parse(&r.bytes);
+        assert_eq!(
+            m.in_reply_to().as_text_list().unwrap_or_default(),
+            ["answer-1@mail.company.com"]
+        );
+        assert_eq!(
+            m.reply_to().unwrap().first().unwrap().address(),
+            Some("leads+handoff-k3y9@company.com")
+        );
+    }
+
+    #[test]
+    fn the_subject_is_the_answers_with_one_re() {
+        let d = data();
+        let t = Templates::empty();
+        let subject = |s: Option<&str>| {
+            render_explanation(&t, &explanation(&d, "x", s, None))
+                .unwrap()
+                .subject
+        };
+        assert_eq!(subject(Some("Lead: Sam")), "Re: Lead: Sam");
+        assert_eq!(subject(Some("RE: Lead: Sam")), "RE: Lead: Sam");
+        assert_eq!(subject(Some("re:Lead")), "re:Lead");
+        assert_eq!(
+            subject(None),
+            "Re: your answer about sam.sample@example.com"
+        );
+        assert_eq!(
+            subject(Some("  ")),
+            "Re: your answer about sam.sample@example.com"
+        );
+        // No thread without the answer's id, or with one that is not an id.
+        for id in [None, Some("not an id\r\nBcc: x@evil.example")] {
+            let r = render_explanation(&t, &explanation(&d, "x", None, id)).unwrap();
+            let hs = headers(&r.bytes);
+            assert!(
+                !hs.iter()
+                    .any(|h| h.starts_with("In-Reply-To") || h.starts_with("References")),
+                "{hs:#?}"
+            );
+            assert!(!hs.iter().any(|h| h.starts_with("Bcc")), "{hs:#?}");
+        }
+    }
+
+    #[test]
+    fn hostile_subjects_and_problems_stay_text() {
+        const HOSTILE: &str = "=?utf-8?q?Eve=0D=0ABcc=3A_x=40evil?=";
+        let d = data();
+        let subject = format!("Lead: Jörg {HOSTILE}\r\nBcc: y@evil.example");
+        let problem =
+            format!("the first line, \"{HOSTILE}\r\nBcc: z@evil.example\", is not a verdict");
+        let r = render_explanation(
+            &Templates::empty(),
+            &explanation(&d, &problem, Some(&subject), None),
+        )
+        .unwrap();
+        assert_valid_head(&r.bytes);
+        let want = format!("Re: Lead: Jörg {HOSTILE} Bcc: y@evil.example");
+        assert_eq!(r.subject, want);
+        let m = parse(&r.bytes);
+        assert_eq!(m.subject(), Some(want.as_str()));
+        assert!(m.bcc().is_none() && m.header("Bcc").is_none());
+        assert!(
+            r.text.contains(&format!(
+                "  the first line, \"{HOSTILE} Bcc: z@evil.example\", is not a verdict\n"
+            )),
+            "{}",
+            r.text
+        );
+        let long = "x".repeat(100_000);
+        let r = render_explanation(
+            &Templates::empty(),
+            &explanation(&d, &long, Some(&long), None),
+        )
+        .unwrap();
+        assert!(r.bytes.len() < 8 * 1024, "{} bytes", r.bytes.len());
+    }
+
+    #[test]
+    fn user_templates_override_the_builtin_ones() {
+        let d = data();
+        let mut t = Templates::new(vec![
+            (
+                "explain.txt".into(),
+                "Sorry {{ to }}: {{ problem }}\n{% for v in verdicts %}{{ v.usage }}|{% endfor %}"
+                    .into(),
+            ),
+            ("explain.html".into(), "<p>not used</p>".into()),
+        ])
+        .unwrap();
+        t.add_subject(EXPLAIN_TEMPLATE, "Could not read: {{ subject }}")
+            .unwrap();
+        let r = render_explanation(&t, &explanation(&d, "oops", Some("Lead"), None)).unwrap();
+        assert_eq!(r.subject, "Could not read: Lead");
+        assert!(
+            r.text
+                .starts_with("Sorry bob@company.com: oops\nqualified|unqualified: REASON|"),
+            "{}",
+            r.text
+        );
+        // Plain text only, whatever the folder holds.
+        assert!(r.html.is_none());
+        assert!(!String::from_utf8_lossy(&r.bytes).contains("not used"));
+    }
 }

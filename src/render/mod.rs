@@ -115,7 +115,9 @@ impl Templates {
         }
     }
 
-    /// Adds a step's subject as a template of its own, under `key`.
+    /// Adds a subject as a template of its own, under `key`: a step's (`SEQUENCE/STEP`), or
+    /// that of a message to Sales ([`HANDOFF_TEMPLATE`], [`EXPLAIN_TEMPLATE`]), which then
+    /// replaces the built-in one.
     ///
     /// # Errors
     /// The subject has a syntax error.

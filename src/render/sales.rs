@@ -51,7 +51,7 @@ pub const BUILTIN_SALES_SUBJECTS: &[(&str, &str)] = &[
 static BUILTIN: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = super::new_env();
     for (name, source) in BUILTIN_SALES_TEMPLATES {
-        let _ = env.add_template(*name, *source);
+        let _ = env.add_template(name, source);
     }
     for (key, source) in BUILTIN_SALES_SUBJECTS {
         let _ = env.add_template_owned(subject_name(key), *source);
@@ -83,7 +83,9 @@ fn usages(kind: VerdictKind) -> &'static [(&'static str, &'static str)] {
 
 /// Every accepted verdict line, as (what to write, what it does), in the domain's order.
 fn verdict_lines() -> impl Iterator<Item = (&'static str, &'static str)> {
-    VerdictKind::ALL.iter().flat_map(|k| usages(*k).iter().copied())
+    VerdictKind::ALL
+        .iter()
+        .flat_map(|k| usages(*k).iter().copied())
 }
 
 /// `answer_help`: how to answer, as text.
@@ -168,7 +170,12 @@ pub(super) fn render_parts(
     let subject = if t.has_subject(name) {
         render_in(&t.env, &subject_file, &subject_file, ctx)?
     } else {
-        render_in(builtin, &subject_file, &format!("built-in {subject_file}"), ctx)?
+        render_in(
+            builtin,
+            &subject_file,
+            &format!("built-in {subject_file}"),
+            ctx,
+        )?
     };
     Ok(Parts {
         subject: bound::line(&subject, MAX_SUBJECT_BYTES),
