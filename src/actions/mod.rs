@@ -44,6 +44,10 @@ pub const HANDOFF_TAG: &str = "handoff-";
 /// The plus tag of our nurture Reply-To addresses (`inbox+reply-TOKEN@…`).
 const REPLY_TAG: &str = "reply-";
 
+/// The plus tag of VERP envelope senders (`bounces+bounce-TOKEN@…`, `[smtp] verp`): a bounce
+/// sent there names the enrollment it is about, whatever the bounce's own format.
+pub const BOUNCE_TAG: &str = "bounce-";
+
 /// What the lead actions know of the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Actions {
@@ -206,6 +210,7 @@ impl Actions {
             ids.extend(c.references.iter().map(String::as_str));
             handoff_tokens.extend(token(c.delivered_to.as_ref(), HANDOFF_TAG));
             enrollment_tokens.extend(token(c.delivered_to.as_ref(), REPLY_TAG));
+            enrollment_tokens.extend(token(c.delivered_to.as_ref(), BOUNCE_TAG));
         }
         let mut known = Known::default();
         if addresses.is_empty()
@@ -431,11 +436,14 @@ impl Actions {
             c.reason = Some("a notification to our own people bounced: no lead changes".into());
             return;
         }
+        let verp = token(c.delivered_to.as_ref(), BOUNCE_TAG)
+            .and_then(|t| known.enrollment_tokens.get(t).copied());
         let lead = bounce
             .recipient
             .as_ref()
             .and_then(|r| known.lead_by_address(r))
-            .or_else(|| ours.and_then(|m| m.to_lead).and_then(|id| known.lead(id)));
+            .or_else(|| ours.and_then(|m| m.to_lead).and_then(|id| known.lead(id)))
+            .or_else(|| verp.and_then(|id| known.lead(id)));
         let Some(lead) = lead else {
             return;
         };

@@ -150,15 +150,28 @@ fn build(year: Option<i32>, month: u32, day: u32, sent: Option<NaiveDate>) -> Op
     }
 }
 
-/// Every date found in `text`, with its byte offset.
+/// Every date found in `text`, with its byte offset, one per offset (the earliest date when
+/// two readings start at the same place).
 fn all_dates(text: &str, sent: Option<NaiveDate>) -> Vec<(usize, NaiveDate)> {
+    let mut out: Vec<(usize, NaiveDate)> = found_dates(text, sent)
+        .into_iter()
+        .map(|(start, _, date)| (start, date))
+        .collect();
+    out.sort();
+    out.dedup_by_key(|(pos, _)| *pos);
+    out
+}
+
+/// Every reading of a date in `text` (lower case), with the byte range it was read from, in
+/// no particular order.
+fn found_dates(text: &str, sent: Option<NaiveDate>) -> Vec<(usize, usize, NaiveDate)> {
     let mut out = Vec::new();
     for c in ISO.captures_iter(text).take(50) {
         let y = num(c.get(1)).and_then(|y| i32::try_from(y).ok());
         if let (Some(m), Some(d), Some(pos)) = (num(c.get(2)), num(c.get(3)), c.get(0))
             && let Some(date) = build(y, m, d, sent)
         {
-            out.push((pos.start(), date));
+            out.push((pos.start(), pos.end(), date));
         }
     }
     for c in NUMERIC.captures_iter(text).take(50) {
@@ -196,7 +209,7 @@ fn all_dates(text: &str, sent: Option<NaiveDate>) -> Vec<(usize, NaiveDate)> {
             (None, m, _) => m,
         };
         if let Some(date) = date {
-            out.push((whole.start(), date));
+            out.push((whole.start(), whole.end(), date));
         }
     }
     // "14 April" and "April 14": the same reading with the day and month word swapped.
@@ -212,13 +225,35 @@ fn all_dates(text: &str, sent: Option<NaiveDate>) -> Vec<(usize, NaiveDate)> {
             };
             let year = num(c.get(3)).and_then(|y| i32::try_from(y).ok());
             if let Some(date) = build(year, month, day, sent) {
-                out.push((whole.start(), date));
+                out.push((whole.start(), whole.end(), date));
             }
         }
     }
-    out.sort();
-    out.dedup_by_key(|(pos, _)| *pos);
     out
+}
+
+/// Longest text [`exact_date`] reads: no date is written longer.
+const EXACT_DATE_MAX: usize = 64;
+
+/// The date `text` consists of, in any form [`return_date`] reads (`2027-03-01`,
+/// `1 March 2027`, `March 1st`, `1.3.2027`, `1.3.`, `03/01/2027`), or `None` when the text is
+/// anything more or less than one date. A trailing `.` is allowed. A date without a year is its
+/// next occurrence on or after `from` (none without `from`); an ambiguous slashed date is read
+/// as [`return_date`] reads it.
+pub fn exact_date(text: &str, from: Option<NaiveDate>) -> Option<NaiveDate> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > EXACT_DATE_MAX || !text.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let lower = text.to_lowercase();
+    let bare = lower.trim_end_matches('.').trim_end().len();
+    let mut whole: Vec<NaiveDate> = found_dates(&lower, from)
+        .into_iter()
+        .filter(|&(start, end, _)| start == 0 && (end == lower.len() || end == bare))
+        .map(|(_, _, date)| date)
+        .collect();
+    whole.sort();
+    whole.first().copied()
 }
 
 /// The return date an auto-reply announces, if it states one.
@@ -368,5 +403,34 @@ mod tests {
             None
         );
         assert_eq!(return_date("back on 14 April", None), None);
+    }
+
+    #[test]
+    fn exact_dates_are_one_date_and_nothing_else() {
+        let from = Some(d(2027, 4, 3));
+        for (text, want) in [
+            ("2027-09-01", Some(d(2027, 9, 1))),
+            ("2027/09/01.", Some(d(2027, 9, 1))),
+            ("1 September 2027", Some(d(2027, 9, 1))),
+            ("1st of September", Some(d(2027, 9, 1))),
+            ("September 1, 2027", Some(d(2027, 9, 1))),
+            ("Sept. 1", Some(d(2027, 9, 1))),
+            ("1.9.2027", Some(d(2027, 9, 1))),
+            ("1.9.27", Some(d(2027, 9, 1))),
+            ("1.9.", Some(d(2027, 9, 1))),
+            ("  1 March  ", Some(d(2028, 3, 1))),
+            ("3 April", Some(d(2027, 4, 3))),
+            ("1.9", None),
+            ("about 2027-09-01", None),
+            ("2027-09-01 or so", None),
+            ("31 February 2028", None),
+            ("soon", None),
+            ("", None),
+        ] {
+            assert_eq!(exact_date(text, from), want, "{text:?}");
+        }
+        assert_eq!(exact_date("1 March", None), None);
+        assert_eq!(exact_date("1 March 2028", None), Some(d(2028, 3, 1)));
+        assert_eq!(exact_date(&"1".repeat(10_000), from), None);
     }
 }

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 
-use crate::domain::{Bounce, Classification, EmailAddress, MessageKind, Person, Verdict};
+use crate::domain::{
+    Bounce, Classification, EmailAddress, MessageKind, Person, Verdict, VerdictTarget,
+};
 
 /// One stage's decision about a message. The stage's evidence travels beside it, in the
 /// order the rules fired.
@@ -86,11 +88,26 @@ impl Decision {
         }
     }
 
+    /// Whether the classification keeps the writer's own text ([`Classification::text`]): for
+    /// what a person wrote to us or answered. A forward keeps the original's text instead, as
+    /// `original_text`; the colleague's note above it is not the lead's.
+    pub fn keeps_text(&self) -> bool {
+        matches!(
+            self,
+            Decision::Feedback(_)
+                | Decision::Reply { .. }
+                | Decision::Unsubscribe { .. }
+                | Decision::Form(_)
+                | Decision::Inquiry { .. }
+        )
+    }
+
     /// Writes the decision into `c`, which holds the message's own headers, the evidence and
     /// already this decision's [`Self::kind`].
     ///
     /// A verdict is kept typed and, as `classify --json` has always shown it, as the
-    /// `verdict` and `feedback_reason` fields.
+    /// `verdict` and `feedback_reason` fields; its comment is the `feedback_comment` field and
+    /// its target one of `verdict_until` (`YYYY-MM-DD`), `verdict_sequence`, `verdict_owner`.
     pub fn record(self, c: &mut Classification) {
         debug_assert_eq!(c.kind, self.kind());
         match self {
@@ -124,6 +141,12 @@ impl Decision {
                 if let Some(r) = &v.reason {
                     c.fields.insert("feedback_reason".into(), r.clone());
                 }
+                if let Some(comment) = &v.comment {
+                    c.fields.insert("feedback_comment".into(), comment.clone());
+                }
+                if let Some((key, value)) = target_field(v.target.as_ref()) {
+                    c.fields.insert(key.into(), value);
+                }
                 c.verdict = Some(v);
             }
             Decision::Feedback(None) => c.reason = Some(NO_VERDICT.into()),
@@ -140,6 +163,15 @@ impl Decision {
             }
         }
     }
+}
+
+/// The field a verdict's target is shown as.
+fn target_field(target: Option<&VerdictTarget>) -> Option<(&'static str, String)> {
+    Some(match target? {
+        VerdictTarget::Until(d) => ("verdict_until", d.format("%Y-%m-%d").to_string()),
+        VerdictTarget::Sequence(s) => ("verdict_sequence", s.to_string()),
+        VerdictTarget::Owner(a) => ("verdict_owner", a.to_string()),
+    })
 }
 
 fn add_reference(references: &mut Vec<String>, id: Option<String>) {

@@ -68,6 +68,21 @@ impl<'a> Input<'a> {
         })
     }
 
+    /// Mail leadloop sent itself: it carries our `X-Leadloop-Origin` header (which the own-mail
+    /// stage ignores it by) or one of our Message-IDs (`leadloop.…@our-domain`).
+    pub fn sent_by_leadloop(&self) -> bool {
+        parse::has_header(self.msg, "X-Leadloop-Origin")
+            || parse::message_ids(self.msg, "Message-ID")
+                .iter()
+                .any(|id| self.ctx.is_our_message_id(id))
+    }
+
+    /// The first of our own addresses among the recipients ([`Self::recipients`]: the
+    /// delivery headers, then `To` and `Cc`).
+    pub fn delivered_to(&self) -> Option<&EmailAddress> {
+        self.recipients().iter().find(|r| self.ctx.is_own(r))
+    }
+
     /// Sent by a hosted form service. Such services send through bulk infrastructure, so
     /// their notifications may carry the headers newsletters carry.
     pub fn hosted_form(&self) -> bool {
@@ -111,6 +126,11 @@ impl Texts {
     /// [`parse::new_text_whole`] of the body.
     pub fn new_text(&self) -> &str {
         &self.new_text_whole().0
+    }
+
+    /// What the writer typed themselves: the new text without a signature below a `-- ` line.
+    pub fn own_text(&self) -> &str {
+        parse::without_signature(self.new_text())
     }
 
     fn new_text_whole(&self) -> &(String, bool) {

@@ -21,11 +21,12 @@ mod forward;
 mod input;
 mod parse;
 mod stages;
+mod verdict;
 
 use mail_parser::MessageParser;
 
 use crate::domain::EmailAddress;
-pub use stages::verdict;
+pub use verdict::verdict as read_verdict;
 pub use crate::domain::{Bounce, Classification, Person};
 
 /// Everything the classifier needs to know about the team that owns the mailbox.
@@ -38,7 +39,8 @@ pub struct Rules {
     pub own_addresses: Vec<EmailAddress>,
     /// Our own domains (`company.com`): mail from them is staff mail, never a lead.
     pub own_domains: Vec<String>,
-    /// Sales addresses whose replies to hand-off notifications are feedback.
+    /// Sales addresses whose answers to our mail (hand-off notifications) are feedback. Answers
+    /// from our own addresses and domains are feedback too: a lead's owner may be outside Sales.
     pub sales: Vec<EmailAddress>,
     /// Channel attribution rules, first match wins.
     pub channels: Vec<ChannelRule>,
@@ -84,6 +86,9 @@ pub struct FormProfile {
 
 /// Bytes of a forwarded original's text that are kept.
 pub const ORIGINAL_TEXT_MAX: usize = 16 * 1024;
+
+/// Bytes of the writer's own text ([`Classification::text`]) that are kept.
+pub const TEXT_MAX: usize = 16 * 1024;
 
 /// Classifies one raw RFC 5322 message.
 ///
@@ -181,6 +186,14 @@ fn classify_bytes(raw: &[u8], rules: &Rules, cut: bool, fixed: bool) -> Classifi
     );
     let decision = stages::decide(&input, &mut evidence);
     let sender = input.from.as_ref().map(|f| f.email.clone());
+    // Read here, once, for the decisions that keep it: the new text is computed on first use,
+    // so a bounce or a newsletter never pays for it.
+    let text = decision
+        .keeps_text()
+        .then(|| parse::clip(input.texts.own_text(), TEXT_MAX).trim_end())
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    let delivered_to = input.delivered_to().cloned();
     drop(input);
     let mut c = Classification {
         kind: decision.kind(),
@@ -199,9 +212,9 @@ fn classify_bytes(raw: &[u8], rules: &Rules, cut: bool, fixed: bool) -> Classifi
         subject,
         original_text: None,
         verdict: None,
-        text: None,
+        text,
         sender,
-        delivered_to: None,
+        delivered_to,
     };
     decision.record(&mut c);
     c
@@ -258,7 +271,7 @@ impl<'r> Ctx<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{LeadStatus, MessageKind, VerdictKind};
+    use crate::domain::{LeadStatus, MessageKind, VerdictKind, VerdictTarget};
 
     fn rules() -> Rules {
         Rules {
@@ -313,7 +326,8 @@ mod tests {
     }
 
     fn verdict(text: &str) -> Option<(VerdictKind, Option<String>)> {
-        stages::verdict(&parse::new_text(text)).map(|v| (v.kind, v.reason))
+        let today = chrono::NaiveDate::from_ymd_opt(2027, 4, 2).unwrap();
+        stages::verdict(&parse::new_text(text), today).map(|v| (v.kind, v.reason))
     }
 
     #[test]
@@ -406,5 +420,187 @@ mod tests {
         let raw = raw.replace("I am out of the office.", "Yes, let's talk on Friday.");
         let c = classify(raw.as_bytes(), &sales_rules());
         assert_eq!(c.kind, MessageKind::Reply, "{:?}", c.evidence);
+    }
+
+    fn day(y: i32, m: u32, d: u32) -> chrono::NaiveDate {
+        chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn field<'c>(c: &'c Classification, key: &str) -> Option<&'c str> {
+        c.fields.get(key).map(String::as_str)
+    }
+
+    #[test]
+    fn a_colleagues_answer_is_feedback_with_an_instruction_and_a_comment() {
+        // Carol owns the lead but is not in the Sales list. Written late on 2 April in her own
+        // time zone (already 3 April in UTC): the period counts from her day.
+        let raw = format!(
+            "From: Carol <carol@company.com>\r\nDate: Fri, 02 Apr 2027 23:30:00 -0700\r\nDelivered-To: leads+handoff-ab12@company.com\r\n{ANSWER_TO_US}\r\nNot now: 2 weeks\r\n\r\nThey asked us to call after the trade fair.\r\n\r\n-- \r\nCarol\r\nAccount Manager\r\n\r\nOn Thu, leads wrote:\r\n> New lead: Jane Doe\r\n"
+        );
+        let c = classify(raw.as_bytes(), &sales_rules());
+        assert_eq!(c.kind, MessageKind::Feedback, "{:?}", c.evidence);
+        let v = c.verdict.as_ref().expect("typed verdict");
+        assert_eq!(v.kind, VerdictKind::NotNow);
+        assert_eq!(v.target, Some(VerdictTarget::Until(day(2027, 4, 16))));
+        assert_eq!(v.status(), None);
+        assert_eq!(field(&c, "verdict"), Some("not_now"));
+        assert_eq!(field(&c, "feedback_reason"), Some("2 weeks"));
+        assert_eq!(field(&c, "verdict_until"), Some("2027-04-16"));
+        assert_eq!(
+            field(&c, "feedback_comment"),
+            Some("They asked us to call after the trade fair.")
+        );
+        assert_eq!(
+            c.text.as_deref(),
+            Some("Not now: 2 weeks\n\nThey asked us to call after the trade fair.")
+        );
+        assert_eq!(
+            c.evidence,
+            [
+                "references our Message-ID leadloop.s1.abc@company.com",
+                "from our own address (carol@company.com)",
+                "verdict not_now until 2027-04-16",
+            ]
+        );
+        assert_eq!(
+            c.delivered_to.as_ref().map(EmailAddress::as_str),
+            Some("leads+handoff-ab12@company.com")
+        );
+
+        // Without a verdict it is still feedback, with what she wrote.
+        let raw =
+            format!("From: Carol <carol@company.com>\r\n{ANSWER_TO_US}\r\nLooping in sales.\r\n");
+        let c = classify(raw.as_bytes(), &sales_rules());
+        assert_eq!(c.kind, MessageKind::Feedback);
+        assert_eq!(c.verdict, None);
+        assert_eq!(c.reason.as_deref(), Some("no verdict found"));
+        assert_eq!(c.text.as_deref(), Some("Looping in sales."));
+    }
+
+    #[test]
+    fn an_answer_to_a_handoff_address_is_feedback() {
+        // Hand-off notifications carry `Reply-To: inbox+handoff-TOKEN@…`; the answer may not
+        // keep the references.
+        let raw = "From: sales@company.com\r\nTo: leads+Handoff-xy9@company.com\r\nSubject: Re: New lead\r\n\r\n**Nurture**: webinar-followup\r\n";
+        let c = classify(raw.as_bytes(), &sales_rules());
+        assert_eq!(c.kind, MessageKind::Feedback, "{:?}", c.evidence);
+        assert_eq!(
+            c.evidence[0],
+            "sent to reply address leads+handoff-xy9@company.com"
+        );
+        let v = c.verdict.as_ref().expect("verdict");
+        assert_eq!(
+            v.target,
+            Some(VerdictTarget::Sequence(crate::domain::SequenceName::new(
+                "webinar-followup"
+            )))
+        );
+        assert_eq!(field(&c, "verdict_sequence"), Some("webinar-followup"));
+        assert_eq!(field(&c, "feedback_reason"), Some("webinar-followup"));
+
+        let raw = raw.replace(
+            "**Nurture**: webinar-followup",
+            "reassign to Bob <bob@company.com>",
+        );
+        let c = classify(raw.as_bytes(), &sales_rules());
+        assert_eq!(field(&c, "verdict"), Some("owner"));
+        assert_eq!(field(&c, "verdict_owner"), Some("bob@company.com"));
+        assert_eq!(field(&c, "feedback_reason"), Some("bob@company.com"));
+        assert_eq!(
+            c.evidence.last().map(String::as_str),
+            Some("verdict owner to bob@company.com")
+        );
+
+        // A plus tag that merely contains the word is no marker.
+        let raw = raw.replace("leads+Handoff-xy9", "leads+nohandoff-xy9");
+        let c = classify(raw.as_bytes(), &sales_rules());
+        assert_ne!(c.kind, MessageKind::Feedback, "{:?}", c.evidence);
+    }
+
+    #[test]
+    fn a_copy_of_our_own_mail_is_never_feedback() {
+        // Step 2 of a sequence threads below step 1: it references our Message-ID and is sent
+        // from one of our addresses, and a copy lands in the inbox (Bcc, a sent-folder rule).
+        let step = "From: Company <leads@company.com>\r\nTo: jane@example.net\r\nDelivered-To: leads@company.com\r\nSubject: Re: Your demo\r\nDate: Fri, 02 Apr 2027 09:15:00 +0200\r\nX-Leadloop-Origin: leadloop\r\nMessage-ID: <leadloop.s2.def@company.com>\r\nIn-Reply-To: <leadloop.s1.abc@company.com>\r\n\r\nqualified people love our demo\r\n";
+        for (what, raw, reason) in [
+            ("as sent", step.to_owned(), "sent by us (X-Leadloop-Origin)"),
+            (
+                "headers stripped but our Message-ID",
+                step.replace("X-Leadloop-Origin: leadloop\r\n", ""),
+                "sent by us (leads@company.com)",
+            ),
+            (
+                "sent as Sales",
+                step.replace(
+                    "From: Company <leads@company.com>",
+                    "From: sales@company.com",
+                ),
+                "sent by us (X-Leadloop-Origin)",
+            ),
+        ] {
+            let c = classify(raw.as_bytes(), &sales_rules());
+            assert_eq!(c.kind, MessageKind::Ignored, "{what}: {:?}", c.evidence);
+            assert_eq!(c.reason.as_deref(), Some(reason), "{what}");
+            assert_eq!(c.verdict, None, "{what}");
+            assert_eq!(c.text, None, "{what}");
+            assert_eq!(
+                c.delivered_to.as_ref().map(EmailAddress::as_str),
+                Some("leads@company.com"),
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_writers_own_text_is_kept_for_what_people_wrote() {
+        let rules = sales_rules();
+        // A lead's reply: the new text, without the quote and the signature.
+        let raw = format!(
+            "From: Jane <jane@example.net>\r\nCc: Sam <sales@company.com>, leads+reply-ab@company.com\r\n{ANSWER_TO_US}\r\nTuesday works.\r\n-- \r\nJane Doe, Acme\r\n\r\nOn Mon, leads wrote:\r\n> Would you like a demo?\r\n"
+        );
+        let c = classify(raw.as_bytes(), &rules);
+        assert_eq!(c.kind, MessageKind::Reply);
+        assert_eq!(c.text.as_deref(), Some("Tuesday works."));
+        // The first own address among the delivery headers, To and Cc.
+        assert_eq!(
+            c.delivered_to.as_ref().map(EmailAddress::as_str),
+            Some("leads@company.com")
+        );
+
+        let raw =
+            format!("From: Jane <jane@example.net>\r\n{ANSWER_TO_US}\r\nPlease remove me.\r\n");
+        let c = classify(raw.as_bytes(), &rules);
+        assert_eq!(c.kind, MessageKind::Unsubscribe);
+        assert_eq!(c.text.as_deref(), Some("Please remove me."));
+
+        // An inquiry; its text is clipped on a character boundary.
+        let long = "ä".repeat(TEXT_MAX);
+        let raw = format!(
+            "From: Jane <jane@example.net>\r\nTo: Leads <leads+webinar@company.com>\r\nSubject: Demo\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello, we need 20 seats.\r\n{long}\r\n"
+        );
+        let c = classify(raw.as_bytes(), &rules);
+        assert_eq!(c.kind, MessageKind::Inquiry);
+        let text = c.text.as_deref().expect("text");
+        assert!(
+            text.starts_with("Hello, we need 20 seats.\näää"),
+            "{text:.40}"
+        );
+        assert!(text.len() <= TEXT_MAX && text.len() >= TEXT_MAX - 1);
+        assert_eq!(
+            c.delivered_to.as_ref().map(EmailAddress::as_str),
+            Some("leads+webinar@company.com")
+        );
+
+        // Not for what is no one's own writing, nor for a forward (whose original's text is
+        // kept as `original_text`); no own recipient, no `delivered_to`.
+        let raw = "From: news@shop.example\r\nTo: someone@example.org\r\nList-Unsubscribe: <mailto:u@shop.example>\r\nSubject: Deals\r\n\r\nBuy now\r\n";
+        let c = classify(raw.as_bytes(), &rules);
+        assert_eq!(c.kind, MessageKind::Ignored);
+        assert_eq!((c.text, c.delivered_to), (None, None));
+        let raw = "From: Carol <carol@company.com>\r\nTo: leads@company.com\r\nSubject: Fwd: Quote\r\n\r\nCan someone take this?\r\n\r\n---------- Forwarded message ---------\r\nFrom: Jane Doe <jane@example.net>\r\nDate: Mon, 1 Mar 2027 at 10:00\r\nSubject: Quote\r\nTo: <carol@company.com>\r\n\r\nPlease send a quote.\r\n";
+        let c = classify(raw.as_bytes(), &rules);
+        assert_eq!(c.kind, MessageKind::Forward, "{:?}", c.evidence);
+        assert_eq!(c.text, None);
+        assert!(c.original_text.is_some());
     }
 }

@@ -692,6 +692,19 @@ pub fn new_text_whole(body: &str) -> (String, bool) {
     (out.join("\n").trim().to_owned(), whole)
 }
 
+/// `text` without its signature: everything from the first line that is the conventional
+/// delimiter `-- ` (trimmed, as [`new_text_whole`] trims its lines) on.
+pub fn without_signature(text: &str) -> &str {
+    let mut start = 0;
+    for piece in text.split_inclusive('\n') {
+        if piece.trim() == "--" {
+            return text.get(..start).unwrap_or(text).trim_end();
+        }
+        start += piece.len();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -793,6 +806,15 @@ mod tests {
         assert_eq!(n.name.as_deref(), Some("Jane Doe"));
         let n = parse_name_addr("jane@example.com").unwrap();
         assert_eq!(n.name, None);
+    }
+
+    #[test]
+    fn signatures_are_cut_at_their_delimiter() {
+        assert_eq!(without_signature("Hi\n\n--\nSam\nSales"), "Hi");
+        assert_eq!(without_signature("Hi\r\n-- \r\nSam"), "Hi");
+        assert_eq!(without_signature("--\nSam"), "");
+        assert_eq!(without_signature("a -- b\n---\nc"), "a -- b\n---\nc");
+        assert_eq!(without_signature("plain"), "plain");
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub async fn verdict(
     };
     // One line: what follows a line break would be read as a comment.
     let text = text.lines().next().unwrap_or_default();
-    let Some(mut verdict) = classify::verdict(text) else {
+    let Some(mut verdict) = classify::read_verdict(text, now.date_naive()) else {
         anyhow::bail!("'{words}' is not a verdict; accepted: {ACCEPTED}");
     };
     verdict.comment = comment.filter(|c| !c.trim().is_empty());

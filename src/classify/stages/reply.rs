@@ -1,21 +1,24 @@
-//! Answers to our mail: Sales' feedback on a hand-off, or a lead's reply (which may ask to
-//! stop). An answer is recognised by our Message-ID in its references or by our reply
-//! address.
-
-use std::sync::LazyLock;
-
-use regex::Regex;
+//! Answers to our mail: feedback from Sales or a colleague on a hand-off, or a lead's reply
+//! (which may ask to stop). An answer is recognised by our Message-ID in its references or by
+//! our reply address (`+reply-TOKEN`, or `+handoff-TOKEN` for hand-off notifications).
+//!
+//! An answer from Sales or from any of our own addresses is feedback: the lead's owner is often
+//! a colleague outside the Sales list (whether the writer owns the lead is checked later,
+//! against the database). Mail leadloop sent itself is never feedback, even when it answers
+//! our own earlier mail (a nurture step threaded below the previous one): it is left to the
+//! own-mail stage.
 
 use super::unsubscribe;
 use crate::classify::decision::Decision;
 use crate::classify::input::{Input, person};
-use crate::classify::parse;
-use crate::domain::{Verdict, VerdictKind};
+use crate::classify::{parse, verdict};
+use crate::domain::{Verdict, VerdictTarget};
 
-static VERDICT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)^\s*\**(qualified|unqualified|not qualified|disqualified|customer)\b\**\s*(?:[:\-–—,.]\s*(.*))?$")
-        .expect("static regex")
-});
+#[cfg(test)]
+pub use crate::classify::verdict::verdict;
+
+/// Plus tags of our addresses that mark an answer to our mail.
+const ANSWER_TAGS: [&str; 2] = ["reply-", "handoff-"];
 
 pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
     let our_ref = m.references.iter().find(|id| m.ctx.is_our_message_id(id));
@@ -24,24 +27,40 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
         None => {
             let tag = m.recipients().iter().find(|r| {
                 m.ctx.is_own(r)
-                    && r.plus_tag()
-                        .is_some_and(|t| t.to_ascii_lowercase().starts_with("reply-"))
+                    && r.plus_tag().is_some_and(|t| {
+                        ANSWER_TAGS
+                            .iter()
+                            .any(|p| t.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
+                    })
             })?;
             format!("sent to reply address {tag}")
         }
     };
     let f = m.from.as_ref()?;
-    if m.ctx.is_sales(&f.email) {
+    let colleague = if m.ctx.is_sales(&f.email) {
+        Some(format!("from Sales ({})", f.email))
+    } else if m.ctx.is_own(&f.email) {
+        Some(format!("from our own address ({})", f.email))
+    } else {
+        None
+    };
+    if let Some(colleague) = colleague {
+        if m.sent_by_leadloop() {
+            // A copy of our own mail: the own-mail stage ignores it, as it always has.
+            return None;
+        }
         ev.push(marker);
-        ev.push(format!("from Sales ({})", f.email));
-        let verdict = verdict(m.texts.new_text());
+        ev.push(colleague);
+        // Written on the writer's own day, as an auto-reply's dates are read.
+        let text = m.texts.own_text();
+        let verdict = match parse::local_day(m.msg) {
+            Some(today) => verdict::verdict(text, today),
+            None => verdict::verdict_undated(text),
+        };
         if let Some(v) = &verdict {
-            ev.push(format!("verdict {}", v.kind));
+            ev.push(describe(v));
         }
         return Some(Decision::Feedback(verdict));
-    }
-    if m.ctx.is_own(&f.email) {
-        return None;
     }
     ev.push(marker);
     let lead = person(f);
@@ -52,25 +71,12 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
     Some(Decision::Reply { lead })
 }
 
-/// Sales' verdict from the first lines they typed; `text` is the body's
-/// [`parse::new_text_whole`].
-pub fn verdict(text: &str) -> Option<Verdict> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .take(3)
-        .find_map(|l| {
-            let c = VERDICT.captures(parse::clip(l, 1000))?;
-            // The pattern matched one of its five words: the first letter tells which.
-            let kind = match c.get(1)?.as_str().as_bytes().first()? {
-                b'q' | b'Q' => VerdictKind::Qualified,
-                b'c' | b'C' => VerdictKind::Customer,
-                _ => VerdictKind::Unqualified,
-            };
-            let reason = c
-                .get(2)
-                .map(|m| m.as_str().trim().trim_end_matches('.').trim().to_owned())
-                .filter(|r| !r.is_empty());
-            Some(Verdict::judgement(kind, reason))
-        })
+/// The evidence line for a verdict: its kind, and what an instruction points at.
+fn describe(v: &Verdict) -> String {
+    match &v.target {
+        None => format!("verdict {}", v.kind),
+        Some(VerdictTarget::Until(d)) => format!("verdict {} until {d}", v.kind),
+        Some(VerdictTarget::Sequence(s)) => format!("verdict {} into sequence {s}", v.kind),
+        Some(VerdictTarget::Owner(a)) => format!("verdict {} to {a}", v.kind),
+    }
 }
