@@ -418,7 +418,7 @@ fn check(path: &Path) -> ExitCode {
     match result {
         Ok(c) => {
             println!(
-                "{}: ok ({} channel rules, {} form profiles, {} sequences with {} steps)",
+                "{}: ok ({} channel rules, {} form profiles, {} sequences with {} steps, {} routes, {})",
                 path.display(),
                 c.channels.len(),
                 c.forms.len(),
@@ -427,7 +427,9 @@ fn check(path: &Path) -> ExitCode {
                     .sequences
                     .iter()
                     .map(|s| s.steps.len())
-                    .sum::<usize>()
+                    .sum::<usize>(),
+                c.actions.routing.routes.len(),
+                handoff_summary(&c.actions)
             );
             ExitCode::SUCCESS
         }
@@ -437,6 +439,17 @@ fn check(path: &Path) -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `leadloop check`'s word on hand-offs: off, or on with who gets the leads no route takes.
+fn handoff_summary(actions: &crate::actions::settings::Settings) -> String {
+    if !actions.handoff.enabled {
+        return "hand-offs off".to_owned();
+    }
+    match &actions.routing.default_owner {
+        Some(owner) => format!("hand-offs on, default owner {owner}"),
+        None => "hand-offs on, no default owner".to_owned(),
     }
 }
 

@@ -54,6 +54,7 @@ pub async fn enroll(config: &Config, email: &str, name: &str) -> anyhow::Result<
         reenter: seq.enroll.reenter,
         exits: catalog.exited_by(&seq.name),
         exit_on_reply: seq.exit.on_reply,
+        on_status: Vec::new(),
     };
     let added = store.enroll(&lead.email, &rule, Utc::now()).await?;
     store.close().await;

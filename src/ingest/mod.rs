@@ -434,6 +434,7 @@ mod tests {
             reenter: false,
             exits: Vec::new(),
             exit_on_reply,
+            on_status: Vec::new(),
         }
     }
 

@@ -20,8 +20,8 @@ use super::{
     params, unreadable,
 };
 use crate::domain::{
-    EmailAddress, EnrollmentId, EnrollmentState, LeadId, MessageId, MessageKind, SequenceName,
-    StepId,
+    EmailAddress, EnrollmentId, EnrollmentState, LeadId, LeadStatus, MessageId, MessageKind,
+    SequenceName, StepId,
 };
 
 /// How ingest enrolls new leads into one sequence (`[enroll]` of a sequence file).
@@ -43,6 +43,9 @@ pub struct EnrollRule {
     pub exits: Vec<SequenceName>,
     /// Whether a reply from the lead ends its enrollment (`[exit] on_reply`).
     pub exit_on_reply: bool,
+    /// Leads whose status a Sales verdict sets to one of these enter (`[enroll] on_status`);
+    /// a rule with these and no `kinds` enrolls nobody from messages.
+    pub on_status: Vec<LeadStatus>,
 }
 
 /// An enrollment as stored.
