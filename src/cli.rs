@@ -441,7 +441,7 @@ fn check(path: &Path) -> ExitCode {
     match result {
         Ok(c) => {
             println!(
-                "{}: ok ({} channel rules, {} form profiles, {} sequences with {} steps)",
+                "{}: ok ({} channel rules, {} form profiles, {} sequences with {} steps, {} routes, {})",
                 path.display(),
                 c.channels.len(),
                 c.forms.len(),
@@ -450,7 +450,9 @@ fn check(path: &Path) -> ExitCode {
                     .sequences
                     .iter()
                     .map(|s| s.steps.len())
-                    .sum::<usize>()
+                    .sum::<usize>(),
+                c.actions.routing.routes.len(),
+                handoff_summary(&c.actions)
             );
             ExitCode::SUCCESS
         }
@@ -460,6 +462,17 @@ fn check(path: &Path) -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `leadloop check`'s word on hand-offs: off, or on with who gets the leads no route takes.
+fn handoff_summary(actions: &crate::actions::settings::Settings) -> String {
+    if !actions.handoff.enabled {
+        return "hand-offs off".to_owned();
+    }
+    match &actions.routing.default_owner {
+        Some(owner) => format!("hand-offs on, default owner {owner}"),
+        None => "hand-offs on, no default owner".to_owned(),
     }
 }
 
@@ -727,7 +740,9 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             let suppressed = store.suppressed(lead.email.as_str()).await?;
             if json {
                 let mut v = lead_json(&lead);
-                v["verdict"] = verdicts.last().map_or(serde_json::Value::Null, verdict_json);
+                v["verdict"] = verdicts
+                    .last()
+                    .map_or(serde_json::Value::Null, verdict_json);
                 v["verdicts"] = verdicts.iter().map(verdict_json).collect();
                 v["suppressed"] = suppressed.is_some().into();
                 v["aliases"] = serde_json::to_value(&aliases)?;

@@ -25,6 +25,8 @@ pub use crate::diagnostics::Problem;
 use crate::domain::EmailAddress;
 use crate::sequence::{self, Catalog, Policy, Sender, Windows};
 
+mod sales;
+
 /// Default ceiling on the size of a message that is fetched and parsed whole (25 MiB).
 const DEFAULT_MAX_MESSAGE_BYTES: u64 = 25 * 1024 * 1024;
 
@@ -50,6 +52,9 @@ pub struct Config {
     /// The sending identities (`[[sender]]`), in file order: the first is the default, and
     /// what `send-test` sends as, with or without sequences.
     pub senders: Vec<crate::sequence::Sender>,
+    /// What classified messages do to leads: owner routing (`[[route]]`), hand-offs to Sales
+    /// (`[handoff]`) and the loop policy (`[policy] ooo_default_pause`, `soft_bounce_*`).
+    pub actions: crate::actions::settings::Settings,
 }
 
 /// `[smtp]`: where the sender hands messages over, and how patiently.
@@ -311,6 +316,9 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     sender: Vec<Spanned<RawSender>>,
     smtp: Option<Spanned<RawSmtp>>,
+    handoff: Option<sales::RawHandoff>,
+    #[serde(default)]
+    route: Vec<Spanned<sales::RawRoute>>,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +343,9 @@ struct RawPolicy {
     per_domain_per_day: Option<u32>,
     per_lead_per_day: Option<u32>,
     jitter: Option<Spanned<String>>,
+    ooo_default_pause: Option<Spanned<String>>,
+    soft_bounce_limit: Option<Spanned<u32>>,
+    soft_bounce_window: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -684,7 +695,23 @@ impl Config {
                 identity.addresses.push(s.address.clone());
             }
         }
-        let policy = check_policy(&mut ck, raw.policy);
+        let policy = check_policy(&mut ck, raw.policy.as_ref());
+        let actions = sales::check_actions(
+            &mut ck,
+            raw.handoff,
+            &raw.route,
+            raw.policy.as_ref(),
+            &senders,
+        );
+        for route in &actions.routing.routes {
+            // Mail to a route's recipient is mail to us: the classifier must see it that way
+            // for the route to match at all.
+            for a in &route.recipients {
+                if !identity.addresses.contains(a) {
+                    identity.addresses.push(a.clone());
+                }
+            }
+        }
         let smtp = raw.smtp.map(|smtp| check_smtp(&mut ck, smtp, &dir));
         let envelope_from = smtp.as_ref().and_then(|s| s.envelope_from.clone());
         let settings = raw.sequences.map(|seq| {
@@ -732,6 +759,7 @@ impl Config {
             sequences: std::sync::Arc::new(sequences),
             smtp,
             senders,
+            actions,
         })
     }
 
@@ -740,10 +768,23 @@ impl Config {
         Rules {
             own_addresses: self.identity.addresses.clone(),
             own_domains: self.identity.domains.clone(),
-            sales: self.identity.sales.clone(),
+            sales: self.sales(),
             channels: self.channels.clone(),
             forms: self.forms.clone(),
         }
+    }
+
+    /// Sales addresses for the classifier: `[identity] sales`, then every owner `[[route]]`s
+    /// and `[handoff] default_owner` name, each once, so their answers to hand-offs are
+    /// recorded as Sales' feedback.
+    fn sales(&self) -> Vec<EmailAddress> {
+        let mut sales = self.identity.sales.clone();
+        for owner in self.actions.routing.owners() {
+            if !sales.contains(&owner) {
+                sales.push(owner);
+            }
+        }
+        sales
     }
 
     /// Checks that every secret the configuration names can be read, without showing any.
@@ -1185,10 +1226,10 @@ fn check_senders(ck: &mut Checker<'_>, raw: &[Spanned<RawSender>]) -> Vec<Sender
     out
 }
 
-fn check_policy(ck: &mut Checker<'_>, raw: Option<Spanned<RawPolicy>>) -> Policy {
+fn check_policy(ck: &mut Checker<'_>, raw: Option<&Spanned<RawPolicy>>) -> Policy {
     let mut policy = Policy::default();
     let Some(raw) = raw else { return policy };
-    let raw = raw.into_inner();
+    let raw = raw.get_ref();
     if let Some(tz) = &raw.timezone {
         match tz.get_ref().trim().parse::<chrono_tz::Tz>() {
             Ok(z) => policy.timezone = z,
@@ -1202,7 +1243,9 @@ fn check_policy(ck: &mut Checker<'_>, raw: Option<Spanned<RawPolicy>>) -> Policy
             ),
         }
     }
-    policy.lead_timezone_fields = raw.lead_timezone_fields;
+    policy
+        .lead_timezone_fields
+        .clone_from(&raw.lead_timezone_fields);
     for w in &raw.windows {
         if let Err(e) = Windows::parse(&[w.get_ref()]) {
             ck.at(w.span(), "policy.windows", e);

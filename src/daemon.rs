@@ -18,11 +18,11 @@ use tracing::{error, info, warn};
 
 use crate::actions::Actions;
 use crate::actions::handoff::{Round, TemplateSource, Worker};
-use crate::render::SenderData;
 use crate::config::{Config, SmtpTransport, SourceConfig};
 use crate::ingest::{
     ImapSource, IngestReport, MaildirSource, Pipeline, imap_mailbox_name, maildir_mailbox_name,
 };
+use crate::render::SenderData;
 use crate::send::{SendReport, Sender};
 use crate::sequence::schedule::{Scheduler, TickReport};
 use crate::store::Store;
@@ -70,7 +70,7 @@ pub enum Source {
 /// The lead actions the configuration asks for.
 pub fn actions(config: &Config) -> Actions {
     Actions::new(
-        crate::actions::Settings::default(),
+        config.actions.clone(),
         config.sequences.enroll_rules(),
         config.sequences.enroll_rules(),
         config.rules().sales,
@@ -206,7 +206,9 @@ pub fn handoff_worker(config: &Config, store: Store, actions: Arc<Actions>) -> O
         Some(config.sequences.settings.inbox.clone())
     };
     let Some(inbox) = inbox else {
-        warn!("no [sequences] inbox or [identity] address: hand-offs to Sales wait until one is set");
+        warn!(
+            "no [sequences] inbox or [identity] address: hand-offs to Sales wait until one is set"
+        );
         return None;
     };
     let envelope_from = config.smtp.as_ref().and_then(|s| s.envelope_from.clone());
@@ -269,7 +271,10 @@ pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::R
         }
         _ => None,
     };
-    let handoffs = match (&ingest, handoff_worker(config, store.clone(), Arc::new(actions(config)))) {
+    let handoffs = match (
+        &ingest,
+        handoff_worker(config, store.clone(), Arc::new(actions(config))),
+    ) {
         (Ok(_), Some(worker)) => Some(
             worker
                 .run_pending(chrono::Utc::now())

@@ -272,11 +272,9 @@ impl Worker {
             references: &references,
             date: now,
         };
-        Ok(
-            render::render_handoff(self.templates.templates(), &card)
-                .map(|r| self.queued(r, now))
-                .map_err(|e| e.to_string()),
-        )
+        Ok(render::render_handoff(self.templates.templates(), &card)
+            .map(|r| self.queued(r, now))
+            .map_err(|e| e.to_string()))
     }
 
     /// A short reply to a Sales answer that held no usable verdict, unless the last message
@@ -294,7 +292,10 @@ impl Worker {
         else {
             return Ok(Ok(HandoffOutcome::Skipped("no recipient".into())));
         };
-        if self.store.last_notification_to(lead.id, to.as_str()).await?
+        if self
+            .store
+            .last_notification_to(lead.id, to.as_str())
+            .await?
             == Some(HandoffKind::Explain)
         {
             return Ok(Ok(HandoffOutcome::Skipped(format!(
@@ -353,7 +354,10 @@ mod tests {
         let a = message_id("abc", &inbox);
         assert_eq!(a, message_id("abc", &inbox));
         assert_ne!(a, message_id("abd", &inbox));
-        assert!(a.starts_with("leadloop.") && a.ends_with("@company.com"), "{a}");
+        assert!(
+            a.starts_with("leadloop.") && a.ends_with("@company.com"),
+            "{a}"
+        );
         assert_eq!(
             plus_address(&inbox, "handoff-abc").unwrap().as_str(),
             "leads+handoff-abc@company.com"

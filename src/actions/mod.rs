@@ -82,7 +82,9 @@ impl Known {
 
     /// The first of `references` that is one of our messages.
     fn our_message<'a>(&'a self, references: &[String]) -> Option<&'a OurMessage> {
-        references.iter().find_map(|r| self.messages.get(r.as_str()))
+        references
+            .iter()
+            .find_map(|r| self.messages.get(r.as_str()))
     }
 }
 
@@ -315,7 +317,9 @@ impl Actions {
             && m.about.is_some()
             && m.to_lead.is_none()
         {
-            let who = sender.as_ref().map_or("an unknown sender".to_owned(), |s| s.to_string());
+            let who = sender
+                .as_ref()
+                .map_or("an unknown sender".to_owned(), |s| s.to_string());
             c.reason = Some(format!(
                 "answers a notification to our own people, from {who}, who is not Sales: nothing changes"
             ));
@@ -475,13 +479,9 @@ impl Actions {
             dead(format!("hard bounce ({status})"), push);
             return;
         }
-        let count = soft.entry(email.to_string()).or_insert_with(|| {
-            known
-                .soft_bounces
-                .get(email.as_str())
-                .copied()
-                .unwrap_or(0)
-        });
+        let count = soft
+            .entry(email.to_string())
+            .or_insert_with(|| known.soft_bounces.get(email.as_str()).copied().unwrap_or(0));
         *count += 1;
         let limit = self.settings.soft_bounce_limit.max(1);
         if *count == limit {

@@ -26,8 +26,8 @@ mod verdict;
 use mail_parser::MessageParser;
 
 use crate::domain::EmailAddress;
-pub use verdict::verdict as read_verdict;
 pub use crate::domain::{Bounce, Classification, Person};
+pub use verdict::verdict as read_verdict;
 
 /// Everything the classifier needs to know about the team that owns the mailbox.
 ///

@@ -391,7 +391,7 @@ fn the_recorder_sees_tables_arrays_and_spanned_keys() {
 fn a_missing_or_misplaced_key_is_reported() {
     let keys = keys_of::<crate::sequence::file::RawSequence>();
     let doc = "## Top-level keys\n| `description` | none | x |\n\
-               ## `[enroll]`\n| `manual` | | |\n| `kinds` | | |\n| `channels` | | |\n| `forms` | | |\n| `min_score` | | |\n| `reenter` | | |\n\
+               ## `[enroll]`\n| `manual` | | |\n| `kinds` | | |\n| `channels` | | |\n| `forms` | | |\n| `min_score` | | |\n| `reenter` | | |\n| `on_status` | | |\n\
                ## `[[step]]`\n| `id` | | |\n| `delay` | | |\n| `template` | | |\n| `subject` | | |\n| `when` | | |\n| `from` | | |\n\
                ## `[exit]`\n| `on_reply` | | |\n| `on_status` | | |\n| `on_enter` | | |\n";
     assert_eq!(check("t.md", doc, &keys), Vec::<String>::new());

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::time::Delay;
 use crate::diagnostics::{Problem, line_col};
-use crate::domain::{LeadStatus, MessageKind, StepId};
+use crate::domain::{LeadStatus, MessageKind, StepId, Verdict, VerdictKind};
 
 /// One nurture sequence.
 #[derive(Debug, Clone)]
@@ -41,6 +41,9 @@ pub struct Enroll {
     pub min_score: Option<i64>,
     /// Whether a lead that went through the sequence may enter it again.
     pub reenter: bool,
+    /// Leads whose status a Sales verdict sets to one of these enter (`customer` for an
+    /// onboarding or retention sequence).
+    pub on_status: Vec<LeadStatus>,
 }
 
 /// `[[step]]`.
@@ -133,6 +136,8 @@ struct RawEnroll {
     min_score: Option<i64>,
     #[serde(default)]
     reenter: bool,
+    #[serde(default)]
+    on_status: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -232,25 +237,26 @@ pub fn parse(text: &str, file: &Path, problems: &mut Vec<Problem>) -> Option<(Se
     let exit = match raw.exit {
         None => Exit::default(),
         Some(x) => {
-            let mut on_status = Vec::new();
+            let on_status = check_statuses(
+                &place,
+                &x.on_status,
+                "exit.on_status",
+                LeadStatus::exit_statuses(),
+                problems,
+            );
+            // A status that both enrolls and exits would end every enrollment it starts.
             for st in &x.on_status {
-                let v = st.get_ref().trim().to_lowercase();
-                let exits = LeadStatus::exit_statuses();
-                match exits.iter().find(|s| s.as_str() == v) {
-                    Some(status) => on_status.push(*status),
-                    None => at(
+                if let Ok(status) = st.get_ref().parse::<LeadStatus>()
+                    && enroll.on_status.contains(&status)
+                {
+                    at(
                         problems,
                         st.span(),
                         "exit.on_status",
                         format!(
-                            "'{v}' is not one of {}",
-                            exits
-                                .iter()
-                                .map(|s| s.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            "'{status}' is in [enroll] on_status too: a lead entering on it would leave at once"
                         ),
-                    ),
+                    );
                 }
             }
             let mut on_enter = Vec::new();
@@ -331,20 +337,32 @@ fn check_enroll(
             ),
         }
     }
-    if e.manual && !(kinds.is_empty() && e.channels.is_empty() && e.forms.is_empty()) {
+    let on_status = check_statuses(
+        place,
+        &e.on_status,
+        "enroll.on_status",
+        &verdict_statuses(),
+        problems,
+    );
+    if e.manual
+        && !(kinds.is_empty()
+            && e.channels.is_empty()
+            && e.forms.is_empty()
+            && e.on_status.is_empty())
+    {
         place.at(
             problems,
             span.clone(),
             "enroll.manual",
-            "a manual sequence takes no kinds, channels or forms".into(),
+            "a manual sequence takes no kinds, channels, forms or on_status".into(),
         );
     }
-    if !e.manual && e.kinds.is_empty() {
+    if !e.manual && e.kinds.is_empty() && e.on_status.is_empty() {
         place.at(
             problems,
             span,
             "enroll.kinds",
-            "give the kinds that enroll (inquiry, form, forward), or manual = true".into(),
+            "give the kinds that enroll (inquiry, form, forward), the statuses that do (on_status), or manual = true".into(),
         );
     }
     Enroll {
@@ -354,7 +372,48 @@ fn check_enroll(
         forms: e.forms.iter().map(|f| f.trim().to_owned()).collect(),
         min_score: e.min_score,
         reenter: e.reenter,
+        on_status,
     }
+}
+
+/// The statuses a Sales verdict can give a lead: the ones `[enroll] on_status` may name
+/// (leadloop's own `unsubscribed` and `bounced` end mail, they never start it).
+fn verdict_statuses() -> Vec<LeadStatus> {
+    VerdictKind::ALL
+        .iter()
+        .filter_map(|k| Verdict::judgement(*k, None).status())
+        .collect()
+}
+
+/// `on_status` lists: each entry one of `allowed`, any case.
+fn check_statuses(
+    place: &Place<'_>,
+    raw: &[Spanned<String>],
+    key: &str,
+    allowed: &[LeadStatus],
+    problems: &mut Vec<Problem>,
+) -> Vec<LeadStatus> {
+    let mut out = Vec::new();
+    for st in raw {
+        let v = st.get_ref().trim().to_lowercase();
+        match allowed.iter().find(|s| s.as_str() == v) {
+            Some(status) => out.push(*status),
+            None => place.at(
+                problems,
+                st.span(),
+                key,
+                format!(
+                    "'{v}' is not one of {}",
+                    allowed
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        }
+    }
+    out
 }
 
 /// `[[step]]`s, in file order, with where their keys sit recorded in `spans`.
@@ -542,6 +601,63 @@ on_enter = ["onboarding"]
         );
         assert_eq!(p[0].key.as_deref(), Some("enroll.kinds"));
         assert_eq!(p[0].line, Some(5));
+    }
+
+    const RETENTION: &str = r#"
+[enroll]
+on_status = ["Customer"]
+
+[[step]]
+id = "thanks"
+delay = "1d"
+template = "retention_thanks"
+subject = "Thank you"
+
+[exit]
+on_status = ["unsubscribed", "bounced"]
+"#;
+
+    #[test]
+    fn a_sequence_may_be_entered_on_a_status_alone() {
+        let s = parse_ok(RETENTION);
+        assert_eq!(s.enroll.on_status, [LeadStatus::Customer]);
+        assert!(s.enroll.kinds.is_empty() && !s.enroll.manual);
+        assert!(parse_ok(GOOD).enroll.on_status.is_empty());
+        let both = GOOD.replace(
+            "min_score = 5",
+            "min_score = 5\non_status = [\"unqualified\"]",
+        );
+        assert_eq!(parse_ok(&both).enroll.on_status, [LeadStatus::Unqualified]);
+    }
+
+    #[test]
+    fn enroll_statuses_are_the_verdicts_and_are_checked() {
+        let one = |text: &str| {
+            let mut p = Vec::new();
+            parse(text, Path::new("s/retention.toml"), &mut p);
+            assert_eq!(p.len(), 1, "{p:?}");
+            p.remove(0).to_string()
+        };
+        assert_eq!(
+            one(&RETENTION.replace("\"Customer\"", "\"customer\", \"bounced\"")),
+            "s/retention.toml:3:26: enroll.on_status: 'bounced' is not one of qualified, unqualified, customer"
+        );
+        assert_eq!(
+            one(&RETENTION.replace("\"Customer\"", "\"happy\"")),
+            "s/retention.toml:3:14: enroll.on_status: 'happy' is not one of qualified, unqualified, customer"
+        );
+        assert_eq!(
+            one(&RETENTION.replace("[enroll]", "[enroll]\nmanual = true")),
+            "s/retention.toml:2:1: enroll.manual: a manual sequence takes no kinds, channels, forms or on_status"
+        );
+        assert_eq!(
+            one(&RETENTION.replace("on_status = [\"unsubscribed\"", "on_status = [\"customer\"")),
+            "s/retention.toml:12:14: exit.on_status: 'customer' is in [enroll] on_status too: a lead entering on it would leave at once"
+        );
+        assert!(
+            one(&RETENTION.replace("on_status = [\"Customer\"]", "reenter = true"))
+                .contains("enroll.kinds: give the kinds that enroll (inquiry, form, forward), the statuses that do (on_status), or manual = true"),
+        );
     }
 
     #[test]

@@ -115,7 +115,11 @@ impl Catalog {
                 reenter: s.enroll.reenter,
                 exits: self.exited_by(&s.name),
                 exit_on_reply: s.exit.on_reply,
-                on_status: Vec::new(),
+                on_status: if s.enroll.manual {
+                    Vec::new()
+                } else {
+                    s.enroll.on_status.clone()
+                },
             })
             .collect()
     }

@@ -21,8 +21,7 @@ use super::{
 };
 use crate::domain::{
     EmailAddress, EnrollmentId, EnrollmentState, LeadId, LeadStatus, MessageId, MessageKind,
-    SequenceName,
-    StepId,
+    SequenceName, StepId,
 };
 
 /// How ingest enrolls new leads into one sequence (`[enroll]` of a sequence file).
@@ -44,7 +43,8 @@ pub struct EnrollRule {
     pub exits: Vec<SequenceName>,
     /// Whether a reply from the lead ends its enrollment (`[exit] on_reply`).
     pub exit_on_reply: bool,
-    /// Statuses that enroll the lead when Sales' verdict sets them (`[enroll] on_status`).
+    /// Leads whose status a Sales verdict sets to one of these enter (`[enroll] on_status`);
+    /// a rule with these and no `kinds` enrolls nobody from messages.
     pub on_status: Vec<LeadStatus>,
 }
 

@@ -14,12 +14,12 @@ use sqlx::{AssertSqlSafe, Row};
 use tracing::instrument;
 
 use super::{
-    EnrollRule, LeadChange, NewOutboxMessage, ROWS_PER_STATEMENT, Store, StoreError,
-    from_millis, millis, outbox, params, unreadable,
+    EnrollRule, LeadChange, NewOutboxMessage, ROWS_PER_STATEMENT, Store, StoreError, from_millis,
+    millis, outbox, params, unreadable,
 };
 use crate::domain::{
-    EmailAddress, HandoffKind, HandoffState, LeadId, LeadStatus, MessageKind, Verdict,
-    VerdictKind, VerdictTarget,
+    EmailAddress, HandoffKind, HandoffState, LeadId, LeadStatus, MessageKind, Verdict, VerdictKind,
+    VerdictTarget,
 };
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -223,8 +223,7 @@ impl Store {
             for r in q.fetch_all(&self.pool).await? {
                 let about = match (r.get::<Option<String>, _>(2), r.get::<Option<i64>, _>(3)) {
                     (Some(kind), Some(lead)) => Some((
-                        kind.parse()
-                            .map_err(unreadable("handoffs", lead, "kind"))?,
+                        kind.parse().map_err(unreadable("handoffs", lead, "kind"))?,
                         LeadId(lead),
                     )),
                     _ => None,
@@ -497,7 +496,8 @@ impl Store {
         .await?
         .rows_affected();
         if paused > 0 {
-            let detail = serde_json::json!({ "until": until, "reason": reason, "enrollments": paused });
+            let detail =
+                serde_json::json!({ "until": until, "reason": reason, "enrollments": paused });
             event_in(tx, lead, "paused", &detail, now).await?;
         }
         Ok(paused)

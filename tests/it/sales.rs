@@ -101,7 +101,12 @@ impl Loop {
     }
 
     /// Runs the daemon until the returned token is cancelled.
-    fn daemon(&self) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    fn daemon(
+        &self,
+    ) -> (
+        CancellationToken,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
         let shutdown = CancellationToken::new();
         let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
         let (path, config, token) = (self.config_path.clone(), self.config(), shutdown.clone());
@@ -259,7 +264,10 @@ async fn a_reply_is_handed_off_and_sales_answer_is_recorded_and_acted_on() {
         .iter()
         .filter_map(|e| e["kind"].as_str())
         .collect();
-    assert!(kinds.contains(&"reply") && kinds.contains(&"handoff"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"reply") && kinds.contains(&"handoff"),
+        "{kinds:?}"
+    );
 
     // Sales answers the hand-off.
     s.append(&format!(
@@ -336,7 +344,10 @@ async fn replies_without_references_and_from_aliases_reach_the_lead() {
     let handoff = s.received_for("sales@company.com", 1).await.remove(0);
     assert!(handoff.contains("bob@acme.example"), "{handoff}");
     let bob = lead_json(&s, "bob@acme.example").await;
-    assert_eq!(bob["aliases"], serde_json::json!(["bob.mobile@phone.example"]));
+    assert_eq!(
+        bob["aliases"],
+        serde_json::json!(["bob.mobile@phone.example"])
+    );
     assert_eq!(bob["status"], "engaged");
 
     // A plain reply, no references, from a lead in a sequence: matched by address.
@@ -360,10 +371,12 @@ async fn replies_without_references_and_from_aliases_reach_the_lead() {
     ));
     wait_for(|| async {
         store
-            .inbound(&leadloop::ingest::imap_mailbox_name(match &s.config().source {
-                leadloop::config::SourceConfig::Imap(i) => i,
-                leadloop::config::SourceConfig::Maildir(_) => unreachable!(),
-            }))
+            .inbound(&leadloop::ingest::imap_mailbox_name(
+                match &s.config().source {
+                    leadloop::config::SourceConfig::Imap(i) => i,
+                    leadloop::config::SourceConfig::Maildir(_) => unreachable!(),
+                },
+            ))
             .await
             .unwrap()
             .iter()
@@ -408,7 +421,10 @@ async fn out_of_office_pauses_and_bounces_suppress() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(until.date_naive(), NaiveDate::from_ymd_opt(2026, 12, 14).unwrap());
+    assert_eq!(
+        until.date_naive(),
+        NaiveDate::from_ymd_opt(2026, 12, 14).unwrap()
+    );
     assert!(
         olga["timeline"]
             .as_array()
@@ -441,7 +457,10 @@ async fn out_of_office_pauses_and_bounces_suppress() {
             .any(|e| e["kind"] == "bounce")
     );
     let sid = lead_json(&s, "sid@acme.example").await;
-    assert_eq!(sid["suppressed"], false, "two soft bounces are counted only");
+    assert_eq!(
+        sid["suppressed"], false,
+        "two soft bounces are counted only"
+    );
     s.append(&dsn("sid@acme.example", "4.2.2", "delayed", "none", 13));
     let sid = wait_for(|| async {
         let v = lead_json(&s, "sid@acme.example").await;
@@ -468,7 +487,10 @@ async fn out_of_office_pauses_and_bounces_suppress() {
             .filter_map(|e| e.step_id.map(String::from))
             .collect::<Vec<_>>()
     };
-    assert_eq!(olga_steps(outbox_to(&store, "olga@acme.example").await), ["a"]);
+    assert_eq!(
+        olga_steps(outbox_to(&store, "olga@acme.example").await),
+        ["a"]
+    );
     let _ = scheduler
         .run_due(until + chrono::Duration::hours(1))
         .await
@@ -520,7 +542,10 @@ async fn customer_enrolls_retention_and_nurture_enrolls_the_named_sequence() {
     let store = s.store().await;
     let (shutdown, daemon) = s.daemon();
 
-    for (who, id) in [("Cid <cid@acme.example>", "q7"), ("Nia <nia@acme.example>", "q8")] {
+    for (who, id) in [
+        ("Cid <cid@acme.example>", "q7"),
+        ("Nia <nia@acme.example>", "q8"),
+    ] {
         s.append(&inquiry(who, &format!("{id}@acme.example")));
     }
     for (n, lead) in ["cid@acme.example", "nia@acme.example"].iter().enumerate() {
@@ -559,7 +584,10 @@ async fn customer_enrolls_retention_and_nurture_enrolls_the_named_sequence() {
     );
     s.append(&answer(3, &id_for("nia@acme.example"), "nurture: webinar"));
     let w1 = s.received_for("nia@acme.example", 2).await;
-    assert!(w1.iter().any(|m| m.contains("The webinar recording")), "{w1:?}");
+    assert!(
+        w1.iter().any(|m| m.contains("The webinar recording")),
+        "{w1:?}"
+    );
 
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
@@ -567,7 +595,14 @@ async fn customer_enrolls_retention_and_nurture_enrolls_the_named_sequence() {
     // From the terminal.
     let (code, out) = crate::support::run_cli(
         &s.config_path,
-        &["leads", "verdict", "nia@acme.example", "qualified", "--comment", "demo booked"],
+        &[
+            "leads",
+            "verdict",
+            "nia@acme.example",
+            "qualified",
+            "--comment",
+            "demo booked",
+        ],
     );
     assert_eq!(code, 0, "{out}");
     let (code, out) = crate::support::run_cli(

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use leadloop::actions::Actions;
 use leadloop::classify::{Classification, Person};
 use leadloop::config::Problem;
 use leadloop::domain::{EmailAddress, EnrollmentState, MessageKind};
-use leadloop::actions::Actions;
 use leadloop::sequence::schedule::Scheduler;
 use leadloop::sequence::{self, Catalog, Policy, Sender, Settings, Windows};
 use leadloop::store::{Batch, InboundRecord, OutboxEntry, OutboxState, Store};
