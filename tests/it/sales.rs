@@ -45,7 +45,7 @@ const SEQUENCES: &[(&str, &str)] = &[
     ),
     (
         "retention",
-        "[enroll]\nmanual = true\non_status = [\"customer\"]\n\n\
+        "[enroll]\non_status = [\"customer\"]\n\n\
          [[step]]\nid = \"r1\"\ndelay = \"0m\"\ntemplate = \"r1\"\nsubject = \"Welcome aboard\"\n",
     ),
     (
