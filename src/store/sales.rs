@@ -321,7 +321,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies lead changes decided outside ingest (the CLI), in one transaction.
+    /// Applies lead changes decided outside ingest (the CLI), in one transaction; how many
+    /// enrollments they made.
     ///
     /// # Errors
     /// A failed query; nothing is changed then.
@@ -330,13 +331,16 @@ impl Store {
         &self,
         changes: &[LeadChange],
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let mut tx = self.pool.begin().await?;
-        self.apply_changes_in(&mut tx, changes, &[], &[], now)
+        let applied = self
+            .apply_changes_in(&mut tx, changes, &[], &[], now)
             .await?;
         tx.commit().await?;
-        self.handoff_wake.notify_one();
-        Ok(())
+        if applied.notifications > 0 {
+            self.handoff_wake.notify_one();
+        }
+        Ok(applied.enrolled)
     }
 
     /// Records Sales' verdict on the lead with this address.

@@ -247,7 +247,13 @@ async fn a_reply_is_handed_off_and_sales_answer_is_recorded_and_acted_on() {
     let handoff = s.received_for("sales@company.com", 1).await.remove(0);
     assert!(handoff.contains("jane@acme.example"), "{handoff}");
     assert!(handoff.contains("Yes, call me on Monday"), "{handoff}");
-    assert!(!handoff.contains("<script>"), "{handoff}");
+    // What the lead wrote is data: the HTML part shows it escaped, never as markup.
+    let parsed = mail_parser::MessageParser::default()
+        .parse(handoff.as_bytes())
+        .expect("the hand-off parses");
+    let html = parsed.body_html(0).expect("an HTML part");
+    assert!(!html.contains("<script"), "{html}");
+    assert!(html.contains("&lt;script&gt;") || html.contains("&lt;script"), "{html}");
     let reply_to = header(&handoff, "Reply-To").expect("a Reply-To");
     assert!(reply_to.contains("leads+handoff-"), "{reply_to}");
     let handoff_id = angle(header(&handoff, "Message-ID").expect("a Message-ID")).to_owned();
