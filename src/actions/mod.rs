@@ -72,8 +72,12 @@ struct Known {
 }
 
 impl Known {
+    /// The lead with this address or alias (also when the address is a lead's own address
+    /// that was found through one of its aliases).
     fn lead_by_address(&self, a: &EmailAddress) -> Option<&KnownLead> {
-        self.by_address.get(a.as_str())
+        self.by_address
+            .get(a.as_str())
+            .or_else(|| self.by_id.values().find(|l| l.email == *a))
     }
 
     fn lead(&self, id: LeadId) -> Option<&KnownLead> {
@@ -164,6 +168,9 @@ impl Actions {
                     change,
                 });
             };
+            if c.kind == MessageKind::Inquiry {
+                Self::known_writer(c, &known);
+            }
             match c.kind {
                 MessageKind::Inquiry | MessageKind::Form | MessageKind::Forward => {
                     self.new_lead(c, &mut push);
@@ -199,7 +206,8 @@ impl Actions {
                 | MessageKind::Unsubscribe
                 | MessageKind::Autoreply
                 | MessageKind::Feedback
-                | MessageKind::Bounce => {}
+                | MessageKind::Bounce
+                | MessageKind::Inquiry => {}
                 _ => continue,
             }
             if let Some(p) = &c.lead {
@@ -252,11 +260,43 @@ impl Actions {
         Ok(known)
     }
 
+    /// An inquiry from an address leadloop knows: from an alias, it is about the lead the
+    /// alias belongs to; from a lead leadloop has written to, it is that lead answering (a
+    /// phone's mail app that drops In-Reply-To, a new message instead of a reply), so it is
+    /// recorded as a reply.
+    fn known_writer(c: &mut Classification, known: &Known) {
+        let Some(lead) = c
+            .lead
+            .as_ref()
+            .and_then(|p| known.lead_by_address(&p.email))
+        else {
+            return;
+        };
+        if let Some(p) = c.lead.as_mut()
+            && p.email != lead.email
+        {
+            c.evidence.push(format!(
+                "{} is an address of the lead {}",
+                p.email, lead.email
+            ));
+            p.email = lead.email.clone();
+        }
+        if lead.mailed {
+            c.evidence.push(
+                "reply: a lead leadloop has written to wrote again, without references".into(),
+            );
+            c.kind = MessageKind::Reply;
+        }
+    }
+
     /// A message that creates or updates a lead: its owner, and a hand-off when it is hot.
     fn new_lead(&self, c: &mut Classification, push: &mut impl FnMut(&EmailAddress, Change)) {
         let Some(lead) = c.lead.as_ref().map(|p| p.email.clone()) else {
             return;
         };
+        if let Some(alias) = &c.alias {
+            push(&lead, Change::Alias(alias.clone()));
+        }
         match self.settings.routing.assign(c) {
             Some(Assignment::Forwarder(_)) | None => {}
             Some(Assignment::Default(owner)) => c.owner = Some(owner),

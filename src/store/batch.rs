@@ -618,6 +618,8 @@ fn inbound_detail(c: &Classification) -> String {
     #[derive(Serialize)]
     struct Detail<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
+        alias: Option<&'a EmailAddress>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         bounce: Option<&'a Bounce>,
         #[serde(skip_serializing_if = "Option::is_none")]
         channel: Option<&'a str>,
@@ -640,6 +642,7 @@ fn inbound_detail(c: &Classification) -> String {
         text: Option<&'a str>,
     }
     serde_json::to_string(&Detail {
+        alias: c.alias.as_ref(),
         bounce: c.bounce.as_ref(),
         channel: c.channel.as_deref(),
         evidence: &c.evidence,

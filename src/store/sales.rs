@@ -35,6 +35,8 @@ pub struct KnownLead {
     pub owner: Option<String>,
     /// Its status.
     pub status: LeadStatus,
+    /// Whether leadloop has sent it a message (a step accepted by the server).
+    pub mailed: bool,
 }
 
 /// One of our messages, found by its Message-ID.
@@ -136,8 +138,12 @@ fn known_lead_from_row(r: &AnyRow) -> Result<KnownLead, StoreError> {
             .get::<String, _>(3)
             .parse()
             .map_err(unreadable("leads", id, "status"))?,
+        mailed: r.get::<i64, _>(4) != 0,
     })
 }
+
+/// Whether the lead `l` was sent a message, as a column.
+const MAILED: &str = "CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.lead_id = l.id AND o.state = 'sent') THEN 1 ELSE 0 END";
 
 impl Store {
     /// The leads these addresses belong to, as their own address or as an alias; keyed by the
@@ -155,9 +161,9 @@ impl Store {
             let b = self.backend;
             let n = chunk.len();
             let sql = format!(
-                "SELECT l.id, l.email, l.owner, l.status, l.email AS asked FROM leads l WHERE l.email IN ({}) \
+                "SELECT l.id, l.email, l.owner, l.status, {MAILED}, l.email AS asked FROM leads l WHERE l.email IN ({}) \
                  UNION ALL \
-                 SELECT l.id, l.email, l.owner, l.status, a.email AS asked FROM lead_aliases a JOIN leads l ON l.id = a.lead_id WHERE a.email IN ({})",
+                 SELECT l.id, l.email, l.owner, l.status, {MAILED}, a.email AS asked FROM lead_aliases a JOIN leads l ON l.id = a.lead_id WHERE a.email IN ({})",
                 params(b, 1, n),
                 params(b, 1 + n, n)
             );
@@ -168,7 +174,7 @@ impl Store {
             for r in q.fetch_all(&self.pool).await? {
                 let lead = known_lead_from_row(&r)?;
                 // The lead's own address wins over an alias of another lead.
-                out.entry(r.get::<String, _>(4)).or_insert(lead);
+                out.entry(r.get::<String, _>(5)).or_insert(lead);
             }
         }
         Ok(out)
@@ -185,7 +191,7 @@ impl Store {
         let mut out = HashMap::new();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT id, email, owner, status FROM leads WHERE id IN ({})",
+                "SELECT l.id, l.email, l.owner, l.status, {MAILED} FROM leads l WHERE l.id IN ({})",
                 params(self.backend, 1, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);

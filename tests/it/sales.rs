@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dovecot::Dovecot;
 use crate::smtp_sink::SmtpSink;
-use crate::support::{ConfigFile, TestDb, test_db};
+use crate::support::{ConfigFile, TestDb, lead_by_email, test_db};
 
 /// A Dovecot, an smtp-sink, a database and a configuration with a two-step `welcome`
 /// sequence (`a` at once, `b` a day later), a `retention` sequence entered on `customer`, a
@@ -253,7 +253,10 @@ async fn a_reply_is_handed_off_and_sales_answer_is_recorded_and_acted_on() {
         .expect("the hand-off parses");
     let html = parsed.body_html(0).expect("an HTML part");
     assert!(!html.contains("<script"), "{html}");
-    assert!(html.contains("&lt;script&gt;") || html.contains("&lt;script"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;") || html.contains("&lt;script"),
+        "{html}"
+    );
     let reply_to = header(&handoff, "Reply-To").expect("a Reply-To");
     assert!(reply_to.contains("leads+handoff-"), "{reply_to}");
     let handoff_id = angle(header(&handoff, "Message-ID").expect("a Message-ID")).to_owned();
@@ -367,6 +370,37 @@ async fn replies_without_references_and_from_aliases_reach_the_lead() {
     assert!(handoffs.iter().any(|m| m.contains("carol@acme.example")));
     let carol = lead_json(&s, "carol@acme.example").await;
     assert_eq!(carol["enrollments"][0]["state"], "exited", "{carol}");
+
+    // One person, two addresses: an inquiry sent from a private address with Reply-To the
+    // work one is the work address's lead; a later reply from the private one reaches it.
+    s.append(
+        "From: Dana <dana.private@mail.example>\nReply-To: Dana Diaz <dana@acme.example>\n\
+         To: leads@company.com\nSubject: Quote\nMessage-ID: <q9@mail.example>\n\
+         Date: Fri, 27 Nov 2026 10:00:00 +0000\n\nPlease send a quote.\n",
+    );
+    step_sent(&store, "dana@acme.example").await;
+    let dana = lead_json(&s, "dana@acme.example").await;
+    assert_eq!(
+        dana["aliases"],
+        serde_json::json!(["dana.private@mail.example"])
+    );
+    assert_eq!(dana["name"], "Dana Diaz");
+    s.append(
+        "From: Dana <dana.private@mail.example>\nTo: leads@company.com\nSubject: Re: Quote\n\
+         Message-ID: <r9@mail.example>\nDate: Fri, 27 Nov 2026 11:00:00 +0000\n\nAny news?\n",
+    );
+    let handoffs = s.received_for("sales@company.com", 3).await;
+    assert!(
+        handoffs
+            .iter()
+            .any(|m| m.contains("dana@acme.example") && m.contains("Any news?")),
+        "{handoffs:?}"
+    );
+    assert!(
+        lead_by_email(&store, "dana.private@mail.example")
+            .await
+            .is_none()
+    );
 
     // Someone outside Sales answers Bob's hand-off with a verdict: nothing is recorded.
     let handoff_id = angle(header(&handoff, "Message-ID").unwrap()).to_owned();
