@@ -65,6 +65,9 @@ pub struct SmtpConfig {
     /// Envelope sender (`MAIL FROM`, where bounces go) for messages that do not name one;
     /// `None` means the message's From address.
     pub envelope_from: Option<EmailAddress>,
+    /// Sequence mail goes out with a per-enrollment envelope sender
+    /// (`bounces+bounce-TOKEN@…`), so any bounce names the lead it is about.
+    pub verp: bool,
     /// Parallel connections (each has at most one message in flight).
     pub connections: u32,
     /// Longest wait for the server at each step of a conversation.
@@ -376,6 +379,7 @@ struct RawSmtp {
     password_file: Option<String>,
     password_credential: Option<String>,
     envelope_from: Option<Spanned<String>>,
+    verp: Option<bool>,
     connections: Option<Spanned<u32>>,
     timeout: Option<Spanned<String>>,
     retry_initial: Option<Spanned<String>>,
@@ -714,6 +718,7 @@ impl Config {
         }
         let smtp = raw.smtp.map(|smtp| check_smtp(&mut ck, smtp, &dir));
         let envelope_from = smtp.as_ref().and_then(|s| s.envelope_from.clone());
+        let verp = smtp.as_ref().is_some_and(|s| s.verp);
         let settings = raw.sequences.map(|seq| {
             let fallback_inbox = match &source {
                 Some(SourceConfig::Imap(imap)) => EmailAddress::parse(&imap.user).ok(),
@@ -728,6 +733,7 @@ impl Config {
                 &policy,
                 &senders,
                 envelope_from.clone(),
+                verp,
             )
         });
 
@@ -1073,6 +1079,7 @@ fn check_sequences(
     policy: &Policy,
     senders: &[Sender],
     envelope_from: Option<EmailAddress>,
+    verp: bool,
 ) -> sequence::Settings {
     let span = seq.span();
     let seq = seq.into_inner();
@@ -1108,6 +1115,7 @@ fn check_sequences(
         policy: policy.clone(),
         senders: senders.to_vec(),
         envelope_from,
+        verp,
     }
 }
 
@@ -1315,6 +1323,7 @@ fn check_smtp(ck: &mut Checker<'_>, smtp: Spanned<RawSmtp>, dir: &Path) -> SmtpC
     SmtpConfig {
         transport,
         envelope_from,
+        verp: smtp.verp.unwrap_or(false),
         connections: ck.positive_u32(smtp.connections.as_ref(), "smtp.connections", 4),
         timeout: ck.duration(
             smtp.timeout.as_ref(),

@@ -52,6 +52,9 @@ pub struct Settings {
     /// `[smtp] envelope_from`: the envelope sender (`MAIL FROM`) of every message, when set;
     /// otherwise each message's From address.
     pub envelope_from: Option<EmailAddress>,
+    /// `[smtp] verp`: each enrollment's mail has its own envelope sender, a plus-address of
+    /// the envelope sender with `bounce-TOKEN`, so a bounce names its lead whatever its format.
+    pub verp: bool,
 }
 
 /// Every sequence with its templates, senders and policy, checked together.
@@ -80,6 +83,7 @@ impl Catalog {
                 policy: Policy::default(),
                 senders: Vec::new(),
                 envelope_from: None,
+                verp: false,
             },
         }
     }
@@ -492,6 +496,7 @@ mod tests {
                 per_day: None,
             }],
             envelope_from: None,
+            verp: false,
         }
     }
 

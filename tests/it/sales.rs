@@ -75,7 +75,8 @@ impl Loop {
              [sequences]\ndir = {:?}\ntemplates = {:?}\ninbox = \"leads@company.com\"\nreply_to_token = true\n\n\
              [policy]\nper_lead_per_day = 5\nsoft_bounce_limit = 3\n\n\
              [[sender]]\nname = \"team\"\naddress = \"hello@company.com\"\n\n\
-             [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"5s\"\n",
+             [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"5s\"\n\
+             envelope_from = \"bounces@company.com\"\nverp = true\n",
             dir.path().join("sequences").display().to_string(),
             dir.path().join("templates").display().to_string(),
             sink.port(),
@@ -501,6 +502,31 @@ async fn out_of_office_pauses_and_bounces_suppress() {
         sid["suppressed"], false,
         "two soft bounces are counted only"
     );
+
+    // VERP: the step went out with MAIL FROM bounces+bounce-TOKEN@…; a bounce sent there
+    // names the lead even when its failed recipient is an address leadloop never knew (a
+    // forward at the lead's side).
+    s.append(&inquiry("Vera <vera@acme.example>", "q10@acme.example"));
+    step_sent(&store, "vera@acme.example").await;
+    let sent = s.received_for("vera@acme.example", 1).await.remove(0);
+    let vera = lead_json(&s, "vera@acme.example").await;
+    let token = vera["enrollments"][0]["token"].as_str().unwrap().to_owned();
+    let verp = format!("bounces+bounce-{token}@company.com");
+    assert!(sent.contains(&format!("X-Mail-Args: <{verp}>")), "{sent}");
+    s.append(&dsn_to(
+        &verp,
+        "v.old@mailhost.example",
+        "5.1.1",
+        "failed",
+        "none",
+        30,
+    ));
+    let vera = wait_for(|| async {
+        let v = lead_json(&s, "vera@acme.example").await;
+        (v["status"] == "bounced").then_some(v)
+    })
+    .await;
+    assert_eq!(vera["suppressed"], true);
     s.append(&dsn("sid@acme.example", "4.2.2", "delayed", "none", 13));
     let sid = wait_for(|| async {
         let v = lead_json(&s, "sid@acme.example").await;
@@ -555,8 +581,13 @@ async fn out_of_office_pauses_and_bounces_suppress() {
 
 /// A DSN (RFC 3464) from our own MTA about `rcpt`.
 fn dsn(rcpt: &str, status: &str, action: &str, original_id: &str, n: u32) -> String {
+    dsn_to("bounces@company.com", rcpt, status, action, original_id, n)
+}
+
+/// A DSN to the envelope sender `to`.
+fn dsn_to(to: &str, rcpt: &str, status: &str, action: &str, original_id: &str, n: u32) -> String {
     format!(
-        "From: Mail Delivery System <MAILER-DAEMON@mx.company.com>\nTo: hello@company.com\n\
+        "From: Mail Delivery System <MAILER-DAEMON@mx.company.com>\nTo: {to}\n\
          Subject: Undelivered Mail Returned to Sender\nMessage-ID: <dsn{n}@mx.company.com>\n\
          Date: Fri, 27 Nov 2026 10:1{d}:00 +0000\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\n\
          Content-Type: multipart/report; report-type=delivery-status; boundary=\"b{n}\"\n\n\
