@@ -545,13 +545,24 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         write(d.path(), "sequences/welcome.toml", SEQ);
         write(d.path(), "templates/hello.txt", "Hello {{ lead.name }}\n");
-        write(d.path(), "templates/handoff.txt", "{{ lead.nosuch.field }}\n");
+        write(
+            d.path(),
+            "templates/handoff.txt",
+            "{{ lead.nosuch.field }}\n",
+        );
         let mut p = Vec::new();
         load(settings(d.path()), &mut p);
         assert_eq!(p.len(), 1, "{p:?}");
         let msg = p[0].to_string();
-        assert!(msg.contains("message to Sales") && msg.contains("handoff.txt"), "{msg}");
-        write(d.path(), "templates/handoff.txt", "{{ lead.email }} wrote: {{ why }}\n");
+        assert!(
+            msg.contains("message to Sales") && msg.contains("handoff.txt"),
+            "{msg}"
+        );
+        write(
+            d.path(),
+            "templates/handoff.txt",
+            "{{ lead.email }} wrote: {{ why }}\n",
+        );
         let mut p = Vec::new();
         load(settings(d.path()), &mut p);
         assert!(p.is_empty(), "{p:?}");

@@ -286,9 +286,10 @@ async fn a_reply_is_handed_off_and_sales_answer_is_recorded_and_acted_on() {
          Date: Fri, 27 Nov 2026 12:00:00 +0000\n\nUnqualified: no budget\n\nThey will come back in Q3.\n\n\
          On Fri, leadloop wrote:\n> Lead: Jane Doe\n"
     ));
+    // `leads show` reads the lead, then its verdicts: wait for both to show the answer.
     let jane = wait_for(|| async {
         let v = lead_json(&s, "jane@acme.example").await;
-        (!v["verdict"].is_null()).then_some(v)
+        (!v["verdict"].is_null() && v["status"] != "engaged").then_some(v)
     })
     .await;
     assert_eq!(jane["status"], "unqualified", "{jane}");
@@ -697,4 +698,69 @@ async fn customer_enrolls_retention_and_nurture_enrolls_the_named_sequence() {
         &["leads", "verdict", "nia@acme.example", "maybe"],
     );
     assert_ne!(code, 0, "a verdict that is not one is refused");
+}
+
+/// What a lead writes reaches Sales' inbox, so the hand-off is built to be inert and short: a
+/// 5 MB reply with 10,000 quoted lines, an HTML part with a script and a remote image, and a
+/// display name that decodes to a line break and a Bcc header give a hand-off of a few
+/// kilobytes with none of it active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_reply_gives_a_short_inert_hand_off() {
+    let s = Loop::start().await;
+    let store = s.store().await;
+    let (shutdown, daemon) = s.daemon();
+
+    s.append(&inquiry("Eve <eve@evil.example>", "q11@evil.example"));
+    let step_a = step_sent(&store, "eve@evil.example").await;
+    let mut text = String::from("Call me.\n");
+    for i in 0..2_000 {
+        text.push_str(&format!("line {i} {}\n", "x".repeat(2_400)));
+    }
+    text.push_str("\nOn Fri, Team wrote:\n");
+    for i in 0..10_000 {
+        text.push_str(&format!("> quoted line {i}\n"));
+    }
+    let html = "<html><body><script>alert(1)</script><img src=\"http://tracker.example/p.gif\">\
+                <p onclick=\"x()\">Hi</p></body></html>";
+    s.append(&format!(
+        "From: =?utf-8?q?Eve=0D=0ABcc=3A_x=40evil=2Eexample?= <eve@evil.example>\n\
+         To: leads@company.com\nSubject: Re: Welcome\nMessage-ID: <r11@evil.example>\n\
+         In-Reply-To: <{step_a}>\nDate: Fri, 27 Nov 2026 11:00:00 +0000\nMIME-Version: 1.0\n\
+         Content-Type: multipart/alternative; boundary=\"alt\"\n\n\
+         --alt\nContent-Type: text/plain; charset=utf-8\n\n{text}\n\
+         --alt\nContent-Type: text/html; charset=utf-8\n\n{html}\n--alt--\n"
+    ));
+    let handoff = s.received_for("sales@company.com", 1).await.remove(0);
+    assert!(handoff.len() < 64 * 1024, "{} bytes", handoff.len());
+    let head = handoff.split("\n\n").next().unwrap_or_default();
+    assert!(
+        !head
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("bcc")),
+        "{head}"
+    );
+    let parsed = mail_parser::MessageParser::default()
+        .parse(handoff.as_bytes())
+        .expect("the hand-off parses");
+    assert_eq!(
+        parsed
+            .to()
+            .and_then(|t| t.first())
+            .and_then(|a| a.address()),
+        Some("sales@company.com")
+    );
+    let text = parsed.body_text(0).expect("a text part");
+    assert!(text.contains("Call me."), "{text}");
+    assert!(!text.contains("quoted line 9999"), "quotes are not shown");
+    assert!(
+        text.contains("more lines not shown"),
+        "the rest is cut, and said so"
+    );
+    let html = parsed.body_html(0).expect("an HTML part");
+    for active in ["<script", "<img", "http://tracker", "onclick"] {
+        assert!(!html.contains(active), "{active} in {html}");
+    }
+
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
 }
