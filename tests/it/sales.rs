@@ -764,3 +764,125 @@ async fn a_hostile_reply_gives_a_short_inert_hand_off() {
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
 }
+
+/// Routing and hot triggers, through `run --once` on a Maildir: leads from a routed domain go
+/// to the route's owners in turn (round robin), the rest to the default owner, forwards to the
+/// colleague who forwarded them; a hot form hands its lead off at once, a lead that is not hot
+/// is not handed off, and a second hot message within the interval gives no second hand-off.
+#[tokio::test]
+async fn owners_are_routed_and_hot_leads_are_handed_off_at_once() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_sequences(dir.path());
+    let config = ConfigFile::new(dir.path(), &db.url)
+        .maildir("inbox")
+        .raw(&format!(
+            "[identity]\naddresses = [\"leads@company.com\"]\ndomains = [\"company.com\"]\n\n\
+             [handoff]\ndefault_owner = \"sales@company.com\"\nfields = {{ \"Budget\" = \"^[0-9]{{5,}}$\" }}\n\n\
+             [[form]]\nname = \"quote\"\nfrom = [\"wordpress@company.com\"]\nsubject_contains = [\"New quote request\"]\n\
+             email_fields = [\"Email\"]\nname_fields = [\"Name\"]\n\n\
+             [[route]]\nname = \"germany\"\ndomains = [\"*.de\"]\nowners = [\"anna@company.com\", \"ben@company.com\"]\n\n\
+             [sequences]\ndir = {:?}\ntemplates = {:?}\ninbox = \"leads@company.com\"\n\n\
+             [[sender]]\nname = \"team\"\naddress = \"hello@company.com\"\n\n\
+             [smtp]\ntransport = \"file:{}\"\n",
+            dir.path().join("sequences").display().to_string(),
+            dir.path().join("templates").display().to_string(),
+            dir.path().join("outbox").display(),
+        ))
+        .write();
+    let inbox = dir.path().join("inbox/new");
+    let put = |name: &str, raw: String| std::fs::write(inbox.join(name), raw).unwrap();
+    put("1", inquiry("Udo <udo@firma.de>", "d1@firma.de"));
+    put("2", inquiry("Uta <uta@werk.de>", "d2@werk.de"));
+    put("3", inquiry("Ugo <ugo@ditta.de>", "d3@ditta.de"));
+    put("4", inquiry("Pat <pat@acme.example>", "d4@acme.example"));
+    put(
+        "5",
+        "From: WordPress <wordpress@company.com>\nTo: leads@company.com\nSubject: New quote request\n\
+         Message-ID: <d5@company.com>\nDate: Fri, 27 Nov 2026 10:00:00 +0000\n\n\
+         Name: Rich Rao\nEmail: rich@bigco.example\nBudget: 250000\n"
+            .to_owned(),
+    );
+    put(
+        "6",
+        "From: Kim <kim@company.com>\nTo: leads@company.com\nSubject: Fwd: Question\n\
+         Message-ID: <d6@company.com>\nDate: Fri, 27 Nov 2026 10:00:00 +0000\n\n\
+         ---------- Forwarded message ---------\nFrom: Fay <fay@shop.example>\n\
+         Date: Thu, 26 Nov 2026 at 09:00\nSubject: Question\nTo: <kim@company.com>\n\n\
+         Do you ship to Norway?\n"
+            .to_owned(),
+    );
+    let (code, out) = crate::support::run_cli(&config, &["run", "--once"]);
+    assert_eq!(code, 0, "{out}");
+    let owner = |email: &str| {
+        let (_, out) = crate::support::run_cli(&config, &["leads", "show", email, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["owner"].as_str().map(str::to_owned)
+    };
+    let german: Vec<Option<String>> = ["udo@firma.de", "uta@werk.de", "ugo@ditta.de"]
+        .iter()
+        .map(|e| owner(e))
+        .collect();
+    let anna = Some("anna@company.com".to_owned());
+    let ben = Some("ben@company.com".to_owned());
+    assert_eq!(
+        german.iter().filter(|o| **o == anna).count(),
+        2,
+        "{german:?}"
+    );
+    assert_eq!(
+        german.iter().filter(|o| **o == ben).count(),
+        1,
+        "{german:?}"
+    );
+    assert_eq!(
+        owner("pat@acme.example").as_deref(),
+        Some("sales@company.com")
+    );
+    assert_eq!(
+        owner("fay@shop.example").as_deref(),
+        Some("kim@company.com")
+    );
+
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    let handoffs = outbox_to(&store, "sales@company.com").await;
+    assert_eq!(handoffs.len(), 1, "only Rich is hot: {handoffs:?}");
+    assert_eq!(handoffs[0].state, OutboxState::Sent);
+    let rich = lead_json_at(&config, "rich@bigco.example");
+    assert!(
+        rich["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "handoff"
+                && e["detail"]["why"].as_str().unwrap_or("").contains("Budget")),
+        "{rich}"
+    );
+
+    // Rich writes again at once: hot again, but within the interval: no second hand-off.
+    put(
+        "7",
+        "From: WordPress <wordpress@company.com>\nTo: leads@company.com\nSubject: New quote request\n\
+         Message-ID: <d7@company.com>\nDate: Fri, 27 Nov 2026 10:05:00 +0000\n\n\
+         Name: Rich Rao\nEmail: rich@bigco.example\nBudget: 300000\n"
+            .to_owned(),
+    );
+    let (code, out) = crate::support::run_cli(&config, &["run", "--once"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(outbox_to(&store, "sales@company.com").await.len(), 1);
+    let rich = lead_json_at(&config, "rich@bigco.example");
+    assert!(
+        rich["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "handoff" && e["detail"]["state"] == "skipped"),
+        "{rich}"
+    );
+}
+
+fn lead_json_at(config: &Path, email: &str) -> serde_json::Value {
+    let (code, out) = crate::support::run_cli(config, &["leads", "show", email, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    serde_json::from_str(out.trim()).expect("leads show --json is JSON")
+}
