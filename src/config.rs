@@ -717,8 +717,7 @@ impl Config {
             }
         }
         let smtp = raw.smtp.map(|smtp| check_smtp(&mut ck, smtp, &dir));
-        let envelope_from = smtp.as_ref().and_then(|s| s.envelope_from.clone());
-        let verp = smtp.as_ref().is_some_and(|s| s.verp);
+
         let settings = raw.sequences.map(|seq| {
             let fallback_inbox = match &source {
                 Some(SourceConfig::Imap(imap)) => EmailAddress::parse(&imap.user).ok(),
@@ -732,8 +731,7 @@ impl Config {
                 fallback_inbox,
                 &policy,
                 &senders,
-                envelope_from.clone(),
-                verp,
+                smtp.as_ref(),
             )
         });
 
@@ -1078,8 +1076,7 @@ fn check_sequences(
     fallback_inbox: Option<EmailAddress>,
     policy: &Policy,
     senders: &[Sender],
-    envelope_from: Option<EmailAddress>,
-    verp: bool,
+    smtp: Option<&SmtpConfig>,
 ) -> sequence::Settings {
     let span = seq.span();
     let seq = seq.into_inner();
@@ -1114,8 +1111,8 @@ fn check_sequences(
         reply_to_token: seq.reply_to_token,
         policy: policy.clone(),
         senders: senders.to_vec(),
-        envelope_from,
-        verp,
+        envelope_from: smtp.and_then(|s| s.envelope_from.clone()),
+        verp: smtp.is_some_and(|s| s.verp),
     }
 }
 

@@ -110,6 +110,18 @@ fn person(email: &EmailAddress) -> Person {
     }
 }
 
+/// A duration as a person says it: `7 days`, `36 hours`, `90 minutes`.
+fn spoken(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = match s {
+        _ if s >= 86_400 && s.is_multiple_of(86_400) => (s / 86_400, "day"),
+        _ if s >= 3_600 && s.is_multiple_of(3_600) => (s / 3_600, "hour"),
+        _ if s >= 60 && s.is_multiple_of(60) => (s / 60, "minute"),
+        _ => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 /// `std::time::Duration` as a chrono duration, saturating.
 fn span(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
@@ -525,7 +537,7 @@ impl Actions {
         *count += 1;
         let limit = self.settings.soft_bounce_limit.max(1);
         if *count == limit {
-            let window = humantime::format_duration(self.settings.soft_bounce_window);
+            let window = spoken(self.settings.soft_bounce_window);
             dead(
                 format!("{count} soft bounces within {window} (last {status})"),
                 push,
@@ -579,7 +591,7 @@ impl Actions {
             );
             return;
         };
-        match self.verdict_changes(&email, &verdict, by.as_str(), "mail", now) {
+        match self.verdict_changes(&verdict, by.as_str(), "mail", now) {
             Ok(list) => {
                 for change in list {
                     push(&email, change);
@@ -589,7 +601,7 @@ impl Actions {
         }
     }
 
-    /// What a verdict on the lead `email` changes: the verdict recorded, then its status and
+    /// What a verdict on a lead changes: the verdict recorded, then its status and
     /// the sequences entered on it, a pause, a sequence, an owner. `Err` explains a verdict
     /// that cannot be acted on (a sequence that does not exist).
     ///
@@ -597,13 +609,11 @@ impl Actions {
     /// The verdict names a sequence there is none of; the text says which exist.
     pub fn verdict_changes(
         &self,
-        email: &EmailAddress,
         verdict: &Verdict,
         by: &str,
         source: &'static str,
         now: DateTime<Utc>,
     ) -> Result<Vec<Change>, String> {
-        let _ = email;
         let mut out = vec![Change::Verdict {
             verdict: verdict.clone(),
             by: by.to_owned(),

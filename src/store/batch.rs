@@ -13,6 +13,7 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 use tracing::instrument;
 
+use super::sales::{Notification, Origin};
 use super::{
     Backend, EnrollRule, ROWS_PER_STATEMENT, Store, StoreError, Suppression, millis, outbox,
     params, values_list,
@@ -449,21 +450,23 @@ impl Store {
                 }
                 Change::NotNow { until } => self.not_now_in(tx, lead, *until, now).await?,
                 Change::Handoff { why } => {
-                    self.queue_handoff_in(tx, lead, HandoffKind::Handoff, None, why, key(c), now)
-                        .await?;
+                    let n = Notification {
+                        kind: HandoffKind::Handoff,
+                        recipient: None,
+                        why,
+                        inbound_key: key(c),
+                    };
+                    self.queue_handoff_in(tx, lead, n, now).await?;
                     applied.notifications += 1;
                 }
                 Change::Explain { to, problem } => {
-                    self.queue_handoff_in(
-                        tx,
-                        lead,
-                        HandoffKind::Explain,
-                        Some(to.as_str()),
-                        problem,
-                        key(c),
-                        now,
-                    )
-                    .await?;
+                    let n = Notification {
+                        kind: HandoffKind::Explain,
+                        recipient: Some(to.as_str()),
+                        why: problem,
+                        inbound_key: key(c),
+                    };
+                    self.queue_handoff_in(tx, lead, n, now).await?;
                     applied.notifications += 1;
                 }
                 Change::Verdict {
@@ -471,7 +474,12 @@ impl Store {
                     by,
                     source,
                 } => {
-                    self.record_verdict_in(tx, lead, verdict, by, source, key(c), now)
+                    let origin = Origin {
+                        by,
+                        source,
+                        inbound_key: key(c),
+                    };
+                    self.record_verdict_in(tx, lead, verdict, origin, now)
                         .await?;
                 }
                 Change::Enroll { rule, by } => {

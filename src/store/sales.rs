@@ -111,6 +111,30 @@ pub struct VerdictEntry {
     pub source: String,
 }
 
+/// Who gave a verdict, how, and in answer to which message.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin<'a> {
+    /// The Sales address, or `cli:USER`.
+    pub by: &'a str,
+    /// `mail` or `cli`.
+    pub source: &'a str,
+    /// The answer's dedupe key, for a verdict by mail.
+    pub inbound_key: Option<&'a str>,
+}
+
+/// A notification to queue: what, to whom (explanations), why, and the message behind it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Notification<'a> {
+    /// Hand-off or explanation.
+    pub kind: HandoffKind,
+    /// For an explanation: the Sales person.
+    pub recipient: Option<&'a str>,
+    /// Why Sales is told, or what was not understood.
+    pub why: &'a str,
+    /// The message that caused it.
+    pub inbound_key: Option<&'a str>,
+}
+
 /// The text form of a verdict's target, as stored.
 fn target_text(t: &VerdictTarget) -> String {
     match t {
@@ -349,15 +373,13 @@ impl Store {
         Ok(applied.enrolled)
     }
 
-    /// Records Sales' verdict on the lead with this address.
+    /// Records Sales' verdict on the lead with this address, as `origin` gave it.
     pub(super) async fn record_verdict_in(
         &self,
         tx: &mut Tx,
         lead: &str,
         verdict: &Verdict,
-        by: &str,
-        source: &str,
-        inbound_key: Option<&str>,
+        origin: Origin<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let target = verdict.target.as_ref().map(target_text);
@@ -369,9 +391,9 @@ impl Store {
         .bind(verdict.reason.as_deref())
         .bind(verdict.comment.as_deref())
         .bind(target.as_deref())
-        .bind(by)
-        .bind(source)
-        .bind(inbound_key)
+        .bind(origin.by)
+        .bind(origin.source)
+        .bind(origin.inbound_key)
         .bind(millis(now))
         .bind(lead)
         .execute(&mut **tx)
@@ -381,8 +403,8 @@ impl Store {
             "reason": verdict.reason,
             "comment": verdict.comment,
             "target": target,
-            "by": by,
-            "source": source,
+            "by": origin.by,
+            "source": origin.source,
         });
         event_in(tx, lead, "verdict", &detail, now).await
     }
@@ -582,20 +604,17 @@ impl Store {
         &self,
         tx: &mut Tx,
         lead: &str,
-        kind: HandoffKind,
-        recipient: Option<&str>,
-        why: &str,
-        inbound_key: Option<&str>,
+        n: Notification<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO handoffs (lead_id, kind, recipient, why, inbound_key, state, created_at, updated_at) \
              SELECT id, $1, $2, $3, $4, 'pending', $5, $5 FROM leads WHERE email = $6",
         )
-        .bind(kind.as_str())
-        .bind(recipient)
-        .bind(why)
-        .bind(inbound_key)
+        .bind(n.kind.as_str())
+        .bind(n.recipient)
+        .bind(n.why)
+        .bind(n.inbound_key)
         .bind(millis(now))
         .bind(lead)
         .execute(&mut **tx)

@@ -529,9 +529,10 @@ async fn out_of_office_pauses_and_bounces_suppress() {
     .await;
     assert_eq!(vera["suppressed"], true);
     s.append(&dsn("sid@acme.example", "4.2.2", "delayed", "none", 13));
+    // `leads show` reads the lead, then the suppression list: wait for both.
     let sid = wait_for(|| async {
         let v = lead_json(&s, "sid@acme.example").await;
-        (v["suppressed"] == true).then_some(v)
+        (v["suppressed"] == true && v["status"] == "bounced").then_some(v)
     })
     .await;
     assert_eq!(sid["status"], "bounced", "{sid}");
