@@ -699,6 +699,34 @@ async fn customer_enrolls_retention_and_nurture_enrolls_the_named_sequence() {
         &["leads", "verdict", "nia@acme.example", "maybe"],
     );
     assert_ne!(code, 0, "a verdict that is not one is refused");
+
+    // `not now` with nothing running: the last sequence starts again on the day.
+    let (code, out) = crate::support::run_cli(
+        &s.config_path,
+        &[
+            "leads",
+            "verdict",
+            "nia@acme.example",
+            "not now: until 1 June 2027",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let nia = lead_json(&s, "nia@acme.example").await;
+    let again = nia["enrollments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["state"] == "active")
+        .unwrap_or_else(|| panic!("{nia}"));
+    assert_eq!(again["sequence"], "webinar");
+    assert!(
+        again["paused_until"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("2027-06-01")),
+        "{again}"
+    );
+    assert_eq!(nia["verdict"]["verdict"], "not_now");
+    assert_eq!(nia["status"], "qualified", "not now keeps the status");
 }
 
 /// What a lead writes reaches Sales' inbox, so the hand-off is built to be inert and short: a
