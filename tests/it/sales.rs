@@ -451,9 +451,17 @@ async fn out_of_office_pauses_and_bounces_suppress() {
          Date: Fri, 27 Nov 2026 10:05:00 +0000\n\n\
          I am out of the office until 14 December 2026 with limited access to email.\n"
     ));
+    // `leads show` reads the lead, its timeline and its enrollments one after the other: wait
+    // until all show the pause.
+    let paused = |v: &serde_json::Value| {
+        !v["enrollments"][0]["paused_until"].is_null()
+            && v["timeline"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|e| e["kind"] == "paused"))
+    };
     let olga = wait_for(|| async {
         let v = lead_json(&s, "olga@acme.example").await;
-        (!v["enrollments"][0]["paused_until"].is_null()).then_some(v)
+        paused(&v).then_some(v)
     })
     .await;
     assert_eq!(olga["status"], "new", "an out-of-office is no reply");
