@@ -66,6 +66,16 @@ pub struct Round {
     pub failed: usize,
 }
 
+/// What became of one pending notification in this worker.
+enum Handled {
+    /// This worker recorded its outcome.
+    Settled(HandoffOutcome),
+    /// Another worker recorded one first.
+    Taken,
+    /// It could not be rendered; it stays pending.
+    Unrendered,
+}
+
 /// `inbox+TAG@domain`.
 fn plus_address(inbox: &EmailAddress, tag: &str) -> Option<EmailAddress> {
     let base = inbox.without_tag();
@@ -116,15 +126,17 @@ impl Worker {
             for p in pending {
                 let span = info_span!("handoff", id = p.id, kind = %p.kind, lead = %p.lead_id);
                 match self.handle(&p, now).instrument(span).await? {
-                    Some(HandoffOutcome::Queued(_)) => {
+                    Handled::Settled(HandoffOutcome::Queued(_)) => {
                         total.queued += 1;
                         progress = true;
                     }
-                    Some(HandoffOutcome::Skipped(_)) => {
+                    Handled::Settled(HandoffOutcome::Skipped(_)) => {
                         total.skipped += 1;
                         progress = true;
                     }
-                    None => total.failed += 1,
+                    // Another worker settled it first: it is done, by them.
+                    Handled::Taken => progress = true,
+                    Handled::Unrendered => total.failed += 1,
                 }
             }
             if usize::try_from(BATCH).is_ok_and(|b| n < b) || !progress {
@@ -160,36 +172,42 @@ impl Worker {
         }
     }
 
-    /// Renders one notification and records its outcome; `None` when it could not be
-    /// rendered (it stays pending, and the error is logged).
-    async fn handle(
-        &self,
-        p: &PendingHandoff,
-        now: DateTime<Utc>,
-    ) -> Result<Option<HandoffOutcome>, StoreError> {
+    /// Renders one notification and records its outcome.
+    async fn handle(&self, p: &PendingHandoff, now: DateTime<Utc>) -> Result<Handled, StoreError> {
         let leads = self.store.leads_by_id(&[p.lead_id]).await?;
         let Some(lead) = leads.get(&p.lead_id) else {
             let outcome = HandoffOutcome::Skipped("the lead no longer exists".into());
-            self.store.finish_handoff(p, &outcome, now).await?;
-            return Ok(Some(outcome));
+            return self.settle(p, outcome, now).await;
         };
         let outcome = match p.kind {
             HandoffKind::Handoff => self.handoff(p, lead, now).await?,
             HandoffKind::Explain => self.explanation(p, lead, now).await?,
         };
-        let outcome = match outcome {
-            Ok(o) => o,
+        match outcome {
+            Ok(o) => self.settle(p, o, now).await,
             Err(e) => {
                 error!(error = %e, "cannot render the notification; it waits until the templates are fixed");
-                return Ok(None);
+                Ok(Handled::Unrendered)
             }
-        };
+        }
+    }
+
+    /// Records the outcome, unless another worker settled the notification first.
+    async fn settle(
+        &self,
+        p: &PendingHandoff,
+        outcome: HandoffOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, StoreError> {
+        if !self.store.finish_handoff(p, &outcome, now).await? {
+            debug!("another worker settled it first");
+            return Ok(Handled::Taken);
+        }
         match &outcome {
             HandoffOutcome::Queued(m) => info!(to = %m.recipient, "queued"),
             HandoffOutcome::Skipped(why) => debug!(why, "skipped"),
         }
-        self.store.finish_handoff(p, &outcome, now).await?;
-        Ok(Some(outcome))
+        Ok(Handled::Settled(outcome))
     }
 
     /// The lead card for the lead's owner, unless one went out within the interval.

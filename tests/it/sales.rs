@@ -923,3 +923,66 @@ fn lead_json_at(config: &Path, email: &str) -> serde_json::Value {
     assert_eq!(code, 0, "{out}");
     serde_json::from_str(out.trim()).expect("leads show --json is JSON")
 }
+
+/// Two daemons' hand-off workers on one database never enqueue one notification twice: the
+/// queue row is taken in the transaction that enqueues its message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_enqueue_each_hand_off_once() {
+    use leadloop::actions::handoff::{TemplateSource, Worker};
+    use leadloop::actions::{Actions, Settings};
+    use leadloop::render::{SenderData, Templates};
+    use leadloop::store::{Change, LeadChange};
+
+    struct NoTemplates(Templates);
+    impl TemplateSource for NoTemplates {
+        fn templates(&self) -> &Templates {
+            &self.0
+        }
+    }
+
+    let (store, _db) = crate::support::test_store().await;
+    let emails: Vec<String> = (0..40).map(|i| format!("lead{i}@acme.example")).collect();
+    crate::support::seed_leads(&store, &emails).await;
+    let owner = EmailAddress::parse("sales@company.com").unwrap();
+    let changes: Vec<LeadChange> = emails
+        .iter()
+        .map(|e| LeadChange {
+            record: 0,
+            lead: EmailAddress::parse(e).unwrap(),
+            change: Change::Handoff { why: "test".into() },
+        })
+        .collect();
+    store
+        .apply_lead_changes(&changes, Utc::now())
+        .await
+        .unwrap();
+    let mut settings = Settings::default();
+    settings.routing.default_owner = Some(owner.clone());
+    let actions = Arc::new(Actions::new(settings, Vec::new(), Vec::new(), Vec::new()));
+    let worker = || {
+        Worker::new(
+            store.clone(),
+            Arc::clone(&actions),
+            Arc::new(NoTemplates(Templates::empty())),
+            SenderData {
+                name: "team".into(),
+                address: EmailAddress::parse("hello@company.com").unwrap(),
+                display_name: None,
+            },
+            None,
+            EmailAddress::parse("leads@company.com").unwrap(),
+        )
+    };
+    let (a, b) = (worker(), worker());
+    let now = Utc::now();
+    let (ra, rb) = tokio::join!(a.run_pending(now), b.run_pending(now));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.queued + rb.queued, 40, "{ra:?} {rb:?}");
+    let queued = outbox_to(&store, "sales@company.com").await;
+    assert_eq!(queued.len(), 40);
+    let mut ids: Vec<String> = queued.iter().map(|e| e.message_id.to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "one message per hand-off");
+    assert!(store.pending_handoffs(10).await.unwrap().is_empty());
+}
