@@ -65,6 +65,9 @@ pub struct SmtpConfig {
     /// Envelope sender (`MAIL FROM`, where bounces go) for messages that do not name one;
     /// `None` means the message's From address.
     pub envelope_from: Option<EmailAddress>,
+    /// Sequence mail goes out with a per-enrollment envelope sender
+    /// (`bounces+bounce-TOKEN@…`), so any bounce names the lead it is about.
+    pub verp: bool,
     /// Parallel connections (each has at most one message in flight).
     pub connections: u32,
     /// Longest wait for the server at each step of a conversation.
@@ -376,6 +379,7 @@ struct RawSmtp {
     password_file: Option<String>,
     password_credential: Option<String>,
     envelope_from: Option<Spanned<String>>,
+    verp: Option<bool>,
     connections: Option<Spanned<u32>>,
     timeout: Option<Spanned<String>>,
     retry_initial: Option<Spanned<String>>,
@@ -713,7 +717,7 @@ impl Config {
             }
         }
         let smtp = raw.smtp.map(|smtp| check_smtp(&mut ck, smtp, &dir));
-        let envelope_from = smtp.as_ref().and_then(|s| s.envelope_from.clone());
+
         let settings = raw.sequences.map(|seq| {
             let fallback_inbox = match &source {
                 Some(SourceConfig::Imap(imap)) => EmailAddress::parse(&imap.user).ok(),
@@ -727,7 +731,7 @@ impl Config {
                 fallback_inbox,
                 &policy,
                 &senders,
-                envelope_from.clone(),
+                smtp.as_ref(),
             )
         });
 
@@ -1072,7 +1076,7 @@ fn check_sequences(
     fallback_inbox: Option<EmailAddress>,
     policy: &Policy,
     senders: &[Sender],
-    envelope_from: Option<EmailAddress>,
+    smtp: Option<&SmtpConfig>,
 ) -> sequence::Settings {
     let span = seq.span();
     let seq = seq.into_inner();
@@ -1107,7 +1111,8 @@ fn check_sequences(
         reply_to_token: seq.reply_to_token,
         policy: policy.clone(),
         senders: senders.to_vec(),
-        envelope_from,
+        envelope_from: smtp.and_then(|s| s.envelope_from.clone()),
+        verp: smtp.is_some_and(|s| s.verp),
     }
 }
 
@@ -1315,6 +1320,7 @@ fn check_smtp(ck: &mut Checker<'_>, smtp: Spanned<RawSmtp>, dir: &Path) -> SmtpC
     SmtpConfig {
         transport,
         envelope_from,
+        verp: smtp.verp.unwrap_or(false),
         connections: ck.positive_u32(smtp.connections.as_ref(), "smtp.connections", 4),
         timeout: ck.duration(
             smtp.timeout.as_ref(),

@@ -189,7 +189,8 @@ impl TemplateSource for CatalogTemplates {
 /// address). `None`, with a warning, when there is nobody to send as.
 pub fn handoff_worker(config: &Config, store: Store, actions: Arc<Actions>) -> Option<Worker> {
     let settings = actions.settings();
-    if !settings.handoff.enabled {
+    // Without [smtp] nothing leaves: notifications wait, queued, until it is configured.
+    if !settings.handoff.enabled || config.smtp.is_none() {
         return None;
     }
     let sender = match &settings.handoff.sender {

@@ -72,8 +72,12 @@ struct Known {
 }
 
 impl Known {
+    /// The lead with this address or alias (also when the address is a lead's own address
+    /// that was found through one of its aliases).
     fn lead_by_address(&self, a: &EmailAddress) -> Option<&KnownLead> {
-        self.by_address.get(a.as_str())
+        self.by_address
+            .get(a.as_str())
+            .or_else(|| self.by_id.values().find(|l| l.email == *a))
     }
 
     fn lead(&self, id: LeadId) -> Option<&KnownLead> {
@@ -104,6 +108,18 @@ fn person(email: &EmailAddress) -> Person {
         company: None,
         phone: None,
     }
+}
+
+/// A duration as a person says it: `7 days`, `36 hours`, `90 minutes`.
+fn spoken(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = match s {
+        _ if s >= 86_400 && s.is_multiple_of(86_400) => (s / 86_400, "day"),
+        _ if s >= 3_600 && s.is_multiple_of(3_600) => (s / 3_600, "hour"),
+        _ if s >= 60 && s.is_multiple_of(60) => (s / 60, "minute"),
+        _ => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 /// `std::time::Duration` as a chrono duration, saturating.
@@ -164,6 +180,9 @@ impl Actions {
                     change,
                 });
             };
+            if c.kind == MessageKind::Inquiry {
+                Self::known_writer(c, &known);
+            }
             match c.kind {
                 MessageKind::Inquiry | MessageKind::Form | MessageKind::Forward => {
                     self.new_lead(c, &mut push);
@@ -199,7 +218,8 @@ impl Actions {
                 | MessageKind::Unsubscribe
                 | MessageKind::Autoreply
                 | MessageKind::Feedback
-                | MessageKind::Bounce => {}
+                | MessageKind::Bounce
+                | MessageKind::Inquiry => {}
                 _ => continue,
             }
             if let Some(p) = &c.lead {
@@ -252,11 +272,43 @@ impl Actions {
         Ok(known)
     }
 
+    /// An inquiry from an address leadloop knows: from an alias, it is about the lead the
+    /// alias belongs to; from a lead leadloop has written to, it is that lead answering (a
+    /// phone's mail app that drops In-Reply-To, a new message instead of a reply), so it is
+    /// recorded as a reply.
+    fn known_writer(c: &mut Classification, known: &Known) {
+        let Some(lead) = c
+            .lead
+            .as_ref()
+            .and_then(|p| known.lead_by_address(&p.email))
+        else {
+            return;
+        };
+        if let Some(p) = c.lead.as_mut()
+            && p.email != lead.email
+        {
+            c.evidence.push(format!(
+                "{} is an address of the lead {}",
+                p.email, lead.email
+            ));
+            p.email = lead.email.clone();
+        }
+        if lead.mailed {
+            c.evidence.push(
+                "reply: a lead leadloop has written to wrote again, without references".into(),
+            );
+            c.kind = MessageKind::Reply;
+        }
+    }
+
     /// A message that creates or updates a lead: its owner, and a hand-off when it is hot.
     fn new_lead(&self, c: &mut Classification, push: &mut impl FnMut(&EmailAddress, Change)) {
         let Some(lead) = c.lead.as_ref().map(|p| p.email.clone()) else {
             return;
         };
+        if let Some(alias) = &c.alias {
+            push(&lead, Change::Alias(alias.clone()));
+        }
         match self.settings.routing.assign(c) {
             Some(Assignment::Forwarder(_)) | None => {}
             Some(Assignment::Default(owner)) => c.owner = Some(owner),
@@ -485,7 +537,7 @@ impl Actions {
         *count += 1;
         let limit = self.settings.soft_bounce_limit.max(1);
         if *count == limit {
-            let window = humantime::format_duration(self.settings.soft_bounce_window);
+            let window = spoken(self.settings.soft_bounce_window);
             dead(
                 format!("{count} soft bounces within {window} (last {status})"),
                 push,
@@ -539,7 +591,7 @@ impl Actions {
             );
             return;
         };
-        match self.verdict_changes(&email, &verdict, by.as_str(), "mail", now) {
+        match self.verdict_changes(&verdict, by.as_str(), "mail", now) {
             Ok(list) => {
                 for change in list {
                     push(&email, change);
@@ -549,7 +601,7 @@ impl Actions {
         }
     }
 
-    /// What a verdict on the lead `email` changes: the verdict recorded, then its status and
+    /// What a verdict on a lead changes: the verdict recorded, then its status and
     /// the sequences entered on it, a pause, a sequence, an owner. `Err` explains a verdict
     /// that cannot be acted on (a sequence that does not exist).
     ///
@@ -557,13 +609,11 @@ impl Actions {
     /// The verdict names a sequence there is none of; the text says which exist.
     pub fn verdict_changes(
         &self,
-        email: &EmailAddress,
         verdict: &Verdict,
         by: &str,
         source: &'static str,
         now: DateTime<Utc>,
     ) -> Result<Vec<Change>, String> {
-        let _ = email;
         let mut out = vec![Change::Verdict {
             verdict: verdict.clone(),
             by: by.to_owned(),

@@ -34,8 +34,13 @@ pub enum Decision {
     Unsubscribe { lead: Person },
     /// A website form notification.
     Form(Submission),
-    /// A person wrote to us.
-    Inquiry { lead: Person, channel: String },
+    /// A person wrote to us; `alias` is another address of theirs (From, when Reply-To is
+    /// the lead's).
+    Inquiry {
+        lead: Person,
+        channel: String,
+        alias: Option<EmailAddress>,
+    },
 }
 
 /// A forwarded inquiry: the original sender (or the submitter of a forwarded form) is the
@@ -157,9 +162,14 @@ impl Decision {
                 c.form = Some(s.form);
                 c.fields = s.fields;
             }
-            Decision::Inquiry { lead, channel } => {
+            Decision::Inquiry {
+                lead,
+                channel,
+                alias,
+            } => {
                 c.lead = Some(lead);
                 c.channel = Some(channel);
+                c.alias = alias;
             }
         }
     }

@@ -213,6 +213,7 @@ fn classify_bytes(raw: &[u8], rules: &Rules, cut: bool, fixed: bool) -> Classifi
         original_text: None,
         verdict: None,
         text,
+        alias: None,
         sender,
         delivered_to,
     };

@@ -60,7 +60,7 @@ pub async fn verdict(
     verdict.comment = comment.filter(|c| !c.trim().is_empty());
     let actions = daemon::actions(config);
     let changes = actions
-        .verdict_changes(&lead.email, &verdict, &by(), "cli", now)
+        .verdict_changes(&verdict, &by(), "cli", now)
         .map_err(|problem| anyhow::anyhow!("{problem}"))?;
     let changes: Vec<LeadChange> = changes.into_iter().map(|c| change(&lead, c)).collect();
     store.apply_lead_changes(&changes, now).await?;

@@ -113,6 +113,10 @@ pub struct Classification {
     /// signature stripped), clipped to a few kilobytes: what a hand-off shows Sales.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Another address of the lead: the From of an inquiry whose Reply-To is the lead's.
+    /// Mail from it later reaches the same lead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<EmailAddress>,
     /// The sender's address (From), as the message gives it: who gave a Sales verdict.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sender: Option<EmailAddress>,
@@ -144,6 +148,7 @@ impl Classification {
             original_text: None,
             verdict: None,
             text: None,
+            alias: None,
             sender: None,
             delivered_to: None,
         }

@@ -52,6 +52,9 @@ pub struct Settings {
     /// `[smtp] envelope_from`: the envelope sender (`MAIL FROM`) of every message, when set;
     /// otherwise each message's From address.
     pub envelope_from: Option<EmailAddress>,
+    /// `[smtp] verp`: each enrollment's mail has its own envelope sender, a plus-address of
+    /// the envelope sender with `bounce-TOKEN`, so a bounce names its lead whatever its format.
+    pub verp: bool,
 }
 
 /// Every sequence with its templates, senders and policy, checked together.
@@ -80,6 +83,7 @@ impl Catalog {
                 policy: Policy::default(),
                 senders: Vec::new(),
                 envelope_from: None,
+                verp: false,
             },
         }
     }
@@ -319,6 +323,16 @@ pub fn load(settings: Settings, problems: &mut Vec<Problem>) -> Catalog {
     // not at 3 a.m.; only when nothing else is wrong, so one mistake is not reported twice.
     if problems.len() == before {
         try_on_the_sample_lead(&catalog, &spans, problems);
+        // The hand-off and explanation templates, the user's where there are any, render
+        // against sample data too: a broken override is found here, not when a lead replies.
+        for e in catalog.templates.check_sales_templates() {
+            problems.push(problem(
+                &catalog.settings.templates,
+                None,
+                "template",
+                format!("message to Sales: {e}"),
+            ));
+        }
     }
     catalog
 }
@@ -492,6 +506,7 @@ mod tests {
                 per_day: None,
             }],
             envelope_from: None,
+            verp: false,
         }
     }
 
@@ -523,6 +538,34 @@ mod tests {
         let c = load(settings(d.path()), &mut p);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(c.enroll_rules()[0].sequence, "welcome");
+    }
+
+    #[test]
+    fn check_renders_the_users_hand_off_template_against_sample_data() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "sequences/welcome.toml", SEQ);
+        write(d.path(), "templates/hello.txt", "Hello {{ lead.name }}\n");
+        write(
+            d.path(),
+            "templates/handoff.txt",
+            "{{ lead.nosuch.field }}\n",
+        );
+        let mut p = Vec::new();
+        load(settings(d.path()), &mut p);
+        assert_eq!(p.len(), 1, "{p:?}");
+        let msg = p[0].to_string();
+        assert!(
+            msg.contains("message to Sales") && msg.contains("handoff.txt"),
+            "{msg}"
+        );
+        write(
+            d.path(),
+            "templates/handoff.txt",
+            "{{ lead.email }} wrote: {{ why }}\n",
+        );
+        let mut p = Vec::new();
+        load(settings(d.path()), &mut p);
+        assert!(p.is_empty(), "{p:?}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use super::{Catalog, Policy};
 use crate::diagnostics::error_chain;
-use crate::domain::{Lead, LeadId, MessageId, MessageKind, StepId};
+use crate::domain::{EmailAddress, Lead, LeadId, MessageId, MessageKind, StepId};
 use crate::store::{Enrollment, Outgoing, Settle, Store, StoreError, count_key};
 
 /// Enrollments claimed per transaction: small enough that a batch's rows, leads and outbox
@@ -199,12 +199,14 @@ pub fn decide(
                 lead_id: lead.id,
                 step_id: StepId::new(step.id.clone()),
                 from: sender.address.to_string(),
-                envelope_from: catalog
-                    .settings
-                    .envelope_from
-                    .as_ref()
-                    .unwrap_or(&sender.address)
-                    .to_string(),
+                envelope_from: envelope_sender(
+                    catalog
+                        .settings
+                        .envelope_from
+                        .as_ref()
+                        .unwrap_or(&sender.address),
+                    catalog.settings.verp.then_some(e.token.as_str()),
+                ),
                 recipient: rendered.to.to_string(),
                 message_id: MessageId::new(rendered.message_id),
                 raw: rendered.bytes,
@@ -214,6 +216,18 @@ pub fn decide(
             due: next.map(|n| n.delay.after(now, tz)),
             counts: budgets.into_iter().map(|b| (b.key, b.bucket)).collect(),
         };
+    }
+}
+
+/// The envelope sender (`MAIL FROM`) of a step: `base`, or with VERP (`token` given) its
+/// plus-address `local+bounce-TOKEN@domain`, where bounces name the enrollment they are about.
+fn envelope_sender(base: &EmailAddress, token: Option<&str>) -> String {
+    match token {
+        Some(t) => {
+            let b = base.without_tag();
+            format!("{}+bounce-{t}@{}", b.local_part(), b.domain())
+        }
+        None => base.to_string(),
     }
 }
 
@@ -489,6 +503,7 @@ on_status = ["customer"]
                     per_day: None,
                 }],
                 envelope_from: None,
+                verp: false,
             },
         }
     }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 use tracing::instrument;
 
+use super::sales::{Notification, Origin};
 use super::{
     Backend, EnrollRule, ROWS_PER_STATEMENT, Store, StoreError, Suppression, millis, outbox,
     params, values_list,
@@ -171,6 +172,15 @@ pub struct BatchOutcome {
     pub notifications: usize,
 }
 
+/// What [`Store::apply_changes_in`] did beyond its writes: what other tasks should look at.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Applied {
+    /// Notifications queued for the hand-off worker.
+    pub notifications: usize,
+    /// Enrollments made (the scheduler should look).
+    pub enrolled: usize,
+}
+
 /// The lead a batch creates or updates, merged over all its messages in the batch.
 #[derive(Debug, Clone)]
 struct LeadUpsert {
@@ -216,7 +226,7 @@ impl Store {
         if let Some(last_uid) = batch.last_uid {
             advance_cursor(&mut tx, batch, last_uid, now).await?;
         }
-        let notifications = self
+        let applied = self
             .apply_changes_in(&mut tx, batch.changes, batch.records, &new, batch.now)
             .await?;
         let enrolled = if batch.enroll.is_empty() || new_leads.is_empty() {
@@ -228,7 +238,7 @@ impl Store {
         tx.commit().await?;
         self.ingest_batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if notifications > 0 {
+        if applied.notifications > 0 {
             self.wake_handoffs();
         }
 
@@ -236,8 +246,8 @@ impl Store {
             recorded: inserted.len(),
             duplicates: batch.records.len() - inserted.len(),
             leads_touched: upserts.len(),
-            enrolled,
-            notifications,
+            enrolled: enrolled + applied.enrolled,
+            notifications: applied.notifications,
         })
     }
 
@@ -377,9 +387,10 @@ impl Store {
         records: &[InboundRecord],
         new: &[usize],
         now: DateTime<Utc>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<Applied, StoreError> {
+        let mut applied = Applied::default();
         if changes.is_empty() {
-            return Ok(0);
+            return Ok(applied);
         }
         let now_ms = millis(now);
         let new: HashSet<usize> = new.iter().copied().collect();
@@ -422,7 +433,6 @@ impl Store {
             leads.dedup();
             self.set_statuses_in(tx, &leads, status, now_ms).await?;
         }
-        let mut notifications = 0;
         for c in each {
             let lead = c.lead.as_str();
             match &c.change {
@@ -440,33 +450,42 @@ impl Store {
                 }
                 Change::NotNow { until } => self.not_now_in(tx, lead, *until, now).await?,
                 Change::Handoff { why } => {
-                    self.queue_handoff_in(tx, lead, HandoffKind::Handoff, None, why, key(c), now)
-                        .await?;
-                    notifications += 1;
+                    let n = Notification {
+                        kind: HandoffKind::Handoff,
+                        recipient: None,
+                        why,
+                        inbound_key: key(c),
+                    };
+                    self.queue_handoff_in(tx, lead, n, now).await?;
+                    applied.notifications += 1;
                 }
                 Change::Explain { to, problem } => {
-                    self.queue_handoff_in(
-                        tx,
-                        lead,
-                        HandoffKind::Explain,
-                        Some(to.as_str()),
-                        problem,
-                        key(c),
-                        now,
-                    )
-                    .await?;
-                    notifications += 1;
+                    let n = Notification {
+                        kind: HandoffKind::Explain,
+                        recipient: Some(to.as_str()),
+                        why: problem,
+                        inbound_key: key(c),
+                    };
+                    self.queue_handoff_in(tx, lead, n, now).await?;
+                    applied.notifications += 1;
                 }
                 Change::Verdict {
                     verdict,
                     by,
                     source,
                 } => {
-                    self.record_verdict_in(tx, lead, verdict, by, source, key(c), now)
+                    let origin = Origin {
+                        by,
+                        source,
+                        inbound_key: key(c),
+                    };
+                    self.record_verdict_in(tx, lead, verdict, origin, now)
                         .await?;
                 }
                 Change::Enroll { rule, by } => {
-                    self.enroll_one_in(tx, lead, rule, by, now).await?;
+                    if self.enroll_one_in(tx, lead, rule, by, now).await? {
+                        applied.enrolled += 1;
+                    }
                 }
                 Change::Owner { owner, by } => {
                     self.set_owner_in(tx, lead, owner.as_str(), false, by, now)
@@ -479,7 +498,7 @@ impl Store {
                 Change::EndEnrollments { .. } | Change::Suppress { .. } | Change::Status(_) => {}
             }
         }
-        Ok(notifications)
+        Ok(applied)
     }
 
     /// Sets the status of the leads with these addresses.
@@ -607,6 +626,8 @@ fn inbound_detail(c: &Classification) -> String {
     #[derive(Serialize)]
     struct Detail<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
+        alias: Option<&'a EmailAddress>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         bounce: Option<&'a Bounce>,
         #[serde(skip_serializing_if = "Option::is_none")]
         channel: Option<&'a str>,
@@ -629,6 +650,7 @@ fn inbound_detail(c: &Classification) -> String {
         text: Option<&'a str>,
     }
     serde_json::to_string(&Detail {
+        alias: c.alias.as_ref(),
         bounce: c.bounce.as_ref(),
         channel: c.channel.as_deref(),
         evidence: &c.evidence,

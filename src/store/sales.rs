@@ -35,6 +35,8 @@ pub struct KnownLead {
     pub owner: Option<String>,
     /// Its status.
     pub status: LeadStatus,
+    /// Whether leadloop has sent it a message (a step accepted by the server).
+    pub mailed: bool,
 }
 
 /// One of our messages, found by its Message-ID.
@@ -109,6 +111,30 @@ pub struct VerdictEntry {
     pub source: String,
 }
 
+/// Who gave a verdict, how, and in answer to which message.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin<'a> {
+    /// The Sales address, or `cli:USER`.
+    pub by: &'a str,
+    /// `mail` or `cli`.
+    pub source: &'a str,
+    /// The answer's dedupe key, for a verdict by mail.
+    pub inbound_key: Option<&'a str>,
+}
+
+/// A notification to queue: what, to whom (explanations), why, and the message behind it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Notification<'a> {
+    /// Hand-off or explanation.
+    pub kind: HandoffKind,
+    /// For an explanation: the Sales person.
+    pub recipient: Option<&'a str>,
+    /// Why Sales is told, or what was not understood.
+    pub why: &'a str,
+    /// The message that caused it.
+    pub inbound_key: Option<&'a str>,
+}
+
 /// The text form of a verdict's target, as stored.
 fn target_text(t: &VerdictTarget) -> String {
     match t {
@@ -136,8 +162,12 @@ fn known_lead_from_row(r: &AnyRow) -> Result<KnownLead, StoreError> {
             .get::<String, _>(3)
             .parse()
             .map_err(unreadable("leads", id, "status"))?,
+        mailed: r.get::<i64, _>(4) != 0,
     })
 }
+
+/// Whether the lead `l` was sent a message, as a column.
+const MAILED: &str = "CASE WHEN EXISTS (SELECT 1 FROM outbox o WHERE o.lead_id = l.id AND o.state = 'sent') THEN 1 ELSE 0 END";
 
 impl Store {
     /// The leads these addresses belong to, as their own address or as an alias; keyed by the
@@ -155,9 +185,9 @@ impl Store {
             let b = self.backend;
             let n = chunk.len();
             let sql = format!(
-                "SELECT l.id, l.email, l.owner, l.status, l.email AS asked FROM leads l WHERE l.email IN ({}) \
+                "SELECT l.id, l.email, l.owner, l.status, {MAILED}, l.email AS asked FROM leads l WHERE l.email IN ({}) \
                  UNION ALL \
-                 SELECT l.id, l.email, l.owner, l.status, a.email AS asked FROM lead_aliases a JOIN leads l ON l.id = a.lead_id WHERE a.email IN ({})",
+                 SELECT l.id, l.email, l.owner, l.status, {MAILED}, a.email AS asked FROM lead_aliases a JOIN leads l ON l.id = a.lead_id WHERE a.email IN ({})",
                 params(b, 1, n),
                 params(b, 1 + n, n)
             );
@@ -168,7 +198,7 @@ impl Store {
             for r in q.fetch_all(&self.pool).await? {
                 let lead = known_lead_from_row(&r)?;
                 // The lead's own address wins over an alias of another lead.
-                out.entry(r.get::<String, _>(4)).or_insert(lead);
+                out.entry(r.get::<String, _>(5)).or_insert(lead);
             }
         }
         Ok(out)
@@ -185,7 +215,7 @@ impl Store {
         let mut out = HashMap::new();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT id, email, owner, status FROM leads WHERE id IN ({})",
+                "SELECT l.id, l.email, l.owner, l.status, {MAILED} FROM leads l WHERE l.id IN ({})",
                 params(self.backend, 1, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
@@ -321,7 +351,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies lead changes decided outside ingest (the CLI), in one transaction.
+    /// Applies lead changes decided outside ingest (the CLI), in one transaction; how many
+    /// enrollments they made.
     ///
     /// # Errors
     /// A failed query; nothing is changed then.
@@ -330,24 +361,25 @@ impl Store {
         &self,
         changes: &[LeadChange],
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
         let mut tx = self.pool.begin().await?;
-        self.apply_changes_in(&mut tx, changes, &[], &[], now)
+        let applied = self
+            .apply_changes_in(&mut tx, changes, &[], &[], now)
             .await?;
         tx.commit().await?;
-        self.handoff_wake.notify_one();
-        Ok(())
+        if applied.notifications > 0 {
+            self.handoff_wake.notify_one();
+        }
+        Ok(applied.enrolled)
     }
 
-    /// Records Sales' verdict on the lead with this address.
+    /// Records Sales' verdict on the lead with this address, as `origin` gave it.
     pub(super) async fn record_verdict_in(
         &self,
         tx: &mut Tx,
         lead: &str,
         verdict: &Verdict,
-        by: &str,
-        source: &str,
-        inbound_key: Option<&str>,
+        origin: Origin<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let target = verdict.target.as_ref().map(target_text);
@@ -359,9 +391,9 @@ impl Store {
         .bind(verdict.reason.as_deref())
         .bind(verdict.comment.as_deref())
         .bind(target.as_deref())
-        .bind(by)
-        .bind(source)
-        .bind(inbound_key)
+        .bind(origin.by)
+        .bind(origin.source)
+        .bind(origin.inbound_key)
         .bind(millis(now))
         .bind(lead)
         .execute(&mut **tx)
@@ -371,8 +403,8 @@ impl Store {
             "reason": verdict.reason,
             "comment": verdict.comment,
             "target": target,
-            "by": by,
-            "source": source,
+            "by": origin.by,
+            "source": origin.source,
         });
         event_in(tx, lead, "verdict", &detail, now).await
     }
@@ -572,20 +604,17 @@ impl Store {
         &self,
         tx: &mut Tx,
         lead: &str,
-        kind: HandoffKind,
-        recipient: Option<&str>,
-        why: &str,
-        inbound_key: Option<&str>,
+        n: Notification<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO handoffs (lead_id, kind, recipient, why, inbound_key, state, created_at, updated_at) \
              SELECT id, $1, $2, $3, $4, 'pending', $5, $5 FROM leads WHERE email = $6",
         )
-        .bind(kind.as_str())
-        .bind(recipient)
-        .bind(why)
-        .bind(inbound_key)
+        .bind(n.kind.as_str())
+        .bind(n.recipient)
+        .bind(n.why)
+        .bind(n.inbound_key)
         .bind(millis(now))
         .bind(lead)
         .execute(&mut **tx)

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dovecot::Dovecot;
 use crate::smtp_sink::SmtpSink;
-use crate::support::{ConfigFile, TestDb, test_db};
+use crate::support::{ConfigFile, TestDb, lead_by_email, test_db};
 
 /// A Dovecot, an smtp-sink, a database and a configuration with a two-step `welcome`
 /// sequence (`a` at once, `b` a day later), a `retention` sequence entered on `customer`, a
@@ -75,7 +75,8 @@ impl Loop {
              [sequences]\ndir = {:?}\ntemplates = {:?}\ninbox = \"leads@company.com\"\nreply_to_token = true\n\n\
              [policy]\nper_lead_per_day = 5\nsoft_bounce_limit = 3\n\n\
              [[sender]]\nname = \"team\"\naddress = \"hello@company.com\"\n\n\
-             [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"5s\"\n",
+             [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout = \"5s\"\n\
+             envelope_from = \"bounces@company.com\"\nverp = true\n",
             dir.path().join("sequences").display().to_string(),
             dir.path().join("templates").display().to_string(),
             sink.port(),
@@ -247,7 +248,16 @@ async fn a_reply_is_handed_off_and_sales_answer_is_recorded_and_acted_on() {
     let handoff = s.received_for("sales@company.com", 1).await.remove(0);
     assert!(handoff.contains("jane@acme.example"), "{handoff}");
     assert!(handoff.contains("Yes, call me on Monday"), "{handoff}");
-    assert!(!handoff.contains("<script>"), "{handoff}");
+    // What the lead wrote is data: the HTML part shows it escaped, never as markup.
+    let parsed = mail_parser::MessageParser::default()
+        .parse(handoff.as_bytes())
+        .expect("the hand-off parses");
+    let html = parsed.body_html(0).expect("an HTML part");
+    assert!(!html.contains("<script"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;") || html.contains("&lt;script"),
+        "{html}"
+    );
     let reply_to = header(&handoff, "Reply-To").expect("a Reply-To");
     assert!(reply_to.contains("leads+handoff-"), "{reply_to}");
     let handoff_id = angle(header(&handoff, "Message-ID").expect("a Message-ID")).to_owned();
@@ -276,9 +286,10 @@ async fn a_reply_is_handed_off_and_sales_answer_is_recorded_and_acted_on() {
          Date: Fri, 27 Nov 2026 12:00:00 +0000\n\nUnqualified: no budget\n\nThey will come back in Q3.\n\n\
          On Fri, leadloop wrote:\n> Lead: Jane Doe\n"
     ));
+    // `leads show` reads the lead, then its verdicts: wait for both to show the answer.
     let jane = wait_for(|| async {
         let v = lead_json(&s, "jane@acme.example").await;
-        (!v["verdict"].is_null()).then_some(v)
+        (!v["verdict"].is_null() && v["status"] != "engaged").then_some(v)
     })
     .await;
     assert_eq!(jane["status"], "unqualified", "{jane}");
@@ -362,6 +373,37 @@ async fn replies_without_references_and_from_aliases_reach_the_lead() {
     let carol = lead_json(&s, "carol@acme.example").await;
     assert_eq!(carol["enrollments"][0]["state"], "exited", "{carol}");
 
+    // One person, two addresses: an inquiry sent from a private address with Reply-To the
+    // work one is the work address's lead; a later reply from the private one reaches it.
+    s.append(
+        "From: Dana <dana.private@mail.example>\nReply-To: Dana Diaz <dana@acme.example>\n\
+         To: leads@company.com\nSubject: Quote\nMessage-ID: <q9@mail.example>\n\
+         Date: Fri, 27 Nov 2026 10:00:00 +0000\n\nPlease send a quote.\n",
+    );
+    step_sent(&store, "dana@acme.example").await;
+    let dana = lead_json(&s, "dana@acme.example").await;
+    assert_eq!(
+        dana["aliases"],
+        serde_json::json!(["dana.private@mail.example"])
+    );
+    assert_eq!(dana["name"], "Dana Diaz");
+    s.append(
+        "From: Dana <dana.private@mail.example>\nTo: leads@company.com\nSubject: Re: Quote\n\
+         Message-ID: <r9@mail.example>\nDate: Fri, 27 Nov 2026 11:00:00 +0000\n\nAny news?\n",
+    );
+    let handoffs = s.received_for("sales@company.com", 3).await;
+    assert!(
+        handoffs
+            .iter()
+            .any(|m| m.contains("dana@acme.example") && m.contains("Any news?")),
+        "{handoffs:?}"
+    );
+    assert!(
+        lead_by_email(&store, "dana.private@mail.example")
+            .await
+            .is_none()
+    );
+
     // Someone outside Sales answers Bob's hand-off with a verdict: nothing is recorded.
     let handoff_id = angle(header(&handoff, "Message-ID").unwrap()).to_owned();
     s.append(&format!(
@@ -409,9 +451,17 @@ async fn out_of_office_pauses_and_bounces_suppress() {
          Date: Fri, 27 Nov 2026 10:05:00 +0000\n\n\
          I am out of the office until 14 December 2026 with limited access to email.\n"
     ));
+    // `leads show` reads the lead, its timeline and its enrollments one after the other: wait
+    // until all show the pause.
+    let paused = |v: &serde_json::Value| {
+        !v["enrollments"][0]["paused_until"].is_null()
+            && v["timeline"]
+                .as_array()
+                .is_some_and(|t| t.iter().any(|e| e["kind"] == "paused"))
+    };
     let olga = wait_for(|| async {
         let v = lead_json(&s, "olga@acme.example").await;
-        (!v["enrollments"][0]["paused_until"].is_null()).then_some(v)
+        paused(&v).then_some(v)
     })
     .await;
     assert_eq!(olga["status"], "new", "an out-of-office is no reply");
@@ -461,10 +511,36 @@ async fn out_of_office_pauses_and_bounces_suppress() {
         sid["suppressed"], false,
         "two soft bounces are counted only"
     );
+
+    // VERP: the step went out with MAIL FROM bounces+bounce-TOKEN@…; a bounce sent there
+    // names the lead even when its failed recipient is an address leadloop never knew (a
+    // forward at the lead's side).
+    s.append(&inquiry("Vera <vera@acme.example>", "q10@acme.example"));
+    step_sent(&store, "vera@acme.example").await;
+    let sent = s.received_for("vera@acme.example", 1).await.remove(0);
+    let vera = lead_json(&s, "vera@acme.example").await;
+    let token = vera["enrollments"][0]["token"].as_str().unwrap().to_owned();
+    let verp = format!("bounces+bounce-{token}@company.com");
+    assert!(sent.contains(&format!("X-Mail-Args: <{verp}>")), "{sent}");
+    s.append(&dsn_to(
+        &verp,
+        "v.old@mailhost.example",
+        "5.1.1",
+        "failed",
+        "none",
+        30,
+    ));
+    let vera = wait_for(|| async {
+        let v = lead_json(&s, "vera@acme.example").await;
+        (v["status"] == "bounced").then_some(v)
+    })
+    .await;
+    assert_eq!(vera["suppressed"], true);
     s.append(&dsn("sid@acme.example", "4.2.2", "delayed", "none", 13));
+    // `leads show` reads the lead, then the suppression list: wait for both.
     let sid = wait_for(|| async {
         let v = lead_json(&s, "sid@acme.example").await;
-        (v["suppressed"] == true).then_some(v)
+        (v["suppressed"] == true && v["status"] == "bounced").then_some(v)
     })
     .await;
     assert_eq!(sid["status"], "bounced", "{sid}");
@@ -515,8 +591,13 @@ async fn out_of_office_pauses_and_bounces_suppress() {
 
 /// A DSN (RFC 3464) from our own MTA about `rcpt`.
 fn dsn(rcpt: &str, status: &str, action: &str, original_id: &str, n: u32) -> String {
+    dsn_to("bounces@company.com", rcpt, status, action, original_id, n)
+}
+
+/// A DSN to the envelope sender `to`.
+fn dsn_to(to: &str, rcpt: &str, status: &str, action: &str, original_id: &str, n: u32) -> String {
     format!(
-        "From: Mail Delivery System <MAILER-DAEMON@mx.company.com>\nTo: hello@company.com\n\
+        "From: Mail Delivery System <MAILER-DAEMON@mx.company.com>\nTo: {to}\n\
          Subject: Undelivered Mail Returned to Sender\nMessage-ID: <dsn{n}@mx.company.com>\n\
          Date: Fri, 27 Nov 2026 10:1{d}:00 +0000\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\n\
          Content-Type: multipart/report; report-type=delivery-status; boundary=\"b{n}\"\n\n\
@@ -626,4 +707,219 @@ async fn customer_enrolls_retention_and_nurture_enrolls_the_named_sequence() {
         &["leads", "verdict", "nia@acme.example", "maybe"],
     );
     assert_ne!(code, 0, "a verdict that is not one is refused");
+
+    // `not now` with nothing running: the last sequence starts again on the day.
+    let (code, out) = crate::support::run_cli(
+        &s.config_path,
+        &[
+            "leads",
+            "verdict",
+            "nia@acme.example",
+            "not now: until 1 June 2027",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let nia = lead_json(&s, "nia@acme.example").await;
+    let again = nia["enrollments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["state"] == "active")
+        .unwrap_or_else(|| panic!("{nia}"));
+    assert_eq!(again["sequence"], "webinar");
+    assert!(
+        again["paused_until"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("2027-06-01")),
+        "{again}"
+    );
+    assert_eq!(nia["verdict"]["verdict"], "not_now");
+    assert_eq!(nia["status"], "qualified", "not now keeps the status");
+}
+
+/// What a lead writes reaches Sales' inbox, so the hand-off is built to be inert and short: a
+/// 5 MB reply with 10,000 quoted lines, an HTML part with a script and a remote image, and a
+/// display name that decodes to a line break and a Bcc header give a hand-off of a few
+/// kilobytes with none of it active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_reply_gives_a_short_inert_hand_off() {
+    let s = Loop::start().await;
+    let store = s.store().await;
+    let (shutdown, daemon) = s.daemon();
+
+    s.append(&inquiry("Eve <eve@evil.example>", "q11@evil.example"));
+    let step_a = step_sent(&store, "eve@evil.example").await;
+    let mut text = String::from("Call me.\n");
+    for i in 0..2_000 {
+        text.push_str(&format!("line {i} {}\n", "x".repeat(2_400)));
+    }
+    text.push_str("\nOn Fri, Team wrote:\n");
+    for i in 0..10_000 {
+        text.push_str(&format!("> quoted line {i}\n"));
+    }
+    let html = "<html><body><script>alert(1)</script><img src=\"http://tracker.example/p.gif\">\
+                <p onclick=\"x()\">Hi</p></body></html>";
+    s.append(&format!(
+        "From: =?utf-8?q?Eve=0D=0ABcc=3A_x=40evil=2Eexample?= <eve@evil.example>\n\
+         To: leads@company.com\nSubject: Re: Welcome\nMessage-ID: <r11@evil.example>\n\
+         In-Reply-To: <{step_a}>\nDate: Fri, 27 Nov 2026 11:00:00 +0000\nMIME-Version: 1.0\n\
+         Content-Type: multipart/alternative; boundary=\"alt\"\n\n\
+         --alt\nContent-Type: text/plain; charset=utf-8\n\n{text}\n\
+         --alt\nContent-Type: text/html; charset=utf-8\n\n{html}\n--alt--\n"
+    ));
+    let handoff = s.received_for("sales@company.com", 1).await.remove(0);
+    assert!(handoff.len() < 64 * 1024, "{} bytes", handoff.len());
+    let head = handoff.split("\n\n").next().unwrap_or_default();
+    assert!(
+        !head
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("bcc")),
+        "{head}"
+    );
+    let parsed = mail_parser::MessageParser::default()
+        .parse(handoff.as_bytes())
+        .expect("the hand-off parses");
+    assert_eq!(
+        parsed
+            .to()
+            .and_then(|t| t.first())
+            .and_then(|a| a.address()),
+        Some("sales@company.com")
+    );
+    let text = parsed.body_text(0).expect("a text part");
+    assert!(text.contains("Call me."), "{text}");
+    assert!(!text.contains("quoted line 9999"), "quotes are not shown");
+    assert!(
+        text.contains("more lines not shown"),
+        "the rest is cut, and said so"
+    );
+    let html = parsed.body_html(0).expect("an HTML part");
+    for active in ["<script", "<img", "http://tracker", "onclick"] {
+        assert!(!html.contains(active), "{active} in {html}");
+    }
+
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+/// Routing and hot triggers, through `run --once` on a Maildir: leads from a routed domain go
+/// to the route's owners in turn (round robin), the rest to the default owner, forwards to the
+/// colleague who forwarded them; a hot form hands its lead off at once, a lead that is not hot
+/// is not handed off, and a second hot message within the interval gives no second hand-off.
+#[tokio::test]
+async fn owners_are_routed_and_hot_leads_are_handed_off_at_once() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_sequences(dir.path());
+    let config = ConfigFile::new(dir.path(), &db.url)
+        .maildir("inbox")
+        .raw(&format!(
+            "[identity]\naddresses = [\"leads@company.com\"]\ndomains = [\"company.com\"]\n\n\
+             [handoff]\ndefault_owner = \"sales@company.com\"\nfields = {{ \"Budget\" = \"^[0-9]{{5,}}$\" }}\n\n\
+             [[form]]\nname = \"quote\"\nfrom = [\"wordpress@company.com\"]\nsubject_contains = [\"New quote request\"]\n\
+             email_fields = [\"Email\"]\nname_fields = [\"Name\"]\n\n\
+             [[route]]\nname = \"germany\"\ndomains = [\"*.de\"]\nowners = [\"anna@company.com\", \"ben@company.com\"]\n\n\
+             [sequences]\ndir = {:?}\ntemplates = {:?}\ninbox = \"leads@company.com\"\n\n\
+             [[sender]]\nname = \"team\"\naddress = \"hello@company.com\"\n\n\
+             [smtp]\ntransport = \"file:{}\"\n",
+            dir.path().join("sequences").display().to_string(),
+            dir.path().join("templates").display().to_string(),
+            dir.path().join("outbox").display(),
+        ))
+        .write();
+    let inbox = dir.path().join("inbox/new");
+    let put = |name: &str, raw: String| std::fs::write(inbox.join(name), raw).unwrap();
+    put("1", inquiry("Udo <udo@firma.de>", "d1@firma.de"));
+    put("2", inquiry("Uta <uta@werk.de>", "d2@werk.de"));
+    put("3", inquiry("Ugo <ugo@ditta.de>", "d3@ditta.de"));
+    put("4", inquiry("Pat <pat@acme.example>", "d4@acme.example"));
+    put(
+        "5",
+        "From: WordPress <wordpress@company.com>\nTo: leads@company.com\nSubject: New quote request\n\
+         Message-ID: <d5@company.com>\nDate: Fri, 27 Nov 2026 10:00:00 +0000\n\n\
+         Name: Rich Rao\nEmail: rich@bigco.example\nBudget: 250000\n"
+            .to_owned(),
+    );
+    put(
+        "6",
+        "From: Kim <kim@company.com>\nTo: leads@company.com\nSubject: Fwd: Question\n\
+         Message-ID: <d6@company.com>\nDate: Fri, 27 Nov 2026 10:00:00 +0000\n\n\
+         ---------- Forwarded message ---------\nFrom: Fay <fay@shop.example>\n\
+         Date: Thu, 26 Nov 2026 at 09:00\nSubject: Question\nTo: <kim@company.com>\n\n\
+         Do you ship to Norway?\n"
+            .to_owned(),
+    );
+    let (code, out) = crate::support::run_cli(&config, &["run", "--once"]);
+    assert_eq!(code, 0, "{out}");
+    let owner = |email: &str| {
+        let (_, out) = crate::support::run_cli(&config, &["leads", "show", email, "--json"]);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["owner"].as_str().map(str::to_owned)
+    };
+    let german: Vec<Option<String>> = ["udo@firma.de", "uta@werk.de", "ugo@ditta.de"]
+        .iter()
+        .map(|e| owner(e))
+        .collect();
+    let anna = Some("anna@company.com".to_owned());
+    let ben = Some("ben@company.com".to_owned());
+    assert_eq!(
+        german.iter().filter(|o| **o == anna).count(),
+        2,
+        "{german:?}"
+    );
+    assert_eq!(
+        german.iter().filter(|o| **o == ben).count(),
+        1,
+        "{german:?}"
+    );
+    assert_eq!(
+        owner("pat@acme.example").as_deref(),
+        Some("sales@company.com")
+    );
+    assert_eq!(
+        owner("fay@shop.example").as_deref(),
+        Some("kim@company.com")
+    );
+
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    let handoffs = outbox_to(&store, "sales@company.com").await;
+    assert_eq!(handoffs.len(), 1, "only Rich is hot: {handoffs:?}");
+    assert_eq!(handoffs[0].state, OutboxState::Sent);
+    let rich = lead_json_at(&config, "rich@bigco.example");
+    assert!(
+        rich["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "handoff"
+                && e["detail"]["why"].as_str().unwrap_or("").contains("Budget")),
+        "{rich}"
+    );
+
+    // Rich writes again at once: hot again, but within the interval: no second hand-off.
+    put(
+        "7",
+        "From: WordPress <wordpress@company.com>\nTo: leads@company.com\nSubject: New quote request\n\
+         Message-ID: <d7@company.com>\nDate: Fri, 27 Nov 2026 10:05:00 +0000\n\n\
+         Name: Rich Rao\nEmail: rich@bigco.example\nBudget: 300000\n"
+            .to_owned(),
+    );
+    let (code, out) = crate::support::run_cli(&config, &["run", "--once"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(outbox_to(&store, "sales@company.com").await.len(), 1);
+    let rich = lead_json_at(&config, "rich@bigco.example");
+    assert!(
+        rich["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "handoff" && e["detail"]["state"] == "skipped"),
+        "{rich}"
+    );
+}
+
+fn lead_json_at(config: &Path, email: &str) -> serde_json::Value {
+    let (code, out) = crate::support::run_cli(config, &["leads", "show", email, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    serde_json::from_str(out.trim()).expect("leads show --json is JSON")
 }

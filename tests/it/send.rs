@@ -29,6 +29,7 @@ pub fn smtp_config(port: u16, connections: u32) -> SmtpConfig {
             auth: None,
         }),
         envelope_from: None,
+        verp: false,
         connections,
         timeout: Duration::from_secs(10),
         retry_initial: Duration::from_millis(100),

@@ -63,6 +63,7 @@ fn catalog(dir: &Path, sequences: &[(&str, String)], policy: Policy) -> Arc<Cata
                 per_day: None,
             }],
             envelope_from: None,
+            verp: false,
         },
         &mut problems,
     );

@@ -253,6 +253,7 @@ pub fn child(port: u16, messages: usize) -> Result<()> {
             auth: None,
         }),
         envelope_from: None,
+        verp: false,
         connections: CONNECTIONS,
         timeout: Duration::from_secs(60),
         retry_initial: Duration::from_secs(60),

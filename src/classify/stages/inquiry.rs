@@ -20,7 +20,27 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Decision {
         return Decision::ignored(format!("automated sender {} without form fields", f.email));
     }
     ev.push(format!("inquiry from {}", f.email));
-    let mut lead = person(f);
+    // One person, two addresses: a Reply-To that differs from From (a work address sending
+    // from a phone, an assistant's account) is where the answer must go, so it is the lead's
+    // address and From is kept as its alias. Our own addresses and machine senders are never
+    // either.
+    let reply_to = parse::first_address(m.msg, "Reply-To").filter(|r| {
+        !r.email.same_mailbox(&f.email)
+            && !m.ctx.is_own(&r.email)
+            && !forms::is_system_sender(&r.email)
+    });
+    let (mut lead, alias) = match &reply_to {
+        Some(r) => {
+            ev.push(format!(
+                "Reply-To {} differs from From: it is the lead",
+                r.email
+            ));
+            let mut p = person(r);
+            p.name = p.name.or_else(|| f.name.clone());
+            (p, Some(f.email.clone()))
+        }
+        None => (person(f), None),
+    };
     // Company and phone only when the writer states them as fields; a free-mail domain says
     // nothing about the company.
     let sub = forms::submitter(&m.texts.new_text_fields(), &forms::Labels::default());
@@ -35,5 +55,9 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Decision {
         },
     );
     ev.push(channel_ev);
-    Decision::Inquiry { lead, channel }
+    Decision::Inquiry {
+        lead,
+        channel,
+        alias,
+    }
 }

@@ -121,6 +121,13 @@ impl ConfigFile {
         self
     }
 
+    /// Whole sections, appended as written.
+    pub fn raw(mut self, text: &str) -> ConfigFile {
+        self.text.push('\n');
+        self.text.push_str(text);
+        self
+    }
+
     /// Writes `leadloop.toml` and what it names into the directory; returns the file's path.
     pub fn write(self) -> PathBuf {
         for maildir in &self.maildirs {
