@@ -5,6 +5,8 @@
 //! cargo run --release --bin leadloop-bench -- corpus --messages 200 --out /tmp/corpus
 //! cargo run --release --bin leadloop-bench -- schedule [--enrolled 1000000] [--due 10000]
 //! cargo run --release --bin leadloop-bench -- send [--messages 20000] [--runs 3]
+//! cargo build --release --bin leadloop --bin leadloop-bench
+//! target/release/leadloop-bench loop [--leads 1000] [--replies 200] [--every-ms 50]
 //! ```
 //!
 //! `ingest` generates the corpus, bulk-loads it into a fresh Dovecot, measures the reference
@@ -16,6 +18,7 @@
 mod corpus;
 mod reference;
 mod rss;
+mod sales_loop;
 mod schedule;
 mod send;
 
@@ -60,6 +63,25 @@ enum Cmd {
         /// Measured runs of each side; the median is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// The loop back from Sales: time from a lead's reply (APPEND) to its hand-off accepted
+    /// at smtp-sink, with the `leadloop` daemon running; a bare IDLE client as the floor.
+    Loop {
+        /// Leads enrolled, each with its first step sent before measuring.
+        #[arg(long, default_value_t = 1_000)]
+        leads: usize,
+        /// Replies measured, each from another of those leads.
+        #[arg(long, default_value_t = 200)]
+        replies: usize,
+        /// Milliseconds between two reply APPENDs.
+        #[arg(long, default_value_t = 50)]
+        every_ms: u64,
+        /// The `leadloop` binary run as the daemon (default: the one beside this executable).
+        #[arg(long, env = "LEADLOOP_BENCH_DAEMON")]
+        leadloop: Option<PathBuf>,
+        /// Keep the daemon's log in this file (`LEADLOOP_LOG` sets its filter).
+        #[arg(long)]
+        daemon_log: Option<PathBuf>,
     },
     /// Internal: fills a fresh outbox and drains it to the sink on PORT. Started by `send`.
     #[command(hide = true)]
@@ -141,6 +163,19 @@ fn main() -> Result<()> {
         } => write_corpus(messages, seed, &out),
         Cmd::Send { messages, runs } => send::bench(messages, runs.max(1)),
         Cmd::SendChild { port, messages } => send::child(port, messages),
+        Cmd::Loop {
+            leads,
+            replies,
+            every_ms,
+            leadloop,
+            daemon_log,
+        } => sales_loop::run(&sales_loop::Options {
+            leads,
+            replies,
+            every: std::time::Duration::from_millis(every_ms.max(1)),
+            daemon: leadloop,
+            daemon_log,
+        }),
         Cmd::IngestChild {
             phase,
             host,

@@ -4,7 +4,9 @@
 //! it, so a phase's peak cannot be isolated inside a process that already did other work
 //! (generating the corpus alone takes tens of MB). The bench therefore runs each measured
 //! phase in a fresh child process (`leadloop-bench ingest-child ...`), which reads its own
-//! `VmHWM` just before exiting and prints it; see `main.rs`.
+//! `VmHWM` just before exiting and prints it; see `main.rs`. The `loop` bench runs the
+//! `leadloop` daemon itself as a child and reads its `VmHWM` from `/proc/PID/status` before
+//! stopping it.
 
 use anyhow::{Context, Result, anyhow};
 
@@ -18,19 +20,36 @@ pub fn current_rss_kib() -> Result<u64> {
     status_field_kib("VmRSS")
 }
 
+/// Peak resident set size of another process in KiB (its `VmHWM`), e.g. a daemon the bench
+/// started; read it before the process exits.
+pub fn peak_rss_kib_of(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_field_kib(&status, "VmHWM").ok_or_else(|| anyhow!("no VmHWM line in {path}"))
+}
+
 /// CPU time (user + system) this process has used so far, in seconds, from `/proc/self/stat`.
 pub fn cpu_seconds() -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+    cpu_seconds_at("/proc/self/stat")
+}
+
+/// CPU time (user + system) another process has used so far, in seconds.
+pub fn cpu_seconds_of(pid: u32) -> Result<f64> {
+    cpu_seconds_at(&format!("/proc/{pid}/stat"))
+}
+
+fn cpu_seconds_at(path: &str) -> Result<f64> {
+    let stat = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = stat
         .rsplit_once(')')
         .map(|(_, r)| r)
-        .ok_or_else(|| anyhow!("malformed /proc/self/stat"))?;
+        .ok_or_else(|| anyhow!("malformed {path}"))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
     let ticks: f64 = fields
         .get(11..13)
-        .ok_or_else(|| anyhow!("short /proc/self/stat"))?
+        .ok_or_else(|| anyhow!("short {path}"))?
         .iter()
         .map(|f| f.parse::<f64>().unwrap_or(0.0))
         .sum();
