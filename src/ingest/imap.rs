@@ -200,6 +200,7 @@ impl ImapSource {
             let result = async {
                 let mut session = self.connect().await?;
                 info!(host = %self.config.host, mailbox = %self.config.mailbox, "connected");
+                let mut looked_again = false;
                 loop {
                     let report = self.sync(&mut session, &cancel).await?;
                     total.merge(report);
@@ -210,7 +211,13 @@ impl ImapSource {
                             tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
                         return Ok::<(), IngestError>(());
                     }
-                    session = self.wait_for_mail(session, &cancel).await?;
+                    // New mail announced during the sync may have come after it looked:
+                    // look once more at once rather than wait a whole IDLE for it (but not
+                    // twice in a row, so a server that always announces cannot spin us).
+                    let (s, announced) =
+                        self.wait_for_mail(session, &cancel, !looked_again).await?;
+                    session = s;
+                    looked_again = announced;
                     if cancel.is_cancelled() {
                         return Ok(());
                     }
@@ -570,24 +577,39 @@ impl ImapSource {
         Ok(())
     }
 
+    /// Waits until the mailbox may hold new mail: IDLE, or the poll interval. With
+    /// `may_return_at_once`, returns at once (and `true`) when the server announced new mail
+    /// (EXISTS, RECENT) while the sync ran: that mail may have arrived after the sync looked.
     async fn wait_for_mail(
         &self,
         mut session: ImapSession,
         cancel: &CancellationToken,
-    ) -> Result<ImapSession, IngestError> {
+        may_return_at_once: bool,
+    ) -> Result<(ImapSession, bool), IngestError> {
         let idle = self.config.idle && {
             let caps = timed("CAPABILITY", session.capabilities()).await?;
             caps.has_str("IDLE")
         };
-        // Drain notifications gathered during the sync; they are not needed, the sync reads the
-        // mailbox state itself.
-        while session.unsolicited_responses.try_recv().is_ok() {}
+        // Drain notifications gathered during the sync: the sync reads the mailbox state
+        // itself, but an announcement of new mail says to look again.
+        let mut announced = false;
+        while let Ok(r) = session.unsolicited_responses.try_recv() {
+            announced |= matches!(
+                r,
+                async_imap::types::UnsolicitedResponse::Exists(_)
+                    | async_imap::types::UnsolicitedResponse::Recent(_)
+            );
+        }
+        if announced && may_return_at_once {
+            debug!("new mail announced during the sync: looking again");
+            return Ok((session, true));
+        }
         if !idle {
             tokio::select! {
                 () = tokio::time::sleep(self.config.poll_interval) => {}
                 () = cancel.cancelled() => {}
             }
-            return Ok(session);
+            return Ok((session, false));
         }
         let mut handle = session.idle();
         timed("IDLE", handle.init()).await?;
@@ -598,7 +620,7 @@ impl ImapSource {
             () = cancel.cancelled() => None,
         };
         debug!(?woke, "IDLE ended");
-        Ok(timed("DONE", handle.done()).await?)
+        Ok((timed("DONE", handle.done()).await?, false))
     }
 }
 
