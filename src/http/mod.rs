@@ -6,7 +6,7 @@
 //! | `GET /healthz` | `200 ok` while the process runs and serves requests |
 //! | `GET /readyz` | `200 ready` when the database answers and the mailbox was read successfully within the last [`READ_POLLS`] poll intervals (at least [`MIN_STALE_AFTER`]); `503` with the reason otherwise, also before the first read |
 //! | `GET /u/TOKEN` | a small page with a button that confirms (a form that POSTs); it changes nothing, because link scanners fetch every link in a message |
-//! | `POST /u/TOKEN` | with the body `List-Unsubscribe=One-Click`, unsubscribes the lead of the enrollment with this token ([`unsubscribe`]) |
+//! | `POST /u/TOKEN` | with the body `List-Unsubscribe=One-Click`, unsubscribes the lead of the enrollment with this token, once (see `http/unsubscribe.rs`) |
 //!
 //! None of them needs a sign-in, and none shows anything about a lead: the token is the only
 //! key, and a token nobody has gets the same page as any other unknown address (404). Every
