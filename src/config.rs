@@ -12,7 +12,7 @@
 //! itself in `Debug` so it cannot leak into a log line.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +26,10 @@ use crate::domain::EmailAddress;
 use crate::sequence::{self, Catalog, Policy, Sender, Windows};
 
 mod sales;
+
+/// The path, under `[http] public_url`, of the one-click unsubscribe page: the default
+/// `[sequences] unsubscribe_url` is `{public_url}/u/{token}`.
+pub const UNSUBSCRIBE_PATH: &str = "/u/";
 
 /// Default ceiling on the size of a message that is fetched and parsed whole (25 MiB).
 const DEFAULT_MAX_MESSAGE_BYTES: u64 = 25 * 1024 * 1024;
@@ -55,6 +59,20 @@ pub struct Config {
     /// What classified messages do to leads: owner routing (`[[route]]`), hand-offs to Sales
     /// (`[handoff]`) and the loop policy (`[policy] ooo_default_pause`, `soft_bounce_*`).
     pub actions: crate::actions::settings::Settings,
+    /// `[http]`: the listener for health checks and one-click unsubscribe; off by default.
+    pub http: HttpConfig,
+}
+
+/// `[http]`: where the daemon answers HTTP (health checks, one-click unsubscribe), and the
+/// address people and mail providers reach it at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// The address to listen on; `None` (the default) runs no listener. A port alone means
+    /// the loopback address: nothing listens beyond this machine unless the file says so.
+    pub listen: Option<SocketAddr>,
+    /// The listener's public base URL (`https://leads.company.com`, no trailing `/`), as a
+    /// reverse proxy publishes it: links in messages point there.
+    pub public_url: Option<String>,
 }
 
 /// `[smtp]`: where the sender hands messages over, and how patiently.
@@ -127,6 +145,17 @@ pub enum SourceConfig {
     Imap(ImapConfig),
     /// A local Maildir folder (demo, tests, or a mailbox delivered on the same host).
     Maildir(MaildirConfig),
+}
+
+impl SourceConfig {
+    /// How often the mailbox is read at the least: `poll_interval`, which with IMAP IDLE is
+    /// the longest wait before a re-check.
+    pub fn poll_interval(&self) -> Duration {
+        match self {
+            SourceConfig::Imap(imap) => imap.poll_interval,
+            SourceConfig::Maildir(md) => md.poll_interval,
+        }
+    }
 }
 
 /// How to secure the IMAP connection.
@@ -322,6 +351,14 @@ pub(crate) struct RawConfig {
     handoff: Option<sales::RawHandoff>,
     #[serde(default)]
     route: Vec<Spanned<sales::RawRoute>>,
+    http: Option<RawHttp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<Spanned<String>>,
+    public_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -717,6 +754,10 @@ impl Config {
             }
         }
         let smtp = raw.smtp.map(|smtp| check_smtp(&mut ck, smtp, &dir));
+        let http = raw
+            .http
+            .map(|http| check_http(&mut ck, &http))
+            .unwrap_or_default();
 
         let settings = raw.sequences.map(|seq| {
             let fallback_inbox = match &source {
@@ -732,6 +773,7 @@ impl Config {
                 &policy,
                 &senders,
                 smtp.as_ref(),
+                http.public_url.as_deref(),
             )
         });
 
@@ -764,6 +806,7 @@ impl Config {
             smtp,
             senders,
             actions,
+            http,
         })
     }
 
@@ -1066,9 +1109,90 @@ fn check_channel_forms(
     }
 }
 
+/// `[http]`: a listen address (a port alone means loopback) and the public base URL.
+fn check_http(ck: &mut Checker<'_>, raw: &RawHttp) -> HttpConfig {
+    let listen = raw.listen.as_ref().and_then(|l| match listen_address(l.get_ref()) {
+        Some(addr) => Some(addr),
+        None => {
+            ck.at(
+                l.span(),
+                "http.listen",
+                format!(
+                    "'{}' is not an address to listen on: \"127.0.0.1:8025\", \"[::1]:8025\", \"0.0.0.0:8025\", or a port alone (\"8025\", loopback)",
+                    l.get_ref()
+                ),
+            );
+            None
+        }
+    });
+    let public_url = raw
+        .public_url
+        .as_ref()
+        .and_then(|u| match public_url(u.get_ref()) {
+            Ok(url) => Some(url),
+            Err(why) => {
+                ck.at(u.span(), "http.public_url", why);
+                None
+            }
+        });
+    HttpConfig { listen, public_url }
+}
+
+/// `[http] listen`: `IP:PORT` (an IPv6 address in brackets), `localhost:PORT`, or a port
+/// alone, which means the IPv4 loopback address.
+fn listen_address(text: &str) -> Option<SocketAddr> {
+    let text = text.trim();
+    if let Ok(port) = text.parse::<u16>() {
+        return Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    if let Some(port) = text
+        .strip_prefix("localhost:")
+        .and_then(|p| p.parse::<u16>().ok())
+    {
+        return Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    text.parse().ok()
+}
+
+/// `[http] public_url`: an absolute `https://` URL (`http://` only for a loopback host), with
+/// no query or fragment, as the base links are made from; returned without a trailing `/`.
+fn public_url(text: &str) -> Result<String, String> {
+    let url = text.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("'{text}' is not an https:// URL"))?;
+    if url.contains(|c: char| c.is_whitespace() || c.is_control() || "?#@{}<>\"\\`^|".contains(c)) {
+        return Err(format!(
+            "'{text}' must be a base URL without spaces, user, query (?) or fragment (#)"
+        ));
+    }
+    // The authority: a host, an IPv6 address in brackets, either with an optional port.
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.rfind(':') {
+        Some(at) if !authority[at..].contains(']') => {
+            (&authority[..at], Some(&authority[at + 1..]))
+        }
+        _ => (authority, None),
+    };
+    if host.is_empty() || !is_host(host) || port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err(format!(
+            "'{text}' names no host and port a link can reach (write the scheme and host: \"https://leads.company.com\")"
+        ));
+    }
+    if url.starts_with("http://") && !is_loopback(host) {
+        return Err(format!(
+            "'{text}' is plain http: links to it would carry unsubscribe tokens in clear text, and one-click unsubscribe (RFC 8058) needs https; plain http is accepted only for loopback hosts"
+        ));
+    }
+    Ok(url.to_owned())
+}
+
 /// `[sequences]`: where the sequence files and templates are, and the addresses and URL their
-/// messages carry; `fallback_inbox` stands in for a missing inbox. The rest of the settings
-/// come from the tables already checked.
+/// messages carry; `fallback_inbox` stands in for a missing inbox, and `public_url` (`[http]`)
+/// gives the unsubscribe link when `unsubscribe_url` is not set. The rest of the settings come
+/// from the tables already checked.
+#[allow(clippy::too_many_arguments)]
 fn check_sequences(
     ck: &mut Checker<'_>,
     seq: Spanned<RawSequences>,
@@ -1077,6 +1201,7 @@ fn check_sequences(
     policy: &Policy,
     senders: &[Sender],
     smtp: Option<&SmtpConfig>,
+    public_url: Option<&str>,
 ) -> sequence::Settings {
     let span = seq.span();
     let seq = seq.into_inner();
@@ -1107,7 +1232,10 @@ fn check_sequences(
         templates: resolve_path(dir, seq.templates.as_deref().unwrap_or("templates")),
         inbox: inbox
             .unwrap_or_else(|| EmailAddress::parse("leads@localhost").expect("a valid address")),
-        unsubscribe_url: seq.unsubscribe_url.map(Spanned::into_inner),
+        unsubscribe_url: seq
+            .unsubscribe_url
+            .map(Spanned::into_inner)
+            .or_else(|| public_url.map(|base| format!("{base}{UNSUBSCRIBE_PATH}{{token}}"))),
         reply_to_token: seq.reply_to_token,
         policy: policy.clone(),
         senders: senders.to_vec(),
@@ -1689,6 +1817,105 @@ domains = ["company.com"]
             "{err}"
         );
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn http_is_off_by_default_and_a_port_alone_is_loopback() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.http, HttpConfig::default());
+        let http = |section: &str| parse(&format!("{MINIMAL}\n[http]\n{section}\n"));
+        let c = http("listen = \"8025\"").unwrap();
+        assert_eq!(c.http.listen, Some("127.0.0.1:8025".parse().unwrap()));
+        let c = http("listen = \"localhost:8025\"").unwrap();
+        assert_eq!(c.http.listen, Some("127.0.0.1:8025".parse().unwrap()));
+        let c = http("listen = \"[::1]:8025\"").unwrap();
+        assert_eq!(c.http.listen, Some("[::1]:8025".parse().unwrap()));
+        let c = http("listen = \"0.0.0.0:80\"").unwrap();
+        assert_eq!(c.http.listen, Some("0.0.0.0:80".parse().unwrap()));
+        for bad in ["leads.company.com:80", "127.0.0.1", "::1:80", "99999", ""] {
+            let err = http(&format!("listen = {bad:?}")).unwrap_err();
+            assert_eq!(
+                err.problems[0].key.as_deref(),
+                Some("http.listen"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn public_url_is_https_or_loopback_and_gives_the_unsubscribe_link() {
+        let c = parse(&format!(
+            "{MINIMAL}\n[http]\npublic_url = \"https://leads.company.com/ll/\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.http.public_url.as_deref(),
+            Some("https://leads.company.com/ll")
+        );
+        for ok in [
+            "https://[2001:db8::1]:8443",
+            "http://127.0.0.1:8025",
+            "http://localhost",
+        ] {
+            let c = parse(&format!("{MINIMAL}\n[http]\npublic_url = {ok:?}\n")).unwrap();
+            assert_eq!(c.http.public_url.as_deref(), Some(ok));
+        }
+        for bad in [
+            "leads.company.com",
+            "http://leads.company.com",
+            "https://",
+            "https://leads.company.com/?a=b",
+            "https://leads.company.com/#x",
+            "https://user@leads.company.com",
+            "https://leads.company.com:port",
+            "https://leads company.com",
+        ] {
+            let err = parse(&format!("{MINIMAL}\n[http]\npublic_url = {bad:?}\n")).unwrap_err();
+            assert_eq!(
+                err.problems[0].key.as_deref(),
+                Some("http.public_url"),
+                "{bad}: {err}"
+            );
+        }
+        // The default unsubscribe link, and one set in [sequences] winning over it.
+        let mut ck = Checker {
+            file: Path::new("leadloop.toml"),
+            text: "",
+            problems: Vec::new(),
+        };
+        let raw: RawSequences = toml::from_str("").unwrap();
+        let settings = check_sequences(
+            &mut ck,
+            Spanned::new(0..0, raw),
+            Path::new("/etc/leadloop"),
+            EmailAddress::parse("leads@company.com").ok(),
+            &Policy::default(),
+            &[],
+            None,
+            Some("https://leads.company.com"),
+        );
+        assert_eq!(
+            settings.unsubscribe_url.as_deref(),
+            Some("https://leads.company.com/u/{token}")
+        );
+        let raw: RawSequences =
+            toml::from_str("unsubscribe_url = \"https://company.com/stop?t={token}\"").unwrap();
+        let settings = check_sequences(
+            &mut ck,
+            Spanned::new(0..0, raw),
+            Path::new("/etc/leadloop"),
+            EmailAddress::parse("leads@company.com").ok(),
+            &Policy::default(),
+            &[],
+            None,
+            Some("https://leads.company.com"),
+        );
+        assert_eq!(
+            settings.unsubscribe_url.as_deref(),
+            Some("https://company.com/stop?t={token}"),
+            "an unsubscribe_url of its own wins"
+        );
+        assert!(ck.problems.is_empty());
     }
 
     #[test]

@@ -6,7 +6,13 @@
 //! of their own. The daemon tells systemd when it is ready and pets the watchdog when the unit
 //! asks for one; SIGHUP reloads the configuration, keeping the running one if the new one has
 //! problems.
+//!
+//! With `[http] listen`, the daemon also answers HTTP ([`crate::http`]). It binds the socket
+//! before it tells systemd it is ready and keeps it across reloads (a reload that names another
+//! address moves it there), so a health check or a one-click POST during a reload waits in the
+//! socket's backlog rather than being refused.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,7 +26,8 @@ use crate::actions::Actions;
 use crate::actions::handoff::{Round, TemplateSource, Worker};
 use crate::config::{Config, SmtpTransport, SourceConfig};
 use crate::ingest::{
-    ImapSource, IngestReport, MaildirSource, Pipeline, imap_mailbox_name, maildir_mailbox_name,
+    ImapSource, IngestReport, LastRead, MaildirSource, Pipeline, imap_mailbox_name,
+    maildir_mailbox_name,
 };
 use crate::render::SenderData;
 use crate::send::{SendReport, Sender};
@@ -83,11 +90,12 @@ impl Source {
     /// # Errors
     /// The IMAP password cannot be read, or the TLS setup is unusable.
     pub fn new(config: &Config, store: Store) -> anyhow::Result<Source> {
-        Self::enrolling(config, store, None)
+        Self::enrolling(config, store, None, None)
     }
 
     /// Builds the configured source; new leads that match a sequence are enrolled as their
-    /// batch is recorded, and `wake` (the scheduler) is notified.
+    /// batch is recorded, and `wake` (the scheduler) is notified. Every successful read is
+    /// told to `last_read`, when given (the readiness check).
     ///
     /// # Errors
     /// The IMAP password cannot be read, or the TLS setup is unusable.
@@ -95,32 +103,30 @@ impl Source {
         config: &Config,
         store: Store,
         wake: Option<Arc<Notify>>,
+        last_read: Option<&LastRead>,
     ) -> anyhow::Result<Source> {
         let rules = Arc::new(config.rules());
         let actions = Arc::new(actions(config));
+        let pipeline = |store: Store, mailbox: String, max_message_bytes: u64| {
+            let pipeline = Pipeline::new(store, Arc::clone(&rules), mailbox, max_message_bytes)
+                .with_actions(Arc::clone(&actions), wake.clone());
+            match last_read {
+                Some(last_read) => pipeline.with_last_read(last_read.clone()),
+                None => pipeline,
+            }
+        };
         Ok(match &config.source {
             SourceConfig::Imap(imap) => {
                 let password = imap
                     .password
                     .resolve()
                     .map_err(|e| anyhow::anyhow!("imap.password: {e}"))?;
-                let pipeline = Pipeline::new(
-                    store,
-                    rules,
-                    imap_mailbox_name(imap),
-                    imap.max_message_bytes,
-                )
-                .with_actions(Arc::clone(&actions), wake.clone());
+                let pipeline = pipeline(store, imap_mailbox_name(imap), imap.max_message_bytes);
                 Source::Imap(ImapSource::new(imap.clone(), password, pipeline)?)
             }
             SourceConfig::Maildir(md) => {
-                let pipeline = Pipeline::new(
-                    store,
-                    rules,
-                    maildir_mailbox_name(&md.path),
-                    md.max_message_bytes,
-                )
-                .with_actions(Arc::clone(&actions), wake.clone());
+                let pipeline =
+                    pipeline(store, maildir_mailbox_name(&md.path), md.max_message_bytes);
                 Source::Maildir(MaildirSource::new(
                     md.path.clone(),
                     pipeline,
@@ -318,6 +324,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut config = config;
     let store = open_store(&config).await?;
+    // When the mailbox was last read: kept across reloads, read by `/readyz`.
+    let last_read = LastRead::new();
+    // The HTTP socket, bound before systemd hears we are ready and kept across reloads.
+    let mut http_socket = match config.http.listen {
+        Some(addr) => Some(HttpSocket::bind(addr)?),
+        None => None,
+    };
     let tracker = TaskTracker::new();
     spawn_watchdog(&tracker, shutdown.clone());
     tracker.spawn(store.clone().checkpoints(shutdown.clone()));
@@ -332,6 +345,7 @@ pub async fn run(
             &config,
             store.clone(),
             Some(Arc::clone(&wake)),
+            Some(&last_read),
         )?);
         let sender = sender(&config, store.clone())?;
         let tasks = TaskTracker::new();
@@ -364,6 +378,21 @@ pub async fn run(
                     suppressed = report.suppressed,
                     "sender stopped"
                 );
+            });
+        }
+        if let Some(socket) = &http_socket {
+            let listener = socket.listener()?;
+            let app = crate::http::App::new(
+                store.clone(),
+                last_read.subscribe(),
+                config.source.poll_interval(),
+            );
+            let token = generation.clone();
+            tasks.spawn(async move {
+                if let Err(e) = crate::http::serve(listener, app, token).await {
+                    error!(error = %e, "the http listener failed");
+                }
+                info!("http listener stopped");
             });
         }
         {
@@ -407,6 +436,7 @@ pub async fn run(
                 if new.database.url != config.database.url {
                     warn!("the database setting changed; it takes effect after a restart");
                 }
+                http_socket = HttpSocket::reload(http_socket, new.http.listen);
                 info!("configuration reloaded");
                 config = new;
                 notify(&[sd_notify::NotifyState::Ready]);
@@ -421,6 +451,71 @@ pub async fn run(
     store.close().await;
     info!("leadloop stopped");
     Ok(())
+}
+
+/// The bound `[http] listen` socket. The daemon holds it for as long as the address stays
+/// the same; each generation serves a duplicate of it, so between two generations
+/// connections wait in its backlog.
+#[derive(Debug)]
+struct HttpSocket {
+    /// The address as configured (with port 0, not the port the system picked).
+    configured: SocketAddr,
+    socket: std::net::TcpListener,
+}
+
+impl HttpSocket {
+    fn bind(addr: SocketAddr) -> anyhow::Result<HttpSocket> {
+        let socket = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("[http] listen: cannot listen on {addr}"))?;
+        socket
+            .set_nonblocking(true)
+            .with_context(|| format!("[http] listen: {addr}"))?;
+        if !addr.ip().is_loopback() {
+            info!(%addr, "http listens beyond this machine; put a TLS reverse proxy in front of it");
+        }
+        Ok(HttpSocket {
+            configured: addr,
+            socket,
+        })
+    }
+
+    /// A listener on the runtime for one generation.
+    fn listener(&self) -> anyhow::Result<tokio::net::TcpListener> {
+        let socket = self
+            .socket
+            .try_clone()
+            .context("[http] listen: duplicating the socket")?;
+        tokio::net::TcpListener::from_std(socket).context("[http] listen: the socket")
+    }
+
+    /// The socket for a reloaded configuration: the same one while the address is the same,
+    /// none without `listen`, a new one for a new address. If the new address cannot be
+    /// bound, the old one is kept (bound again if it had to be let go first).
+    fn reload(old: Option<HttpSocket>, listen: Option<SocketAddr>) -> Option<HttpSocket> {
+        let addr = listen?;
+        if old.as_ref().is_some_and(|o| o.configured == addr) {
+            return old;
+        }
+        let first = match HttpSocket::bind(addr) {
+            Ok(new) => return Some(new),
+            Err(e) => e,
+        };
+        let Some(old) = old else {
+            error!(error = %format_args!("{first:#}"), "no http listener until the address is free");
+            return None;
+        };
+        // The new address may overlap the old one (the same port on another address of this
+        // machine): let the old one go and try again.
+        let was = old.configured;
+        drop(old);
+        match HttpSocket::bind(addr) {
+            Ok(new) => Some(new),
+            Err(e) => {
+                error!(error = %format_args!("{e:#}"), "keeping the http listener where it was");
+                HttpSocket::bind(was).ok()
+            }
+        }
+    }
 }
 
 /// Pets systemd's watchdog at half the interval the unit asks for, while the runtime is alive.

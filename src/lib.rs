@@ -45,6 +45,8 @@
 //!      retries temporary failures, records bounces, never resends what may have arrived.
 //!    - [`ingest`]: IMAP (TLS, UID cursor, IDLE, reconnects) and Maildir sources feeding one
 //!      classify-and-record pipeline.
+//!    - [`http`]: the optional HTTP listener (axum): health and readiness checks, and the
+//!      one-click unsubscribe link (RFC 8058) our messages carry.
 //! 6. [`daemon`]: the long-running tasks under one cancellation token, systemd notify and
 //!    watchdog, reload.
 //! 7. [`cli`]: the `leadloop` command. Only `daemon` and `cli` read the environment or signals.
@@ -59,6 +61,7 @@ pub mod config;
 pub mod daemon;
 pub mod diagnostics;
 pub mod domain;
+pub mod http;
 pub mod ingest;
 pub mod render;
 pub mod send;

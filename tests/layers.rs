@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["diagnostics", "classify", "render", "store"],
     &["sequence", "actions"],
     &["config"],
-    &["send", "ingest"],
+    &["send", "ingest", "http"],
     &["daemon"],
     &["cli"],
 ];

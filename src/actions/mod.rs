@@ -38,6 +38,30 @@ pub use trigger::Handoff;
 /// Why an unsubscribe request ends enrollments and suppresses the address.
 const UNSUBSCRIBE_REASON: &str = "the lead asked to unsubscribe";
 
+/// What an unsubscribe request made by link (the one-click URL of RFC 8058, or its confirm
+/// page) changes for the lead with this address: what one by mail changes. Every enrollment
+/// ends, the address is suppressed and the lead is `unsubscribed`, applied together by
+/// [`Store::unsubscribe_once`].
+pub fn unsubscribe_by_link(lead: &EmailAddress) -> Vec<LeadChange> {
+    [
+        Change::EndEnrollments {
+            sequences: None,
+            reason: UNSUBSCRIBE_REASON.to_owned(),
+        },
+        Change::Suppress {
+            reason: UNSUBSCRIBE_REASON.to_owned(),
+        },
+        Change::Status(LeadStatus::Unsubscribed),
+    ]
+    .into_iter()
+    .map(|change| LeadChange {
+        record: 0,
+        lead: lead.clone(),
+        change,
+    })
+    .collect()
+}
+
 /// The plus tag of our hand-off Reply-To addresses (`inbox+handoff-TOKEN@…`).
 pub const HANDOFF_TAG: &str = "handoff-";
 

@@ -204,6 +204,7 @@ impl ImapSource {
                 loop {
                     let report = self.sync(&mut session, &cancel).await?;
                     total.merge(report);
+                    self.pipeline.mark_read();
                     // A successful pass proves the connection works: start backing off anew.
                     backoff = BACKOFF_START;
                     if cancel.is_cancelled() {

@@ -99,7 +99,10 @@ impl MaildirSource {
         let mut total = IngestReport::default();
         while !cancel.is_cancelled() {
             match self.sync_once(&cancel).await {
-                Ok(r) => total.merge(r),
+                Ok(r) => {
+                    total.merge(r);
+                    self.pipeline.mark_read();
+                }
                 Err(e) => {
                     warn!(error = %error_chain(&e), "maildir ingest failed; retrying")
                 }

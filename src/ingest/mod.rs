@@ -11,6 +11,7 @@ mod imap;
 mod maildir;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -86,6 +87,37 @@ impl IngestReport {
     }
 }
 
+/// When the mailbox was last read successfully: the end of a pass that recorded everything
+/// waiting, or a batch recorded during a long pass (a first import), so a reader that works
+/// through a backlog counts as working. Both sources update it through their [`Pipeline`];
+/// the daemon's readiness check (`/readyz`) reads it. Clones share one value, which outlives
+/// the sources (a reload builds new ones and keeps it).
+#[derive(Debug, Clone)]
+pub struct LastRead(Arc<tokio::sync::watch::Sender<Option<Instant>>>);
+
+impl LastRead {
+    /// Never read yet.
+    pub fn new() -> LastRead {
+        LastRead(Arc::new(tokio::sync::watch::Sender::new(None)))
+    }
+
+    /// The mailbox was read successfully just now.
+    pub fn mark(&self) {
+        self.0.send_replace(Some(Instant::now()));
+    }
+
+    /// A receiver of the last successful read (`None` before the first).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<Instant>> {
+        self.0.subscribe()
+    }
+}
+
+impl Default for LastRead {
+    fn default() -> Self {
+        LastRead::new()
+    }
+}
+
 /// A small message that takes the classifier through its common paths once.
 const WARM_UP_MESSAGE: &[u8] = b"From: Warm Up <warm.up@example.org>\r\nTo: leads@example.com\r\n\
 Subject: Re: Fwd: question\r\nMessage-ID: <warm-up@example.org>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\
@@ -103,6 +135,8 @@ pub struct Pipeline {
     actions: Arc<Actions>,
     /// Woken when a batch enrolled someone, so the scheduler looks at once.
     wake: Option<Arc<tokio::sync::Notify>>,
+    /// Told of every successful read, for the readiness check.
+    last_read: Option<LastRead>,
 }
 
 impl Pipeline {
@@ -123,6 +157,7 @@ impl Pipeline {
             max_message_bytes,
             actions: Arc::new(Actions::default()),
             wake: None,
+            last_read: None,
         }
     }
 
@@ -138,6 +173,21 @@ impl Pipeline {
         self.actions = actions;
         self.wake = wake;
         self
+    }
+
+    /// Tells `last_read` of every batch recorded and every pass that ends with nothing left
+    /// to read.
+    #[must_use]
+    pub fn with_last_read(mut self, last_read: LastRead) -> Self {
+        self.last_read = Some(last_read);
+        self
+    }
+
+    /// Notes a successful read (a pass found nothing more to record, or a batch was recorded).
+    fn mark_read(&self) {
+        if let Some(last_read) = &self.last_read {
+            last_read.mark();
+        }
     }
 
     /// The mailbox name under which messages and the cursor are recorded.
@@ -209,6 +259,7 @@ impl Pipeline {
                 changes: &changes,
             })
             .await?;
+        self.mark_read();
         if outcome.enrolled > 0
             && let Some(wake) = &self.wake
         {

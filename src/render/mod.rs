@@ -320,7 +320,8 @@ pub struct MessageSpec<'a> {
     pub inbox: &'a EmailAddress,
     /// The enrollment's token.
     pub token: &'a str,
-    /// The https unsubscribe link, with the token filled in, when one is configured.
+    /// The unsubscribe link, with the token filled in, when one is configured; only an https
+    /// one is offered for one-click unsubscribe (`List-Unsubscribe-Post`).
     pub unsubscribe_url: Option<&'a str>,
     /// Whether replies go to `inbox+reply-TOKEN@…` (Reply-To).
     pub reply_to_token: bool,
@@ -541,8 +542,12 @@ pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderE
             HeaderName::new_from_ascii_str("X-Leadloop-Origin"),
             ORIGIN_MARKER.to_owned(),
         ));
-    if spec.unsubscribe_url.is_some() {
-        // RFC 8058 one-click needs an https URI to POST to; a mailto alone does not qualify.
+    if spec.unsubscribe_url.is_some_and(|u| {
+        u.get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }) {
+        // RFC 8058 one-click needs an https URI to POST to; a mailto alone does not qualify,
+        // nor does a plain http link (`[http] public_url` on a loopback address).
         builder = builder.raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
             "List-Unsubscribe=One-Click".to_owned(),
@@ -681,6 +686,22 @@ mod tests {
             .parse(&r.bytes)
             .unwrap();
         assert_eq!(parsed.subject(), Some("Welcome, Sam Sample"));
+    }
+
+    #[test]
+    fn one_click_is_offered_for_https_links_only() {
+        let t = templates();
+        let lead = sample_lead();
+        let (s, inbox) = (sender(), EmailAddress::parse("leads@company.com").unwrap());
+        let mut plain = spec(&lead, &s, &inbox, "welcome");
+        plain.unsubscribe_url = Some("http://127.0.0.1:8025/u/ab12cd");
+        let h = headers(&render(&t, &plain).unwrap().bytes).join("\n");
+        assert!(h.contains("<http://127.0.0.1:8025/u/ab12cd>"), "{h}");
+        assert!(!h.contains("List-Unsubscribe-Post"), "{h}");
+        let mut none = spec(&lead, &s, &inbox, "welcome");
+        none.unsubscribe_url = None;
+        let h = headers(&render(&t, &none).unwrap().bytes).join("\n");
+        assert!(!h.contains("List-Unsubscribe-Post"), "{h}");
     }
 
     #[test]

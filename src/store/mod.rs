@@ -336,6 +336,15 @@ impl Store {
         self.backend
     }
 
+    /// Whether the database answers: one trivial query (the readiness check).
+    ///
+    /// # Errors
+    /// The database cannot be reached, or the pool is closed.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;

@@ -373,6 +373,63 @@ impl Store {
         Ok(applied.enrolled)
     }
 
+    /// Applies an unsubscribe request that named its lead by link rather than by mail (the
+    /// one-click link, RFC 8058): `changes`, decided by the lead actions, and an
+    /// `unsubscribed` event with `detail` on the lead's timeline, in one transaction.
+    ///
+    /// A lead that is `unsubscribed` already and whose address is suppressed is left as it is
+    /// and nothing is recorded, so a request made twice (a retry, a second click, two at once)
+    /// acts once. `false` when nothing was applied, also when no lead has this address.
+    ///
+    /// # Errors
+    /// A failed query; nothing is changed then.
+    #[instrument(skip_all, fields(changes = changes.len()))]
+    pub async fn unsubscribe_once(
+        &self,
+        lead: &EmailAddress,
+        changes: &[LeadChange],
+        detail: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Writing the row first takes its lock (the database's, on SQLite), so of two
+        // requests at once the second waits and then sees what the first did.
+        let Some(row) =
+            sqlx::query("UPDATE leads SET updated_at = $1 WHERE email = $2 RETURNING id, status")
+                .bind(millis(now))
+                .bind(lead.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(false);
+        };
+        let id: i64 = row.get(0);
+        let status: LeadStatus = row
+            .get::<String, _>(1)
+            .parse()
+            .map_err(unreadable("leads", id, "status"))?;
+        let entry = super::Suppression::Address(lead.to_string());
+        let suppressed = sqlx::query("SELECT 1 FROM suppressions WHERE kind = $1 AND value = $2")
+            .bind(entry.kind())
+            .bind(entry.value())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if status == LeadStatus::Unsubscribed && suppressed {
+            // Dropping the transaction rolls the touch of updated_at back.
+            return Ok(false);
+        }
+        let applied = self
+            .apply_changes_in(&mut tx, changes, &[], &[], now)
+            .await?;
+        event_in(&mut tx, lead.as_str(), "unsubscribed", detail, now).await?;
+        tx.commit().await?;
+        if applied.notifications > 0 {
+            self.handoff_wake.notify_one();
+        }
+        Ok(true)
+    }
+
     /// Records Sales' verdict on the lead with this address, as `origin` gave it.
     pub(super) async fn record_verdict_in(
         &self,

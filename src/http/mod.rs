@@ -1,0 +1,227 @@
+//! The HTTP listener (`[http]`): health checks for systemd and load balancers, and the
+//! one-click unsubscribe link (RFC 8058) our messages carry.
+//!
+//! | route | answers |
+//! |---|---|
+//! | `GET /healthz` | `200 ok` while the process runs and serves requests |
+//! | `GET /readyz` | `200 ready` when the database answers and the mailbox was read successfully within the last [`READ_POLLS`] poll intervals (at least [`MIN_STALE_AFTER`]); `503` with the reason otherwise, also before the first read |
+//! | `GET /u/TOKEN` | a small page with a button that confirms (a form that POSTs); it changes nothing, because link scanners fetch every link in a message |
+//! | `POST /u/TOKEN` | with the body `List-Unsubscribe=One-Click`, unsubscribes the lead of the enrollment with this token, once (see `http/unsubscribe.rs`) |
+//!
+//! None of them needs a sign-in, and none shows anything about a lead: the token is the only
+//! key, and a token nobody has gets the same page as any other unknown address (404). Every
+//! answer says `Cache-Control: no-store` and carries a strict Content-Security-Policy; the pages
+//! load nothing from elsewhere and run no script.
+//!
+//! The server is one of the daemon's tasks, on the daemon's runtime, under its generation's
+//! cancellation token: on shutdown or reload it stops accepting, finishes the requests under
+//! way (for at most [`DRAIN`]) and returns. The daemon keeps the listening socket itself
+//! across reloads, so connections that arrive during one wait in the backlog instead of
+//! being refused.
+
+mod page;
+mod unsubscribe;
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::store::Store;
+
+/// The mailbox counts as read when its last successful read is at most this many poll
+/// intervals old.
+pub const READ_POLLS: u32 = 3;
+
+/// ... and at least this long, so a short `poll_interval` does not make a slow pass look like
+/// a dead reader.
+pub const MIN_STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// How long `/readyz` waits for the database before it says the database does not answer.
+pub const DATABASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a stopping server waits for the requests under way.
+pub const DRAIN: Duration = Duration::from_secs(5);
+
+/// The largest request body read (an RFC 8058 body is 26 bytes).
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct App(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    /// The leads store: readiness, tokens, and the unsubscribe itself.
+    store: Store,
+    /// When the mailbox was last read successfully, as ingest reports it.
+    last_read: watch::Receiver<Option<Instant>>,
+    /// A last read older than this makes the daemon not ready.
+    stale_after: Duration,
+}
+
+impl App {
+    /// Handlers on `store`, judging the mailbox reader by `last_read` (ingest's
+    /// [`LastRead`](crate::ingest::LastRead)) against the source's `poll_interval`.
+    pub fn new(
+        store: Store,
+        last_read: watch::Receiver<Option<Instant>>,
+        poll_interval: Duration,
+    ) -> App {
+        App(Arc::new(Inner {
+            store,
+            last_read,
+            stale_after: stale_after(poll_interval),
+        }))
+    }
+}
+
+/// How old the last successful read may be for the mailbox reader to count as healthy.
+pub fn stale_after(poll_interval: Duration) -> Duration {
+    poll_interval
+        .saturating_mul(READ_POLLS)
+        .max(MIN_STALE_AFTER)
+}
+
+/// Every route, with the headers every answer carries.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(
+            "/u/{token}",
+            get(unsubscribe::confirm).post(unsubscribe::one_click),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(common_headers))
+        .with_state(app)
+}
+
+/// Serves `app` on `listener` until `shutdown` fires, then lets the requests under way finish
+/// for at most [`DRAIN`].
+///
+/// # Errors
+/// The listener's address cannot be read.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: App,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let addr = listener.local_addr()?;
+    info!(%addr, "http listening");
+    let server = axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    tokio::select! {
+        done = server => done,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN).await;
+        } => {
+            warn!(%addr, "http requests still under way after {DRAIN:?}; leaving them");
+            Ok(())
+        }
+    }
+}
+
+/// `/healthz`: the process is up and answers.
+async fn healthz() -> Response {
+    text(StatusCode::OK, "ok\n".to_owned())
+}
+
+/// `/readyz`: the database answers and the mailbox reader works.
+async fn readyz(State(app): State<App>) -> Response {
+    match not_ready(&app).await {
+        None => text(StatusCode::OK, "ready\n".to_owned()),
+        Some(why) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+    }
+}
+
+/// Why the daemon is not ready, or `None` when it is.
+async fn not_ready(app: &App) -> Option<String> {
+    match tokio::time::timeout(DATABASE_TIMEOUT, app.0.store.ping()).await {
+        Err(_) => return Some(format!("database: no answer within {DATABASE_TIMEOUT:?}")),
+        Ok(Err(e)) => {
+            debug!(error = %crate::diagnostics::error_chain(&e), "readiness: database unreachable");
+            return Some("database: unreachable".to_owned());
+        }
+        Ok(Ok(())) => {}
+    }
+    let last = *app.0.last_read.borrow();
+    match last {
+        None => Some("mailbox: not read yet".to_owned()),
+        Some(at) if at.elapsed() > app.0.stale_after => Some(format!(
+            "mailbox: last read {}s ago (more than {}s)",
+            at.elapsed().as_secs(),
+            app.0.stale_after.as_secs()
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Any other address: the same neutral page an unknown token gets.
+async fn not_found() -> Response {
+    page::not_found()
+}
+
+/// A short plain-text answer (the health checks).
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The headers every answer carries: nothing is cached or framed, nothing but our own
+/// inline style is loaded, forms post only to us, and no Referer leaves (a page's address
+/// holds a token).
+async fn common_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(page::CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mailbox_may_miss_a_few_polls_and_never_less_than_the_floor() {
+        assert_eq!(
+            stale_after(Duration::from_secs(60)),
+            Duration::from_secs(180)
+        );
+        assert_eq!(stale_after(Duration::from_secs(1)), MIN_STALE_AFTER);
+        assert_eq!(stale_after(Duration::MAX), Duration::MAX);
+    }
+}
