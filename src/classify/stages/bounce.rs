@@ -7,7 +7,7 @@ use crate::domain::{Bounce, EmailAddress};
 
 pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
     let own = |a: &EmailAddress| m.ctx.is_own(a);
-    let b = bounce::standard(m.msg, m.body())
+    let b = bounce::standard(m.msg, m.body(), &own)
         .or_else(|| bounce::nonstandard(m.msg, m.from.as_ref(), m.subject, m.body(), &own))?;
     ev.extend(b.evidence);
     Some(Decision::Bounce {
@@ -15,6 +15,7 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
             recipient: b.recipient,
             permanent: b.permanent,
             status: b.status,
+            recipients: b.recipients,
         },
         original_id: b.original_id,
     })
