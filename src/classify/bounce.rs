@@ -345,12 +345,7 @@ fn block_recipients<'b>(
         );
         out.push((b, r));
     }
-    if let Some(i) = out.iter().position(|(_, r)| r.permanent)
-        && i > 0
-    {
-        let hard = out.remove(i);
-        out.insert(0, hard);
-    }
+    hard_first(&mut out, |(_, r)| r.permanent);
     out
 }
 
@@ -616,6 +611,11 @@ static BOUNCE_SUBJECT: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "delivery problem",
             "mail returned",
             "rejected mail",
+            "mail failure",
+            // Russian (Mail.ru, Yandex), without the first letter's case.
+            "едоставленное сообщение",
+            "е удалось доставить",
+            "е доставлено",
         ])
         .expect("static patterns")
 });
@@ -650,6 +650,11 @@ static BOUNCE_TEXT: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "votre message n'a pas",
             "su mensaje no",
             "il messaggio non",
+            "this is the james mail server",
+            "this is the mailer-daemon, please do not reply",
+            "an error has occurred while attempting to deliver a message",
+            "ваше письмо не может",
+            "письмо не удалось доставить",
         ])
         .expect("static patterns")
 });
@@ -695,6 +700,10 @@ static RECIPIENT_INTRO: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "no se entregó a",
             "non è stato recapitato a",
             "kon niet worden bezorgd bij",
+            "failed recipient(s):",
+            "addresses had delivery problems",
+            "addresses had delivery errors",
+            "following list of recipients",
         ])
         .expect("static patterns")
 });
@@ -798,7 +807,7 @@ static TEXT_STATUS: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 static SMTP_CODE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:^|[\s(:#\x27])([45][0-5][0-9])(?:[\s:)\x27-]|$)").expect("static regex")
+    Regex::new(r"(?:^|[\s(:#\x27])([45][0-5][0-9])(?:[\s:),\x27-]|$)").expect("static regex")
 });
 static ANGLE_FAILED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?m)^\s*<([^<>\s]+@[^<>\s]+)>").expect("static regex"));
@@ -833,6 +842,8 @@ static ORIGINAL_MARK: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "headers follow",
             "header follows",
             "headers of the original",
+            "of the original message is following",
+            "original mail as follows",
             "undelivered message",
         ])
         .expect("static patterns")
@@ -868,12 +879,13 @@ fn report_region(text: &str) -> &str {
     text.get(..at).unwrap_or(text)
 }
 
-/// An address opening a line: `<jane@example.org>` (Postfix, qmail, Sendmail), a bare
-/// address followed by a space, a colon or the line's end (Exim, Exchange), or a name with the
-/// address in brackets alone on the line (Exchange, Office 365).
+/// An address opening a line: `<jane@example.org>` (Postfix, qmail, Sendmail), a bare or
+/// quoted address followed by a space, a colon, a comma or the line's end (Exim, GMX, Zoho,
+/// Exchange), a name with the address in brackets alone on the line (Exchange, Office 365),
+/// or Zoho's `[Status: Error, Address: <jane@example.org>, …]`.
 static LINE_ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r#"^(?:<([^<>\s]+@[^<>\s]+)>|([^\s<>()"',;:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,24})(?:[\s:]|$)|[^<>()@:]{1,80}[(<]([^<>()\s]+@[^<>()\s]+)[)>]\s*$)"#,
+        r#"^(?:<([^<>\s]+@[^<>\s]+)>|"?([^\s<>()"',;:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,24})"?(?:[\s:,]|$)|[^<>()@:]{1,80}[(<]([^<>()\s]+@[^<>()\s]+)[)>]\s*$|(?i:\[status:[^<\]]{0,80}<([^<>\s]+@[^<>\s]+)>))"#,
     )
     .expect("static regex")
 });
@@ -895,7 +907,7 @@ fn text_segments(
         }
         let opened = LINE_ADDRESS
             .captures(t)
-            .and_then(|c| c.get(1).or_else(|| c.get(2)).or_else(|| c.get(3)))
+            .and_then(|c| (1..=4).find_map(|i| c.get(i)))
             .and_then(|m| EmailAddress::parse(m.as_str()).ok())
             .map(without_type_prefix)
             .filter(|a| !skip(a));
@@ -932,7 +944,14 @@ fn is_daemon(a: &EmailAddress) -> bool {
     let l = a.local_part().to_ascii_lowercase();
     matches!(
         l.as_str(),
-        "mailer-daemon" | "postmaster" | "mdaemon" | "mail-daemon" | "maildaemon" | "mailerdaemon"
+        "mailer-daemon"
+            | "postmaster"
+            | "post_master"
+            | "mdaemon"
+            | "mail-daemon"
+            | "mailer_daemon"
+            | "maildaemon"
+            | "mailerdaemon"
     ) || l.starts_with("mailer-daemon")
         || l.starts_with("postmaster")
 }
@@ -975,8 +994,10 @@ fn recipient_in_text(
     text: &str,
     skip: &dyn Fn(&EmailAddress) -> bool,
 ) -> Option<(EmailAddress, &'static str)> {
-    for m in RECIPIENT_INTRO.find_iter(text).take(20) {
-        let after = text.get(m.end()..).unwrap_or("");
+    // The phrases are matched across line breaks ("The following address\nfailed:").
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for m in RECIPIENT_INTRO.find_iter(&flat).take(20) {
+        let after = flat.get(m.end()..).unwrap_or("");
         let window = clip(after, 400);
         if let Some(a) = parse::emails_in(window).into_iter().find(|a| !skip(a)) {
             return Some((a, "address after a failure phrase"));
@@ -1191,6 +1212,203 @@ pub fn nonstandard(
     Some(found)
 }
 
+/// Moves the first hard failure to the front, so it is the one [`Found::recipient`] names.
+fn hard_first<T>(list: &mut Vec<T>, hard: impl Fn(&T) -> bool) {
+    if let Some(i) = list.iter().position(hard)
+        && i > 0
+    {
+        let first = list.remove(i);
+        list.insert(0, first);
+    }
+}
+
+/// A string field of a JSON object.
+fn json_str<'v>(v: &'v serde_json::Value, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(serde_json::Value::as_str)
+}
+
+/// An Amazon SES bounce notification, as Amazon SNS mails it: SES's JSON notification
+/// (`"notificationType": "Bounce"`, or `"eventType": "Bounce"` from an event destination),
+/// alone or as the `Message` of SNS's own JSON envelope. Each of `bouncedRecipients` is a
+/// failed recipient with its `status` and `diagnosticCode`; `bounceType` `Permanent` makes a
+/// failure with no more precise reason hard, `Transient` and `Undetermined` soft.
+pub fn ses_notification(body: &str) -> Option<Found> {
+    let text = clip(body, 256 * 1024);
+    if !text.contains("bouncedRecipients") {
+        return None;
+    }
+    let start = text.find('{')?;
+    let mut v: serde_json::Value = serde_json::Deserializer::from_str(text.get(start..)?)
+        .into_iter::<serde_json::Value>()
+        .next()?
+        .ok()?;
+    if let Some(inner) = json_str(&v, "Message") {
+        v = serde_json::from_str(inner).ok()?;
+    }
+    let kind = json_str(&v, "notificationType").or_else(|| json_str(&v, "eventType"))?;
+    if kind != "Bounce" {
+        return None;
+    }
+    let b = v.get("bounce")?;
+    let bounce_type = json_str(b, "bounceType").unwrap_or("Undetermined");
+    let sub_type = json_str(b, "bounceSubType").unwrap_or("General");
+    let base = bounce_type == "Permanent";
+    // SES's sub-types, in the words the reasons know.
+    let sub_words = match sub_type {
+        "NoEmail" => "no such user",
+        "MailboxFull" => "mailbox full",
+        "MessageTooLarge" => "message too large",
+        "ContentRejected" | "AttachmentRejected" => "content rejected",
+        _ => "",
+    };
+    let mut recipients: Vec<FailedRecipient> = Vec::new();
+    for r in b
+        .get("bouncedRecipients")?
+        .as_array()?
+        .iter()
+        .take(MAX_RECIPIENTS)
+    {
+        let Some(a) = json_str(r, "emailAddress")
+            .and_then(|s| parse::emails_in(s).into_iter().next())
+            .map(without_type_prefix)
+        else {
+            continue;
+        };
+        if recipients.iter().any(|x| x.address == a) {
+            continue;
+        }
+        let status = json_str(r, "status")
+            .and_then(|s| STATUS_CODE.find(s))
+            .map(|m| m.as_str().to_owned());
+        let diagnostic = json_str(r, "diagnosticCode").map(diagnostic_words);
+        let delayed = json_str(r, "action").is_some_and(|a| a.eq_ignore_ascii_case("delayed"));
+        let words = [diagnostic.unwrap_or_default(), sub_words];
+        recipients.push(judge(a, status, base, delayed, diagnostic, &words));
+    }
+    hard_first(&mut recipients, |r| r.permanent);
+    let mut found = Found {
+        permanent: base,
+        evidence: vec![format!(
+            "Amazon SES bounce notification (bounceType {}, bounceSubType {})",
+            clip(bounce_type, 40),
+            clip(sub_type, 40)
+        )],
+        ..Found::default()
+    };
+    found.first_of(recipients);
+    found.explain_first(base);
+    let common = v.get("mail").and_then(|m| m.get("commonHeaders"));
+    found.original_id = common
+        .and_then(|c| json_str(c, "messageId"))
+        .map(|id| id.trim().trim_matches(['<', '>']).to_owned())
+        .filter(|id| !id.is_empty() && id.len() <= 500 && !id.contains(char::is_whitespace));
+    Some(found)
+}
+
+/// The notices of the fml mailing-list manager when a list refused our message (we are not a
+/// member, a loop, a duplicate): the list's address did not take it. Soft: the address
+/// exists.
+static FML_ERROR: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build([
+            "not member",
+            "not a member",
+            "reject",
+            "fml system error",
+            "loop",
+            "duplicated message-id",
+            "security alert",
+        ])
+        .expect("static patterns")
+});
+
+/// A list's refusal from fml (`X-MLServer: fml`, from `LIST-admin@`): the failed recipient is
+/// the list, as the pasted original addressed it (else as the notice names it, else the
+/// admin address without `-admin`).
+pub fn fml(
+    msg: &Message<'_>,
+    from: Option<&parse::Named>,
+    subject: &str,
+    body: &str,
+) -> Option<Found> {
+    let server = parse::header(msg, "X-MLServer")?;
+    if !server.to_ascii_lowercase().contains("fml") {
+        return None;
+    }
+    let admin = &from?.email;
+    let local = admin.local_part();
+    let list_name = local
+        .len()
+        .checked_sub("-admin".len())
+        .and_then(|n| local.get(..n))
+        .filter(|_| local.to_ascii_lowercase().ends_with("-admin"))?;
+    let text = clip(body, 32 * 1024);
+    let hit = FML_ERROR
+        .find(clip(subject, 500))
+        .map(|_| clip(subject, 200).to_owned())
+        .or_else(|| {
+            text.lines()
+                .take(40)
+                .find(|l| FML_ERROR.is_match(l))
+                .map(str::to_owned)
+        })?;
+    let (notice, original) = match text.find("Original mail as follows:") {
+        Some(i) => (text.get(..i).unwrap_or(text), text.get(i..).unwrap_or("")),
+        None => (text, ""),
+    };
+    let list = original
+        .lines()
+        .take(60)
+        .find(|l| l.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("to:")))
+        .and_then(|l| parse::emails_in(l).into_iter().next())
+        .or_else(|| {
+            ANGLE_ADDRESS
+                .captures(notice)
+                .and_then(|c| c.get(1))
+                .and_then(|m| EmailAddress::parse(m.as_str()).ok())
+        })
+        .or_else(|| EmailAddress::parse(&format!("{list_name}@{}", admin.domain())).ok())?;
+    let diagnostic = notice
+        .lines()
+        .map(str::trim)
+        .find(|l| FML_ERROR.is_match(l))
+        .unwrap_or(&hit)
+        .to_owned();
+    let j = Judgement {
+        permanent: false,
+        status: None,
+        delayed: false,
+        why: "a mailing list refused the message",
+    };
+    let r = judge(
+        list,
+        None,
+        j.permanent,
+        false,
+        Some(&diagnostic),
+        &[&diagnostic, &hit],
+    );
+    let mut found = Found {
+        evidence: vec![
+            format!("fml mailing-list manager ({})", clip(server.trim(), 60)),
+            format!("list refusal \"{}\"", clip(hit.trim(), 80)),
+        ],
+        ..Found::default()
+    };
+    found.first_of(vec![r]);
+    found.explain_first(j.permanent);
+    found.original_id = MSGID_LINE
+        .captures(original)
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str().to_owned());
+    Some(found)
+}
+
+/// An address in angle brackets.
+static ANGLE_ADDRESS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"<([^<>\s]+@[^<>\s]+)>").expect("static regex"));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1231,6 +1449,45 @@ mod tests {
         assert!(permanence("", "Delivery attempts will continue").delayed);
         assert!(!permanence("", "the mailbox is full").permanent);
         assert!(permanence("", "something went wrong").permanent);
+    }
+
+    #[test]
+    fn ses_notifications_other_than_bounces_are_not_bounces() {
+        let bounce = r#"{"notificationType":"Bounce","bounce":{"bounceType":"Transient","bounceSubType":"General","bouncedRecipients":[{"emailAddress":"Jane <smtp=JANE@example.org>","action":"delayed"}]},"mail":{"commonHeaders":{"messageId":"<id 1@x>"}}}"#;
+        let f = ses_notification(bounce).expect("a bounce");
+        let r = &f.recipients[0];
+        assert_eq!(r.address.as_str(), "jane@example.org");
+        assert_eq!(r.action, BounceAction::Delayed);
+        assert_eq!(r.reason, BounceReason::Temporary);
+        assert!(!f.permanent);
+        // A Message-ID with a space is no Message-ID.
+        assert_eq!(f.original_id, None);
+        for other in ["Complaint", "Delivery"] {
+            let n = bounce.replace("\"Bounce\",", &format!("\"{other}\","));
+            assert!(ses_notification(&n).is_none(), "{other}");
+        }
+        assert!(ses_notification("no JSON, just bouncedRecipients").is_none());
+        assert!(ses_notification("{\"bouncedRecipients\": [").is_none());
+    }
+
+    #[test]
+    fn report_regions_end_at_the_copy_of_the_original() {
+        let text = "<a@x.example>: 550 5.1.1 user unknown\n\n--- Below this line is a copy of the message.\n\nTo: <b@y.example>\n";
+        assert_eq!(
+            report_region(text),
+            "<a@x.example>: 550 5.1.1 user unknown\n\n"
+        );
+        let text = "x@y.example: 552 quota\nReturn-Path: <l@c.example>\n<b@y.example>\n";
+        let segments = text_segments(report_region(text), &|_| false);
+        assert_eq!(segments.len(), 1);
+        assert_eq!(segments[0].0.as_str(), "x@y.example");
+        // A header line of the report itself ("From: …") opens no recipient.
+        let segments = text_segments(
+            "From: Leads <l@c.example>\n\"q@r.example\":\nfull\n",
+            &|_| false,
+        );
+        assert_eq!(segments.len(), 1);
+        assert_eq!(segments[0].1, "\"q@r.example\":\nfull\n");
     }
 
     #[test]

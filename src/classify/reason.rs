@@ -72,6 +72,7 @@ static TOO_LARGE: LazyLock<AhoCorasick> = LazyLock::new(|| {
         "larger than the maximum",
         "larger than allowed",
         "message is larger than",
+        "messagetoolarge",
     ])
 });
 
@@ -258,6 +259,7 @@ static EXPIRED: LazyLock<AhoCorasick> = LazyLock::new(|| {
         "could not be delivered within",
         "maximum time",
         "delivery time exceeded",
+        "host not reachable",
     ])
 });
 
@@ -286,6 +288,10 @@ static POLICY: LazyLock<AhoCorasick> = LazyLock::new(|| {
         "malware",
         "infected",
         "forbidden",
+        "not a member",
+        "not member",
+        "only members",
+        "members only",
     ])
 });
 
