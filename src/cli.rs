@@ -564,6 +564,15 @@ fn write_explanation(out: &mut impl Write, file: &Path, c: &Classification) -> i
                 .as_deref()
                 .map_or(String::new(), |s| format!(" (status {s})"))
         )?;
+        if !b.recipients.is_empty() {
+            writeln!(out, "  recipients:  {} failed", b.recipients.len())?;
+            for r in &b.recipients {
+                writeln!(out, "    {r}")?;
+                if let Some(d) = &r.diagnostic {
+                    writeln!(out, "      {d}")?;
+                }
+            }
+        }
     }
     if let Some(d) = c.return_date {
         writeln!(out, "  back on:     {}", d.format("%Y-%m-%d"))?;

@@ -23,8 +23,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Classification, EmailAddress, LeadId, LeadStatus, MessageKind, Person, SequenceName, Verdict,
-    VerdictKind, VerdictTarget,
+    BounceReason, Classification, EmailAddress, LeadId, LeadStatus, MessageKind, Person,
+    SequenceName, Verdict, VerdictKind, VerdictTarget,
 };
 use crate::store::{
     Change, EnrollRule, InboundRecord, KnownLead, LeadChange, OurMessage, Store, StoreError,
@@ -114,6 +114,31 @@ impl Known {
             .iter()
             .find_map(|r| self.messages.get(r.as_str()))
     }
+}
+
+/// One failed recipient of a bounce, as the lead actions read it.
+struct Failed<'b> {
+    address: &'b EmailAddress,
+    permanent: bool,
+    status: Option<&'b str>,
+    /// `None` for a bounce recorded before reasons were.
+    reason: Option<BounceReason>,
+}
+
+impl Failed<'_> {
+    /// `5.1.1, user_unknown`, as suppressions and enrollments record why.
+    fn describe(&self) -> String {
+        let status = self.status.unwrap_or("no status");
+        match self.reason {
+            Some(r) => format!("{status}, {r}"),
+            None => status.to_owned(),
+        }
+    }
+}
+
+/// The lead whose address (or alias) the `i`th failed recipient is.
+fn known_lead_of<'k>(failed: &[Failed<'_>], i: usize, known: &'k Known) -> Option<&'k KnownLead> {
+    failed.get(i).and_then(|f| known.lead_by_address(f.address))
 }
 
 /// The token of a plus-address with this tag prefix (`inbox+handoff-TOKEN@…`).
@@ -249,9 +274,16 @@ impl Actions {
             if let Some(p) = &c.lead {
                 addresses.insert(p.email.as_str());
             }
-            if let Some(b) = c.bounce.as_ref().and_then(|b| b.recipient.as_ref()) {
-                addresses.insert(b.as_str());
-                bounced.insert(b.as_str());
+            if let Some(b) = &c.bounce {
+                // Every failed recipient: each may be a lead.
+                for a in b
+                    .recipient
+                    .iter()
+                    .chain(b.recipients.iter().map(|r| &r.address))
+                {
+                    addresses.insert(a.as_str());
+                    bounced.insert(a.as_str());
+                }
             }
             ids.extend(c.references.iter().map(String::as_str));
             handoff_tokens.extend(token(c.delivered_to.as_ref(), HANDOFF_TAG));
@@ -498,9 +530,15 @@ impl Actions {
         push(&email, Change::Pause { until, reason });
     }
 
-    /// A delivery failure to a lead: a hard one bounces and suppresses it at once, soft ones
-    /// after `soft_bounce_limit` within `soft_bounce_window`. A bounce of a notification to
-    /// our own people changes no lead.
+    /// A delivery failure: for each failed recipient that is a lead, a hard failure bounces
+    /// and suppresses it at once, soft ones after `soft_bounce_limit` within
+    /// `soft_bounce_window`. The first recipient that is no lead's address is taken for the
+    /// lead the bounced message (by its Message-ID) or the VERP address names, as before
+    /// bounces named several recipients. Another failed recipient that is no lead is an
+    /// address we mailed too: a hard failure suppresses it. A bounce that names no lead at
+    /// all changes nothing, nor does a bounce of a notification to our own people.
+    ///
+    /// The message is recorded on the first lead's timeline.
     fn bounce(
         &self,
         c: &mut Classification,
@@ -518,41 +556,95 @@ impl Actions {
         }
         let verp = token(c.delivered_to.as_ref(), BOUNCE_TAG)
             .and_then(|t| known.enrollment_tokens.get(t).copied());
-        let lead = bounce
-            .recipient
-            .as_ref()
-            .and_then(|r| known.lead_by_address(r))
+        // Every failed recipient; a bounce recorded before recipients were listed names only
+        // the first.
+        let failed: Vec<Failed<'_>> = if bounce.recipients.is_empty() {
+            bounce
+                .recipient
+                .iter()
+                .map(|address| Failed {
+                    address,
+                    permanent: bounce.permanent,
+                    status: bounce.status.as_deref(),
+                    reason: None,
+                })
+                .collect()
+        } else {
+            bounce
+                .recipients
+                .iter()
+                .map(|r| Failed {
+                    address: &r.address,
+                    permanent: r.permanent,
+                    status: r.status.as_deref(),
+                    reason: Some(r.reason),
+                })
+                .collect()
+        };
+        let named = known_lead_of(&failed, 0, known)
             .or_else(|| ours.and_then(|m| m.to_lead).and_then(|id| known.lead(id)))
             .or_else(|| verp.and_then(|id| known.lead(id)));
-        let Some(lead) = lead else {
+        let leads: Vec<Option<&KnownLead>> = (0..failed.len())
+            .map(|i| known_lead_of(&failed, i, known).or(if i == 0 { named } else { None }))
+            .collect();
+        let Some(first) = leads.iter().flatten().next() else {
             return;
         };
-        let email = lead.email.clone();
-        c.lead = Some(person(&email));
+        c.lead = Some(person(&first.email));
+        let mut done: Vec<&EmailAddress> = Vec::new();
+        for (f, lead) in failed.iter().zip(leads) {
+            let Some(lead) = lead else {
+                if f.permanent {
+                    push(
+                        f.address,
+                        Change::Suppress {
+                            reason: format!("hard bounce ({})", f.describe()),
+                        },
+                    );
+                }
+                continue;
+            };
+            // One decision per lead and bounce, by its first failed address.
+            if done.contains(&&lead.email) {
+                continue;
+            }
+            done.push(&lead.email);
+            self.bounce_lead(&lead.email, f, known, soft, push);
+        }
+    }
+
+    /// One failed recipient of a known lead: hard, the lead is bounced, suppressed (with the
+    /// failed address, when the lead was found through its bounced message) and its sequences
+    /// end; soft, it counts toward the limit.
+    fn bounce_lead(
+        &self,
+        email: &EmailAddress,
+        f: &Failed<'_>,
+        known: &Known,
+        soft: &mut HashMap<String, u32>,
+        push: &mut impl FnMut(&EmailAddress, Change),
+    ) {
         let dead = |reason: String, push: &mut dyn FnMut(&EmailAddress, Change)| {
             push(
-                &email,
+                email,
                 Change::EndEnrollments {
                     sequences: None,
                     reason: reason.clone(),
                 },
             );
-            if let Some(r) = &bounce.recipient
-                && *r != email
-            {
+            if f.address != email {
                 push(
-                    r,
+                    f.address,
                     Change::Suppress {
                         reason: reason.clone(),
                     },
                 );
             }
-            push(&email, Change::Suppress { reason });
-            push(&email, Change::Status(LeadStatus::Bounced));
+            push(email, Change::Suppress { reason });
+            push(email, Change::Status(LeadStatus::Bounced));
         };
-        let status = bounce.status.as_deref().unwrap_or("no status");
-        if bounce.permanent {
-            dead(format!("hard bounce ({status})"), push);
+        if f.permanent {
+            dead(format!("hard bounce ({})", f.describe()), push);
             return;
         }
         let count = soft
@@ -563,7 +655,10 @@ impl Actions {
         if *count == limit {
             let window = spoken(self.settings.soft_bounce_window);
             dead(
-                format!("{count} soft bounces within {window} (last {status})"),
+                format!(
+                    "{count} soft bounces within {window} (last {})",
+                    f.describe()
+                ),
                 push,
             );
         }

@@ -11,7 +11,8 @@ use mail_parser::{Message, PartType};
 use regex::Regex;
 
 use super::parse::{self, MAX_NESTING, clip};
-use crate::domain::EmailAddress;
+use super::reason;
+use crate::domain::{BounceAction, BounceReason, EmailAddress, FailedRecipient};
 
 /// One per-recipient block of a `message/delivery-status` part.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -70,12 +71,23 @@ impl RecipientStatus {
         }
     }
 
-    fn is_failure(&self) -> bool {
-        matches!(self.action(), Some(Action::Failed | Action::Delayed))
-            || self
+    /// Whether the block reports the recipient as not delivered: `failed` or `delayed`, or
+    /// no action RFC 3464 defines with a 4.x.x or 5.x.x status. Never a recipient reported
+    /// `delivered`, `relayed` or `expanded`.
+    fn reports_failure(&self) -> bool {
+        match self.action() {
+            Some(Action::Failed | Action::Delayed) => true,
+            Some(Action::Delivered | Action::Relayed | Action::Expanded) => false,
+            None => self
                 .status
                 .as_deref()
-                .is_some_and(|s| s.starts_with('4') || s.starts_with('5'))
+                .is_some_and(|s| s.starts_with('4') || s.starts_with('5')),
+        }
+    }
+
+    /// The server is still trying (or handed the message on): never a hard failure.
+    fn delayed(&self) -> bool {
+        matches!(self.action(), Some(Action::Delayed | Action::Relayed))
     }
 
     pub fn recipient(&self) -> Option<&EmailAddress> {
@@ -92,7 +104,26 @@ fn typed_address(value: &str) -> Option<EmailAddress> {
     if !kind.trim().eq_ignore_ascii_case("rfc822") {
         return None;
     }
-    EmailAddress::parse(addr.trim().trim_matches(['<', '>'])).ok()
+    EmailAddress::parse(addr.trim().trim_matches(['<', '>']))
+        .ok()
+        .map(without_type_prefix)
+}
+
+/// An address without the address type some servers glue to it (`smtp=jane@example.com`,
+/// `rfc822=…`, `SMTP:…`): the type is not part of the mailbox.
+fn without_type_prefix(a: EmailAddress) -> EmailAddress {
+    let local = a.local_part();
+    for prefix in ["smtp=", "smtp:", "rfc822=", "rfc822:"] {
+        if let Some(rest) = local
+            .get(..prefix.len())
+            .filter(|p| p.eq_ignore_ascii_case(prefix))
+            .and_then(|_| local.get(prefix.len()..))
+            && let Ok(b) = EmailAddress::parse(&format!("{rest}@{}", a.domain()))
+        {
+            return b;
+        }
+    }
+    a
 }
 
 static STATUS_CODE: LazyLock<Regex> =
@@ -139,9 +170,235 @@ pub struct Found {
     pub recipient: Option<EmailAddress>,
     pub permanent: bool,
     pub status: Option<String>,
+    /// Every failed recipient, `recipient` first.
+    pub recipients: Vec<FailedRecipient>,
     pub original_id: Option<String>,
     pub evidence: Vec<String>,
 }
+
+impl Found {
+    /// Takes `recipient`, `permanent` and `status` from the first of `recipients`.
+    fn first_of(&mut self, recipients: Vec<FailedRecipient>) {
+        if let Some(r) = recipients.first() {
+            self.recipient = Some(r.address.clone());
+            self.permanent = r.permanent;
+            self.status.clone_from(&r.status);
+        }
+        if recipients.len() > 1 {
+            self.evidence
+                .push(format!("{} failed recipients", recipients.len()));
+        }
+        self.recipients = recipients;
+    }
+
+    /// The evidence for the first recipient's reason, and for its permanence when the
+    /// reason, not the status class or wording, decided it.
+    fn explain_first(&mut self, base: bool) {
+        if let Some(r) = self.recipients.first() {
+            self.evidence.push(format!("reason {}", r.reason));
+            if r.permanent != base {
+                self.evidence.push(format!(
+                    "{} because of the reason {}",
+                    if r.permanent { "hard" } else { "soft" },
+                    r.reason
+                ));
+            }
+        }
+    }
+}
+
+/// How the bounce as a whole reads when no per-recipient block says: hard or soft from the
+/// status class or the wording, the status code it states, why, and whether it is a delay
+/// warning.
+#[derive(Debug, Clone)]
+struct Judgement {
+    permanent: bool,
+    status: Option<String>,
+    delayed: bool,
+    why: &'static str,
+}
+
+/// Bytes of a recipient's diagnostic that are kept.
+const DIAGNOSTIC_MAX: usize = 300;
+
+/// Text on one line, whitespace collapsed, clipped on a character boundary.
+fn one_line(text: &str) -> Option<String> {
+    let mut out = String::new();
+    for w in clip(text, 4 * DIAGNOSTIC_MAX).split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+        if out.len() >= DIAGNOSTIC_MAX {
+            break;
+        }
+    }
+    let kept = clip(&out, DIAGNOSTIC_MAX).len();
+    out.truncate(kept);
+    (!out.is_empty()).then_some(out)
+}
+
+/// A `Diagnostic-Code` without its type (`smtp; 550 …` → `550 …`).
+fn diagnostic_words(d: &str) -> &str {
+    match d.split_once(';') {
+        Some((kind, rest)) if !kind.trim().is_empty() && !kind.trim().contains(' ') => rest.trim(),
+        _ => d.trim(),
+    }
+}
+
+/// The first status code a text states: an enhanced code, else an SMTP reply code.
+fn status_in(text: &str) -> Option<String> {
+    TEXT_STATUS
+        .captures(text)
+        .and_then(|c| c.get(1))
+        .or_else(|| SMTP_CODE.captures(text).and_then(|c| c.get(1)))
+        .map(|m| m.as_str().to_owned())
+}
+
+/// One recipient, judged: its reason from its status and the server's words about it (the
+/// first of `words` that names a reason more precise than `other` or `temporary`), hard or
+/// soft from the reason and `base`.
+fn judge(
+    address: EmailAddress,
+    status: Option<String>,
+    base: bool,
+    delayed: bool,
+    diagnostic: Option<&str>,
+    words: &[&str],
+) -> FailedRecipient {
+    let status = status.or_else(|| diagnostic.and_then(status_in));
+    let vague = |r: &BounceReason| matches!(r, BounceReason::Other | BounceReason::Temporary);
+    let reasons = words
+        .iter()
+        .filter(|w| !w.trim().is_empty())
+        .map(|w| reason::reason(status.as_deref(), w, delayed));
+    let mut reason = reason::reason(status.as_deref(), "", delayed);
+    for r in reasons {
+        let precise = !vague(&r);
+        if precise || vague(&reason) {
+            reason = r;
+        }
+        if precise {
+            break;
+        }
+    }
+    FailedRecipient {
+        address,
+        permanent: reason::permanent(reason, base, delayed),
+        action: if delayed {
+            BounceAction::Delayed
+        } else {
+            BounceAction::Failed
+        },
+        diagnostic: diagnostic.and_then(one_line),
+        status,
+        reason,
+    }
+}
+
+/// What a report's text says about a recipient, without the lines that only name it.
+fn segment_diagnostic(segment: &str, a: &EmailAddress) -> String {
+    segment
+        .lines()
+        .filter(|l| {
+            let bare = l
+                .trim()
+                .trim_matches(|c: char| "<>():,;".contains(c) || c.is_whitespace());
+            !bare.eq_ignore_ascii_case(a.as_str())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The failed recipients of per-recipient blocks, judged, in the report's order but with
+/// the first hard failure first (the one [`Found::recipient`] names). `segments` hold what
+/// the report's text says about each address, read when a block has no `Diagnostic-Code`;
+/// a report with one failed block reads its whole `region` then.
+fn block_recipients<'b>(
+    blocks: &'b [RecipientStatus],
+    segments: &[(EmailAddress, String)],
+    region: &str,
+) -> Vec<(&'b RecipientStatus, FailedRecipient)> {
+    let failing: Vec<&RecipientStatus> = blocks.iter().filter(|b| b.reports_failure()).collect();
+    let single = failing.len() == 1;
+    let mut out: Vec<(&RecipientStatus, FailedRecipient)> = Vec::new();
+    for b in failing {
+        let Some(a) = b.recipient() else {
+            continue;
+        };
+        if out.iter().any(|(_, r)| r.address == *a) {
+            continue;
+        }
+        let diagnostic = b.diagnostic.as_deref().map(diagnostic_words);
+        let words = [
+            diagnostic.unwrap_or_default(),
+            segment_of(segments, a).unwrap_or_default(),
+            if single { region } else { "" },
+        ];
+        let r = judge(
+            a.clone(),
+            b.status.clone(),
+            b.permanent(),
+            b.delayed(),
+            diagnostic,
+            &words,
+        );
+        out.push((b, r));
+    }
+    hard_first(&mut out, |(_, r)| r.permanent);
+    out
+}
+
+/// Recipients named outside a per-recipient block (X-Failed-Recipients, the text), judged.
+/// The first takes the bounce's own status and wording (`j`); the others the status their
+/// own lines state, else the bounce's.
+fn named_recipients(
+    addresses: Vec<EmailAddress>,
+    segments: &[(EmailAddress, String)],
+    region: &str,
+    j: &Judgement,
+) -> Vec<FailedRecipient> {
+    let single = addresses.len() == 1;
+    let mut out: Vec<FailedRecipient> = Vec::new();
+    for (i, a) in addresses.into_iter().take(MAX_RECIPIENTS).enumerate() {
+        if out.iter().any(|r| r.address == a) {
+            continue;
+        }
+        let segment = segment_of(segments, &a);
+        let (status, base) = match segment.filter(|_| i > 0) {
+            // Another recipient with lines of its own: the status they state, if any.
+            Some(t) => match status_in(t) {
+                Some(s) => {
+                    let base = match s.chars().next() {
+                        Some('5') => true,
+                        Some('4') => false,
+                        _ => j.permanent,
+                    };
+                    (Some(s), base)
+                }
+                None => (None, j.permanent),
+            },
+            None => (j.status.clone(), j.permanent),
+        };
+        let diagnostic = segment.map(|t| segment_diagnostic(t, &a));
+        let words = [
+            diagnostic.as_deref().unwrap_or_default(),
+            if single || i == 0 { region } else { "" },
+        ];
+        out.push(judge(
+            a,
+            status,
+            base,
+            j.delayed,
+            diagnostic.as_deref(),
+            &words,
+        ));
+    }
+    out
+}
+
+/// Failed recipients a bounce may name at most.
+const MAX_RECIPIENTS: usize = 100;
 
 static MSGID_LINE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?im)^Message-ID:\s*<([^<>\s]{1,500})>").expect("static regex"));
@@ -188,7 +445,11 @@ fn original_message_id(msg: &Message<'_>, depth: usize) -> Option<String> {
 ///
 /// Also a `multipart/report` whose `report-type` is missing or misspelled but which holds a
 /// delivery-status part, as some servers send.
-pub fn standard(msg: &Message<'_>, body: &str) -> Option<Found> {
+pub fn standard(
+    msg: &Message<'_>,
+    body: &str,
+    is_own: &dyn Fn(&EmailAddress) -> bool,
+) -> Option<Found> {
     let (ct, report) = parse::content_type(parse::root(msg)?)?;
     if ct != "multipart/report" {
         return None;
@@ -218,45 +479,76 @@ pub fn standard(msg: &Message<'_>, body: &str) -> Option<Found> {
         .and_then(|p| parse::part_text(p, 64 * 1024))
         .map(|t| parse_delivery_status(&t))
         .unwrap_or_default();
-    let chosen = blocks
-        .iter()
-        .find(|b| b.is_failure() && b.permanent())
-        .or_else(|| blocks.iter().find(|b| b.is_failure()))
-        .or(blocks.first());
-    if let Some(b) = chosen {
-        found.recipient = b.recipient().cloned();
-        found.permanent = b.permanent();
-        found.status = b.status.clone();
+    let text = clip(body, 32 * 1024);
+    let region = report_region(text);
+    let bounce_to: Vec<EmailAddress> = parse::addresses(msg, "To")
+        .into_iter()
+        .map(|n| n.email)
+        .collect();
+    let skip = |a: &EmailAddress| is_daemon(a) || is_own(a) || bounce_to.contains(a);
+    let segments = text_segments(region, &skip);
+    let judged = block_recipients(&blocks, &segments, region);
+    if let Some((b, first)) = judged.first() {
         found.evidence.push(format!(
             "delivery-status: Action {}, Status {}",
             b.action.as_deref().unwrap_or("?"),
-            b.status.as_deref().unwrap_or("?")
+            first.status.as_deref().unwrap_or("?")
         ));
-    } else {
-        found
-            .evidence
-            .push("no per-recipient block in the report".into());
+        let base = b.permanent();
+        found.first_of(judged.into_iter().map(|(_, r)| r).collect());
+        found.explain_first(base);
+        found.original_id = original_message_id(msg, 0);
+        return Some(found);
     }
-    if found.recipient.is_none() {
-        found.recipient = failed_from_header(msg);
-    }
-    if found.recipient.is_none() {
-        let bounce_to: Vec<EmailAddress> = parse::addresses(msg, "To")
-            .into_iter()
-            .map(|n| n.email)
-            .collect();
-        let skip = |a: &EmailAddress| is_daemon(a) || bounce_to.contains(a);
-        if let Some((a, how)) = recipient_in_text(msg, clip(body, 32 * 1024), &skip) {
-            found.evidence.push(format!("failed recipient from {how}"));
-            found.recipient = Some(a);
+    // No block names a failed rfc822 recipient: the block that is there (another address
+    // type, or only recipients delivered or relayed) and the text say what they can.
+    let chosen = blocks
+        .iter()
+        .find(|b| b.reports_failure())
+        .or(blocks.first());
+    let j = match chosen {
+        Some(b) => {
+            found.evidence.push(format!(
+                "delivery-status: Action {}, Status {}",
+                b.action.as_deref().unwrap_or("?"),
+                b.status.as_deref().unwrap_or("?")
+            ));
+            Judgement {
+                permanent: b.permanent(),
+                status: b.status.clone(),
+                delayed: b.delayed(),
+                why: "",
+            }
         }
+        None => {
+            found
+                .evidence
+                .push("no per-recipient block in the report".into());
+            let j = permanence("", text);
+            found.evidence.push(j.why.to_owned());
+            j
+        }
+    };
+    found.permanent = j.permanent;
+    found.status.clone_from(&j.status);
+    if let Some(b) = chosen.filter(|b| !b.reports_failure())
+        && let Some(a) = b.recipient()
+    {
+        // A report of delivered or relayed recipients only: not a failure of theirs.
+        found.recipient = Some(a.clone());
+        found.original_id = original_message_id(msg, 0);
+        return Some(found);
     }
-    if chosen.is_none() {
-        let (permanent, status, why) = permanence("", clip(body, 32 * 1024));
-        found.permanent = permanent;
-        found.status = status;
-        found.evidence.push(why.to_owned());
+    let mut addresses = failed_from_header(msg);
+    if addresses.is_empty()
+        && let Some((a, how)) = recipient_in_text(msg, text, &skip)
+    {
+        found.evidence.push(format!("failed recipient from {how}"));
+        addresses.push(a);
+        addresses.extend(segments.iter().map(|(a, _)| a.clone()));
     }
+    found.first_of(named_recipients(addresses, &segments, region, &j));
+    found.explain_first(j.permanent);
     found.original_id = original_message_id(msg, 0);
     Some(found)
 }
@@ -319,6 +611,11 @@ static BOUNCE_SUBJECT: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "delivery problem",
             "mail returned",
             "rejected mail",
+            "mail failure",
+            // Russian (Mail.ru, Yandex), without the first letter's case.
+            "едоставленное сообщение",
+            "е удалось доставить",
+            "е доставлено",
         ])
         .expect("static patterns")
 });
@@ -353,6 +650,11 @@ static BOUNCE_TEXT: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "votre message n'a pas",
             "su mensaje no",
             "il messaggio non",
+            "this is the james mail server",
+            "this is the mailer-daemon, please do not reply",
+            "an error has occurred while attempting to deliver a message",
+            "ваше письмо не может",
+            "письмо не удалось доставить",
         ])
         .expect("static patterns")
 });
@@ -398,6 +700,10 @@ static RECIPIENT_INTRO: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "no se entregó a",
             "non è stato recapitato a",
             "kon niet worden bezorgd bij",
+            "failed recipient(s):",
+            "addresses had delivery problems",
+            "addresses had delivery errors",
+            "following list of recipients",
         ])
         .expect("static patterns")
 });
@@ -501,13 +807,136 @@ static TEXT_STATUS: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 static SMTP_CODE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:^|[\s(:#\x27])([45][0-5][0-9])(?:[\s:)\x27-]|$)").expect("static regex")
+    Regex::new(r"(?:^|[\s(:#\x27])([45][0-5][0-9])(?:[\s:),\x27-]|$)").expect("static regex")
 });
 static ANGLE_FAILED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?m)^\s*<([^<>\s]+@[^<>\s]+)>").expect("static regex"));
 
-fn failed_from_header(msg: &Message<'_>) -> Option<EmailAddress> {
-    parse::header(msg, "X-Failed-Recipients").and_then(|v| parse::emails_in(&v).into_iter().next())
+/// Every address of `X-Failed-Recipients` (Exim lists them all, comma-separated).
+fn failed_from_header(msg: &Message<'_>) -> Vec<EmailAddress> {
+    let mut out: Vec<EmailAddress> = Vec::new();
+    for a in parse::header(msg, "X-Failed-Recipients")
+        .map(|v| parse::emails_in(&v))
+        .unwrap_or_default()
+        .into_iter()
+        .map(without_type_prefix)
+    {
+        if !out.contains(&a) && out.len() < MAX_RECIPIENTS {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// Lines that introduce the copy of the bounced message in a bounce's text.
+static ORIGINAL_MARK: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build([
+            "copy of the message",
+            "copy of your message",
+            "below this line",
+            "original message",
+            "returned message",
+            "message follows",
+            "headers follow",
+            "header follows",
+            "headers of the original",
+            "of the original message is following",
+            "original mail as follows",
+            "undelivered message",
+        ])
+        .expect("static patterns")
+});
+
+/// Header lines that open a pasted copy of the bounced message.
+const ORIGINAL_HEADERS: &[&str] = &[
+    "return-path:",
+    "received:",
+    "dkim-signature:",
+    "mime-version:",
+    "message-id:",
+];
+
+/// The part of a bounce's text that reports on recipients: up to the copy of the original
+/// message, which names addresses that did not fail.
+fn report_region(text: &str) -> &str {
+    let mut at = 0;
+    for line in text.split_inclusive('\n').take(2000) {
+        let t = line.trim();
+        let header = !line.starts_with([' ', '\t'])
+            && ORIGINAL_HEADERS
+                .iter()
+                .any(|h| t.get(..h.len()).is_some_and(|p| p.eq_ignore_ascii_case(h)));
+        let mark = t.len() < 120
+            && (t.starts_with(['-', '=', '*', '_']) || t.ends_with(':') || t.len() < 40)
+            && ORIGINAL_MARK.is_match(t);
+        if header || mark {
+            break;
+        }
+        at += line.len();
+    }
+    text.get(..at).unwrap_or(text)
+}
+
+/// An address opening a line: `<jane@example.org>` (Postfix, qmail, Sendmail), a bare or
+/// quoted address followed by a space, a colon, a comma or the line's end (Exim, GMX, Zoho,
+/// Exchange), a name with the address in brackets alone on the line (Exchange, Office 365),
+/// or Zoho's `[Status: Error, Address: <jane@example.org>, …]`.
+static LINE_ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"^(?:<([^<>\s]+@[^<>\s]+)>|"?([^\s<>()"',;:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,24})"?(?:[\s:,]|$)|[^<>()@:]{1,80}[(<]([^<>()\s]+@[^<>()\s]+)[)>]\s*$|(?i:\[status:[^<\]]{0,80}<([^<>\s]+@[^<>\s]+)>))"#,
+    )
+    .expect("static regex")
+});
+
+/// What a bounce's report says about each address that opens a line, in order: the lines
+/// from the address to the next blank line, separator or address. An address named twice
+/// (the user's and the administrator's sections of Exchange) gets both.
+fn text_segments(
+    region: &str,
+    skip: &dyn Fn(&EmailAddress) -> bool,
+) -> Vec<(EmailAddress, String)> {
+    let mut out: Vec<(EmailAddress, String)> = Vec::new();
+    let mut current: Option<usize> = None;
+    for line in region.lines().take(2000) {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with("---") || t.starts_with("===") {
+            current = None;
+            continue;
+        }
+        let opened = LINE_ADDRESS
+            .captures(t)
+            .and_then(|c| (1..=4).find_map(|i| c.get(i)))
+            .and_then(|m| EmailAddress::parse(m.as_str()).ok())
+            .map(without_type_prefix)
+            .filter(|a| !skip(a));
+        if let Some(a) = opened {
+            current = match out.iter().position(|(x, _)| *x == a) {
+                Some(i) => Some(i),
+                None if out.len() < MAX_RECIPIENTS => {
+                    out.push((a, String::new()));
+                    Some(out.len() - 1)
+                }
+                None => None,
+            };
+        }
+        if let Some((_, text)) = current.and_then(|i| out.get_mut(i))
+            && text.len() < 2048
+        {
+            text.push_str(t);
+            text.push('\n');
+        }
+    }
+    out
+}
+
+/// What the report's text says about `a`.
+fn segment_of<'s>(segments: &'s [(EmailAddress, String)], a: &EmailAddress) -> Option<&'s str> {
+    segments
+        .iter()
+        .find(|(x, _)| x == a)
+        .map(|(_, t)| t.as_str())
 }
 
 /// Local parts and display names mail servers send bounces from.
@@ -515,7 +944,14 @@ fn is_daemon(a: &EmailAddress) -> bool {
     let l = a.local_part().to_ascii_lowercase();
     matches!(
         l.as_str(),
-        "mailer-daemon" | "postmaster" | "mdaemon" | "mail-daemon" | "maildaemon" | "mailerdaemon"
+        "mailer-daemon"
+            | "postmaster"
+            | "post_master"
+            | "mdaemon"
+            | "mail-daemon"
+            | "mailer_daemon"
+            | "maildaemon"
+            | "mailerdaemon"
     ) || l.starts_with("mailer-daemon")
         || l.starts_with("postmaster")
 }
@@ -558,8 +994,10 @@ fn recipient_in_text(
     text: &str,
     skip: &dyn Fn(&EmailAddress) -> bool,
 ) -> Option<(EmailAddress, &'static str)> {
-    for m in RECIPIENT_INTRO.find_iter(text).take(20) {
-        let after = text.get(m.end()..).unwrap_or("");
+    // The phrases are matched across line breaks ("The following address\nfailed:").
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for m in RECIPIENT_INTRO.find_iter(&flat).take(20) {
+        let after = flat.get(m.end()..).unwrap_or("");
         let window = clip(after, 400);
         if let Some(a) = parse::emails_in(window).into_iter().find(|a| !skip(a)) {
             return Some((a, "address after a failure phrase"));
@@ -582,8 +1020,9 @@ fn recipient_in_text(
         .map(|a| (a, "first address in the text"))
 }
 
-/// Hard or soft from the text of a bounce, and the status code it states.
-fn permanence(subject: &str, text: &str) -> (bool, Option<String>, &'static str) {
+/// Hard or soft from the text of a bounce, the status code it states, and whether it is a
+/// delay warning.
+fn permanence(subject: &str, text: &str) -> Judgement {
     let status = TEXT_STATUS
         .captures(text)
         .and_then(|c| c.get(1))
@@ -594,32 +1033,38 @@ fn permanence(subject: &str, text: &str) -> (bool, Option<String>, &'static str)
                 .and_then(|c| c.get(1))
                 .map(|m| m.as_str().to_owned())
         });
+    let judged = |permanent: bool, delayed: bool, why: &'static str| Judgement {
+        permanent,
+        status: status.clone(),
+        delayed,
+        why,
+    };
     let subject_l = clip(subject, 500).to_ascii_lowercase();
     if WARNING.is_match(&subject_l) || subject_l.contains("delay") || subject_l.contains("warning")
     {
-        return (false, status, "a delay warning: the server is still trying");
+        return judged(false, true, "a delay warning: the server is still trying");
     }
     match status.as_deref().and_then(|s| s.chars().next()) {
-        Some('5') => return (true, status, "5xx status"),
-        Some('4') => return (false, status, "4xx status"),
+        Some('5') => return judged(true, false, "5xx status"),
+        Some('4') => return judged(false, false, "4xx status"),
         _ => {}
     }
     // Without a status: a server that says "permanent" means it, even when it adds that the
     // message need not be resent; otherwise a warning's wording makes it soft.
     if STRONG_PERMANENT.is_match(clip(text, 8 * 1024)) || subject_l.contains("permanent") {
-        return (true, status, "the server calls the failure permanent");
+        return judged(true, false, "the server calls the failure permanent");
     }
     if WARNING.is_match(clip(text, 8 * 1024)) {
-        return (false, status, "a delay warning: the server is still trying");
+        return judged(false, true, "a delay warning: the server is still trying");
     }
     if PERMANENT_WORDS.is_match(text) {
-        (true, status, "wording of a permanent failure")
+        judged(true, false, "wording of a permanent failure")
     } else if TEMPORARY_WORDS.is_match(text) {
-        (false, status, "wording of a temporary failure")
+        judged(false, false, "wording of a temporary failure")
     } else {
-        (
+        judged(
             true,
-            status,
+            false,
             "a failure without a status: taken as permanent",
         )
     }
@@ -668,9 +1113,11 @@ pub fn nonstandard(
     let skip = |a: &EmailAddress| {
         is_daemon(a) || is_own(a) || from_addr == Some(a) || bounce_to.contains(a)
     };
+    let region = report_region(text);
+    let segments = text_segments(region, &skip);
     // A delivery-status part outside a multipart/report (some servers wrap it in
     // multipart/mixed) still says exactly who failed and how.
-    let block = msg
+    let blocks = msg
         .parts
         .iter()
         .skip(1)
@@ -682,28 +1129,52 @@ pub fn nonstandard(
         })
         .and_then(|p| parse::part_text(p, 64 * 1024))
         .map(|t| parse_delivery_status(&t))
-        .and_then(|blocks| {
-            blocks
-                .iter()
-                .find(|b| b.is_failure() && b.recipient().is_some())
-                .cloned()
-        });
-    let (recipient, how) = match (failed_from_header(msg), &block) {
-        (Some(a), _) => (Some(a), "header X-Failed-Recipients"),
-        (None, Some(b)) => (b.recipient().cloned(), "a delivery-status part"),
-        (None, None) => match recipient_in_text(msg, text, &skip) {
-            Some((a, how)) => (Some(a), how),
-            None => (None, ""),
-        },
+        .unwrap_or_default();
+    let header = failed_from_header(msg);
+    let judged = block_recipients(&blocks, &segments, region);
+    let mut found = Found::default();
+    let (how, base, why) = if let Some((b, _)) = judged.first() {
+        let base = b.permanent();
+        let mut recipients: Vec<FailedRecipient> = judged.into_iter().map(|(_, r)| r).collect();
+        // X-Failed-Recipients names the failed recipient first.
+        if let Some(i) = header
+            .first()
+            .and_then(|h| recipients.iter().position(|r| r.address == *h))
+            && i > 0
+        {
+            let first = recipients.remove(i);
+            recipients.insert(0, first);
+        }
+        found.first_of(recipients);
+        let how = if header.is_empty() {
+            "a delivery-status part"
+        } else {
+            "header X-Failed-Recipients"
+        };
+        (how, base, "the delivery-status part")
+    } else {
+        let j = permanence(subject, text);
+        let (addresses, how) = if header.is_empty() {
+            match recipient_in_text(msg, text, &skip) {
+                Some((a, how)) => {
+                    let mut all = vec![a];
+                    all.extend(segments.iter().map(|(a, _)| a.clone()));
+                    (all, how)
+                }
+                None => (Vec::new(), ""),
+            }
+        } else {
+            (header, "header X-Failed-Recipients")
+        };
+        found.permanent = j.permanent;
+        found.status.clone_from(&j.status);
+        found.first_of(named_recipients(addresses, &segments, region, &j));
+        (how, j.permanent, j.why)
     };
-    if recipient.is_some() {
+    if found.recipient.is_some() {
         evidence.push(format!("failed recipient from {how}"));
     }
-    let (permanent, status, why) = match block.filter(|b| b.status.is_some()) {
-        Some(b) => (b.permanent(), b.status.clone(), "the delivery-status part"),
-        None => permanence(subject, text),
-    };
-    if let Some(s) = &status {
+    if let Some(s) = &found.status {
         evidence.push(format!("status {s} in the text"));
     }
     let original_id = original_message_id(msg, 0).or_else(|| {
@@ -721,25 +1192,222 @@ pub fn nonstandard(
         let machine = parse::has_header(msg, "X-Failed-Recipients")
             || parse::has_header(msg, "Auto-Submitted")
             || null_sender;
-        let stated = status.is_some() && recipient.is_some();
+        let stated = found.status.is_some() && found.recipient.is_some();
         if !(machine || stated || original_id.is_some()) {
             return None;
         }
     }
-    if from_daemon && !subject_hit && text_hit.is_none() && recipient.is_none() {
+    if from_daemon && !subject_hit && text_hit.is_none() && found.recipient.is_none() {
         // postmaster@ also answers people ("Re: your question"); without any failure sign
         // this is not a bounce.
         return None;
     }
-    evidence.push(if permanent { "hard: " } else { "soft: " }.to_owned() + why);
-    Some(Found {
-        recipient,
-        permanent,
-        status,
-        original_id,
-        evidence,
-    })
+    evidence.push(if base { "hard: " } else { "soft: " }.to_owned() + why);
+    // The evidence so far comes first, then what the recipients add.
+    let added = std::mem::take(&mut found.evidence);
+    found.evidence = evidence;
+    found.evidence.extend(added);
+    found.explain_first(base);
+    found.original_id = original_id;
+    Some(found)
 }
+
+/// Moves the first hard failure to the front, so it is the one [`Found::recipient`] names.
+fn hard_first<T>(list: &mut Vec<T>, hard: impl Fn(&T) -> bool) {
+    if let Some(i) = list.iter().position(hard)
+        && i > 0
+    {
+        let first = list.remove(i);
+        list.insert(0, first);
+    }
+}
+
+/// A string field of a JSON object.
+fn json_str<'v>(v: &'v serde_json::Value, key: &str) -> Option<&'v str> {
+    v.get(key).and_then(serde_json::Value::as_str)
+}
+
+/// An Amazon SES bounce notification, as Amazon SNS mails it: SES's JSON notification
+/// (`"notificationType": "Bounce"`, or `"eventType": "Bounce"` from an event destination),
+/// alone or as the `Message` of SNS's own JSON envelope. Each of `bouncedRecipients` is a
+/// failed recipient with its `status` and `diagnosticCode`; `bounceType` `Permanent` makes a
+/// failure with no more precise reason hard, `Transient` and `Undetermined` soft.
+pub fn ses_notification(body: &str) -> Option<Found> {
+    let text = clip(body, 256 * 1024);
+    if !text.contains("bouncedRecipients") {
+        return None;
+    }
+    let start = text.find('{')?;
+    let mut v: serde_json::Value = serde_json::Deserializer::from_str(text.get(start..)?)
+        .into_iter::<serde_json::Value>()
+        .next()?
+        .ok()?;
+    if let Some(inner) = json_str(&v, "Message") {
+        v = serde_json::from_str(inner).ok()?;
+    }
+    let kind = json_str(&v, "notificationType").or_else(|| json_str(&v, "eventType"))?;
+    if kind != "Bounce" {
+        return None;
+    }
+    let b = v.get("bounce")?;
+    let bounce_type = json_str(b, "bounceType").unwrap_or("Undetermined");
+    let sub_type = json_str(b, "bounceSubType").unwrap_or("General");
+    let base = bounce_type == "Permanent";
+    // SES's sub-types, in the words the reasons know.
+    let sub_words = match sub_type {
+        "NoEmail" => "no such user",
+        "MailboxFull" => "mailbox full",
+        "MessageTooLarge" => "message too large",
+        "ContentRejected" | "AttachmentRejected" => "content rejected",
+        _ => "",
+    };
+    let mut recipients: Vec<FailedRecipient> = Vec::new();
+    for r in b
+        .get("bouncedRecipients")?
+        .as_array()?
+        .iter()
+        .take(MAX_RECIPIENTS)
+    {
+        let Some(a) = json_str(r, "emailAddress")
+            .and_then(|s| parse::emails_in(s).into_iter().next())
+            .map(without_type_prefix)
+        else {
+            continue;
+        };
+        if recipients.iter().any(|x| x.address == a) {
+            continue;
+        }
+        let status = json_str(r, "status")
+            .and_then(|s| STATUS_CODE.find(s))
+            .map(|m| m.as_str().to_owned());
+        let diagnostic = json_str(r, "diagnosticCode").map(diagnostic_words);
+        let delayed = json_str(r, "action").is_some_and(|a| a.eq_ignore_ascii_case("delayed"));
+        let words = [diagnostic.unwrap_or_default(), sub_words];
+        recipients.push(judge(a, status, base, delayed, diagnostic, &words));
+    }
+    hard_first(&mut recipients, |r| r.permanent);
+    let mut found = Found {
+        permanent: base,
+        evidence: vec![format!(
+            "Amazon SES bounce notification (bounceType {}, bounceSubType {})",
+            clip(bounce_type, 40),
+            clip(sub_type, 40)
+        )],
+        ..Found::default()
+    };
+    found.first_of(recipients);
+    found.explain_first(base);
+    let common = v.get("mail").and_then(|m| m.get("commonHeaders"));
+    found.original_id = common
+        .and_then(|c| json_str(c, "messageId"))
+        .map(|id| id.trim().trim_matches(['<', '>']).to_owned())
+        .filter(|id| !id.is_empty() && id.len() <= 500 && !id.contains(char::is_whitespace));
+    Some(found)
+}
+
+/// The notices of the fml mailing-list manager when a list refused our message (we are not a
+/// member, a loop, a duplicate): the list's address did not take it. Soft: the address
+/// exists.
+static FML_ERROR: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build([
+            "not member",
+            "not a member",
+            "reject",
+            "fml system error",
+            "loop",
+            "duplicated message-id",
+            "security alert",
+        ])
+        .expect("static patterns")
+});
+
+/// A list's refusal from fml (`X-MLServer: fml`, from `LIST-admin@`): the failed recipient is
+/// the list, as the pasted original addressed it (else as the notice names it, else the
+/// admin address without `-admin`).
+pub fn fml(
+    msg: &Message<'_>,
+    from: Option<&parse::Named>,
+    subject: &str,
+    body: &str,
+) -> Option<Found> {
+    let server = parse::header(msg, "X-MLServer")?;
+    if !server.to_ascii_lowercase().contains("fml") {
+        return None;
+    }
+    let admin = &from?.email;
+    let local = admin.local_part();
+    let list_name = local
+        .len()
+        .checked_sub("-admin".len())
+        .and_then(|n| local.get(..n))
+        .filter(|_| local.to_ascii_lowercase().ends_with("-admin"))?;
+    let text = clip(body, 32 * 1024);
+    let hit = FML_ERROR
+        .find(clip(subject, 500))
+        .map(|_| clip(subject, 200).to_owned())
+        .or_else(|| {
+            text.lines()
+                .take(40)
+                .find(|l| FML_ERROR.is_match(l))
+                .map(str::to_owned)
+        })?;
+    let (notice, original) = match text.find("Original mail as follows:") {
+        Some(i) => (text.get(..i).unwrap_or(text), text.get(i..).unwrap_or("")),
+        None => (text, ""),
+    };
+    let list = original
+        .lines()
+        .take(60)
+        .find(|l| l.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("to:")))
+        .and_then(|l| parse::emails_in(l).into_iter().next())
+        .or_else(|| {
+            ANGLE_ADDRESS
+                .captures(notice)
+                .and_then(|c| c.get(1))
+                .and_then(|m| EmailAddress::parse(m.as_str()).ok())
+        })
+        .or_else(|| EmailAddress::parse(&format!("{list_name}@{}", admin.domain())).ok())?;
+    let diagnostic = notice
+        .lines()
+        .map(str::trim)
+        .find(|l| FML_ERROR.is_match(l))
+        .unwrap_or(&hit)
+        .to_owned();
+    let j = Judgement {
+        permanent: false,
+        status: None,
+        delayed: false,
+        why: "a mailing list refused the message",
+    };
+    let r = judge(
+        list,
+        None,
+        j.permanent,
+        false,
+        Some(&diagnostic),
+        &[&diagnostic, &hit],
+    );
+    let mut found = Found {
+        evidence: vec![
+            format!("fml mailing-list manager ({})", clip(server.trim(), 60)),
+            format!("list refusal \"{}\"", clip(hit.trim(), 80)),
+        ],
+        ..Found::default()
+    };
+    found.first_of(vec![r]);
+    found.explain_first(j.permanent);
+    found.original_id = MSGID_LINE
+        .captures(original)
+        .and_then(|c| c.get(1))
+        .map(|m| m.as_str().to_owned());
+    Some(found)
+}
+
+/// An address in angle brackets.
+static ANGLE_ADDRESS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"<([^<>\s]+@[^<>\s]+)>").expect("static regex"));
 
 #[cfg(test)]
 mod tests {
@@ -760,24 +1428,66 @@ mod tests {
 
     #[test]
     fn permanence_from_words_codes_and_warnings() {
-        let (hard, status, _) = permanence("failure notice", "Sorry. (#5.1.1)");
-        assert!(hard);
-        assert_eq!(status.as_deref(), Some("5.1.1"));
+        let j = permanence("failure notice", "Sorry. (#5.1.1)");
+        assert!(j.permanent);
+        assert_eq!(j.status.as_deref(), Some("5.1.1"));
         // An IP address is not a status code.
-        let (_, status, _) = permanence("", "host 10.4.5.6 said: User unknown");
-        assert_eq!(status, None);
-        assert!(!permanence("", "452 4.2.2 Mailbox full").0);
-        assert!(!permanence("Warning: could not send message for past 4 hours", "550 x").0);
+        assert_eq!(
+            permanence("", "host 10.4.5.6 said: User unknown").status,
+            None
+        );
+        assert!(!permanence("", "452 4.2.2 Mailbox full").permanent);
+        let warning = permanence("Warning: could not send message for past 4 hours", "550 x");
+        assert!(!warning.permanent && warning.delayed);
         assert!(
             permanence(
                 "",
                 "The attached message had PERMANENT fatal errors. YOU DO NOT NEED TO RESEND"
             )
-            .0
+            .permanent
         );
-        assert!(!permanence("", "Delivery attempts will continue").0);
-        assert!(!permanence("", "the mailbox is full").0);
-        assert!(permanence("", "something went wrong").0);
+        assert!(permanence("", "Delivery attempts will continue").delayed);
+        assert!(!permanence("", "the mailbox is full").permanent);
+        assert!(permanence("", "something went wrong").permanent);
+    }
+
+    #[test]
+    fn ses_notifications_other_than_bounces_are_not_bounces() {
+        let bounce = r#"{"notificationType":"Bounce","bounce":{"bounceType":"Transient","bounceSubType":"General","bouncedRecipients":[{"emailAddress":"Jane <smtp=JANE@example.org>","action":"delayed"}]},"mail":{"commonHeaders":{"messageId":"<id 1@x>"}}}"#;
+        let f = ses_notification(bounce).expect("a bounce");
+        let r = &f.recipients[0];
+        assert_eq!(r.address.as_str(), "jane@example.org");
+        assert_eq!(r.action, BounceAction::Delayed);
+        assert_eq!(r.reason, BounceReason::Temporary);
+        assert!(!f.permanent);
+        // A Message-ID with a space is no Message-ID.
+        assert_eq!(f.original_id, None);
+        for other in ["Complaint", "Delivery"] {
+            let n = bounce.replace("\"Bounce\",", &format!("\"{other}\","));
+            assert!(ses_notification(&n).is_none(), "{other}");
+        }
+        assert!(ses_notification("no JSON, just bouncedRecipients").is_none());
+        assert!(ses_notification("{\"bouncedRecipients\": [").is_none());
+    }
+
+    #[test]
+    fn report_regions_end_at_the_copy_of_the_original() {
+        let text = "<a@x.example>: 550 5.1.1 user unknown\n\n--- Below this line is a copy of the message.\n\nTo: <b@y.example>\n";
+        assert_eq!(
+            report_region(text),
+            "<a@x.example>: 550 5.1.1 user unknown\n\n"
+        );
+        let text = "x@y.example: 552 quota\nReturn-Path: <l@c.example>\n<b@y.example>\n";
+        let segments = text_segments(report_region(text), &|_| false);
+        assert_eq!(segments.len(), 1);
+        assert_eq!(segments[0].0.as_str(), "x@y.example");
+        // A header line of the report itself ("From: …") opens no recipient.
+        let segments = text_segments(
+            "From: Leads <l@c.example>\n\"q@r.example\":\nfull\n",
+            &|_| false,
+        );
+        assert_eq!(segments.len(), 1);
+        assert_eq!(segments[0].1, "\"q@r.example\":\nfull\n");
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod forms;
 mod forward;
 mod input;
 mod parse;
+mod reason;
 mod stages;
 mod verdict;
 

@@ -60,14 +60,122 @@ pub struct Person {
 }
 
 /// A delivery failure, from a DSN or a non-standard bounce.
+///
+/// `recipient`, `permanent` and `status` are those of the first failed recipient (the first
+/// hard failure when there is one), as `classify --json` has always shown them; `recipients`
+/// names every failed recipient, that one first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Bounce {
     /// The address that could not be delivered to.
     pub recipient: Option<EmailAddress>,
-    /// True for a hard (5.x.x) failure, false for a soft or delayed one.
+    /// True for a hard failure (the address or its domain does not exist, or the server
+    /// refuses it for good), false for a soft or delayed one (see [`BounceReason::hard`]).
     pub permanent: bool,
-    /// The enhanced status code (`5.1.1`), when stated.
+    /// The enhanced status code (`5.1.1`), or the SMTP reply code when no enhanced code is
+    /// stated.
     pub status: Option<String>,
+    /// Every failed (or delayed) recipient the bounce names, `recipient` first; never the
+    /// recipients it reports as delivered, relayed or expanded.
+    pub recipients: Vec<FailedRecipient>,
+}
+
+/// One recipient a bounce reports as failed or delayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedRecipient {
+    /// The address that could not be delivered to.
+    pub address: EmailAddress,
+    /// The enhanced status code (`5.1.1`), or the SMTP reply code, when stated.
+    pub status: Option<String>,
+    /// Hard (true) or soft (false), from [`BounceReason::hard`] and the status class.
+    pub permanent: bool,
+    /// What the reporting server did: `failed`, or `delayed` (it is still trying).
+    pub action: BounceAction,
+    /// The server's own words (RFC 3464 `Diagnostic-Code` without its type, or the text a
+    /// plain-text bounce gives for this recipient), clipped.
+    pub diagnostic: Option<String>,
+    /// Why it failed.
+    pub reason: BounceReason,
+}
+
+impl fmt::Display for FailedRecipient {
+    /// `jane@example.org: hard, user_unknown (failed, status 5.1.1)`, as `classify --explain`
+    /// shows it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}, {} ({}",
+            self.address,
+            if self.permanent { "hard" } else { "soft" },
+            self.reason,
+            self.action
+        )?;
+        match &self.status {
+            Some(s) => write!(f, ", status {s})"),
+            None => write!(f, ", no status)"),
+        }
+    }
+}
+
+named_enum! {
+    /// What a bounce says the reporting server did about a recipient (RFC 3464 `Action`, for
+    /// the recipients a bounce reports as not delivered).
+    "bounce action",
+    pub enum BounceAction {
+        /// The server gave up.
+        Failed = "failed",
+        /// The server is still trying: a warning.
+        Delayed = "delayed",
+    }
+}
+
+named_enum! {
+    /// Why a recipient failed: a small fixed vocabulary in the spirit of RFC 3463's classes,
+    /// decided from the enhanced status code, the SMTP reply code and the server's text
+    /// (docs/classifier.md lists what decides each).
+    "bounce reason",
+    pub enum BounceReason {
+        /// The mailbox does not exist (5.1.1, "user unknown", "no such user"), or its
+        /// account is disabled.
+        UserUnknown = "user_unknown",
+        /// The domain or its mail host does not exist (5.1.2, "host not found", NXDOMAIN).
+        HostUnknown = "host_unknown",
+        /// The mailbox is over its quota (5.2.2, 4.2.2, "mailbox full").
+        MailboxFull = "mailbox_full",
+        /// Our sending server or domain is on a block list, or blocked by the recipient's.
+        Blocked = "blocked",
+        /// The message was refused as spam (5.7.1 with spam words).
+        SpamRejected = "spam_rejected",
+        /// Refused by a policy (other 5.7.x: relaying, authentication, DMARC, our sender).
+        Policy = "policy",
+        /// The sending server gave up after retrying too long (4.4.7, "delivery time
+        /// expired").
+        Expired = "expired",
+        /// Too many messages or connections (4.7.x "rate", "too many").
+        RateLimited = "rate_limited",
+        /// The message is too large (5.3.4, 5.2.3, "too large").
+        TooLarge = "too_large",
+        /// Another temporary (4.x.x) condition.
+        Temporary = "temporary",
+        /// None of the above.
+        Other = "other",
+    }
+}
+
+impl BounceReason {
+    /// Whether a failure for this reason is hard (`Some(true)`), soft (`Some(false)`), or
+    /// hard or soft by its status class (`None`, for [`BounceReason::Other`]).
+    ///
+    /// Hard means the address will never take mail: it or its domain does not exist. A full
+    /// mailbox, a block, a policy or spam refusal, a rate limit, a message too large, an
+    /// expiry or a temporary condition says nothing against the address itself, so these are
+    /// soft even with a 5.x.x status: they count toward `[policy] soft_bounce_limit`.
+    pub fn hard(self) -> Option<bool> {
+        match self {
+            BounceReason::UserUnknown | BounceReason::HostUnknown => Some(true),
+            BounceReason::Other => None,
+            _ => Some(false),
+        }
+    }
 }
 
 /// The classifier's decision about one message.
@@ -151,6 +259,64 @@ impl Classification {
             alias: None,
             sender: None,
             delivered_to: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(status: Option<&str>, permanent: bool, reason: BounceReason) -> FailedRecipient {
+        FailedRecipient {
+            address: EmailAddress::parse("jane@example.org").unwrap(),
+            status: status.map(str::to_owned),
+            permanent,
+            action: BounceAction::Failed,
+            diagnostic: Some("550 5.1.1 user unknown".into()),
+            reason,
+        }
+    }
+
+    #[test]
+    fn a_failed_recipient_reads_and_serialises_by_its_names() {
+        let r = failed(Some("5.1.1"), true, BounceReason::UserUnknown);
+        assert_eq!(
+            r.to_string(),
+            "jane@example.org: hard, user_unknown (failed, status 5.1.1)"
+        );
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({
+                "address": "jane@example.org",
+                "status": "5.1.1",
+                "permanent": true,
+                "action": "failed",
+                "diagnostic": "550 5.1.1 user unknown",
+                "reason": "user_unknown",
+            })
+        );
+        let r = FailedRecipient {
+            action: BounceAction::Delayed,
+            ..failed(None, false, BounceReason::MailboxFull)
+        };
+        assert_eq!(
+            r.to_string(),
+            "jane@example.org: soft, mailbox_full (delayed, no status)"
+        );
+        assert_eq!("Rate_Limited".parse(), Ok(BounceReason::RateLimited));
+        assert_eq!(BounceReason::NAMES.len(), 11);
+    }
+
+    #[test]
+    fn only_addresses_that_do_not_exist_are_hard_by_reason() {
+        for r in BounceReason::ALL {
+            let expected = match r {
+                BounceReason::UserUnknown | BounceReason::HostUnknown => Some(true),
+                BounceReason::Other => None,
+                _ => Some(false),
+            };
+            assert_eq!(r.hard(), expected, "{r}");
         }
     }
 }

@@ -21,7 +21,9 @@ mod state;
 
 pub use ids::{EnrollmentId, LeadId, MessageId, OutboxId, SequenceName, StepId};
 pub use lead::Lead;
-pub use message::{Bounce, Classification, MessageKind, Person};
+pub use message::{
+    Bounce, BounceAction, BounceReason, Classification, FailedRecipient, MessageKind, Person,
+};
 pub use state::{
     EnrollmentState, HandoffKind, HandoffState, LeadStatus, OutboxState, UnknownValue, Verdict,
     VerdictKind, VerdictTarget,

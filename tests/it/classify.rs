@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use leadloop::classify::{ChannelRule, Classification, FormProfile, Rules, classify};
-use leadloop::domain::{EmailAddress, MessageKind};
+use leadloop::domain::{EmailAddress, FailedRecipient, MessageKind};
 
 fn addr(s: &str) -> EmailAddress {
     EmailAddress::parse(s).expect("test address")
@@ -79,6 +79,27 @@ fn check(key: &str, want: &toml::Value, c: &Classification) -> Option<String> {
         "return_date" => c.return_date.map(|d| d.to_string()),
         "verdict" => c.fields.get("verdict").cloned(),
         "feedback_reason" => c.fields.get("feedback_reason").cloned(),
+        "reason" => c
+            .bounce
+            .as_ref()
+            .and_then(|b| b.recipients.first())
+            .map(|r| r.reason.as_str().to_owned()),
+        "recipients" => {
+            let want: Vec<String> = want
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|v| v.as_str().unwrap_or_default().to_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let got: Vec<String> = c
+                .bounce
+                .as_ref()
+                .map(|b| b.recipients.iter().map(recipient_line).collect())
+                .unwrap_or_default();
+            return (got != want).then(|| format!("recipients: expected {want:?}, got {got:?}"));
+        }
         "reason_contains" => {
             return match &c.reason {
                 Some(r) if r.contains(&want_s) => None,
@@ -98,6 +119,19 @@ fn check(key: &str, want: &toml::Value, c: &Classification) -> Option<String> {
         .then(|| format!("{key}: expected {want_s:?}, got {got:?}"))
 }
 
+/// A failed recipient as `expected.toml` lists it: `address action hard|soft reason status`
+/// (`-` for no status).
+fn recipient_line(r: &FailedRecipient) -> String {
+    format!(
+        "{} {} {} {} {}",
+        r.address,
+        r.action,
+        if r.permanent { "hard" } else { "soft" },
+        r.reason,
+        r.status.as_deref().unwrap_or("-")
+    )
+}
+
 #[test]
 fn fixtures_classify_as_expected() {
     let dir = fixtures();
@@ -112,7 +146,8 @@ fn fixtures_classify_as_expected() {
     let mut listed = Vec::new();
     // Per expected kind: fixtures, and fixtures whose every expectation held.
     let mut per_kind: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
-    // Per checked key (kind, lead, bounce_recipient, permanent, return_date): checks, passes.
+    // Per checked key (kind, lead, bounce_recipient, permanent, reason, recipients,
+    // return_date): checks, passes.
     let mut per_key: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
     for case in cases {
         let case = case.as_table().expect("case is a table");
@@ -138,6 +173,8 @@ fn fixtures_classify_as_expected() {
             "lead",
             "bounce_recipient",
             "permanent",
+            "reason",
+            "recipients",
             "return_date",
         ] {
             if let Some(v) = case.get(key) {

@@ -589,6 +589,143 @@ async fn out_of_office_pauses_and_bounces_suppress() {
     assert_eq!(e.state, EnrollmentState::Done);
 }
 
+/// A DSN naming three failed recipients acts for each: the two hard ones (an unknown user,
+/// an unknown domain) bounce and suppress their leads at once; the full mailbox is soft even
+/// with its 5.x.x status, so its lead is only counted. A fourth hard recipient that is no
+/// lead is an address we mailed: it is suppressed too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounce_naming_several_recipients_acts_for_each() {
+    let s = Loop::start().await;
+    let store = s.store().await;
+    let (shutdown, daemon) = s.daemon();
+
+    for (who, id) in [
+        ("Ada <ada@acme.example>", "m1@acme.example"),
+        ("Ben <ben@beta.example>", "m2@beta.example"),
+        ("Cy <cy@gamma.example>", "m3@gamma.example"),
+    ] {
+        s.append(&inquiry(who, id));
+    }
+    let ben_step = step_sent(&store, "ben@beta.example").await;
+    step_sent(&store, "ada@acme.example").await;
+    step_sent(&store, "cy@gamma.example").await;
+    // The soft one first: the first hard failure is the bounce's `recipient`, and each
+    // recipient is acted on by its own status.
+    s.append(&dsn_many(
+        &[
+            (
+                "ben@beta.example",
+                "failed",
+                "5.2.2",
+                "552 5.2.2 Mailbox full",
+            ),
+            (
+                "ada@acme.example",
+                "failed",
+                "5.1.1",
+                "550 5.1.1 User unknown",
+            ),
+            (
+                "cy@gamma.example",
+                "failed",
+                "5.4.4",
+                "Host or domain name not found",
+            ),
+            (
+                "dan@acme.example",
+                "failed",
+                "5.1.1",
+                "550 5.1.1 User unknown",
+            ),
+        ],
+        &ben_step,
+        40,
+    ));
+    for lead in ["ada@acme.example", "cy@gamma.example"] {
+        let v = wait_for(|| async {
+            let v = lead_json(&s, lead).await;
+            (v["suppressed"] == true && v["status"] == "bounced").then_some(v)
+        })
+        .await;
+        assert_eq!(v["enrollments"][0]["state"], "exited", "{v}");
+    }
+    let reasons = |a: &str| {
+        let a = EmailAddress::parse(a).unwrap();
+        let store = store.clone();
+        async move {
+            store
+                .suppressions_of(&a)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.reason)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        reasons("ada@acme.example").await,
+        ["hard bounce (5.1.1, user_unknown)"]
+    );
+    assert_eq!(
+        reasons("cy@gamma.example").await,
+        ["hard bounce (5.4.4, host_unknown)"]
+    );
+    assert_eq!(
+        reasons("dan@acme.example").await,
+        ["hard bounce (5.1.1, user_unknown)"],
+        "a hard failure of an address that is no lead"
+    );
+    let ben = lead_json(&s, "ben@beta.example").await;
+    assert_eq!(
+        ben["suppressed"], false,
+        "a full mailbox is counted only: {ben}"
+    );
+    assert_ne!(ben["status"], "bounced", "{ben}");
+    assert_eq!(ben["enrollments"][0]["state"], "active", "{ben}");
+    // The message is on the timeline of the first failed recipient's lead.
+    let ada = lead_json(&s, "ada@acme.example").await;
+    assert!(
+        ada["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "bounce"),
+        "{ada}"
+    );
+
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+/// A DSN (RFC 3464) from our own MTA naming several recipients: (address, action, status,
+/// diagnostic) each.
+fn dsn_many(rcpts: &[(&str, &str, &str, &str)], original_id: &str, n: u32) -> String {
+    let blocks: String = rcpts
+        .iter()
+        .map(|(rcpt, action, status, diag)| {
+            format!(
+                "Final-Recipient: rfc822; {rcpt}\nAction: {action}\nStatus: {status}\n\
+                 Diagnostic-Code: smtp; {diag}\n\n"
+            )
+        })
+        .collect();
+    let to: Vec<&str> = rcpts.iter().map(|r| r.0).collect();
+    format!(
+        "From: Mail Delivery System <MAILER-DAEMON@mx.company.com>\nTo: bounces@company.com\n\
+         Subject: Undelivered Mail Returned to Sender\nMessage-ID: <dsn{n}@mx.company.com>\n\
+         Date: Fri, 27 Nov 2026 10:2{d}:00 +0000\nAuto-Submitted: auto-replied\nMIME-Version: 1.0\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b{n}\"\n\n\
+         --b{n}\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n\
+         --b{n}\nContent-Type: message/delivery-status\n\n\
+         Reporting-MTA: dns; mx.company.com\n\n{blocks}\
+         --b{n}\nContent-Type: text/rfc822-headers\n\n\
+         From: hello@company.com\nTo: {to}\nMessage-ID: <{original_id}>\nSubject: Welcome\n\n\
+         --b{n}--\n",
+        d = n % 10,
+        to = to.join(", "),
+    )
+}
+
 /// A DSN (RFC 3464) from our own MTA about `rcpt`.
 fn dsn(rcpt: &str, status: &str, action: &str, original_id: &str, n: u32) -> String {
     dsn_to("bounces@company.com", rcpt, status, action, original_id, n)
