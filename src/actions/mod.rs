@@ -27,8 +27,8 @@ use crate::domain::{
     SequenceName, Verdict, VerdictKind, VerdictTarget,
 };
 use crate::store::{
-    Change, EnrollRule, InboundRecord, KnownLead, LeadChange, OurMessage, Store, StoreError,
-    start_of,
+    Change, EnrollRule, InboundRecord, KnownLead, LeadChange, OurMessage, SOFT_BOUNCE, Store,
+    StoreError, start_of,
 };
 
 pub use route::{Assignment, Routing};
@@ -133,6 +133,17 @@ impl Failed<'_> {
             Some(r) => format!("{status}, {r}"),
             None => status.to_owned(),
         }
+    }
+
+    /// The timeline entry of this failure.
+    fn detail(&self, message_id: Option<&str>) -> serde_json::Value {
+        serde_json::json!({
+            "address": self.address,
+            "permanent": self.permanent,
+            "status": self.status,
+            "reason": self.reason,
+            "message_id": message_id,
+        })
     }
 }
 
@@ -587,7 +598,7 @@ impl Actions {
         let leads: Vec<Option<&KnownLead>> = (0..failed.len())
             .map(|i| known_lead_of(&failed, i, known).or(if i == 0 { named } else { None }))
             .collect();
-        let Some(first) = leads.iter().flatten().next() else {
+        let Some(first) = leads.iter().flatten().next().copied() else {
             return;
         };
         c.lead = Some(person(&first.email));
@@ -609,7 +620,18 @@ impl Actions {
                 continue;
             }
             done.push(&lead.email);
-            self.bounce_lead(&lead.email, f, known, soft, push);
+            // The message is on the first lead's timeline; a bounce naming others goes on
+            // theirs as an entry of its own.
+            if lead.email != first.email {
+                push(
+                    &lead.email,
+                    Change::Event {
+                        kind: "bounce",
+                        detail: f.detail(c.message_id.as_deref()),
+                    },
+                );
+            }
+            self.bounce_lead(&lead.email, f, known, soft, push, c.message_id.as_deref());
         }
     }
 
@@ -623,6 +645,7 @@ impl Actions {
         known: &Known,
         soft: &mut HashMap<String, u32>,
         push: &mut impl FnMut(&EmailAddress, Change),
+        message_id: Option<&str>,
     ) {
         let dead = |reason: String, push: &mut dyn FnMut(&EmailAddress, Change)| {
             push(
@@ -651,6 +674,14 @@ impl Actions {
             .entry(email.to_string())
             .or_insert_with(|| known.soft_bounces.get(email.as_str()).copied().unwrap_or(0));
         *count += 1;
+        // Counted on the lead's timeline, where the next bounce's count starts from.
+        push(
+            email,
+            Change::Event {
+                kind: SOFT_BOUNCE,
+                detail: f.detail(message_id),
+            },
+        );
         let limit = self.settings.soft_bounce_limit.max(1);
         if *count == limit {
             let window = spoken(self.settings.soft_bounce_window);

@@ -148,6 +148,14 @@ pub enum Change {
     },
     /// Another address of the lead: mail from it reaches the same lead.
     Alias(EmailAddress),
+    /// An entry on the lead's timeline that is not a message (a soft bounce counted, a bounce
+    /// of a message naming several leads).
+    Event {
+        /// The entry's kind.
+        kind: &'static str,
+        /// What it says.
+        detail: serde_json::Value,
+    },
 }
 
 impl Change {
@@ -495,6 +503,9 @@ impl Store {
                     self.assign_next_in(tx, lead, route, owners, now).await?;
                 }
                 Change::Alias(alias) => self.add_alias_in(tx, lead, alias.as_str(), now).await?,
+                Change::Event { kind, detail } => {
+                    super::sales::event_in(tx, lead, kind, detail, now).await?;
+                }
                 Change::EndEnrollments { .. } | Change::Suppress { .. } | Change::Status(_) => {}
             }
         }

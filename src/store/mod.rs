@@ -45,7 +45,8 @@ mod sales;
 mod suppressions;
 
 pub use sales::{
-    Cause, HandoffOutcome, KnownLead, OurMessage, PendingHandoff, VerdictEntry, start_of,
+    Cause, HandoffOutcome, KnownLead, OurMessage, PendingHandoff, SOFT_BOUNCE, VerdictEntry,
+    start_of,
 };
 pub use suppressions::SuppressionEntry;
 

@@ -18,11 +18,14 @@ use super::{
     millis, outbox, params, unreadable,
 };
 use crate::domain::{
-    EmailAddress, HandoffKind, HandoffState, LeadId, LeadStatus, MessageKind, Verdict, VerdictKind,
+    EmailAddress, HandoffKind, HandoffState, LeadId, LeadStatus, Verdict, VerdictKind,
     VerdictTarget,
 };
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// The timeline kind of a soft bounce counted toward `[policy] soft_bounce_limit`.
+pub const SOFT_BOUNCE: &str = "soft_bounce";
 
 /// A lead found by one of its addresses, with what the lead actions need of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,8 +317,8 @@ impl Store {
         Ok(out)
     }
 
-    /// For each address, how many soft (not permanent) bounces were recorded for it since
-    /// `since`.
+    /// For each lead address, how many soft bounces were counted for it since `since` (its
+    /// `soft_bounce` timeline events, one per failed recipient of each bounce).
     ///
     /// # Errors
     /// A failed query.
@@ -327,25 +330,24 @@ impl Store {
         let mut out: HashMap<String, u32> = HashMap::new();
         for chunk in emails.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "SELECT lead_email, detail FROM inbound_messages WHERE kind = {} AND recorded_at >= {} AND lead_email IN ({})",
+                "SELECT l.email, COUNT(*) FROM events e JOIN leads l ON l.id = e.lead_id \
+                 WHERE e.kind = {} AND e.at >= {} AND l.email IN ({}) GROUP BY l.email",
                 params(self.backend, 1, 1),
                 params(self.backend, 2, 1),
                 params(self.backend, 3, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql))
                 .persistent(false)
-                .bind(MessageKind::Bounce.as_str())
+                .bind(SOFT_BOUNCE)
                 .bind(millis(since));
             for e in chunk {
                 q = q.bind(*e);
             }
             for r in q.fetch_all(&self.pool).await? {
-                let detail: serde_json::Value =
-                    serde_json::from_str(&r.get::<String, _>(1)).unwrap_or_default();
-                let permanent = detail["bounce"]["permanent"].as_bool().unwrap_or(false);
-                if !permanent {
-                    *out.entry(r.get(0)).or_default() += 1;
-                }
+                out.insert(
+                    r.get(0),
+                    u32::try_from(r.get::<i64, _>(1)).unwrap_or(u32::MAX),
+                );
             }
         }
         Ok(out)

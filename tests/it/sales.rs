@@ -682,16 +682,19 @@ async fn a_bounce_naming_several_recipients_acts_for_each() {
     );
     assert_ne!(ben["status"], "bounced", "{ben}");
     assert_eq!(ben["enrollments"][0]["state"], "active", "{ben}");
-    // The message is on the timeline of the first failed recipient's lead.
-    let ada = lead_json(&s, "ada@acme.example").await;
-    assert!(
-        ada["timeline"]
+    // The message is on the timeline of the first failed recipient's lead; the others' get an
+    // entry of their own, and Ben's soft failure is counted there.
+    let has = |v: &serde_json::Value, kind: &str| {
+        v["timeline"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["kind"] == "bounce"),
-        "{ada}"
-    );
+            .any(|e| e["kind"] == kind)
+    };
+    let ada = lead_json(&s, "ada@acme.example").await;
+    assert!(has(&ada, "bounce"), "{ada}");
+    assert!(has(&lead_json(&s, "cy@gamma.example").await, "bounce"));
+    assert!(has(&ben, "bounce") && has(&ben, "soft_bounce"), "{ben}");
 
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
