@@ -88,8 +88,9 @@ pub struct FormProfile {
 /// Bytes of a forwarded original's text that are kept.
 pub const ORIGINAL_TEXT_MAX: usize = 16 * 1024;
 
-/// Bytes of the writer's own text ([`Classification::text`]) that are kept.
-pub const TEXT_MAX: usize = 16 * 1024;
+/// Bytes of the writer's own text ([`Classification::text`]) that are kept: what a hand-off
+/// shows of it (8 KiB), no more, since every batch holds the texts of its messages.
+pub const TEXT_MAX: usize = 8 * 1024;
 
 /// Classifies one raw RFC 5322 message.
 ///
@@ -191,9 +192,8 @@ fn classify_bytes(raw: &[u8], rules: &Rules, cut: bool, fixed: bool) -> Classifi
     // so a bounce or a newsletter never pays for it.
     let text = decision
         .keeps_text()
-        .then(|| parse::clip(input.texts.own_text(), TEXT_MAX).trim_end())
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned);
+        .then(|| kept_text(input.texts.own_text()))
+        .filter(|t| !t.is_empty());
     let delivered_to = input.delivered_to().cloned();
     drop(input);
     let mut c = Classification {
@@ -221,6 +221,20 @@ fn classify_bytes(raw: &[u8], rules: &Rules, cut: bool, fixed: bool) -> Classifi
     decision.record(&mut c);
     c
 }
+
+/// What is kept of a writer's text: at most [`TEXT_MAX`] bytes, and a note when more was cut,
+/// so whoever reads it knows the message went on.
+fn kept_text(text: &str) -> String {
+    let kept = parse::clip(text, TEXT_MAX.saturating_sub(CUT_NOTE.len())).trim_end();
+    if kept.len() < text.trim_end().len() {
+        format!("{kept}{CUT_NOTE}")
+    } else {
+        kept.to_owned()
+    }
+}
+
+/// Ends a text [`kept_text`] cut.
+const CUT_NOTE: &str = "\n[… more not shown]";
 
 /// The rules, with the derived sets every decision needs.
 struct Ctx<'r> {
@@ -587,7 +601,8 @@ mod tests {
             text.starts_with("Hello, we need 20 seats.\näää"),
             "{text:.40}"
         );
-        assert!(text.len() <= TEXT_MAX && text.len() >= TEXT_MAX - 1);
+        assert!(text.len() <= TEXT_MAX && text.len() >= TEXT_MAX - 1 - CUT_NOTE.len());
+        assert!(text.ends_with(CUT_NOTE), "{text:.40}");
         assert_eq!(
             c.delivered_to.as_ref().map(EmailAddress::as_str),
             Some("leads+webinar@company.com")

@@ -247,6 +247,7 @@ impl Pipeline {
         }
         let now = Utc::now();
         let changes = self.actions.plan(&self.store, &mut records, now).await?;
+        keep_text_where_needed(&mut records, &changes);
         let outcome = self
             .store
             .record_batch(&Batch {
@@ -309,6 +310,28 @@ impl Classifying {
         self.fetched += later.fetched;
         self.oversize += later.oversize;
         self.chunks.extend(later.chunks);
+    }
+}
+
+/// Keeps what a writer wrote (`Classification::text`) only for the messages whose text is
+/// read later: answers (replies, Sales' feedback, stop requests) and messages that notify
+/// Sales. Every other inquiry's text would be written with it for nobody, at a third of the
+/// ingest rate of a busy mailbox.
+fn keep_text_where_needed(records: &mut [InboundRecord], changes: &[crate::store::LeadChange]) {
+    let notified: std::collections::HashSet<usize> = changes
+        .iter()
+        .filter(|c| c.change.notifies())
+        .map(|c| c.record)
+        .collect();
+    for (i, r) in records.iter_mut().enumerate() {
+        let c = &mut r.classification;
+        let answer = matches!(
+            c.kind,
+            MessageKind::Reply | MessageKind::Feedback | MessageKind::Unsubscribe
+        );
+        if !answer && !notified.contains(&i) {
+            c.text = None;
+        }
     }
 }
 
