@@ -270,7 +270,7 @@ impl Actions {
         let mut ids: HashSet<&str> = HashSet::new();
         let mut handoff_tokens: HashSet<&str> = HashSet::new();
         let mut enrollment_tokens: HashSet<&str> = HashSet::new();
-        let mut bounced: HashSet<&str> = HashSet::new();
+        let mut any_bounce = false;
         for r in records {
             let c = &r.classification;
             match c.kind {
@@ -285,7 +285,12 @@ impl Actions {
             if let Some(p) = &c.lead {
                 addresses.insert(p.email.as_str());
             }
+            // An inquiry needs only its writer looked up (a lead's alias, a lead written to).
+            if c.kind == MessageKind::Inquiry {
+                continue;
+            }
             if let Some(b) = &c.bounce {
+                any_bounce = true;
                 // Every failed recipient: each may be a lead.
                 for a in b
                     .recipient
@@ -293,7 +298,6 @@ impl Actions {
                     .chain(b.recipients.iter().map(|r| &r.address))
                 {
                     addresses.insert(a.as_str());
-                    bounced.insert(a.as_str());
                 }
             }
             ids.extend(c.references.iter().map(String::as_str));
@@ -312,10 +316,21 @@ impl Actions {
         fn list<'a>(s: &HashSet<&'a str>) -> Vec<&'a str> {
             s.iter().copied().collect()
         }
-        known.by_address = store.leads_by_address(&list(&addresses)).await?;
-        known.messages = store.our_messages(&list(&ids)).await?;
-        known.handoff_tokens = store.handoff_tokens(&list(&handoff_tokens)).await?;
-        known.enrollment_tokens = store.enrollment_tokens(&list(&enrollment_tokens)).await?;
+        // Independent reads, side by side on the pool's connections: a batch waits for the
+        // slowest, not the sum.
+        let (addresses, ids) = (list(&addresses), list(&ids));
+        let (handoff_tokens, enrollment_tokens) = (list(&handoff_tokens), list(&enrollment_tokens));
+        (
+            known.by_address,
+            known.messages,
+            known.handoff_tokens,
+            known.enrollment_tokens,
+        ) = tokio::try_join!(
+            store.leads_by_address(&addresses),
+            store.our_messages(&ids),
+            store.handoff_tokens(&handoff_tokens),
+            store.enrollment_tokens(&enrollment_tokens),
+        )?;
         let mut lead_ids: Vec<LeadId> = known
             .messages
             .values()
@@ -329,7 +344,7 @@ impl Actions {
         for l in known.by_address.values() {
             known.by_id.entry(l.id).or_insert_with(|| l.clone());
         }
-        if !bounced.is_empty() || !known.messages.is_empty() {
+        if any_bounce && !known.by_id.is_empty() {
             let mut emails: Vec<&str> = known.by_id.values().map(|l| l.email.as_str()).collect();
             emails.sort_unstable();
             emails.dedup();
