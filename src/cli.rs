@@ -866,6 +866,10 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                         e.detail["why"].as_str().unwrap_or_default()
                     )),
                     "paused" => e.detail["until"].as_str().map(|u| format!("until {u}")),
+                    "unsubscribed" => e.detail["via"].as_str().map(|v| format!("via {v}")),
+                    "soft_bounce" | "bounce" => e.detail["address"].as_str().map(|a| {
+                        format!("{a} {}", e.detail["reason"].as_str().unwrap_or_default())
+                    }),
                     "owner" => e.detail["owner"].as_str().map(str::to_owned),
                     _ => None,
                 };
