@@ -410,17 +410,12 @@ impl Store {
         rule: &EnrollRule,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let manual = EnrollRule {
-            channels: Vec::new(),
-            min_score: None,
-            ..rule.clone()
-        };
         let mut tx = self.pool.begin().await?;
-        let ids = self
-            .enroll_emails(&mut tx, &manual, &[email.as_str()], millis(now), "hand")
+        let added = self
+            .enroll_one_in(&mut tx, email.as_str(), rule, "hand", now)
             .await?;
         tx.commit().await?;
-        Ok(!ids.is_empty())
+        Ok(added)
     }
 
     /// Ends a lead's active enrollments: in `sequence`, or in all. Returns how many ended.

@@ -929,9 +929,9 @@ impl Store {
     }
 }
 
-/// Records an event on the timeline of the lead with this address.
+/// Records an event on the timeline of the lead with this address, if there is one.
 pub(super) async fn event_in(
-    tx: &mut Tx,
+    conn: &mut sqlx::AnyConnection,
     lead: &str,
     kind: &str,
     detail: &serde_json::Value,
@@ -944,7 +944,7 @@ pub(super) async fn event_in(
     .bind(kind)
     .bind(detail.to_string())
     .bind(lead)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -46,26 +46,6 @@ fn entry_from_row(r: &sqlx::any::AnyRow) -> SuppressionEntry {
     }
 }
 
-/// Records an event on the timeline of the lead with this address, if there is one.
-async fn lead_event_in(
-    tx: &mut sqlx::AnyConnection,
-    email: &str,
-    kind: &str,
-    detail: &serde_json::Value,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO events (lead_id, at, kind, detail) SELECT id, $1, $2, $3 FROM leads WHERE email = $4",
-    )
-    .bind(millis(now))
-    .bind(kind)
-    .bind(detail.to_string())
-    .bind(email)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
 impl Store {
     /// Every suppression, newest first.
     ///
@@ -118,7 +98,7 @@ impl Store {
         if added && matches!(entry, Suppression::Address(_)) {
             let value = entry.value();
             let detail = serde_json::json!({ "value": value, "reason": reason, "by": BY });
-            lead_event_in(&mut tx, &value, "suppressed", &detail, now).await?;
+            super::sales::event_in(&mut tx, &value, "suppressed", &detail, now).await?;
         }
         tx.commit().await?;
         Ok(added)
@@ -148,7 +128,7 @@ impl Store {
                 .map(|r| r.get(0));
         if let (Some(was), Suppression::Address(_)) = (&reason, entry) {
             let detail = serde_json::json!({ "value": value, "reason_was": was, "by": BY });
-            lead_event_in(&mut tx, &value, "unsuppressed", &detail, now).await?;
+            super::sales::event_in(&mut tx, &value, "unsuppressed", &detail, now).await?;
         }
         tx.commit().await?;
         Ok(reason)

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dovecot::Dovecot;
 use crate::smtp_sink::SmtpSink;
-use crate::support::{ConfigFile, TestDb, lead_by_email, test_db};
+use crate::support::{ConfigFile, TestDb, lead_by_email, test_db, wait_for};
 
 /// A Dovecot, an smtp-sink, a database and a configuration with a two-step `welcome`
 /// sequence (`a` at once, `b` a day later), a `retention` sequence entered on `customer`, a
@@ -158,21 +158,6 @@ fn write_sequences(dir: &Path) {
     }
     for (name, text) in SEQUENCES {
         std::fs::write(dir.join("sequences").join(format!("{name}.toml")), text).unwrap();
-    }
-}
-
-async fn wait_for<T, F, Fut>(mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out");
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -16,7 +16,7 @@ use leadloop::sequence::{self, Catalog, Policy, Sender, Settings, Windows};
 use leadloop::store::{Batch, InboundRecord, OutboxEntry, OutboxState, Store};
 use tokio::sync::Notify;
 
-use crate::support::{lead_by_email, t0, test_store};
+use crate::support::{lead_by_email, t0, test_store, wait_for};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("a.txt", "Hello {{ lead.first_name }}, step a.\n"),
@@ -639,24 +639,6 @@ Date: Fri, 27 Nov 2026 11:00:00 +0000\r\n\r\nYes, let's talk on Monday.\r\n"
     let e = &store.enrollments(lead.id).await.unwrap()[0];
     assert_eq!(e.state, EnrollmentState::Exited);
     assert_eq!(steps_of(&outbox(&store).await, "jane@acme.example"), ["a"]);
-}
-
-async fn wait_for<T, F, Fut>(mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(30),
-            "timed out"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 /// Records an inquiry from a lead called `name`, enrolls it, renders its first step and sends

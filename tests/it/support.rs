@@ -164,3 +164,22 @@ pub async fn lead_by_email(store: &Store, email: &str) -> Option<leadloop::store
     let email = leadloop::domain::EmailAddress::parse(email).expect("a valid test address");
     store.lead(&email).await.expect("reading the lead")
 }
+
+/// Polls `f` every 20 ms until it gives a value; fails the test after 30 s.
+pub async fn wait_for<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "timed out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
