@@ -120,6 +120,11 @@ enum Command {
     /// Pause or resume sending for every daemon on the database, or show whether it is paused.
     #[command(subcommand)]
     Sending(SendingCommand),
+    /// Copy the SQLite database to FILE while the daemon runs (PostgreSQL: use pg_dump).
+    Backup {
+        /// Where the copy goes; it must not exist yet.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -356,7 +361,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&cli.config)?;
             runtime()?.block_on(sending(&config, cmd))
         }
+        Command::Backup { file } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(backup(&config, &file))
+        }
     }
+}
+
+/// `leadloop backup FILE`.
+async fn backup(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
+    if file.exists() {
+        anyhow::bail!("{} exists already; give a new file", file.display());
+    }
+    let store = daemon::open_store(config).await?;
+    if store.backend() != crate::store::Backend::Sqlite {
+        store.close().await;
+        eprintln!(
+            "the database is PostgreSQL: back it up with pg_dump (e.g. pg_dump -Fc -f leadloop.dump DBNAME)"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let result = store.backup_to(file).await;
+    store.close().await;
+    result.with_context(|| format!("copying the database to {}", file.display()))?;
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    println!("database copied to {} ({size} bytes)", file.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn sending(config: &Config, cmd: SendingCommand) -> anyhow::Result<ExitCode> {

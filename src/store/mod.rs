@@ -337,6 +337,25 @@ impl Store {
         self.backend
     }
 
+    /// Writes a consistent copy of a SQLite database to `path` while it is in use
+    /// (`VACUUM INTO`: one read transaction, so the copy is as of one moment, WAL included).
+    /// `path` must not exist yet. PostgreSQL has its own tool for this, `pg_dump`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unsupported`] on PostgreSQL; a failed query (the file exists, the folder
+    /// cannot be written).
+    #[instrument(skip_all)]
+    pub async fn backup_to(&self, path: &Path) -> Result<(), StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Err(StoreError::Unsupported);
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.to_string_lossy().into_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Whether the database answers: one trivial query (the readiness check).
     ///
     /// # Errors

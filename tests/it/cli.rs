@@ -410,3 +410,51 @@ async fn sequences_are_checked_previewed_simulated_and_enrolled_by_hand() {
     );
     assert!(sent[0].contains("From: \"Anna from Company\" <anna@company.com>"));
 }
+
+/// `leadloop backup FILE` copies a SQLite database in use; a configuration pointed at the
+/// copy lists the same leads. On PostgreSQL it says to use pg_dump, and exits 2.
+#[tokio::test]
+async fn backup_copies_the_database_and_the_copy_restores() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_config(dir.path(), &db.url);
+    let run = |config: &Path, args: &[&str]| {
+        let mut all = args.to_vec();
+        let c = config.to_str().unwrap().to_owned();
+        all.extend(["--config", &c]);
+        leadloop(&all).output()
+    };
+    let out = run(&config, &["run", "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = stdout(&run(&config, &["leads", "list"]));
+    let copy = dir.path().join("backup.db");
+    let out = run(&config, &["backup", copy.to_str().unwrap()]);
+    if db.url.starts_with("postgres") {
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("pg_dump"));
+        assert!(!copy.exists());
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).contains("database copied to"));
+    // A second backup to the same file is refused, and the copy is left as it was.
+    let again = run(&config, &["backup", copy.to_str().unwrap()]);
+    assert!(!again.status.success());
+    // Restored: a configuration on the copy sees the same leads.
+    let restored_dir = tempfile::tempdir().unwrap();
+    let restored = demo_config(
+        restored_dir.path(),
+        &format!("sqlite://{}?mode=rw", copy.display()),
+    );
+    let after = stdout(&run(&restored, &["leads", "list"]));
+    assert_eq!(after, before);
+    assert!(before.lines().count() > 1, "{before}");
+}
