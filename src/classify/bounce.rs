@@ -441,6 +441,44 @@ fn original_message_id(msg: &Message<'_>, depth: usize) -> Option<String> {
     None
 }
 
+/// A delivery-status notice that reports no failure: every recipient block says
+/// `delivered`, `relayed` or `expanded` (RFC 3464 §2.3.3), as success notices (`NOTIFY=SUCCESS`)
+/// and relay notices do, and no `X-Failed-Recipients` header names anyone. Returns the
+/// evidence; such a notice is neither a bounce nor a lead.
+pub fn delivery_notice(msg: &Message<'_>) -> Option<String> {
+    let (ct, _) = parse::content_type(parse::root(msg)?)?;
+    if ct != "multipart/report" || parse::has_header(msg, "X-Failed-Recipients") {
+        return None;
+    }
+    let status_part = msg.parts.iter().take(64).find(|p| {
+        parse::content_type(p).is_some_and(|(c, _)| {
+            c == "message/delivery-status" || c == "message/global-delivery-status"
+        })
+    })?;
+    let blocks = parse_delivery_status(&parse::part_text(status_part, 64 * 1024)?);
+    let mut actions: Vec<&str> = Vec::new();
+    for b in blocks
+        .iter()
+        .filter(|b| b.action.is_some() || b.recipient().is_some())
+    {
+        match b.action() {
+            Some(Action::Delivered) => actions.push("delivered"),
+            Some(Action::Relayed) => actions.push("relayed"),
+            Some(Action::Expanded) => actions.push("expanded"),
+            _ => return None,
+        }
+    }
+    if actions.is_empty() {
+        return None;
+    }
+    actions.sort_unstable();
+    actions.dedup();
+    Some(format!(
+        "delivery-status: every recipient {}",
+        actions.join(" or ")
+    ))
+}
+
 /// A standard DSN: `multipart/report; report-type=delivery-status`.
 ///
 /// Also a `multipart/report` whose `report-type` is missing or misspelled but which holds a

@@ -614,11 +614,93 @@ pub fn service_name(addr: &EmailAddress) -> Option<&'static str> {
 
 /// Whether an address is a machine sender rather than a person.
 pub fn is_system_sender(addr: &EmailAddress) -> bool {
-    let local = addr.local_part().split('+').next().unwrap_or("");
-    SYSTEM_LOCALS.contains(&local)
-        || local.starts_with("noreply")
+    machine_sender(addr).is_some()
+}
+
+/// Local parts of mail servers' own addresses.
+const DAEMON_LOCALS: &[&str] = &[
+    "mailer-daemon",
+    "mailer_daemon",
+    "mailerdaemon",
+    "mail-daemon",
+    "maildaemon",
+    "postmaster",
+    "post_master",
+    "mdaemon",
+];
+
+/// Domains email service providers send (and receive bounces) from: an address there is the
+/// provider's machinery, never a person.
+const ESP_DOMAINS: &[&str] = &[
+    "amazonses.com",
+    "sendgrid.net",
+    "mailgun.org",
+    "mailgun.net",
+    "mcsv.net",
+    "mcdlv.net",
+    "rsgsv.net",
+    "mailchimpapp.net",
+    "mandrillapp.com",
+    "sparkpostmail.com",
+    "postmarkapp.com",
+    "mtasv.net",
+    "sendinblue.com",
+    "brevosend.com",
+    "mailjet.com",
+    "createsend.com",
+    "cmail19.com",
+    "cmail20.com",
+    "ccsend.com",
+    "exacttarget.com",
+    "klaviyomail.com",
+    "mailerlite.com",
+    "emsend.net",
+];
+
+/// Bounce and VERP addresses: `bounce@`, `bounces+…@`, `bounce-123-abc@`, `list-bounces@`,
+/// `pm_bounces@`, `b.123.abc@`, and the BATV/SRS rewrites (`prvs=…`, `SRS0=…`).
+static BOUNCE_LOCAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)^(?:bounces?(?:[-_.+=].*)?|.*[-_]bounces?(?:\+.*)?|b\.\d+\..+|(?:ms)?prvs\d*=.+|srs[01][=+].+)$",
+    )
+    .expect("static regex")
+});
+
+/// What kind of machine sender an address is, or `None` for what may be a person.
+pub fn machine_sender(addr: &EmailAddress) -> Option<&'static str> {
+    let full = addr.local_part().to_ascii_lowercase();
+    let local = full.split('+').next().unwrap_or("");
+    if DAEMON_LOCALS.contains(&local)
+        || local.starts_with("mailer-daemon")
+        || local.starts_with("postmaster")
+    {
+        return Some("mail server address");
+    }
+    if local.starts_with("noreply")
         || local.starts_with("no-reply")
-        || service_name(addr).is_some()
+        || local.starts_with("no_reply")
+        || local.starts_with("donotreply")
+        || local.starts_with("do-not-reply")
+        || local.starts_with("do_not_reply")
+    {
+        return Some("no-reply address");
+    }
+    if BOUNCE_LOCAL.is_match(&full) {
+        return Some("bounce address");
+    }
+    if service_name(addr).is_some() || SYSTEM_LOCALS.contains(&local) {
+        return Some("automated address");
+    }
+    esp_domain(addr).map(|_| "email service provider domain")
+}
+
+/// The email service provider domain an address is at, if any.
+pub fn esp_domain(addr: &EmailAddress) -> Option<&'static str> {
+    let domain = addr.domain();
+    ESP_DOMAINS
+        .iter()
+        .find(|d| static_domain(domain, d))
+        .copied()
 }
 
 fn find<'f>(fields: &'f [(String, String)], labels: &[&str]) -> Option<&'f str> {
@@ -1103,11 +1185,32 @@ mod tests {
             "no-reply@x.com",
             "x@formspree.io",
             "y@mail.hubspot.com",
+            "MAILER-DAEMON@mx.example",
+            "postmaster@x.com",
+            "do-not-reply@x.com",
+            "bounce@x.com",
+            "bounce-123-abc@news.x.com",
+            "bounces+123-abc=company.com@x.com",
+            "list-bounces@lists.x.com",
+            "pm_bounces@pm-bounces.x.com",
+            "b.123.abc@x.com",
+            "prvs=1234abcd=jane@x.com",
+            "SRS0=abcd=XY=x.com=jane@fwd.x.com",
+            "0100018abc@amazonses.com",
+            "info@em123.sendgrid.net",
+            "x@mail123.mcsv.net",
+            "a@sparkpostmail.com",
         ] {
             assert!(is_system_sender(&EmailAddress::parse(a).unwrap()), "{a}");
         }
-        assert!(!is_system_sender(
-            &EmailAddress::parse("jane@x.com").unwrap()
-        ));
+        for a in [
+            "jane@x.com",
+            "bob.bounce.smith@x.com",
+            "bouncer@x.com",
+            "b.jones@x.com",
+            "jane@sendgrid.com",
+        ] {
+            assert!(!is_system_sender(&EmailAddress::parse(a).unwrap()), "{a}");
+        }
     }
 }

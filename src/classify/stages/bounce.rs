@@ -7,6 +7,10 @@ use crate::classify::input::Input;
 use crate::domain::{Bounce, EmailAddress};
 
 pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
+    if let Some(e) = bounce::delivery_notice(m.msg) {
+        ev.push(e);
+        return Some(Decision::ignored("delivery notice, nothing failed"));
+    }
     let own = |a: &EmailAddress| m.ctx.is_own(a);
     let b = bounce::ses_notification(m.body())
         .or_else(|| bounce::standard(m.msg, m.body(), &own))

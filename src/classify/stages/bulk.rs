@@ -2,9 +2,16 @@
 //! infrastructure, so their notifications may carry the same headers; they are forms, read by
 //! the form stage.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
 use crate::classify::decision::Decision;
+use crate::classify::forward::forward_subject;
 use crate::classify::input::Input;
 use crate::classify::parse;
+
+use super::form;
 
 /// Header name prefixes that only email service providers' campaign mail carries.
 const ESP_HEADERS: &[&str] = &[
@@ -73,7 +80,7 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
         }
     }
     if !parse::has_header(msg, "List-Unsubscribe") {
-        return None;
+        return without_list_headers(m, ev);
     }
     if parse::has_header(msg, "List-Unsubscribe-Post") {
         // RFC 8058 one-click unsubscribe is only offered by bulk senders.
@@ -81,16 +88,177 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
             "bulk mail (List-Unsubscribe-Post one-click)",
         ));
     }
+    let esp = esp_header(msg, ESP_HEADERS)?;
+    Some(Decision::ignored(format!(
+        "bulk mail (List-Unsubscribe with {esp})"
+    )))
+}
+
+/// Header name prefixes that mark campaign mail even without `List-Unsubscribe`: the
+/// providers' own tracking headers, which a person's mail client never adds.
+const CAMPAIGN_HEADERS: &[&str] = &[
+    "x-campaign",
+    "feedback-id",
+    "x-mailgun",
+    "x-ses-",
+    "x-sg-",
+    "x-sendgrid",
+    "x-mc-user",
+    "x-mailchimp",
+    "x-mailjet",
+    "x-sib-",
+    "x-mailin-",
+    "x-sfmc",
+    "x-klaviyo",
+    "x-kmail",
+    "x-listmonk",
+    "x-mailerlite",
+    "x-csa-complaints",
+    "x-rpcampaign",
+    "x-newsletter",
+    "x-pardot",
+    "x-marketo",
+    "x-mkto",
+];
+
+/// `X-Mailer` values (lower-case substrings) of bulk mailing tools.
+const BULK_MAILERS: &[&str] = &[
+    "mailchimp",
+    "mandrill",
+    "sendgrid",
+    "mailgun",
+    "sendinblue",
+    "brevo",
+    "mailjet",
+    "campaign monitor",
+    "createsend",
+    "constant contact",
+    "phplist",
+    "mailpoet",
+    "acymailing",
+    "getresponse",
+    "aweber",
+    "activecampaign",
+    "klaviyo",
+    "listmonk",
+    "mautic",
+    "sendy",
+    "interspire",
+    "mailerlite",
+    "moosend",
+    "convertkit",
+    "sendpulse",
+    "omnisend",
+    "benchmark email",
+    "emarsys",
+    "newsletter",
+    "mass mail",
+    "bulk mail",
+];
+
+/// The first header whose name starts with one of `prefixes`, short and printable.
+fn esp_header(msg: &mail_parser::Message<'_>, prefixes: &[&str]) -> Option<String> {
     let esp = parse::header_names(msg).find(|n| {
         let n = n.to_ascii_lowercase();
-        ESP_HEADERS.iter().any(|p| n.starts_with(p))
+        prefixes.iter().any(|p| n.starts_with(p))
     })?;
-    // The name comes from the message: keep it short and printable in the reason.
-    let h: String = parse::clip(esp, 60)
+    Some(printable(esp, 60))
+}
+
+/// Text from the message, clipped and without control characters, for a reason.
+fn printable(s: &str, max: usize) -> String {
+    parse::clip(s, max)
         .chars()
         .map(|ch| if ch.is_control() { '?' } else { ch })
-        .collect();
-    Some(Decision::ignored(format!(
-        "bulk mail (List-Unsubscribe with {h})"
-    )))
+        .collect()
+}
+
+/// Newsletters without `List-Id` or `List-Unsubscribe`: a provider's campaign headers, a bulk
+/// mailer, or an unsubscribe link with a tracking pixel. Never an answer to our own mail or a
+/// form notification (form mailers often send through the same providers).
+fn without_list_headers(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
+    if m.references.iter().any(|r| m.ctx.is_our_message_id(r)) {
+        return None;
+    }
+    let msg = m.msg;
+    let signal = esp_header(msg, CAMPAIGN_HEADERS)
+        .map(|h| format!("{h} header"))
+        .or_else(|| {
+            let mailer = parse::header(msg, "X-Mailer")?;
+            let l = mailer.to_ascii_lowercase();
+            BULK_MAILERS
+                .iter()
+                .any(|b| l.contains(b))
+                .then(|| format!("X-Mailer: {}", printable(&mailer, 60)))
+        })
+        .or_else(|| {
+            (!forward_subject(m.subject) && unsubscribe_and_pixel(&parse::html_parts(msg)))
+                .then(|| "unsubscribe link and tracking pixel".to_owned())
+        })?;
+    if form::detect(m).is_some() {
+        ev.push(format!("{signal}, but the message is a form notification"));
+        return None;
+    }
+    ev.push(signal.clone());
+    Some(Decision::ignored(format!("bulk mail: {signal}")))
+}
+
+static IMG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)<img\b[^>]*>").expect("static regex"));
+
+/// A width or height of 0 or 1 pixel, as an attribute or in a style.
+static TINY: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
+    let dim = |d: &str| {
+        Regex::new(&format!(
+            r#"(?i)\b{d}\s*(?:=\s*["']?|:\s*)[01](?:px)?(?:["';\s/>]|$)"#
+        ))
+        .expect("static regex")
+    };
+    (dim("width"), dim("height"))
+});
+
+static LINK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?is)<a\b([^>]*)>(.{0,300}?)</a>").expect("static regex"));
+
+/// Words of an unsubscribe link, in the languages the unsubscribe stage reads.
+const UNSUBSCRIBE_WORDS: &[&str] = &[
+    "unsubscribe",
+    "opt-out",
+    "opt out",
+    "optout",
+    "abmelden",
+    "abbestellen",
+    "désinscri",
+    "desinscri",
+    "désabonn",
+    "desabonn",
+    "darse de baja",
+    "darme de baja",
+    "cancelar suscripci",
+    "uitschrijven",
+    "afmelden",
+    "disiscriv",
+    "cancella iscrizione",
+];
+
+/// An HTML body with a link to unsubscribe and a 1×1 (or 0×0) image: a tracked newsletter.
+fn unsubscribe_and_pixel(html: &[&str]) -> bool {
+    let pixel = html.iter().any(|h| {
+        IMG.find_iter(h).take(500).any(|img| {
+            let tag = img.as_str();
+            TINY.0.is_match(tag) && TINY.1.is_match(tag)
+        })
+    });
+    pixel
+        && html.iter().any(|h| {
+            LINK.captures_iter(h).take(2000).any(|c| {
+                let link = format!(
+                    "{} {}",
+                    c.get(1).map_or("", |g| g.as_str()),
+                    c.get(2).map_or("", |g| g.as_str())
+                )
+                .to_lowercase();
+                UNSUBSCRIBE_WORDS.iter().any(|w| link.contains(w))
+            })
+        })
 }

@@ -175,7 +175,11 @@ pub fn submission(m: &Input<'_>, mut hit: FormHit<'_>, ev: &mut Vec<String>) -> 
         .and_then(|(_, v)| forms::url_host(v))
         .or_else(|| {
             from_addr
-                .filter(|f| !forms::hosted_service(f) && forms::is_system_sender(f))
+                .filter(|f| {
+                    !forms::hosted_service(f)
+                        && forms::esp_domain(f).is_none()
+                        && forms::is_system_sender(f)
+                })
                 .map(|f| f.domain().to_owned())
         });
     if let Some(s) = site {

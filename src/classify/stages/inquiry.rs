@@ -16,8 +16,12 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Decision {
     let Some(f) = m.from.as_ref() else {
         return Decision::ignored("no valid sender");
     };
-    if forms::is_system_sender(&f.email) {
-        return Decision::ignored(format!("automated sender {} without form fields", f.email));
+    if let Some(kind) = forms::machine_sender(&f.email) {
+        ev.push(format!("sender {} is a {kind}", f.email));
+        return Decision::ignored(format!(
+            "automated sender {} ({kind}) without form fields",
+            f.email
+        ));
     }
     ev.push(format!("inquiry from {}", f.email));
     // One person, two addresses: a Reply-To that differs from From (a work address sending
