@@ -50,8 +50,11 @@ impl Action {
 }
 
 impl RecipientStatus {
+    /// The action, without a comment after it (Sendmail writes
+    /// `Action: relayed (to non-DSN-aware mailer)`).
     fn action(&self) -> Option<Action> {
-        self.action.as_deref().and_then(Action::parse)
+        let a = self.action.as_deref()?;
+        Action::parse(a.split(['(', ' ', '\t', ';']).next().unwrap_or(a))
     }
 
     /// Hard unless the server says it is only delayed or gives a 4.x.x status without
