@@ -534,6 +534,29 @@ mod tests {
     }
 
     #[test]
+    fn campaign_signals_never_hide_an_answer_or_a_person() {
+        // A lead's answer sent through their company's relay carries provider headers; it
+        // answers our mail, so it stays a reply.
+        let raw = format!(
+            "From: Jane <jane@example.net>\r\n{ANSWER_TO_US}Feedback-ID: 1:relay:ses\r\nX-SES-Outgoing: 1\r\n\r\nTuesday works.\r\n"
+        );
+        let c = classify(raw.as_bytes(), &sales_rules());
+        assert_eq!(c.kind, MessageKind::Reply, "{:?}", c.evidence);
+        // A person's link to an unsubscribe page, without a tracking pixel, is no newsletter.
+        let raw = "From: Jane <jane@example.net>\r\nTo: leads@company.com\r\nSubject: Demo\r\nContent-Type: text/html\r\n\r\n<p>We need a demo. Our old vendor had links like <a href=\"https://x.example/unsubscribe\">this one</a> that never worked.</p>\r\n";
+        let c = classify(raw.as_bytes(), &sales_rules());
+        assert_eq!(c.kind, MessageKind::Inquiry, "{:?}", c.evidence);
+        // The same with a 1x1 image is a tracked newsletter.
+        let raw = raw.replace("</p>", "</p><img src=\"t.gif\" width=\"1\" height=\"1\">");
+        let c = classify(raw.as_bytes(), &sales_rules());
+        assert_eq!(c.kind, MessageKind::Ignored, "{:?}", c.evidence);
+        assert_eq!(
+            c.reason.as_deref(),
+            Some("bulk mail: unsubscribe link and tracking pixel")
+        );
+    }
+
+    #[test]
     fn a_copy_of_our_own_mail_is_never_feedback() {
         // Step 2 of a sequence threads below step 1: it references our Message-ID and is sent
         // from one of our addresses, and a copy lands in the inbox (Bcc, a sent-folder rule).

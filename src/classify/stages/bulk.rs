@@ -262,3 +262,35 @@ fn unsubscribe_and_pixel(html: &[&str]) -> bool {
             })
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::unsubscribe_and_pixel;
+
+    #[test]
+    fn a_tracked_newsletter_has_an_unsubscribe_link_and_a_pixel() {
+        let link = r#"<a href="https://x.example/u/1">Unsubscribe</a>"#;
+        let href = r#"<a href="https://x.example/unsubscribe?id=1">here</a>"#;
+        let pixel = r#"<img src="https://t.example/o.gif" width="1" height="1">"#;
+        let styled = r#"<IMG SRC=o.gif style="width:1px;height:1px;border:0" />"#;
+        let zero = "<img src=o.gif width=0 height=0>";
+        for html in [
+            format!("{link}{pixel}"),
+            format!("{href}{styled}"),
+            format!("{pixel}\n<p>{link}</p>"),
+            format!(r#"<a href="https://x.example/a">Abmelden</a>{zero}"#),
+        ] {
+            assert!(unsubscribe_and_pixel(&[&html]), "{html}");
+        }
+        let logo = r#"<img src="logo.png" width="100" height="10">"#;
+        for html in [
+            link.to_owned(),
+            pixel.to_owned(),
+            format!("{link}{logo}"),
+            format!("<p>To unsubscribe, reply STOP.</p>{pixel}"),
+            r#"<img width="1" height="120">"#.to_owned() + link,
+        ] {
+            assert!(!unsubscribe_and_pixel(&[&html]), "{html}");
+        }
+    }
+}

@@ -11,7 +11,7 @@
 use super::unsubscribe;
 use crate::classify::decision::Decision;
 use crate::classify::input::{Input, person};
-use crate::classify::{parse, verdict};
+use crate::classify::{forms, parse, verdict};
 use crate::domain::{Verdict, VerdictTarget};
 
 #[cfg(test)]
@@ -63,6 +63,15 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
         return Some(Decision::Feedback(verdict));
     }
     ev.push(marker);
+    if let Some(kind) = forms::machine_sender(&f.email) {
+        // A machine answering our mail (a ticket system's receipt, a mail server's notice
+        // that is no bounce) is no one's reply and must not engage the lead.
+        ev.push(format!("sender {} is a {kind}", f.email));
+        return Some(Decision::ignored(format!(
+            "automated sender {} ({kind}) answering our mail",
+            f.email
+        )));
+    }
     let lead = person(f);
     if unsubscribe::intent(m.texts.new_text()) {
         ev.push("short reply asking to stop".into());
