@@ -21,13 +21,40 @@ pub struct Original {
     pub reply_to: Option<Named>,
     pub body: Option<String>,
     pub evidence: String,
+    /// The attached message is itself a report (a bounce, an abuse or DMARC report, a read
+    /// receipt): its report type. Its own attachment is not read as the original.
+    pub report: Option<String>,
+}
+
+/// The report type of a message that is a report: `multipart/report` (any report type), or a
+/// message holding a feedback-report or delivery-status part.
+fn report_type(msg: &Message<'_>) -> Option<String> {
+    if let Some((ct, report)) = parse::root(msg).and_then(parse::content_type)
+        && ct == "multipart/report"
+    {
+        return Some(report.unwrap_or_else(|| "unknown".into()));
+    }
+    msg.parts.iter().take(64).find_map(|p| {
+        let (ct, _) = parse::content_type(p)?;
+        ct.strip_prefix("message/")
+            .filter(|t| {
+                matches!(
+                    *t,
+                    "feedback-report" | "delivery-status" | "disposition-notification"
+                )
+            })
+            .map(str::to_owned)
+    })
 }
 
 /// What an attached message says about itself; `depth` counts the attachments around it.
 fn original_of(inner: &Message<'_>, depth: usize, how: &str) -> Option<Original> {
-    let deeper = attached(inner, depth + 1);
-    if deeper.as_ref().is_some_and(|o| o.sender.is_some()) {
-        return deeper;
+    let report = report_type(inner);
+    if report.is_none() {
+        let deeper = attached(inner, depth + 1);
+        if deeper.as_ref().is_some_and(|o| o.sender.is_some()) {
+            return deeper;
+        }
     }
     Some(Original {
         sender: parse::first_address(inner, "From"),
@@ -40,6 +67,7 @@ fn original_of(inner: &Message<'_>, depth: usize, how: &str) -> Option<Original>
         } else {
             format!("attached {how} (nested {} deep)", depth + 1)
         },
+        report,
     })
 }
 
@@ -245,6 +273,7 @@ fn inline(body: &str, subject: &str) -> Option<Original> {
             reply_to: None,
             body: Some(rest),
             evidence,
+            report: None,
         });
     }
     None

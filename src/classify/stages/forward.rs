@@ -18,6 +18,13 @@ static FWD_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
 pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
     let orig = forward::find(m.msg, m.body(), m.subject)?;
     ev.push(orig.evidence);
+    if let Some(r) = &orig.report {
+        // A colleague passed on a bounce or a report: no one wrote in.
+        return Some(Decision::ignored(format!(
+            "forwarded report (multipart/report; report-type={})",
+            parse::clip(r, 40)
+        )));
+    }
     let Some(sender) = orig.sender else {
         return Some(Decision::ignored(
             "forwarded message without the original sender's address",
