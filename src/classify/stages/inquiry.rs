@@ -23,6 +23,16 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Decision {
             f.email
         ));
     }
+    // A provider sending on the From address's behalf says so in Sender.
+    if let Some(sender) = parse::first_address(m.msg, "Sender")
+        && let Some(esp) = forms::esp_domain(&sender.email)
+    {
+        ev.push(format!("header Sender: {}", sender.email));
+        return Decision::ignored(format!(
+            "automated sender {} (sent by email service provider {esp})",
+            f.email
+        ));
+    }
     ev.push(format!("inquiry from {}", f.email));
     // One person, two addresses: a Reply-To that differs from From (a work address sending
     // from a phone, an assistant's account) is where the answer must go, so it is the lead's
