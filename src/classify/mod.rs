@@ -557,6 +557,23 @@ mod tests {
     }
 
     #[test]
+    fn single_part_reports_are_read_by_their_type_and_subject() {
+        let reason = |raw: &str| classify(raw.as_bytes(), &rules()).reason;
+        // A DMARC aggregate report whose whole body is the gzipped XML.
+        let dmarc = "From: dmarc@receiver.example\r\nTo: leads@company.com\r\nSubject: Report Domain: company.com Submitter: receiver.example Report-ID: <77>\r\nContent-Type: application/gzip\r\nContent-Transfer-Encoding: base64\r\n\r\nH4sIAAAAAAAAA8vIBAA=\r\n";
+        assert_eq!(reason(dmarc).as_deref(), Some("DMARC aggregate report"));
+        // The subject alone, without an archive, is a person quoting it.
+        let quoted = dmarc.replace("Content-Type: application/gzip", "Content-Type: text/plain");
+        assert_ne!(reason(&quoted).as_deref(), Some("DMARC aggregate report"));
+        // A TLS report as plain JSON (RFC 8460 allows application/tlsrpt+json).
+        let tls = "From: tls@receiver.example\r\nTo: leads@company.com\r\nSubject: Report Domain: company.com Submitter: receiver.example Report-ID: <78>\r\nContent-Type: multipart/report; report-type=tlsrpt; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nTLS report\r\n--b\r\nContent-Type: application/tlsrpt+json\r\n\r\n{}\r\n--b--\r\n";
+        assert_eq!(
+            reason(tls).as_deref(),
+            Some("TLS report (RFC 8460 TLS-RPT)")
+        );
+    }
+
+    #[test]
     fn a_copy_of_our_own_mail_is_never_feedback() {
         // Step 2 of a sequence threads below step 1: it references our Message-ID and is sent
         // from one of our addresses, and a copy lands in the inbox (Bcc, a sent-folder rule).
