@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
-use super::Actions;
+use super::{Actions, HANDOFF_TAG};
 use crate::domain::{EmailAddress, HandoffKind, Lead, MessageId};
 use crate::render::{self, CardEvent, CardMessage, CardSent, SenderData, Templates};
 use crate::store::{HandoffOutcome, NewOutboxMessage, PendingHandoff, Store, StoreError};
@@ -74,12 +74,6 @@ enum Handled {
     Taken,
     /// It could not be rendered; it stays pending.
     Unrendered,
-}
-
-/// `inbox+TAG@domain`.
-fn plus_address(inbox: &EmailAddress, tag: &str) -> Option<EmailAddress> {
-    let base = inbox.without_tag();
-    EmailAddress::parse(&format!("{}+{tag}@{}", base.local_part(), base.domain())).ok()
 }
 
 /// A notification's Message-ID: `leadloop.HASH@inbox-domain`, stable per queue row.
@@ -267,10 +261,10 @@ impl Worker {
                 at: c.at,
             })
         });
-        let Some(reply_to) = plus_address(&self.inbox, &format!("handoff-{}", p.token)) else {
-            return Ok(Err(format!("cannot build a Reply-To from {}", self.inbox)));
+        let (reply_to, id) = match self.addresses(p) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
         };
-        let id = message_id(&p.token, &self.inbox);
         let references: Vec<String> = p
             .cause
             .as_ref()
@@ -320,10 +314,10 @@ impl Worker {
                 "the last message to {to} about this lead was an explanation already"
             ))));
         }
-        let Some(reply_to) = plus_address(&self.inbox, &format!("handoff-{}", p.token)) else {
-            return Ok(Err(format!("cannot build a Reply-To from {}", self.inbox)));
+        let (reply_to, id) = match self.addresses(p) {
+            Ok(a) => a,
+            Err(e) => return Ok(Err(e)),
         };
-        let id = message_id(&p.token, &self.inbox);
         let subject = p.cause.as_ref().and_then(|c| c.subject.clone());
         let in_reply_to = p.cause.as_ref().and_then(|c| c.message_id.clone());
         let e = render::Explanation {
@@ -340,6 +334,15 @@ impl Worker {
         Ok(render::render_explanation(self.templates.templates(), &e)
             .map(|r| self.queued(r, now))
             .map_err(|e| e.to_string()))
+    }
+
+    /// A notification's Reply-To (`inbox+handoff-TOKEN@…`, which maps an answer back to the
+    /// lead) and its Message-ID, both from its token.
+    fn addresses(&self, p: &PendingHandoff) -> Result<(EmailAddress, String), String> {
+        let reply_to =
+            EmailAddress::parse(&self.inbox.with_tag(&format!("{HANDOFF_TAG}{}", p.token)))
+                .map_err(|e| format!("cannot build a Reply-To from {}: {e}", self.inbox))?;
+        Ok((reply_to, message_id(&p.token, &self.inbox)))
     }
 
     fn queued(&self, r: render::Rendered, now: DateTime<Utc>) -> HandoffOutcome {
@@ -377,7 +380,7 @@ mod tests {
             "{a}"
         );
         assert_eq!(
-            plus_address(&inbox, "handoff-abc").unwrap().as_str(),
+            inbox.with_tag(&format!("{HANDOFF_TAG}abc")),
             "leads+handoff-abc@company.com"
         );
     }

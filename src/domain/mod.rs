@@ -174,6 +174,14 @@ impl EmailAddress {
         domain == other_domain && local == other_local
     }
 
+    /// This mailbox's plus-address with `tag` (`leads+unsubscribe-k3y@example.com`), any tag
+    /// it had replaced: the addresses leadloop sends from and asks replies to, per enrollment
+    /// or hand-off.
+    pub fn with_tag(&self, tag: &str) -> String {
+        let (base, _, domain) = self.tag_parts();
+        format!("{base}+{tag}@{domain}")
+    }
+
     /// The address with any plus tag removed (`leads@example.com`).
     pub fn without_tag(&self) -> EmailAddress {
         match self.tag_parts() {
@@ -214,6 +222,8 @@ mod tests {
         assert_eq!(a.as_str(), "jane.doe+webinar@example.com");
         assert_eq!(a.plus_tag(), Some("webinar"));
         assert_eq!(a.without_tag().as_str(), "jane.doe@example.com");
+        // A new tag replaces the one there was.
+        assert_eq!(a.with_tag("reply-k3y"), "jane.doe+reply-k3y@example.com");
         assert_eq!(a.domain(), "example.com");
         let plain = EmailAddress::parse("jane.doe@example.com").unwrap();
         assert!(a.same_mailbox(&plain) && plain.same_mailbox(&a));

@@ -348,12 +348,6 @@ pub struct Rendered {
     pub bytes: Vec<u8>,
 }
 
-/// `inbox+TAG@domain`.
-fn plus_address(inbox: &EmailAddress, tag: &str) -> String {
-    let base = inbox.without_tag();
-    format!("{}+{tag}@{}", base.local_part(), base.domain())
-}
-
 /// A header value built from data: control characters (CR and LF above all) become spaces and
 /// runs of whitespace collapse, so it can never start a header of its own.
 pub fn header_safe(s: &str) -> String {
@@ -463,7 +457,7 @@ fn context(spec: &MessageSpec<'_>, unsubscribe_url: &str, unsubscribe_mailto: &s
 pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderError> {
     let unsubscribe_mailto = format!(
         "mailto:{}?subject=unsubscribe",
-        plus_address(spec.inbox, &format!("unsubscribe-{}", spec.token))
+        spec.inbox.with_tag(&format!("unsubscribe-{}", spec.token))
     );
     let unsubscribe_url = spec
         .unsubscribe_url
@@ -556,7 +550,7 @@ pub fn render(t: &Templates, spec: &MessageSpec<'_>) -> Result<Rendered, RenderE
     if spec.reply_to_token {
         builder = builder.reply_to(mailbox(
             None,
-            &plus_address(spec.inbox, &format!("reply-{}", spec.token)),
+            &spec.inbox.with_tag(&format!("reply-{}", spec.token)),
         )?);
     }
     let message = match &html {

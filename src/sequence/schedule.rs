@@ -223,10 +223,7 @@ pub fn decide(
 /// plus-address `local+bounce-TOKEN@domain`, where bounces name the enrollment they are about.
 fn envelope_sender(base: &EmailAddress, token: Option<&str>) -> String {
     match token {
-        Some(t) => {
-            let b = base.without_tag();
-            format!("{}+bounce-{t}@{}", b.local_part(), b.domain())
-        }
+        Some(t) => base.with_tag(&format!("bounce-{t}")),
         None => base.to_string(),
     }
 }
