@@ -97,11 +97,9 @@ struct Known {
 
 impl Known {
     /// The lead with this address or alias (also when the address is a lead's own address
-    /// that was found through one of its aliases).
+    /// that was found through one of its aliases, or by a Message-ID or token).
     fn lead_by_address(&self, a: &EmailAddress) -> Option<&KnownLead> {
-        self.by_address
-            .get(a.as_str())
-            .or_else(|| self.by_id.values().find(|l| l.email == *a))
+        self.by_address.get(a.as_str())
     }
 
     fn lead(&self, id: LeadId) -> Option<&KnownLead> {
@@ -343,6 +341,14 @@ impl Actions {
         known.by_id = store.known_leads(&lead_ids).await?;
         for l in known.by_address.values() {
             known.by_id.entry(l.id).or_insert_with(|| l.clone());
+        }
+        // Every lead found is known by its own address too: a message about a lead found
+        // through an alias, a Message-ID or a token names it by that address later on.
+        for l in known.by_id.values() {
+            known
+                .by_address
+                .entry(l.email.to_string())
+                .or_insert_with(|| l.clone());
         }
         if any_bounce && !known.by_id.is_empty() {
             let mut emails: Vec<&str> = known.by_id.values().map(|l| l.email.as_str()).collect();

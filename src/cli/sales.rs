@@ -11,9 +11,6 @@ use crate::config::Config;
 use crate::daemon;
 use crate::store::{Change, Lead, LeadChange, Store};
 
-/// The accepted verdicts, for a verdict that was not understood.
-pub const ACCEPTED: &str = "qualified, unqualified: REASON, customer, not now: until DATE (or: not now: 3 months), nurture: SEQUENCE, owner: ADDRESS";
-
 /// The lead with this address, or an error naming it.
 pub async fn find(store: &Store, email: &str) -> anyhow::Result<Lead> {
     super::sequences::find_lead(store, email).await
@@ -55,7 +52,10 @@ pub async fn verdict(
     // One line: what follows a line break would be read as a comment.
     let text = text.lines().next().unwrap_or_default();
     let Some(mut verdict) = classify::read_verdict(text, now.date_naive()) else {
-        anyhow::bail!("'{words}' is not a verdict; accepted: {ACCEPTED}");
+        anyhow::bail!(
+            "'{words}' is not a verdict; accepted: {}",
+            crate::render::accepted_verdicts()
+        );
     };
     verdict.comment = comment.filter(|c| !c.trim().is_empty());
     let actions = daemon::actions(config);

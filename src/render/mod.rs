@@ -40,7 +40,7 @@ pub use explain::{Explanation, render_explanation};
 pub use handoff::{CardEvent, CardMessage, CardSent, HandoffCard, render_handoff};
 pub use sales::{
     BUILTIN_SALES_SUBJECTS, BUILTIN_SALES_TEMPLATES, EXPLAIN_TEMPLATE, HANDOFF_TEMPLATE,
-    SALES_TEMPLATES,
+    SALES_TEMPLATES, accepted_verdicts,
 };
 
 /// Why a message could not be rendered. Nothing is sent half-rendered: the step is held.

@@ -88,6 +88,15 @@ fn verdict_lines() -> impl Iterator<Item = (&'static str, &'static str)> {
         .flat_map(|k| usages(*k).iter().copied())
 }
 
+/// Every accepted verdict line (`qualified`, `unqualified: REASON`, …), comma-separated: for
+/// an answer, typed or mailed, that is none of them.
+pub fn accepted_verdicts() -> String {
+    verdict_lines()
+        .map(|(usage, _)| usage)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `answer_help`: how to answer, as text.
 pub(super) fn answer_help() -> String {
     let width = verdict_lines().map(|(u, _)| u.len()).max().unwrap_or(0);
