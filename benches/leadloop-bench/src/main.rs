@@ -203,13 +203,7 @@ fn ingest(messages: usize, seed: u64, runs: usize) -> Result<()> {
         .build()
         .context("building the tokio runtime")?;
     let ca = dc.ca_pem_path();
-    let target = reference::Target {
-        host: dc.host(),
-        tls_port: dc.tls_port(),
-        ca_pem: &ca,
-        user: dc.user(),
-        password: dc.password(),
-    };
+    let target = reference::Target::dovecot(dc, &ca);
     let reference = measure_reference(&rt, &target, messages, runs)?;
 
     // The reference client's own peak RSS, measured the same way as leadloop's phase below.

@@ -26,6 +26,20 @@ pub struct Target<'a> {
     pub password: &'a str,
 }
 
+impl<'a> Target<'a> {
+    /// The test kit's private Dovecot, over TLS, trusting its CA (`ca_pem`, the Dovecot's
+    /// `ca_pem_path()`, kept alive by the caller).
+    pub fn dovecot(dc: &'a leadloop_testkit::dovecot::Dovecot, ca_pem: &'a Path) -> Target<'a> {
+        Target {
+            host: dc.host(),
+            tls_port: dc.tls_port(),
+            ca_pem,
+            user: dc.user(),
+            password: dc.password(),
+        }
+    }
+}
+
 /// Result of one full-mailbox fetch.
 #[derive(Clone, Copy, Debug)]
 pub struct FetchStats {

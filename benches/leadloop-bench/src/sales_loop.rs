@@ -180,13 +180,7 @@ pub fn run(opts: &Options) -> Result<()> {
         .build()
         .context("building the tokio runtime")?;
     let ca = dc.ca_pem_path();
-    let target = reference::Target {
-        host: dc.host(),
-        tls_port: dc.tls_port(),
-        ca_pem: &ca,
-        user: dc.user(),
-        password: dc.password(),
-    };
+    let target = reference::Target::dovecot(&dc, &ca);
 
     // Setup: the leads' inquiries, and their first steps out.
     let setup_start = Instant::now();
