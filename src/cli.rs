@@ -210,6 +210,10 @@ enum LeadsCommand {
         /// Only leads with a message of this kind (inquiry, form, forward, …).
         #[arg(long)]
         kind: Option<MessageKind>,
+        /// Only leads in this status (`review`: waiting for `leads approve`).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(LeadStatus::NAMES)
+            .try_map(|s| s.parse::<LeadStatus>()))]
+        status: Option<LeadStatus>,
         /// One JSON object per lead per line.
         #[arg(long)]
         json: bool,
@@ -242,6 +246,12 @@ enum LeadsCommand {
         /// A comment kept with the verdict.
         #[arg(long)]
         comment: Option<String>,
+    },
+    /// Approve a lead waiting for review (a spam filter found its first message suspicious):
+    /// it is nurtured and handed off as if the message had been clean.
+    Approve {
+        /// The lead's email address.
+        email: String,
     },
     /// Set a lead's status by hand, e.g. to restore one marked bounced by mistake.
     Status {
@@ -725,9 +735,15 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
         LeadsCommand::List {
             channel,
             kind,
+            status,
             json,
         } => {
-            let leads = store.list_leads(&LeadFilter { channel, kind }).await?;
+            let filter = LeadFilter {
+                channel,
+                kind,
+                status,
+            };
+            let leads = store.list_leads(&filter).await?;
             if json {
                 for l in &leads {
                     writeln!(out, "{}", lead_json(l))?;
@@ -936,6 +952,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             reason,
             comment,
         } => sales::verdict(config, &store, &email, &verdict, reason, comment, &mut out).await,
+        LeadsCommand::Approve { email } => sales::approve(config, &store, &email, &mut out).await,
     }
 }
 

@@ -26,6 +26,9 @@ use crate::domain::EmailAddress;
 use crate::sequence::{self, Catalog, Policy, Sender, Windows};
 
 mod sales;
+mod spam;
+
+pub use spam::{Rspamd, SpamConfig};
 
 /// The path, under `[http] public_url`, of the one-click unsubscribe page: the default
 /// `[sequences] unsubscribe_url` is `{public_url}/u/{token}`.
@@ -61,6 +64,8 @@ pub struct Config {
     pub actions: crate::actions::settings::Settings,
     /// `[http]`: the listener for health checks and one-click unsubscribe; off by default.
     pub http: HttpConfig,
+    /// `[spam]`: how spam filters' verdicts count, and the rspamd to ask, if any.
+    pub spam: SpamConfig,
 }
 
 /// `[http]`: where the daemon answers HTTP (health checks, one-click unsubscribe), and the
@@ -352,6 +357,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     route: Vec<Spanned<sales::RawRoute>>,
     http: Option<RawHttp>,
+    spam: Option<spam::RawSpam>,
 }
 
 #[derive(Deserialize)]
@@ -758,6 +764,7 @@ impl Config {
             .http
             .map(|http| check_http(&mut ck, &http))
             .unwrap_or_default();
+        let spam = spam::check_spam(&mut ck, raw.spam.as_ref());
 
         let settings = raw.sequences.map(|seq| {
             let fallback_inbox = match &source {
@@ -807,6 +814,7 @@ impl Config {
             senders,
             actions,
             http,
+            spam,
         })
     }
 
@@ -818,6 +826,7 @@ impl Config {
             sales: self.sales(),
             channels: self.channels.clone(),
             forms: self.forms.clone(),
+            spam: self.spam.rules.clone(),
         }
     }
 

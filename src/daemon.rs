@@ -109,7 +109,14 @@ impl Source {
         let actions = Arc::new(actions(config));
         let pipeline = |store: Store, mailbox: String, max_message_bytes: u64| {
             let pipeline = Pipeline::new(store, Arc::clone(&rules), mailbox, max_message_bytes)
-                .with_actions(Arc::clone(&actions), wake.clone());
+                .with_actions(Arc::clone(&actions), wake.clone())
+                .with_rspamd(
+                    config
+                        .spam
+                        .rspamd
+                        .clone()
+                        .map(crate::ingest::rspamd::Client::new),
+                );
             match last_read {
                 Some(last_read) => pipeline.with_last_read(last_read.clone()),
                 None => pipeline,

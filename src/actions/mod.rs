@@ -27,7 +27,7 @@ use crate::domain::{
     SequenceName, Verdict, VerdictKind, VerdictTarget,
 };
 use crate::store::{
-    Change, EnrollRule, InboundRecord, KnownLead, LeadChange, OurMessage, SOFT_BOUNCE, Store,
+    Change, EnrollRule, InboundRecord, KnownLead, Lead, LeadChange, OurMessage, SOFT_BOUNCE, Store,
     StoreError, start_of,
 };
 
@@ -413,7 +413,9 @@ impl Actions {
             },
         }
         let handoff = &self.settings.handoff;
+        // A lead waiting for review is nobody's to call yet: approving it hands it off.
         if handoff.enabled
+            && c.review.is_none()
             && let Some(why) = handoff.hot(c)
         {
             push(&lead, Change::Handoff { why });
@@ -770,6 +772,43 @@ impl Actions {
             }
             Err(problem) => push(&email, Change::Explain { to: by, problem }),
         }
+    }
+
+    /// What approving a lead that waited for review does: what ingest would have done had
+    /// its first message (of `kind`) not been suspicious. It enters the sequences that
+    /// message meets (`[enroll]` kinds, forms, channels, min_score) and, when it is hot, is
+    /// handed off to its owner.
+    pub fn approval_changes(&self, lead: &Lead, kind: MessageKind, by: &str) -> Vec<Change> {
+        let mut out: Vec<Change> = self
+            .enroll
+            .iter()
+            .filter(|r| {
+                r.kinds.contains(&kind)
+                    && (r.forms.is_empty()
+                        || lead.form.as_ref().is_some_and(|f| r.forms.contains(f)))
+                    && (r.channels.is_empty() || r.channels.contains(&lead.channel))
+                    && r.min_score.is_none_or(|min| lead.score >= min)
+            })
+            .map(|r| Change::Enroll {
+                rule: r.clone(),
+                by: format!("approved by {by}"),
+            })
+            .collect();
+        let mut c = Classification::ignored("");
+        c.kind = kind;
+        c.reason = None;
+        c.lead = Some(person(&lead.email));
+        c.channel = Some(lead.channel.clone());
+        c.form.clone_from(&lead.form);
+        c.fields = lead
+            .fields
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+            .collect();
+        if let Some(why) = self.settings.handoff.hot(&c) {
+            out.push(Change::Handoff { why });
+        }
+        out
     }
 
     /// What a verdict on a lead changes: the verdict recorded, then its status and

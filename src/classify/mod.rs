@@ -21,13 +21,15 @@ mod forward;
 mod input;
 mod parse;
 mod reason;
+mod spam;
 mod stages;
 mod verdict;
 
 use mail_parser::MessageParser;
 
-use crate::domain::EmailAddress;
 pub use crate::domain::{Bounce, Classification, Person};
+use crate::domain::{EmailAddress, MessageKind};
+pub use spam::SpamRules;
 pub use verdict::verdict as read_verdict;
 
 /// Everything the classifier needs to know about the team that owns the mailbox.
@@ -47,6 +49,8 @@ pub struct Rules {
     pub channels: Vec<ChannelRule>,
     /// Form profiles from the configuration, tried before the built-in ones.
     pub forms: Vec<FormProfile>,
+    /// How the verdicts of spam filters in front of the mailbox count (`[spam]`).
+    pub spam: SpamRules,
 }
 
 /// Attributes a message to a marketing channel.
@@ -195,6 +199,11 @@ fn classify_bytes(raw: &[u8], rules: &Rules, cut: bool, fixed: bool) -> Classifi
         .then(|| kept_text(input.texts.own_text()))
         .filter(|t| !t.is_empty());
     let delivered_to = input.delivered_to().cloned();
+    // Only a message that makes a lead waits for review: a reply or a bounce is about a lead
+    // we already have, and a suspicious one is still what it is.
+    let review = matches!(decision.kind(), MessageKind::Inquiry | MessageKind::Form)
+        .then(|| stages::review(&input))
+        .flatten();
     drop(input);
     let mut c = Classification {
         kind: decision.kind(),
@@ -217,6 +226,7 @@ fn classify_bytes(raw: &[u8], rules: &Rules, cut: bool, fixed: bool) -> Classifi
         alias: None,
         sender,
         delivered_to,
+        review,
     };
     decision.record(&mut c);
     c

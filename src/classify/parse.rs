@@ -182,6 +182,14 @@ pub fn header(msg: &Message<'_>, name: &str) -> Option<String> {
         .map(|h| value_text(msg, h))
 }
 
+/// The values of the first `limit` header fields called `name`, top down (the topmost was
+/// added last, by the server nearest to us).
+pub fn header_values(msg: &Message<'_>, name: &str, limit: usize) -> Vec<String> {
+    headers_named(msg, name, limit)
+        .map(|h| value_text(msg, h))
+        .collect()
+}
+
 /// Whether header `name` is present at all.
 pub fn has_header(msg: &Message<'_>, name: &str) -> bool {
     headers_named(msg, name, 1).next().is_some()

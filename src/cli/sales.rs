@@ -9,6 +9,7 @@ use chrono::Utc;
 use crate::classify;
 use crate::config::Config;
 use crate::daemon;
+use crate::domain::LeadStatus;
 use crate::store::{Change, Lead, LeadChange, Store};
 
 /// The lead with this address, or an error naming it.
@@ -69,6 +70,68 @@ pub async fn verdict(
         out,
         "{}: verdict {} recorded; status {}",
         after.email, verdict.kind, after.status
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `leadloop leads approve EMAIL`.
+pub async fn approve(
+    config: &Config,
+    store: &Store,
+    email: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<ExitCode> {
+    let lead = find(store, email).await?;
+    if lead.status != LeadStatus::Review {
+        writeln!(
+            out,
+            "{} is {}, not waiting for review: nothing to approve",
+            lead.email, lead.status
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(origin) = store.lead_origin(&lead).await? else {
+        anyhow::bail!(
+            "{}: the message it came from is no longer recorded; set its status with `leadloop leads status {} new` and enroll it by hand",
+            lead.email,
+            lead.email
+        );
+    };
+    let who = by();
+    let changes: Vec<LeadChange> = daemon::actions(config)
+        .approval_changes(&lead, origin.kind, &who)
+        .into_iter()
+        .map(|c| change(&lead, c))
+        .collect();
+    let now = Utc::now();
+    if !store.approve_lead(&lead, &changes, &who, now).await? {
+        writeln!(out, "{} was approved meanwhile: nothing to do", lead.email)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let enrolled: Vec<String> = store
+        .enrollments(lead.id)
+        .await?
+        .into_iter()
+        .map(|e| String::from(e.sequence))
+        .collect();
+    let handed_off = changes
+        .iter()
+        .any(|c| matches!(c.change, Change::Handoff { .. }));
+    writeln!(
+        out,
+        "{}: approved (it waited because {}); status new; {}{}",
+        lead.email,
+        origin.review.as_deref().unwrap_or("it was held for review"),
+        if enrolled.is_empty() {
+            "in no sequence".to_owned()
+        } else {
+            format!("enrolled in {}", enrolled.join(", "))
+        },
+        if handed_off {
+            "; handed off to its owner"
+        } else {
+            ""
+        }
     )?;
     Ok(ExitCode::SUCCESS)
 }

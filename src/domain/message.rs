@@ -232,6 +232,10 @@ pub struct Classification {
     /// routing rules by recipient.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivered_to: Option<EmailAddress>,
+    /// Why a new lead from this message waits for a person's approval (status `review`)
+    /// before it is nurtured: a spam filter found it suspicious, or could not be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
 }
 
 impl Classification {
@@ -259,6 +263,7 @@ impl Classification {
             alias: None,
             sender: None,
             delivered_to: None,
+            review: None,
         }
     }
 }

@@ -96,6 +96,10 @@ named_enum! {
         Unsubscribed = "unsubscribed",
         /// Its address does not take mail: never mailed again.
         Bounced = "bounced",
+        /// Its first message looked like spam to a filter, or no filter could be asked: it is
+        /// recorded but neither nurtured nor handed off until a person approves it
+        /// (`leadloop leads approve`).
+        Review = "review",
     }
 }
 
@@ -103,13 +107,16 @@ impl LeadStatus {
     /// Whether nurture mail may go to a lead in this status. The two that may not are the
     /// ones leadloop sets itself from what the lead or its server said.
     pub fn may_be_mailed(self) -> bool {
-        !matches!(self, LeadStatus::Unsubscribed | LeadStatus::Bounced)
+        !matches!(
+            self,
+            LeadStatus::Unsubscribed | LeadStatus::Bounced | LeadStatus::Review
+        )
     }
 
     /// Statuses a sequence may name in `[exit] on_status`: every one a lead can reach after
-    /// `new` and `engaged`.
+    /// `new` and `engaged` (`review` comes before `new`, never after it).
     pub fn exit_statuses() -> &'static [LeadStatus] {
-        &LeadStatus::ALL[2..]
+        &LeadStatus::ALL[2..LeadStatus::ALL.len() - 1]
     }
 }
 

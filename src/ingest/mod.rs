@@ -9,13 +9,15 @@
 
 mod imap;
 mod maildir;
+pub mod rspamd;
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
-use tracing::{debug, info_span};
+use tracing::{debug, info_span, warn};
 
 use crate::actions::Actions;
 use crate::classify::{self, Classification, Rules};
@@ -137,6 +139,8 @@ pub struct Pipeline {
     wake: Option<Arc<tokio::sync::Notify>>,
     /// Told of every successful read, for the readiness check.
     last_read: Option<LastRead>,
+    /// The rspamd asked about every message that would make a lead (`[spam] rspamd_url`).
+    rspamd: Option<Arc<rspamd::Client>>,
 }
 
 impl Pipeline {
@@ -158,7 +162,17 @@ impl Pipeline {
             actions: Arc::new(Actions::default()),
             wake: None,
             last_read: None,
+            rspamd: None,
         }
+    }
+
+    /// Asks `rspamd` about every inquiry and form notification before it is recorded:
+    /// spam is ignored, a suspicious message's new lead waits for review, and so does one
+    /// rspamd could not be asked about.
+    #[must_use]
+    pub fn with_rspamd(mut self, rspamd: Option<rspamd::Client>) -> Self {
+        self.rspamd = rspamd.map(Arc::new);
+        self
     }
 
     /// Acts on each batch's messages with `actions` (routing, hand-offs, verdicts, pauses,
@@ -210,15 +224,22 @@ impl Pipeline {
         let chunk_len = fetched.div_ceil(workers).max(1);
         let mut chunks = Vec::with_capacity(workers);
         let mut messages = messages;
+        let ask_rspamd = self.rspamd.is_some();
         while !messages.is_empty() {
             let rest = messages.split_off(chunk_len.min(messages.len()));
             let chunk = std::mem::replace(&mut messages, rest);
             let rules = Arc::clone(&self.rules);
             chunks.push(tokio::task::spawn_blocking(move || {
-                chunk
-                    .iter()
-                    .map(|m| classify_one(m, &rules, limit))
-                    .collect::<Vec<_>>()
+                let mut records = Vec::with_capacity(chunk.len());
+                let mut asks = Vec::new();
+                for m in chunk {
+                    let r = classify_one(&m, &rules, limit);
+                    if ask_rspamd && would_make_lead(&r.classification) {
+                        asks.push((records.len(), Bytes::from(m.bytes)));
+                    }
+                    records.push(r);
+                }
+                Classified { records, asks }
             }));
         }
         Classifying {
@@ -240,10 +261,19 @@ impl Pipeline {
         batch: Classifying,
     ) -> Result<IngestReport, IngestError> {
         let mut records = Vec::with_capacity(batch.fetched);
+        let mut asks = Vec::new();
         for chunk in batch.chunks {
             // classify is built never to panic; should it ever, the batch stays unrecorded and
             // the cursor unmoved, so the messages are read again rather than lost.
-            records.extend(chunk.await.map_err(|e| IngestError::Task(e.to_string()))?);
+            let chunk = chunk.await.map_err(|e| IngestError::Task(e.to_string()))?;
+            let offset = records.len();
+            asks.extend(chunk.asks.into_iter().map(|(i, m)| (offset + i, m)));
+            records.extend(chunk.records);
+        }
+        if let Some(rspamd) = &self.rspamd
+            && !asks.is_empty()
+        {
+            self.ask_rspamd(rspamd, &mut records, asks).await;
         }
         let now = Utc::now();
         let changes = self.actions.plan(&self.store, &mut records, now).await?;
@@ -296,12 +326,82 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// Asks rspamd about the messages at `asks` (indexes into `records`), a few at a time,
+    /// and writes its verdicts into their classifications. Never fails: an rspamd that
+    /// cannot be asked sends the new leads to review.
+    async fn ask_rspamd(
+        &self,
+        rspamd: &rspamd::Client,
+        records: &mut [InboundRecord],
+        asks: Vec<(usize, Bytes)>,
+    ) {
+        use futures::StreamExt;
+        let rules = &self.rules.spam;
+        let verdicts: Vec<(usize, rspamd::Verdict)> = futures::stream::iter(asks)
+            .map(|(i, message)| async move { (i, rspamd.check(message, rules).await) })
+            .buffer_unordered(rspamd::CONCURRENCY)
+            .collect()
+            .await;
+        let mut unavailable = 0;
+        let mut last_problem = String::new();
+        for (i, verdict) in verdicts {
+            let Some(r) = records.get_mut(i) else {
+                continue;
+            };
+            let c = &mut r.classification;
+            match verdict {
+                rspamd::Verdict::Clean => c.evidence.push("rspamd: no objection".into()),
+                rspamd::Verdict::Review(reason) => {
+                    c.evidence.push(format!("rspamd: {reason}"));
+                    c.review.get_or_insert(reason);
+                }
+                rspamd::Verdict::Spam(reason) => {
+                    c.evidence.push(format!("rspamd: {reason}"));
+                    c.kind = MessageKind::Ignored;
+                    c.lead = None;
+                    c.review = None;
+                    c.reason = Some(reason);
+                }
+                rspamd::Verdict::Unavailable(why) => {
+                    c.evidence.push(format!("rspamd could not be asked: {why}"));
+                    c.review
+                        .get_or_insert_with(|| format!("rspamd could not be asked: {why}"));
+                    unavailable += 1;
+                    last_problem = why;
+                }
+            }
+        }
+        if unavailable > 0 {
+            warn!(
+                rspamd = %rspamd.url(),
+                messages = unavailable,
+                problem = %last_problem,
+                "rspamd could not be asked; the new leads of these messages wait for review (`leadloop leads list --status review`)"
+            );
+        }
+    }
+}
+
+/// Whether a message would make a lead, so rspamd is asked about it.
+fn would_make_lead(c: &Classification) -> bool {
+    matches!(c.kind, MessageKind::Inquiry | MessageKind::Form) && c.lead.is_some()
+}
+
+/// One chunk's classifications, and the messages among them to ask rspamd about (their
+/// index in the chunk, and their bytes).
+#[derive(Debug)]
+struct Classified {
+    records: Vec<InboundRecord>,
+    asks: Vec<(usize, Bytes)>,
+}
+
 /// A batch whose classification is under way ([`Pipeline::classify`]).
 #[derive(Debug)]
 pub struct Classifying {
     fetched: usize,
     oversize: usize,
-    chunks: Vec<tokio::task::JoinHandle<Vec<InboundRecord>>>,
+    chunks: Vec<tokio::task::JoinHandle<Classified>>,
 }
 
 impl Classifying {

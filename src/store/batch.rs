@@ -200,6 +200,8 @@ struct LeadUpsert {
     owner: Option<String>,
     form: Option<String>,
     fields: String,
+    /// Every message that makes the lead here waits for review: it is recorded as `review`.
+    review: bool,
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -348,7 +350,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO leads (email, name, company, phone, channel, owner, form, fields, created_at, updated_at) VALUES {} \
+                "INSERT INTO leads (email, name, company, phone, channel, owner, form, fields, status, created_at, updated_at) VALUES {} \
                  ON CONFLICT (email) DO UPDATE SET \
                    name = COALESCE(leads.name, excluded.name), \
                    company = COALESCE(leads.company, excluded.company), \
@@ -357,7 +359,7 @@ impl Store {
                    form = COALESCE(leads.form, excluded.form), \
                    fields = CASE WHEN excluded.fields = '{{}}' THEN leads.fields ELSE excluded.fields END, \
                    updated_at = excluded.updated_at",
-                values_list(self.backend, chunk.len(), 10)
+                values_list(self.backend, chunk.len(), 11)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
             for u in chunk {
@@ -370,6 +372,12 @@ impl Store {
                     .bind(u.owner.as_deref())
                     .bind(u.form.as_deref())
                     .bind(u.fields.as_str())
+                    // A lead that exists keeps its status: only a new one starts in review.
+                    .bind(if u.review {
+                        LeadStatus::Review.as_str()
+                    } else {
+                        LeadStatus::New.as_str()
+                    })
                     .bind(now)
                     .bind(now);
             }
@@ -609,6 +617,7 @@ fn lead_upserts(new_leads: &[&InboundRecord]) -> Vec<LeadUpsert> {
                 if fields != "{}" {
                     u.fields = fields;
                 }
+                u.review &= c.review.is_some();
             }
             None => {
                 by_email.insert(person.email.as_str(), upserts.len());
@@ -621,6 +630,7 @@ fn lead_upserts(new_leads: &[&InboundRecord]) -> Vec<LeadUpsert> {
                     owner: c.owner.as_ref().map(|o| o.to_string()),
                     form: c.form.clone(),
                     fields,
+                    review: c.review.is_some(),
                 });
             }
         }
@@ -658,6 +668,8 @@ fn inbound_detail(c: &Classification) -> String {
         #[serde(skip_serializing_if = "Option::is_none")]
         return_date: Option<chrono::NaiveDate>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        review: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         text: Option<&'a str>,
     }
     serde_json::to_string(&Detail {
@@ -672,6 +684,7 @@ fn inbound_detail(c: &Classification) -> String {
         owner: c.owner.as_ref(),
         references: &c.references,
         return_date: c.return_date,
+        review: c.review.as_deref(),
         text: c.text.as_deref(),
     })
     .unwrap_or_else(|_| "{}".to_owned())

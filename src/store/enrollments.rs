@@ -281,7 +281,7 @@ impl Store {
         let mut n = 2;
         let mut sql = format!(
             "INSERT INTO enrollments (lead_id, sequence, state, last_at, enrolled_at, updated_at, next_due_at) \
-             SELECT l.id, {seq}, 'active', {now}, {now}, {now}, {now} FROM leads l WHERE l.email IN ({list})",
+             SELECT l.id, {seq}, 'active', {now}, {now}, {now}, {now} FROM leads l WHERE l.status <> 'review' AND l.email IN ({list})",
             seq = params(b, 1, 1),
             now = params(b, 2, 1),
             list = params(b, 3, emails.len()),

@@ -22,7 +22,7 @@ use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
 use tracing::instrument;
 
 pub use crate::domain::Lead;
-use crate::domain::{EmailAddress, LeadId, MessageKind};
+use crate::domain::{EmailAddress, LeadId, LeadStatus, MessageKind};
 
 mod batch;
 
@@ -41,6 +41,7 @@ pub use outbox::{
 };
 pub use sending::{Pause, PausedBy};
 
+mod review;
 mod sales;
 mod suppressions;
 
@@ -221,6 +222,8 @@ pub struct LeadFilter {
     pub channel: Option<String>,
     /// Only leads that have a message of this kind.
     pub kind: Option<MessageKind>,
+    /// Only leads in this status (`review`: the ones waiting for approval).
+    pub status: Option<LeadStatus>,
 }
 
 /// An inbound message as recorded (for tests and inspection).
@@ -479,6 +482,10 @@ impl Store {
                 " AND EXISTS (SELECT 1 FROM inbound_messages m WHERE m.lead_email = l.email AND m.kind = ${n})"
             );
         }
+        if filter.status.is_some() {
+            n += 1;
+            let _ = write!(sql, " AND l.status = ${n}");
+        }
         sql.push_str(" ORDER BY l.created_at DESC, l.id DESC");
         let mut q = sqlx::query(AssertSqlSafe(sql));
         if let Some(c) = &filter.channel {
@@ -486,6 +493,9 @@ impl Store {
         }
         if let Some(k) = filter.kind {
             q = q.bind(k.as_str());
+        }
+        if let Some(s) = filter.status {
+            q = q.bind(s.as_str());
         }
         let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(lead_from_row).collect()

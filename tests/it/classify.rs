@@ -45,6 +45,7 @@ fn rules() -> Rules {
                 ..FormProfile::default()
             },
         ],
+        ..Rules::default()
     }
 }
 
@@ -104,6 +105,12 @@ fn check(key: &str, want: &toml::Value, c: &Classification) -> Option<String> {
             return match &c.reason {
                 Some(r) if r.contains(&want_s) => None,
                 other => Some(format!("reason {other:?} does not contain {want_s:?}")),
+            };
+        }
+        "review_contains" => {
+            return match &c.review {
+                Some(r) if r.contains(&want_s) => None,
+                other => Some(format!("review {other:?} does not contain {want_s:?}")),
             };
         }
         "references_contains" => {
@@ -167,6 +174,12 @@ fn fixtures_classify_as_expected() {
             && let Some(p) = &c.lead
         {
             problems.push(format!("lead: expected none, got {}", p.email));
+        }
+        // A lead held for review without a reason to expect it is a lead not nurtured.
+        if !case.contains_key("review_contains")
+            && let Some(r) = &c.review
+        {
+            problems.push(format!("review: expected none, got {r:?}"));
         }
         for key in [
             "kind",

@@ -258,7 +258,7 @@ async fn leads_are_listed_by_channel_and_kind() {
     let web = store
         .list_leads(&LeadFilter {
             channel: Some("webinar".into()),
-            kind: None,
+            ..LeadFilter::default()
         })
         .await
         .unwrap();
@@ -268,8 +268,8 @@ async fn leads_are_listed_by_channel_and_kind() {
     );
     let forms = store
         .list_leads(&LeadFilter {
-            channel: None,
             kind: Some(MessageKind::Form),
+            ..LeadFilter::default()
         })
         .await
         .unwrap();

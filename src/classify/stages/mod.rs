@@ -55,3 +55,4 @@ pub fn decide(m: &Input<'_>, evidence: &mut Vec<String>) -> Decision {
 
 #[cfg(test)]
 pub use reply::verdict;
+pub use spam::review;

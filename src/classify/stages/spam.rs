@@ -1,42 +1,31 @@
-//! Spam, as the filters in front of the mailbox judged it.
+//! Spam, as the filters in front of the mailbox judged it ([`crate::classify::spam`]).
+//!
+//! Spam is ignored here, before anything else reads the message. A message the filters only
+//! found suspicious passes on: if it makes a new lead, the lead waits for a person's approval
+//! ([`review`]).
 
 use crate::classify::decision::Decision;
 use crate::classify::input::Input;
-use crate::classify::parse;
+use crate::classify::spam::{Judgement, judge};
 
 pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
-    let msg = m.msg;
-    if let Some(v) = parse::header(msg, "X-Spam-Flag")
-        && v.trim().eq_ignore_ascii_case("yes")
-    {
-        ev.push("header X-Spam-Flag: YES".into());
-        return Some(Decision::ignored("spam (X-Spam-Flag: YES)"));
+    match judge(m.msg, &m.ctx.rules.spam) {
+        Judgement::Spam(reason) => {
+            ev.push(format!("spam filter: {reason}"));
+            Some(Decision::ignored(reason))
+        }
+        Judgement::Review(reason) => {
+            ev.push(format!("spam filter: {reason}"));
+            None
+        }
+        Judgement::Clean => None,
     }
-    if let Some(v) = parse::header(msg, "X-Spam-Status")
-        && v.trim()
-            .get(..3)
-            .is_some_and(|p| p.eq_ignore_ascii_case("yes"))
-    {
-        ev.push("header X-Spam-Status: Yes".into());
-        return Some(Decision::ignored("spam (X-Spam-Status: Yes)"));
+}
+
+/// Why a new lead from this message must wait for review, if the filters found it suspicious.
+pub fn review(m: &Input<'_>) -> Option<String> {
+    match judge(m.msg, &m.ctx.rules.spam) {
+        Judgement::Review(reason) => Some(reason),
+        _ => None,
     }
-    if let Some(v) = parse::header(msg, "X-Spam")
-        && v.trim()
-            .get(..3)
-            .is_some_and(|p| p.eq_ignore_ascii_case("yes"))
-    {
-        ev.push("header X-Spam: Yes".into());
-        return Some(Decision::ignored("spam (X-Spam: Yes)"));
-    }
-    // Microsoft's spam confidence level: 5 and above is junk.
-    if let Some(v) = parse::header(msg, "X-MS-Exchange-Organization-SCL")
-        && v.trim().parse::<i32>().is_ok_and(|scl| scl >= 5)
-    {
-        ev.push(format!(
-            "header X-MS-Exchange-Organization-SCL: {}",
-            v.trim()
-        ));
-        return Some(Decision::ignored("spam (Exchange spam confidence level)"));
-    }
-    None
 }
