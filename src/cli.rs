@@ -793,8 +793,17 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             let verdicts = store.verdicts(lead.id).await?;
             let aliases = store.aliases(lead.id).await?;
             let suppressed = store.suppressed(lead.email.as_str()).await?;
+            // Why a lead waits for review is said by the message it came from.
+            let review = if lead.status == LeadStatus::Review {
+                store.lead_origin(&lead).await?.and_then(|o| o.review)
+            } else {
+                None
+            };
             if json {
                 let mut v = lead_json(&lead);
+                if let Some(why) = &review {
+                    v["review"] = why.as_str().into();
+                }
                 v["verdict"] = verdicts
                     .last()
                     .map_or(serde_json::Value::Null, verdict_json);
@@ -817,6 +826,14 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 ("form", lead.form.as_deref()),
             ] {
                 writeln!(out, "  {label:<8} {}", value.unwrap_or("-"))?;
+            }
+            if lead.status == LeadStatus::Review {
+                writeln!(
+                    out,
+                    "  review   {} (approve: leadloop leads approve {})",
+                    review.as_deref().unwrap_or("held for review"),
+                    lead.email
+                )?;
             }
             if let Some(v) = verdicts.last() {
                 let reason = v.reason.as_deref().map(|r| format!(": {r}"));

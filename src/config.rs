@@ -1694,6 +1694,38 @@ domains = ["company.com"]
     }
 
     #[test]
+    fn spam_section_is_checked() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.spam, SpamConfig::default());
+        assert!(c.rules().spam.headers);
+        let text = format!(
+            "{MINIMAL}\n[spam]\nreview_score = 2.0\nspam_score = 4.5\ndmarc = false\n\
+             rspamd_url = \"http://127.0.0.1:11333\"\nrspamd_timeout = \"2s\"\n"
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(c.spam.rules.review_score, 2.0);
+        assert_eq!(c.spam.rules.spam_score, 4.5);
+        assert!(!c.spam.rules.dmarc);
+        let rspamd = c.spam.rspamd.expect("rspamd configured");
+        assert_eq!((rspamd.host.as_str(), rspamd.port), ("127.0.0.1", 11333));
+        assert_eq!(rspamd.timeout, Duration::from_secs(2));
+
+        let bad = format!(
+            "{MINIMAL}\n[spam]\nreview_score = 7.0\nspam_score = 5.0\nspam_percent = 120.0\n\
+             rspamd_url = \"https://rspamd.example\"\n"
+        );
+        let err = parse(&bad).unwrap_err();
+        let keys: Vec<&str> = err
+            .problems
+            .iter()
+            .filter_map(|p| p.key.as_deref())
+            .collect();
+        for key in ["spam.review_score", "spam.spam_percent", "spam.rspamd_url"] {
+            assert!(keys.contains(&key), "{key} missing in {err}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_reported_with_line_and_key() {
         let text = MINIMAL.replace("[identity]", "[identity]\nadresses = []");
         let err = parse(&text).unwrap_err();

@@ -5,7 +5,7 @@
 //! binary runner and the clock come from the test kit (`tests/support`, `leadloop-testkit`);
 //! `support` adds what needs the library or this binary.
 
-use leadloop_testkit::{dovecot, postfix, smtp_server, smtp_sink};
+use leadloop_testkit::{dovecot, postfix, rspamd, smtp_server, smtp_sink};
 
 mod classify;
 mod cli;
@@ -22,6 +22,7 @@ mod sales;
 mod send;
 mod sending;
 mod sequence;
+mod spam;
 mod store;
 mod support;
 mod undo;

@@ -6,6 +6,7 @@
 //! - [`smtp_sink`]: Postfix's `smtp-sink`, dumping what it accepts;
 //! - [`smtp_server`]: a scripted SMTP server for faults `smtp-sink` cannot produce;
 //! - [`postfix`]: a private Postfix, for a real MTA's refusals;
+//! - [`rspamd`]: a private rspamd, for the spam checks of ingest;
 //! - [`config`]: the `leadloop.toml` a test runs with;
 //! - [`bin`]: the `leadloop` binary run as users, scripts and systemd do;
 //! - [`clock`]: the fixed instant dated tests count from.
@@ -18,5 +19,6 @@ pub mod clock;
 pub mod config;
 pub mod dovecot;
 pub mod postfix;
+pub mod rspamd;
 pub mod smtp_server;
 pub mod smtp_sink;
