@@ -156,6 +156,9 @@ fn fixtures_classify_as_expected() {
     // Per checked key (kind, lead, bounce_recipient, permanent, reason, recipients,
     // return_date): checks, passes.
     let mut per_key: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    // Per category of mail (the fixture name's prefix): kind, failed recipients, hard/soft,
+    // and the leads made of messages that must make none.
+    let mut per_category: std::collections::BTreeMap<String, Accuracy> = Default::default();
     for case in cases {
         let case = case.as_table().expect("case is a table");
         let file = case
@@ -201,6 +204,31 @@ fn fixtures_classify_as_expected() {
             .and_then(|k| k.as_str())
             .unwrap_or("?")
             .to_owned();
+        let a = per_category.entry(category(file, case)).or_default();
+        a.messages += 1;
+        a.kind += usize::from(kind == c.kind.as_str());
+        for key in ["recipients", "bounce_recipient"] {
+            if let Some(v) = case.get(key) {
+                a.recipient.0 += 1;
+                a.recipient.1 += usize::from(check(key, v, &c).is_none());
+                break;
+            }
+        }
+        if let Some(v) = case.get("lead") {
+            a.lead.0 += 1;
+            a.lead.1 += usize::from(check("lead", v, &c).is_none());
+        }
+        if let Some(v) = case.get("permanent") {
+            a.hard_soft.0 += 1;
+            a.hard_soft.1 += usize::from(check("permanent", v, &c).is_none());
+        }
+        let should_lead = kind
+            .parse::<MessageKind>()
+            .is_ok_and(MessageKind::creates_lead);
+        let made_lead = c.kind.creates_lead() && c.lead.is_some();
+        if made_lead && !should_lead {
+            a.false_leads.push(file.to_owned());
+        }
         let e = per_kind.entry(kind).or_default();
         e.0 += 1;
         e.1 += usize::from(problems.is_empty());
@@ -222,6 +250,30 @@ fn fixtures_classify_as_expected() {
     for (key, (n, ok)) in &per_key {
         let _ = writeln!(report, "  {key:<16} {ok:>3}/{n:<3}");
     }
+    report.push_str(
+        "by category: kind, lead address, failed recipient, hard/soft right; false leads (messages that became leads and must not)\n",
+    );
+    let ratio = |(n, ok): (usize, usize)| {
+        if n == 0 {
+            "-".to_owned()
+        } else {
+            format!("{ok}/{n}")
+        }
+    };
+    for (category, a) in &per_category {
+        let _ = writeln!(
+            report,
+            "  {category:<12} kind {:>7}  lead {:>7}  recipient {:>5}  hard/soft {:>5}  false leads {}",
+            ratio((a.messages, a.kind)),
+            ratio(a.lead),
+            ratio(a.recipient),
+            ratio(a.hard_soft),
+            a.false_leads.len()
+        );
+        for f in &a.false_leads {
+            let _ = writeln!(failures, "{f}: became a lead, and must not");
+        }
+    }
     eprint!("{report}");
     // Every fixture must be covered, so a new .eml cannot silently go unchecked.
     for entry in std::fs::read_dir(&dir).expect("fixtures dir") {
@@ -235,6 +287,38 @@ fn fixtures_classify_as_expected() {
         }
     }
     assert!(failures.is_empty(), "fixture mismatches:\n{failures}");
+}
+
+/// What the accuracy report counts for one category of fixtures.
+#[derive(Default)]
+struct Accuracy {
+    messages: usize,
+    /// Messages whose kind is the expected one.
+    kind: usize,
+    /// (checked, right): the failed recipients of bounces.
+    recipient: (usize, usize),
+    /// (checked, right): the lead's address.
+    lead: (usize, usize),
+    /// (checked, right): hard or soft.
+    hard_soft: (usize, usize),
+    /// Messages that became leads although their expected kind makes none.
+    false_leads: Vec<String>,
+}
+
+/// A fixture's category: `category` in its case, else its name's prefix, with the prefixes of
+/// one kind of mail brought together.
+fn category(file: &str, case: &toml::Table) -> String {
+    if let Some(c) = case.get("category").and_then(|c| c.as_str()) {
+        return c.to_owned();
+    }
+    let prefix = file.split(['_', '.']).next().unwrap_or(file);
+    match prefix {
+        "newsletter" => "bulk",
+        "leadloop" | "loop" => "own",
+        "mail" | "missing" | "ignored" => "robust",
+        other => other,
+    }
+    .to_owned()
 }
 
 /// Every decision carries its evidence and the message's identity.
