@@ -299,7 +299,7 @@ impl Roles {
         let taken = |l: &str, others: &[Option<&String>]| {
             email.as_ref().is_some_and(|(e, _)| e == l) || others.iter().flatten().any(|o| *o == l)
         };
-        let loose = |keys: &[&str], others: &[Option<&String>]| {
+        let loose = |keys: &[&str], whole: &[&str], others: &[Option<&String>]| {
             fields.iter().find(|(l, v)| {
                 let lower = l.to_lowercase();
                 !v.trim().is_empty()
@@ -308,11 +308,11 @@ impl Roles {
                     && parse::parse_name_addr(v).is_none()
                     && lower
                         .split(|c: char| !c.is_alphanumeric())
-                        .any(|w| keys.iter().any(|k| w.starts_with(k)))
+                        .any(|w| keys.iter().any(|k| w.starts_with(k)) || whole.contains(&w))
             })
         };
         let name = by_list(Role::Name)
-            .or_else(|| loose(NAME_WORDS, &[]))
+            .or_else(|| loose(NAME_WORDS, &[], &[]))
             .or_else(|| {
                 // The name a Reply-To gives the submitter, found again in a field.
                 let n = reply_to?.name.as_deref()?;
@@ -322,10 +322,18 @@ impl Roles {
             })
             .map(|(l, _)| l.clone());
         let company = by_list(Role::Company)
-            .or_else(|| loose(COMPANY_WORDS, &[name.as_ref()]))
+            .or_else(|| loose(COMPANY_WORDS, &[], &[name.as_ref()]))
             .map(|(l, _)| l.clone());
         let phone = by_list(Role::Phone)
-            .or_else(|| loose(PHONE_WORDS, &[name.as_ref(), company.as_ref()]))
+            .filter(|(_, v)| has_digits(v))
+            .or_else(|| {
+                loose(
+                    PHONE_WORDS,
+                    PHONE_WHOLE_WORDS,
+                    &[name.as_ref(), company.as_ref()],
+                )
+                .filter(|(_, v)| has_digits(v))
+            })
             .or_else(|| {
                 fields
                     .iter()
@@ -341,10 +349,10 @@ impl Roles {
     }
 }
 
-/// Word starts that name a person's name in a label the lists do not know (`Patient name`,
-/// `Nom du contact`, `Nombre y apellidos`).
+/// Words that name a person's name in a label the lists do not know (`Patient name`,
+/// `Nom du contact`, `Nombre y apellidos`); a word matches when it starts with one.
 const NAME_WORDS: &[&str] = &["name", "nom", "nombre", "nome", "naam"];
-/// … a company (`Company / school`, `Nom de la société`, `Empresa u organización`).
+/// … a company (`Company / school`, `Nom de la société`, `Empresa u organización`, `Employer`).
 const COMPANY_WORDS: &[&str] = &[
     "company",
     "organi",
@@ -354,11 +362,29 @@ const COMPANY_WORDS: &[&str] = &[
     "entreprise",
     "empresa",
     "business",
+    "employer",
+    "employeur",
+    "arbeitgeber",
 ];
-/// … a phone number (`Numéro de portable`, `Rückrufnummer` is found by its value).
+/// … a phone number (`Numéro de portable`, `Mobile / WhatsApp`). Short words must match
+/// whole (`tel`, not `Tell us …`); the value must hold digits besides.
 const PHONE_WORDS: &[&str] = &[
-    "phone", "tel", "mobil", "handy", "portable", "cell", "móvil", "movil", "celular",
+    "phone",
+    "telef",
+    "teléf",
+    "téléph",
+    "telep",
+    "mobil",
+    "móvil",
+    "celul",
+    "cellphone",
 ];
+const PHONE_WHOLE_WORDS: &[&str] = &["tel", "cell", "handy", "portable", "movil", "whatsapp"];
+
+/// Five digits at least: what any phone number has, and a sentence seldom.
+fn has_digits(v: &str) -> bool {
+    v.chars().filter(char::is_ascii_digit).count() >= 5
+}
 
 /// A value that reads as a phone number: digits with the usual separators, 7 to 15 digits,
 /// and not a date.
@@ -750,7 +776,7 @@ mod tests {
         learn_form(raw.as_bytes(), &rules(), None)
     }
 
-    const PLAIN: &str = "From: Brightwave Website <website@brightwave.example>\r\nTo: leads@company.com\r\nSubject: Quote request #4821 from Olivia Bennett\r\nDate: Fri, 02 Apr 2027 09:15:00 +0200\r\n\r\nYou have received a new quote request through the Brightwave website.\r\n\r\nFull name: Olivia Bennett\r\nEmail address: olivia@bennett-farms.example\r\nFirm: Bennett Farms\r\nCallback: +44 1632 960418\r\nMessage: Panels for two barns, please.\r\n";
+    const PLAIN: &str = "From: Brightwave Website <website@brightwave.example>\r\nTo: leads@company.com\r\nSubject: Quote request #4821 from Olivia Bennett\r\nDate: Fri, 02 Apr 2027 09:15:00 +0200\r\n\r\nYou have received a new quote request through the Brightwave website.\r\n\r\nFull name: Olivia Bennett\r\nEmail address: olivia@bennett-farms.example\r\nFirm: Bennett Farms\r\nCallback: +44 1632 960418\r\nTell us more: Panels for two barns, please.\r\n";
 
     #[test]
     fn learns_markers_and_labels_without_what_varies() {
