@@ -161,16 +161,22 @@ pub fn report_samples(
         let raw = match read_sample(sample) {
             Ok(raw) => raw,
             Err(e) => {
-                writeln!(out, "{}: {e:#}", sample.display())?;
+                writeln!(out, "{e:#}")?;
                 all_read = false;
                 continue;
             }
         };
         let c = classify::classify(&raw, rules);
+        // A form's lead is its submitter; any other kind's lead is shown as a lead.
+        let who = if c.kind == MessageKind::Form {
+            "submitter"
+        } else {
+            "lead"
+        };
         let lead = c
             .lead
             .as_ref()
-            .map_or(String::new(), |p| format!("; submitter {}", person(p)));
+            .map_or(String::new(), |p| format!("; {who} {}", person(p)));
         let verdict = match (c.kind, &c.form) {
             (MessageKind::Form, Some(f)) => match classify::form_source(f, rules) {
                 FormSource::Configured => format!("[[form]] '{f}' wins"),
