@@ -860,6 +860,28 @@ mod tests {
     }
 
     #[test]
+    fn phone_numbers_by_shape_but_not_dates_or_counts() {
+        for v in [
+            "+44 1632 960418",
+            "06 12 34 56 78",
+            "(555) 010-4477",
+            "+49-30-1234567",
+        ] {
+            assert!(phone_shaped(v), "{v}");
+        }
+        for v in [
+            "2027-04-02",
+            "02.04.2027",
+            "80",
+            "12 June 2027",
+            "1234",
+            "call me",
+        ] {
+            assert!(!phone_shaped(v), "{v}");
+        }
+    }
+
+    #[test]
     fn footers_count_only_below_a_separator() {
         let v = Varying::new(&["Jane Doe".into()], &[]);
         let body = "Name: Jane Doe\nMessage: Hello there\nwe would like to talk about prices\n\nThank you for your message today\n";

@@ -90,7 +90,19 @@ struct Document<'a> {
 fn quoted(s: &str) -> String {
     let clipped: String = s.chars().take(120).collect();
     let more = if clipped.len() < s.len() { "…" } else { "" };
-    toml::Value::String(format!("{clipped}{more}")).to_string()
+    // Control characters and Unicode line breaks become spaces first: a string with a line
+    // break may be written as a multi-line TOML string, which no comment can hold.
+    let one_line: String = format!("{clipped}{more}")
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    toml::Value::String(one_line).to_string()
 }
 
 fn write_learned(out: &mut impl Write, sample: &Path, l: &LearnedForm) -> anyhow::Result<()> {
@@ -115,7 +127,11 @@ fn write_learned(out: &mut impl Write, sample: &Path, l: &LearnedForm) -> anyhow
         "# Paste it into leadloop.toml; `leadloop check --sample FILE.eml` shows which profile reads a notification."
     )?;
     for n in &l.notes {
-        writeln!(out, "# Note: {}", n.replace(['\r', '\n'], " "))?;
+        let n: String = n
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        writeln!(out, "# Note: {n}")?;
     }
     write!(out, "{table}")?;
     writeln!(out)?;
@@ -208,5 +224,27 @@ fn person(p: &Person) -> String {
         p.email.to_string()
     } else {
         format!("{} ({})", p.email, about.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_stay_on_their_comment_line() {
+        for v in [
+            "a\nb",
+            "a\r\n[database]",
+            "x\u{2028}y",
+            "tab\there",
+            "\"q\" and \\",
+        ] {
+            let q = quoted(v);
+            assert!(!q.contains(['\n', '\r', '\u{2028}']), "{q}");
+            assert!(q.starts_with(['"', '\'']), "{q}");
+        }
+        assert_eq!(quoted("Jane"), "\"Jane\"");
+        assert!(quoted(&"x".repeat(500)).chars().count() < 130);
     }
 }
