@@ -291,11 +291,18 @@ impl Roles {
                 .iter()
                 .find(|(l, v)| forms::label_role(l) == Some(role) && !v.trim().is_empty())
         };
+        // A labelled email field as the classifier reads it; else a field whose whole value is
+        // an address (a message that mentions one is no email field).
         let email = fields
             .iter()
             .filter(|(l, _)| forms::label_role(l) == Some(Role::Email))
-            .chain(fields.iter())
-            .find_map(|(l, v)| address(v).map(|a| (l.clone(), a)));
+            .find_map(|(l, v)| address(v).map(|a| (l.clone(), a)))
+            .or_else(|| {
+                fields
+                    .iter()
+                    .filter(|(_, v)| address_shaped(v))
+                    .find_map(|(l, v)| address(v).map(|a| (l.clone(), a)))
+            });
         let taken = |l: &str, others: &[Option<&String>]| {
             email.as_ref().is_some_and(|(e, _)| e == l) || others.iter().flatten().any(|o| *o == l)
         };
@@ -380,6 +387,17 @@ const PHONE_WORDS: &[&str] = &[
     "cellphone",
 ];
 const PHONE_WHOLE_WORDS: &[&str] = &["tel", "cell", "handy", "portable", "movil", "whatsapp"];
+
+/// A value that is an address and nothing else: `jane@x.example`, `mailto:…`, or
+/// `Jane Doe <jane@x.example>`.
+fn address_shaped(v: &str) -> bool {
+    let t = v.trim();
+    if t.contains(char::is_whitespace) {
+        t.ends_with('>') && t.contains('<')
+    } else {
+        EmailAddress::parse(t.trim_start_matches("mailto:").trim_matches(['<', '>'])).is_ok()
+    }
+}
 
 /// Five digits at least: what any phone number has, and a sentence seldom.
 fn has_digits(v: &str) -> bool {
@@ -856,6 +874,27 @@ mod tests {
         assert_eq!(
             fixed_subject("Start a project: art", &v).as_deref(),
             Some("Start a project")
+        );
+    }
+
+    #[test]
+    fn an_address_in_a_message_is_no_email_field() {
+        for v in [
+            "jane@x.example",
+            " mailto:jane@x.example",
+            "Jane Doe <jane@x.example>",
+        ] {
+            assert!(address_shaped(v), "{v}");
+        }
+        for v in ["write to jane@x.example please", "jane at x.example", ""] {
+            assert!(!address_shaped(v), "{v}");
+        }
+        let raw = "From: w@site.example\r\nSubject: Callback wanted today\r\n\r\nName: Jane\r\nNote: or mail jane@x.example\r\n";
+        assert!(
+            learn(raw)
+                .unwrap_err()
+                .to_string()
+                .starts_with("no submitter address")
         );
     }
 
