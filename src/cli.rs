@@ -26,6 +26,7 @@ use crate::store::{
     Transition, VerdictEntry,
 };
 
+mod form;
 mod sales;
 mod sequences;
 mod undo;
@@ -61,9 +62,17 @@ enum Command {
         once: bool,
     },
     /// Validate the configuration and print every problem with file, line and key.
-    Check,
+    Check {
+        /// After the check, show which form profile reads this notification and the submitter
+        /// it takes (repeatable).
+        #[arg(long = "sample", value_name = "FILE.eml")]
+        samples: Vec<PathBuf>,
+    },
     /// Classify message files and print the decision (no database needed).
     Classify(ClassifyArgs),
+    /// Website form profiles.
+    #[command(subcommand)]
+    Form(form::FormCommand),
     /// Inspect leads.
     #[command(subcommand)]
     Leads(LeadsCommand),
@@ -296,21 +305,12 @@ fn init_tracing(daemon: bool) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check => Ok(check(&cli.config)),
+        Command::Check { samples } => Ok(check(&cli.config, &samples)),
         Command::Classify(args) => {
-            // The rules come from the configuration when there is one; without it the
-            // classifier still works, it just knows no own addresses, channels or forms.
-            let rules = match Config::load(&cli.config) {
-                Ok(c) => c.rules(),
-                Err(e) if !cli.config.exists() => {
-                    tracing::debug!(error = %e, "no configuration; classifying with default rules");
-                    Rules::default()
-                }
-                Err(e) => anyhow::bail!("{e}"),
-            };
-            classify_files(&args, &rules)?;
+            classify_files(&args, &classifier_rules(&cli.config)?)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Form(cmd) => form::run(cmd, &classifier_rules(&cli.config)?),
         Command::Run { once } => {
             let config = load(&cli.config)?;
             runtime()?.block_on(run_daemon(&cli.config, config, once))
@@ -468,6 +468,19 @@ async fn waiting_messages(store: &crate::store::Store) -> anyhow::Result<i64> {
         .sum())
 }
 
+/// The classifier's rules: the configuration's when there is one; without it the classifier
+/// still works, it just knows no own addresses, channels or forms.
+fn classifier_rules(path: &Path) -> anyhow::Result<Rules> {
+    match Config::load(path) {
+        Ok(c) => Ok(c.rules()),
+        Err(e) if !path.exists() => {
+            tracing::debug!(error = %e, "no configuration; classifying with default rules");
+            Ok(Rules::default())
+        }
+        Err(e) => anyhow::bail!("{e}"),
+    }
+}
+
 fn load(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("the configuration has problems:\n{e}"))
 }
@@ -476,7 +489,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     daemon::runtime().context("starting the async runtime")
 }
 
-fn check(path: &Path) -> ExitCode {
+/// `leadloop check [--sample FILE.eml …]`.
+fn check(path: &Path, samples: &[PathBuf]) -> ExitCode {
     let result = Config::load(path).and_then(|c| c.check_secrets().map(|()| c));
     match result {
         Ok(c) => {
@@ -494,7 +508,14 @@ fn check(path: &Path) -> ExitCode {
                 c.actions.routing.routes.len(),
                 handoff_summary(&c.actions)
             );
-            ExitCode::SUCCESS
+            match form::report_samples(&mut io::stdout().lock(), samples, &c.rules()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(e) => {
             for p in &e.problems {

@@ -151,6 +151,46 @@ pub fn extract_fields(body: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Whether `line` (trimmed) is a field's label line as [`extract_fields`] reads it, so that
+/// what is not a field (a template's own sentences) can be told apart.
+pub fn is_field_line(line: &str) -> bool {
+    line.len() <= MAX_FIELD_LINE
+        && !line.starts_with('>')
+        && label_of(line).is_some_and(|(l, _)| plausible_label(l))
+}
+
+/// What a field holds, by its label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Email,
+    Name,
+    FirstName,
+    LastName,
+    Company,
+    Phone,
+}
+
+/// The role a label has in the built-in (multilingual) label lists, if any.
+pub fn label_role(label: &str) -> Option<Role> {
+    let label = label.trim();
+    let is = |list: &[&str]| list.iter().any(|w| label.eq_ignore_ascii_case(w));
+    // Lists hold lower-case Unicode labels (`Société`); `eq_ignore_ascii_case` folds only
+    // ASCII, so compare the lower-cased label too.
+    let lower = label.to_lowercase();
+    let has = |list: &[&str]| is(list) || list.contains(&lower.as_str());
+    [
+        (EMAIL_LABELS, Role::Email),
+        (NAME_LABELS, Role::Name),
+        (FIRST_NAME_LABELS, Role::FirstName),
+        (LAST_NAME_LABELS, Role::LastName),
+        (COMPANY_LABELS, Role::Company),
+        (PHONE_LABELS, Role::Phone),
+    ]
+    .into_iter()
+    .find(|(list, _)| has(list))
+    .map(|(_, r)| r)
+}
+
 const EMAIL_LABELS: &[&str] = &[
     "email",
     "e-mail",

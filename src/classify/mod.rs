@@ -19,6 +19,7 @@ mod decision;
 mod forms;
 mod forward;
 mod input;
+mod learn;
 mod parse;
 mod reason;
 mod spam;
@@ -29,6 +30,7 @@ use mail_parser::MessageParser;
 
 pub use crate::domain::{Bounce, Classification, Person};
 use crate::domain::{EmailAddress, MessageKind};
+pub use learn::{FormSource, LearnError, LearnedForm, form_source, learn_form};
 pub use spam::SpamRules;
 pub use verdict::verdict as read_verdict;
 
@@ -130,20 +132,24 @@ fn strip_mbox_line(raw: &[u8]) -> &[u8] {
 /// memory per message (the parser reads a cut message as truncated MIME).
 const MAX_CLASSIFY_BYTES: usize = 8 * 1024 * 1024;
 
-fn classify_raw(raw: &[u8], rules: &Rules) -> Classification {
+/// The part of a message the classifier reads: without an mbox separator line, and cut to
+/// [`MAX_CLASSIFY_BYTES`] on a line break; `true` when it was cut.
+fn readable(raw: &[u8]) -> (&[u8], bool) {
     let raw = strip_mbox_line(raw);
-    let cut = raw.len() > MAX_CLASSIFY_BYTES;
-    let raw = if cut {
-        let head = raw.get(..MAX_CLASSIFY_BYTES).unwrap_or(raw);
-        // End on a line break, so the last header or boundary line is not split.
-        let end = head
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(head.len(), |i| i + 1);
-        head.get(..end).unwrap_or(head)
-    } else {
-        raw
-    };
+    if raw.len() <= MAX_CLASSIFY_BYTES {
+        return (raw, false);
+    }
+    let head = raw.get(..MAX_CLASSIFY_BYTES).unwrap_or(raw);
+    // End on a line break, so the last header or boundary line is not split.
+    let end = head
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(head.len(), |i| i + 1);
+    (head.get(..end).unwrap_or(head), true)
+}
+
+fn classify_raw(raw: &[u8], rules: &Rules) -> Classification {
+    let (raw, cut) = readable(raw);
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Classification::ignored("empty message");
     }

@@ -11,6 +11,7 @@ mod classify;
 mod cli;
 mod daemon;
 mod dovecot_fixture;
+mod form_learn;
 mod http;
 mod ingest_imap;
 mod ingest_maildir;
