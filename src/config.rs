@@ -26,6 +26,7 @@ use crate::domain::EmailAddress;
 use crate::sequence::{self, Catalog, Policy, Sender, Windows};
 
 mod sales;
+mod score;
 mod spam;
 
 pub use spam::{Rspamd, SpamConfig};
@@ -66,6 +67,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[spam]`: how spam filters' verdicts count, and the rspamd to ask, if any.
     pub spam: SpamConfig,
+    /// `[[score]]` rules and `[handoff] min_score`.
+    pub scoring: crate::actions::score::Scoring,
 }
 
 /// `[http]`: where the daemon answers HTTP (health checks, one-click unsubscribe), and the
@@ -358,6 +361,8 @@ pub(crate) struct RawConfig {
     route: Vec<Spanned<sales::RawRoute>>,
     http: Option<RawHttp>,
     spam: Option<spam::RawSpam>,
+    #[serde(default)]
+    score: Vec<Spanned<score::RawScore>>,
 }
 
 #[derive(Deserialize)]
@@ -765,6 +770,7 @@ impl Config {
             .map(|http| check_http(&mut ck, &http))
             .unwrap_or_default();
         let spam = spam::check_spam(&mut ck, raw.spam.as_ref());
+        let scoring = score::check_scoring(&mut ck, &raw.score, actions.handoff.min_score);
 
         let settings = raw.sequences.map(|seq| {
             let fallback_inbox = match &source {
@@ -815,6 +821,7 @@ impl Config {
             actions,
             http,
             spam,
+            scoring,
         })
     }
 

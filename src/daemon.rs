@@ -15,6 +15,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::Notify;
@@ -60,9 +61,40 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         .url
         .resolve()
         .map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
-    Store::connect(url.expose(), config.database.max_connections)
+    let store = Store::connect(url.expose(), config.database.max_connections)
         .await
-        .context("opening the leads store")
+        .context("opening the leads store")?;
+    set_scorer(&store, config);
+    Ok(store)
+}
+
+/// Scores leads by the configuration's `[[score]]` rules; without rules every score stays as
+/// it is, and nothing is recomputed.
+fn set_scorer(store: &Store, config: &Config) {
+    store.set_scorer(if config.scoring.rules.is_empty() {
+        None
+    } else {
+        Some(Arc::new(config.scoring.clone()))
+    });
+}
+
+/// How often scores are recomputed when a rule decays with time.
+const RESCORE_PERIOD: Duration = Duration::from_secs(3600);
+
+/// Recomputes every score each hour while a `[[score]]` rule decays, since time alone then
+/// moves scores.
+async fn rescore_periodically(store: Store, token: CancellationToken) {
+    let mut tick = tokio::time::interval(RESCORE_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match store.rescore_all(chrono::Utc::now()).await {
+                Ok(changed) => tracing::debug!(changed, "scores recomputed"),
+                Err(e) => warn!(error = %e, "recomputing scores failed; trying again in an hour"),
+            },
+            () = token.cancelled() => break,
+        }
+    }
 }
 
 /// An inbound source built from the configuration.
@@ -356,6 +388,10 @@ pub async fn run(
         )?);
         let sender = sender(&config, store.clone())?;
         let tasks = TaskTracker::new();
+        set_scorer(&store, &config);
+        if config.scoring.rules.iter().any(|r| r.decay_per_week > 0.0) {
+            tasks.spawn(rescore_periodically(store.clone(), generation.clone()));
+        }
         if let Some(worker) = handoff_worker(&config, store.clone(), Arc::new(actions(&config))) {
             let token = generation.clone();
             tasks.spawn(async move {

@@ -15,6 +15,7 @@
 
 pub mod handoff;
 pub mod route;
+pub mod score;
 pub mod settings;
 pub mod trigger;
 

@@ -25,8 +25,8 @@ pub struct Handoff {
     pub channels: Vec<String>,
     /// A field whose value matches is hot (`Budget` = `^[0-9]{5,}$`).
     pub fields: Vec<FieldMatch>,
-    /// Leads scored at least this are hot. Accepted so configurations can say it now; it is
-    /// applied once leads are scored (nothing sets a score yet), and not evaluated here.
+    /// A lead whose `[[score]]` reaches this is hot: the store hands it off when its score
+    /// crosses it, since only the store sees the score after a change.
     pub min_score: Option<i64>,
     /// At most one hand-off per lead per this long, however many hot messages it sends.
     pub interval: Duration,

@@ -239,6 +239,18 @@ impl Store {
         let applied = self
             .apply_changes_in(&mut tx, batch.changes, batch.records, &new, batch.now)
             .await?;
+        if self.scorer().is_some() {
+            // Every lead a new message or a change touched, scored before `min_score`
+            // enrollment reads the score.
+            let mut touched: Vec<&str> = upserts.iter().map(|u| u.email.as_str()).collect();
+            touched.extend(
+                new.iter()
+                    .filter_map(|&i| batch.records[i].classification.lead.as_ref())
+                    .map(|p| p.email.as_str()),
+            );
+            touched.extend(batch.changes.iter().map(|c| c.lead.as_str()));
+            self.rescore_in(&mut tx, &touched, batch.now).await?;
+        }
         let enrolled = if batch.enroll.is_empty() || new_leads.is_empty() {
             0
         } else {

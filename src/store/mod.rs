@@ -43,12 +43,14 @@ pub use sending::{Pause, PausedBy};
 
 mod review;
 mod sales;
+mod score;
 mod suppressions;
 
 pub use sales::{
     Cause, HandoffOutcome, KnownLead, OurMessage, PendingHandoff, SOFT_BOUNCE, VerdictEntry,
     start_of,
 };
+pub use score::{LeadScorer, ScoreFacts, ScoreReason, Scored};
 pub use suppressions::SuppressionEntry;
 
 /// How often [`Store::checkpoints`] copies the SQLite log back into the database.
@@ -191,6 +193,9 @@ pub struct Store {
     handoff_wake: std::sync::Arc<tokio::sync::Notify>,
     /// Ingest batches committed by this process, so checkpoints can wait for a pause.
     ingest_batches: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// `[[score]]`: recomputes a lead's score in every transaction that changes the lead.
+    /// Shared by the clones and replaced on a reload.
+    scorer: std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<dyn LeadScorer>>>>,
 }
 
 /// Where ingest stopped in one mailbox.
@@ -332,6 +337,7 @@ impl Store {
             outbox_wake: std::sync::Arc::default(),
             handoff_wake: std::sync::Arc::default(),
             ingest_batches: std::sync::Arc::default(),
+            scorer: std::sync::Arc::default(),
         })
     }
 

@@ -80,6 +80,8 @@ impl Store {
         let applied = self
             .apply_changes_in(&mut tx, changes, &[], &[], now)
             .await?;
+        self.rescore_in(&mut tx, &[lead.email.as_str()], now)
+            .await?;
         tx.commit().await?;
         if applied.notifications > 0 {
             self.wake_handoffs();

@@ -368,6 +368,8 @@ impl Store {
         let applied = self
             .apply_changes_in(&mut tx, changes, &[], &[], now)
             .await?;
+        let touched: Vec<&str> = changes.iter().map(|c| c.lead.as_str()).collect();
+        self.rescore_in(&mut tx, &touched, now).await?;
         tx.commit().await?;
         if applied.notifications > 0 {
             self.handoff_wake.notify_one();
