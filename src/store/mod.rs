@@ -41,8 +41,11 @@ pub use outbox::{
 };
 pub use sending::{Pause, PausedBy};
 
+mod report;
 mod sales;
 mod suppressions;
+
+pub use report::{LeadGroup, LeadGroupRow, ReasonCount, ReportWindow, Span, StepRow};
 
 pub use sales::{
     Cause, HandoffOutcome, KnownLead, OurMessage, PendingHandoff, SOFT_BOUNCE, VerdictEntry,
