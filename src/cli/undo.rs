@@ -156,7 +156,7 @@ async fn remove(store: &Store, entry: &Suppression) -> anyhow::Result<ExitCode> 
         );
         return Ok(ExitCode::FAILURE);
     };
-    println!(
+    say!(
         "{shown} removed from the suppression list (it was: {})",
         was.replace(['\r', '\n'], " ")
     );
@@ -166,14 +166,14 @@ async fn remove(store: &Store, entry: &Suppression) -> anyhow::Result<ExitCode> 
         // The domain's entry still stops it; and the lead may still be marked bounced.
         for other in store.suppressions_of(&address).await? {
             let w = written(&other.entry);
-            println!("note: {w} is suppressed too: `leadloop suppressions remove {w}`");
+            say!("note: {w} is suppressed too: `leadloop suppressions remove {w}`");
         }
         // The statuses nothing is sent to: the scheduler ends a lead's sequences on them, and
         // the daemon sets them together with a suppression.
         if let Some(lead) = store.lead(&address).await?
             && !lead.status.may_be_mailed()
         {
-            println!(
+            say!(
                 "note: the lead is still {}: `leadloop leads status {address} new` (or the \
                  status it had)",
                 lead.status
@@ -190,9 +190,9 @@ async fn add(store: &Store, entry: &Suppression, reason: &str) -> anyhow::Result
         .await
         .context("adding the suppression")?
     {
-        println!("{shown} suppressed: nothing more is sent to it");
+        say!("{shown} suppressed: nothing more is sent to it");
     } else {
-        println!("{shown} was already suppressed (the first reason is kept)");
+        say!("{shown} was already suppressed (the first reason is kept)");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -382,9 +382,7 @@ impl Store {
         let mut middles: BTreeMap<GroupKey, (i64, i64)> = BTreeMap::new();
         for r in &rows {
             let d: i64 = r.get(2);
-            let e = middles
-                .entry((r.get(0), index(r.get(1))))
-                .or_insert((0, 0));
+            let e = middles.entry((r.get(0), index(r.get(1)))).or_insert((0, 0));
             e.0 += d;
             e.1 += 1;
         }
@@ -532,7 +530,11 @@ mod tests {
             }
             let i = split.unwrap();
             let (then, other) = (&body[..i], &body[i + 6..]);
-            if v < bound { eval(then, v) } else { eval(other, v) }
+            if v < bound {
+                eval(then, v)
+            } else {
+                eval(other, v)
+            }
         } else {
             sql.parse().unwrap()
         }
