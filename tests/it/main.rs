@@ -18,6 +18,7 @@ mod outbox;
 mod postfix_fixture;
 mod postfix_refusals;
 mod refusals;
+mod report;
 mod sales;
 mod send;
 mod sending;
