@@ -70,6 +70,6 @@ UPDATE leads SET
     verdict_at = (SELECT MAX(v.at) FROM verdicts v WHERE v.lead_id = leads.id AND v.verdict IN ('qualified', 'unqualified', 'customer')),
     first_verdict_at = (SELECT MIN(v.at) FROM verdicts v WHERE v.lead_id = leads.id AND v.verdict IN ('qualified', 'unqualified', 'customer'));
 
--- The channels report reads only the index: leads by channel and creation time, with what it
--- counts.
-CREATE INDEX leads_report_channel ON leads (channel, created_at, replied_at, handed_off_at, verdict);
+-- The channels report reads only this index: per channel and period, one range of it holds
+-- every column the report reads.
+CREATE INDEX leads_report_channel ON leads (channel, created_at, replied_at, handed_off_at, verdict, first_verdict_at, verdict_reason);

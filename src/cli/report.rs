@@ -113,7 +113,8 @@ pub async fn report(config: &Config, cmd: ReportCommand) -> anyhow::Result<ExitC
     if since.is_some_and(|s| s >= until) {
         anyhow::bail!("--since must be before --until");
     }
-    let store = daemon::open_store(config).await?;
+    // One query at a time: one connection.
+    let store = daemon::open_store_with(config, 1).await?;
     let result = run(&store, &what, args, zone, since, until).await;
     store.close().await;
     let (title, table) = result?;
