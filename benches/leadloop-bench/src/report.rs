@@ -377,8 +377,8 @@ async fn load(db: Db, url: &str, leads: usize, per_lead: usize) -> Result<i64> {
     // A verdict for 40 %: qualified, unqualified (three reasons), customer, or not now.
     sql.push_str(&format!(
         "{from_leads} INSERT INTO verdicts (lead_id, verdict, reason, by_addr, source, at) \
-         SELECT x, CASE (x / 10) % 4 WHEN 0 THEN 'qualified' WHEN 1 THEN 'unqualified' WHEN 2 THEN 'customer' ELSE 'not_now' END, \
-           CASE WHEN (x / 10) % 4 = 1 THEN CASE x % 3 WHEN 0 THEN 'no budget' WHEN 1 THEN 'timing' ELSE 'bad fit' END END, \
+         SELECT x, CASE (x / 3) % 4 WHEN 0 THEN 'qualified' WHEN 1 THEN 'unqualified' WHEN 2 THEN 'customer' ELSE 'not_now' END, \
+           CASE WHEN (x / 3) % 4 = 1 THEN CASE x % 3 WHEN 0 THEN 'no budget' WHEN 1 THEN 'timing' ELSE 'bad fit' END END, \
            'sales@company.com', 'mail', {created} + {day} * (2 + x % 20) \
          FROM c WHERE x % 10 < 4;\n"
     ));
