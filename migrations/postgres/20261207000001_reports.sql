@@ -82,6 +82,10 @@ UPDATE leads SET
     verdict_at = (SELECT MAX(v.at) FROM verdicts v WHERE v.lead_id = leads.id AND v.verdict IN ('qualified', 'unqualified', 'customer')),
     first_verdict_at = (SELECT MIN(v.at) FROM verdicts v WHERE v.lead_id = leads.id AND v.verdict IN ('qualified', 'unqualified', 'customer'));
 
--- The channels report reads only this index: per channel and period, one range of it holds
--- every column the report reads.
-CREATE INDEX leads_report_channel ON leads (channel, created_at, replied_at, handed_off_at, verdict, first_verdict_at, verdict_reason);
+-- The channels report reads only these indexes, by channel and creation time: one range per
+-- channel and period of each. The partial ones hold only the leads they count, so counting the
+-- replied or the judged reads no other lead; each holds every column its query reads.
+CREATE INDEX leads_report_channel ON leads (channel, created_at);
+CREATE INDEX leads_report_replied ON leads (channel, created_at, replied_at) WHERE replied_at IS NOT NULL;
+CREATE INDEX leads_report_handed_off ON leads (channel, created_at, handed_off_at) WHERE handed_off_at IS NOT NULL;
+CREATE INDEX leads_report_judged ON leads (channel, verdict, created_at, first_verdict_at, verdict_reason) WHERE verdict IS NOT NULL;

@@ -324,12 +324,14 @@ impl Store {
         Ok(named.into_iter().chain(unnamed).collect())
     }
 
-    /// [`Store::lead_report`] by channel: per channel and period, three reads of one range of
-    /// the `leads_report_channel` index (channel, creation time and every column counted):
-    /// the counts, the unqualified reasons, and the one or two middle days to a verdict. No
-    /// read sorts more than one group's leads and none reads a lead outside its group, so the
-    /// report costs about three passes over that index, however the database plans; a
-    /// grouped query would sort every lead in the window by channel and period first.
+    /// [`Store::lead_report`] by channel: per channel and period, ranges of the report
+    /// indexes, each by channel and creation time: all leads (`leads_report_channel`), the
+    /// replied and the handed off (partial indexes of only those), and the judged
+    /// (`leads_report_judged`, by verdict too, with the reason and the first verdict's time)
+    /// for the judgements, the unqualified reasons and the one or two middle days to a
+    /// verdict. No read sorts more than one group's judged leads and none reads a lead
+    /// outside its group, so the report reads each lead's index entries about once, however
+    /// the database plans; a grouped query would sort every lead of the window first.
     async fn channel_report(&self, window: &ReportWindow) -> Result<Vec<LeadGroupRow>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         // The channels, one index seek each: the next channel after the one before.
@@ -347,14 +349,16 @@ impl Store {
         let mut out = Vec::new();
         for channel in &channels {
             for &(period, lo, hi) in &ranges {
+                // Each count is one index range: all leads, the replied, the handed off
+                // (partial indexes holding only those), and each judgement.
                 let r = sqlx::query(
-                    "SELECT COUNT(*), \
-                       SUM(CASE WHEN replied_at IS NULL THEN 0 ELSE 1 END), \
-                       SUM(CASE WHEN handed_off_at IS NULL THEN 0 ELSE 1 END), \
-                       SUM(CASE WHEN verdict = 'qualified' THEN 1 ELSE 0 END), \
-                       SUM(CASE WHEN verdict = 'unqualified' THEN 1 ELSE 0 END), \
-                       SUM(CASE WHEN verdict = 'customer' THEN 1 ELSE 0 END) \
-                     FROM leads WHERE channel = $1 AND created_at >= $2 AND created_at < $3",
+                    "SELECT \
+                       (SELECT COUNT(*) FROM leads WHERE channel = $1 AND created_at >= $2 AND created_at < $3), \
+                       (SELECT COUNT(*) FROM leads WHERE channel = $1 AND created_at >= $2 AND created_at < $3 AND replied_at IS NOT NULL), \
+                       (SELECT COUNT(*) FROM leads WHERE channel = $1 AND created_at >= $2 AND created_at < $3 AND handed_off_at IS NOT NULL), \
+                       (SELECT COUNT(*) FROM leads WHERE channel = $1 AND verdict = 'qualified' AND created_at >= $2 AND created_at < $3), \
+                       (SELECT COUNT(*) FROM leads WHERE channel = $1 AND verdict = 'unqualified' AND created_at >= $2 AND created_at < $3), \
+                       (SELECT COUNT(*) FROM leads WHERE channel = $1 AND verdict = 'customer' AND created_at >= $2 AND created_at < $3)",
                 )
                 .bind(channel)
                 .bind(lo)
@@ -379,7 +383,7 @@ impl Store {
                 if row.unqualified > 0 {
                     let rows = sqlx::query(
                         "SELECT verdict_reason, COUNT(*) FROM leads \
-                         WHERE channel = $1 AND created_at >= $2 AND created_at < $3 AND verdict = 'unqualified' \
+                         WHERE channel = $1 AND verdict = 'unqualified' AND created_at >= $2 AND created_at < $3 \
                          GROUP BY verdict_reason",
                     )
                     .bind(channel)
@@ -398,12 +402,14 @@ impl Store {
                         b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason))
                     });
                 }
-                // Every lead with a quality verdict has a first one: `judged` of them.
+                // A lead has a quality verdict exactly when it has a first one: `judged` of
+                // them, whose middle one or two the database finds in the judged index.
                 let judged = row.judged();
                 if judged > 0 {
                     let middle: Vec<i64> = sqlx::query_scalar(
                         "SELECT first_verdict_at - created_at AS d FROM leads \
-                         WHERE channel = $1 AND created_at >= $2 AND created_at < $3 AND first_verdict_at IS NOT NULL \
+                         WHERE channel = $1 AND verdict IN ('qualified', 'unqualified', 'customer') \
+                           AND created_at >= $2 AND created_at < $3 \
                          ORDER BY d LIMIT $4 OFFSET $5",
                     )
                     .bind(channel)
