@@ -997,30 +997,33 @@ async fn outbox(config: &Config, cmd: OutboxCommand) -> anyhow::Result<ExitCode>
             } else if entries.is_empty() {
                 writeln!(out, "no messages")?;
             } else {
-                let w = entries
-                    .iter()
-                    .map(|e| e.recipient.chars().count())
-                    .max()
-                    .unwrap_or(2)
-                    .max(2);
-                writeln!(
-                    out,
-                    "{:>7}  {:<11}  {:<w$}  {:<12} {:>3}  {:<16}  LAST ERROR",
-                    "ID", "STATE", "TO", "STEP", "TRY", "UPDATED"
-                )?;
+                let mut table = Table::new(vec![
+                    Column::number("id"),
+                    Column::text("state"),
+                    Column::text("to"),
+                    Column::text("step"),
+                    Column::number("try"),
+                    Column::text("updated"),
+                    Column::text("last_error"),
+                ]);
                 for e in &entries {
-                    writeln!(
-                        out,
-                        "{:>7}  {:<11}  {:<w$}  {:<12} {:>3}  {:<16}  {}",
-                        e.id.0,
-                        e.state.as_str(),
-                        e.recipient,
-                        e.step_id.as_ref().map_or("-", StepId::as_str),
-                        e.attempts,
-                        e.updated_at.format("%Y-%m-%d %H:%M"),
-                        e.last_error.as_deref().unwrap_or("")
-                    )?;
+                    table.push(vec![
+                        Cell::int(e.id.0),
+                        Cell::text(e.state.as_str()),
+                        Cell::text(e.recipient.as_str()),
+                        Cell::text(e.step_id.as_ref().map_or("-", StepId::as_str)),
+                        Cell::int(i64::from(e.attempts)),
+                        Cell::text(e.updated_at.format("%Y-%m-%d %H:%M").to_string()),
+                        // One message per line, whatever a server answered.
+                        Cell::text(
+                            e.last_error
+                                .as_deref()
+                                .unwrap_or("")
+                                .replace(['\r', '\n'], " "),
+                        ),
+                    ]);
                 }
+                table.write(&mut out, Format::Table)?;
             }
             return Ok(ExitCode::SUCCESS);
         }

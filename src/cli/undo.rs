@@ -13,6 +13,7 @@ use chrono::Utc;
 use clap::Subcommand;
 use serde_json::json;
 
+use super::output::{Cell, Column, Format, Table};
 use crate::config::Config;
 use crate::daemon;
 use crate::domain::{EmailAddress, EnrollmentState, LeadStatus};
@@ -118,28 +119,22 @@ async fn list(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
     } else if entries.is_empty() {
         writeln!(out, "no suppressions")?;
     } else {
-        let w = entries
-            .iter()
-            .map(|e| written(&e.entry).chars().count())
-            .max()
-            .unwrap_or(5)
-            .max(5);
-        writeln!(
-            out,
-            "{:<7}  {:<w$}  {:<16}  REASON",
-            "KIND", "VALUE", "CREATED"
-        )?;
+        let mut table = Table::new(vec![
+            Column::text("kind"),
+            Column::text("value"),
+            Column::text("created"),
+            Column::text("reason"),
+        ]);
         for e in &entries {
-            writeln!(
-                out,
-                "{:<7}  {:<w$}  {:<16}  {}",
-                e.entry.kind(),
-                written(&e.entry),
-                e.created_at.format("%Y-%m-%d %H:%M"),
+            table.push(vec![
+                Cell::text(e.entry.kind()),
+                Cell::text(written(&e.entry)),
+                Cell::text(e.created_at.format("%Y-%m-%d %H:%M").to_string()),
                 // One entry per line, whatever a server put in its refusal.
-                e.reason.replace(['\r', '\n'], " ")
-            )?;
+                Cell::text(e.reason.replace(['\r', '\n'], " ")),
+            ]);
         }
+        table.write(&mut out, Format::Table)?;
     }
     Ok(ExitCode::SUCCESS)
 }
