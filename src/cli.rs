@@ -1,8 +1,9 @@
 //! The `leadloop` command line.
 //!
-//! Two outputs are contracts other tools script against and must stay stable: `classify --json`
-//! (one object per input file per line) and `leads list --json` (one object per lead per line).
-//! Everything else is for people and may improve.
+//! Three outputs are contracts other tools script against and must stay stable: `classify
+//! --json` (one object per input file per line), `leads list --json` (one object per lead per
+//! line) and `report … --format json` (one array of row objects). Everything else is for people
+//! and may improve; tables go through one output layer (`cli/output.rs`) so they look alike.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
