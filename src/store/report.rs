@@ -1,10 +1,11 @@
 //! What the reports (`leadloop report …`) count, aggregated in the database.
 //!
-//! Every lead report is one pass over `leads`, grouped by channel, form or owner (and period):
-//! what a report counts per lead (a reply, a hand-off, the newest quality verdict and the first
-//! one's time) is kept on the lead by triggers as it happens (migration `reports`), so the
-//! cost of a report grows with the leads in its window, not with their messages. Only groups
-//! leave the database: a report over a million leads holds a few hundred rows in memory.
+//! What a report counts per lead (a reply, a hand-off, the newest quality verdict and the
+//! first one's time) is kept on the lead by triggers as it happens (migration `reports`), so
+//! the cost of a report grows with the leads in its window, not with their messages. The
+//! channel report reads ranges of indexes made for it (see [`Store::lead_report`]); the form
+//! and owner reports are one grouped pass over the window's leads. Only groups leave the
+//! database: a report over a million leads holds a few hundred rows in memory.
 //!
 //! Periods (`--by week|month`) are computed by the caller in the team's time zone and come in
 //! as boundaries; the SQL puts each row in its period with a balanced `CASE`, a handful of
@@ -486,8 +487,9 @@ impl Store {
     }
 
     /// The median days from creation to first quality verdict per group and period: the
-    /// database numbers each group's leads in order of that time and returns only the middle
-    /// one or two, so memory stays with the database's sort, not here.
+    /// database numbers each group's leads in order of that time (one sort: both window
+    /// functions share the window) and returns only the middle one or two, so memory stays
+    /// with the database's sort, not here.
     async fn medians(
         &self,
         group: LeadGroup,
@@ -498,10 +500,11 @@ impl Store {
         let (lo, hi) = window.limits();
         let sql = format!(
             "SELECT g, p, d FROM ( \
-               SELECT g, p, d, ROW_NUMBER() OVER (PARTITION BY g, p ORDER BY d) AS rn, \
-                      COUNT(*) OVER (PARTITION BY g, p) AS n \
+               SELECT g, p, d, ROW_NUMBER() OVER w AS rn, \
+                      COUNT(*) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS n \
                FROM (SELECT {key} AS g, {period} AS p, first_verdict_at - created_at AS d FROM leads \
                      WHERE first_verdict_at IS NOT NULL AND created_at >= $1 AND created_at < $2) t \
+               WINDOW w AS (PARTITION BY g, p ORDER BY d) \
              ) m WHERE 2 * rn IN (n, n + 1, n + 2) ORDER BY g, p"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))

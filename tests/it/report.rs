@@ -666,6 +666,49 @@ async fn reports_reconcile_with_a_known_history() {
         ])
     );
 
+    // By month, grouped in one pass: the webinar form's leads split as the channel's did.
+    let rows = report_json(&config, &["forms", "--by", "month"]);
+    let cells: Vec<(Value, Value, Value, Value, Value)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["form"].clone(),
+                r["period"].clone(),
+                r["leads"].clone(),
+                r["median_days_to_verdict"].clone(),
+                r["top_reasons"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            (
+                json!("Webinar signup"),
+                json!("2026-10"),
+                json!(3),
+                json!(2.0),
+                no_budget(2)
+            ),
+            (
+                json!("Webinar signup"),
+                json!("2026-11"),
+                json!(1),
+                json!(10.0),
+                json!([])
+            ),
+            (
+                Value::Null,
+                json!("2026-11"),
+                json!(3),
+                json!(4.5),
+                unnamed.clone()
+            ),
+        ]
+    );
+
     // Owners, as they are now: anna forwarded l1; l2 went to bob by Sales' verdict; the
     // webinar leads have none.
     let mut unowned = webinar("owner");
