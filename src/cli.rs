@@ -1,8 +1,9 @@
 //! The `leadloop` command line.
 //!
-//! Two outputs are contracts other tools script against and must stay stable: `classify --json`
-//! (one object per input file per line) and `leads list --json` (one object per lead per line).
-//! Everything else is for people and may improve.
+//! Three outputs are contracts other tools script against and must stay stable: `classify
+//! --json` (one object per input file per line), `leads list --json` (one object per lead per
+//! line) and `report … --format json` (one array of row objects). Everything else is for people
+//! and may improve; tables go through one output layer (`cli/output.rs`) so they look alike.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,18 @@ use crate::store::{
 };
 
 mod form;
+/// `println!` that hands a failed write (a closed pipe: `leadloop … | head`) back as an error
+/// for `main` to judge, where `println!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        std::io::Write::write_fmt(&mut std::io::stdout(), format_args!("{}\n", format_args!($($arg)*)))?
+    };
+}
+
+mod output;
+mod report;
+
+use output::{Cell, Column, Format, Table};
 mod sales;
 mod sequences;
 mod undo;
@@ -129,6 +142,9 @@ enum Command {
     /// Pause or resume sending for every daemon on the database, or show whether it is paused.
     #[command(subcommand)]
     Sending(SendingCommand),
+    /// Channel, form, owner, sequence and reason reports for Marketing.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// Copy the SQLite database to FILE while the daemon runs (PostgreSQL: use pg_dump).
     Backup {
         /// Where the copy goes; it must not exist yet.
@@ -279,6 +295,8 @@ pub fn main() -> ExitCode {
     init_tracing(matches!(cli.command, Command::Run { .. }));
     match run(cli) {
         Ok(code) => code,
+        // The reader went away (`leadloop … | head`): it has what it wanted.
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -305,7 +323,7 @@ fn init_tracing(daemon: bool) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check { samples } => Ok(check(&cli.config, &samples)),
+        Command::Check { samples } => check(&cli.config, &samples),
         Command::Classify(args) => {
             classify_files(&args, &classifier_rules(&cli.config)?)?;
             Ok(ExitCode::SUCCESS)
@@ -371,6 +389,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&cli.config)?;
             runtime()?.block_on(sending(&config, cmd))
         }
+        Command::Report(cmd) => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(report::report(&config, cmd))
+        }
         Command::Backup { file } => {
             let config = load(&cli.config)?;
             runtime()?.block_on(backup(&config, &file))
@@ -395,7 +417,7 @@ async fn backup(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
     store.close().await;
     result.with_context(|| format!("copying the database to {}", file.display()))?;
     let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-    println!("database copied to {} ({size} bytes)", file.display());
+    say!("database copied to {} ({size} bytes)", file.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -490,11 +512,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// `leadloop check [--sample FILE.eml …]`.
-fn check(path: &Path, samples: &[PathBuf]) -> ExitCode {
+fn check(path: &Path, samples: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let result = Config::load(path).and_then(|c| c.check_secrets().map(|()| c));
     match result {
         Ok(c) => {
-            println!(
+            say!(
                 "{}: ok ({} channel rules, {} form profiles, {} sequences with {} steps, {} routes, {})",
                 path.display(),
                 c.channels.len(),
@@ -509,19 +531,19 @@ fn check(path: &Path, samples: &[PathBuf]) -> ExitCode {
                 handoff_summary(&c.actions)
             );
             match form::report_samples(&mut io::stdout().lock(), samples, &c.rules()) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
+                Ok(true) => Ok(ExitCode::SUCCESS),
+                Ok(false) => Ok(ExitCode::FAILURE),
                 Err(e) => {
                     eprintln!("error: {e}");
-                    ExitCode::FAILURE
+                    Ok(ExitCode::FAILURE)
                 }
             }
         }
         Err(e) => {
             for p in &e.problems {
-                println!("{p}");
+                say!("{p}");
             }
-            ExitCode::FAILURE
+            Ok(ExitCode::FAILURE)
         }
     }
 }
@@ -687,36 +709,47 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
             oversize = ingest.oversize,
             "mailbox processed"
         );
-        println!(
+        say!(
             "{} messages read, {} recorded, {} already recorded, {} leads created or updated",
-            ingest.fetched, ingest.recorded, ingest.duplicates, ingest.leads_touched
+            ingest.fetched,
+            ingest.recorded,
+            ingest.duplicates,
+            ingest.leads_touched
         );
         if let Some(sc) = scheduled {
-            println!(
+            say!(
                 "{} sequence steps enqueued, {} waiting for their time, {} held",
-                sc.enqueued, sc.waiting, sc.held
+                sc.enqueued,
+                sc.waiting,
+                sc.held
             );
         }
         if let Some(h) = handoffs.filter(|h| h.queued + h.skipped + h.failed > 0) {
-            println!(
+            say!(
                 "{} notifications to Sales queued, {} skipped, {} not rendered",
-                h.queued, h.skipped, h.failed
+                h.queued,
+                h.skipped,
+                h.failed
             );
         }
         if let Some(s) = send {
-            println!(
+            say!(
                 "{} messages sent, {} to retry, {} failed, {} interrupted, {} suppressed",
-                s.sent, s.retried, s.failed, s.interrupted, s.suppressed
+                s.sent,
+                s.retried,
+                s.failed,
+                s.interrupted,
+                s.suppressed
             );
             if s.held > 0 {
-                println!(
+                say!(
                     "{} messages refused because of us wait to be sent again",
                     s.held
                 );
             }
         }
         if let Some(pause) = pause {
-            println!("{pause}; due messages wait. `leadloop sending resume` resumes it");
+            say!("{pause}; due messages wait. `leadloop sending resume` resumes it");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -772,33 +805,23 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             } else if leads.is_empty() {
                 writeln!(out, "no leads")?;
             } else {
-                let w = leads
-                    .iter()
-                    .map(|l| l.email.as_str().chars().count())
-                    .max()
-                    .unwrap_or(5);
-                let n = leads
-                    .iter()
-                    .map(|l| l.name.as_deref().map_or(1, |n| n.chars().count()))
-                    .max()
-                    .unwrap_or(4)
-                    .clamp(4, 32);
-                writeln!(
-                    out,
-                    "{:<w$}  {:<n$}  {:<14} {:<10} CREATED",
-                    "EMAIL", "NAME", "CHANNEL", "STATUS"
-                )?;
+                let mut table = Table::new(vec![
+                    Column::text("email"),
+                    Column::text("name").max(32),
+                    Column::text("channel"),
+                    Column::text("status"),
+                    Column::text("created"),
+                ]);
                 for l in &leads {
-                    writeln!(
-                        out,
-                        "{:<w$}  {:<n$}  {:<14} {:<10} {}",
-                        l.email,
-                        l.name.as_deref().unwrap_or("-"),
-                        l.channel,
-                        l.status,
-                        l.created_at.format("%Y-%m-%d %H:%M")
-                    )?;
+                    table.push(vec![
+                        Cell::text(l.email.as_str()),
+                        Cell::opt(l.name.as_deref()),
+                        Cell::text(&l.channel),
+                        Cell::text(l.status.as_str()),
+                        Cell::text(l.created_at.format("%Y-%m-%d %H:%M").to_string()),
+                    ]);
                 }
+                table.write(&mut out, Format::Table)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -884,6 +907,13 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             }
             if !enrollments.is_empty() {
                 writeln!(out, "  sequences:")?;
+                let mut table = Table::new(vec![
+                    Column::text("sequence"),
+                    Column::text("state"),
+                    Column::text("done"),
+                    Column::text("detail"),
+                ])
+                .nested(4);
                 for e in &enrollments {
                     let detail = match e.state {
                         EnrollmentState::Active => match (&e.next_step, e.next_due_at) {
@@ -904,24 +934,31 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                         EnrollmentState::Held => e.error.clone().unwrap_or_default(),
                         EnrollmentState::Done => String::new(),
                     };
-                    writeln!(
-                        out,
-                        "    {:<16} {:<7} done: {:<24} {detail}",
-                        e.sequence,
-                        e.state,
-                        if e.steps_done.is_empty() {
-                            "-".to_owned()
-                        } else {
-                            e.steps_done
-                                .iter()
-                                .map(StepId::as_str)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        }
-                    )?;
+                    let done = if e.steps_done.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        e.steps_done
+                            .iter()
+                            .map(StepId::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    table.push(vec![
+                        Cell::text(e.sequence.to_string()),
+                        Cell::text(e.state.as_str()),
+                        Cell::text(format!("done: {done}")),
+                        Cell::text(detail),
+                    ]);
                 }
+                table.write(&mut out, Format::Table)?;
             }
             writeln!(out, "  timeline:")?;
+            let mut table = Table::new(vec![
+                Column::text("at"),
+                Column::text("kind"),
+                Column::text("what"),
+            ])
+            .nested(4);
             for e in &events {
                 // Messages show their subject; changes made by hand say what changed.
                 let change = match e.kind.as_str() {
@@ -958,13 +995,13 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                     _ => None,
                 };
                 let subject = change.as_deref().or(e.subject.as_deref()).unwrap_or("");
-                writeln!(
-                    out,
-                    "    {}  {:<8} {subject}",
-                    e.at.format("%Y-%m-%d %H:%M:%S"),
-                    e.kind
-                )?;
+                table.push(vec![
+                    Cell::text(e.at.format("%Y-%m-%d %H:%M:%S").to_string()),
+                    Cell::text(&e.kind),
+                    Cell::text(subject),
+                ]);
             }
+            table.write(&mut out, Format::Table)?;
             Ok(ExitCode::SUCCESS)
         }
         LeadsCommand::Status { email, status } => {
@@ -1016,30 +1053,33 @@ async fn outbox(config: &Config, cmd: OutboxCommand) -> anyhow::Result<ExitCode>
             } else if entries.is_empty() {
                 writeln!(out, "no messages")?;
             } else {
-                let w = entries
-                    .iter()
-                    .map(|e| e.recipient.chars().count())
-                    .max()
-                    .unwrap_or(2)
-                    .max(2);
-                writeln!(
-                    out,
-                    "{:>7}  {:<11}  {:<w$}  {:<12} {:>3}  {:<16}  LAST ERROR",
-                    "ID", "STATE", "TO", "STEP", "TRY", "UPDATED"
-                )?;
+                let mut table = Table::new(vec![
+                    Column::number("id"),
+                    Column::text("state"),
+                    Column::text("to"),
+                    Column::text("step"),
+                    Column::number("try"),
+                    Column::text("updated"),
+                    Column::text("last_error"),
+                ]);
                 for e in &entries {
-                    writeln!(
-                        out,
-                        "{:>7}  {:<11}  {:<w$}  {:<12} {:>3}  {:<16}  {}",
-                        e.id.0,
-                        e.state.as_str(),
-                        e.recipient,
-                        e.step_id.as_ref().map_or("-", StepId::as_str),
-                        e.attempts,
-                        e.updated_at.format("%Y-%m-%d %H:%M"),
-                        e.last_error.as_deref().unwrap_or("")
-                    )?;
+                    table.push(vec![
+                        Cell::int(e.id.0),
+                        Cell::text(e.state.as_str()),
+                        Cell::text(e.recipient.as_str()),
+                        Cell::text(e.step_id.as_ref().map_or("-", StepId::as_str)),
+                        Cell::int(i64::from(e.attempts)),
+                        Cell::text(e.updated_at.format("%Y-%m-%d %H:%M").to_string()),
+                        // One message per line, whatever a server answered.
+                        Cell::text(
+                            e.last_error
+                                .as_deref()
+                                .unwrap_or("")
+                                .replace(['\r', '\n'], " "),
+                        ),
+                    ]);
                 }
+                table.write(&mut out, Format::Table)?;
             }
             return Ok(ExitCode::SUCCESS);
         }

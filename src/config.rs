@@ -806,7 +806,12 @@ impl Config {
                 }
                 catalog
             }
-            None => Catalog::empty(),
+            // The team's zone and caps hold without sequences too: reports count in that zone.
+            None => {
+                let mut catalog = Catalog::empty();
+                catalog.settings.policy = policy.clone();
+                catalog
+            }
         };
         Ok(Config {
             path: path.to_owned(),

@@ -56,12 +56,22 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// # Errors
 /// The URL's secret cannot be read, or the database cannot be opened or migrated.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    open_store_with(config, config.database.max_connections).await
+}
+
+/// [`open_store`] with at most `connections` connections: a command that reads one query
+/// after another (a report) reuses its one connection instead of opening another while the
+/// first is on its way back to the pool.
+///
+/// # Errors
+/// As [`open_store`].
+pub async fn open_store_with(config: &Config, connections: u32) -> anyhow::Result<Store> {
     let url = config
         .database
         .url
         .resolve()
         .map_err(|e| anyhow::anyhow!("database.url: {e}"))?;
-    let store = Store::connect(url.expose(), config.database.max_connections)
+    let store = Store::connect(url.expose(), connections)
         .await
         .context("opening the leads store")?;
     set_scorer(&store, config);

@@ -31,7 +31,7 @@
 //!      (unsubscribe headers and footer, our Message-ID, no header injection).
 //!    - [`store`]: SQL only; records batches of messages, leads, events and the mailbox cursor
 //!      in one transaction, on SQLite or PostgreSQL; enrollments, the outbox and the
-//!      suppression list.
+//!      suppression list; the reports' counts, aggregated in the database.
 //! 3. What leadloop does with what it knows:
 //!    - [`sequence`]: sequence files, delays and send windows in the lead's time zone, caps,
 //!      and the scheduler that claims due enrollments and enqueues their steps.

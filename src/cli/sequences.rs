@@ -59,9 +59,10 @@ pub async fn enroll(config: &Config, email: &str, name: &str) -> anyhow::Result<
     let added = store.enroll(&lead.email, &rule, Utc::now()).await?;
     store.close().await;
     if added {
-        println!(
+        say!(
             "{} enrolled in {}; a running daemon picks it up within a minute",
-            lead.email, seq.name
+            lead.email,
+            seq.name
         );
         Ok(ExitCode::SUCCESS)
     } else {
@@ -97,7 +98,7 @@ pub async fn unenroll(
         );
         return Ok(ExitCode::FAILURE);
     }
-    println!("{} left {n} sequence(s)", lead.email);
+    say!("{} left {n} sequence(s)", lead.email);
     Ok(ExitCode::SUCCESS)
 }
 

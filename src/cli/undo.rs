@@ -13,6 +13,7 @@ use chrono::Utc;
 use clap::Subcommand;
 use serde_json::json;
 
+use super::output::{Cell, Column, Format, Table};
 use crate::config::Config;
 use crate::daemon;
 use crate::domain::{EmailAddress, EnrollmentState, LeadStatus};
@@ -118,28 +119,22 @@ async fn list(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
     } else if entries.is_empty() {
         writeln!(out, "no suppressions")?;
     } else {
-        let w = entries
-            .iter()
-            .map(|e| written(&e.entry).chars().count())
-            .max()
-            .unwrap_or(5)
-            .max(5);
-        writeln!(
-            out,
-            "{:<7}  {:<w$}  {:<16}  REASON",
-            "KIND", "VALUE", "CREATED"
-        )?;
+        let mut table = Table::new(vec![
+            Column::text("kind"),
+            Column::text("value"),
+            Column::text("created"),
+            Column::text("reason"),
+        ]);
         for e in &entries {
-            writeln!(
-                out,
-                "{:<7}  {:<w$}  {:<16}  {}",
-                e.entry.kind(),
-                written(&e.entry),
-                e.created_at.format("%Y-%m-%d %H:%M"),
+            table.push(vec![
+                Cell::text(e.entry.kind()),
+                Cell::text(written(&e.entry)),
+                Cell::text(e.created_at.format("%Y-%m-%d %H:%M").to_string()),
                 // One entry per line, whatever a server put in its refusal.
-                e.reason.replace(['\r', '\n'], " ")
-            )?;
+                Cell::text(e.reason.replace(['\r', '\n'], " ")),
+            ]);
         }
+        table.write(&mut out, Format::Table)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -156,7 +151,7 @@ async fn remove(store: &Store, entry: &Suppression) -> anyhow::Result<ExitCode> 
         );
         return Ok(ExitCode::FAILURE);
     };
-    println!(
+    say!(
         "{shown} removed from the suppression list (it was: {})",
         was.replace(['\r', '\n'], " ")
     );
@@ -166,14 +161,14 @@ async fn remove(store: &Store, entry: &Suppression) -> anyhow::Result<ExitCode> 
         // The domain's entry still stops it; and the lead may still be marked bounced.
         for other in store.suppressions_of(&address).await? {
             let w = written(&other.entry);
-            println!("note: {w} is suppressed too: `leadloop suppressions remove {w}`");
+            say!("note: {w} is suppressed too: `leadloop suppressions remove {w}`");
         }
         // The statuses nothing is sent to: the scheduler ends a lead's sequences on them, and
         // the daemon sets them together with a suppression.
         if let Some(lead) = store.lead(&address).await?
             && !lead.status.may_be_mailed()
         {
-            println!(
+            say!(
                 "note: the lead is still {}: `leadloop leads status {address} new` (or the \
                  status it had)",
                 lead.status
@@ -190,9 +185,9 @@ async fn add(store: &Store, entry: &Suppression, reason: &str) -> anyhow::Result
         .await
         .context("adding the suppression")?
     {
-        println!("{shown} suppressed: nothing more is sent to it");
+        say!("{shown} suppressed: nothing more is sent to it");
     } else {
-        println!("{shown} was already suppressed (the first reason is kept)");
+        say!("{shown} was already suppressed (the first reason is kept)");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -41,10 +41,13 @@ pub use outbox::{
 };
 pub use sending::{Pause, PausedBy};
 
+mod report;
 mod review;
 mod sales;
 mod score;
 mod suppressions;
+
+pub use report::{LeadGroup, LeadGroupRow, ReasonCount, ReportWindow, Span, StepRow};
 
 pub use sales::{
     Cause, HandoffOutcome, KnownLead, OurMessage, PendingHandoff, SOFT_BOUNCE, VerdictEntry,

@@ -19,6 +19,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("store/sending.rs", include_str!("sending.rs")),
     ("store/sales.rs", include_str!("sales.rs")),
     ("store/suppressions.rs", include_str!("suppressions.rs")),
+    ("store/report.rs", include_str!("report.rs")),
     (
         "sqlite/initial",
         include_str!("../../migrations/sqlite/20261127000001_initial.sql"),
@@ -38,6 +39,14 @@ const SOURCES: &[(&str, &str)] = &[
     (
         "postgres/sales_loop",
         include_str!("../../migrations/postgres/20261206000001_sales_loop.sql"),
+    ),
+    (
+        "sqlite/reports",
+        include_str!("../../migrations/sqlite/20261207000001_reports.sql"),
+    ),
+    (
+        "postgres/reports",
+        include_str!("../../migrations/postgres/20261207000001_reports.sql"),
     ),
     (
         "postgres/initial",

@@ -19,6 +19,7 @@ mod outbox;
 mod postfix_fixture;
 mod postfix_refusals;
 mod refusals;
+mod report;
 mod sales;
 mod send;
 mod sending;

@@ -7,6 +7,7 @@
 //! cargo run --release --bin leadloop-bench -- send [--messages 20000] [--runs 3]
 //! cargo build --release --bin leadloop --bin leadloop-bench
 //! target/release/leadloop-bench loop [--leads 1000] [--replies 200] [--every-ms 50]
+//! target/release/leadloop-bench report [--leads 1000000] [--events-per-lead 10] [--database postgres://…]
 //! ```
 //!
 //! `ingest` generates the corpus, bulk-loads it into a fresh Dovecot, measures the reference
@@ -17,6 +18,7 @@
 
 mod corpus;
 mod reference;
+mod report;
 mod rss;
 mod sales_loop;
 mod schedule;
@@ -115,6 +117,26 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Reports: `leadloop report channels --by month` over a large history vs a bare
+    /// `SELECT channel, count(*) FROM leads GROUP BY channel`, at --leads and a tenth of it.
+    Report {
+        /// Leads in the large case; the small case has a tenth.
+        #[arg(long, default_value_t = 1_000_000)]
+        leads: usize,
+        /// Timeline rows per lead (messages, hand-offs, verdicts and events together).
+        #[arg(long, default_value_t = 10)]
+        events_per_lead: usize,
+        /// A PostgreSQL server (postgres://…) to measure on besides SQLite; a schema of the
+        /// bench's own is created there and dropped after.
+        #[arg(long)]
+        database: Option<String>,
+        /// Measured runs of each side; medians are reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// The `leadloop` binary (default: the one beside this executable).
+        #[arg(long, env = "LEADLOOP_BENCH_DAEMON")]
+        leadloop: Option<PathBuf>,
+    },
     /// Internal: one scheduler pass over a prepared database, printing a JSON line with its
     /// own peak RSS. Started by `schedule`.
     #[command(hide = true)]
@@ -190,6 +212,19 @@ fn main() -> Result<()> {
             runs,
         } => schedule::run(enrolled, small, due, runs.max(1)),
         Cmd::ScheduleChild { config } => schedule::child(&config),
+        Cmd::Report {
+            leads,
+            events_per_lead,
+            database,
+            runs,
+            leadloop,
+        } => report::run(&report::Options {
+            leads,
+            events_per_lead,
+            database,
+            runs: runs.max(1),
+            leadloop,
+        }),
     }
 }
 
