@@ -25,9 +25,11 @@ pub use crate::diagnostics::Problem;
 use crate::domain::EmailAddress;
 use crate::sequence::{self, Catalog, Policy, Sender, Windows};
 
+mod retention;
 mod sales;
 mod spam;
 
+pub use retention::RetentionConfig;
 pub use spam::{Rspamd, SpamConfig};
 
 /// The path, under `[http] public_url`, of the one-click unsubscribe page: the default
@@ -66,6 +68,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[spam]`: how spam filters' verdicts count, and the rspamd to ask, if any.
     pub spam: SpamConfig,
+    /// `[retention]`: how long stored message bodies are kept; forever by default.
+    pub retention: RetentionConfig,
 }
 
 /// `[http]`: where the daemon answers HTTP (health checks, one-click unsubscribe), and the
@@ -358,6 +362,7 @@ pub(crate) struct RawConfig {
     route: Vec<Spanned<sales::RawRoute>>,
     http: Option<RawHttp>,
     spam: Option<spam::RawSpam>,
+    retention: Option<retention::RawRetention>,
 }
 
 #[derive(Deserialize)]
@@ -765,6 +770,7 @@ impl Config {
             .map(|http| check_http(&mut ck, &http))
             .unwrap_or_default();
         let spam = spam::check_spam(&mut ck, raw.spam.as_ref());
+        let retention = retention::check_retention(&mut ck, raw.retention.as_ref());
 
         let settings = raw.sequences.map(|seq| {
             let fallback_inbox = match &source {
@@ -815,6 +821,7 @@ impl Config {
             actions,
             http,
             spam,
+            retention,
         })
     }
 
@@ -1691,6 +1698,29 @@ domains = ["company.com"]
                 .iter()
                 .any(|a| a.as_str() == "leads@company.com")
         );
+    }
+
+    #[test]
+    fn retention_section_is_checked() {
+        assert_eq!(parse(MINIMAL).unwrap().retention.message_bodies, None);
+        let c = parse(&format!(
+            "{MINIMAL}\n[retention]\nmessage_bodies = \"90d\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.retention.message_bodies,
+            Some(Duration::from_secs(90 * 24 * 3600))
+        );
+        for bad in ["\"2h\"", "\"soon\""] {
+            let err =
+                parse(&format!("{MINIMAL}\n[retention]\nmessage_bodies = {bad}\n")).unwrap_err();
+            assert!(
+                err.problems
+                    .iter()
+                    .any(|p| p.key.as_deref() == Some("retention.message_bodies")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -485,12 +485,14 @@ impl Store {
             let opaque = format!("erased-{id}@{ERASED_DOMAIN}");
             erase_lead_rows(&mut tx, id, &opaque, &addresses, now_ms).await?;
             let detail = serde_json::json!({ "by": by });
-            sqlx::query("INSERT INTO events (lead_id, at, kind, detail) VALUES ($1, $2, 'erased', $3)")
-                .bind(id)
-                .bind(now_ms)
-                .bind(detail.to_string())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO events (lead_id, at, kind, detail) VALUES ($1, $2, 'erased', $3)",
+            )
+            .bind(id)
+            .bind(now_ms)
+            .bind(detail.to_string())
+            .execute(&mut *tx)
+            .await?;
             erased.lead = Some(LeadId(id));
             erased.opaque = Some(opaque);
         }
@@ -572,7 +574,8 @@ impl Store {
                 else {
                     continue;
                 };
-                let had = detail.remove("text").is_some() | detail.remove("original_text").is_some();
+                let had =
+                    detail.remove("text").is_some() | detail.remove("original_text").is_some();
                 if had {
                     sqlx::query("UPDATE inbound_messages SET detail = $1 WHERE id = $2")
                         .bind(serde_json::Value::Object(detail).to_string())
@@ -888,7 +891,9 @@ async fn erase_outbox_rows(
                smtp_response = NULL, updated_at = $1 WHERE id IN ({})",
             numbered(2, chunk.len())
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false).bind(now_ms);
+        let mut q = sqlx::query(AssertSqlSafe(sql))
+            .persistent(false)
+            .bind(now_ms);
         for id in chunk {
             q = q.bind(*id);
         }
