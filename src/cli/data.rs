@@ -17,7 +17,9 @@ use sha2::{Digest as _, Sha256};
 use crate::config::Config;
 use crate::daemon;
 use crate::domain::{EmailAddress, LeadStatus};
-use crate::store::{ImportAction, ImportProgress, ImportRow, ImportRun, Lead, Store, StoreError};
+use crate::store::{
+    ERASED_DOMAIN, ImportAction, ImportProgress, ImportRow, ImportRun, Lead, Store, StoreError,
+};
 
 /// Rows per transaction unless `--chunk` says otherwise.
 const CHUNK: usize = 1000;
@@ -519,10 +521,14 @@ fn read_row(
         };
     }
     let email = email.ok_or("no email address")?;
-    row.email = Some(
-        EmailAddress::parse(email)
-            .map_err(|e| format!("'{email}' is not an email address: {e}"))?,
-    );
+    let email = EmailAddress::parse(email)
+        .map_err(|e| format!("'{email}' is not an email address: {e}"))?;
+    if email.domain() == ERASED_DOMAIN {
+        return Err(format!(
+            "'{email}' stands for an erased person, not an address"
+        ));
+    }
+    row.email = Some(email);
     Ok(row)
 }
 

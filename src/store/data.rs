@@ -343,6 +343,12 @@ impl Store {
             .filter_map(|r| r.email.as_ref().map(EmailAddress::as_str))
             .collect();
         let mut tx = self.begin().await?;
+        if !run.dry_run {
+            // Writing first takes the database's write lock on SQLite, so the leads read next
+            // cannot change under the merge (and the transaction's first write cannot fail on
+            // a snapshot a concurrent writer made stale).
+            save_progress(&mut tx, run, &run.progress, now).await?;
+        }
         let mut state = existing_leads(&mut tx, &emails).await?;
         if run.dry_run {
             for (k, v) in &run.planned {
@@ -462,6 +468,9 @@ impl Store {
     ) -> Result<Erased, StoreError> {
         let now_ms = millis(now);
         let mut tx = self.begin().await?;
+        // A write first: it takes SQLite's write lock before anything is read (see
+        // `import_chunk`).
+        let key = erasure_key(&mut tx, now).await?;
         let lead: Option<(i64, String)> = sqlx::query(
             "SELECT id, email FROM leads WHERE email = $1 \
              UNION ALL SELECT l.id, l.email FROM lead_aliases a JOIN leads l ON l.id = a.lead_id WHERE a.email = $1",
@@ -511,7 +520,6 @@ impl Store {
                 .collect()
         };
         erase_outbox_rows(&mut tx, &outbox_ids, now_ms).await?;
-        let key = erasure_key(&mut tx, now).await?;
         for a in &addresses {
             sqlx::query("DELETE FROM suppressions WHERE kind = 'address' AND value = $1")
                 .bind(a.as_str())
