@@ -229,6 +229,7 @@ pub async fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<ExitCo
     let chunk_size = args.chunk.max(1);
     let mut rows: Vec<ImportRow> = Vec::with_capacity(chunk_size);
     let mut bad_in_chunk = 0u64;
+    let mut bad_lines: Vec<u64> = Vec::new();
     let mut last_line = 0u64;
     let mut this_run = 0u64;
     let mut record = csv::StringRecord::new();
@@ -241,6 +242,7 @@ pub async fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<ExitCo
                 if let csv::ErrorKind::Utf8 { .. } = e.kind() {
                     if line > resume.line {
                         bar.suspend(|| eprintln!("{file_name}:{line}: not UTF-8 text; skipped"));
+                        bad_lines.push(line);
                         bad_in_chunk += 1;
                     }
                     last_line = line;
@@ -261,9 +263,7 @@ pub async fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<ExitCo
                 Ok(row) => rows.push(row),
                 Err(reason) => {
                     bar.suspend(|| eprintln!("{file_name}:{line}: {reason}"));
-                    if args.dry_run {
-                        let _ = writeln!(out, "line {line}: bad");
-                    }
+                    bad_lines.push(line);
                     bad_in_chunk += 1;
                 }
             }
@@ -279,22 +279,28 @@ pub async fn import(config: &Config, args: &ImportArgs) -> anyhow::Result<ExitCo
                     format!("{file_name}: importing the rows up to line {last_line}")
                 })?;
             if args.dry_run {
-                for (row, action) in rows.iter().zip(&actions) {
-                    let email = row.email.as_ref().map_or("", EmailAddress::as_str);
-                    match action {
-                        ImportAction::Create => writeln!(out, "line {}: create {email}", row.line)?,
-                        ImportAction::Update(what) => writeln!(
-                            out,
-                            "line {}: update {email}: {}",
-                            row.line,
-                            what.join(", ")
-                        )?,
-                        ImportAction::Unchanged => {
-                            writeln!(out, "line {}: unchanged {email}", row.line)?;
-                        }
-                    }
+                let mut lines: Vec<(u64, String)> = rows
+                    .iter()
+                    .zip(&actions)
+                    .map(|(row, action)| {
+                        let email = row.email.as_ref().map_or("", EmailAddress::as_str);
+                        let what = match action {
+                            ImportAction::Create => format!("create {email}"),
+                            ImportAction::Update(what) => {
+                                format!("update {email}: {}", what.join(", "))
+                            }
+                            ImportAction::Unchanged => format!("unchanged {email}"),
+                        };
+                        (row.line, what)
+                    })
+                    .chain(bad_lines.iter().map(|l| (*l, "bad".to_owned())))
+                    .collect();
+                lines.sort_by_key(|(line, _)| *line);
+                for (line, what) in lines {
+                    writeln!(out, "line {line}: {what}")?;
                 }
             }
+            bad_lines.clear();
             rows.clear();
             bad_in_chunk = 0;
             if !more {
