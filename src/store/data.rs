@@ -520,6 +520,20 @@ impl Store {
                 .collect()
         };
         erase_outbox_rows(&mut tx, &outbox_ids, now_ms).await?;
+        // Their recipient becomes the opaque address (the rows stay for the counts).
+        let sql = format!(
+            "UPDATE outbox SET recipient = $1, recipient_domain = '{ERASED_DOMAIN}' WHERE LOWER(recipient) IN ({})",
+            numbered(2, addresses.len())
+        );
+        let opaque = erased
+            .opaque
+            .clone()
+            .unwrap_or_else(|| format!("erased@{ERASED_DOMAIN}"));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(opaque);
+        for a in &addresses {
+            q = q.bind(a.as_str());
+        }
+        q.execute(&mut *tx).await?;
         for a in &addresses {
             sqlx::query("DELETE FROM suppressions WHERE kind = 'address' AND value = $1")
                 .bind(a.as_str())
@@ -857,15 +871,6 @@ async fn erase_lead_rows(
     .map(|r| r.get(0))
     .collect();
     erase_outbox_rows(conn, &ids, now_ms).await?;
-    // Mail to the lead itself: the recipient becomes the opaque address.
-    let sql = format!(
-        "UPDATE outbox SET recipient = $1, recipient_domain = '{ERASED_DOMAIN}' WHERE lead_id = {id} AND LOWER(recipient) IN ({list})"
-    );
-    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(opaque);
-    for a in addresses {
-        q = q.bind(a.as_str());
-    }
-    q.execute(&mut *conn).await?;
     sqlx::query(
         "UPDATE leads SET email = $1, name = NULL, company = NULL, phone = NULL, fields = '{}', updated_at = $2 WHERE id = $3",
     )
