@@ -281,9 +281,13 @@ async fn exported_leads_import_into_the_same_leads() {
 }
 
 fn deliver(dir: &Path, name: &str, from: &str, subject: &str, body: &str) {
+    deliver_with(dir, name, "", from, subject, body);
+}
+
+fn deliver_with(dir: &Path, name: &str, headers: &str, from: &str, subject: &str, body: &str) {
     let date = chrono::Utc::now().to_rfc2822();
     let text = format!(
-        "From: {from}\r\nTo: Leads <leads@company.com>\r\nSubject: {subject}\r\n\
+        "{headers}From: {from}\r\nTo: Leads <leads@company.com>\r\nSubject: {subject}\r\n\
          Date: {date}\r\nMessage-ID: <{name}@mail.example>\r\nMIME-Version: 1.0\r\n\
          Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
     );
@@ -366,10 +370,13 @@ async fn erase_leaves_no_personal_data_and_keeps_the_address_unmailed() {
     let config = config(d, &db);
     let address = "Ada.Quill@Quill-Works.example";
     let lower = address.to_lowercase();
-    deliver(
+    // Sent from a private address with Reply-To the work one: the private one is an alias.
+    let alias = "ada.q@private-mail.example";
+    deliver_with(
         d,
         "ada1",
-        &format!("Ada Quill <{address}>"),
+        &format!("Reply-To: Ada Quill <{address}>\r\n"),
+        &format!("Ada <{alias}>"),
         "Pricing question from Ada Quill",
         "Hello, I am Ada Quill of Quill Works. Could you send pricing? Ada.Quill@quill-works.example",
     );
@@ -382,6 +389,11 @@ async fn erase_leaves_no_personal_data_and_keeps_the_address_unmailed() {
     );
     let (code, out) = run_cli(&config, &["run", "--once"]);
     assert_eq!(code, 0, "{out}");
+    let (code, out) = run_cli(&config, &["leads", "show", &lower, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["aliases"], serde_json::json!([alias]));
+    assert_eq!(shown["name"], "Ada Quill");
     let before = leads(&config);
     let channel = before[&lower]["channel"].as_str().unwrap().to_owned();
     let in_channel = |config: &Path| {
@@ -436,6 +448,7 @@ async fn erase_leaves_no_personal_data_and_keeps_the_address_unmailed() {
     assert_eq!(code, 0, "{out}");
 
     assert_eq!(text_containing(&db, &lower).await, Vec::<String>::new());
+    assert_eq!(text_containing(&db, alias).await, Vec::<String>::new());
     assert_eq!(
         text_containing(&db, "ada quill").await,
         Vec::<String>::new()
@@ -471,6 +484,8 @@ async fn erase_leaves_no_personal_data_and_keeps_the_address_unmailed() {
         std::fs::read_dir(d.join("outbox")).unwrap().count(),
         sent_before
     );
+    let (code, out) = run_cli(&config, &["send-test", "--to", alias]);
+    assert_ne!(code, 0, "the alias is erased too: {out}");
     // A new inquiry from the person makes a lead again (they wrote to us), but nothing is
     // mailed to it.
     deliver(d, "ada2", address, "Hello again", "Me again.");
