@@ -192,6 +192,62 @@ async fn import_maps_columns_dedupes_and_names_bad_lines() {
     assert_eq!(events(&config, "imported"), 5);
 }
 
+/// Columns named by a mapping file and by `--map`, which wins; the file's defaults apply to
+/// new leads; a mapping that names no such column is refused before anything is read.
+#[tokio::test]
+async fn import_reads_columns_as_a_mapping_says() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &db);
+    let sheet = dir.path().join("kunden.csv");
+    std::fs::write(
+        &sheet,
+        "E-Mail-Adresse;Firma;Notizen;Kundennummer\nkarl@beispiel.example;Beispiel GmbH;private;K-17\n",
+    )
+    .unwrap();
+    let mapping = dir.path().join("kunden.toml");
+    std::fs::write(
+        &mapping,
+        "status = \"customer\"\nchannel = \"spreadsheet\"\n\n[columns]\n\
+         \"E-Mail-Adresse\" = \"email\"\n\"Firma\" = \"company\"\n\"Notizen\" = \"fields.notes\"\n",
+    )
+    .unwrap();
+    let (file, mapping) = (sheet.display().to_string(), mapping.display().to_string());
+    let (code, out, err) = cli(
+        &config,
+        &[
+            "import",
+            &file,
+            "--mapping",
+            &mapping,
+            "--map",
+            "Notizen=ignore",
+            "--map",
+            "missing=name",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("no column 'missing'"), "{err}");
+    assert!(leads(&config).is_empty());
+    let (code, out, _) = cli(
+        &config,
+        &[
+            "import",
+            &file,
+            "--mapping",
+            &mapping,
+            "--map",
+            "Notizen=ignore",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let karl = &leads(&config)["karl@beispiel.example"];
+    assert_eq!(karl["company"], "Beispiel GmbH");
+    assert_eq!(karl["status"], "customer");
+    assert_eq!(karl["channel"], "spreadsheet");
+    assert_eq!(karl["fields"], serde_json::json!({"Kundennummer": "K-17"}));
+}
+
 /// An import stopped part-way (as a crash or Ctrl-C would) continues after its last committed
 /// chunk when run again: every row imported once, the progress recorded as done.
 #[tokio::test]
