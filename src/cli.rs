@@ -40,6 +40,7 @@ mod output;
 mod report;
 
 use output::{Cell, Column, Format, Table};
+mod data;
 mod sales;
 mod sequences;
 mod undo;
@@ -149,6 +150,19 @@ enum Command {
     Backup {
         /// Where the copy goes; it must not exist yet.
         file: PathBuf,
+    },
+    /// Import leads from a CSV file (merged by address; resumable; see --dry-run).
+    Import(data::ImportArgs),
+    /// Write leads, events or verdicts to stdout as CSV or JSON lines.
+    Export {
+        /// What to export.
+        what: data::ExportWhat,
+        /// CSV with a header row, or one JSON object per line.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: data::Format,
+        /// Only records from this time on: RFC 3339 or YYYY-MM-DD (UTC).
+        #[arg(long)]
+        since: Option<String>,
     },
 }
 
@@ -287,6 +301,15 @@ enum LeadsCommand {
             .try_map(|s| s.parse::<LeadStatus>()))]
         status: LeadStatus,
     },
+    /// Erase a person on request: personal data and message bodies go, the lead stays for the
+    /// counts under an opaque address, and a keyed hash keeps the address from being mailed.
+    Erase {
+        /// The person's email address (the lead's or one of its aliases).
+        email: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Parses the command line, runs the command, and turns errors into a message and exit code.
@@ -396,6 +419,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup { file } => {
             let config = load(&cli.config)?;
             runtime()?.block_on(backup(&config, &file))
+        }
+        Command::Import(args) => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(data::import(&config, &args))
+        }
+        Command::Export {
+            what,
+            format,
+            since,
+        } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(data::export(&config, what, format, since.as_deref()))
         }
     }
 }
@@ -1007,6 +1042,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
         LeadsCommand::Status { email, status } => {
             undo::lead_status(&store, &email, status, &mut out).await
         }
+        LeadsCommand::Erase { email, yes } => data::erase(&store, &email, yes, &mut out).await,
         LeadsCommand::Assign { email, owner } => {
             let lead = sales::find(&store, &email).await?;
             let owner =

@@ -25,10 +25,12 @@ pub use crate::diagnostics::Problem;
 use crate::domain::EmailAddress;
 use crate::sequence::{self, Catalog, Policy, Sender, Windows};
 
+mod retention;
 mod sales;
 mod score;
 mod spam;
 
+pub use retention::RetentionConfig;
 pub use spam::{Rspamd, SpamConfig};
 
 /// The path, under `[http] public_url`, of the one-click unsubscribe page: the default
@@ -69,6 +71,8 @@ pub struct Config {
     pub spam: SpamConfig,
     /// `[[score]]` rules and `[handoff] min_score`.
     pub scoring: crate::actions::score::Scoring,
+    /// `[retention]`: how long stored message bodies are kept; forever by default.
+    pub retention: RetentionConfig,
 }
 
 /// `[http]`: where the daemon answers HTTP (health checks, one-click unsubscribe), and the
@@ -363,6 +367,7 @@ pub(crate) struct RawConfig {
     spam: Option<spam::RawSpam>,
     #[serde(default)]
     score: Vec<Spanned<score::RawScore>>,
+    retention: Option<retention::RawRetention>,
 }
 
 #[derive(Deserialize)]
@@ -771,6 +776,7 @@ impl Config {
             .unwrap_or_default();
         let spam = spam::check_spam(&mut ck, raw.spam.as_ref());
         let scoring = score::check_scoring(&mut ck, &raw.score, actions.handoff.min_score);
+        let retention = retention::check_retention(&mut ck, raw.retention.as_ref());
 
         let settings = raw.sequences.map(|seq| {
             let fallback_inbox = match &source {
@@ -827,6 +833,7 @@ impl Config {
             http,
             spam,
             scoring,
+            retention,
         })
     }
 
@@ -1703,6 +1710,29 @@ domains = ["company.com"]
                 .iter()
                 .any(|a| a.as_str() == "leads@company.com")
         );
+    }
+
+    #[test]
+    fn retention_section_is_checked() {
+        assert_eq!(parse(MINIMAL).unwrap().retention.message_bodies, None);
+        let c = parse(&format!(
+            "{MINIMAL}\n[retention]\nmessage_bodies = \"90d\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.retention.message_bodies,
+            Some(Duration::from_secs(90 * 24 * 3600))
+        );
+        for bad in ["\"2h\"", "\"soon\""] {
+            let err =
+                parse(&format!("{MINIMAL}\n[retention]\nmessage_bodies = {bad}\n")).unwrap_err();
+            assert!(
+                err.problems
+                    .iter()
+                    .any(|p| p.key.as_deref() == Some("retention.message_bodies")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -297,6 +297,9 @@ pub struct OnceReport {
     pub pause: Option<crate::store::Pause>,
 }
 
+/// How often the daemon removes message bodies older than `[retention] message_bodies`.
+pub const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Processes what is waiting in the mailbox once, enqueues the sequence steps due now, sends
 /// what is due in the outbox, and returns (`leadloop run --once`).
 ///
@@ -343,6 +346,12 @@ pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::R
         (Ok(_), Some(sender)) => Some(sender.drain(shutdown).await),
         _ => None,
     };
+    if let Some(keep) = config.retention.message_bodies
+        && let Ok(keep) = chrono::Duration::from_std(keep)
+        && let Err(e) = store.drop_old_bodies(chrono::Utc::now() - keep).await
+    {
+        warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "retention: cannot remove old message bodies");
+    }
     let pause = match store.sending_paused().await {
         Ok(pause) => pause,
         Err(e) => {
@@ -383,6 +392,14 @@ pub async fn run(
     let tracker = TaskTracker::new();
     spawn_watchdog(&tracker, shutdown.clone());
     tracker.spawn(store.clone().checkpoints(shutdown.clone()));
+    if let Some(keep) = config.retention.message_bodies {
+        // The setting is read at start: a reload that changes it takes effect after a restart.
+        tracker.spawn(
+            store
+                .clone()
+                .retention(keep, RETENTION_EVERY, shutdown.clone()),
+        );
+    }
     notify(&[sd_notify::NotifyState::Ready]);
     info!(config = %config_path.display(), "leadloop running");
 

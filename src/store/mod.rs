@@ -25,6 +25,12 @@ pub use crate::domain::Lead;
 use crate::domain::{EmailAddress, LeadId, LeadStatus, MessageKind};
 
 mod batch;
+mod data;
+
+pub use data::{
+    ERASED_DOMAIN, Erased, ExportEvent, ExportLead, ExportVerdict, ImportAction, ImportProgress,
+    ImportRow, ImportRun, Retained,
+};
 
 pub use batch::{Batch, BatchOutcome, Change, InboundRecord, LeadChange};
 

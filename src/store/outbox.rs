@@ -706,6 +706,29 @@ impl Store {
                 }
             }
         }
+        // An erased address is on the list only as its keyed hash, which SQL cannot compute.
+        let recipients: Vec<&str> = messages.iter().map(|m| m.recipient.as_str()).collect();
+        let erased: std::collections::HashSet<String> =
+            super::data::erased_among(conn, &recipients)
+                .await?
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+        if !erased.is_empty() {
+            let why = "suppressed: the address was erased on request";
+            for m in messages.iter().filter(|m| erased.contains(&m.recipient)) {
+                sqlx::query(
+                    "UPDATE outbox SET state = 'cancelled', lease_until = NULL, last_error = $1, updated_at = $2 WHERE id = $3",
+                )
+                .bind(why)
+                .bind(millis(now))
+                .bind(m.id.0)
+                .execute(&mut *conn)
+                .await?;
+                suppressed.push((m.id, why.to_owned()));
+            }
+            messages.retain(|m| !erased.contains(&m.recipient));
+        }
         messages.sort_by_key(|m| m.id);
         Ok(Claimed {
             messages,
@@ -1047,6 +1070,11 @@ impl Store {
         .bind(domain_of(address.trim()))
         .fetch_optional(&self.pool)
         .await?;
+        if row.is_none() && self.erased(address).await? {
+            return Ok(Some(
+                "suppressed: the address was erased on request".to_owned(),
+            ));
+        }
         Ok(row.map(|r| {
             format!(
                 "suppressed {} {}: {}",

@@ -20,6 +20,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("store/sales.rs", include_str!("sales.rs")),
     ("store/suppressions.rs", include_str!("suppressions.rs")),
     ("store/report.rs", include_str!("report.rs")),
+    ("store/data.rs", include_str!("data.rs")),
     (
         "sqlite/initial",
         include_str!("../../migrations/sqlite/20261127000001_initial.sql"),

@@ -10,6 +10,7 @@ use leadloop_testkit::{dovecot, postfix, rspamd, smtp_server, smtp_sink};
 mod classify;
 mod cli;
 mod daemon;
+mod data;
 mod dovecot_fixture;
 mod form_learn;
 mod http;
