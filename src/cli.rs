@@ -42,6 +42,7 @@ mod report;
 use output::{Cell, Column, Format, Table};
 mod data;
 mod sales;
+mod score;
 mod sequences;
 mod undo;
 
@@ -146,6 +147,8 @@ enum Command {
     /// Channel, form, owner, sequence and reason reports for Marketing.
     #[command(subcommand)]
     Report(report::ReportCommand),
+    /// Explain a lead's score rule by rule (`--explain EMAIL`), or recompute every score.
+    Score(score::ScoreArgs),
     /// Copy the SQLite database to FILE while the daemon runs (PostgreSQL: use pg_dump).
     Backup {
         /// Where the copy goes; it must not exist yet.
@@ -415,6 +418,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(cmd) => {
             let config = load(&cli.config)?;
             runtime()?.block_on(report::report(&config, cmd))
+        }
+        Command::Score(args) => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(score::score(&config, args, &mut io::stdout().lock()))
         }
         Command::Backup { file } => {
             let config = load(&cli.config)?;
@@ -872,6 +879,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             let verdicts = store.verdicts(lead.id).await?;
             let aliases = store.aliases(lead.id).await?;
             let suppressed = store.suppressed(lead.email.as_str()).await?;
+            let score_reasons = store.score_reasons(&lead).await?;
             // Why a lead waits for review is said by the message it came from.
             let review = if lead.status == LeadStatus::Review {
                 store.lead_origin(&lead).await?.and_then(|o| o.review)
@@ -888,6 +896,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                     .map_or(serde_json::Value::Null, verdict_json);
                 v["verdicts"] = verdicts.iter().map(verdict_json).collect();
                 v["suppressed"] = suppressed.is_some().into();
+                v["score_reasons"] = serde_json::to_value(&score_reasons)?;
                 v["aliases"] = serde_json::to_value(&aliases)?;
                 v["timeline"] = serde_json::to_value(&events)?;
                 v["enrollments"] = serde_json::to_value(&enrollments)?;
@@ -905,6 +914,22 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 ("form", lead.form.as_deref()),
             ] {
                 writeln!(out, "  {label:<8} {}", value.unwrap_or("-"))?;
+            }
+            if lead.score != 0 || !score_reasons.is_empty() {
+                let why: Vec<String> = score_reasons
+                    .iter()
+                    .map(|r| format!("{:+} {}", r.points, r.reason))
+                    .collect();
+                writeln!(
+                    out,
+                    "  score    {}{}",
+                    lead.score,
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", why.join(", "))
+                    }
+                )?;
             }
             if lead.status == LeadStatus::Review {
                 writeln!(

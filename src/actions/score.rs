@@ -244,7 +244,7 @@ mod tests {
                 rule("fields.budget | int >= 10000", 20, "budget of 10k or more"),
                 rule("replied", 25, "replied"),
                 rule("channel == 'webinar'", 5, "webinar"),
-                rule("lead.domain.endswith('.gov')", -50, "public sector"),
+                rule("lead.domain is endingwith('.gov')", -50, "public sector"),
             ],
             handoff_at: None,
         };

@@ -22,6 +22,7 @@ mod postfix_refusals;
 mod refusals;
 mod report;
 mod sales;
+mod score;
 mod send;
 mod sending;
 mod sequence;
