@@ -1,10 +1,11 @@
-//! Feeds arbitrary bytes to the classifier: it must decide, never panic, and never report the
-//! internal error its unwind guard would turn a panic into.
+//! Feeds arbitrary bytes to the classifier and to `form learn`: the classifier must decide,
+//! never panic, and never report the internal error its unwind guard would turn a panic into;
+//! learning must answer or refuse.
 #![no_main]
 
 use std::sync::LazyLock;
 
-use leadloop::classify::{ChannelRule, FormProfile, INTERNAL_ERROR, Rules, classify};
+use leadloop::classify::{ChannelRule, FormProfile, INTERNAL_ERROR, Rules, classify, learn_form};
 use leadloop::domain::EmailAddress;
 use libfuzzer_sys::fuzz_target;
 
@@ -28,6 +29,7 @@ static RULES: LazyLock<Rules> = LazyLock::new(|| {
             email_fields: vec!["Contact email".into()],
             ..FormProfile::default()
         }],
+        ..Rules::default()
     }
 });
 
@@ -40,4 +42,6 @@ fuzz_target!(|data: &[u8]| {
         "the classifier panicked"
     );
     assert!(!c.evidence.is_empty() || c.reason.is_some());
+    // `form learn` reads a file a user hands it: it must refuse, never panic.
+    let _ = learn_form(data, &RULES, None);
 });
