@@ -30,9 +30,12 @@ EXECUTE FUNCTION leads_report_reply();
 -- finds the reply here.
 CREATE FUNCTION leads_report_new_lead() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE leads SET replied_at = (
-        SELECT MIN(m.recorded_at) FROM inbound_messages m WHERE m.lead_email = NEW.email AND m.kind = 'reply'
-    ) WHERE id = NEW.id AND replied_at IS NULL;
+    -- Most new leads have no reply yet: then the row is not written twice.
+    IF EXISTS (SELECT 1 FROM inbound_messages m WHERE m.lead_email = NEW.email AND m.kind = 'reply') THEN
+        UPDATE leads SET replied_at = (
+            SELECT MIN(m.recorded_at) FROM inbound_messages m WHERE m.lead_email = NEW.email AND m.kind = 'reply'
+        ) WHERE id = NEW.id AND replied_at IS NULL;
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -86,6 +89,8 @@ UPDATE leads SET
 -- channel and period of each. The partial ones hold only the leads they count, so counting the
 -- replied or the judged reads no other lead; each holds every column its query reads.
 CREATE INDEX leads_report_channel ON leads (channel, created_at);
+-- It answers every question the one on `channel` alone did: one index less to keep.
+DROP INDEX leads_channel;
 CREATE INDEX leads_report_replied ON leads (channel, created_at, replied_at) WHERE replied_at IS NOT NULL;
 CREATE INDEX leads_report_handed_off ON leads (channel, created_at, handed_off_at) WHERE handed_off_at IS NOT NULL;
 CREATE INDEX leads_report_judged ON leads (channel, verdict, created_at, first_verdict_at, verdict_reason) WHERE verdict IS NOT NULL;
