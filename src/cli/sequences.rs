@@ -66,7 +66,7 @@ pub async fn enroll(config: &Config, email: &str, name: &str) -> anyhow::Result<
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
+        anyhow::bail!(
             "{} is already in {}{}",
             lead.email,
             seq.name,
@@ -75,8 +75,7 @@ pub async fn enroll(config: &Config, email: &str, name: &str) -> anyhow::Result<
             } else {
                 " or has been (reenter = false)"
             }
-        );
-        Ok(ExitCode::FAILURE)
+        )
     }
 }
 
@@ -91,12 +90,11 @@ pub async fn unenroll(
     let n = store.unenroll(lead.id, name, Utc::now()).await?;
     store.close().await;
     if n == 0 {
-        eprintln!(
+        anyhow::bail!(
             "{} is in no running sequence{}",
             lead.email,
             name.map_or(String::new(), |n| format!(" named {n}"))
         );
-        return Ok(ExitCode::FAILURE);
     }
     say!("{} left {n} sequence(s)", lead.email);
     Ok(ExitCode::SUCCESS)
