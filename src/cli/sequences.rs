@@ -101,15 +101,41 @@ pub async fn unenroll(
 }
 
 async fn lead_or_sample(config: &Config, email: Option<&str>) -> anyhow::Result<Lead> {
-    match email {
-        None => Ok(render::sample_lead()),
-        Some(email) => {
-            let store = daemon::open_store(config).await?;
-            let lead = find_lead(&store, email).await?;
-            store.close().await;
-            Ok(lead)
-        }
+    Ok(lead_and_past(config, email, None).await?.0)
+}
+
+/// How a lead's enrollment in a sequence ended: `(state, reason, when)`.
+type Ended = (EnrollmentState, Option<String>, DateTime<Utc>);
+
+/// The lead (or the sample lead) and, when `sequence` is given, how its latest enrollment in
+/// that sequence ended, if it has ended.
+async fn lead_and_past(
+    config: &Config,
+    email: Option<&str>,
+    sequence: Option<&str>,
+) -> anyhow::Result<(Lead, Option<Ended>)> {
+    let Some(email) = email else {
+        return Ok((render::sample_lead(), None));
+    };
+    let store = daemon::open_store(config).await?;
+    let lead = find_lead(&store, email).await?;
+    let mut ended = None;
+    if let Some(name) = sequence
+        && let Some(e) = store
+            .enrollments(lead.id)
+            .await?
+            .into_iter()
+            .rfind(|e| e.sequence.as_str() == name)
+        && matches!(e.state, EnrollmentState::Exited | EnrollmentState::Done)
+    {
+        let at = store
+            .enrollment_changed_at(e.id)
+            .await?
+            .unwrap_or(e.last_at);
+        ended = Some((e.state, e.exit_reason, at));
     }
+    store.close().await;
+    Ok((lead, ended))
 }
 
 /// `leadloop preview SEQUENCE [--step ID] (--lead EMAIL | --sample)`.
@@ -213,10 +239,11 @@ pub async fn simulate(
         Some(f) => parse_from(f, policy.timezone)?,
         None => Utc::now(),
     };
+    let (lead, ended) = lead_and_past(config, lead, Some(&seq.name)).await?;
     let lead = Lead {
         created_at: start,
         updated_at: start,
-        ..lead_or_sample(config, lead).await?
+        ..lead
     };
     let tz = policy.lead_zone(&lead.fields);
     let mut out = io::stdout().lock();
@@ -225,6 +252,27 @@ pub async fn simulate(
             .format("%a %Y-%m-%d %H:%M %Z")
             .to_string()
     };
+    // What follows is a fresh enrollment; a lead that has been through the sequence would
+    // only get one if `reenter` allows it, so say so before the plan is read as its future.
+    if let Some((state, reason, at)) = ended {
+        let why = match (state, reason) {
+            (EnrollmentState::Done, _) => "done".to_owned(),
+            (_, Some(r)) if !r.is_empty() => r,
+            _ => state.as_str().to_owned(),
+        };
+        writeln!(
+            out,
+            "note: {} left {} on {} ({why}); this plans a fresh enrollment, which the sequence's reenter setting {}",
+            lead.email,
+            seq.name,
+            local(at),
+            if seq.enroll.reenter {
+                "allows"
+            } else {
+                "does not allow"
+            }
+        )?;
+    }
     writeln!(
         out,
         "{} for {} in time zone {tz}, enrolled {}",
