@@ -132,6 +132,9 @@ enum Command {
         /// Enrollment time: RFC 3339, or "YYYY-MM-DD HH:MM" in the team's time zone (default now).
         #[arg(long)]
         from: Option<String>,
+        /// One row per step: aligned columns, a JSON array, or CSV.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
     /// Inspect the outbox and decide about messages that were not sent.
     #[command(subcommand)]
@@ -390,6 +393,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lead,
             sample: _,
             from,
+            format,
         } => {
             let config = load(&cli.config)?;
             runtime()?.block_on(sequences::simulate(
@@ -397,6 +401,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &sequence,
                 lead.as_deref(),
                 from.as_deref(),
+                format,
             ))
         }
         Command::Outbox(cmd) => {

@@ -2,11 +2,13 @@
 //! after changing a sequence.
 
 use std::io::{self, Write};
+
 use std::process::ExitCode;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use super::output::{Cell, Column, Format, Table};
 use crate::config::Config;
 use crate::daemon;
 use crate::domain::{
@@ -223,14 +225,19 @@ pub fn parse_from(s: &str, team: Tz) -> anyhow::Result<DateTime<Utc>> {
     anyhow::bail!("'{s}' is not a time like 2026-11-27T09:00:00+01:00 or \"2026-11-27 09:00\"")
 }
 
-/// `leadloop simulate SEQUENCE --lead EMAIL [--from DATETIME]`: the lead's timeline, decided
-/// by the scheduler's own rules (delays, conditions, windows, the per-lead cap) with a
-/// simulated clock. Sender and domain caps are taken as unused by other mail.
+/// `leadloop simulate SEQUENCE --lead EMAIL [--from DATETIME] [--format F]`: the lead's
+/// timeline, decided by the scheduler's own rules (delays, conditions, windows, the per-lead
+/// cap) with a simulated clock. Sender and domain caps are taken as unused by other mail.
+///
+/// The table has one row per step, then how it ends; JSON and CSV have the same rows, the
+/// ending as a last row without a step, and say the rest (the note about a lead that has left
+/// the sequence) on stderr so the output stays one document.
 pub async fn simulate(
     config: &Config,
     name: &str,
     lead: Option<&str>,
     from: Option<&str>,
+    format: Format,
 ) -> anyhow::Result<ExitCode> {
     let catalog = &config.sequences;
     let seq = sequence(catalog, name)?;
@@ -260,8 +267,7 @@ pub async fn simulate(
             (_, Some(r)) if !r.is_empty() => r,
             _ => state.as_str().to_owned(),
         };
-        writeln!(
-            out,
+        let note = format!(
             "note: {} left {} on {} ({why}); this plans a fresh enrollment, which the sequence's reenter setting {}",
             lead.email,
             seq.name,
@@ -271,20 +277,38 @@ pub async fn simulate(
             } else {
                 "does not allow"
             }
+        );
+        if format == Format::Table {
+            writeln!(out, "{note}")?;
+        } else {
+            eprintln!("{note}");
+        }
+    }
+    if format == Format::Table {
+        writeln!(
+            out,
+            "{} for {} in time zone {tz}, enrolled {}",
+            seq.name,
+            lead.email,
+            local(start)
         )?;
     }
-    writeln!(
-        out,
-        "{} for {} in time zone {tz}, enrolled {}",
-        seq.name,
-        lead.email,
-        local(start)
-    )?;
+    let mut plan = Plan {
+        table: Table::new(vec![
+            Column::text("step"),
+            Column::text("at"),
+            Column::text("utc").header("UTC"),
+            Column::text("what"),
+        ])
+        .nested(2),
+        tz,
+    };
     let mut e = simulated_enrollment(&lead, seq, start);
     let stops = StopMessages::new();
     let mut usage = Usage::default();
     let mut now = start;
     let mut code = ExitCode::SUCCESS;
+    let mut end = None;
     // A sequence has at most a few dozen steps; each needs at most a few postponements.
     for _ in 0..1000 {
         let before = e.steps_done.clone();
@@ -304,7 +328,7 @@ pub async fn simulate(
                 due,
                 last_at,
             } => {
-                write_skipped(&mut out, seq, &before, &steps_done, None)?;
+                plan.skipped(seq, &before, &steps_done, None);
                 let ready = next_step
                     .as_ref()
                     .and_then(|id| seq.step(id.as_str()))
@@ -315,13 +339,11 @@ pub async fn simulate(
                     } else {
                         "a send cap is reached"
                     };
-                    writeln!(
-                        out,
-                        "  {:<16} {} — waits until {} ({why})",
+                    plan.row(
                         next_step.as_ref().map_or("", StepId::as_str),
-                        local(now),
-                        local(due)
-                    )?;
+                        Some(now),
+                        format!("waits until {} ({why})", local(due)),
+                    );
                 }
                 e.steps_done = steps_done;
                 e.next_step = next_step;
@@ -336,15 +358,12 @@ pub async fn simulate(
                 due,
                 ..
             } => {
-                write_skipped(&mut out, seq, &before, &steps_done, Some(&message.step_id))?;
-                writeln!(
-                    out,
-                    "  {:<16} {}  ({} UTC)  from {}",
-                    message.step_id,
-                    local(now),
-                    now.format("%Y-%m-%d %H:%M"),
-                    message.from
-                )?;
+                plan.skipped(seq, &before, &steps_done, Some(&message.step_id));
+                plan.row(
+                    message.step_id.as_str(),
+                    Some(now),
+                    format!("from {}", message.from),
+                );
                 e.steps_done = steps_done;
                 e.next_step = next_step;
                 e.touches += 1;
@@ -355,28 +374,104 @@ pub async fn simulate(
                         now = d;
                     }
                     None => {
-                        writeln!(out, "  done")?;
+                        end = Some("done".to_owned());
                         break;
                     }
                 }
             }
             Settle::Done { steps_done } => {
-                write_skipped(&mut out, seq, &before, &steps_done, None)?;
-                writeln!(out, "  done")?;
+                plan.skipped(seq, &before, &steps_done, None);
+                end = Some("done".to_owned());
                 break;
             }
             Settle::Exit { reason } => {
-                writeln!(out, "  leaves the sequence: {reason}")?;
+                end = Some(format!("leaves the sequence: {reason}"));
                 break;
             }
             Settle::Hold { error } => {
-                writeln!(out, "  held: {error}")?;
+                end = Some(format!("held: {error}"));
                 code = ExitCode::FAILURE;
                 break;
             }
         }
     }
+    let mut table = plan.table;
+    match (format, end) {
+        (Format::Table, end) => {
+            table.write(&mut out, format)?;
+            if let Some(end) = end {
+                writeln!(out, "  {end}")?;
+            }
+        }
+        (_, end) => {
+            if let Some(end) = end {
+                table.push(vec![
+                    Cell::opt(None),
+                    Cell::opt(None),
+                    Cell::opt(None),
+                    Cell::text(end),
+                ]);
+            }
+            table.write(&mut out, format)?;
+        }
+    }
     Ok(code)
+}
+
+/// `simulate`'s rows as they are decided.
+struct Plan {
+    table: Table,
+    tz: Tz,
+}
+
+impl Plan {
+    /// One step's row: when (in the lead's zone and in UTC) and what happens.
+    fn row(&mut self, step: &str, at: Option<DateTime<Utc>>, what: String) {
+        let (local, utc) = match at {
+            Some(t) => (
+                Cell::with_value(
+                    t.with_timezone(&self.tz)
+                        .format("%a %Y-%m-%d %H:%M %Z")
+                        .to_string(),
+                    t.with_timezone(&self.tz)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        .into(),
+                ),
+                Cell::with_value(
+                    format!("({} UTC)", t.format("%Y-%m-%d %H:%M")),
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).into(),
+                ),
+            ),
+            None => (Cell::opt(None), Cell::opt(None)),
+        };
+        self.table
+            .push(vec![Cell::text(step), local, utc, Cell::text(what)]);
+    }
+
+    /// The steps a decision skipped: those done now that were not `before`, other than the
+    /// one it sent.
+    fn skipped(
+        &mut self,
+        seq: &Sequence,
+        before: &[StepId],
+        done: &[StepId],
+        sent: Option<&StepId>,
+    ) {
+        for s in done
+            .iter()
+            .filter(|d| !before.contains(d) && Some(*d) != sent)
+        {
+            let when = seq
+                .step(s.as_str())
+                .and_then(|s| s.when.clone())
+                .unwrap_or_default();
+            self.row(
+                s.as_str(),
+                None,
+                format!("skipped: when = {when:?} is false"),
+            );
+        }
+    }
 }
 
 /// A new enrollment of `lead` in `seq` at `start`, as ingest would make it.
@@ -397,28 +492,6 @@ fn simulated_enrollment(lead: &Lead, seq: &Sequence, start: DateTime<Utc>) -> En
         enrolled_at: start,
         paused_until: None,
     }
-}
-
-/// Says which steps a decision skipped: those done now that were not `before`, other than the
-/// one it sent.
-fn write_skipped(
-    out: &mut impl Write,
-    seq: &Sequence,
-    before: &[StepId],
-    done: &[StepId],
-    sent: Option<&StepId>,
-) -> io::Result<()> {
-    for s in done
-        .iter()
-        .filter(|d| !before.contains(d) && Some(*d) != sent)
-    {
-        let when = seq
-            .step(s.as_str())
-            .and_then(|s| s.when.clone())
-            .unwrap_or_default();
-        writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
-    }
-    Ok(())
 }
 
 /// `leadloop send-test SEQUENCE --step ID --to ADDRESS`: the step rendered for the sample lead,

@@ -644,4 +644,16 @@ async fn leads_show_and_simulate_say_what_a_new_user_asked() {
         text.lines().nth(1).unwrap().starts_with("welcome for "),
         "{text}"
     );
+    // As JSON the plan stays one document; the note goes to stderr.
+    let out = leadloop(&[
+        "simulate", "welcome", "--lead", lead, "--format", "json", "--config", config,
+    ])
+    .output();
+    assert!(out.status.success());
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows[0]["step"], "welcome", "{rows:?}");
+    assert!(rows[0]["utc"].as_str().unwrap().ends_with('Z'), "{rows:?}");
+    assert_eq!(rows.last().unwrap()["what"], "done", "{rows:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("note: "));
 }
