@@ -132,6 +132,9 @@ enum Command {
         /// Enrollment time: RFC 3339, or "YYYY-MM-DD HH:MM" in the team's time zone (default now).
         #[arg(long)]
         from: Option<String>,
+        /// One row per step: aligned columns, a JSON array, or CSV.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
     /// Inspect the outbox and decide about messages that were not sent.
     #[command(subcommand)]
@@ -390,6 +393,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             lead,
             sample: _,
             from,
+            format,
         } => {
             let config = load(&cli.config)?;
             runtime()?.block_on(sequences::simulate(
@@ -397,6 +401,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &sequence,
                 lead.as_deref(),
                 from.as_deref(),
+                format,
             ))
         }
         Command::Outbox(cmd) => {
@@ -868,12 +873,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LeadsCommand::Show { email, json } => {
-            let address =
-                EmailAddress::parse(&email).map_err(|e| anyhow::anyhow!("'{email}': {e}"))?;
-            let Some(lead) = store.lead(&address).await? else {
-                eprintln!("no lead with address {address}");
-                return Ok(ExitCode::FAILURE);
-            };
+            let lead = sequences::find_lead(&store, &email).await?;
             let events = store.timeline(&lead).await?;
             let enrollments = store.enrollments(lead.id).await?;
             let verdicts = store.verdicts(lead.id).await?;
@@ -903,7 +903,12 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{v}")?;
                 return Ok(ExitCode::SUCCESS);
             }
+            // Times as the team reads them: the zone its windows and reports use.
+            let tz = config.sequences.settings.policy.timezone;
+            let local =
+                |t: chrono::DateTime<Utc>, f: &str| t.with_timezone(&tz).format(f).to_string();
             writeln!(out, "{}", lead.email)?;
+            writeln!(out, "  (times in {tz})")?;
             for (label, value) in [
                 ("name", lead.name.as_deref()),
                 ("company", lead.company.as_deref()),
@@ -947,7 +952,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                     v.verdict,
                     reason.unwrap_or_default(),
                     v.by,
-                    v.at.format("%Y-%m-%d %H:%M UTC")
+                    local(v.at, "%Y-%m-%d %H:%M")
                 )?;
                 if let Some(c) = &v.comment {
                     writeln!(out, "           {}", c.lines().next().unwrap_or_default())?;
@@ -981,10 +986,10 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                                 let paused = e
                                     .paused_until
                                     .filter(|p| *p > Utc::now())
-                                    .map(|p| format!(" (paused until {})", p.format("%Y-%m-%d")));
+                                    .map(|p| format!(" (paused until {})", local(p, "%Y-%m-%d")));
                                 format!(
                                     "next {step} at {}{}",
-                                    at.format("%Y-%m-%d %H:%M UTC"),
+                                    local(at, "%Y-%m-%d %H:%M"),
                                     paused.unwrap_or_default()
                                 )
                             }
@@ -1052,11 +1057,18 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                         format!("{a} {}", e.detail["reason"].as_str().unwrap_or_default())
                     }),
                     "owner" => e.detail["owner"].as_str().map(str::to_owned),
+                    "enrolled" => e.detail["sequence"].as_str().map(|s| {
+                        match e.detail["by"].as_str().filter(|b| !b.is_empty()) {
+                            Some(by) => format!("{s} (by {by})"),
+                            None => s.to_owned(),
+                        }
+                    }),
+                    "sent" => Some(sent_step(&store, &enrollments, &e.detail).await?),
                     _ => None,
                 };
                 let subject = change.as_deref().or(e.subject.as_deref()).unwrap_or("");
                 table.push(vec![
-                    Cell::text(e.at.format("%Y-%m-%d %H:%M:%S").to_string()),
+                    Cell::text(local(e.at, "%Y-%m-%d %H:%M:%S")),
                     Cell::text(&e.kind),
                     Cell::text(subject),
                 ]);
@@ -1090,6 +1102,32 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
         } => sales::verdict(config, &store, &email, &verdict, reason, comment, &mut out).await,
         LeadsCommand::Approve { email } => sales::approve(config, &store, &email, &mut out).await,
     }
+}
+
+/// What a timeline's `sent` row shows: `SEQUENCE/STEP` for a sequence's message (the
+/// sequence from the message's enrollment), else the step or the outbox id.
+async fn sent_step(
+    store: &crate::store::Store,
+    enrollments: &[crate::store::Enrollment],
+    detail: &serde_json::Value,
+) -> anyhow::Result<String> {
+    let step = detail["step_id"].as_str();
+    let id = detail["outbox_id"].as_i64();
+    let sequence = match id {
+        Some(id) => store
+            .outbox_entry(OutboxId(id))
+            .await?
+            .and_then(|m| m.enrollment_id)
+            .and_then(|eid| enrollments.iter().find(|e| e.id == eid))
+            .map(|e| e.sequence.to_string()),
+        None => None,
+    };
+    Ok(match (sequence, step) {
+        (Some(seq), Some(step)) => format!("{seq}/{step}"),
+        (None, Some(step)) => step.to_owned(),
+        (Some(seq), None) => seq,
+        (None, None) => id.map_or_else(String::new, |id| format!("outbox {id}")),
+    })
 }
 
 async fn outbox(config: &Config, cmd: OutboxCommand) -> anyhow::Result<ExitCode> {
@@ -1160,14 +1198,8 @@ async fn outbox(config: &Config, cmd: OutboxCommand) -> anyhow::Result<ExitCode>
             writeln!(out, "message {id} {verb}")?;
             Ok(ExitCode::SUCCESS)
         }
-        Transition::NotFound => {
-            eprintln!("no outbox message {id}");
-            Ok(ExitCode::FAILURE)
-        }
-        Transition::Refused(state) => {
-            eprintln!("message {id} is {state}: it cannot be {verb}");
-            Ok(ExitCode::FAILURE)
-        }
+        Transition::NotFound => anyhow::bail!("no outbox message {id}"),
+        Transition::Refused(state) => anyhow::bail!("message {id} is {state}: it cannot be {verb}"),
     }
 }
 

@@ -660,6 +660,60 @@ impl Checker<'_> {
     }
 }
 
+/// `[sequences] dir` and `templates` (defaults filled in) of a file whose TOML did not
+/// deserialize, when it has a `[sequences]` table: read as a plain TOML table, or, when the
+/// file is not even valid TOML, line by line. `None` when there is no `[sequences]`.
+fn lenient_sequence_dirs(text: &str) -> Option<(String, String)> {
+    let (dir, templates) = match text.parse::<toml::Table>() {
+        Ok(table) => {
+            let seq = table.get("sequences")?.as_table()?;
+            let get = |k: &str| seq.get(k).and_then(toml::Value::as_str).map(str::to_owned);
+            (get("dir"), get("templates"))
+        }
+        Err(_) => {
+            let mut found = false;
+            let mut inside = false;
+            let (mut dir, mut templates) = (None, None);
+            for line in text.lines().map(str::trim) {
+                if line.starts_with('[') {
+                    inside = line.split('#').next().map(str::trim) == Some("[sequences]");
+                    found |= inside;
+                    continue;
+                }
+                if !inside {
+                    continue;
+                }
+                let Some((key, value)) = line.split_once('=') else {
+                    continue;
+                };
+                // A basic string value only; anything else is left to the default.
+                let value = value.trim();
+                let Some(value) = value
+                    .strip_prefix('"')
+                    .and_then(|v| v.split_once('"'))
+                    .map(|(v, _)| v.to_owned())
+                    .filter(|v| !v.contains('\\'))
+                else {
+                    continue;
+                };
+                match key.trim() {
+                    "dir" => dir = Some(value),
+                    "templates" => templates = Some(value),
+                    _ => {}
+                }
+            }
+            if !found {
+                return None;
+            }
+            (dir, templates)
+        }
+    };
+    Some((
+        dir.unwrap_or_else(|| "sequences".to_owned()),
+        templates.unwrap_or_else(|| "templates".to_owned()),
+    ))
+}
+
 fn resolve_path(dir: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
@@ -730,9 +784,17 @@ impl Config {
         let raw: RawConfig = match toml::from_str(text) {
             Ok(raw) => raw,
             Err(e) => {
-                return Err(ConfigError {
-                    problems: vec![Problem::from_toml(path, text, &e)],
-                });
+                let mut problems = vec![Problem::from_toml(path, text, &e)];
+                // The rest of leadloop.toml cannot be judged, but the sequence files can be
+                // on their own, so one `check` shows the mistakes of both.
+                if let Some((seq_dir, templates)) = lenient_sequence_dirs(text) {
+                    sequence::check_files(
+                        &resolve_path(&dir, &seq_dir),
+                        &resolve_path(&dir, &templates),
+                        &mut problems,
+                    );
+                }
+                return Err(ConfigError { problems });
             }
         };
 
@@ -798,6 +860,11 @@ impl Config {
 
         if !ck.problems.is_empty() {
             ck.problems.sort_by_key(|p| p.line.unwrap_or(0));
+            // The sequence files are still read and checked with what leadloop.toml gives, so
+            // one `check` reports their problems too; the configuration is refused either way.
+            if let Some(settings) = settings {
+                sequence::load(settings, &mut ck.problems);
+            }
             return Err(ConfigError {
                 problems: ck.problems,
             });

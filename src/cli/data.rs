@@ -743,8 +743,7 @@ pub async fn erase(
         let mut answer = String::new();
         io::stdin().read_line(&mut answer)?;
         if EmailAddress::parse(answer.trim()).ok().as_ref() != Some(&address) {
-            eprintln!("not erased");
-            return Ok(ExitCode::FAILURE);
+            anyhow::bail!("not erased: the address typed was not {address}");
         }
     }
     let erased = store

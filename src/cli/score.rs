@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use chrono::Utc;
 use clap::Args;
 
+use super::output::{Cell, Column, Format, Table};
 use crate::config::Config;
 use crate::daemon;
 
@@ -85,8 +86,9 @@ pub async fn score(
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(out, "{}: score {total}", lead.email)?;
+    let mut table = Table::new(vec![Column::number("points"), Column::text("reason")]).nested(2);
     for (rule, result) in &rules {
-        match result {
+        let (points, reason) = match result {
             Ok(Some(points)) => {
                 let decay = if *points == rule.points {
                     String::new()
@@ -97,20 +99,20 @@ pub async fn score(
                         weeks(&facts, now)
                     )
                 };
-                writeln!(out, "  {points:>+5}  {}{decay}", rule.reason)?;
+                (format!("{points:+}"), format!("{}{decay}", rule.reason))
             }
-            Ok(None) => writeln!(
-                out,
-                "  {:>5}  {} (does not hold: {})",
-                "", rule.reason, rule.when
-            )?,
-            Err(e) => writeln!(
-                out,
-                "  {:>5}  {} (cannot be evaluated: {e})",
-                "", rule.reason
-            )?,
-        }
+            Ok(None) => (
+                String::new(),
+                format!("{} (does not hold: {})", rule.reason, rule.when),
+            ),
+            Err(e) => (
+                String::new(),
+                format!("{} (cannot be evaluated: {e})", rule.reason),
+            ),
+        };
+        table.push(vec![Cell::text(points), Cell::text(reason)]);
     }
+    table.write(out, Format::Table)?;
     if total != lead.score {
         writeln!(
             out,

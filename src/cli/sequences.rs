@@ -2,11 +2,13 @@
 //! after changing a sequence.
 
 use std::io::{self, Write};
+
 use std::process::ExitCode;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use super::output::{Cell, Column, Format, Table};
 use crate::config::Config;
 use crate::daemon;
 use crate::domain::{
@@ -66,7 +68,7 @@ pub async fn enroll(config: &Config, email: &str, name: &str) -> anyhow::Result<
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!(
+        anyhow::bail!(
             "{} is already in {}{}",
             lead.email,
             seq.name,
@@ -75,8 +77,7 @@ pub async fn enroll(config: &Config, email: &str, name: &str) -> anyhow::Result<
             } else {
                 " or has been (reenter = false)"
             }
-        );
-        Ok(ExitCode::FAILURE)
+        )
     }
 }
 
@@ -91,27 +92,52 @@ pub async fn unenroll(
     let n = store.unenroll(lead.id, name, Utc::now()).await?;
     store.close().await;
     if n == 0 {
-        eprintln!(
+        anyhow::bail!(
             "{} is in no running sequence{}",
             lead.email,
             name.map_or(String::new(), |n| format!(" named {n}"))
         );
-        return Ok(ExitCode::FAILURE);
     }
     say!("{} left {n} sequence(s)", lead.email);
     Ok(ExitCode::SUCCESS)
 }
 
 async fn lead_or_sample(config: &Config, email: Option<&str>) -> anyhow::Result<Lead> {
-    match email {
-        None => Ok(render::sample_lead()),
-        Some(email) => {
-            let store = daemon::open_store(config).await?;
-            let lead = find_lead(&store, email).await?;
-            store.close().await;
-            Ok(lead)
-        }
+    Ok(lead_and_past(config, email, None).await?.0)
+}
+
+/// How a lead's enrollment in a sequence ended: `(state, reason, when)`.
+type Ended = (EnrollmentState, Option<String>, DateTime<Utc>);
+
+/// The lead (or the sample lead) and, when `sequence` is given, how its latest enrollment in
+/// that sequence ended, if it has ended.
+async fn lead_and_past(
+    config: &Config,
+    email: Option<&str>,
+    sequence: Option<&str>,
+) -> anyhow::Result<(Lead, Option<Ended>)> {
+    let Some(email) = email else {
+        return Ok((render::sample_lead(), None));
+    };
+    let store = daemon::open_store(config).await?;
+    let lead = find_lead(&store, email).await?;
+    let mut ended = None;
+    if let Some(name) = sequence
+        && let Some(e) = store
+            .enrollments(lead.id)
+            .await?
+            .into_iter()
+            .rfind(|e| e.sequence.as_str() == name)
+        && matches!(e.state, EnrollmentState::Exited | EnrollmentState::Done)
+    {
+        let at = store
+            .enrollment_changed_at(e.id)
+            .await?
+            .unwrap_or(e.last_at);
+        ended = Some((e.state, e.exit_reason, at));
     }
+    store.close().await;
+    Ok((lead, ended))
 }
 
 /// `leadloop preview SEQUENCE [--step ID] (--lead EMAIL | --sample)`.
@@ -199,14 +225,19 @@ pub fn parse_from(s: &str, team: Tz) -> anyhow::Result<DateTime<Utc>> {
     anyhow::bail!("'{s}' is not a time like 2026-11-27T09:00:00+01:00 or \"2026-11-27 09:00\"")
 }
 
-/// `leadloop simulate SEQUENCE --lead EMAIL [--from DATETIME]`: the lead's timeline, decided
-/// by the scheduler's own rules (delays, conditions, windows, the per-lead cap) with a
-/// simulated clock. Sender and domain caps are taken as unused by other mail.
+/// `leadloop simulate SEQUENCE --lead EMAIL [--from DATETIME] [--format F]`: the lead's
+/// timeline, decided by the scheduler's own rules (delays, conditions, windows, the per-lead
+/// cap) with a simulated clock. Sender and domain caps are taken as unused by other mail.
+///
+/// The table has one row per step, then how it ends; JSON and CSV have the same rows, the
+/// ending as a last row without a step, and say the rest (the note about a lead that has left
+/// the sequence) on stderr so the output stays one document.
 pub async fn simulate(
     config: &Config,
     name: &str,
     lead: Option<&str>,
     from: Option<&str>,
+    format: Format,
 ) -> anyhow::Result<ExitCode> {
     let catalog = &config.sequences;
     let seq = sequence(catalog, name)?;
@@ -215,10 +246,11 @@ pub async fn simulate(
         Some(f) => parse_from(f, policy.timezone)?,
         None => Utc::now(),
     };
+    let (lead, ended) = lead_and_past(config, lead, Some(&seq.name)).await?;
     let lead = Lead {
         created_at: start,
         updated_at: start,
-        ..lead_or_sample(config, lead).await?
+        ..lead
     };
     let tz = policy.lead_zone(&lead.fields);
     let mut out = io::stdout().lock();
@@ -227,18 +259,56 @@ pub async fn simulate(
             .format("%a %Y-%m-%d %H:%M %Z")
             .to_string()
     };
-    writeln!(
-        out,
-        "{} for {} in time zone {tz}, enrolled {}",
-        seq.name,
-        lead.email,
-        local(start)
-    )?;
+    // What follows is a fresh enrollment; a lead that has been through the sequence would
+    // only get one if `reenter` allows it, so say so before the plan is read as its future.
+    if let Some((state, reason, at)) = ended {
+        let why = match (state, reason) {
+            (EnrollmentState::Done, _) => "done".to_owned(),
+            (_, Some(r)) if !r.is_empty() => r,
+            _ => state.as_str().to_owned(),
+        };
+        let note = format!(
+            "note: {} left {} on {} ({why}); this plans a fresh enrollment, which the sequence's reenter setting {}",
+            lead.email,
+            seq.name,
+            local(at),
+            if seq.enroll.reenter {
+                "allows"
+            } else {
+                "does not allow"
+            }
+        );
+        if format == Format::Table {
+            writeln!(out, "{note}")?;
+        } else {
+            eprintln!("{note}");
+        }
+    }
+    if format == Format::Table {
+        writeln!(
+            out,
+            "{} for {} in time zone {tz}, enrolled {}",
+            seq.name,
+            lead.email,
+            local(start)
+        )?;
+    }
+    let mut plan = Plan {
+        table: Table::new(vec![
+            Column::text("step"),
+            Column::text("at"),
+            Column::text("utc").header("UTC"),
+            Column::text("what"),
+        ])
+        .nested(2),
+        tz,
+    };
     let mut e = simulated_enrollment(&lead, seq, start);
     let stops = StopMessages::new();
     let mut usage = Usage::default();
     let mut now = start;
     let mut code = ExitCode::SUCCESS;
+    let mut end = None;
     // A sequence has at most a few dozen steps; each needs at most a few postponements.
     for _ in 0..1000 {
         let before = e.steps_done.clone();
@@ -258,7 +328,7 @@ pub async fn simulate(
                 due,
                 last_at,
             } => {
-                write_skipped(&mut out, seq, &before, &steps_done, None)?;
+                plan.skipped(seq, &before, &steps_done, None);
                 let ready = next_step
                     .as_ref()
                     .and_then(|id| seq.step(id.as_str()))
@@ -269,13 +339,11 @@ pub async fn simulate(
                     } else {
                         "a send cap is reached"
                     };
-                    writeln!(
-                        out,
-                        "  {:<16} {} — waits until {} ({why})",
+                    plan.row(
                         next_step.as_ref().map_or("", StepId::as_str),
-                        local(now),
-                        local(due)
-                    )?;
+                        Some(now),
+                        format!("waits until {} ({why})", local(due)),
+                    );
                 }
                 e.steps_done = steps_done;
                 e.next_step = next_step;
@@ -290,15 +358,12 @@ pub async fn simulate(
                 due,
                 ..
             } => {
-                write_skipped(&mut out, seq, &before, &steps_done, Some(&message.step_id))?;
-                writeln!(
-                    out,
-                    "  {:<16} {}  ({} UTC)  from {}",
-                    message.step_id,
-                    local(now),
-                    now.format("%Y-%m-%d %H:%M"),
-                    message.from
-                )?;
+                plan.skipped(seq, &before, &steps_done, Some(&message.step_id));
+                plan.row(
+                    message.step_id.as_str(),
+                    Some(now),
+                    format!("from {}", message.from),
+                );
                 e.steps_done = steps_done;
                 e.next_step = next_step;
                 e.touches += 1;
@@ -309,28 +374,104 @@ pub async fn simulate(
                         now = d;
                     }
                     None => {
-                        writeln!(out, "  done")?;
+                        end = Some("done".to_owned());
                         break;
                     }
                 }
             }
             Settle::Done { steps_done } => {
-                write_skipped(&mut out, seq, &before, &steps_done, None)?;
-                writeln!(out, "  done")?;
+                plan.skipped(seq, &before, &steps_done, None);
+                end = Some("done".to_owned());
                 break;
             }
             Settle::Exit { reason } => {
-                writeln!(out, "  leaves the sequence: {reason}")?;
+                end = Some(format!("leaves the sequence: {reason}"));
                 break;
             }
             Settle::Hold { error } => {
-                writeln!(out, "  held: {error}")?;
+                end = Some(format!("held: {error}"));
                 code = ExitCode::FAILURE;
                 break;
             }
         }
     }
+    let mut table = plan.table;
+    match (format, end) {
+        (Format::Table, end) => {
+            table.write(&mut out, format)?;
+            if let Some(end) = end {
+                writeln!(out, "  {end}")?;
+            }
+        }
+        (_, end) => {
+            if let Some(end) = end {
+                table.push(vec![
+                    Cell::opt(None),
+                    Cell::opt(None),
+                    Cell::opt(None),
+                    Cell::text(end),
+                ]);
+            }
+            table.write(&mut out, format)?;
+        }
+    }
     Ok(code)
+}
+
+/// `simulate`'s rows as they are decided.
+struct Plan {
+    table: Table,
+    tz: Tz,
+}
+
+impl Plan {
+    /// One step's row: when (in the lead's zone and in UTC) and what happens.
+    fn row(&mut self, step: &str, at: Option<DateTime<Utc>>, what: String) {
+        let (local, utc) = match at {
+            Some(t) => (
+                Cell::with_value(
+                    t.with_timezone(&self.tz)
+                        .format("%a %Y-%m-%d %H:%M %Z")
+                        .to_string(),
+                    t.with_timezone(&self.tz)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        .into(),
+                ),
+                Cell::with_value(
+                    format!("({} UTC)", t.format("%Y-%m-%d %H:%M")),
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true).into(),
+                ),
+            ),
+            None => (Cell::opt(None), Cell::opt(None)),
+        };
+        self.table
+            .push(vec![Cell::text(step), local, utc, Cell::text(what)]);
+    }
+
+    /// The steps a decision skipped: those done now that were not `before`, other than the
+    /// one it sent.
+    fn skipped(
+        &mut self,
+        seq: &Sequence,
+        before: &[StepId],
+        done: &[StepId],
+        sent: Option<&StepId>,
+    ) {
+        for s in done
+            .iter()
+            .filter(|d| !before.contains(d) && Some(*d) != sent)
+        {
+            let when = seq
+                .step(s.as_str())
+                .and_then(|s| s.when.clone())
+                .unwrap_or_default();
+            self.row(
+                s.as_str(),
+                None,
+                format!("skipped: when = {when:?} is false"),
+            );
+        }
+    }
 }
 
 /// A new enrollment of `lead` in `seq` at `start`, as ingest would make it.
@@ -351,28 +492,6 @@ fn simulated_enrollment(lead: &Lead, seq: &Sequence, start: DateTime<Utc>) -> En
         enrolled_at: start,
         paused_until: None,
     }
-}
-
-/// Says which steps a decision skipped: those done now that were not `before`, other than the
-/// one it sent.
-fn write_skipped(
-    out: &mut impl Write,
-    seq: &Sequence,
-    before: &[StepId],
-    done: &[StepId],
-    sent: Option<&StepId>,
-) -> io::Result<()> {
-    for s in done
-        .iter()
-        .filter(|d| !before.contains(d) && Some(*d) != sent)
-    {
-        let when = seq
-            .step(s.as_str())
-            .and_then(|s| s.when.clone())
-            .unwrap_or_default();
-        writeln!(out, "  {s:<16} skipped: when = {when:?} is false")?;
-    }
-    Ok(())
 }
 
 /// `leadloop send-test SEQUENCE --step ID --to ADDRESS`: the step rendered for the sample lead,

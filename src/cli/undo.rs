@@ -146,10 +146,9 @@ async fn remove(store: &Store, entry: &Suppression) -> anyhow::Result<ExitCode> 
         .await
         .context("removing the suppression")?
     else {
-        eprintln!(
+        anyhow::bail!(
             "{shown} is not on the suppression list (`leadloop suppressions list` shows what is)"
         );
-        return Ok(ExitCode::FAILURE);
     };
     say!(
         "{shown} removed from the suppression list (it was: {})",
@@ -205,8 +204,7 @@ pub async fn lead_status(
         .await
         .context("setting the lead's status")?
     else {
-        eprintln!("no lead with address {address}");
-        return Ok(ExitCode::FAILURE);
+        anyhow::bail!("no lead with address {address}");
     };
     if old == new {
         writeln!(out, "{address} is already {new}")?;

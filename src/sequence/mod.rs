@@ -337,6 +337,14 @@ pub fn load(settings: Settings, problems: &mut Vec<Problem>) -> Catalog {
     catalog
 }
 
+/// The problems the sequence files in `dir` and the templates in `templates` have on their
+/// own, without the senders and policy of a leadloop.toml (for `check` when that file cannot
+/// be read as TOML).
+pub fn check_files(dir: &Path, templates: &Path, problems: &mut Vec<Problem>) {
+    load_templates(templates, problems);
+    read_sequences(dir, problems);
+}
+
 /// Compiles every template under `dir`; none when any of them is broken.
 fn load_templates(dir: &Path, problems: &mut Vec<Problem>) -> Templates {
     let files = read_templates(dir, problems);

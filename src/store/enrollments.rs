@@ -458,6 +458,23 @@ impl Store {
         rows.iter().map(enrollment_from_row).collect()
     }
 
+    /// When an enrollment last changed; for one that has ended (exited or done), when it
+    /// ended. `None` for an unknown id.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn enrollment_changed_at(
+        &self,
+        id: EnrollmentId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = sqlx::query("SELECT updated_at FROM enrollments WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| from_millis(r.get(0))))
+    }
+
     /// Claims up to `limit` due enrollments for `owner` until `now + lease`: follow-ups
     /// first, then first touches, each by due time.
     ///

@@ -458,3 +458,202 @@ async fn backup_copies_the_database_and_the_copy_restores() {
     assert_eq!(after, before);
     assert!(before.lines().count() > 1, "{before}");
 }
+
+/// One `check` shows every mistake it can: a problem in leadloop.toml no longer hides those
+/// of the sequence files, and neither does a file that is not even valid TOML.
+#[test]
+fn check_reports_leadloop_toml_and_sequence_problems_in_one_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("x.db").display());
+    let config = demo_config(dir.path(), &db);
+    let seqs = dir.path().join("sequences");
+    std::fs::create_dir_all(&seqs).unwrap();
+    std::fs::copy(
+        repo("config/sequences/welcome.toml"),
+        seqs.join("welcome.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        seqs.join("trial.toml"),
+        "[enroll]\nmanual = true\n\n[[step]]\nid = \"one\"\ndelay = \"2 fortnights\"\ntemplate = \"welcome\"\nsubject = \"x\"\n",
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &repo("config/sequences").display().to_string(),
+        &seqs.display().to_string(),
+    );
+    let delay = "trial.toml:6:9: step[0].delay: '2 fortnights' is not a delay";
+    let check = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = leadloop(&["check", "--config", path.to_str().unwrap()]).output();
+        assert_eq!(out.status.code(), Some(1));
+        (path.display().to_string(), stdout(&out))
+    };
+
+    // A value leadloop.toml's own checks refuse.
+    let zone = "timezone = \"Europe/Berlin\"";
+    assert!(text.contains(zone));
+    let (file, out) = check(
+        "zone.toml",
+        &text.replace(zone, "timezone = \"Mars/Olympus\""),
+    );
+    let line = text.lines().position(|l| l.starts_with(zone)).unwrap() + 1;
+    assert!(
+        out.contains(&format!(
+            "{file}:{line}:12: policy.timezone: 'Mars/Olympus'"
+        )),
+        "{out}"
+    );
+    assert!(out.contains(delay), "{out}");
+    // leadloop.toml's problems come first.
+    assert!(out.find("policy.timezone").unwrap() < out.find(delay).unwrap());
+
+    // A key serde refuses, and a file that is not TOML: the sequence files are still read.
+    let poll = "poll_interval = \"10s\"";
+    assert!(text.contains(poll));
+    for (name, bad, key) in [
+        ("unknown.toml", "poll_intervall = \"10s\"", "poll_intervall"),
+        ("syntax.toml", "poll_interval = 10s", "10s"),
+    ] {
+        let (file, out) = check(name, &text.replace(poll, bad));
+        let line = text.lines().position(|l| l.starts_with(poll)).unwrap() + 1;
+        assert!(out.contains(&format!("{file}:{line}:")), "{out}");
+        assert!(out.contains(&format!(": {key}: ")), "{out}");
+        assert!(out.contains(delay), "{name}: {out}");
+    }
+
+    // Without a [sequences] table there is nothing more to read.
+    let (_, out) = check(
+        "nosequences.toml",
+        "[database]\nurl = \"sqlite://x.db\"\nmax_conections = 3\n",
+    );
+    assert_eq!(out.lines().count(), 1, "{out}");
+}
+
+/// A lead that is not there is an error like any other: `error:` on stderr, exit code 1,
+/// nothing on stdout.
+#[tokio::test]
+async fn an_unknown_lead_is_an_error_everywhere() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_config(dir.path(), &db.url);
+    let config = config.to_str().unwrap();
+    let nobody = "nobody@example.org";
+    for args in [
+        &["leads", "show", nobody][..],
+        &["leads", "show", nobody, "--json"],
+        &["leads", "verdict", nobody, "qualified"],
+        &["leads", "approve", nobody],
+        &["leads", "status", nobody, "new"],
+        &["score", "--explain", nobody],
+        &["simulate", "welcome", "--lead", nobody],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--config", config]);
+        let out = leadloop(&all).output();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines()
+                .any(|l| l == format!("error: no lead with address {nobody}")),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: {}", stdout(&out));
+    }
+}
+
+/// `leads show` gives times in the team's zone and says which; its timeline names the
+/// sequence a lead entered and the sequence and step of what was sent to it. `simulate` for
+/// a lead that has left the sequence says the plan is a fresh enrollment.
+#[tokio::test]
+async fn leads_show_and_simulate_say_what_a_new_user_asked() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_config(dir.path(), &db.url);
+    let config = config.to_str().unwrap();
+    let out = leadloop(&["run", "--once", "--config", config]).output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lead = "tom.baker@northwind-retail.co.uk";
+    let text = stdout(&leadloop(&["leads", "show", lead, "--config", config]).output());
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[1], "  (times in Europe/Berlin)", "{text}");
+    let timeline: Vec<&str> = lines
+        .iter()
+        .skip_while(|l| l.trim() != "timeline:")
+        .skip(1)
+        .map(|l| l.trim())
+        .collect();
+    let row = |kind: &str| {
+        timeline
+            .iter()
+            .find(|l| l.split("  ").nth(1).map(str::trim) == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind} row: {text}"))
+            .split("  ")
+            .filter(|c| !c.is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("enrolled")[2], "welcome (by ingest)", "{text}");
+    assert_eq!(row("sent")[2], "welcome/welcome", "{text}");
+
+    // The times are the JSON's, in Berlin.
+    let json: serde_json::Value = serde_json::from_str(&stdout(
+        &leadloop(&["leads", "show", lead, "--json", "--config", config]).output(),
+    ))
+    .unwrap();
+    let sent = json["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "sent")
+        .unwrap();
+    assert_eq!(sent["detail"]["step_id"], "welcome");
+    let at = chrono::DateTime::parse_from_rfc3339(sent["at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono_tz::Europe::Berlin);
+    assert_eq!(
+        row("sent")[0],
+        at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        "{text}"
+    );
+
+    // Still in the sequence: the plan needs no note.
+    let simulate =
+        || stdout(&leadloop(&["simulate", "welcome", "--lead", lead, "--config", config]).output());
+    assert!(simulate().starts_with("welcome for "), "{}", simulate());
+    let out = leadloop(&["unenroll", lead, "--config", config]).output();
+    assert!(out.status.success());
+    let text = simulate();
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with(&format!("note: {lead} left welcome on ")),
+        "{text}"
+    );
+    assert!(
+        first.ends_with(
+            "(unenrolled by hand); this plans a fresh enrollment, which the sequence's reenter setting does not allow"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines().nth(1).unwrap().starts_with("welcome for "),
+        "{text}"
+    );
+    // As JSON the plan stays one document; the note goes to stderr.
+    let out = leadloop(&[
+        "simulate", "welcome", "--lead", lead, "--format", "json", "--config", config,
+    ])
+    .output();
+    assert!(out.status.success());
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows[0]["step"], "welcome", "{rows:?}");
+    assert!(rows[0]["utc"].as_str().unwrap().ends_with('Z'), "{rows:?}");
+    assert_eq!(rows.last().unwrap()["what"], "done", "{rows:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("note: "));
+}

@@ -875,6 +875,85 @@ async fn lead_tables_fit_long_values() {
         assert!(l[..created].ends_with("  "), "{out}");
     }
     assert!(out.contains("unsubscribed"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_aligned(&lines);
+
+    // `leads show`'s timeline: an `autoreply` row keeps the subject in its column, and every
+    // time is in the team's zone, which a header line names.
+    record(
+        &store,
+        "ooo:a",
+        MessageKind::Autoreply,
+        "a@example.org",
+        |c| c.subject = Some("Out of office".to_owned()),
+        now + TimeDelta::minutes(1),
+    )
+    .await;
+    let (code, out) = run_cli(&config, &["leads", "show", "a@example.org"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("(times in Europe/Berlin)"), "{out}");
+    let timeline: Vec<&str> = out
+        .lines()
+        .skip_while(|l| l.trim() != "timeline:")
+        .skip(1)
+        .collect();
+    assert!(timeline.len() >= 3, "{out}");
+    assert!(
+        timeline
+            .iter()
+            .any(|l| l.contains("  autoreply  ") && l.ends_with("  Out of office")),
+        "{out}"
+    );
+    assert_aligned(&timeline);
+    let berlin = (now + TimeDelta::minutes(1))
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    assert!(
+        timeline
+            .iter()
+            .any(|l| l.trim_start().starts_with(&berlin) && l.contains("autoreply")),
+        "{berlin}: {out}"
+    );
+}
+
+/// Where each cell of a table line starts: the first text, and text after two or more
+/// spaces (cells hold single spaces at most), counted in characters.
+fn cell_starts(line: &str) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut spaces = 0;
+    for (i, c) in line.chars().enumerate() {
+        if c == ' ' {
+            spaces += 1;
+            continue;
+        }
+        if starts.is_empty() || spaces >= 2 {
+            starts.push(i);
+        }
+        spaces = 0;
+    }
+    starts
+}
+
+/// A table of left-aligned columns whatever the terminal's width: every line's cells start
+/// where the fullest line's do (a line may lack trailing cells). A cell wider than its
+/// column would push the next one right, or run into it.
+fn assert_aligned(lines: &[&str]) {
+    let columns = lines
+        .iter()
+        .map(|l| cell_starts(l))
+        .max_by_key(Vec::len)
+        .expect("a table has lines");
+    assert!(columns.len() > 1, "{lines:#?}");
+    for l in lines {
+        let starts = cell_starts(l);
+        assert_eq!(
+            starts[..],
+            columns[..starts.len()],
+            "misaligned line {l:?} in\n{}",
+            lines.join("\n")
+        );
+    }
 }
 
 /// Every command that prints ends quietly and successfully when its reader has gone.
