@@ -36,6 +36,7 @@ macro_rules! say {
     };
 }
 
+mod digest;
 mod output;
 mod report;
 
@@ -150,6 +151,9 @@ enum Command {
     /// Channel, form, owner, sequence and reason reports for Marketing.
     #[command(subcommand)]
     Report(report::ReportCommand),
+    /// Send a `[[digest]]` by hand, or preview it (`digest send NAME --dry-run`).
+    #[command(subcommand)]
+    Digest(digest::DigestCommand),
     /// Explain a lead's score rule by rule (`--explain EMAIL`), or recompute every score.
     Score(score::ScoreArgs),
     /// Copy the SQLite database to FILE while the daemon runs (PostgreSQL: use pg_dump).
@@ -423,6 +427,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(cmd) => {
             let config = load(&cli.config)?;
             runtime()?.block_on(report::report(&config, cmd))
+        }
+        Command::Digest(cmd) => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(digest::digest(&config, cmd, &mut io::stdout().lock()))
         }
         Command::Score(args) => {
             let config = load(&cli.config)?;
@@ -746,6 +754,7 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
             ingest,
             scheduled,
             handoffs,
+            digests,
             send,
             pause,
         } = daemon::run_once(&config, shutdown).await?;
@@ -778,6 +787,18 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
                 h.skipped,
                 h.failed
             );
+        }
+        for d in &digests {
+            match d {
+                crate::actions::digest::Outcome::Queued {
+                    name,
+                    label,
+                    messages,
+                } => say!("digest {name} for {label}: {messages} messages queued"),
+                crate::actions::digest::Outcome::AlreadySent { name, label } => {
+                    say!("digest {name} for {label}: sent already");
+                }
+            }
         }
         if let Some(s) = send {
             say!(

@@ -25,6 +25,7 @@ pub use crate::diagnostics::Problem;
 use crate::domain::EmailAddress;
 use crate::sequence::{self, Catalog, Policy, Sender, Windows};
 
+mod digest;
 mod retention;
 mod sales;
 mod score;
@@ -73,6 +74,8 @@ pub struct Config {
     pub scoring: crate::actions::score::Scoring,
     /// `[retention]`: how long stored message bodies are kept; forever by default.
     pub retention: RetentionConfig,
+    /// `[[digest]]`: reports mailed on a schedule, in file order.
+    pub digests: Vec<crate::actions::digest::DigestSpec>,
 }
 
 /// `[http]`: where the daemon answers HTTP (health checks, one-click unsubscribe), and the
@@ -368,6 +371,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     score: Vec<Spanned<score::RawScore>>,
     retention: Option<retention::RawRetention>,
+    #[serde(default)]
+    digest: Vec<Spanned<digest::RawDigest>>,
 }
 
 #[derive(Deserialize)]
@@ -839,6 +844,7 @@ impl Config {
         let spam = spam::check_spam(&mut ck, raw.spam.as_ref());
         let scoring = score::check_scoring(&mut ck, &raw.score, actions.handoff.min_score);
         let retention = retention::check_retention(&mut ck, raw.retention.as_ref());
+        let digests = digest::check_digests(&mut ck, &raw.digest, &senders, smtp.as_ref());
 
         let settings = raw.sequences.map(|seq| {
             let fallback_inbox = match &source {
@@ -901,6 +907,7 @@ impl Config {
             spam,
             scoring,
             retention,
+            digests,
         })
     }
 
@@ -1800,6 +1807,54 @@ domains = ["company.com"]
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn digest_section_is_checked() {
+        let base = format!(
+            "{MINIMAL}\n[[sender]]\nname = \"team\"\naddress = \"leads@company.com\"\n\n\
+             [smtp]\ntransport = \"file:outbox\"\n"
+        );
+        let c = parse(&format!(
+            "{base}\n[[digest]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\n\
+             to = [\"marketing@company.com\"]\n"
+        ))
+        .unwrap();
+        let d = &c.digests[0];
+        assert_eq!(d.name, "weekly");
+        assert_eq!(d.reports, [crate::actions::digest::DigestReport::Channels]);
+        assert_eq!(d.period, crate::actions::digest::DigestPeriod::Week);
+        assert_eq!(d.waiting_after, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(d.sender.name, "team");
+
+        let bad = format!(
+            "{base}\n[[digest]]\nname = \"weekly\"\nschedule = \"0 8 * * 1\"\n\
+             to = [\"not an address\"]\nreports = [\"channels\", \"leads\"]\n\
+             period = \"day\"\nwaiting_after = \"soon\"\nfrom = \"nobody\"\n"
+        );
+        let err = parse(&bad).unwrap_err();
+        let keys: Vec<&str> = err
+            .problems
+            .iter()
+            .filter_map(|p| p.key.as_deref())
+            .collect();
+        for key in [
+            "digest[0].schedule",
+            "digest[0].to",
+            "digest[0].reports",
+            "digest[0].period",
+            "digest[0].waiting_after",
+            "digest[0].from",
+        ] {
+            assert!(keys.contains(&key), "{key} missing in {err}");
+        }
+        // Without [smtp] a digest cannot be sent.
+        let err = parse(&format!(
+            "{MINIMAL}\n[[sender]]\nname = \"team\"\naddress = \"leads@company.com\"\n\n\
+             [[digest]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\nto = [\"m@company.com\"]\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("[smtp]"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::actions::Actions;
+use crate::actions::digest::{self, Digests};
 use crate::actions::handoff::{Round, TemplateSource, Worker};
 use crate::config::{Config, SmtpTransport, SourceConfig};
 use crate::ingest::{
@@ -282,6 +283,19 @@ pub fn handoff_worker(config: &Config, store: Store, actions: Arc<Actions>) -> O
     ))
 }
 
+/// The configured digests (`[[digest]]`), or `None` when there are none. Config checking
+/// makes sure a digest has `[smtp]` and a sender.
+pub fn digests(config: &Config, store: Store) -> Option<Digests> {
+    if config.digests.is_empty() {
+        return None;
+    }
+    Some(Digests::new(
+        store,
+        config.digests.clone(),
+        config.sequences.settings.policy.timezone,
+    ))
+}
+
 /// What `leadloop run --once` did.
 #[derive(Debug, Clone)]
 pub struct OnceReport {
@@ -291,6 +305,8 @@ pub struct OnceReport {
     pub scheduled: Option<TickReport>,
     /// Notifications to Sales (hand-offs, explanations) rendered and queued.
     pub handoffs: Option<Round>,
+    /// The digests that were due (queued, or found sent already).
+    pub digests: Vec<digest::Outcome>,
     /// The outbox pass, when `[smtp]` is configured.
     pub send: Option<SendReport>,
     /// The pause in force at the end, if sending is paused.
@@ -342,6 +358,15 @@ pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::R
         ),
         _ => None,
     };
+    // A due digest goes out from `run --once` too, before the outbox pass sends it.
+    let digests = match (&ingest, digests(config, store.clone())) {
+        (Ok(_), Some(d)) => Some(
+            d.run_due(chrono::Utc::now())
+                .await
+                .context("sending due digests"),
+        ),
+        _ => None,
+    };
     let send = match (&ingest, sender) {
         (Ok(_), Some(sender)) => Some(sender.drain(shutdown).await),
         _ => None,
@@ -365,6 +390,7 @@ pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::R
         ingest: ingest?,
         scheduled: scheduled.transpose()?,
         handoffs: handoffs.transpose()?,
+        digests: digests.transpose()?.unwrap_or_default(),
         send,
         pause,
     })
@@ -424,6 +450,13 @@ pub async fn run(
             tasks.spawn(async move {
                 worker.run(token).await;
                 info!("hand-off worker stopped");
+            });
+        }
+        if let Some(digests) = digests(&config, store.clone()) {
+            let token = generation.clone();
+            tasks.spawn(async move {
+                digests.run(token).await;
+                info!("digests stopped");
             });
         }
         if !config.sequences.sequences.is_empty() {

@@ -13,6 +13,7 @@
 //! bulk mail or our own mail: only replies, hot leads and Sales' answers queue anything, and
 //! only to our own people.
 
+pub mod digest;
 pub mod handoff;
 pub mod route;
 pub mod score;

@@ -92,7 +92,7 @@ pub fn render_explanation(t: &Templates, e: &Explanation<'_>) -> Result<Rendered
             to: e.to,
             subject: &parts.subject,
             message_id: e.message_id,
-            reply_to: e.reply_to,
+            reply_to: Some(e.reply_to),
             thread: &thread,
             date: e.date,
         },

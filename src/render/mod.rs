@@ -32,10 +32,14 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 use crate::domain::{EmailAddress, Lead, LeadId, LeadStatus};
 
 mod bound;
+mod digest;
 mod explain;
 mod handoff;
 mod sales;
 
+pub use digest::{
+    Digest, DigestBar, DigestTable, DigestWaiting, digest_subject, digest_text, render_digest,
+};
 pub use explain::{Explanation, render_explanation};
 pub use handoff::{CardEvent, CardMessage, CardSent, HandoffCard, render_handoff};
 pub use sales::{

@@ -200,7 +200,8 @@ pub(super) struct Envelope<'a> {
     pub(super) subject: &'a str,
     /// Ours, without angle brackets.
     pub(super) message_id: &'a str,
-    pub(super) reply_to: &'a EmailAddress,
+    /// Where answers go; `None`: to the sender.
+    pub(super) reply_to: Option<&'a EmailAddress>,
     /// The Message-IDs of the thread from data, oldest first: the last is `In-Reply-To`, all
     /// are `References`. Those that do not look like a Message-ID are left out.
     pub(super) thread: &'a [&'a str],
@@ -228,7 +229,6 @@ pub(super) fn assemble(
             e.sender.address.as_str(),
         )?)
         .to(mailbox(None, e.to.as_str())?)
-        .reply_to(mailbox(None, e.reply_to.as_str())?)
         .raw_header(text_header("Subject", e.subject)?)
         .message_id(Some(format!("<{}>", e.message_id)))
         .date(SystemTime::from(e.date))
@@ -236,6 +236,9 @@ pub(super) fn assemble(
         .raw_header(header("X-Auto-Response-Suppress", "OOF, AutoReply"))
         // As on every message leadloop sends: the classifier ignores its own mail come back.
         .raw_header(header("X-Leadloop-Origin", ORIGIN_MARKER));
+    if let Some(reply_to) = e.reply_to {
+        builder = builder.reply_to(mailbox(None, reply_to.as_str())?);
+    }
     let ids: Vec<&str> = e
         .thread
         .iter()

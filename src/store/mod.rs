@@ -47,12 +47,14 @@ pub use outbox::{
 };
 pub use sending::{Pause, PausedBy};
 
+mod digest;
 mod report;
 mod review;
 mod sales;
 mod score;
 mod suppressions;
 
+pub use digest::{NewDigest, WaitingLead};
 pub use report::{LeadGroup, LeadGroupRow, ReasonCount, ReportWindow, Span, StepRow};
 
 pub use sales::{

@@ -11,6 +11,7 @@ mod classify;
 mod cli;
 mod daemon;
 mod data;
+mod digest;
 mod dovecot_fixture;
 mod form_learn;
 mod http;
