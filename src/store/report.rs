@@ -326,11 +326,10 @@ impl Store {
     }
 
     /// [`Store::lead_report`] by channel: per channel and period, ranges of the report
-    /// indexes, each by channel and creation time: all leads (`leads_report_channel`), the
-    /// replied and the handed off (partial indexes of only those), and the judged
-    /// (`leads_report_judged`, by verdict too, with the reason and the first verdict's time)
-    /// for the judgements, the unqualified reasons and the one or two middle days to a
-    /// verdict. No read sorts more than one group's judged leads and none reads a lead
+    /// indexes, each by channel and creation time: `leads_report_channel`, which holds every
+    /// column the counts read, once for all the counts, and the judged (`leads_report_judged`,
+    /// by verdict too, with the reason and the first verdict's time) for the unqualified
+    /// reasons and the one or two middle days to a verdict. No read sorts more than one group's judged leads and none reads a lead
     /// outside its group, so the report reads each lead's index entries about once, however
     /// the database plans; a grouped query would sort every lead of the window first.
     async fn channel_report(&self, window: &ReportWindow) -> Result<Vec<LeadGroupRow>, StoreError> {
@@ -350,16 +349,14 @@ impl Store {
         let mut out = Vec::new();
         for channel in &channels {
             for &(period, lo, hi) in &ranges {
-                // Each count is one index range: all leads, the replied, the handed off
-                // (partial indexes holding only those), and each judgement.
+                // Every count is one read of one range of `leads_report_channel`, which
+                // holds each column they need.
                 let r = sqlx::query(
-                    "SELECT \
-                       (SELECT COUNT(*) FROM leads WHERE channel = $1 AND created_at >= $2 AND created_at < $3), \
-                       (SELECT COUNT(*) FROM leads WHERE channel = $1 AND created_at >= $2 AND created_at < $3 AND replied_at IS NOT NULL), \
-                       (SELECT COUNT(*) FROM leads WHERE channel = $1 AND created_at >= $2 AND created_at < $3 AND handed_off_at IS NOT NULL), \
-                       (SELECT COUNT(*) FROM leads WHERE channel = $1 AND verdict = 'qualified' AND created_at >= $2 AND created_at < $3), \
-                       (SELECT COUNT(*) FROM leads WHERE channel = $1 AND verdict = 'unqualified' AND created_at >= $2 AND created_at < $3), \
-                       (SELECT COUNT(*) FROM leads WHERE channel = $1 AND verdict = 'customer' AND created_at >= $2 AND created_at < $3)",
+                    "SELECT COUNT(*), COUNT(replied_at), COUNT(handed_off_at), \
+                       SUM(CASE WHEN verdict = 'qualified' THEN 1 ELSE 0 END), \
+                       SUM(CASE WHEN verdict = 'unqualified' THEN 1 ELSE 0 END), \
+                       SUM(CASE WHEN verdict = 'customer' THEN 1 ELSE 0 END) \
+                     FROM leads WHERE channel = $1 AND created_at >= $2 AND created_at < $3",
                 )
                 .bind(channel)
                 .bind(lo)
@@ -370,8 +367,8 @@ impl Store {
                     key: Some(channel.clone()),
                     period,
                     leads: r.get(0),
-                    replied: sum(r.get(1)),
-                    handed_off: sum(r.get(2)),
+                    replied: r.get(1),
+                    handed_off: r.get(2),
                     qualified: sum(r.get(3)),
                     unqualified: sum(r.get(4)),
                     customers: sum(r.get(5)),
