@@ -131,37 +131,12 @@ pub struct DigestSpec {
     pub envelope_from: Option<EmailAddress>,
 }
 
-/// Parses a digest's schedule: a cron expression of five fields (minute hour day month
-/// weekday, seconds `0`) or of the six or seven the `cron` crate reads (seconds first, year
-/// last). Weekdays must be names: cron dialects number them differently.
+/// Parses a digest's schedule as send windows are parsed ([`crate::domain::parse_cron`]).
 ///
 /// # Errors
 /// Why the expression is not usable.
 pub fn parse_schedule(expr: &str) -> Result<cron::Schedule, String> {
-    let e = expr.trim();
-    let fields = e.split_whitespace().count();
-    if !(5..=7).contains(&fields) {
-        return Err(format!(
-            "'{e}' has {fields} fields; write five (\"0 8 * * Mon\": minute hour day month weekday) or six with seconds first"
-        ));
-    }
-    let weekday = e.split_whitespace().nth(if fields == 5 { 4 } else { 5 });
-    if weekday.is_some_and(|w| w.contains(|c: char| c.is_ascii_digit())) {
-        return Err(format!(
-            "'{e}': write weekdays as names (Mon), not numbers, which cron dialects count differently"
-        ));
-    }
-    let full = if fields == 5 {
-        format!("0 {e}")
-    } else {
-        e.to_owned()
-    };
-    let s = cron::Schedule::from_str(&full)
-        .map_err(|err| format!("'{e}' is not a cron expression: {err}"))?;
-    if s.upcoming(Utc).next().is_none() {
-        return Err(format!("'{e}' never fires"));
-    }
-    Ok(s)
+    crate::domain::parse_cron(expr)
 }
 
 /// One period of a digest, in the team's time zone.

@@ -31,7 +31,7 @@ use mail_parser::MessageParser;
 pub use crate::domain::{Bounce, Classification, Person};
 use crate::domain::{EmailAddress, MessageKind};
 pub use learn::{FormSource, LearnError, LearnedForm, form_source, learn_form};
-pub use spam::SpamRules;
+pub use spam::{Judgement, SpamRules};
 pub use verdict::verdict as read_verdict;
 
 /// Everything the classifier needs to know about the team that owns the mailbox.

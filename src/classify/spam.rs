@@ -148,7 +148,7 @@ fn status(name: &str, v: &str, rules: &SpamRules) -> Judgement {
         return Judgement::Spam(format!("spam ({name}: Yes)"));
     }
     match number_after(v, "score=") {
-        Some(score) => by_points(name, score, rules),
+        Some(score) => rules.judge_score(name, score),
         None => Judgement::Clean,
     }
 }
@@ -181,7 +181,7 @@ fn spamd_result(name: &str, v: &str, rules: &SpamRules) -> Judgement {
         .split_once('[')
         .and_then(|(_, rest)| leading_number(rest.trim_start()));
     match score {
-        Some(score) => by_points(name, score, rules),
+        Some(score) => rules.judge_score(name, score),
         None => Judgement::Clean,
     }
 }
@@ -189,7 +189,7 @@ fn spamd_result(name: &str, v: &str, rules: &SpamRules) -> Judgement {
 /// A bare score on SpamAssassin's scale (`4.2`, or Barracuda's `4.12`).
 fn points(name: &str, v: &str, rules: &SpamRules) -> Judgement {
     match leading_number(v) {
-        Some(score) => by_points(name, score, rules),
+        Some(score) => rules.judge_score(name, score),
         None => Judgement::Clean,
     }
 }
@@ -197,24 +197,28 @@ fn points(name: &str, v: &str, rules: &SpamRules) -> Judgement {
 /// Exim's `X-Spam_score_int`: the score times ten.
 fn tenths(name: &str, v: &str, rules: &SpamRules) -> Judgement {
     match leading_number(v) {
-        Some(score) => by_points(name, score / 10.0, rules),
+        Some(score) => rules.judge_score(name, score / 10.0),
         None => Judgement::Clean,
     }
 }
 
-fn by_points(name: &str, score: f64, rules: &SpamRules) -> Judgement {
-    if score >= rules.spam_score {
-        Judgement::Spam(format!(
-            "spam ({name}: score {score} is at least spam_score {})",
-            rules.spam_score
-        ))
-    } else if score >= rules.review_score {
-        Judgement::Review(format!(
-            "suspicious ({name}: score {score} is at least review_score {})",
-            rules.review_score
-        ))
-    } else {
-        Judgement::Clean
+impl SpamRules {
+    /// A score on SpamAssassin's scale from `source` (a header's name, `rspamd`) against
+    /// `review_score` and `spam_score`.
+    pub fn judge_score(&self, source: &str, score: f64) -> Judgement {
+        if score >= self.spam_score {
+            Judgement::Spam(format!(
+                "spam ({source}: score {score} is at least spam_score {})",
+                self.spam_score
+            ))
+        } else if score >= self.review_score {
+            Judgement::Review(format!(
+                "suspicious ({source}: score {score} is at least review_score {})",
+                self.review_score
+            ))
+        } else {
+            Judgement::Clean
+        }
     }
 }
 

@@ -14,11 +14,13 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod cron;
 mod ids;
 mod lead;
 mod message;
 mod state;
 
+pub use cron::parse_cron;
 pub use ids::{EnrollmentId, LeadId, MessageId, OutboxId, SequenceName, StepId};
 pub use lead::Lead;
 pub use message::{

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::TcpStream;
 
-use crate::classify::SpamRules;
+use crate::classify::{Judgement, SpamRules};
 use crate::config::Rspamd;
 
 /// At most this many questions to rspamd at once: it scans in parallel, but one batch must
@@ -141,18 +141,10 @@ fn judge(a: &Answer, rules: &SpamRules) -> Verdict {
     if !score.is_finite() {
         return Verdict::Unavailable(format!("rspamd gave no usable score ({score})"));
     }
-    if score >= rules.spam_score {
-        Verdict::Spam(format!(
-            "spam (rspamd: score {score} is at least spam_score {})",
-            rules.spam_score
-        ))
-    } else if score >= rules.review_score {
-        Verdict::Review(format!(
-            "suspicious (rspamd: score {score} is at least review_score {})",
-            rules.review_score
-        ))
-    } else {
-        Verdict::Clean
+    match rules.judge_score("rspamd", score) {
+        Judgement::Spam(reason) => Verdict::Spam(reason),
+        Judgement::Review(reason) => Verdict::Review(reason),
+        Judgement::Clean => Verdict::Clean,
     }
 }
 

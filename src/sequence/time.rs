@@ -133,26 +133,7 @@ impl Windows {
     pub fn parse<S: AsRef<str>>(exprs: &[S]) -> Result<Windows, String> {
         let mut schedules = Vec::with_capacity(exprs.len());
         for e in exprs {
-            let e = e.as_ref().trim();
-            let fields = e.split_whitespace().count();
-            // Day-of-week numbers differ between cron dialects (the `cron` crate counts from
-            // Sunday = 1, classic cron from Sunday = 0): names cannot be misread.
-            let weekday = e.split_whitespace().nth(if fields == 5 { 4 } else { 5 });
-            if weekday.is_some_and(|w| w.contains(|c: char| c.is_ascii_digit())) {
-                return Err(format!(
-                    "'{e}': write weekdays as names (Mon-Fri), not numbers, which cron dialects count differently"
-                ));
-            }
-            let full = if fields == 5 {
-                format!("0 {e}")
-            } else {
-                e.to_owned()
-            };
-            let s = cron::Schedule::from_str(&full)
-                .map_err(|err| format!("'{e}' is not a cron expression: {err}"))?;
-            if s.upcoming_owned(Utc).next().is_none() {
-                return Err(format!("'{e}' never matches"));
-            }
+            let s = crate::domain::parse_cron(e.as_ref())?;
             schedules.push(s);
         }
         Ok(Windows { schedules })
