@@ -326,10 +326,11 @@ impl Store {
     }
 
     /// [`Store::lead_report`] by channel: per channel and period, ranges of the report
-    /// indexes, each by channel and creation time: `leads_report_channel`, which holds every
-    /// column the counts read, once for all the counts, and the judged (`leads_report_judged`,
-    /// by verdict too, with the reason and the first verdict's time) for the unqualified
-    /// reasons and the one or two middle days to a verdict. No read sorts more than one group's judged leads and none reads a lead
+    /// indexes, each by channel and creation time: `leads_report_channel`, which holds the
+    /// reply and hand-off times, once for all leads, the replied and the handed off; and the
+    /// judged (`leads_report_judged`, by verdict too, with the reason and the first verdict's
+    /// time), once for the judgements with the unqualified reasons and once for the one or
+    /// two middle days to a verdict. No read sorts more than one group's judged leads and none reads a lead
     /// outside its group, so the report reads each lead's index entries about once, however
     /// the database plans; a grouped query would sort every lead of the window first.
     async fn channel_report(&self, window: &ReportWindow) -> Result<Vec<LeadGroupRow>, StoreError> {
@@ -349,13 +350,10 @@ impl Store {
         let mut out = Vec::new();
         for channel in &channels {
             for &(period, lo, hi) in &ranges {
-                // Every count is one read of one range of `leads_report_channel`, which
-                // holds each column they need.
+                // All leads, the replied and the handed off: one read of one range of
+                // `leads_report_channel`, which holds those columns.
                 let r = sqlx::query(
-                    "SELECT COUNT(*), COUNT(replied_at), COUNT(handed_off_at), \
-                       SUM(CASE WHEN verdict = 'qualified' THEN 1 ELSE 0 END), \
-                       SUM(CASE WHEN verdict = 'unqualified' THEN 1 ELSE 0 END), \
-                       SUM(CASE WHEN verdict = 'customer' THEN 1 ELSE 0 END) \
+                    "SELECT COUNT(*), COUNT(replied_at), COUNT(handed_off_at) \
                      FROM leads WHERE channel = $1 AND created_at >= $2 AND created_at < $3",
                 )
                 .bind(channel)
@@ -369,37 +367,45 @@ impl Store {
                     leads: r.get(0),
                     replied: r.get(1),
                     handed_off: r.get(2),
-                    qualified: sum(r.get(3)),
-                    unqualified: sum(r.get(4)),
-                    customers: sum(r.get(5)),
+                    qualified: 0,
+                    unqualified: 0,
+                    customers: 0,
                     reasons: Vec::new(),
                     median_days_to_verdict: None,
                 };
                 if row.leads == 0 {
                     continue;
                 }
-                if row.unqualified > 0 {
-                    let rows = sqlx::query(
-                        "SELECT verdict_reason, COUNT(*) FROM leads \
-                         WHERE channel = $1 AND verdict = 'unqualified' AND created_at >= $2 AND created_at < $3 \
-                         GROUP BY verdict_reason",
-                    )
-                    .bind(channel)
-                    .bind(lo)
-                    .bind(hi)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                    row.reasons = rows
-                        .iter()
-                        .map(|r| ReasonCount {
-                            reason: r.get(0),
-                            count: r.get(1),
-                        })
-                        .collect();
-                    row.reasons.sort_by(|a, b| {
-                        b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason))
-                    });
+                // The judgements and the unqualified reasons: one range of the judged index,
+                // which holds only the judged leads (a fraction of them all).
+                let judged = sqlx::query(
+                    "SELECT verdict, verdict_reason, COUNT(*) FROM leads \
+                     WHERE channel = $1 AND verdict IN ('qualified', 'unqualified', 'customer') \
+                       AND created_at >= $2 AND created_at < $3 \
+                     GROUP BY verdict, verdict_reason",
+                )
+                .bind(channel)
+                .bind(lo)
+                .bind(hi)
+                .fetch_all(&mut *conn)
+                .await?;
+                for r in &judged {
+                    let verdict: String = r.get(0);
+                    let count: i64 = r.get(2);
+                    match verdict.as_str() {
+                        "qualified" => row.qualified += count,
+                        "customer" => row.customers += count,
+                        _ => {
+                            row.unqualified += count;
+                            row.reasons.push(ReasonCount {
+                                reason: r.get(1),
+                                count,
+                            });
+                        }
+                    }
                 }
+                row.reasons
+                    .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
                 // A lead has a quality verdict exactly when it has a first one: `judged` of
                 // them, whose middle one or two the database finds in the judged index.
                 let judged = row.judged();
