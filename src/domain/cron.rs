@@ -51,7 +51,15 @@ mod tests {
         assert!(parse_cron("* 9-16 * * Mon-Fri").is_ok());
         assert!(parse_cron("0 8 * * 1").unwrap_err().contains("names"));
         assert!(parse_cron("0 8 *").unwrap_err().contains("3 fields"));
-        assert!(parse_cron("0 99 * * Mon").unwrap_err().contains("not a cron expression"));
-        assert!(parse_cron("0 0 0 1 1 * 2001").unwrap_err().contains("never matches"));
+        assert!(
+            parse_cron("0 99 * * Mon")
+                .unwrap_err()
+                .contains("not a cron expression")
+        );
+        assert!(
+            parse_cron("0 0 0 1 1 * 2001")
+                .unwrap_err()
+                .contains("never matches")
+        );
     }
 }
