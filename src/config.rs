@@ -429,7 +429,7 @@ struct RawSmtp {
     port: Option<u16>,
     #[serde(default = "default_tls")]
     tls: Spanned<TlsMode>,
-    ca_file: Option<String>,
+    ca_file: Option<Spanned<String>>,
     hello_name: Option<Spanned<String>>,
     user: Option<Spanned<String>>,
     password: Option<Spanned<String>>,
@@ -463,7 +463,7 @@ struct RawImap {
     port: Option<u16>,
     #[serde(default = "default_tls")]
     tls: Spanned<TlsMode>,
-    ca_file: Option<String>,
+    ca_file: Option<Spanned<String>>,
     user: Spanned<String>,
     password: Option<Spanned<String>>,
     password_env: Option<String>,
@@ -1212,6 +1212,35 @@ fn check_channel_forms(
 }
 
 /// `[http]`: a listen address (a port alone means loopback) and the public base URL.
+/// An extra CA file (`[imap]`/`[smtp] ca_file`): it must be a readable PEM file now, or the
+/// first connection fails with a TLS error that does not name the file.
+fn ca_file(
+    ck: &mut Checker<'_>,
+    raw: Option<&Spanned<String>>,
+    key: &str,
+    dir: &Path,
+) -> Option<PathBuf> {
+    let raw = raw?;
+    let path = resolve_path(dir, raw.get_ref());
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.windows(10).any(|w| w == b"-----BEGIN") => {}
+        Ok(_) => ck.at(
+            raw.span(),
+            key,
+            format!(
+                "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            ),
+        ),
+        Err(e) => ck.at(
+            raw.span(),
+            key,
+            format!("cannot read {}: {e}", path.display()),
+        ),
+    }
+    Some(path)
+}
+
 fn check_http(ck: &mut Checker<'_>, raw: &RawHttp) -> HttpConfig {
     let listen = raw.listen.as_ref().and_then(|l| match listen_address(l.get_ref()) {
         Some(addr) => Some(addr),
@@ -1412,7 +1441,7 @@ fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapC
             .unwrap_or(if tls == TlsMode::Implicit { 993 } else { 143 }),
         host: unbracket(&host),
         tls,
-        ca_file: imap.ca_file.as_deref().map(|p| resolve_path(dir, p)),
+        ca_file: ca_file(ck, imap.ca_file.as_ref(), "imap.ca_file", dir),
         user: imap.user.into_inner(),
         password,
         mailbox: imap.mailbox,
@@ -1627,7 +1656,7 @@ fn check_smtp_server(
         }),
         host: unbracket(&host),
         tls,
-        ca_file: smtp.ca_file.as_deref().map(|p| resolve_path(dir, p)),
+        ca_file: ca_file(ck, smtp.ca_file.as_ref(), "smtp.ca_file", dir),
         hello_name: smtp
             .hello_name
             .as_ref()
@@ -1855,6 +1884,38 @@ domains = ["company.com"]
         ))
         .unwrap_err();
         assert!(err.to_string().contains("[smtp]"), "{err}");
+    }
+
+    #[test]
+    fn a_ca_file_must_exist_and_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |path: &str| MINIMAL.replace("user =", &format!("ca_file = {path:?}\nuser ="));
+        let missing = dir.path().join("nowhere.pem");
+        let err = parse(&with(missing.to_str().unwrap())).unwrap_err();
+        assert_eq!(
+            err.problems[0].key.as_deref(),
+            Some("imap.ca_file"),
+            "{err}"
+        );
+        assert!(err.problems[0].message.contains("cannot read"), "{err}");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let err = parse(&with(junk.to_str().unwrap())).unwrap_err();
+        assert!(
+            err.problems[0].message.contains("no PEM certificate"),
+            "{err}"
+        );
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let c = parse(&with(pem.to_str().unwrap())).unwrap();
+        let SourceConfig::Imap(imap) = c.source else {
+            panic!("imap expected")
+        };
+        assert_eq!(imap.ca_file.as_deref(), Some(pem.as_path()));
     }
 
     #[test]
