@@ -201,13 +201,16 @@ pub fn previous_period(kind: DigestPeriod, zone: Tz, t: DateTime<Utc>) -> Period
 
 /// The latest firing of `schedule` at or before `now`, in `zone`.
 fn last_firing(schedule: &cron::Schedule, zone: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    // The iterator runs backwards from just after now, so a firing at `now` itself counts.
+    // The iterator runs backwards from just after now, so a firing at `now` itself counts;
+    // in the last second before a firing the first one back is that firing, still ahead, and
+    // the one before it is the latest.
     let after = (now + chrono::TimeDelta::seconds(1)).with_timezone(&zone);
     schedule
         .after(&after)
-        .next_back()
+        .rev()
+        .take(2)
         .map(|t| t.with_timezone(&Utc))
-        .filter(|t| *t <= now)
+        .find(|t| *t <= now)
 }
 
 /// The period the digest is due for at `now`: the one before its latest firing's.
@@ -651,6 +654,23 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_last_second_before_a_firing_still_sees_the_one_before() {
+        let every_minute = parse_schedule("* * * * *").unwrap();
+        let zone: Tz = "Europe/Berlin".parse().unwrap();
+        for (now, want) in [
+            ("2026-12-05T10:14:59.500Z", "2026-12-05T10:14:00Z"),
+            ("2026-12-05T10:14:00Z", "2026-12-05T10:14:00Z"),
+            ("2026-12-05T10:14:30Z", "2026-12-05T10:14:00Z"),
+        ] {
+            assert_eq!(
+                last_firing(&every_minute, zone, utc(now)),
+                Some(utc(want)),
+                "{now}"
+            );
+        }
     }
 
     fn spec(schedule: &str, period: DigestPeriod) -> DigestSpec {
