@@ -12,28 +12,17 @@ use crate::support::{ConfigFile, TestDb, run_cli, test_db, with_config};
 
 /// A Maildir source, a `welcome` sequence entered by inquiries, mail written to a folder.
 fn config(dir: &Path, db: &TestDb) -> PathBuf {
-    std::fs::create_dir_all(dir.join("sequences")).unwrap();
-    std::fs::create_dir_all(dir.join("templates")).unwrap();
-    std::fs::write(
-        dir.join("sequences/welcome.toml"),
-        "[enroll]\nkinds = [\"inquiry\", \"form\"]\n\n\
-         [[step]]\nid = \"a\"\ndelay = \"0m\"\ntemplate = \"a\"\nsubject = \"Welcome\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("templates/a.txt"),
-        "Hello {{ lead.name }}, thanks for writing.\n",
-    )
-    .unwrap();
     ConfigFile::new(dir, &db.url)
         .maildir("inbox")
         .identity(&["leads@company.com"], &["company.com"])
-        .raw(&format!(
-            "[sequences]\ndir = \"sequences\"\ntemplates = \"templates\"\n\n\
-             [[sender]]\nname = \"team\"\naddress = \"hello@company.com\"\n\n\
-             [smtp]\ntransport = \"file:{}\"\n",
-            dir.join("outbox").display()
-        ))
+        .nurture(
+            &[(
+                "welcome",
+                "[enroll]\nkinds = [\"inquiry\", \"form\"]\n\n\
+                 [[step]]\nid = \"a\"\ndelay = \"0m\"\ntemplate = \"a\"\nsubject = \"Welcome\"\n",
+            )],
+            &[("a.txt", "Hello {{ lead.name }}, thanks for writing.\n")],
+        )
         .write()
 }
 

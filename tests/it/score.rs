@@ -27,35 +27,27 @@ reason = \"education\"
 ";
 
 fn config(dir: &Path, db: &TestDb, rules: &str) -> PathBuf {
-    std::fs::create_dir_all(dir.join("sequences")).unwrap();
-    std::fs::create_dir_all(dir.join("templates")).unwrap();
-    std::fs::write(
-        dir.join("sequences/welcome.toml"),
-        "[enroll]\nkinds = [\"inquiry\", \"form\"]\n\n\
-         [exit]\non_reply = false\n\n\
-         [[step]]\nid = \"a\"\ndelay = \"0m\"\ntemplate = \"a\"\nsubject = \"Welcome\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("sequences/premium.toml"),
-        "[enroll]\nkinds = [\"inquiry\", \"form\"]\nmin_score = 20\n\n\
-         [[step]]\nid = \"p\"\ndelay = \"1d\"\ntemplate = \"a\"\nsubject = \"For you\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("templates/a.txt"),
-        "Hello {{ lead.first_name }}.\n",
-    )
-    .unwrap();
     ConfigFile::new(dir, &db.url)
         .maildir("inbox")
         .identity(&["leads@company.com"], &["company.com"])
+        .nurture(
+            &[
+                (
+                    "welcome",
+                    "[enroll]\nkinds = [\"inquiry\", \"form\"]\n\n\
+                     [exit]\non_reply = false\n\n\
+                     [[step]]\nid = \"a\"\ndelay = \"0m\"\ntemplate = \"a\"\nsubject = \"Welcome\"\n",
+                ),
+                (
+                    "premium",
+                    "[enroll]\nkinds = [\"inquiry\", \"form\"]\nmin_score = 20\n\n\
+                     [[step]]\nid = \"p\"\ndelay = \"1d\"\ntemplate = \"a\"\nsubject = \"For you\"\n",
+                ),
+            ],
+            &[("a.txt", "Hello {{ lead.first_name }}.\n")],
+        )
         .raw(&format!(
-            "[handoff]\non_reply = false\nmin_score = 40\ndefault_owner = \"sales@company.com\"\n\n\
-             [sequences]\ndir = \"sequences\"\ntemplates = \"templates\"\n\n\
-             [[sender]]\nname = \"team\"\naddress = \"hello@company.com\"\n\n\
-             [smtp]\ntransport = \"file:{}\"\n\n{rules}",
-            dir.join("outbox").display()
+            "[handoff]\non_reply = false\nmin_score = 40\ndefault_owner = \"sales@company.com\"\n\n{rules}"
         ))
         .write()
 }

@@ -13,28 +13,18 @@ use crate::support::{ConfigFile, TestDb, run_cli, test_db};
 /// A Maildir source, a `welcome` sequence entered by inquiries, mail written to a folder, and
 /// `spam` as the `[spam]` section's body.
 fn config(dir: &Path, db: &TestDb, spam: &str) -> PathBuf {
-    std::fs::create_dir_all(dir.join("sequences")).unwrap();
-    std::fs::create_dir_all(dir.join("templates")).unwrap();
-    std::fs::write(
-        dir.join("sequences/welcome.toml"),
-        "[enroll]\nkinds = [\"inquiry\", \"form\"]\n\n\
-         [[step]]\nid = \"a\"\ndelay = \"0m\"\ntemplate = \"a\"\nsubject = \"Welcome\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("templates/a.txt"),
-        "Hello {{ lead.first_name }}.\n",
-    )
-    .unwrap();
     ConfigFile::new(dir, &db.url)
         .maildir("inbox")
         .identity(&["leads@company.com"], &["company.com"])
-        .raw(&format!(
-            "[sequences]\ndir = \"sequences\"\ntemplates = \"templates\"\n\n\
-             [[sender]]\nname = \"team\"\naddress = \"hello@company.com\"\n\n\
-             [smtp]\ntransport = \"file:{}\"\n\n[spam]\n{spam}\n",
-            dir.join("outbox").display()
-        ))
+        .nurture(
+            &[(
+                "welcome",
+                "[enroll]\nkinds = [\"inquiry\", \"form\"]\n\n\
+                 [[step]]\nid = \"a\"\ndelay = \"0m\"\ntemplate = \"a\"\nsubject = \"Welcome\"\n",
+            )],
+            &[("a.txt", "Hello {{ lead.first_name }}.\n")],
+        )
+        .raw(&format!("[spam]\n{spam}\n"))
         .write()
 }
 

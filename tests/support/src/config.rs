@@ -128,6 +128,29 @@ impl ConfigFile {
         self
     }
 
+    /// Nurturing to files: `[sequences]` with these sequence files (`name`, TOML) and
+    /// templates (`file name`, text) under `sequences/` and `templates/`, one `[[sender]]`
+    /// (`team`, hello@company.com), and `[smtp]` writing each message as a file into
+    /// `outbox/`, where tests read what was sent.
+    pub fn nurture(mut self, sequences: &[(&str, &str)], templates: &[(&str, &str)]) -> ConfigFile {
+        for (name, text) in sequences {
+            let path = self.dir.join("sequences").join(format!("{name}.toml"));
+            self.files.push((path, (*text).to_owned()));
+        }
+        for (name, text) in templates {
+            let path = self.dir.join("templates").join(name);
+            self.files.push((path, (*text).to_owned()));
+        }
+        let _ = write!(
+            self.text,
+            "\n[sequences]\ndir = \"sequences\"\ntemplates = \"templates\"\n\n\
+             [[sender]]\nname = \"team\"\naddress = \"hello@company.com\"\n\n\
+             [smtp]\ntransport = {}\n",
+            toml_str(&format!("file:{}", self.dir.join("outbox").display()))
+        );
+        self
+    }
+
     /// Writes `leadloop.toml` and what it names into the directory; returns the file's path.
     pub fn write(self) -> PathBuf {
         for maildir in &self.maildirs {
@@ -136,6 +159,9 @@ impl ConfigFile {
             }
         }
         for (path, contents) in &self.files {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("creating a folder the configuration names");
+            }
             std::fs::write(path, contents).expect("writing a file the configuration names");
         }
         let path = self.dir.join("leadloop.toml");
