@@ -6,6 +6,7 @@ use std::cell::OnceCell;
 
 use mail_parser::Message;
 
+use super::spam::Judgement;
 use super::{Ctx, forms, parse};
 use crate::domain::{EmailAddress, Person};
 
@@ -22,6 +23,7 @@ pub struct Input<'a> {
     pub texts: Texts,
     recipients: OnceCell<Vec<EmailAddress>>,
     hosted_form: OnceCell<bool>,
+    spam: OnceCell<Judgement>,
 }
 
 impl<'a> Input<'a> {
@@ -40,6 +42,7 @@ impl<'a> Input<'a> {
             texts: Texts::new(parse::body_text(msg)),
             recipients: OnceCell::new(),
             hosted_form: OnceCell::new(),
+            spam: OnceCell::new(),
         }
     }
 
@@ -89,6 +92,13 @@ impl<'a> Input<'a> {
         *self
             .hosted_form
             .get_or_init(|| self.sender().is_some_and(forms::hosted_service))
+    }
+
+    /// What the spam filters in front of the mailbox said, read once: the spam stage and the
+    /// review of a new lead both ask.
+    pub fn spam(&self) -> &Judgement {
+        self.spam
+            .get_or_init(|| super::spam::judge(self.msg, &self.ctx.rules.spam))
     }
 }
 

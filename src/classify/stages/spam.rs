@@ -6,13 +6,13 @@
 
 use crate::classify::decision::Decision;
 use crate::classify::input::Input;
-use crate::classify::spam::{Judgement, judge};
+use crate::classify::spam::Judgement;
 
 pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
-    match judge(m.msg, &m.ctx.rules.spam) {
+    match m.spam() {
         Judgement::Spam(reason) => {
             ev.push(format!("spam filter: {reason}"));
-            Some(Decision::ignored(reason))
+            Some(Decision::ignored(reason.clone()))
         }
         Judgement::Review(reason) => {
             ev.push(format!("spam filter: {reason}"));
@@ -24,8 +24,8 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
 
 /// Why a new lead from this message must wait for review, if the filters found it suspicious.
 pub fn review(m: &Input<'_>) -> Option<String> {
-    match judge(m.msg, &m.ctx.rules.spam) {
-        Judgement::Review(reason) => Some(reason),
+    match m.spam() {
+        Judgement::Review(reason) => Some(reason.clone()),
         _ => None,
     }
 }
