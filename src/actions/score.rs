@@ -223,6 +223,7 @@ mod tests {
                 events: BTreeMap::new(),
                 handoffs: 0,
                 last_activity: created,
+                stored_reasons: Vec::new(),
             },
             now,
         )

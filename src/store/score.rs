@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, Row};
 
 use super::{
-    LEAD_COLUMNS, Lead, ROWS_PER_STATEMENT, Store, StoreError, from_millis, lead_from_row, millis,
-    params,
+    LEAD_COLUMNS, Lead, ROWS_PER_STATEMENT, Store, StoreError, from_millis, lead_from_row, params,
 };
 use crate::domain::{HandoffKind, LeadStatus};
 
@@ -33,6 +32,8 @@ pub struct ScoreFacts {
     pub handoffs: i64,
     /// Its last sign of interest: its newest inbound message, or its creation.
     pub last_activity: DateTime<Utc>,
+    /// The reasons of its stored score, so an unchanged score is not written again.
+    pub stored_reasons: Vec<ScoreReason>,
 }
 
 /// One rule's share of a score.
@@ -89,6 +90,7 @@ impl Store {
             events: BTreeMap::new(),
             handoffs: 0,
             last_activity: lead.created_at,
+            stored_reasons: Vec::new(),
         }))
     }
 
@@ -156,7 +158,7 @@ impl Store {
             for facts in facts_of(tx, chunk).await? {
                 let scored = scorer.score(&facts, now);
                 let old = facts.lead.score;
-                if scored.score == old && facts.lead.score != 0 {
+                if scored.score == old && scored.reasons == facts.stored_reasons {
                     continue;
                 }
                 let reasons =
@@ -223,14 +225,22 @@ async fn facts_of(
         q
     };
     let leads = bind(format!(
-        "SELECT {LEAD_COLUMNS} FROM leads l WHERE l.email IN ({list})"
+        "SELECT {LEAD_COLUMNS}, l.score_reasons FROM leads l WHERE l.email IN ({list})"
     ))
     .fetch_all(&mut *conn)
     .await?;
+    // `score_reasons` comes right after the lead's own columns.
+    let reasons_column = LEAD_COLUMNS.split(',').count();
     let mut facts: Vec<ScoreFacts> = Vec::with_capacity(leads.len());
     let mut index: HashMap<String, usize> = HashMap::new();
     for row in &leads {
         let lead = lead_from_row(row)?;
+        // Written only from a list; anything else reads as no reasons, and is written again.
+        let stored_reasons = row
+            .try_get::<String, _>(reasons_column)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
         index.insert(lead.email.as_str().to_owned(), facts.len());
         facts.push(ScoreFacts {
             last_activity: lead.created_at,
@@ -238,6 +248,7 @@ async fn facts_of(
             messages: BTreeMap::new(),
             events: BTreeMap::new(),
             handoffs: 0,
+            stored_reasons,
         });
     }
     let mut sql = String::new();
@@ -279,6 +290,5 @@ async fn facts_of(
             facts[i].handoffs = row.try_get(1)?;
         }
     }
-    let _ = millis;
     Ok(facts)
 }
