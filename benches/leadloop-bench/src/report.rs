@@ -94,7 +94,7 @@ pub fn run(opts: &Options) -> Result<()> {
     if opts.leads < 10 {
         bail!("--leads must be at least 10");
     }
-    let binary = leadloop_binary(opts.leadloop.as_deref())?;
+    let binary = crate::sales_loop::daemon_binary(opts.leadloop.as_deref())?;
     let dir = std::env::temp_dir().join(format!("leadloop-bench-report-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("inbox"))?;
@@ -425,23 +425,6 @@ async fn load(db: Db, url: &str, leads: usize, per_lead: usize) -> Result<i64> {
     Ok(written + rest.max(0))
 }
 
-/// The `leadloop` binary: the one given, or the one beside this executable.
-fn leadloop_binary(given: Option<&Path>) -> Result<PathBuf> {
-    let path = match given {
-        Some(p) => p.to_owned(),
-        None => std::env::current_exe()
-            .context("locating the bench executable")?
-            .with_file_name("leadloop"),
-    };
-    if !path.is_file() {
-        bail!(
-            "no leadloop binary at {}: build it beside the bench with \
-             `cargo build --release --bin leadloop --bin leadloop-bench`, or pass --leadloop PATH",
-            path.display()
-        );
-    }
-    Ok(path)
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

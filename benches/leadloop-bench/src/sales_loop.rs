@@ -628,8 +628,8 @@ fn wait_for_steps(
     Ok(steps)
 }
 
-/// The daemon binary: the one given, or `leadloop` beside this executable.
-fn daemon_binary(given: Option<&Path>) -> Result<PathBuf> {
+/// The `leadloop` binary: the one given, or the one beside this executable.
+pub(crate) fn daemon_binary(given: Option<&Path>) -> Result<PathBuf> {
     let path = match given {
         Some(p) => p.to_owned(),
         None => std::env::current_exe()
