@@ -1337,6 +1337,12 @@ fn verdict_json(v: &VerdictEntry) -> serde_json::Value {
 }
 
 fn lead_json(l: &Lead) -> serde_json::Value {
+    lead_json_to(l, chrono::SecondsFormat::Secs)
+}
+
+/// A lead as `leads list --json` and `export leads` write it, times to `precision`: seconds
+/// for people, milliseconds where an export is imported again.
+fn lead_json_to(l: &Lead, precision: chrono::SecondsFormat) -> serde_json::Value {
     json!({
         "email": l.email,
         "name": l.name,
@@ -1348,7 +1354,7 @@ fn lead_json(l: &Lead) -> serde_json::Value {
         "owner": l.owner,
         "form": l.form,
         "fields": l.fields,
-        "created_at": l.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "updated_at": l.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "created_at": l.created_at.to_rfc3339_opts(precision, true),
+        "updated_at": l.updated_at.to_rfc3339_opts(precision, true),
     })
 }

@@ -598,20 +598,7 @@ pub async fn export(
                 ],
                 store.export_leads(since),
                 |l: Lead| {
-                    let json = serde_json::json!({
-                        "email": l.email,
-                        "name": l.name,
-                        "company": l.company,
-                        "phone": l.phone,
-                        "channel": l.channel,
-                        "status": l.status,
-                        "score": l.score,
-                        "owner": l.owner,
-                        "form": l.form,
-                        "fields": l.fields,
-                        "created_at": time(l.created_at),
-                        "updated_at": time(l.updated_at),
-                    });
+                    let json = super::lead_json_to(&l, chrono::SecondsFormat::Millis);
                     let csv = vec![
                         l.email.to_string(),
                         l.name.unwrap_or_default(),

@@ -425,7 +425,6 @@ async fn load(db: Db, url: &str, leads: usize, per_lead: usize) -> Result<i64> {
     Ok(written + rest.max(0))
 }
 
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     match v.len() {
