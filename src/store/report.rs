@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Row};
 use tracing::instrument;
 
-use super::{Store, StoreError, millis};
+use super::{Backend, Store, StoreError, millis};
 
 /// Milliseconds in a day, for the days from first contact to verdict.
 const DAY_MS: f64 = 86_400_000.0;
@@ -325,15 +325,30 @@ impl Store {
         Ok(named.into_iter().chain(unnamed).collect())
     }
 
-    /// [`Store::lead_report`] by channel: per channel and period, ranges of the report
-    /// indexes, each by channel and creation time: `leads_report_channel`, which holds the
-    /// reply and hand-off times, once for all leads, the replied and the handed off; and the
-    /// judged (`leads_report_judged`, by verdict too, with the reason and the first verdict's
-    /// time), once for the judgements with the unqualified reasons and once for the one or
-    /// two middle days to a verdict. No read sorts more than one group's judged leads and none reads a lead
-    /// outside its group, so the report reads each lead's index entries about once, however
-    /// the database plans; a grouped query would sort every lead of the window first.
+    /// [`Store::lead_report`] by channel: per channel, three statements, each with one arm per
+    /// period reading one range of an index made for it (by channel and creation time), so
+    /// no statement sorts more than one period's unqualified leads and none reads a lead
+    /// outside its channel and period:
+    /// - the leads, from `leads_report_channel`, and the replied and the handed off, from
+    ///   partial indexes that hold only those leads: entries are counted, no column is read;
+    /// - the judgements per verdict, in the judged index's own order (no sort), each with the
+    ///   list of days from creation to the first verdict, from which the median is selected
+    ///   here in linear time rather than by the database's sort;
+    /// - the unqualified reasons, from the same index.
+    ///
+    /// A grouped query instead would sort every lead of the window first, and a statement per
+    /// channel and period costs a round trip each.
     async fn channel_report(&self, window: &ReportWindow) -> Result<Vec<LeadGroupRow>, StoreError> {
+        self.channel_report_with(window, INLINE_MEDIAN_MAX).await
+    }
+
+    /// [`Store::channel_report`] with the median of periods of over `inline_max` leads left
+    /// to the database's sort.
+    async fn channel_report_with(
+        &self,
+        window: &ReportWindow,
+        inline_max: i64,
+    ) -> Result<Vec<LeadGroupRow>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         // The channels, one index seek each: the next channel after the one before.
         let mut channels: Vec<String> = sqlx::query_scalar(
@@ -347,88 +362,175 @@ impl Store {
         // In the order of the other reports (bytes), whatever the database's collation.
         channels.sort();
         let ranges = window.ranges();
+        let concat = match self.backend {
+            Backend::Sqlite => "group_concat(first_verdict_at - created_at, ',')",
+            Backend::Postgres => "string_agg(CAST(first_verdict_at - created_at AS TEXT), ',')",
+        };
+        let judged = self.leads_by("leads_report_judged");
         let mut out = Vec::new();
         for channel in &channels {
-            for &(period, lo, hi) in &ranges {
-                // All leads, the replied and the handed off: one read of one range of
-                // `leads_report_channel`, which holds those columns.
-                let r = sqlx::query(
-                    "SELECT COUNT(*), COUNT(replied_at), COUNT(handed_off_at) \
-                     FROM leads WHERE channel = $1 AND created_at >= $2 AND created_at < $3",
-                )
-                .bind(channel)
-                .bind(lo)
-                .bind(hi)
-                .fetch_one(&mut *conn)
-                .await?;
-                let mut row = LeadGroupRow {
-                    key: Some(channel.clone()),
-                    period,
-                    leads: r.get(0),
-                    replied: r.get(1),
-                    handed_off: r.get(2),
-                    qualified: 0,
-                    unqualified: 0,
-                    customers: 0,
-                    reasons: Vec::new(),
-                    median_days_to_verdict: None,
+            // All leads, the replied and the handed off.
+            let rows = per_period(&mut conn, channel, &ranges, |_, period, range| {
+                let count = |index: &str, only: &str| {
+                    format!(
+                        "(SELECT COUNT(*) FROM {} WHERE channel = $1 AND {range}{only})",
+                        self.leads_by(index)
+                    )
                 };
-                if row.leads == 0 {
+                format!(
+                    "SELECT {period}, {}, {}, {}",
+                    count("leads_report_channel", ""),
+                    count("leads_report_replied", " AND replied_at IS NOT NULL"),
+                    count("leads_report_handed_off", " AND handed_off_at IS NOT NULL"),
+                )
+            })
+            .await?;
+            let mut periods: BTreeMap<usize, LeadGroupRow> = BTreeMap::new();
+            for r in &rows {
+                let leads: i64 = r.get(1);
+                if leads == 0 {
                     continue;
                 }
-                // The judgements and the unqualified reasons: one range of the judged index,
-                // which holds only the judged leads (a fraction of them all).
-                let judged = sqlx::query(
-                    "SELECT verdict, verdict_reason, COUNT(*) FROM leads \
-                     WHERE channel = $1 AND verdict IN ('qualified', 'unqualified', 'customer') \
-                       AND created_at >= $2 AND created_at < $3 \
-                     GROUP BY verdict, verdict_reason",
+                let period = index(r.get(0));
+                periods.insert(
+                    period,
+                    LeadGroupRow {
+                        key: Some(channel.clone()),
+                        period,
+                        leads,
+                        replied: r.get(2),
+                        handed_off: r.get(3),
+                        qualified: 0,
+                        unqualified: 0,
+                        customers: 0,
+                        reasons: Vec::new(),
+                        median_days_to_verdict: None,
+                    },
+                );
+            }
+            let busy: Vec<(usize, i64, i64)> = ranges
+                .iter()
+                .copied()
+                .filter(|(p, _, _)| periods.contains_key(p))
+                .collect();
+            if busy.is_empty() {
+                continue;
+            }
+            // The judgements per verdict, with the days to the first verdict as a list (the
+            // index holds only the judged leads, a fraction of them all). A period with more
+            // leads than `INLINE_MEDIAN_MAX` gets no list: its median is left to the database.
+            let rows = per_period(&mut conn, channel, &busy, |p, period, range| {
+                let days = if periods[&p].leads <= inline_max {
+                    concat
+                } else {
+                    "CAST(NULL AS TEXT)"
+                };
+                format!(
+                    "SELECT {period}, verdict, COUNT(*), {days} FROM {judged} \
+                     WHERE channel = $1 AND verdict IN ('qualified', 'unqualified', 'customer') AND {range} \
+                     GROUP BY verdict"
                 )
-                .bind(channel)
-                .bind(lo)
-                .bind(hi)
-                .fetch_all(&mut *conn)
-                .await?;
-                for r in &judged {
-                    let verdict: String = r.get(0);
-                    let count: i64 = r.get(2);
-                    match verdict.as_str() {
-                        "qualified" => row.qualified += count,
-                        "customer" => row.customers += count,
-                        _ => {
-                            row.unqualified += count;
-                            row.reasons.push(ReasonCount {
-                                reason: r.get(1),
-                                count,
-                            });
-                        }
+            })
+            .await?;
+            let mut days: BTreeMap<usize, Vec<i64>> = BTreeMap::new();
+            for r in &rows {
+                let period = index(r.get(0));
+                let Some(row) = periods.get_mut(&period) else {
+                    continue;
+                };
+                let verdict: String = r.get(1);
+                let count: i64 = r.get(2);
+                match verdict.as_str() {
+                    "qualified" => row.qualified += count,
+                    "customer" => row.customers += count,
+                    _ => row.unqualified += count,
+                }
+                if let Some(list) = r.get::<Option<String>, _>(3) {
+                    let values = days.entry(period).or_default();
+                    for d in list.split(',') {
+                        let d = d.trim().parse().map_err(|e| {
+                            sqlx::Error::Decode(
+                                format!(
+                                    "days to a verdict: {d:?} is not a number of milliseconds ({e})"
+                                )
+                                .into(),
+                            )
+                        })?;
+                        values.push(d);
                     }
                 }
+            }
+            // The unqualified reasons, of the periods that have unqualified leads.
+            let unqualified: Vec<(usize, i64, i64)> = busy
+                .iter()
+                .copied()
+                .filter(|(p, _, _)| periods[p].unqualified > 0)
+                .collect();
+            if !unqualified.is_empty() {
+                let rows = per_period(&mut conn, channel, &unqualified, |_, period, range| {
+                    format!(
+                        "SELECT {period}, verdict_reason, COUNT(*) FROM {judged} \
+                         WHERE channel = $1 AND verdict = 'unqualified' AND {range} \
+                         GROUP BY verdict_reason"
+                    )
+                })
+                .await?;
+                for r in &rows {
+                    if let Some(row) = periods.get_mut(&index(r.get(0))) {
+                        row.reasons.push(ReasonCount {
+                            reason: r.get(1),
+                            count: r.get(2),
+                        });
+                    }
+                }
+            }
+            for (period, mut row) in periods {
                 row.reasons
                     .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
-                // A lead has a quality verdict exactly when it has a first one: `judged` of
-                // them, whose middle one or two the database finds in the judged index.
                 let judged = row.judged();
-                if judged > 0 {
-                    let middle: Vec<i64> = sqlx::query_scalar(
-                        "SELECT first_verdict_at - created_at AS d FROM leads \
-                         WHERE channel = $1 AND verdict IN ('qualified', 'unqualified', 'customer') \
-                           AND created_at >= $2 AND created_at < $3 \
-                         ORDER BY d LIMIT $4 OFFSET $5",
-                    )
-                    .bind(channel)
-                    .bind(lo)
-                    .bind(hi)
-                    .bind(2 - judged % 2)
-                    .bind((judged - 1) / 2)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                    row.median_days_to_verdict = median_days(&middle);
-                }
+                row.median_days_to_verdict = match days.get_mut(&period) {
+                    Some(values) => median_days(&middle(values)),
+                    None if judged > 0 && row.leads > inline_max => {
+                        // The one or two middle values, by the database's sort of this
+                        // period's judged leads.
+                        let (_, lo, hi) = ranges
+                            .iter()
+                            .copied()
+                            .find(|r| r.0 == period)
+                            .unwrap_or((period, i64::MIN, i64::MAX));
+                        let middle: Vec<i64> = sqlx::query_scalar(
+                            "SELECT first_verdict_at - created_at AS d FROM leads \
+                             WHERE channel = $1 AND verdict IN ('qualified', 'unqualified', 'customer') \
+                               AND created_at >= $2 AND created_at < $3 \
+                             ORDER BY d LIMIT $4 OFFSET $5",
+                        )
+                        .bind(channel)
+                        .bind(lo)
+                        .bind(hi)
+                        .bind(2 - judged % 2)
+                        .bind((judged - 1) / 2)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                        median_days(&middle)
+                    }
+                    None => None,
+                };
                 out.push(row);
             }
         }
         Ok(out)
+    }
+
+    /// `leads` read through `index` on SQLite. Its planner weighs the index made for a
+    /// count against the others by sampled statistics, and for a period at the edge of the
+    /// data it can pick the channel index and look every lead up in the table instead of
+    /// counting the entries of a partial index: twice the time for the whole report.
+    /// PostgreSQL chooses by its own statistics.
+    fn leads_by(&self, index: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("leads INDEXED BY {index}"),
+            Backend::Postgres => "leads".to_owned(),
+        }
     }
 
     /// The unqualified reasons of the leads created in the window, per group and period, each
@@ -622,6 +724,69 @@ impl Store {
     }
 }
 
+/// Above this many leads in one channel and period, the channel report leaves the median to
+/// the database's sort instead of taking the period's days to a verdict as a list, so the
+/// report's memory stays bounded (a list holds about 20 bytes per judged lead).
+const INLINE_MEDIAN_MAX: i64 = 1_000_000;
+
+/// Arms per statement of [`per_period`], below SQLite's limit of 500 terms in a compound
+/// `SELECT`.
+const ARMS_PER_STATEMENT: usize = 100;
+
+/// One channel's rows for each of `arms` (period, from, until): one `UNION ALL` statement per
+/// hundred periods, whose arms `arm` writes from the period's index as SQL (a `BIGINT`, alike
+/// on both databases) and its time condition on `created_at`. `$1` is the channel.
+async fn per_period(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    channel: &str,
+    arms: &[(usize, i64, i64)],
+    arm: impl Fn(usize, &str, &str) -> String,
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in arms.chunks(ARMS_PER_STATEMENT) {
+        let mut sql = String::new();
+        for (i, &(period, _, _)) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" UNION ALL ");
+            }
+            sql.push_str(&arm(
+                period,
+                &format!("CAST({period} AS BIGINT)"),
+                &format!(
+                    "created_at >= ${} AND created_at < ${}",
+                    2 + 2 * i,
+                    3 + 2 * i
+                ),
+            ));
+        }
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(channel);
+        for &(_, lo, hi) in chunk {
+            query = query.bind(lo).bind(hi);
+        }
+        rows.extend(query.fetch_all(&mut **conn).await?);
+    }
+    Ok(rows)
+}
+
+/// The one or two middle values of `values` (reordered), in linear time.
+fn middle(values: &mut [i64]) -> Vec<i64> {
+    let n = values.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let (below, upper, _) = values.select_nth_unstable(n / 2);
+    let upper = *upper;
+    if n % 2 == 1 {
+        return vec![upper];
+    }
+    // The lower middle is the largest of the values below the upper one.
+    below
+        .iter()
+        .copied()
+        .max()
+        .map_or_else(|| vec![upper], |lower| vec![lower, upper])
+}
+
 /// The median in days of the one or two middle values (milliseconds) of a group.
 #[allow(clippy::cast_precision_loss)] // days of milliseconds: far below 2^52
 fn median_days(middle: &[i64]) -> Option<f64> {
@@ -651,7 +816,9 @@ fn sum(v: Option<i64>) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::bucket_sql;
+    use chrono::{TimeZone, Utc};
+
+    use super::{ReportWindow, Store, bucket_sql, middle};
 
     /// Evaluates the `CASE` text for one value, as SQL would.
     fn eval(sql: &str, v: i64) -> usize {
@@ -711,5 +878,103 @@ mod tests {
             })
             .1;
         assert!(depth <= 9, "nesting depth {depth}");
+    }
+
+    #[test]
+    fn the_middle_values_are_those_a_sort_gives() {
+        // Every arrangement of small lists with repeats, against a sort.
+        let mut seed = 7_u64;
+        for n in 0..40 {
+            for _ in 0..20 {
+                let values: Vec<i64> = (0..n)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        i64::try_from(seed >> 59).unwrap() - 8
+                    })
+                    .collect();
+                let mut sorted = values.clone();
+                sorted.sort_unstable();
+                let expected: Vec<i64> = match n {
+                    0 => Vec::new(),
+                    _ if n % 2 == 1 => vec![sorted[n / 2]],
+                    _ => vec![sorted[n / 2 - 1], sorted[n / 2]],
+                };
+                let mut shuffled = values.clone();
+                assert_eq!(middle(&mut shuffled), expected, "{values:?}");
+            }
+        }
+    }
+
+    /// The median from the listed days and from the database's sort agree, over channels and
+    /// periods with odd and even numbers of judged leads, and match one worked by hand.
+    #[tokio::test]
+    async fn both_ways_to_the_median_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("r.db").display());
+        let store = Store::connect(&url, 1).await.unwrap();
+        let day = 86_400_000_i64;
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 3, 1, 0, 0, 0)
+            .unwrap()
+            .timestamp_millis();
+        for id in 1..=300_i64 {
+            let channel = ["ads", "events", "webinar"][usize::try_from(id % 3).unwrap()];
+            let created = t0 + (id % 10) * day + id;
+            sqlx::query(
+                "INSERT INTO leads (id, email, name, channel, status, created_at, updated_at) \
+                 VALUES ($1, $2, 'x', $3, 'new', $4, $4)",
+            )
+            .bind(id)
+            .bind(format!("lead{id}@example.org"))
+            .bind(channel)
+            .bind(created)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+            if id % 7 != 0 {
+                let verdict =
+                    ["qualified", "unqualified", "customer"][usize::try_from(id % 3).unwrap()];
+                sqlx::query(
+                    "UPDATE leads SET verdict = $1, verdict_reason = $2, first_verdict_at = $3 WHERE id = $4",
+                )
+                .bind(verdict)
+                .bind((verdict == "unqualified").then_some("timing"))
+                .bind(created + (id * 37 % 23) * day / 2)
+                .bind(id)
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            }
+        }
+        let window = ReportWindow {
+            since: None,
+            until: None,
+            bounds: (0..=5)
+                .map(|i| Utc.timestamp_millis_opt(t0 + i * 2 * day).unwrap())
+                .collect(),
+        };
+        let listed = store.channel_report_with(&window, i64::MAX).await.unwrap();
+        let sorted = store.channel_report_with(&window, 0).await.unwrap();
+        assert_eq!(listed, sorted);
+        assert_eq!(listed.len(), 15);
+        // By hand: "ads" (id % 3 == 0) in the first period (id % 10 in 0..2), judged unless
+        // id % 7 == 0.
+        let mut days: Vec<i64> = (1..=300_i64)
+            .filter(|id| id % 3 == 0 && id % 10 < 2 && id % 7 != 0)
+            .map(|id| (id * 37 % 23) * day / 2)
+            .collect();
+        days.sort_unstable();
+        let n = days.len();
+        #[allow(clippy::cast_precision_loss)]
+        let expected = if n % 2 == 1 {
+            days[n / 2] as f64
+        } else {
+            (days[n / 2 - 1] + days[n / 2]) as f64 / 2.0
+        } / day as f64;
+        let ads = &listed[0];
+        assert_eq!((ads.key.as_deref(), ads.period), (Some("ads"), 0));
+        assert_eq!(ads.judged(), i64::try_from(n).unwrap());
+        assert_eq!(ads.median_days_to_verdict, Some(expected));
+        store.close().await;
     }
 }
