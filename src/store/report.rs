@@ -420,7 +420,7 @@ impl Store {
             // index holds only the judged leads, a fraction of them all). A period with more
             // leads than `INLINE_MEDIAN_MAX` gets no list: its median is left to the database.
             let rows = per_period(&mut conn, channel, &busy, |p, period, range| {
-                let days = if periods[&p].leads <= inline_max {
+                let days = if periods.get(&p).is_some_and(|r| r.leads <= inline_max) {
                     concat
                 } else {
                     "CAST(NULL AS TEXT)"
@@ -464,7 +464,7 @@ impl Store {
             let unqualified: Vec<(usize, i64, i64)> = busy
                 .iter()
                 .copied()
-                .filter(|(p, _, _)| periods[p].unqualified > 0)
+                .filter(|(p, _, _)| periods.get(p).is_some_and(|r| r.unqualified > 0))
                 .collect();
             if !unqualified.is_empty() {
                 let rows = per_period(&mut conn, channel, &unqualified, |_, period, range| {
