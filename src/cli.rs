@@ -349,9 +349,39 @@ fn init_tracing(daemon: bool) {
         .with_writer(io::stderr);
     if std::env::var("LEADLOOP_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
+    } else if stderr_is_journal() {
+        // The journal stamps every line itself; a second time in the text is noise.
+        builder.without_time().init();
     } else {
         builder.init();
     }
+}
+
+/// Whether stderr is the journal's stream: systemd names it in `JOURNAL_STREAM` as
+/// `DEVICE:INODE`, and a child whose stderr was redirected elsewhere inherits the variable, so
+/// the file itself is compared.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM")
+        .ok()
+        .as_deref()
+        .and_then(journal_stream)
+    else {
+        return false;
+    };
+    io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+}
+
+/// `JOURNAL_STREAM`'s device and inode numbers.
+fn journal_stream(value: &str) -> Option<(u64, u64)> {
+    let (dev, ino) = value.trim().split_once(':')?;
+    Some((dev.parse().ok()?, ino.parse().ok()?))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -568,9 +598,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// `leadloop check [--sample FILE.eml …]`.
 fn check(path: &Path, samples: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let result = Config::load(path).and_then(|c| c.check_secrets().map(|()| c));
+    let result = Config::load(path).and_then(|c| c.check_secrets().map(|unchecked| (c, unchecked)));
     match result {
-        Ok(c) => {
+        Ok((c, unchecked)) => {
+            for (key, credential) in &unchecked {
+                say!(
+                    "{}: note: {key} is the systemd credential {credential}; the service checks it when it starts (ExecStartPre)",
+                    path.display()
+                );
+            }
             say!(
                 "{}: ok ({} channel rules, {} form profiles, {} sequences with {} steps, {} routes, {})",
                 path.display(),

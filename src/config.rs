@@ -938,11 +938,24 @@ impl Config {
 
     /// Checks that every secret the configuration names can be read, without showing any.
     ///
+    /// A systemd credential exists only inside the service (`$CREDENTIALS_DIRECTORY`, which
+    /// the unit's `ExecStartPre=leadloop check` has): run by hand, where the variable is not
+    /// set, it cannot be read and is not a problem. Those keys are returned, with their
+    /// credential's name, so the caller can say what was left unchecked.
+    ///
     /// # Errors
     /// One problem per unreadable secret.
-    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+    pub fn check_secrets(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let outside_service = std::env::var_os("CREDENTIALS_DIRECTORY").is_none();
         let mut problems = Vec::new();
+        let mut unchecked = Vec::new();
         let mut check = |key: &str, source: &SecretSource| {
+            if let SecretSource::Credential(name) = source
+                && outside_service
+            {
+                unchecked.push((key.to_owned(), name.clone()));
+                return;
+            }
             if let Err(message) = source.resolve() {
                 problems.push(Problem {
                     file: self.path.clone(),
@@ -969,7 +982,7 @@ impl Config {
             check("smtp.password", password);
         }
         if problems.is_empty() {
-            Ok(())
+            Ok(unchecked)
         } else {
             Err(ConfigError { problems })
         }

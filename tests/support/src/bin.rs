@@ -33,6 +33,13 @@ impl Leadloop {
         self.env("LEADLOOP_LOG", filter)
     }
 
+    /// Sends stderr to `file` instead of capturing it, as systemd hands a service the journal's
+    /// stream.
+    pub fn stderr_to(mut self, file: std::fs::File) -> Leadloop {
+        self.cmd.stderr(file);
+        self
+    }
+
     /// Sets one more environment variable.
     pub fn env(mut self, key: &str, value: &str) -> Leadloop {
         self.cmd.env(key, value);
