@@ -331,7 +331,7 @@ pub fn main() -> ExitCode {
         // The reader went away (`leadloop … | head`): it has what it wanted.
         Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::diagnostics::join_causes(e.chain()));
             ExitCode::FAILURE
         }
     }

@@ -100,12 +100,26 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// An error and its causes on one line, for logs.
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
+    join_causes(std::iter::successors(Some(e), |c| c.source()))
+}
+
+/// An error's messages, outermost first, joined with `: `. A cause whose text the line
+/// already ends with is left out: many wrappers (an `io::Error` around a TLS error, a
+/// library's `Io` variant) print their cause and also return it as their source, which would
+/// say everything twice.
+pub fn join_causes<'a>(
+    causes: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>,
+) -> String {
+    let mut s = String::new();
+    for cause in causes {
+        let text = cause.to_string();
+        if text.is_empty() || s.ends_with(&text) {
+            continue;
+        }
+        if !s.is_empty() {
+            s.push_str(": ");
+        }
+        s.push_str(&text);
     }
     s
 }
@@ -113,6 +127,28 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cause_already_said_is_not_said_again() {
+        #[derive(Debug)]
+        struct Wrap(&'static str, Option<std::io::Error>);
+        impl fmt::Display for Wrap {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Wrap {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_ref().map(|e| e as _)
+            }
+        }
+        let pipe = || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "Broken pipe");
+        // The io error's text printed by its wrapper, and returned as its source too.
+        let e = Wrap("sending: Broken pipe", Some(pipe()));
+        assert_eq!(error_chain(&e), "sending: Broken pipe");
+        let e = Wrap("sending failed", Some(pipe()));
+        assert_eq!(error_chain(&e), "sending failed: Broken pipe");
+    }
 
     #[test]
     fn line_col_counts_characters_from_one() {

@@ -73,6 +73,17 @@ pub enum ImapError {
         #[source]
         source: async_imap::error::Error,
     },
+    /// The server and the configuration disagree about TLS, or the server's certificate is
+    /// not one we trust: `what` names the setting that usually causes it. Retried like a
+    /// network failure (the server may be mid-change), but every log line says what to fix.
+    #[error("{what}")]
+    Mismatch {
+        /// What failed, and the likely fix.
+        what: String,
+        /// The cause, when there is one (none for a silent server).
+        #[source]
+        source: Option<io::Error>,
+    },
     /// A command took longer than allowed.
     #[error("IMAP {0} timed out")]
     Timeout(&'static str),
@@ -299,10 +310,19 @@ impl ImapSource {
         tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(name, tcp))
             .await
             .map_err(|_| ImapError::Timeout("TLS handshake"))?
-            .map_err(|source| ImapError::Connect {
-                host: self.config.host.clone(),
-                port: self.config.port,
-                source,
+            .map_err(|source| match tls_hint(&source, &self.config) {
+                Some(hint) => ImapError::Mismatch {
+                    what: format!(
+                        "TLS handshake with {}:{} failed; {hint}",
+                        self.config.host, self.config.port
+                    ),
+                    source: Some(source),
+                },
+                None => ImapError::Connect {
+                    host: self.config.host.clone(),
+                    port: self.config.port,
+                    source,
+                },
             })
     }
 
@@ -641,8 +661,48 @@ where
             port: cfg.port,
             source,
         }),
+        // A server on a TLS port waits for our handshake and says nothing.
+        Err(_) if cfg.tls == TlsMode::None => Err(ImapError::Mismatch {
+            what: format!(
+                "{}:{} sent no greeting in {} s; if this port expects TLS from the start (usually 993), set imap.tls = \"implicit\"",
+                cfg.host,
+                cfg.port,
+                CONNECT_TIMEOUT.as_secs()
+            ),
+            source: None,
+        }),
         Err(_) => Err(ImapError::Timeout("greeting")),
     }
+}
+
+/// What a failed TLS handshake most likely means for the configuration, when the cause is
+/// one users meet: plain IMAP on the port, or a certificate we do not trust.
+fn tls_hint(e: &io::Error, cfg: &ImapConfig) -> Option<String> {
+    use rustls::{CertificateError, Error};
+    let tls = e.get_ref()?.downcast_ref::<Error>()?;
+    Some(match tls {
+        Error::InvalidMessage(_) if cfg.tls == TlsMode::Implicit => format!(
+            "the server answered without TLS, so port {} speaks plain IMAP: set imap.tls = \"starttls\" for it, or use the server's TLS port (usually 993)",
+            cfg.port
+        ),
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => match &cfg.ca_file {
+            Some(path) => format!(
+                "the server's certificate is not signed by the CA in imap.ca_file ({})",
+                path.display()
+            ),
+            None => "the server's certificate is not signed by a CA this machine trusts: set imap.ca_file to the CA certificate (PEM) that signed it".to_owned(),
+        },
+        Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!(
+            "the server's certificate is not for {}: set imap.host to a name the certificate names",
+            cfg.host
+        ),
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "the server's certificate has expired".to_owned(),
+        _ => return None,
+    })
 }
 
 /// Runs one IMAP command future with the command timeout, naming it in errors.
