@@ -217,6 +217,10 @@ pub struct ImapConfig {
     pub after: AfterProcessing,
     /// How often to look for new mail when IDLE is unavailable or disabled.
     pub poll_interval: Duration,
+    /// How long the server may stay silent in one step (connect, TLS handshake, greeting,
+    /// login, one answer of a command) before the connection counts as dead: a server that
+    /// stops answering is noticed within `poll_interval` + `timeout`.
+    pub timeout: Duration,
     /// Whether to use IMAP IDLE when the server offers it.
     pub idle: bool,
     /// Messages larger than this are recorded as ignored without being fetched whole.
@@ -474,6 +478,7 @@ struct RawImap {
     #[serde(default = "default_after")]
     after: Spanned<String>,
     poll_interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
     #[serde(default = "default_true")]
     idle: bool,
     max_message_bytes: Option<Spanned<u64>>,
@@ -1462,6 +1467,11 @@ fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapC
         poll_interval: ck.duration(
             imap.poll_interval.as_ref(),
             "imap.poll_interval",
+            Duration::from_secs(60),
+        ),
+        timeout: ck.duration(
+            imap.timeout.as_ref(),
+            "imap.timeout",
             Duration::from_secs(60),
         ),
         idle: imap.idle,

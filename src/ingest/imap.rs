@@ -27,13 +27,10 @@ use super::{Classifying, IngestError, IngestReport, Pipeline, RawMessage, header
 use crate::config::{AfterProcessing, ImapConfig, Secret, TlsMode};
 use crate::diagnostics::error_chain;
 
-/// How long to wait for a TCP connect, TLS handshake or login before giving up on an attempt.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long one command may take before the connection is considered dead.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
-/// Backoff between reconnect attempts: doubles from the first value up to the cap.
+/// Backoff between reconnect attempts: doubles from the first value up to the cap, so a
+/// server that comes back is read again within a minute (±25% jitter).
 const BACKOFF_START: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(300);
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// RFC 2177 asks clients to re-issue IDLE at least every 29 minutes.
 const IDLE_MAX: Duration = Duration::from_secs(29 * 60);
 /// A batch also ends once it holds this many bytes, so memory stays flat with large messages.
@@ -256,7 +253,7 @@ impl ImapSource {
             source,
         };
         let tcp = tokio::time::timeout(
-            CONNECT_TIMEOUT,
+            cfg.timeout,
             TcpStream::connect((cfg.host.as_str(), cfg.port)),
         )
         .await
@@ -271,6 +268,7 @@ impl ImapSource {
                 let mut client = Client::new(tcp);
                 read_greeting(&mut client, cfg).await?;
                 timed(
+                    self.config.timeout,
                     "STARTTLS",
                     client.run_command_and_check_ok("STARTTLS", None),
                 )
@@ -283,16 +281,14 @@ impl ImapSource {
         if cfg.tls != TlsMode::Starttls {
             read_greeting(&mut client, cfg).await?;
         }
-        let session = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            client.login(&cfg.user, self.password.expose()),
-        )
-        .await
-        .map_err(|_| ImapError::Timeout("LOGIN"))?
-        .map_err(|(e, _)| ImapError::Login {
-            user: cfg.user.clone(),
-            message: e.to_string(),
-        })?;
+        let session =
+            tokio::time::timeout(cfg.timeout, client.login(&cfg.user, self.password.expose()))
+                .await
+                .map_err(|_| ImapError::Timeout("LOGIN"))?
+                .map_err(|(e, _)| ImapError::Login {
+                    user: cfg.user.clone(),
+                    message: e.to_string(),
+                })?;
         Ok(session)
     }
 
@@ -307,7 +303,7 @@ impl ImapSource {
                 self.config.host
             ))
         })?;
-        tokio::time::timeout(CONNECT_TIMEOUT, tls.connect(name, tcp))
+        tokio::time::timeout(self.config.timeout, tls.connect(name, tcp))
             .await
             .map_err(|_| ImapError::Timeout("TLS handshake"))?
             .map_err(|source| match tls_hint(&source, &self.config) {
@@ -335,7 +331,7 @@ impl ImapSource {
         let cfg = &self.config;
         let span = info_span!("sync", mailbox = %cfg.mailbox);
         async move {
-            let mailbox = timed("SELECT", session.select(&cfg.mailbox)).await?;
+            let mailbox = timed(self.config.timeout, "SELECT", session.select(&cfg.mailbox)).await?;
             let uidvalidity = mailbox
                 .uid_validity
                 .ok_or_else(|| ImapError::Server("SELECT returned no UIDVALIDITY".into()))?;
@@ -414,16 +410,21 @@ impl ImapSource {
             .max(1);
         let range = format!("UID {start}:*");
         // `n:*` always includes the newest message, even when its UID is below n.
-        let mut all: Vec<u32> = timed("UID SEARCH", session.uid_search(&range))
-            .await?
-            .into_iter()
-            .filter(|uid| *uid >= start)
-            .collect();
+        let mut all: Vec<u32> = timed(
+            self.config.timeout,
+            "UID SEARCH",
+            session.uid_search(&range),
+        )
+        .await?
+        .into_iter()
+        .filter(|uid| *uid >= start)
+        .collect();
         all.sort_unstable();
         if all.is_empty() {
             return Ok(Vec::new());
         }
         let mut large: Vec<u32> = timed(
+            self.config.timeout,
             "UID SEARCH",
             session.uid_search(format!("{range} LARGER {bound}")),
         )
@@ -437,12 +438,13 @@ impl ImapSource {
             // Each response is dropped as soon as it is read: a held response keeps its whole
             // read buffer alive.
             let stream = timed(
+                self.config.timeout,
                 "UID FETCH",
                 session.uid_fetch(uid_set(&large), "(UID RFC822.SIZE)"),
             )
             .await?;
             let mut stream = std::pin::pin!(stream);
-            while let Some(f) = timed("UID FETCH", stream.try_next()).await? {
+            while let Some(f) = timed(self.config.timeout, "UID FETCH", stream.try_next()).await? {
                 if let (Some(uid), Some(size)) = (f.uid, f.size) {
                     exact.insert(uid, u64::from(size));
                 }
@@ -507,6 +509,7 @@ impl ImapSource {
             let mut messages = Vec::with_capacity(chunk.len());
             if !whole.is_empty() {
                 let stream = timed(
+                    self.config.timeout,
                     "UID FETCH",
                     // No RFC822.SIZE: it is by definition the length of `BODY[]`, which
                     // the server would otherwise compute and send a second time.
@@ -514,7 +517,9 @@ impl ImapSource {
                 )
                 .await?;
                 let mut stream = std::pin::pin!(stream);
-                while let Some(f) = timed("UID FETCH", stream.try_next()).await? {
+                while let Some(f) =
+                    timed(self.config.timeout, "UID FETCH", stream.try_next()).await?
+                {
                     let (Some(uid), Some(body)) = (f.uid, f.body()) else {
                         continue;
                     };
@@ -528,12 +533,15 @@ impl ImapSource {
             }
             if !big.is_empty() {
                 let stream = timed(
+                    self.config.timeout,
                     "UID FETCH",
                     session.uid_fetch(uid_set(&big), "(UID RFC822.SIZE BODY.PEEK[HEADER])"),
                 )
                 .await?;
                 let mut stream = std::pin::pin!(stream);
-                while let Some(f) = timed("UID FETCH", stream.try_next()).await? {
+                while let Some(f) =
+                    timed(self.config.timeout, "UID FETCH", stream.try_next()).await?
+                {
                     let Some(uid) = f.uid else { continue };
                     let header = f
                         .header()
@@ -574,24 +582,36 @@ impl ImapSource {
             AfterProcessing::None => {}
             AfterProcessing::Flag => {
                 let stream = timed(
+                    self.config.timeout,
                     "UID STORE",
                     session.uid_store(format!("{start}:{last}"), "+FLAGS.SILENT (\\Seen)"),
                 )
                 .await?;
-                let _: Vec<_> = timed("UID STORE", stream.try_collect()).await?;
+                let _: Vec<_> =
+                    timed(self.config.timeout, "UID STORE", stream.try_collect()).await?;
             }
             AfterProcessing::Move(folder) => {
                 // Everything up to the cursor is recorded, so moving 1:last also catches messages
                 // left behind by a crash between the commit and the move.
                 let set = format!("1:{last}");
-                if let Err(first) = timed("UID MOVE", session.uid_mv(&set, folder)).await {
+                if let Err(first) = timed(
+                    self.config.timeout,
+                    "UID MOVE",
+                    session.uid_mv(&set, folder),
+                )
+                .await
+                {
                     // The folder may not exist yet ([TRYCREATE]): create it once and retry; if
                     // that fails too, the first error is the one worth reporting.
                     debug!(error = %first, folder = %folder, "UID MOVE failed; creating the folder");
-                    let _ = timed("CREATE", session.create(folder)).await;
-                    timed("UID MOVE", session.uid_mv(&set, folder))
-                        .await
-                        .map_err(|_| first)?;
+                    let _ = timed(self.config.timeout, "CREATE", session.create(folder)).await;
+                    timed(
+                        self.config.timeout,
+                        "UID MOVE",
+                        session.uid_mv(&set, folder),
+                    )
+                    .await
+                    .map_err(|_| first)?;
                 }
             }
         }
@@ -608,7 +628,7 @@ impl ImapSource {
         may_return_at_once: bool,
     ) -> Result<(ImapSession, bool), IngestError> {
         let idle = self.config.idle && {
-            let caps = timed("CAPABILITY", session.capabilities()).await?;
+            let caps = timed(self.config.timeout, "CAPABILITY", session.capabilities()).await?;
             caps.has_str("IDLE")
         };
         // Drain notifications gathered during the sync: the sync reads the mailbox state
@@ -633,7 +653,7 @@ impl ImapSource {
             return Ok((session, false));
         }
         let mut handle = session.idle();
-        timed("IDLE", handle.init()).await?;
+        timed(self.config.timeout, "IDLE", handle.init()).await?;
         let wait = self.config.poll_interval.min(IDLE_MAX);
         let (idle_fut, _stop) = handle.wait_with_timeout(wait);
         let woke = tokio::select! {
@@ -641,7 +661,10 @@ impl ImapSource {
             () = cancel.cancelled() => None,
         };
         debug!(?woke, "IDLE ended");
-        Ok((timed("DONE", handle.done()).await?, false))
+        Ok((
+            timed(self.config.timeout, "DONE", handle.done()).await?,
+            false,
+        ))
     }
 }
 
@@ -649,7 +672,7 @@ async fn read_greeting<T>(client: &mut Client<T>, cfg: &ImapConfig) -> Result<()
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + fmt::Debug + Send,
 {
-    match tokio::time::timeout(CONNECT_TIMEOUT, client.read_response()).await {
+    match tokio::time::timeout(cfg.timeout, client.read_response()).await {
         Ok(Ok(Some(_))) => Ok(()),
         Ok(Ok(None)) => Err(ImapError::Connect {
             host: cfg.host.clone(),
@@ -667,7 +690,7 @@ where
                 "{}:{} sent no greeting in {} s; if this port expects TLS from the start (usually 993), set imap.tls = \"implicit\"",
                 cfg.host,
                 cfg.port,
-                CONNECT_TIMEOUT.as_secs()
+                cfg.timeout.as_secs()
             ),
             source: None,
         }),
@@ -706,11 +729,11 @@ fn tls_hint(e: &io::Error, cfg: &ImapConfig) -> Option<String> {
 }
 
 /// Runs one IMAP command future with the command timeout, naming it in errors.
-async fn timed<T, F>(command: &'static str, fut: F) -> Result<T, ImapError>
+async fn timed<T, F>(limit: Duration, command: &'static str, fut: F) -> Result<T, ImapError>
 where
     F: std::future::Future<Output = Result<T, async_imap::error::Error>>,
 {
-    match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+    match tokio::time::timeout(limit, fut).await {
         Ok(r) => r.map_err(|source| ImapError::Protocol { command, source }),
         Err(_) => Err(ImapError::Timeout(command)),
     }
