@@ -346,6 +346,7 @@ impl ImapSource {
                 None => 1,
             };
             if mailbox.uid_next.is_some_and(|next| next <= start) || mailbox.exists == 0 {
+                self.tidy(session, uidvalidity, start).await?;
                 return Ok(IngestReport::default());
             }
 
@@ -384,8 +385,8 @@ impl ImapSource {
             let written = writer.await.map_err(|e| IngestError::Task(e.to_string()))?;
             fetched?;
             let (report, committed) = written?;
-            if let Some(last) = committed {
-                self.after_processing(session, start, last).await?;
+            if committed.is_some() {
+                self.tidy(session, uidvalidity, start).await?;
             }
             Ok(report)
         }
@@ -569,6 +570,29 @@ impl ImapSource {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// Flags or moves (`after`) every recorded message not yet tidied: this pass's, and any a
+    /// stop between recording and tidying left behind, which would otherwise stay until new
+    /// mail came, or for good with `after = "flag"`. It runs after the pass recorded its mail,
+    /// so a tidy that fails (a folder that cannot be created) never holds up recording.
+    async fn tidy(
+        &self,
+        session: &mut ImapSession,
+        uidvalidity: u32,
+        pass_start: u32,
+    ) -> Result<(), IngestError> {
+        let store = self.pipeline.store();
+        let mailbox = self.pipeline.mailbox();
+        let Some((first, last)) = store.untidied(mailbox, uidvalidity).await? else {
+            return Ok(());
+        };
+        if first < pass_start {
+            info!(first, last, "tidying mail recorded before an interruption");
+        }
+        self.after_processing(session, first, last).await?;
+        store.mark_tidied(mailbox, uidvalidity, last).await?;
         Ok(())
     }
 

@@ -570,7 +570,8 @@ async fn advance_cursor(
     sqlx::query(
         "INSERT INTO mailbox_state (mailbox, uidvalidity, last_uid, updated_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (mailbox) DO UPDATE SET uidvalidity = excluded.uidvalidity, \
-           last_uid = excluded.last_uid, updated_at = excluded.updated_at \
+           last_uid = excluded.last_uid, updated_at = excluded.updated_at, \
+           tidied_uid = CASE WHEN mailbox_state.uidvalidity <> excluded.uidvalidity THEN 0 ELSE mailbox_state.tidied_uid END \
          WHERE mailbox_state.uidvalidity <> excluded.uidvalidity OR mailbox_state.last_uid < excluded.last_uid",
     )
     .bind(batch.mailbox)

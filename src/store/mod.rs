@@ -468,6 +468,55 @@ impl Store {
         }))
     }
 
+    /// The UIDs of `mailbox` that were recorded under `uidvalidity` but not yet tidied (flagged
+    /// or moved): `(first, last)`, or `None` when everything recorded was tidied.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn untidied(
+        &self,
+        mailbox: &str,
+        uidvalidity: u32,
+    ) -> Result<Option<(u32, u32)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT tidied_uid, last_uid FROM mailbox_state \
+             WHERE mailbox = $1 AND uidvalidity = $2 AND tidied_uid < last_uid",
+        )
+        .bind(mailbox)
+        .bind(i64::from(uidvalidity))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| {
+            let uid = |i: usize| u32::try_from(r.get::<i64, _>(i)).unwrap_or(0);
+            (uid(0).saturating_add(1), uid(1))
+        }))
+    }
+
+    /// Notes that the mail of `mailbox` up to `uid` is tidied. Never moves the mark backwards,
+    /// nor past the cursor.
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn mark_tidied(
+        &self,
+        mailbox: &str,
+        uidvalidity: u32,
+        uid: u32,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE mailbox_state SET tidied_uid = $3 \
+             WHERE mailbox = $1 AND uidvalidity = $2 AND tidied_uid < $3 AND last_uid >= $3",
+        )
+        .bind(mailbox)
+        .bind(i64::from(uidvalidity))
+        .bind(i64::from(uid))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// How many inbound messages of each kind are recorded.
     ///
     /// # Errors

@@ -279,6 +279,70 @@ async fn processed_mail_is_flagged_or_moved() {
     assert_eq!(store.inbound(&s.mailbox()).await.unwrap().len(), 3);
 }
 
+/// A daemon stopped between recording a batch and flagging or moving it leaves that mail
+/// untouched. The next pass tidies it even when no new mail came; before, only new mail
+/// brought a move along, and a flag never came.
+#[tokio::test]
+async fn mail_recorded_before_a_stop_is_tidied_without_new_mail() {
+    use leadloop::config::{AfterProcessing, SourceConfig};
+    for after in ["flag", "move:Processed Leads"] {
+        let s = Setup::new("implicit", &format!("after = \"{after}\"")).await;
+        for n in 1..=3 {
+            s.append(&inquiry(n));
+        }
+        let store = Store::connect(&s.db.url, 4).await.unwrap();
+        // Recorded as by a pass that stopped after its commit: the cursor at 3, nothing tidied.
+        let mut config = s.config();
+        let SourceConfig::Imap(imap) = &mut config.source else {
+            unreachable!()
+        };
+        imap.after = AfterProcessing::None;
+        let report = Source::new(&config, store.clone())
+            .unwrap()
+            .sync_once(&CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(report.recorded, 3);
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&s.db.url).await.unwrap();
+        sqlx::query("UPDATE mailbox_state SET tidied_uid = 0")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let maildir = s.dovecot.maildir_path(s.dovecot.user());
+        let names = |dir: &str| -> Vec<String> {
+            std::fs::read_dir(maildir.join(dir))
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let inbox = || [names("cur"), names("new")].concat();
+        assert_eq!(inbox().len(), 3);
+        assert!(!inbox().iter().any(|n| n.ends_with(",S")), "{:?}", inbox());
+
+        // The next pass, with no new mail, tidies the three.
+        let (source, _) = s.source().await;
+        let report = source.sync_once(&CancellationToken::new()).await.unwrap();
+        assert_eq!(report.fetched, 0);
+        if after == "flag" {
+            assert_eq!(names("cur").len(), 3, "{:?}", inbox());
+            assert!(
+                names("cur").iter().all(|n| n.ends_with(",S")),
+                "{:?}",
+                inbox()
+            );
+        } else {
+            assert!(inbox().is_empty(), "{:?}", inbox());
+            let moved = [names(".Processed Leads/cur"), names(".Processed Leads/new")].concat();
+            assert_eq!(moved.len(), 3, "{moved:?}");
+        }
+        assert_eq!(store.inbound(&s.mailbox()).await.unwrap().len(), 3);
+    }
+}
+
 async fn wait_for(store: &Store, mailbox: &str, n: usize) {
     for _ in 0..300 {
         if store.inbound(mailbox).await.unwrap().len() >= n {
