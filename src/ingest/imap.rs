@@ -81,6 +81,14 @@ pub enum ImapError {
         #[source]
         source: Option<io::Error>,
     },
+    /// The server answered a command with NO or BAD; `answer` is its text.
+    #[error("IMAP {command} refused: {answer}")]
+    Refused {
+        /// The command that was refused.
+        command: &'static str,
+        /// `NO` or `BAD`, the response code if any, and the server's words.
+        answer: String,
+    },
     /// A command took longer than allowed.
     #[error("IMAP {0} timed out")]
     Timeout(&'static str),
@@ -758,9 +766,52 @@ where
     F: std::future::Future<Output = Result<T, async_imap::error::Error>>,
 {
     match tokio::time::timeout(limit, fut).await {
-        Ok(r) => r.map_err(|source| ImapError::Protocol { command, source }),
+        Ok(r) => r.map_err(|source| match &source {
+            async_imap::error::Error::No(text) => ImapError::Refused {
+                command,
+                answer: server_answer("NO", text),
+            },
+            async_imap::error::Error::Bad(text) => ImapError::Refused {
+                command,
+                answer: server_answer("BAD", text),
+            },
+            _ => ImapError::Protocol { command, source },
+        }),
         Err(_) => Err(ImapError::Timeout(command)),
     }
+}
+
+/// The server's own words from async-imap's text for a NO or BAD answer, which is the debug
+/// form of the parsed response (`… code: Some(TryCreate), information: Some("…") …`): `NO
+/// [TRYCREATE] Mailbox doesn't exist`. The text as it came when it has another shape.
+fn server_answer(status: &str, text: &str) -> String {
+    let quoted = ["information: Some(\"", "info: Some(\""]
+        .iter()
+        .find_map(|key| text.find(key).map(|i| &text[i + key.len()..]));
+    let Some(quoted) = quoted else {
+        return format!("{status} {text}");
+    };
+    // Undo the debug escaping up to the closing quote.
+    let mut words = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('n') => words.push(' '),
+                Some(other) => words.push(other),
+                None => break,
+            },
+            c => words.push(c),
+        }
+    }
+    let code = text
+        .find("code: Some(")
+        .map(|i| &text[i + "code: Some(".len()..])
+        .and_then(|rest| rest.split([')', '(', ',', ' ']).next())
+        .filter(|c| !c.is_empty())
+        .map(|c| format!("[{}] ", c.to_uppercase()));
+    format!("{status} {}{}", code.unwrap_or_default(), words.trim())
 }
 
 fn tls_connector(config: &ImapConfig) -> Result<TlsConnector, ImapError> {
@@ -823,6 +874,25 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_reads_as_the_server_said_it() {
+        assert_eq!(
+            server_answer(
+                "NO",
+                "outcome: Outcome { code: None, information: Some(\"Mailbox doesn't exist: Nope\") }"
+            ),
+            "NO Mailbox doesn't exist: Nope"
+        );
+        assert_eq!(
+            server_answer(
+                "NO",
+                "code: Some(TryCreate), info: Some(\"No \\\"such\\\" folder\")"
+            ),
+            "NO [TRYCREATE] No \"such\" folder"
+        );
+        assert_eq!(server_answer("BAD", "odd"), "BAD odd");
+    }
 
     #[test]
     fn uid_sets_are_compressed_into_ranges() {

@@ -204,3 +204,24 @@ async fn a_silent_server_is_noticed_within_the_timeout() {
         .unwrap();
     assert_eq!(report.recorded, 2);
 }
+
+/// A command the server refuses reads as the server said it, not as a debug dump.
+#[tokio::test]
+async fn a_refused_command_reads_as_the_server_said_it() {
+    let said = run_with(|d| {
+        format!(
+            "port = {}\ntls = \"implicit\"\nca_file = \"{}\"\nmailbox = \"Nope\"",
+            d.tls_port(),
+            d.ca_pem_path().display()
+        )
+    })
+    .await;
+    assert!(
+        said.contains("IMAP SELECT refused: NO Mailbox doesn't exist: Nope"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("Some(") && !said.contains("Outcome"),
+        "{said}"
+    );
+}
