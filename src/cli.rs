@@ -855,6 +855,12 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
         if let Some(pause) = pause {
             say!("{pause}; due messages wait. `leadloop sending resume` resumes it");
         }
+        if ingest.tidy_failed {
+            eprintln!(
+                "error: recorded mail could not be flagged or moved (imap.after; the reason is logged above); it stays recorded and the next run tries again"
+            );
+            return Ok(ExitCode::FAILURE);
+        }
         return Ok(ExitCode::SUCCESS);
     }
     daemon::run(path, config, shutdown, reload_rx).await?;

@@ -89,6 +89,18 @@ pub enum ImapError {
         /// `NO` or `BAD`, the response code if any, and the server's words.
         answer: String,
     },
+    /// Recorded mail could not be moved to `folder`, and creating the folder failed too.
+    #[error(
+        "cannot move recorded mail to \"{folder}\": {moving}; creating the folder failed: {creating}"
+    )]
+    Folder {
+        /// The folder of `after = "move:…"`.
+        folder: String,
+        /// Why the move failed.
+        moving: Box<ImapError>,
+        /// Why creating the folder failed.
+        creating: Box<ImapError>,
+    },
     /// A command took longer than allowed.
     #[error("IMAP {0} timed out")]
     Timeout(&'static str),
@@ -354,8 +366,10 @@ impl ImapSource {
                 None => 1,
             };
             if mailbox.uid_next.is_some_and(|next| next <= start) || mailbox.exists == 0 {
-                self.tidy(session, uidvalidity, start).await?;
-                return Ok(IngestReport::default());
+                return Ok(IngestReport {
+                    tidy_failed: !self.tidy(session, uidvalidity, start).await,
+                    ..IngestReport::default()
+                });
             }
 
             let listing = std::time::Instant::now();
@@ -392,9 +406,9 @@ impl ImapSource {
             let fetched = self.fetch_batches(session, &sizes, tx, cancel).await;
             let written = writer.await.map_err(|e| IngestError::Task(e.to_string()))?;
             fetched?;
-            let (report, committed) = written?;
+            let (mut report, committed) = written?;
             if committed.is_some() {
-                self.tidy(session, uidvalidity, start).await?;
+                report.tidy_failed = !self.tidy(session, uidvalidity, start).await;
             }
             Ok(report)
         }
@@ -584,8 +598,19 @@ impl ImapSource {
     /// Flags or moves (`after`) every recorded message not yet tidied: this pass's, and any a
     /// stop between recording and tidying left behind, which would otherwise stay until new
     /// mail came, or for good with `after = "flag"`. It runs after the pass recorded its mail,
-    /// so a tidy that fails (a folder that cannot be created) never holds up recording.
-    async fn tidy(
+    /// and its failure (a folder that cannot be created) is logged, not returned: it never
+    /// holds up recording, and the next pass tries again. `false` when it failed.
+    async fn tidy(&self, session: &mut ImapSession, uidvalidity: u32, pass_start: u32) -> bool {
+        match self.tidy_range(session, uidvalidity, pass_start).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %error_chain(&e), after = ?self.config.after, "recorded mail could not be flagged or moved; the next pass tries again");
+                false
+            }
+        }
+    }
+
+    async fn tidy_range(
         &self,
         session: &mut ImapSession,
         uidvalidity: u32,
@@ -636,14 +661,24 @@ impl ImapSource {
                     // The folder may not exist yet ([TRYCREATE]): create it once and retry; if
                     // that fails too, the first error is the one worth reporting.
                     debug!(error = %first, folder = %folder, "UID MOVE failed; creating the folder");
-                    let _ = timed(self.config.timeout, "CREATE", session.create(folder)).await;
+                    let created =
+                        timed(self.config.timeout, "CREATE", session.create(folder)).await;
                     timed(
                         self.config.timeout,
                         "UID MOVE",
                         session.uid_mv(&set, folder),
                     )
                     .await
-                    .map_err(|_| first)?;
+                    .map_err(|_| match created {
+                        // The refused CREATE usually says why (a name outside the server's
+                        // namespace, a character it does not allow).
+                        Err(create) => ImapError::Folder {
+                            folder: folder.clone(),
+                            moving: Box::new(first),
+                            creating: Box::new(create),
+                        },
+                        Ok(()) => first,
+                    })?;
                 }
             }
         }

@@ -76,6 +76,9 @@ pub struct IngestReport {
     pub oversize: usize,
     /// Leads created or updated.
     pub leads_touched: usize,
+    /// Recorded mail could not be flagged or moved (`[imap] after`; the reason is logged). The
+    /// mail stays recorded, and the next pass tries again.
+    pub tidy_failed: bool,
 }
 
 impl IngestReport {
@@ -86,6 +89,7 @@ impl IngestReport {
         self.duplicates += other.duplicates;
         self.oversize += other.oversize;
         self.leads_touched += other.leads_touched;
+        self.tidy_failed |= other.tidy_failed;
     }
 }
 
@@ -303,6 +307,7 @@ impl Pipeline {
             "batch recorded"
         );
         Ok(IngestReport {
+            tidy_failed: false,
             fetched: batch.fetched,
             recorded: outcome.recorded,
             duplicates: outcome.duplicates,

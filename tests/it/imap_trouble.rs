@@ -225,3 +225,51 @@ async fn a_refused_command_reads_as_the_server_said_it() {
         "{said}"
     );
 }
+
+/// When recorded mail cannot be moved (a folder name the server refuses), `run --once` still
+/// prints what it recorded, says why in the server's words, and exits 1; the next run tries
+/// the move again and records nothing twice.
+#[tokio::test]
+async fn a_folder_the_server_refuses_keeps_the_summary_and_the_reason() {
+    let dovecot = tokio::task::spawn_blocking(Dovecot::start)
+        .await
+        .unwrap()
+        .expect("starting Dovecot");
+    dovecot.append("INBOX", &inquiry(1)).unwrap();
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("imap-password");
+    std::fs::write(&password, format!("{}\n", dovecot.password())).unwrap();
+    let config = ConfigFile::new(dir.path(), &db.url)
+        .raw(&format!(
+            "\n[imap]\nhost = \"{}\"\nport = {}\ntls = \"implicit\"\nca_file = \"{}\"\nuser = \"{}\"\npassword_file = \"{}\"\nafter = \"move:Leads/Done\"\n",
+            dovecot.host(),
+            dovecot.tls_port(),
+            dovecot.ca_pem_path().display(),
+            dovecot.user(),
+            password.display()
+        ))
+        .identity(&["leads@company.com"], &["company.com"])
+        .write();
+    for (run, read) in [
+        (1, "1 messages read, 1 recorded"),
+        (2, "0 messages read, 0 recorded"),
+    ] {
+        let out = leadloop(&["run", "--once"]).config(&config).output();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(1), "run {run}: {stdout}{stderr}");
+        assert!(stdout.starts_with(read), "run {run}: {stdout}");
+        assert!(
+            stderr.contains("NO [CANNOT] Invalid mailbox name"),
+            "run {run}: {stderr}"
+        );
+        assert!(
+            stderr.contains("the next run tries again"),
+            "run {run}: {stderr}"
+        );
+        assert!(!stderr.contains("Some("), "run {run}: {stderr}");
+    }
+}
