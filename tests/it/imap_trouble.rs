@@ -1,6 +1,7 @@
 //! What a user sees for the common IMAP setup mistakes, and how soon a server that stops
 //! answering is noticed, against a real Dovecot.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,28 +16,59 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dovecot::Dovecot;
 use crate::ingest_imap::inquiry;
-use crate::support::{ConfigFile, leadloop, test_db};
+use crate::support::{ConfigFile, TestDb, leadloop, test_db};
 
-async fn run_with(imap: impl Fn(&Dovecot) -> String) -> String {
-    let dovecot = tokio::task::spawn_blocking(Dovecot::start)
+async fn start_dovecot() -> Dovecot {
+    tokio::task::spawn_blocking(Dovecot::start)
         .await
         .unwrap()
-        .expect("starting Dovecot");
+        .expect("starting Dovecot")
+}
+
+/// A database and a configuration whose `[imap]` logs in to `dovecot` as its user, with the
+/// test's own `imap` lines (port, TLS, folder, timeouts).
+struct Configured {
+    db: TestDb,
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn configure(dovecot: &Dovecot, imap: &str) -> Configured {
     let db = test_db().await;
     let dir = tempfile::tempdir().unwrap();
     let password = dir.path().join("imap-password");
     std::fs::write(&password, format!("{}\n", dovecot.password())).unwrap();
-    let config = ConfigFile::new(dir.path(), &db.url)
+    let path = ConfigFile::new(dir.path(), &db.url)
         .raw(&format!(
-            "\n[imap]\nhost = \"{}\"\nuser = \"{}\"\npassword_file = \"{}\"\n{}\n",
+            "\n[imap]\nhost = \"{}\"\nuser = \"{}\"\npassword_file = \"{}\"\n{imap}\n",
             dovecot.host(),
             dovecot.user(),
             password.display(),
-            imap(&dovecot)
         ))
         .identity(&["leads@company.com"], &["company.com"])
         .write();
-    let out = leadloop(&["run", "--once"]).config(&config).output();
+    Configured {
+        db,
+        path,
+        _dir: dir,
+    }
+}
+
+/// `[imap]` lines for the TLS port, trusting the Dovecot's CA.
+fn trusted_tls(d: &Dovecot) -> String {
+    format!(
+        "port = {}\ntls = \"implicit\"\nca_file = \"{}\"",
+        d.tls_port(),
+        d.ca_pem_path().display()
+    )
+}
+
+/// `run --once` against a fresh Dovecot with the test's `[imap]` lines, which must fail: its
+/// stderr.
+async fn run_with(imap: impl Fn(&Dovecot) -> String) -> String {
+    let dovecot = start_dovecot().await;
+    let config = configure(&dovecot, &imap(&dovecot)).await;
+    let out = leadloop(&["run", "--once"]).config(&config.path).output();
     assert!(!out.status.success());
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -144,30 +176,22 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, live: impl Fn() -
 /// bounded every step, the daemon waited 300 s on the silent connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_server_is_noticed_within_the_timeout() {
-    let dovecot = tokio::task::spawn_blocking(Dovecot::start)
-        .await
-        .unwrap()
-        .expect("starting Dovecot");
+    let dovecot = start_dovecot().await;
     let relay = Relay::start(dovecot.plain_port()).await;
-    let db = test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let password = dir.path().join("imap-password");
-    std::fs::write(&password, format!("{}\n", dovecot.password())).unwrap();
-    let path = ConfigFile::new(dir.path(), &db.url)
-        .raw(&format!(
-            "\n[imap]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"{}\"\npassword_file = \"{}\"\npoll_interval = \"1s\"\ntimeout = \"2s\"\n",
-            relay.port,
-            dovecot.user(),
-            password.display(),
-        ))
-        .identity(&["leads@company.com"], &["company.com"])
-        .write();
-    let config = Config::load(&path).unwrap();
+    let setup = configure(
+        &dovecot,
+        &format!(
+            "port = {}\ntls = \"none\"\npoll_interval = \"1s\"\ntimeout = \"2s\"",
+            relay.port
+        ),
+    )
+    .await;
+    let config = Config::load(&setup.path).unwrap();
     let SourceConfig::Imap(imap) = &config.source else {
         unreachable!()
     };
     let mailbox = leadloop::ingest::imap_mailbox_name(imap);
-    let store = Store::connect(&db.url, 4).await.unwrap();
+    let store = Store::connect(&setup.db.url, 4).await.unwrap();
     let source = Arc::new(Source::new(&config, store.clone()).unwrap());
     let cancel = CancellationToken::new();
     let task = tokio::spawn({
@@ -208,14 +232,7 @@ async fn a_silent_server_is_noticed_within_the_timeout() {
 /// A command the server refuses reads as the server said it, not as a debug dump.
 #[tokio::test]
 async fn a_refused_command_reads_as_the_server_said_it() {
-    let said = run_with(|d| {
-        format!(
-            "port = {}\ntls = \"implicit\"\nca_file = \"{}\"\nmailbox = \"Nope\"",
-            d.tls_port(),
-            d.ca_pem_path().display()
-        )
-    })
-    .await;
+    let said = run_with(|d| format!("{}\nmailbox = \"Nope\"", trusted_tls(d))).await;
     assert!(
         said.contains("IMAP SELECT refused: NO Mailbox doesn't exist: Nope"),
         "{said}"
@@ -231,31 +248,18 @@ async fn a_refused_command_reads_as_the_server_said_it() {
 /// the move again and records nothing twice.
 #[tokio::test]
 async fn a_folder_the_server_refuses_keeps_the_summary_and_the_reason() {
-    let dovecot = tokio::task::spawn_blocking(Dovecot::start)
-        .await
-        .unwrap()
-        .expect("starting Dovecot");
+    let dovecot = start_dovecot().await;
     dovecot.append("INBOX", &inquiry(1)).unwrap();
-    let db = test_db().await;
-    let dir = tempfile::tempdir().unwrap();
-    let password = dir.path().join("imap-password");
-    std::fs::write(&password, format!("{}\n", dovecot.password())).unwrap();
-    let config = ConfigFile::new(dir.path(), &db.url)
-        .raw(&format!(
-            "\n[imap]\nhost = \"{}\"\nport = {}\ntls = \"implicit\"\nca_file = \"{}\"\nuser = \"{}\"\npassword_file = \"{}\"\nafter = \"move:Leads/Done\"\n",
-            dovecot.host(),
-            dovecot.tls_port(),
-            dovecot.ca_pem_path().display(),
-            dovecot.user(),
-            password.display()
-        ))
-        .identity(&["leads@company.com"], &["company.com"])
-        .write();
+    let config = configure(
+        &dovecot,
+        &format!("{}\nafter = \"move:Leads/Done\"", trusted_tls(&dovecot)),
+    )
+    .await;
     for (run, read) in [
         (1, "1 messages read, 1 recorded"),
         (2, "0 messages read, 0 recorded"),
     ] {
-        let out = leadloop(&["run", "--once"]).config(&config).output();
+        let out = leadloop(&["run", "--once"]).config(&config.path).output();
         let (stdout, stderr) = (
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
