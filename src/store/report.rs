@@ -366,22 +366,22 @@ impl Store {
             Backend::Sqlite => "group_concat(first_verdict_at - created_at, ',')",
             Backend::Postgres => "string_agg(CAST(first_verdict_at - created_at AS TEXT), ',')",
         };
+        let all = self.leads_by("leads_report_channel");
+        let replied = self.leads_by("leads_report_replied");
+        let handed_off = self.leads_by("leads_report_handed_off");
         let judged = self.leads_by("leads_report_judged");
         let mut out = Vec::new();
         for channel in &channels {
             // All leads, the replied and the handed off.
             let rows = per_period(&mut conn, channel, &ranges, |_, period, range| {
-                let count = |index: &str, only: &str| {
-                    format!(
-                        "(SELECT COUNT(*) FROM {} WHERE channel = $1 AND {range}{only})",
-                        self.leads_by(index)
-                    )
+                let count = |leads: &str, only: &str| {
+                    format!("(SELECT COUNT(*) FROM {leads} WHERE channel = $1 AND {range}{only})")
                 };
                 format!(
                     "SELECT {period}, {}, {}, {}",
-                    count("leads_report_channel", ""),
-                    count("leads_report_replied", " AND replied_at IS NOT NULL"),
-                    count("leads_report_handed_off", " AND handed_off_at IS NOT NULL"),
+                    count(&all, ""),
+                    count(&replied, " AND replied_at IS NOT NULL"),
+                    count(&handed_off, " AND handed_off_at IS NOT NULL"),
                 )
             })
             .await?;
