@@ -16,14 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dovecot::Dovecot;
 use crate::ingest_imap::inquiry;
-use crate::support::{ConfigFile, TestDb, leadloop, test_db};
-
-async fn start_dovecot() -> Dovecot {
-    tokio::task::spawn_blocking(Dovecot::start)
-        .await
-        .unwrap()
-        .expect("starting Dovecot")
-}
+use crate::support::{ConfigFile, TestDb, leadloop, start_dovecot, test_db};
 
 /// A database and a configuration whose `[imap]` logs in to `dovecot` as its user, with the
 /// test's own `imap` lines (port, TLS, folder, timeouts).

@@ -57,10 +57,7 @@ pub struct Setup {
 
 impl Setup {
     pub async fn new(tls: &str, extra: &str) -> Setup {
-        let dovecot = tokio::task::spawn_blocking(Dovecot::start)
-            .await
-            .unwrap()
-            .expect("starting Dovecot");
+        let dovecot = crate::support::start_dovecot().await;
         let db = test_db().await;
         let dir = tempfile::tempdir().unwrap();
         let config_path = ConfigFile::new(dir.path(), &db.url)

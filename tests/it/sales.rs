@@ -57,10 +57,7 @@ const SEQUENCES: &[(&str, &str)] = &[
 
 impl Loop {
     async fn start() -> Loop {
-        let dovecot = tokio::task::spawn_blocking(Dovecot::start)
-            .await
-            .unwrap()
-            .expect("starting Dovecot");
+        let dovecot = crate::support::start_dovecot().await;
         let sink = tokio::task::spawn_blocking(|| SmtpSink::start(&[]))
             .await
             .unwrap()

@@ -183,3 +183,11 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A private Dovecot, started on the blocking pool (it waits for the server to listen).
+pub async fn start_dovecot() -> crate::dovecot::Dovecot {
+    tokio::task::spawn_blocking(crate::dovecot::Dovecot::start)
+        .await
+        .unwrap()
+        .expect("starting Dovecot")
+}
