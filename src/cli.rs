@@ -76,6 +76,11 @@ enum Command {
         /// Process what is waiting, then exit.
         #[arg(long)]
         once: bool,
+        /// Do everything but send: messages go to the outbox as `dry_run`, and the mailbox
+        /// is read without flags or moves. For trying a new sequence on real mail, on a copy
+        /// of the database (`leadloop backup`).
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Validate the configuration and print every problem with file, line and key.
     Check {
@@ -200,7 +205,7 @@ enum OutboxCommand {
     /// List outbox messages, newest first.
     List {
         /// Only messages in this state (pending, sending, sent, retry, failed, interrupted,
-        /// cancelled).
+        /// cancelled, dry_run).
         #[arg(long)]
         state: Option<OutboxState>,
         /// At most this many.
@@ -392,9 +397,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Form(cmd) => form::run(cmd, &classifier_rules(&cli.config)?),
-        Command::Run { once } => {
+        Command::Run { once, dry_run } => {
             let config = load(&cli.config)?;
-            runtime()?.block_on(run_daemon(&cli.config, config, once))
+            let options = daemon::RunOptions { dry_run };
+            runtime()?.block_on(run_daemon(&cli.config, config, once, options))
         }
         Command::Leads(cmd) => {
             let config = load(&cli.config)?;
@@ -781,7 +787,12 @@ fn classify_file(file: &Path, rules: &Rules) -> Classification {
     }
 }
 
-async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<ExitCode> {
+async fn run_daemon(
+    path: &Path,
+    config: Config,
+    once: bool,
+    options: daemon::RunOptions,
+) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
     spawn_signal_handlers(shutdown.clone(), reload_tx)?;
@@ -793,7 +804,7 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
             digests,
             send,
             pause,
-        } = daemon::run_once(&config, shutdown).await?;
+        } = daemon::run_once(&config, options, shutdown).await?;
         info!(
             fetched = ingest.fetched,
             recorded = ingest.recorded,
@@ -855,6 +866,11 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
         if let Some(pause) = pause {
             say!("{pause}; due messages wait. `leadloop sending resume` resumes it");
         }
+        if options.dry_run {
+            say!(
+                "dry run: nothing was sent and the mailbox was not changed; `leadloop outbox list --state dry_run` shows what would have gone out"
+            );
+        }
         if ingest.tidy_failed {
             eprintln!(
                 "error: recorded mail could not be flagged or moved (imap.after; the reason is logged above); it stays recorded and the next run tries again"
@@ -863,7 +879,7 @@ async fn run_daemon(path: &Path, config: Config, once: bool) -> anyhow::Result<E
         }
         return Ok(ExitCode::SUCCESS);
     }
-    daemon::run(path, config, shutdown, reload_rx).await?;
+    daemon::run_with(path, config, options, shutdown, reload_rx).await?;
     Ok(ExitCode::SUCCESS)
 }
 

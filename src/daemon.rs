@@ -313,6 +313,42 @@ pub struct OnceReport {
     pub pause: Option<crate::store::Pause>,
 }
 
+/// How `leadloop run` runs, beyond what the configuration says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// `--dry-run`: everything happens in the database as usual, but nothing leaves. Every
+    /// message is put in the outbox as `dry_run` (which no sender claims), no sender runs, and
+    /// recorded mail is neither flagged nor moved (`after` waits for a real run), so a try-out
+    /// of a new sequence on real mail changes nothing outside its database.
+    pub dry_run: bool,
+}
+
+impl RunOptions {
+    /// The store as these options want it.
+    fn store(self, store: Store) -> Store {
+        if self.dry_run { store.dry_run() } else { store }
+    }
+
+    /// The sender for `config`, or none: a dry run sends nothing, not even what other
+    /// processes queued.
+    fn sender(self, config: &Config, store: Store) -> anyhow::Result<Option<Sender>> {
+        if self.dry_run {
+            return Ok(None);
+        }
+        sender(config, store)
+    }
+
+    /// Says once, loudly, that this run sends nothing.
+    fn announce(self, config: &Config) {
+        if self.dry_run {
+            warn!(
+                smtp = config.smtp.is_some(),
+                "dry run: nothing is sent and the mailbox is not changed; messages go to the outbox as dry_run (leadloop outbox list --state dry_run)"
+            );
+        }
+    }
+}
+
 /// How often the daemon removes message bodies older than `[retention] message_bodies`.
 pub const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -321,11 +357,16 @@ pub const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(
 ///
 /// # Errors
 /// The store, the mailbox or the SMTP setup cannot be used.
-pub async fn run_once(config: &Config, shutdown: CancellationToken) -> anyhow::Result<OnceReport> {
-    let store = open_store(config).await?;
+pub async fn run_once(
+    config: &Config,
+    options: RunOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<OnceReport> {
+    options.announce(config);
+    let store = options.store(open_store(config).await?);
     let checkpoints = store.start_checkpoints();
     let source = Source::new(config, store.clone())?;
-    let sender = sender(config, store.clone())?;
+    let sender = options.sender(config, store.clone())?;
     let ingest = source.sync_once(&shutdown).await;
     // While sending is paused, due steps stay with their enrollments (see the scheduler).
     let paused = matches!(store.sending_paused().await, Ok(Some(_)));
@@ -404,10 +445,25 @@ pub async fn run(
     config_path: &Path,
     config: Config,
     shutdown: CancellationToken,
+    reload: tokio::sync::mpsc::Receiver<()>,
+) -> anyhow::Result<()> {
+    run_with(config_path, config, RunOptions::default(), shutdown, reload).await
+}
+
+/// [`run`] with [`RunOptions`] (`leadloop run --dry-run`); they hold across reloads.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    config_path: &Path,
+    config: Config,
+    options: RunOptions,
+    shutdown: CancellationToken,
     mut reload: tokio::sync::mpsc::Receiver<()>,
 ) -> anyhow::Result<()> {
     let mut config = config;
-    let store = open_store(&config).await?;
+    options.announce(&config);
+    let store = options.store(open_store(&config).await?);
     // When the mailbox was last read: kept across reloads, read by `/readyz`.
     let last_read = LastRead::new();
     // The HTTP socket, bound before systemd hears we are ready and kept across reloads.
@@ -439,7 +495,7 @@ pub async fn run(
             Some(Arc::clone(&wake)),
             Some(&last_read),
         )?);
-        let sender = sender(&config, store.clone())?;
+        let sender = options.sender(&config, store.clone())?;
         let tasks = TaskTracker::new();
         set_scorer(&store, &config);
         if config.scoring.rules.iter().any(|r| r.decay_per_week > 0.0) {

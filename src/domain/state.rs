@@ -154,6 +154,9 @@ named_enum! {
         Interrupted = "interrupted",
         /// Will not be sent: cancelled by a person, or the recipient is suppressed.
         Cancelled = "cancelled",
+        /// Made by `leadloop run --dry-run`: rendered and recorded like any message, never
+        /// sent, and never claimed by any sender.
+        DryRun = "dry_run",
     }
 }
 

@@ -601,6 +601,11 @@ impl ImapSource {
     /// and its failure (a folder that cannot be created) is logged, not returned: it never
     /// holds up recording, and the next pass tries again. `false` when it failed.
     async fn tidy(&self, session: &mut ImapSession, uidvalidity: u32, pass_start: u32) -> bool {
+        if self.pipeline.store().is_dry_run() {
+            // A dry run changes nothing outside its database; the mail stays untidied, so
+            // the first real run flags or moves it.
+            return true;
+        }
         match self.tidy_range(session, uidvalidity, pass_start).await {
             Ok(()) => true,
             Err(e) => {

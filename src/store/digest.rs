@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use tracing::instrument;
 
-use super::outbox::{self, NewOutboxMessage};
+use super::outbox::NewOutboxMessage;
 use super::{Store, StoreError, from_millis, millis};
 
 /// A lead handed off to its owner with no quality verdict since.
@@ -95,7 +95,7 @@ impl Store {
             return Ok(false);
         }
         for m in d.messages {
-            outbox::enqueue_in(&mut tx, m, now).await?;
+            self.enqueue_in(&mut tx, m, now).await?;
         }
         tx.commit().await?;
         self.wake_sender();

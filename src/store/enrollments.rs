@@ -748,27 +748,29 @@ impl Lease<'_> {
 /// Puts a sent step's message into the outbox, keyed by (enrollment, step); whether it is new
 /// (a step enqueued before is not enqueued again).
 async fn enqueue_step_in(
+    store: &Store,
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     enrollment: EnrollmentId,
     message: &Outgoing,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
-    let new = super::outbox::enqueue_in(
-        tx,
-        &super::NewOutboxMessage {
-            lead_id: Some(message.lead_id),
-            enrollment_id: Some(enrollment),
-            step_id: Some(message.step_id.clone()),
-            from: message.from.clone(),
-            envelope_from: message.envelope_from.clone(),
-            recipient: message.recipient.clone(),
-            message_id: message.message_id.clone(),
-            raw: message.raw.clone(),
-            due_at: now,
-        },
-        now,
-    )
-    .await?;
+    let new = store
+        .enqueue_in(
+            tx,
+            &super::NewOutboxMessage {
+                lead_id: Some(message.lead_id),
+                enrollment_id: Some(enrollment),
+                step_id: Some(message.step_id.clone()),
+                from: message.from.clone(),
+                envelope_from: message.envelope_from.clone(),
+                recipient: message.recipient.clone(),
+                message_id: message.message_id.clone(),
+                raw: message.raw.clone(),
+                due_at: now,
+            },
+            now,
+        )
+        .await?;
     Ok(new.is_some())
 }
 
@@ -828,7 +830,7 @@ impl Store {
                     let kept = lease
                         .advance_in(&mut tx, steps_done, next_step.as_ref(), *due, now_ms)
                         .await?;
-                    if kept && enqueue_step_in(&mut tx, *id, message, now).await? {
+                    if kept && enqueue_step_in(self, &mut tx, *id, message, now).await? {
                         out.enqueued += 1;
                         for (k, b) in keys {
                             *counts.entry((k.clone(), millis(*b))).or_default() += 1;

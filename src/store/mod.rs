@@ -207,6 +207,9 @@ pub struct Store {
     /// `[[score]]`: recomputes a lead's score in every transaction that changes the lead.
     /// Shared by the clones and replaced on a reload.
     scorer: std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<dyn LeadScorer>>>>,
+    /// `leadloop run --dry-run`: every message this store enqueues is `dry_run`, which no
+    /// sender ever claims, so nothing this process decides can leave.
+    dry_run: bool,
 }
 
 /// Where ingest stopped in one mailbox.
@@ -349,7 +352,31 @@ impl Store {
             handoff_wake: std::sync::Arc::default(),
             ingest_batches: std::sync::Arc::default(),
             scorer: std::sync::Arc::default(),
+            dry_run: false,
         })
+    }
+
+    /// This store, making every message it enqueues from now on a `dry_run` row (shown by
+    /// `leadloop outbox list`, never sent). The flag is this handle's and its clones', not the
+    /// database's: other processes on the same database enqueue as before.
+    #[must_use]
+    pub fn dry_run(mut self) -> Store {
+        self.dry_run = true;
+        self
+    }
+
+    /// Whether this store enqueues `dry_run` rows ([`Store::dry_run`]).
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The state a message enters the outbox in.
+    fn new_outbox_state(&self) -> OutboxState {
+        if self.dry_run {
+            OutboxState::DryRun
+        } else {
+            OutboxState::Pending
+        }
     }
 
     /// Which database this is.

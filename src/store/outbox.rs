@@ -2,7 +2,7 @@
 //!
 //! Every message leadloop sends is first a row here: the scheduler renders a step and inserts
 //! the finished RFC 5322 bytes in the same transaction that advances the enrollment
-//! ([`enqueue_in`]), and the sender only ever sends what it finds in this table. The row's
+//! ([`Store::enqueue_in`]), and the sender only ever sends what it finds in this table. The row's
 //! state is the truth about that one message:
 //!
 //! ```text
@@ -348,51 +348,56 @@ fn lease_until(claim: &Claim) -> i64 {
     millis(claim.now).saturating_add(lease)
 }
 
-/// Inserts a message into the outbox inside the caller's transaction, so that the scheduler
-/// can advance an enrollment and enqueue its step atomically: either both happen or neither.
-///
-/// Returns the new row's id, or `None` when this `(enrollment_id, step_id)` is already in the
-/// outbox (the step was enqueued before; nothing is inserted). Call [`Store::wake_sender`]
-/// after the transaction commits so a sender in this process looks at the outbox at once.
-///
-/// # Errors
-/// A failed query; the caller's transaction should then be rolled back.
-pub async fn enqueue_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    msg: &NewOutboxMessage,
-    now: DateTime<Utc>,
-) -> Result<Option<OutboxId>, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO outbox (lead_id, enrollment_id, step_id, from_addr, envelope_from, recipient, recipient_domain, message_id, size, state, next_attempt_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $11) \
-         ON CONFLICT (enrollment_id, step_id) DO NOTHING RETURNING id",
-    )
-    .bind(msg.lead_id.map(|l| l.0))
-    .bind(msg.enrollment_id.map(|e| e.0))
-    .bind(msg.step_id.as_ref().map(StepId::as_str))
-    .bind(msg.from.as_str())
-    .bind(msg.envelope_from.as_str())
-    .bind(msg.recipient.as_str())
-    .bind(domain_of(&msg.recipient))
-    .bind(msg.message_id.as_str())
-    .bind(i64::try_from(msg.raw.len()).unwrap_or(i64::MAX))
-    .bind(millis(msg.due_at))
-    .bind(millis(now))
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(r) = &row {
-        sqlx::query("INSERT INTO outbox_bodies (outbox_id, raw) VALUES ($1, $2)")
-            .bind(r.get::<i64, _>(0))
-            .bind(msg.raw.as_slice())
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(row.map(|r| OutboxId(r.get(0))))
-}
-
 impl Store {
+    /// Inserts a message into the outbox inside the caller's transaction, so that the scheduler
+    /// can advance an enrollment and enqueue its step atomically: either both happen or neither.
+    ///
+    /// The row is `pending`, or `dry_run` on a store opened for a dry run ([`Store::dry_run`]):
+    /// such a row is never claimed by any sender.
+    ///
+    /// Returns the new row's id, or `None` when this `(enrollment_id, step_id)` is already in the
+    /// outbox (the step was enqueued before; nothing is inserted). Call [`Store::wake_sender`]
+    /// after the transaction commits so a sender in this process looks at the outbox at once.
+    ///
+    /// # Errors
+    /// A failed query; the caller's transaction should then be rolled back.
+    pub async fn enqueue_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        msg: &NewOutboxMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OutboxId>, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO outbox (lead_id, enrollment_id, step_id, from_addr, envelope_from, recipient, recipient_domain, message_id, size, state, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) \
+             ON CONFLICT (enrollment_id, step_id) DO NOTHING RETURNING id",
+        )
+        .bind(msg.lead_id.map(|l| l.0))
+        .bind(msg.enrollment_id.map(|e| e.0))
+        .bind(msg.step_id.as_ref().map(StepId::as_str))
+        .bind(msg.from.as_str())
+        .bind(msg.envelope_from.as_str())
+        .bind(msg.recipient.as_str())
+        .bind(domain_of(&msg.recipient))
+        .bind(msg.message_id.as_str())
+        .bind(i64::try_from(msg.raw.len()).unwrap_or(i64::MAX))
+        .bind(self.new_outbox_state().as_str())
+        .bind(millis(msg.due_at))
+        .bind(millis(now))
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(r) = &row {
+            sqlx::query("INSERT INTO outbox_bodies (outbox_id, raw) VALUES ($1, $2)")
+                .bind(r.get::<i64, _>(0))
+                .bind(msg.raw.as_slice())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(row.map(|r| OutboxId(r.get(0))))
+    }
+
     /// Starts a transaction, for callers that write outbox rows together with their own
-    /// changes ([`enqueue_in`]).
+    /// changes ([`Store::enqueue_in`]).
     ///
     /// # Errors
     /// The database cannot be reached.
@@ -413,7 +418,7 @@ impl Store {
     }
 
     /// Enqueues one message in a transaction of its own (test messages, tools) and wakes the
-    /// sender. See [`enqueue_in`].
+    /// sender. See [`Store::enqueue_in`].
     ///
     /// # Errors
     /// A failed query.
@@ -424,7 +429,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<OutboxId>, StoreError> {
         let mut tx = self.begin().await?;
-        let id = enqueue_in(&mut tx, msg, now).await?;
+        let id = self.enqueue_in(&mut tx, msg, now).await?;
         tx.commit().await?;
         self.wake_sender();
         Ok(id)
@@ -444,7 +449,7 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut inserted = 0;
         for m in msgs {
-            inserted += usize::from(enqueue_in(&mut tx, m, now).await?.is_some());
+            inserted += usize::from(self.enqueue_in(&mut tx, m, now).await?.is_some());
         }
         tx.commit().await?;
         self.wake_sender();

@@ -15,7 +15,7 @@ use tracing::instrument;
 
 use super::{
     EnrollRule, LeadChange, NewOutboxMessage, ROWS_PER_STATEMENT, Store, StoreError, from_millis,
-    millis, outbox, params, unreadable,
+    millis, params, unreadable,
 };
 use crate::domain::{
     EmailAddress, HandoffKind, HandoffState, LeadId, LeadStatus, Verdict, VerdictKind,
@@ -803,7 +803,7 @@ impl Store {
             return Ok(false);
         }
         if let HandoffOutcome::Queued(message) = outcome {
-            let id = outbox::enqueue_in(&mut tx, message, now).await?;
+            let id = self.enqueue_in(&mut tx, message, now).await?;
             sqlx::query("UPDATE handoffs SET outbox_id = $1 WHERE id = $2")
                 .bind(id.map(|i| i.0))
                 .bind(handoff.id)

@@ -13,6 +13,7 @@ mod daemon;
 mod data;
 mod digest;
 mod dovecot_fixture;
+mod dry_run;
 mod form_learn;
 mod http;
 mod imap_trouble;

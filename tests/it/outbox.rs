@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use leadloop::domain::{EnrollmentId, LeadStatus};
-use leadloop::store::outbox::enqueue_in;
 use leadloop::store::{
     Bounced, Claim, NewOutboxMessage, OutboxId, OutboxState, SendOutcome, Store, Suppression,
     Transition,
@@ -51,13 +50,14 @@ async fn a_step_is_enqueued_once_and_claimed_when_due() {
     assert!(first.is_some());
     // The same step again, inside a caller's transaction as the scheduler does it.
     let mut tx = store.begin().await.unwrap();
-    let again = enqueue_in(
-        &mut tx,
-        &message(None, 1, "welcome", "ana@example.org"),
-        t0(),
-    )
-    .await
-    .unwrap();
+    let again = store
+        .enqueue_in(
+            &mut tx,
+            &message(None, 1, "welcome", "ana@example.org"),
+            t0(),
+        )
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(again, None, "a step is never enqueued twice");
 

@@ -145,6 +145,127 @@ async fn a_running_daemon_honours_a_pause_within_a_second() {
     assert!(daemon.0.wait().unwrap().success());
 }
 
+/// The kill switch across daemons: two daemon processes share one database and one sink
+/// (PostgreSQL in the suite's second pass, where daemons scale out); `sending pause` from a
+/// third process stops both. No transaction may start at the sink later than a second after
+/// the pause was asked for; after `sending resume` every message arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_stops_every_daemon_on_the_database_within_a_second() {
+    let (store, db) = test_store().await;
+    let sink = SmtpSink::start(&["-w", "1"]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = daemon_config(dir.path(), &db.url, sink.port());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("timeout = \"1s\"", "timeout = \"10s\"");
+    std::fs::write(&config, text).unwrap();
+    let total = 240;
+    let msgs: Vec<_> = (0..total)
+        .map(|n| plain(None, n, &format!("k{n}@example.org")))
+        .collect();
+    store.enqueue_many(&msgs, Utc::now()).await.unwrap();
+
+    // When each transaction first showed at the sink (smtp-sink creates its dump file when a
+    // transaction starts).
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        std::path::PathBuf,
+        Instant,
+    >::new()));
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (seen, watching, dump) = (seen.clone(), watching.clone(), sink.dump_dir());
+        std::thread::spawn(move || {
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(entries) = std::fs::read_dir(&dump) {
+                    let now = Instant::now();
+                    let mut seen = seen.lock().unwrap();
+                    for e in entries.flatten() {
+                        seen.entry(e.path()).or_insert(now);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+
+    let mut first = Daemon(with_config(&config, &["run"]).spawn());
+    let mut second = Daemon(with_config(&config, &["run"]).spawn());
+    // Both daemons are sending: each has 8 connections, so more than 8 messages in flight at
+    // once means the second one takes part.
+    let start = Instant::now();
+    let mut most_in_flight = 0;
+    while most_in_flight <= 8 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never more than {most_in_flight} in flight: one daemon is not sending"
+        );
+        assert!(first.0.try_wait().unwrap().is_none(), "a daemon exited");
+        assert!(second.0.try_wait().unwrap().is_none(), "a daemon exited");
+        let counts = store.outbox_counts().await.unwrap();
+        most_in_flight = most_in_flight.max(counts.get("sending").copied().unwrap_or(0));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let asked = Instant::now();
+    assert_eq!(run_cli(&config, &["sending", "pause"]).0, 0);
+    std::thread::sleep(Duration::from_secs(4));
+    let at_pause = sink.count();
+    let after: Vec<Duration> = seen
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|t| **t > asked)
+        .map(|t| t.duration_since(asked))
+        .collect();
+    eprintln!(
+        "the last transaction began {:?} after the pause was asked for",
+        after.iter().max()
+    );
+    let late: Vec<&Duration> = after
+        .iter()
+        .filter(|d| **d > Duration::from_secs(1))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "transactions started more than a second after the pause: {late:?}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(sink.count(), at_pause, "sent while paused");
+    assert!(
+        at_pause < total as usize,
+        "everything was sent before the pause"
+    );
+    let counts = store.outbox_counts().await.unwrap();
+    assert_eq!(counts.get("sending"), None, "{counts:?}");
+
+    // Resumed: both go on, and the rest arrives once each.
+    assert_eq!(run_cli(&config, &["sending", "resume"]).0, 0);
+    let start = Instant::now();
+    loop {
+        let counts = store.outbox_counts().await.unwrap();
+        if counts.get("sent").copied().unwrap_or(0) == total {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "not all sent after the resume: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    watcher.join().unwrap();
+    let received = sink_recipients(&sink);
+    assert_eq!(received.len(), total as usize);
+    let unique: std::collections::HashSet<_> = received.iter().collect();
+    assert_eq!(unique.len(), received.len(), "a message arrived twice");
+    for d in [&mut first, &mut second] {
+        let _ = std::process::Command::new("kill")
+            .arg(d.0.id().to_string())
+            .status();
+        assert!(d.0.wait().unwrap().success());
+    }
+}
+
 /// The daemon process, killed if a test fails before stopping it (an orphan would hold the
 /// test run's output open).
 struct Daemon(std::process::Child);
