@@ -38,6 +38,7 @@ macro_rules! say {
 
 mod digest;
 mod output;
+mod plan;
 mod report;
 
 use output::{Cell, Column, Format, Table};
@@ -141,6 +142,18 @@ enum Command {
         /// One row per step: aligned columns, a JSON array, or CSV.
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+    /// Before a reload: what the edited sequence files do to the leads already in them, against
+    /// the files the daemon runs (or --against another configuration). Exit 1 when a step
+    /// would fail for some lead.
+    Plan {
+        /// The running configuration to compare with (default: the sequences the daemon
+        /// recorded at its last start or reload).
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Inspect the outbox and decide about messages that were not sent.
     #[command(subcommand)]
@@ -443,6 +456,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 from.as_deref(),
                 format,
             ))
+        }
+        Command::Plan { against, json } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(plan::plan(&config, &cli.config, against.as_deref(), json))
         }
         Command::Outbox(cmd) => {
             let config = load(&cli.config)?;

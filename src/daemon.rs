@@ -349,6 +349,27 @@ impl RunOptions {
     }
 }
 
+/// Records the sequence files this configuration runs, for `leadloop plan`. A dry run
+/// records nothing: it may be trying files the real daemon does not run. A failure is
+/// logged: the plan then compares against an older record, and says when it was made.
+async fn record_sequences(store: &Store, config: &Config, options: RunOptions) {
+    if options.dry_run {
+        return;
+    }
+    let files: Vec<(&str, &str)> = config
+        .sequences
+        .sequences
+        .iter()
+        .map(|s| (s.name.as_str(), s.source.as_str()))
+        .collect();
+    if let Err(e) = store
+        .record_running_sequences(&files, chrono::Utc::now())
+        .await
+    {
+        warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot record the running sequences; `leadloop plan` compares against an older record");
+    }
+}
+
 /// How often the daemon removes message bodies older than `[retention] message_bodies`.
 pub const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -367,6 +388,7 @@ pub async fn run_once(
     let checkpoints = store.start_checkpoints();
     let source = Source::new(config, store.clone())?;
     let sender = options.sender(config, store.clone())?;
+    record_sequences(&store, config, options).await;
     let ingest = source.sync_once(&shutdown).await;
     // While sending is paused, due steps stay with their enrollments (see the scheduler).
     let paused = matches!(store.sending_paused().await, Ok(Some(_)));
@@ -496,6 +518,7 @@ pub async fn run_with(
             Some(&last_read),
         )?);
         let sender = options.sender(&config, store.clone())?;
+        record_sequences(&store, &config, options).await;
         let tasks = TaskTracker::new();
         set_scorer(&store, &config);
         if config.scoring.rules.iter().any(|r| r.decay_per_week > 0.0) {

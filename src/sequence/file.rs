@@ -24,6 +24,9 @@ pub struct Sequence {
     pub steps: Vec<Step>,
     /// When a lead leaves before the last step.
     pub exit: Exit,
+    /// The file's text as it was read: the daemon records the sequences it runs, and
+    /// `leadloop plan` compares an edit against them.
+    pub source: String,
 }
 
 /// `[enroll]`: which new leads enter the sequence on their own.
@@ -280,6 +283,7 @@ pub fn parse(text: &str, file: &Path, problems: &mut Vec<Problem>) -> Option<(Se
             enroll,
             steps,
             exit,
+            source: text.to_owned(),
         },
         spans,
     ))

@@ -10,6 +10,7 @@
 //! rendered against a sample lead at `leadloop check`), senders and policy.
 
 pub mod file;
+pub mod plan;
 pub mod policy;
 pub mod schedule;
 pub mod time;

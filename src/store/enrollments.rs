@@ -81,11 +81,11 @@ pub struct Enrollment {
     pub paused_until: Option<DateTime<Utc>>,
 }
 
-const ENROLLMENT_COLUMNS: &str = "id, lead_id, sequence, state, steps_done, next_step, next_due_at, last_at, touches, token, exit_reason, error, enrolled_at, paused_until";
+pub(super) const ENROLLMENT_COLUMNS: &str = "id, lead_id, sequence, state, steps_done, next_step, next_due_at, last_at, touches, token, exit_reason, error, enrolled_at, paused_until";
 
 /// An enrollment row as an [`Enrollment`]; a state this version does not know is an error
 /// naming the row.
-fn enrollment_from_row(r: &AnyRow) -> Result<Enrollment, StoreError> {
+pub(super) fn enrollment_from_row(r: &AnyRow) -> Result<Enrollment, StoreError> {
     let id: i64 = r.get(0);
     let done: String = r.get(4);
     Ok(Enrollment {

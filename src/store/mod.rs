@@ -50,12 +50,14 @@ pub use sending::{Pause, PausedBy};
 mod digest;
 mod report;
 mod review;
+mod running;
 mod sales;
 mod score;
 mod suppressions;
 
 pub use digest::{NewDigest, WaitingLead};
 pub use report::{LeadGroup, LeadGroupRow, ReasonCount, ReportWindow, Span, StepRow};
+pub use running::RunningSequence;
 
 pub use sales::{
     Cause, HandoffOutcome, KnownLead, OurMessage, PendingHandoff, SOFT_BOUNCE, VerdictEntry,

@@ -21,6 +21,7 @@ const SOURCES: &[(&str, &str)] = &[
     ("store/suppressions.rs", include_str!("suppressions.rs")),
     ("store/report.rs", include_str!("report.rs")),
     ("store/data.rs", include_str!("data.rs")),
+    ("store/running.rs", include_str!("running.rs")),
     (
         "sqlite/initial",
         include_str!("../../migrations/sqlite/20261127000001_initial.sql"),

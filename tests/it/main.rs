@@ -20,6 +20,7 @@ mod imap_trouble;
 mod ingest_imap;
 mod ingest_maildir;
 mod outbox;
+mod plan;
 mod postfix_fixture;
 mod postfix_refusals;
 mod refusals;
