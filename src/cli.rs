@@ -821,7 +821,11 @@ async fn run_daemon(
             digests,
             send,
             pause,
+            mailbox_held_by,
         } = daemon::run_once(&config, options, shutdown).await?;
+        if let Some(holder) = &mailbox_held_by {
+            say!("the mailbox is being read by another daemon ({holder}); this run read nothing");
+        }
         info!(
             fetched = ingest.fetched,
             recorded = ingest.recorded,

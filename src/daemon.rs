@@ -311,6 +311,9 @@ pub struct OnceReport {
     pub send: Option<SendReport>,
     /// The pause in force at the end, if sending is paused.
     pub pause: Option<crate::store::Pause>,
+    /// The daemon that holds the mailbox's lease, when another one does: this run then read
+    /// nothing.
+    pub mailbox_held_by: Option<String>,
 }
 
 /// How `leadloop run` runs, beyond what the configuration says.
@@ -345,6 +348,184 @@ impl RunOptions {
                 smtp = config.smtp.is_some(),
                 "dry run: nothing is sent and the mailbox is not changed; messages go to the outbox as dry_run (leadloop outbox list --state dry_run)"
             );
+        }
+    }
+}
+
+/// The lease a daemon reads its mailbox under (`store::leases`): several daemons on one
+/// database read each mailbox one at a time, and another takes over within two poll
+/// intervals when the reader dies.
+#[derive(Debug, Clone)]
+struct Lease {
+    /// The mailbox, as the cursor names it.
+    mailbox: String,
+    /// This daemon's name on the lease.
+    holder: String,
+    /// How long a lease lasts without renewal: one and a half poll intervals. The holder
+    /// renews it every half interval, and a daemon standing by tries as often, so a dead
+    /// holder's mailbox is read again within two intervals.
+    ttl: Duration,
+}
+
+impl Lease {
+    fn new(config: &Config) -> Lease {
+        let mailbox = match &config.source {
+            SourceConfig::Imap(imap) => imap_mailbox_name(imap),
+            SourceConfig::Maildir(md) => maildir_mailbox_name(&md.path),
+        };
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        let host = if host.is_empty() {
+            "localhost".to_owned()
+        } else {
+            host
+        };
+        let holder = format!(
+            "{host}:{}:{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let poll = config
+            .source
+            .poll_interval()
+            .max(Duration::from_millis(100));
+        Lease {
+            mailbox,
+            holder,
+            ttl: poll.saturating_mul(3) / 2,
+        }
+    }
+
+    /// How often the holder renews and a daemon standing by tries.
+    fn every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    /// Takes or renews the lease now; `Ok(Some(until))` when held until then.
+    async fn take(&self, store: &Store) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let now = chrono::Utc::now();
+        let until = now + chrono::Duration::from_std(self.ttl).unwrap_or_default();
+        Ok(store
+            .take_mailbox_lease(&self.mailbox, &self.holder, now, until)
+            .await?
+            .then_some(until))
+    }
+
+    /// Takes the lease for one pass (`run --once`): when another daemon holds it, waits for
+    /// its next renewal (half a poll interval) or for it to run out, whichever comes first.
+    /// `Ok(Err(holder))` when the holder renewed it, so is alive and reading.
+    async fn take_once(&self, store: &Store) -> anyhow::Result<Result<(), String>> {
+        loop {
+            if self.take(store).await?.is_some() {
+                return Ok(Ok(()));
+            }
+            let Some(held) = store.mailbox_lease(&self.mailbox).await? else {
+                continue;
+            };
+            let renewal = chrono::Utc::now()
+                + chrono::Duration::from_std(self.every() + Duration::from_millis(250))
+                    .unwrap_or_default();
+            let wait = (held.expires_at.min(renewal) - chrono::Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .max(Duration::from_millis(10));
+            info!(holder = %held.holder, "another daemon holds the mailbox lease; waiting {wait:?} to see whether it is alive");
+            tokio::time::sleep(wait).await;
+            match store.mailbox_lease(&self.mailbox).await? {
+                Some(now) if now.holder != held.holder || now.expires_at > held.expires_at => {
+                    return Ok(Err(now.holder));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn release(&self, store: &Store) {
+        if let Err(e) = store
+            .release_mailbox_lease(&self.mailbox, &self.holder)
+            .await
+        {
+            warn!(error = %format_args!("{:#}", anyhow::Error::from(e)), "cannot give up the mailbox lease; another daemon takes over when it runs out");
+        }
+    }
+}
+
+/// Reads the mailbox while this daemon holds its lease, and stands by while another daemon
+/// does, until `cancel` fires. A standby daemon counts the mailbox as read (`/readyz`) while
+/// the holder keeps its lease fresh: the mailbox is being read, just not here.
+async fn read_under_lease(
+    source: Arc<Source>,
+    store: Store,
+    lease: Lease,
+    last_read: LastRead,
+    cancel: CancellationToken,
+) {
+    let mut standing_by = false;
+    loop {
+        // Stand by until the lease is ours.
+        let mut held_until = loop {
+            match lease.take(&store).await {
+                Ok(Some(until)) => break until,
+                Ok(None) => {
+                    let holder = store.mailbox_lease(&lease.mailbox).await.ok().flatten();
+                    if let Some(h) = &holder
+                        && h.expires_at > chrono::Utc::now()
+                    {
+                        last_read.mark();
+                    }
+                    if !standing_by {
+                        info!(mailbox = %lease.mailbox, holder = holder.as_ref().map_or("?", |h| h.holder.as_str()), "another daemon reads the mailbox; standing by");
+                        standing_by = true;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %format_args!("{e:#}"), "cannot take the mailbox lease; trying again");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(lease.every()) => {}
+                () = cancel.cancelled() => return,
+            }
+        };
+        if standing_by {
+            info!(mailbox = %lease.mailbox, "the mailbox lease was free; reading the mailbox");
+            standing_by = false;
+        }
+        let reading = cancel.child_token();
+        let run = source.run(reading.clone());
+        tokio::pin!(run);
+        let lost = loop {
+            tokio::select! {
+                report = &mut run => {
+                    info!(recorded = report.recorded, duplicates = report.duplicates, "ingest stopped");
+                    break false;
+                }
+                () = tokio::time::sleep(lease.every()) => {
+                    match lease.take(&store).await {
+                        Ok(Some(until)) => held_until = until,
+                        Ok(None) => {
+                            warn!(mailbox = %lease.mailbox, "another daemon took the mailbox lease; this one stops reading");
+                            reading.cancel();
+                        }
+                        // Without the database nothing is recorded anyway; reading stops only
+                        // when the lease may have passed to another daemon.
+                        Err(e) if chrono::Utc::now() + chrono::Duration::from_std(lease.every()).unwrap_or_default() >= held_until => {
+                            warn!(error = %format_args!("{e:#}"), "cannot renew the mailbox lease before it runs out; this daemon stops reading");
+                            reading.cancel();
+                        }
+                        Err(e) => warn!(error = %format_args!("{e:#}"), "cannot renew the mailbox lease; trying again"),
+                    }
+                }
+            }
+            if reading.is_cancelled() && !cancel.is_cancelled() {
+                (&mut run).await;
+                break true;
+            }
+        };
+        if !lost {
+            lease.release(&store).await;
+            return;
         }
     }
 }
@@ -389,7 +570,21 @@ pub async fn run_once(
     let source = Source::new(config, store.clone())?;
     let sender = options.sender(config, store.clone())?;
     record_sequences(&store, config, options).await;
-    let ingest = source.sync_once(&shutdown).await;
+    // A daemon reading the mailbox holds its lease; this run then leaves the mailbox to it.
+    let lease = Lease::new(config);
+    let mut mailbox_held_by = None;
+    let ingest = match lease.take_once(&store).await {
+        Ok(Ok(())) => {
+            let ingest = source.sync_once(&shutdown).await;
+            lease.release(&store).await;
+            ingest
+        }
+        Ok(Err(holder)) => {
+            mailbox_held_by = Some(holder);
+            Ok(IngestReport::default())
+        }
+        Err(e) => Err(e.context("taking the mailbox lease")),
+    };
     // While sending is paused, due steps stay with their enrollments (see the scheduler).
     let paused = matches!(store.sending_paused().await, Ok(Some(_)));
     let scheduled = match &ingest {
@@ -456,6 +651,7 @@ pub async fn run_once(
         digests: digests.transpose()?.unwrap_or_default(),
         send,
         pause,
+        mailbox_held_by,
     })
 }
 
@@ -580,14 +776,13 @@ pub async fn run_with(
         {
             let source = Arc::clone(&source);
             let token = generation.clone();
-            tasks.spawn(async move {
-                let report = source.run(token).await;
-                info!(
-                    recorded = report.recorded,
-                    duplicates = report.duplicates,
-                    "ingest stopped"
-                );
-            });
+            tasks.spawn(read_under_lease(
+                source,
+                store.clone(),
+                Lease::new(&config),
+                last_read.clone(),
+                token,
+            ));
         }
         tasks.close();
 

@@ -214,7 +214,10 @@ pub fn decide(
             steps_done: done,
             next_step: next.map(|n| StepId::new(n.id.clone())),
             due: next.map(|n| n.delay.after(now, tz)),
-            counts: budgets.into_iter().map(|b| (b.key, b.bucket)).collect(),
+            counts: budgets
+                .into_iter()
+                .map(|b| (b.key, b.bucket, b.cap))
+                .collect(),
         };
     }
 }

@@ -134,8 +134,10 @@ pub enum Settle {
         next_step: Option<StepId>,
         /// When the next step is due.
         due: Option<DateTime<Utc>>,
-        /// Cap counters to add one to: (key, period start).
-        counts: Vec<(String, DateTime<Utc>)>,
+        /// Cap counters to add one to: (key, period start, cap). The counts are checked
+        /// again in the settling transaction, under the counters' locks, so several
+        /// schedulers on one database never exceed a cap together.
+        counts: Vec<(String, DateTime<Utc>, u32)>,
     },
     /// Every step is done or skipped.
     Done {
@@ -178,6 +180,10 @@ pub struct Outgoing {
 pub struct Settled {
     /// Messages put into the outbox.
     pub enqueued: usize,
+    /// Steps not enqueued because another scheduler used up a cap meanwhile: their
+    /// enrollments are due again, and the next round decides them with the counts as they
+    /// are now.
+    pub capped: usize,
     /// Enrollments no longer this scheduler's to decide (their lease passed to another
     /// scheduler, or they ended meanwhile, which clears the lease): nothing done for them.
     pub lost: usize,
@@ -667,6 +673,18 @@ impl Lease<'_> {
         Ok(r.rows_affected() > 0)
     }
 
+    /// Gives the enrollment back untouched and due, for the next round to decide again.
+    async fn release_in(&self, tx: &mut sqlx::AnyConnection) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE enrollments SET lease_until = 0, lease_owner = NULL WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(self.id.0)
+        .bind(self.owner)
+        .execute(&mut *tx)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
     /// A step was sent: count the touch, go on to `next_step` (active) or finish (done).
     async fn advance_in(
         &self,
@@ -800,6 +818,7 @@ impl Store {
         let mut out = Settled::default();
         let mut counts: HashMap<(String, i64), i64> = HashMap::new();
         let mut tx = self.pool.begin().await?;
+        let mut used = self.lock_send_counts_in(&mut tx, items).await?;
         for (id, settle) in items {
             let lease = Lease { id: *id, owner };
             let kept = match settle {
@@ -827,13 +846,23 @@ impl Store {
                     due,
                     counts: keys,
                 } => {
+                    let full = keys.iter().any(|(k, b, cap)| {
+                        used.get(&(k.clone(), millis(*b))).copied().unwrap_or(0) >= i64::from(*cap)
+                    });
+                    if full {
+                        out.capped += 1;
+                        lease.release_in(&mut tx).await?;
+                        continue;
+                    }
                     let kept = lease
                         .advance_in(&mut tx, steps_done, next_step.as_ref(), *due, now_ms)
                         .await?;
                     if kept && enqueue_step_in(self, &mut tx, *id, message, now).await? {
                         out.enqueued += 1;
-                        for (k, b) in keys {
-                            *counts.entry((k.clone(), millis(*b))).or_default() += 1;
+                        for (k, b, _) in keys {
+                            let key = (k.clone(), millis(*b));
+                            *used.entry(key.clone()).or_default() += 1;
+                            *counts.entry(key).or_default() += 1;
                         }
                     }
                     kept
@@ -859,6 +888,69 @@ impl Store {
             self.wake_sender();
         }
         Ok(out)
+    }
+
+    /// The cap counters the batch's messages draw on, read under lock inside the settling
+    /// transaction: created at zero where missing, then read `FOR UPDATE` on PostgreSQL (in
+    /// key order, so two schedulers lock them in the same order and never deadlock); SQLite's
+    /// writer lock, taken by the insert, does the same. Another scheduler settling a batch
+    /// that draws on the same counters waits for this transaction.
+    async fn lock_send_counts_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        items: &[(EnrollmentId, Settle)],
+    ) -> Result<HashMap<(String, i64), i64>, StoreError> {
+        let mut keys: Vec<(String, i64)> = items
+            .iter()
+            .filter_map(|(_, s)| match s {
+                Settle::Send { counts, .. } => Some(counts),
+                _ => None,
+            })
+            .flatten()
+            .map(|(k, b, _)| (k.clone(), millis(*b)))
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let mut used = HashMap::with_capacity(keys.len());
+        let lock = match self.backend {
+            Backend::Postgres => " ORDER BY key, bucket FOR UPDATE",
+            Backend::Sqlite => "",
+        };
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO send_counts (key, bucket, count) VALUES {} ON CONFLICT (key, bucket) DO NOTHING",
+                super::values_list(self.backend, chunk.len(), 3)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(false);
+            for (k, b) in chunk {
+                q = q.bind(k.as_str()).bind(*b).bind(0_i64);
+            }
+            q.execute(&mut *tx).await?;
+            let conds = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(key = {} AND bucket = {})",
+                        params(self.backend, 2 * i + 1, 1),
+                        params(self.backend, 2 * i + 2, 1)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "SELECT key, bucket, count FROM send_counts WHERE {conds}{lock}"
+            )))
+            .persistent(false);
+            for (k, b) in chunk {
+                q = q.bind(k.as_str()).bind(*b);
+            }
+            for r in q.fetch_all(&mut *tx).await? {
+                used.insert(
+                    (r.get::<String, _>(0), r.get::<i64, _>(1)),
+                    r.get::<i64, _>(2),
+                );
+            }
+        }
+        Ok(used)
     }
 
     /// Adds to the cap counters, a chunk of (key, period start) per statement.

@@ -48,6 +48,7 @@ pub use outbox::{
 pub use sending::{Pause, PausedBy};
 
 mod digest;
+mod leases;
 mod report;
 mod review;
 mod running;
@@ -56,6 +57,7 @@ mod score;
 mod suppressions;
 
 pub use digest::{NewDigest, WaitingLead};
+pub use leases::MailboxLease;
 pub use report::{LeadGroup, LeadGroupRow, ReasonCount, ReportWindow, Span, StepRow};
 pub use running::RunningSequence;
 

@@ -14,6 +14,7 @@ mod data;
 mod digest;
 mod dovecot_fixture;
 mod dry_run;
+mod failover;
 mod form_learn;
 mod http;
 mod imap_trouble;
