@@ -48,6 +48,7 @@ pub use outbox::{
 pub use sending::{Pause, PausedBy};
 
 mod digest;
+mod metrics;
 mod report;
 mod review;
 mod sales;
@@ -55,6 +56,7 @@ mod score;
 mod suppressions;
 
 pub use digest::{NewDigest, WaitingLead};
+pub use metrics::StateCounts;
 pub use report::{LeadGroup, LeadGroupRow, ReasonCount, ReportWindow, Span, StepRow};
 
 pub use sales::{
