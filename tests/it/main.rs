@@ -18,6 +18,7 @@ mod http;
 mod imap_trouble;
 mod ingest_imap;
 mod ingest_maildir;
+mod metrics;
 mod outbox;
 mod postfix_fixture;
 mod postfix_refusals;
