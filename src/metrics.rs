@@ -11,9 +11,13 @@
 //!   a restart starts them at zero, which Prometheus' `rate()` understands.
 //! - **Facts of the database** (enrollments and outbox messages by state, leads handed off
 //!   and judged by channel): not counted here, because other daemons on the same PostgreSQL
-//!   database and the CLI change them too. The HTTP listener reads them at scrape time
-//!   ([`Metrics::refresh_database`]) and at most once per [`DATABASE_MAX_AGE`], so many
-//!   scrapers, or a dashboard refreshing hard, cost one set of queries.
+//!   database and the CLI change them too. The HTTP listener has them read when a scrape
+//!   comes ([`Metrics::refresh_database`]), at most once per [`DATABASE_INTERVAL`] and never
+//!   more than one read at a time, so many scrapers cost one set of queries. On a large
+//!   database the counts that scan whole tables take a while: a read then runs on its own
+//!   while scrapes answer with the counts before it, and the next read waits
+//!   [`READ_SHARE`] times as long as the last one took, so counting never takes more than a
+//!   small share of the machine.
 //!
 //! There are no globals: each [`Metrics`] has its own registry, so tests and several daemons
 //! in one process stay apart. A part built without one (the CLI, tests) gets
@@ -33,14 +37,19 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use tracing::{debug, warn};
 
 use crate::domain::{EnrollmentState, MessageKind, OutboxState};
 
 /// The `Content-Type` of [`Metrics::encode`]'s text (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
-/// How old the database's counts may be before a scrape reads them again.
-pub const DATABASE_MAX_AGE: Duration = Duration::from_secs(10);
+/// How old the database's counts may be before a scrape has them read again.
+pub const DATABASE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A read of the database's counts is followed by at least this many times its duration
+/// without one (a read of 1 s: at most one every 20 s, 5% of a core).
+pub const READ_SHARE: u32 = 20;
 
 /// Upper bounds of the send duration buckets, in seconds: a local relay answers in
 /// milliseconds, a remote one in a second or two, a stuck one at `[smtp] timeout`.
@@ -150,7 +159,7 @@ struct Inner {
     /// The database's counts, as last read, shared with the registry's collector.
     database: Arc<DatabaseGauges>,
     /// Held while the database's counts are read, so concurrent scrapes read them once.
-    refreshing: tokio::sync::Mutex<()>,
+    refreshing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Default for Metrics {
@@ -228,7 +237,7 @@ impl Metrics {
             last_read,
             scheduler_lag,
             database,
-            refreshing: tokio::sync::Mutex::new(()),
+            refreshing: Arc::new(tokio::sync::Mutex::new(())),
         }))
     }
 
@@ -271,25 +280,44 @@ impl Metrics {
         self.0.scheduler_lag.observe(late.as_secs_f64());
     }
 
-    /// Reads the database's counts with `read` unless the last read is younger than
-    /// `max_age`; concurrent callers wait for one read rather than each making their own.
-    /// A failed read keeps the counts as they were (they stay out of the text until a first
-    /// read succeeds).
-    ///
-    /// # Errors
-    /// `read`'s error.
-    pub async fn refresh_database<F, Fut, E>(&self, max_age: Duration, read: F) -> Result<(), E>
+    /// Has the database's counts read with `read`, unless the last read is younger than
+    /// `interval` (or [`READ_SHARE`] times its duration) or a read is under way, and waits
+    /// for the read for at most `wait`. A read that takes longer goes on by itself and
+    /// later scrapes show what it found; one that fails is logged and keeps the counts as
+    /// they were (before a first successful read, they stay out of the text).
+    pub async fn refresh_database<F, Fut>(&self, interval: Duration, wait: Duration, read: F)
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<DatabaseCounts, E>>,
+        Fut: Future<Output = Result<DatabaseCounts, String>> + Send + 'static,
     {
-        let _one_at_a_time = self.0.refreshing.lock().await;
-        if self.0.database.age().is_some_and(|age| age < max_age) {
-            return Ok(());
+        if !self.0.database.due(interval) {
+            return;
         }
-        let counts = read().await?;
-        self.0.database.set(counts);
-        Ok(())
+        let Ok(guard) = Arc::clone(&self.0.refreshing).try_lock_owned() else {
+            // Another scrape started a read: wait for it as long as it would have.
+            let _ = tokio::time::timeout(wait, self.0.refreshing.lock()).await;
+            return;
+        };
+        if !self.0.database.due(interval) {
+            return;
+        }
+        let database = Arc::clone(&self.0.database);
+        let counting = read();
+        let task = tokio::spawn(async move {
+            let _one_at_a_time = guard;
+            let started = Instant::now();
+            match counting.await {
+                Ok(counts) => {
+                    debug!(took = ?started.elapsed(), "metrics: the database's counts read");
+                    database.set(counts, started.elapsed());
+                }
+                Err(e) => {
+                    database.failed(started.elapsed());
+                    warn!(error = %e, "metrics: cannot read the database's counts; showing the last ones");
+                }
+            }
+        });
+        let _ = tokio::time::timeout(wait, task).await;
     }
 
     /// Everything, in the Prometheus text format ([`CONTENT_TYPE`]).
@@ -303,27 +331,44 @@ impl Metrics {
 
 /// The database's counts as last read, written out at every scrape.
 #[derive(Debug, Default)]
-struct DatabaseGauges(Mutex<Option<(Instant, DatabaseCounts)>>);
+struct DatabaseGauges(Mutex<Database>);
+
+#[derive(Debug, Default)]
+struct Database {
+    /// The counts of the last successful read.
+    counts: Option<DatabaseCounts>,
+    /// When the last read, successful or not, ended, and how long it took.
+    last_read: Option<(Instant, Duration)>,
+}
 
 impl DatabaseGauges {
-    fn set(&self, counts: DatabaseCounts) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), counts));
+    fn lock(&self) -> std::sync::MutexGuard<'_, Database> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// How long ago the counts were read, or `None` before the first read.
-    fn age(&self) -> Option<Duration> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|(at, _)| at.elapsed())
+    fn set(&self, counts: DatabaseCounts, took: Duration) {
+        let mut db = self.lock();
+        db.counts = Some(counts);
+        db.last_read = Some((Instant::now(), took));
+    }
+
+    fn failed(&self, took: Duration) {
+        self.lock().last_read = Some((Instant::now(), took));
+    }
+
+    /// Whether a read is due: none yet, or the last one ended longer ago than `interval` and
+    /// [`READ_SHARE`] times its duration.
+    fn due(&self, interval: Duration) -> bool {
+        self.lock()
+            .last_read
+            .is_none_or(|(at, took)| at.elapsed() >= interval.max(took.saturating_mul(READ_SHARE)))
     }
 }
 
 impl Collector for DatabaseGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some((_, counts)) = guard.as_ref() else {
+        let db = self.lock();
+        let Some(counts) = db.counts.as_ref() else {
             return Ok(());
         };
         // Every state has a series, at 0 when nothing is in it, so a state that empties
@@ -452,12 +497,15 @@ mod tests {
     #[test]
     fn every_sample_line_is_name_labels_and_a_number_under_its_type() {
         let m = Metrics::new();
-        m.0.database.set(DatabaseCounts {
-            enrollments: vec![(EnrollmentState::Active, 3)],
-            outbox: vec![(OutboxState::Sent, 1)],
-            handed_off: vec![("web \"form\"\n".to_owned(), 1)],
-            judged: vec![("web".to_owned(), "qualified".to_owned(), 1)],
-        });
+        m.0.database.set(
+            DatabaseCounts {
+                enrollments: vec![(EnrollmentState::Active, 3)],
+                outbox: vec![(OutboxState::Sent, 1)],
+                handed_off: vec![("web \"form\"\n".to_owned(), 1)],
+                judged: vec![("web".to_owned(), "qualified".to_owned(), 1)],
+            },
+            Duration::ZERO,
+        );
         let text = m.encode();
         let mut typed = std::collections::HashSet::new();
         for line in text.lines() {
@@ -512,29 +560,67 @@ mod tests {
     #[tokio::test]
     async fn the_database_is_read_again_only_when_its_counts_are_old() {
         let m = Metrics::new();
-        let reads = std::sync::atomic::AtomicUsize::new(0);
-        let read = || async {
-            reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok::<_, ()>(DatabaseCounts::default())
+        let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let read = |counts: DatabaseCounts| {
+            let reads = Arc::clone(&reads);
+            move || async move {
+                reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(counts)
+            }
         };
-        m.refresh_database(Duration::from_secs(60), read)
-            .await
-            .unwrap();
-        m.refresh_database(Duration::from_secs(60), read)
-            .await
-            .unwrap();
+        let active = |n| DatabaseCounts {
+            enrollments: vec![(EnrollmentState::Active, n)],
+            ..DatabaseCounts::default()
+        };
+        let (minute, wait) = (Duration::from_secs(60), Duration::from_secs(5));
+        m.refresh_database(minute, wait, read(active(1))).await;
+        m.refresh_database(minute, wait, read(active(2))).await;
         assert_eq!(reads.load(std::sync::atomic::Ordering::Relaxed), 1);
-        m.refresh_database(Duration::ZERO, read).await.unwrap();
-        assert_eq!(reads.load(std::sync::atomic::Ordering::Relaxed), 2);
-        // A failed read keeps what was read before.
-        assert_eq!(
-            m.refresh_database(Duration::ZERO, || async { Err("down") })
-                .await,
-            Err("down")
+        assert!(
+            m.encode()
+                .contains("leadloop_enrollments{state=\"active\"} 1\n")
         );
+        m.refresh_database(Duration::ZERO, wait, read(active(3)))
+            .await;
+        assert_eq!(reads.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert!(
+            m.encode()
+                .contains("leadloop_enrollments{state=\"active\"} 3\n")
+        );
+        // A failed read keeps what was read before.
+        m.refresh_database(Duration::ZERO, wait, || async { Err("down".to_owned()) })
+            .await;
+        assert!(
+            m.encode()
+                .contains("leadloop_enrollments{state=\"active\"} 3\n")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_read_goes_on_alone_and_holds_off_the_next_one() {
+        let m = Metrics::new();
+        let (go, gate) = tokio::sync::oneshot::channel::<()>();
+        let slow = || async move {
+            let _ = gate.await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(DatabaseCounts::default())
+        };
+        // The scrape answers after `wait`, without the counts, while the read goes on.
+        m.refresh_database(Duration::ZERO, Duration::from_millis(10), slow)
+            .await;
+        assert!(!m.encode().contains("leadloop_enrollments"));
+        // A second scrape meanwhile starts no read of its own.
+        m.refresh_database(Duration::ZERO, Duration::from_millis(10), || async {
+            panic!("a second read while one is under way")
+        })
+        .await;
+        go.send(()).unwrap();
+        let _ = m.0.refreshing.lock().await;
         assert!(
             m.encode()
                 .contains("leadloop_enrollments{state=\"active\"} 0\n")
         );
+        // It took 50 ms or more: no read for 20 times that, even with no interval.
+        assert!(!m.0.database.due(Duration::ZERO));
     }
 }

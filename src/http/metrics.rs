@@ -1,26 +1,31 @@
 //! `GET /metrics`: the daemon's metrics in the Prometheus text format (`docs/metrics.md`).
 //!
-//! The numbers counted in the process are written as they are; the database's state counts
-//! are read first when the last read is older than [`DATABASE_MAX_AGE`] (see
-//! [`crate::metrics`]). If the database does not answer within [`DATABASE_TIMEOUT`], the
-//! scrape still answers, with the counts as last read (or without them before a first read),
-//! so Prometheus sees the process even while its database is down; `/readyz` is the place
-//! that says so.
+//! The numbers counted in the process are written as they are. The database's state counts
+//! are read first when they are due ([`crate::metrics`]: at most every
+//! [`DATABASE_INTERVAL`], fewer on a large database); the scrape waits for that read for at
+//! most [`DATABASE_TIMEOUT`] and otherwise answers with the counts as last read (without them
+//! before a first read), so a slow or unreachable database never makes a scrape slow or fail.
+//! `/readyz` is the place that says the database is down.
 //!
 //! With `[http] metrics_listen`, [`router`] serves `/metrics` and the health checks on that
 //! address alone, and the main listener answers `/metrics` with its 404.
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tracing::warn;
 
 use super::{App, DATABASE_TIMEOUT};
 use crate::diagnostics::error_chain;
-use crate::metrics::{CONTENT_TYPE, DATABASE_MAX_AGE, DatabaseCounts};
+use crate::metrics::{CONTENT_TYPE, DATABASE_INTERVAL, DatabaseCounts};
 use crate::store::StateCounts;
+
+/// How long the database's counts may take before the read gives up (a read that takes longer
+/// than [`DATABASE_TIMEOUT`] goes on after the scrape has answered).
+const COUNTS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The routes of the `metrics_listen` address: `/metrics` and the health checks, nothing that
 /// touches a lead.
@@ -39,17 +44,17 @@ pub(super) async fn scrape(State(app): State<App>) -> Response {
     let Some(metrics) = &app.0.metrics else {
         return super::page::not_found();
     };
-    let store = &app.0.store;
-    let read = || async {
-        match tokio::time::timeout(DATABASE_TIMEOUT, store.state_counts()).await {
+    let store = app.0.store.clone();
+    let read = || async move {
+        match tokio::time::timeout(COUNTS_TIMEOUT, store.state_counts()).await {
             Ok(Ok(counts)) => Ok(database_counts(counts)),
             Ok(Err(e)) => Err(error_chain(&e)),
-            Err(_) => Err(format!("no answer within {DATABASE_TIMEOUT:?}")),
+            Err(_) => Err(format!("no answer within {COUNTS_TIMEOUT:?}")),
         }
     };
-    if let Err(why) = metrics.refresh_database(DATABASE_MAX_AGE, read).await {
-        warn!(error = %why, "metrics: cannot read the database's counts; showing the last ones");
-    }
+    metrics
+        .refresh_database(DATABASE_INTERVAL, DATABASE_TIMEOUT, read)
+        .await;
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
