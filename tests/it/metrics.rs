@@ -2,7 +2,7 @@
 //! inquiries, enrolls the two new leads and sends their first step through smtp-sink; a
 //! verdict comes by the CLI. A scrape of `[http] metrics_listen`, without any sign-in, then
 //! shows each of those as a number, the text passes `promtool check metrics`, and the main
-//! listener shows no metrics. A listener without `metrics_listen` serves them itself.
+//! listener shows no metrics; a Dovecot restart then counts as an IMAP reconnect. A listener without `metrics_listen` serves them itself.
 
 use std::time::Duration;
 
@@ -238,6 +238,15 @@ async fn metrics_count_what_the_daemon_did_and_pass_promtool() {
     let (status, body) = get(port, "/metrics").await;
     assert_eq!(status, 404);
     assert!(!body.contains("leadloop_"), "{body}");
+
+    // Dovecot dies and comes back: the cut session is counted as a reconnect.
+    let mut dovecot = dovecot;
+    tokio::task::block_in_place(|| dovecot.restart()).expect("restarting Dovecot");
+    wait_for(|| async {
+        let (_, text) = get(metrics_port, "/metrics").await;
+        (value(&text, "leadloop_imap_reconnects_total") >= 1.0).then_some(())
+    })
+    .await;
 
     shutdown.cancel();
     drop(reload_tx);
