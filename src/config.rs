@@ -88,6 +88,10 @@ pub struct HttpConfig {
     /// The listener's public base URL (`https://leads.company.com`, no trailing `/`), as a
     /// reverse proxy publishes it: links in messages point there.
     pub public_url: Option<String>,
+    /// A second address that serves `/metrics` (and the health checks) alone, so Prometheus
+    /// can reach it on a network where the public pages are not, and the public listener
+    /// shows no metrics; `None` serves `/metrics` on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[smtp]`: where the sender hands messages over, and how patiently.
@@ -384,6 +388,7 @@ pub(crate) struct RawConfig {
 struct RawHttp {
     listen: Option<Spanned<String>>,
     public_url: Option<Spanned<String>>,
+    metrics_listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1260,20 +1265,32 @@ fn ca_file(
 }
 
 fn check_http(ck: &mut Checker<'_>, raw: &RawHttp) -> HttpConfig {
-    let listen = raw.listen.as_ref().and_then(|l| match listen_address(l.get_ref()) {
-        Some(addr) => Some(addr),
-        None => {
+    let mut listen_at = |raw: Option<&Spanned<String>>, key: &str| {
+        let l = raw?;
+        let addr = listen_address(l.get_ref());
+        if addr.is_none() {
             ck.at(
                 l.span(),
-                "http.listen",
+                key,
                 format!(
                     "'{}' is not an address to listen on: \"127.0.0.1:8025\", \"[::1]:8025\", \"0.0.0.0:8025\", or a port alone (\"8025\", loopback)",
                     l.get_ref()
                 ),
             );
-            None
         }
-    });
+        addr
+    };
+    let listen = listen_at(raw.listen.as_ref(), "http.listen");
+    let metrics_listen = listen_at(raw.metrics_listen.as_ref(), "http.metrics_listen");
+    if let (Some(m), Some(_)) = (&raw.metrics_listen, metrics_listen)
+        && metrics_listen == listen
+    {
+        ck.at(
+            m.span(),
+            "http.metrics_listen",
+            "is the same address as listen: leave it out to serve /metrics there, or name another port",
+        );
+    }
     let public_url = raw
         .public_url
         .as_ref()
@@ -1284,7 +1301,11 @@ fn check_http(ck: &mut Checker<'_>, raw: &RawHttp) -> HttpConfig {
                 None
             }
         });
-    HttpConfig { listen, public_url }
+    HttpConfig {
+        listen,
+        public_url,
+        metrics_listen,
+    }
 }
 
 /// `[http] listen`: `IP:PORT` (an IPv6 address in brackets), `localhost:PORT`, or a port
@@ -2106,6 +2127,33 @@ domains = ["company.com"]
             "{err}"
         );
         assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn metrics_listen_is_read_like_listen_and_must_differ_from_it() {
+        let http = |section: &str| parse(&format!("{MINIMAL}\n[http]\n{section}\n"));
+        let c = http("listen = \"8025\"\nmetrics_listen = \"9125\"").unwrap();
+        assert_eq!(c.http.listen, Some("127.0.0.1:8025".parse().unwrap()));
+        assert_eq!(
+            c.http.metrics_listen,
+            Some("127.0.0.1:9125".parse().unwrap())
+        );
+        let c = http("metrics_listen = \"[::1]:9125\"").unwrap();
+        assert_eq!(
+            (c.http.listen, c.http.metrics_listen),
+            (None, Some("[::1]:9125".parse().unwrap()))
+        );
+        for bad in [
+            "listen = \"8025\"\nmetrics_listen = \"localhost:8025\"",
+            "metrics_listen = \"metrics:9125\"",
+        ] {
+            let err = http(bad).unwrap_err();
+            assert_eq!(
+                err.problems[0].key.as_deref(),
+                Some("http.metrics_listen"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //! With `[http] listen`, the daemon also answers HTTP ([`crate::http`]). It binds the socket
 //! before it tells systemd it is ready and keeps it across reloads (a reload that names another
 //! address moves it there), so a health check or a one-click POST during a reload waits in the
-//! socket's backlog rather than being refused.
+//! socket's backlog rather than being refused. `[http] metrics_listen` is a second socket,
+//! kept the same way, that serves `/metrics` and the health checks alone.
+//!
+//! One [`Metrics`] is built at start and handed to ingest, the scheduler and the sender of
+//! every generation, so what they count survives a reload.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -31,6 +35,7 @@ use crate::ingest::{
     ImapSource, IngestReport, LastRead, MaildirSource, Pipeline, imap_mailbox_name,
     maildir_mailbox_name,
 };
+use crate::metrics::Metrics;
 use crate::render::SenderData;
 use crate::send::{SendReport, Sender};
 use crate::sequence::schedule::{Scheduler, TickReport};
@@ -133,12 +138,13 @@ impl Source {
     /// # Errors
     /// The IMAP password cannot be read, or the TLS setup is unusable.
     pub fn new(config: &Config, store: Store) -> anyhow::Result<Source> {
-        Self::enrolling(config, store, None, None)
+        Self::enrolling(config, store, None, None, &Metrics::default())
     }
 
     /// Builds the configured source; new leads that match a sequence are enrolled as their
     /// batch is recorded, and `wake` (the scheduler) is notified. Every successful read is
-    /// told to `last_read`, when given (the readiness check).
+    /// told to `last_read`, when given (the readiness check). What is recorded is counted
+    /// into `metrics`.
     ///
     /// # Errors
     /// The IMAP password cannot be read, or the TLS setup is unusable.
@@ -147,12 +153,14 @@ impl Source {
         store: Store,
         wake: Option<Arc<Notify>>,
         last_read: Option<&LastRead>,
+        metrics: &Metrics,
     ) -> anyhow::Result<Source> {
         let rules = Arc::new(config.rules());
         let actions = Arc::new(actions(config));
         let pipeline = |store: Store, mailbox: String, max_message_bytes: u64| {
             let pipeline = Pipeline::new(store, Arc::clone(&rules), mailbox, max_message_bytes)
                 .with_actions(Arc::clone(&actions), wake.clone())
+                .with_metrics(metrics.clone())
                 .with_rspamd(
                     config
                         .spam
@@ -684,9 +692,15 @@ pub async fn run_with(
     let store = options.store(open_store(&config).await?);
     // When the mailbox was last read: kept across reloads, read by `/readyz`.
     let last_read = LastRead::new();
-    // The HTTP socket, bound before systemd hears we are ready and kept across reloads.
+    // What `/metrics` shows: counted by every generation's tasks, kept across reloads.
+    let metrics = Metrics::new();
+    // The HTTP sockets, bound before systemd hears we are ready and kept across reloads.
     let mut http_socket = match config.http.listen {
-        Some(addr) => Some(HttpSocket::bind(addr)?),
+        Some(addr) => Some(HttpSocket::bind(LISTEN, addr)?),
+        None => None,
+    };
+    let mut metrics_socket = match config.http.metrics_listen {
+        Some(addr) => Some(HttpSocket::bind(METRICS_LISTEN, addr)?),
         None => None,
     };
     let tracker = TaskTracker::new();
@@ -712,8 +726,11 @@ pub async fn run_with(
             store.clone(),
             Some(Arc::clone(&wake)),
             Some(&last_read),
+            &metrics,
         )?);
-        let sender = options.sender(&config, store.clone())?;
+        let sender = options
+            .sender(&config, store.clone())?
+            .map(|s| s.with_metrics(metrics.clone()));
         record_sequences(&store, &config, options).await;
         let tasks = TaskTracker::new();
         set_scorer(&store, &config);
@@ -735,7 +752,8 @@ pub async fn run_with(
             });
         }
         if !config.sequences.sequences.is_empty() {
-            let scheduler = Scheduler::new(store.clone(), Arc::clone(&config.sequences), wake);
+            let scheduler = Scheduler::new(store.clone(), Arc::clone(&config.sequences), wake)
+                .with_metrics(metrics.clone());
             let token = generation.clone();
             tasks.spawn(async move {
                 scheduler.run(token).await;
@@ -758,19 +776,35 @@ pub async fn run_with(
                 );
             });
         }
-        if let Some(socket) = &http_socket {
-            let listener = socket.listener()?;
-            let app = crate::http::App::new(
+        let app = |metrics: Option<Metrics>| {
+            crate::http::App::with_metrics(
                 store.clone(),
                 last_read.subscribe(),
                 config.source.poll_interval(),
-            );
+                metrics,
+            )
+        };
+        if let Some(socket) = &http_socket {
+            let listener = socket.listener()?;
+            // With a metrics address of its own, the main listener shows no metrics.
+            let app = app(metrics_socket.is_none().then(|| metrics.clone()));
             let token = generation.clone();
             tasks.spawn(async move {
                 if let Err(e) = crate::http::serve(listener, app, token).await {
                     error!(error = %e, "the http listener failed");
                 }
                 info!("http listener stopped");
+            });
+        }
+        if let Some(socket) = &metrics_socket {
+            let listener = socket.listener()?;
+            let app = app(Some(metrics.clone()));
+            let token = generation.clone();
+            tasks.spawn(async move {
+                if let Err(e) = crate::http::serve_metrics(listener, app, token).await {
+                    error!(error = %e, "the metrics listener failed");
+                }
+                info!("metrics listener stopped");
             });
         }
         {
@@ -813,7 +847,9 @@ pub async fn run_with(
                 if new.database.url != config.database.url {
                     warn!("the database setting changed; it takes effect after a restart");
                 }
-                http_socket = HttpSocket::reload(http_socket, new.http.listen);
+                http_socket = HttpSocket::reload(http_socket, LISTEN, new.http.listen);
+                metrics_socket =
+                    HttpSocket::reload(metrics_socket, METRICS_LISTEN, new.http.metrics_listen);
                 info!("configuration reloaded");
                 config = new;
                 notify(&[sd_notify::NotifyState::Ready]);
@@ -830,27 +866,36 @@ pub async fn run_with(
     Ok(())
 }
 
-/// The bound `[http] listen` socket. The daemon holds it for as long as the address stays
-/// the same; each generation serves a duplicate of it, so between two generations
-/// connections wait in its backlog.
+/// The setting of the main HTTP socket, as errors name it.
+const LISTEN: &str = "[http] listen";
+
+/// The setting of the metrics socket, as errors name it.
+const METRICS_LISTEN: &str = "[http] metrics_listen";
+
+/// A bound `[http] listen` or `metrics_listen` socket. The daemon holds it for as long as the
+/// address stays the same; each generation serves a duplicate of it, so between two
+/// generations connections wait in its backlog.
 #[derive(Debug)]
 struct HttpSocket {
+    /// The setting it is bound for ([`LISTEN`] or [`METRICS_LISTEN`]), for errors.
+    key: &'static str,
     /// The address as configured (with port 0, not the port the system picked).
     configured: SocketAddr,
     socket: std::net::TcpListener,
 }
 
 impl HttpSocket {
-    fn bind(addr: SocketAddr) -> anyhow::Result<HttpSocket> {
+    fn bind(key: &'static str, addr: SocketAddr) -> anyhow::Result<HttpSocket> {
         let socket = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("[http] listen: cannot listen on {addr}"))?;
+            .with_context(|| format!("{key}: cannot listen on {addr}"))?;
         socket
             .set_nonblocking(true)
-            .with_context(|| format!("[http] listen: {addr}"))?;
+            .with_context(|| format!("{key}: {addr}"))?;
         if !addr.ip().is_loopback() {
             info!(%addr, "http listens beyond this machine; put a TLS reverse proxy in front of it");
         }
         Ok(HttpSocket {
+            key,
             configured: addr,
             socket,
         })
@@ -861,19 +906,24 @@ impl HttpSocket {
         let socket = self
             .socket
             .try_clone()
-            .context("[http] listen: duplicating the socket")?;
-        tokio::net::TcpListener::from_std(socket).context("[http] listen: the socket")
+            .with_context(|| format!("{}: duplicating the socket", self.key))?;
+        tokio::net::TcpListener::from_std(socket)
+            .with_context(|| format!("{}: the socket", self.key))
     }
 
     /// The socket for a reloaded configuration: the same one while the address is the same,
     /// none without `listen`, a new one for a new address. If the new address cannot be
     /// bound, the old one is kept (bound again if it had to be let go first).
-    fn reload(old: Option<HttpSocket>, listen: Option<SocketAddr>) -> Option<HttpSocket> {
+    fn reload(
+        old: Option<HttpSocket>,
+        key: &'static str,
+        listen: Option<SocketAddr>,
+    ) -> Option<HttpSocket> {
         let addr = listen?;
         if old.as_ref().is_some_and(|o| o.configured == addr) {
             return old;
         }
-        let first = match HttpSocket::bind(addr) {
+        let first = match HttpSocket::bind(key, addr) {
             Ok(new) => return Some(new),
             Err(e) => e,
         };
@@ -885,11 +935,11 @@ impl HttpSocket {
         // machine): let the old one go and try again.
         let was = old.configured;
         drop(old);
-        match HttpSocket::bind(addr) {
+        match HttpSocket::bind(key, addr) {
             Ok(new) => Some(new),
             Err(e) => {
                 error!(error = %format_args!("{e:#}"), "keeping the http listener where it was");
-                HttpSocket::bind(was).ok()
+                HttpSocket::bind(key, was).ok()
             }
         }
     }

@@ -25,6 +25,8 @@
 //! 2. Parts that know only `domain`:
 //!    - [`diagnostics`]: problems in hand-written files with file, line, column and key, and
 //!      errors with their causes on one log line.
+//!    - [`metrics`]: what the daemon counts for Prometheus (`/metrics`): counters the workers
+//!      bump as they go, and the database's state counts as last read.
 //!    - [`classify`]: pure; raw bytes and rules in, one [`domain::MessageKind`] with the lead
 //!      and the evidence out. No database, network or clock.
 //!    - [`render`]: pure; a step's templates and a lead in, a complete RFC 5322 message out
@@ -63,6 +65,7 @@ pub mod diagnostics;
 pub mod domain;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod render;
 pub mod send;
 pub mod sequence;

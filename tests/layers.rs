@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 /// the same.
 const LAYERS: &[&[&str]] = &[
     &["domain"],
-    &["diagnostics", "classify", "render", "store"],
+    &["diagnostics", "metrics", "classify", "render", "store"],
     &["sequence", "actions"],
     &["config"],
     &["send", "ingest", "http"],

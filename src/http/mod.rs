@@ -7,6 +7,7 @@
 //! | `GET /readyz` | `200 ready` when the database answers and the mailbox was read successfully within the last [`READ_POLLS`] poll intervals (at least [`MIN_STALE_AFTER`]); `503` with the reason otherwise, also before the first read |
 //! | `GET /u/TOKEN` | a small page with a button that confirms (a form that POSTs); it changes nothing, because link scanners fetch every link in a message |
 //! | `POST /u/TOKEN` | with the body `List-Unsubscribe=One-Click`, unsubscribes the lead of the enrollment with this token, once (see `http/unsubscribe.rs`) |
+//! | `GET /metrics` | the daemon's metrics for Prometheus (see `http/metrics.rs`); on `metrics_listen` instead when that is set |
 //!
 //! None of them needs a sign-in, and none shows anything about a lead: the token is the only
 //! key, and a token nobody has gets the same page as any other unknown address (404). Every
@@ -19,6 +20,7 @@
 //! across reloads, so connections that arrive during one wait in the backlog instead of
 //! being refused.
 
+mod metrics;
 mod page;
 mod unsubscribe;
 
@@ -35,6 +37,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// The mailbox counts as read when its last successful read is at most this many poll
@@ -66,6 +69,8 @@ struct Inner {
     last_read: watch::Receiver<Option<Instant>>,
     /// A last read older than this makes the daemon not ready.
     stale_after: Duration,
+    /// What `/metrics` shows; `None` where it is not served (a `metrics_listen` serves it).
+    metrics: Option<Metrics>,
 }
 
 impl App {
@@ -76,10 +81,21 @@ impl App {
         last_read: watch::Receiver<Option<Instant>>,
         poll_interval: Duration,
     ) -> App {
+        App::with_metrics(store, last_read, poll_interval, None)
+    }
+
+    /// [`App::new`] that also answers `/metrics` with `metrics`, when given.
+    pub fn with_metrics(
+        store: Store,
+        last_read: watch::Receiver<Option<Instant>>,
+        poll_interval: Duration,
+        metrics: Option<Metrics>,
+    ) -> App {
         App(Arc::new(Inner {
             store,
             last_read,
             stale_after: stale_after(poll_interval),
+            metrics,
         }))
     }
 }
@@ -96,6 +112,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::scrape))
         .route(
             "/u/{token}",
             get(unsubscribe::confirm).post(unsubscribe::one_click),
@@ -116,9 +133,29 @@ pub async fn serve(
     app: App,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    serve_routes(listener, router(app), shutdown).await
+}
+
+/// [`serve`] for the `metrics_listen` address: `/metrics` and the health checks alone.
+///
+/// # Errors
+/// The listener's address cannot be read.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    app: App,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    serve_routes(listener, metrics::router(app), shutdown).await
+}
+
+async fn serve_routes(
+    listener: tokio::net::TcpListener,
+    routes: Router,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
     let addr = listener.local_addr()?;
     info!(%addr, "http listening");
-    let server = axum::serve(listener, router(app))
+    let server = axum::serve(listener, routes)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .into_future();
     tokio::select! {

@@ -254,6 +254,7 @@ impl ImapSource {
             }
             .await;
             let Err(e) = result else { break };
+            self.pipeline.metrics().imap_reconnect();
             let delay = jitter(backoff);
             warn!(error = %error_chain(&e), retry_in = ?delay, "IMAP ingest failed; reconnecting");
             backoff = (backoff * 2).min(BACKOFF_CAP);

@@ -22,6 +22,7 @@ use tracing::{debug, info_span, warn};
 use crate::actions::Actions;
 use crate::classify::{self, Classification, Rules};
 use crate::domain::MessageKind;
+use crate::metrics::Metrics;
 use crate::store::{Batch, InboundRecord, Store, StoreError};
 
 pub use imap::{ImapError, ImapSource, mailbox_name as imap_mailbox_name};
@@ -145,6 +146,8 @@ pub struct Pipeline {
     last_read: Option<LastRead>,
     /// The rspamd asked about every message that would make a lead (`[spam] rspamd_url`).
     rspamd: Option<Arc<rspamd::Client>>,
+    /// Counts what is recorded, successful reads and reconnects, for `/metrics`.
+    metrics: Metrics,
 }
 
 impl Pipeline {
@@ -167,7 +170,20 @@ impl Pipeline {
             wake: None,
             last_read: None,
             rspamd: None,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts into `metrics` (the daemon's, shown at `/metrics`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// What this pipeline counts into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Asks `rspamd` about every inquiry and form notification before it is recorded:
@@ -203,6 +219,7 @@ impl Pipeline {
 
     /// Notes a successful read (a pass found nothing more to record, or a batch was recorded).
     fn mark_read(&self) {
+        self.metrics.mailbox_read();
         if let Some(last_read) = &self.last_read {
             last_read.mark();
         }
@@ -294,6 +311,11 @@ impl Pipeline {
                 changes: &changes,
             })
             .await?;
+        let kinds = outcome
+            .new_records
+            .iter()
+            .map(|&i| &records[i].classification.kind);
+        self.metrics.recorded(kinds, outcome.leads_created);
         self.mark_read();
         if outcome.enrolled > 0
             && let Some(wake) = &self.wake

@@ -58,6 +58,7 @@ use tracing::{Instrument as _, debug, error, info, info_span, warn};
 
 use crate::config::{Secret, SmtpConfig, SmtpTransport};
 use crate::domain::{LeadStatus, MessageId};
+use crate::metrics::{Metrics, ReplyClass};
 use crate::store::{
     Backend, Bounced, Claim, Claimed, KeptConnection, OutboxId, OutboxMessage, Pause, PausedBy,
     SendOutcome, Store, Suppression,
@@ -178,6 +179,8 @@ pub struct Sender {
     store: Store,
     transport: Arc<Transport>,
     options: SenderOptions,
+    /// Counts every attempt and its duration, for `/metrics`.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Sender {
@@ -229,7 +232,15 @@ impl Sender {
             store,
             transport: Arc::new(transport),
             options,
+            metrics: Metrics::default(),
         })
+    }
+
+    /// Counts into `metrics` (the daemon's, shown at `/metrics`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Sender {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs until `cancel` fires: declares the claims a previous process left behind
@@ -607,6 +618,7 @@ impl Sender {
             };
             return (outcome, None);
         }
+        let started = std::time::Instant::now();
         let result = match &*self.transport {
             Transport::Smtp(c) => {
                 c.deliver(slot, &m.envelope_from, &m.recipient, &m.raw)
@@ -620,6 +632,8 @@ impl Sender {
                 )
             }),
         };
+        self.metrics
+            .send_attempt(reply_class(&result), started.elapsed());
         let (outcome, refusal) = self.decide(m, result, Utc::now());
         match &outcome {
             SendOutcome::Sent { response } => debug!(%response, "sent"),
@@ -708,6 +722,22 @@ impl Sender {
             error,
             at: now + chrono::Duration::from_std(delay).unwrap_or_default(),
         }
+    }
+}
+
+/// How an attempt ended, as `/metrics` counts it: by the class of the server's reply, or
+/// what kept one from coming.
+fn reply_class(result: &Result<String, Failure>) -> ReplyClass {
+    let Err(f) = result else {
+        return ReplyClass::Accepted;
+    };
+    match (f.kind, &f.reply) {
+        (_, Some(reply)) if reply.code >= 500 => ReplyClass::Permanent,
+        (_, Some(_)) | (FailKind::Transient, None) => ReplyClass::Transient,
+        (FailKind::Permanent, None) => ReplyClass::Envelope,
+        (FailKind::Timeout, None) => ReplyClass::Timeout,
+        (FailKind::Network, None) => ReplyClass::Network,
+        (FailKind::Untrusted, None) => ReplyClass::Untrusted,
     }
 }
 

@@ -19,6 +19,7 @@ use tracing::{Instrument as _, debug, error, info, info_span, warn};
 use super::{Catalog, Policy};
 use crate::diagnostics::error_chain;
 use crate::domain::{EmailAddress, Lead, LeadId, MessageId, MessageKind, StepId};
+use crate::metrics::Metrics;
 use crate::store::{Enrollment, Outgoing, Settle, Store, StoreError, count_key};
 
 /// Enrollments claimed per transaction: small enough that a batch's rows, leads and outbox
@@ -241,6 +242,8 @@ pub struct Scheduler {
     /// Fired by ingest when it enrolls someone.
     wake: Arc<Notify>,
     batch: usize,
+    /// Counts how late due enrollments are claimed, for `/metrics`.
+    metrics: Metrics,
 }
 
 impl Scheduler {
@@ -258,7 +261,15 @@ impl Scheduler {
             owner,
             wake,
             batch: BATCH,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Counts into `metrics` (the daemon's, shown at `/metrics`).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Sets how many enrollments one transaction claims (benchmarks, tests).
@@ -277,6 +288,11 @@ impl Scheduler {
             .store
             .claim_due(&self.owner, now, LEASE, self.batch)
             .await?;
+        let claimed_at = Utc::now();
+        for due in claimed.iter().filter_map(|e| e.next_due_at) {
+            self.metrics
+                .claimed_late((claimed_at - due).to_std().unwrap_or_default());
+        }
         let mut report = TickReport {
             claimed: claimed.len(),
             ..TickReport::default()

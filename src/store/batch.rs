@@ -166,10 +166,15 @@ impl Change {
 }
 
 /// What [`Store::record_batch`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
     /// Messages recorded for the first time.
     pub recorded: usize,
+    /// Which they are: indexes into [`Batch::records`], in order (the metrics count them by
+    /// kind).
+    pub new_records: Vec<usize>,
+    /// Leads that did not exist before this batch.
+    pub leads_created: usize,
     /// Messages skipped because they were already recorded.
     pub duplicates: usize,
     /// Leads created or updated.
@@ -232,7 +237,7 @@ impl Store {
             .filter(|r| creates_lead(r).is_some())
             .collect();
         let upserts = lead_upserts(&new_leads);
-        self.upsert_leads(&mut tx, &upserts, now).await?;
+        let leads_created = self.upsert_leads(&mut tx, &upserts, now).await?;
         if let Some(last_uid) = batch.last_uid {
             advance_cursor(&mut tx, batch, last_uid, now).await?;
         }
@@ -266,6 +271,8 @@ impl Store {
 
         Ok(BatchOutcome {
             recorded: inserted.len(),
+            new_records: new,
+            leads_created,
             duplicates: batch.records.len() - inserted.len(),
             leads_touched: upserts.len(),
             enrolled: enrolled + applied.enrolled,
@@ -353,14 +360,27 @@ impl Store {
     }
 
     /// One upsert per distinct person, a chunk of them per statement: a lead's first values
-    /// are kept, its latest non-empty form fields win.
+    /// are kept, its latest non-empty form fields win. Returns how many leads are new.
     async fn upsert_leads(
         &self,
         tx: &mut Tx,
         upserts: &[LeadUpsert],
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
+        let mut created = 0;
         for chunk in upserts.chunks(ROWS_PER_STATEMENT) {
+            // Neither database says which rows of an upsert were inserted without returning a
+            // row each; counting the known ones first is one index lookup per address.
+            let sql = format!(
+                "SELECT COUNT(*) FROM leads WHERE email IN ({})",
+                params(self.backend, 1, chunk.len())
+            );
+            let mut known = sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)).persistent(false);
+            for u in chunk {
+                known = known.bind(u.email.as_str());
+            }
+            let known = usize::try_from(known.fetch_one(&mut **tx).await?).unwrap_or(0);
+            created += chunk.len().saturating_sub(known);
             let sql = format!(
                 "INSERT INTO leads (email, name, company, phone, channel, owner, form, fields, status, created_at, updated_at) VALUES {} \
                  ON CONFLICT (email) DO UPDATE SET \
@@ -395,7 +415,7 @@ impl Store {
             }
             q.execute(&mut **tx).await?;
         }
-        Ok(())
+        Ok(created)
     }
 
     /// Applies the changes that follow from the batch's new messages (`new`: indexes into

@@ -49,6 +49,7 @@ pub use sending::{Pause, PausedBy};
 
 mod digest;
 mod leases;
+mod metrics;
 mod report;
 mod review;
 mod running;
@@ -58,6 +59,7 @@ mod suppressions;
 
 pub use digest::{NewDigest, WaitingLead};
 pub use leases::MailboxLease;
+pub use metrics::StateCounts;
 pub use report::{LeadGroup, LeadGroupRow, ReasonCount, ReportWindow, Span, StepRow};
 pub use running::RunningSequence;
 

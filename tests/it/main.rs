@@ -20,6 +20,7 @@ mod http;
 mod imap_trouble;
 mod ingest_imap;
 mod ingest_maildir;
+mod metrics;
 mod outbox;
 mod plan;
 mod postfix_fixture;
