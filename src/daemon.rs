@@ -415,6 +415,8 @@ pub async fn run(
         Some(addr) => Some(HttpSocket::bind(addr)?),
         None => None,
     };
+    // Failed sign-ins to the web view count across reloads.
+    let signin_limits = Arc::new(crate::http::SignInLimits::new());
     let tracker = TaskTracker::new();
     spawn_watchdog(&tracker, shutdown.clone());
     tracker.spawn(store.clone().checkpoints(shutdown.clone()));
@@ -440,6 +442,8 @@ pub async fn run(
             Some(&last_read),
         )?);
         let sender = sender(&config, store.clone())?;
+        // The web view mails sign-in links through the same transport.
+        let link_sender = sender.clone();
         let tasks = TaskTracker::new();
         set_scorer(&store, &config);
         if config.scoring.rules.iter().any(|r| r.decay_per_week > 0.0) {
@@ -485,10 +489,15 @@ pub async fn run(
         }
         if let Some(socket) = &http_socket {
             let listener = socket.listener()?;
-            let app = crate::http::App::new(
+            let mut web = crate::http::Web::new(&config).with_limits(Arc::clone(&signin_limits));
+            if let Some(sender) = &link_sender {
+                web = web.with_mailer(Arc::new(DirectSender(sender.clone())));
+            }
+            let app = crate::http::App::with_web(
                 store.clone(),
                 last_read.subscribe(),
                 config.source.poll_interval(),
+                web,
             );
             let token = generation.clone();
             tasks.spawn(async move {
@@ -554,6 +563,24 @@ pub async fn run(
     store.close().await;
     info!("leadloop stopped");
     Ok(())
+}
+
+/// The sender as the web view's way to mail sign-in links, past the outbox.
+struct DirectSender(Sender);
+
+impl crate::http::DirectMailer for DirectSender {
+    fn send(
+        &self,
+        mail: crate::http::DirectMail,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
+    {
+        Box::pin(self.0.send_unrecorded(
+            mail.envelope_from,
+            mail.recipient,
+            mail.message_id,
+            mail.raw,
+        ))
+    }
 }
 
 /// The bound `[http] listen` socket. The daemon holds it for as long as the address stays

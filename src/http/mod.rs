@@ -19,8 +19,16 @@
 //! across reloads, so connections that arrive during one wait in the backlog instead of
 //! being refused.
 
+mod auth;
+mod auth_limit;
+mod auth_pages;
+mod auth_secret;
 mod page;
 mod unsubscribe;
+mod view;
+
+pub use auth::{DirectMail, DirectMailer, Posted, SignInLimits, SignedIn, Web};
+pub use auth_secret::{MIN_PASSWORD_CHARS, PasswordError, hash_password};
 
 use std::io;
 use std::sync::Arc;
@@ -66,20 +74,34 @@ struct Inner {
     last_read: watch::Receiver<Option<Instant>>,
     /// A last read older than this makes the daemon not ready.
     stale_after: Duration,
+    /// The web view: who may sign in, and how.
+    web: Web,
 }
 
 impl App {
     /// Handlers on `store`, judging the mailbox reader by `last_read` (ingest's
-    /// [`LastRead`](crate::ingest::LastRead)) against the source's `poll_interval`.
+    /// [`LastRead`](crate::ingest::LastRead)) against the source's `poll_interval`; nobody
+    /// can sign in to the view.
     pub fn new(
         store: Store,
         last_read: watch::Receiver<Option<Instant>>,
         poll_interval: Duration,
     ) -> App {
+        App::with_web(store, last_read, poll_interval, Web::default())
+    }
+
+    /// [`App::new`] with the web view of `web`.
+    pub fn with_web(
+        store: Store,
+        last_read: watch::Receiver<Option<Instant>>,
+        poll_interval: Duration,
+        web: Web,
+    ) -> App {
         App(Arc::new(Inner {
             store,
             last_read,
             stale_after: stale_after(poll_interval),
+            web,
         }))
     }
 }
@@ -100,6 +122,7 @@ pub fn router(app: App) -> Router {
             "/u/{token}",
             get(unsubscribe::confirm).post(unsubscribe::one_click),
         )
+        .merge(view::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(common_headers))
@@ -118,7 +141,9 @@ pub async fn serve(
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
     info!(%addr, "http listening");
-    let server = axum::serve(listener, router(app))
+    // The peer's address is what the sign-in limit counts per client.
+    let service = router(app).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .into_future();
     tokio::select! {
