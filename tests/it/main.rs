@@ -32,3 +32,4 @@ mod spam;
 mod store;
 mod support;
 mod undo;
+mod web_auth;
