@@ -119,6 +119,9 @@ pub struct Web {
     users: Vec<WebUser>,
     /// `[http] public_url`: the base of sign-in links; without it, there are none.
     pub(super) public_url: Option<String>,
+    /// The path of `public_url` ("" at the root): what the pages' links and the cookies'
+    /// paths start with.
+    pub(super) base: String,
     /// Whether cookies say `Secure` (the public URL is https).
     secure: bool,
     /// `[http] session_lifetime`.
@@ -148,6 +151,7 @@ impl Default for Web {
         Web {
             users: Vec::new(),
             public_url: None,
+            base: String::new(),
             secure: false,
             session_lifetime: crate::config::DEFAULT_SESSION_LIFETIME,
             link_from: None,
@@ -176,6 +180,7 @@ impl Web {
         });
         Web {
             users: config.users.clone(),
+            base: public_url.as_deref().map(url_path).unwrap_or_default(),
             secure: public_url
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://")),
@@ -219,12 +224,31 @@ impl Web {
         self.public_url.is_some() && self.mailer.is_some() && self.link_from.is_some()
     }
 
+    /// Where the home page is.
+    pub(super) fn home(&self) -> String {
+        format!("{}/", self.base)
+    }
+
+    /// Where the sign-in page is.
+    pub(super) fn signin(&self) -> String {
+        format!("{}/signin", self.base)
+    }
+
+    /// The session cookie's path: the whole view.
+    fn cookie_path(&self) -> String {
+        if self.base.is_empty() {
+            "/".to_owned()
+        } else {
+            self.base.clone()
+        }
+    }
+
     /// `Set-Cookie` for a new session token.
     pub(super) fn session_cookie(&self, token: &str) -> HeaderValue {
         cookie(
             SESSION_COOKIE,
             token,
-            "/",
+            &self.cookie_path(),
             self.session_lifetime.as_secs(),
             self.secure,
         )
@@ -232,7 +256,7 @@ impl Web {
 
     /// `Set-Cookie` that removes the session cookie.
     pub(super) fn clear_session_cookie(&self) -> HeaderValue {
-        cookie(SESSION_COOKIE, "", "/", 0, self.secure)
+        cookie(SESSION_COOKIE, "", &self.cookie_path(), 0, self.secure)
     }
 
     /// `Set-Cookie` for the sign-in forms' pre-session token.
@@ -240,7 +264,7 @@ impl Web {
         cookie(
             SIGNIN_COOKIE,
             token,
-            "/signin",
+            &self.signin(),
             SIGNIN_COOKIE_LIFETIME.as_secs(),
             self.secure,
         )
@@ -248,8 +272,17 @@ impl Web {
 
     /// `Set-Cookie` that removes the pre-session token.
     pub(super) fn clear_signin_cookie(&self) -> HeaderValue {
-        cookie(SIGNIN_COOKIE, "", "/signin", 0, self.secure)
+        cookie(SIGNIN_COOKIE, "", &self.signin(), 0, self.secure)
     }
+}
+
+/// The path of a URL checked as `[http] public_url` is (`https://host[:port]/path`), without
+/// a trailing `/`.
+fn url_path(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.find('/')
+        .map(|at| rest[at..].trim_end_matches('/').to_owned())
+        .unwrap_or_default()
 }
 
 fn cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -> HeaderValue {
@@ -286,6 +319,8 @@ pub struct SignedIn {
     csrf: String,
     /// The session's key (the SHA-256 of its token), to end it.
     session: String,
+    /// The view's path prefix (`Web::base`), for links and redirects.
+    base: String,
 }
 
 impl SignedIn {
@@ -300,6 +335,7 @@ impl SignedIn {
         }
         info!(user = %self.email, role = %self.role, needs = %role, "a page was refused for its role");
         Err(view::message(
+            &self.base,
             StatusCode::FORBIDDEN,
             Some(self),
             "Not allowed",
@@ -315,6 +351,11 @@ impl SignedIn {
     /// The session's key, to end it.
     pub(super) fn session(&self) -> &str {
         &self.session
+    }
+
+    /// The view's path prefix, for links and redirects.
+    pub(super) fn base(&self) -> &str {
+        &self.base
     }
 
     /// What the layout shows of them.
@@ -362,7 +403,7 @@ impl FromRequest<App> for Posted {
     async fn from_request(request: Request, app: &App) -> Result<Posted, Response> {
         let (parts, body) = request.into_parts();
         let user = session_of(&parts, app).await?;
-        let fields = read_form(body).await?;
+        let fields = read_form(&user.base, body).await?;
         match field(&fields, "csrf") {
             Some(token) if same_token(token, &user.csrf) => Ok(Posted { user, fields }),
             _ => Err(csrf_refused(&user)),
@@ -371,11 +412,12 @@ impl FromRequest<App> for Posted {
 }
 
 /// The fields of a form body (`application/x-www-form-urlencoded`).
-pub(super) async fn read_form(body: Body) -> Result<Vec<(String, String)>, Response> {
+pub(super) async fn read_form(base: &str, body: Body) -> Result<Vec<(String, String)>, Response> {
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| {
             view::message(
+                base,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 None,
                 "Too large",
@@ -396,6 +438,7 @@ pub(super) fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'
 fn csrf_refused(user: &SignedIn) -> Response {
     warn!(user = %user.email, "a request without a valid CSRF token was refused");
     view::message(
+        &user.base,
         StatusCode::FORBIDDEN,
         Some(user),
         "Not accepted",
@@ -436,6 +479,7 @@ pub(super) async fn session_of(parts: &Parts, app: &App) -> Result<SignedIn, Res
         role: user.role,
         csrf: row.csrf,
         session: hash,
+        base: web.base.clone(),
     })
 }
 
@@ -443,9 +487,10 @@ pub(super) async fn session_of(parts: &Parts, app: &App) -> Result<SignedIn, Res
 /// live session is removed.
 fn signed_out(parts: &Parts, web: &Web, stale_cookie: bool) -> Response {
     let mut response = if parts.method == Method::GET || parts.method == Method::HEAD {
-        Redirect::to("/signin").into_response()
+        Redirect::to(&web.signin()).into_response()
     } else {
         view::message(
+            &web.base,
             StatusCode::UNAUTHORIZED,
             None,
             "Signed out",
@@ -463,6 +508,35 @@ fn signed_out(parts: &Parts, web: &Web, stale_cookie: bool) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn under_a_path_prefix_links_and_cookies_keep_to_it() {
+        assert_eq!(url_path("https://leads.company.com"), "");
+        assert_eq!(url_path("http://127.0.0.1:8025"), "");
+        assert_eq!(url_path("https://company.com/leadloop"), "/leadloop");
+        assert_eq!(url_path("https://company.com/a/b/"), "/a/b");
+        let web = Web {
+            base: "/leadloop".to_owned(),
+            ..Web::default()
+        };
+        assert_eq!(web.home(), "/leadloop/");
+        assert_eq!(web.signin(), "/leadloop/signin");
+        let session = web.session_cookie("tok");
+        assert!(
+            session.to_str().unwrap().contains("; Path=/leadloop;"),
+            "{session:?}"
+        );
+        let pre = web.signin_cookie("tok");
+        assert!(
+            pre.to_str().unwrap().contains("; Path=/leadloop/signin;"),
+            "{pre:?}"
+        );
+        let root = Web::default();
+        assert_eq!(
+            (root.home().as_str(), root.signin().as_str()),
+            ("/", "/signin")
+        );
+    }
 
     #[test]
     fn cookies_are_read_among_others_and_written_strict() {

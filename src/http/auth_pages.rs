@@ -55,7 +55,7 @@ const LINK_SENT: &str = "If this address may sign in, a sign-in link is on its w
 pub(super) async fn signin_form(State(app): State<App>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
     if session_of(&parts, &app).await.is_ok() {
-        return Redirect::to("/").into_response();
+        return Redirect::to(&app.0.web.home()).into_response();
     }
     form(&app, &parts.headers, StatusCode::OK, None, None, "")
 }
@@ -76,6 +76,7 @@ fn form(
         None => (new_token(), true),
     };
     let mut response = view::render(
+        &web.base,
         status,
         "signin.html",
         context! {
@@ -103,9 +104,10 @@ fn signin_csrf_ok(headers: &HeaderMap, fields: &[(String, String)]) -> bool {
     }
 }
 
-fn signin_csrf_refused() -> Response {
+fn signin_csrf_refused(app: &App) -> Response {
     warn!("a sign-in form without its pre-session token was refused");
     view::message(
+        &app.0.web.base,
         StatusCode::FORBIDDEN,
         None,
         "Not accepted",
@@ -189,12 +191,12 @@ fn typed_address(text: &str) -> String {
 pub(super) async fn signin(State(app): State<App>, request: Request) -> Response {
     let client = client_of(&request);
     let (parts, body) = request.into_parts();
-    let fields = match read_form(body).await {
+    let fields = match read_form(&app.0.web.base, body).await {
         Ok(f) => f,
         Err(response) => return response,
     };
     if !signin_csrf_ok(&parts.headers, &fields) {
-        return signin_csrf_refused();
+        return signin_csrf_refused(&app);
     }
     let email = typed_address(field(&fields, "email").unwrap_or_default());
     let password = field(&fields, "password").unwrap_or_default().to_owned();
@@ -266,7 +268,7 @@ async fn start_session(app: &App, email: &EmailAddress) -> Response {
     if let Err(e) = store.purge_signins(now).await {
         warn!(error = %error_chain(&e), "cannot remove expired sessions");
     }
-    let mut response = Redirect::to("/").into_response();
+    let mut response = Redirect::to(&web.home()).into_response();
     let headers = response.headers_mut();
     headers.append(header::SET_COOKIE, web.session_cookie(&token));
     headers.append(header::SET_COOKIE, web.clear_signin_cookie());
@@ -280,12 +282,12 @@ pub(super) async fn request_link(State(app): State<App>, request: Request) -> Re
     }
     let client = client_of(&request);
     let (parts, body) = request.into_parts();
-    let fields = match read_form(body).await {
+    let fields = match read_form(&app.0.web.base, body).await {
         Ok(f) => f,
         Err(response) => return response,
     };
     if !signin_csrf_ok(&parts.headers, &fields) {
-        return signin_csrf_refused();
+        return signin_csrf_refused(&app);
     }
     let email = typed_address(field(&fields, "email").unwrap_or_default());
     let now = Instant::now();
@@ -382,8 +384,9 @@ fn link_message(
 }
 
 /// A link that cannot sign anyone in.
-fn link_invalid() -> Response {
+fn link_invalid(app: &App) -> Response {
     view::message(
+        &app.0.web.base,
         StatusCode::NOT_FOUND,
         None,
         "This link does not work",
@@ -401,7 +404,7 @@ pub(super) async fn link_page(
         return page::not_found();
     }
     if !is_token(&token) {
-        return link_invalid();
+        return link_invalid(&app);
     }
     match app
         .0
@@ -410,7 +413,7 @@ pub(super) async fn link_page(
         .await
     {
         Ok(true) => {}
-        Ok(false) => return link_invalid(),
+        Ok(false) => return link_invalid(&app),
         Err(e) => {
             warn!(error = %error_chain(&e), "cannot look up a sign-in link");
             return page::unavailable();
@@ -422,6 +425,7 @@ pub(super) async fn link_page(
         None => (new_token(), true),
     };
     let mut response = view::render(
+        &web.base,
         StatusCode::OK,
         "signin_link.html",
         context! { title => "Sign in", csrf => &csrf },
@@ -444,15 +448,15 @@ pub(super) async fn link_signin(
         return page::not_found();
     }
     let (parts, body) = request.into_parts();
-    let fields = match read_form(body).await {
+    let fields = match read_form(&app.0.web.base, body).await {
         Ok(f) => f,
         Err(response) => return response,
     };
     if !signin_csrf_ok(&parts.headers, &fields) {
-        return signin_csrf_refused();
+        return signin_csrf_refused(&app);
     }
     if !is_token(&token) {
-        return link_invalid();
+        return link_invalid(&app);
     }
     let email = match app
         .0
@@ -463,7 +467,7 @@ pub(super) async fn link_signin(
         Ok(Some(email)) => email,
         Ok(None) => {
             info!("a used, expired or unknown sign-in link was refused");
-            return link_invalid();
+            return link_invalid(&app);
         }
         Err(e) => {
             warn!(error = %error_chain(&e), "cannot use a sign-in link");
@@ -472,7 +476,7 @@ pub(super) async fn link_signin(
     };
     let Some(user) = app.0.web.user(&email).cloned() else {
         info!(user = %email, "a sign-in link of someone no longer in [[user]] was refused");
-        return link_invalid();
+        return link_invalid(&app);
     };
     info!(user = %user.email, role = %user.role, "signed in with a link");
     start_session(&app, &user.email).await
@@ -486,7 +490,7 @@ pub(super) async fn signout(State(app): State<App>, posted: Posted) -> Response 
         return page::unavailable();
     }
     info!(user = %posted.user.email, "signed out");
-    let mut response = Redirect::to("/signin").into_response();
+    let mut response = Redirect::to(&web.signin()).into_response();
     response
         .headers_mut()
         .append(header::SET_COOKIE, web.clear_session_cookie());

@@ -13,6 +13,9 @@
 //! answer says `Cache-Control: no-store` and carries a strict Content-Security-Policy; the pages
 //! load nothing from elsewhere and run no script.
 //!
+//! The web view for the people in `[[user]]` answers on the same listener: signing in and
+//! out (`auth.rs`, `auth_pages.rs`) and the pages (`view.rs`), which all need a sign-in.
+//!
 //! The server is one of the daemon's tasks, on the daemon's runtime, under its generation's
 //! cancellation token: on shutdown or reload it stops accepting, finishes the requests under
 //! way (for at most [`DRAIN`]) and returns. The daemon keeps the listening socket itself

@@ -86,7 +86,10 @@ pub(super) fn routes() -> Router<App> {
 }
 
 /// `template` rendered with `ctx` as an HTML answer with `status`; a 500 page if it fails.
-pub(super) fn render(status: StatusCode, template: &str, ctx: Value) -> Response {
+/// `base` is the path of `[http] public_url` (empty at the root), which every link and form
+/// of the pages starts with, so the view also works under a prefix a reverse proxy strips.
+pub(super) fn render(base: &str, status: StatusCode, template: &str, ctx: Value) -> Response {
+    let ctx = context! { base, ..ctx };
     let rendered = TEMPLATES.get_template(template).and_then(|t| t.render(ctx));
     match rendered {
         Ok(body) => html(status, body),
@@ -103,13 +106,19 @@ pub(super) fn render(status: StatusCode, template: &str, ctx: Value) -> Response
 
 /// A page with a title and one paragraph, for the signed-in `user` if any (their menu shows).
 pub(super) fn message(
+    base: &str,
     status: StatusCode,
     user: Option<&SignedIn>,
     title: &str,
     text: &str,
 ) -> Response {
-    let back = if user.is_some() { "/" } else { "/signin" };
+    let back = if user.is_some() {
+        format!("{base}/")
+    } else {
+        format!("{base}/signin")
+    };
     render(
+        base,
         status,
         "message.html",
         context! {
@@ -150,6 +159,7 @@ pub(super) async fn stylesheet() -> Response {
 /// `GET /`: the home page.
 pub(super) async fn home(user: SignedIn) -> Response {
     render(
+        user.base(),
         StatusCode::OK,
         "home.html",
         context! { title => "Home", user => user.context(), csrf => user.csrf() },
@@ -193,6 +203,7 @@ pub(super) async fn admin_users(
         })
         .collect();
     Ok(render(
+        user.base(),
         StatusCode::OK,
         "admin_users.html",
         context! { title => "Users", user => user.context(), csrf => user.csrf(), users },
@@ -213,7 +224,7 @@ pub(super) async fn end_sessions(
     match app.0.store.end_sessions(&email).await {
         Ok(ended) => {
             info!(by = %posted.user.email, user = %email, sessions = ended, "sessions ended by an admin");
-            Ok(Redirect::to("/admin/users").into_response())
+            Ok(Redirect::to(&format!("{}/admin/users", posted.user.base())).into_response())
         }
         Err(e) => {
             warn!(error = %error_chain(&e), "cannot end sessions");
@@ -249,7 +260,7 @@ mod tests {
             ),
             (
                 "admin_users.html",
-                context! { title => "Users", user, csrf => "t", users => vec![context! { email => evil, name => evil, role => "sales", password => true, sessions => 2 }] },
+                context! { title => "Users", user => user.clone(), csrf => "t", users => vec![context! { email => evil, name => evil, role => "sales", password => true, sessions => 2 }] },
             ),
         ] {
             let html = TEMPLATES
@@ -261,6 +272,24 @@ mod tests {
             if name != "signin_link.html" {
                 assert!(html.contains("&lt;script&gt;"), "{name}: {html}");
             }
+            let prefixed = TEMPLATES
+                .get_template(name)
+                .and_then(|t| {
+                    t.render(
+                        context! { base => "/ll", user => user.clone(), title => "t", csrf => "t" },
+                    )
+                })
+                .unwrap()
+                // minijinja writes `/` in a value as `&#x2f;`, which browsers read back.
+                .replace("&#x2f;", "/");
+            assert!(
+                prefixed.contains("\"/ll/static/app.css\""),
+                "{name}: {prefixed}"
+            );
+            assert!(
+                !prefixed.contains("=\"/s"),
+                "{name}: a link outside the prefix: {prefixed}"
+            );
             if name.starts_with("signin") {
                 assert!(html.contains("name=\"csrf\" value=\"t\""), "{name}");
             }
