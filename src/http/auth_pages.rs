@@ -502,6 +502,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_client_is_the_peer_or_behind_a_local_proxy_the_forwarded_address() {
+        let request = |peer: &str, forwarded: Option<&str>| {
+            let mut builder = Request::builder().uri("/signin");
+            if let Some(f) = forwarded {
+                builder = builder.header("x-forwarded-for", f);
+            }
+            let mut r = builder.body(axum::body::Body::empty()).unwrap();
+            r.extensions_mut()
+                .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+            r
+        };
+        // Anyone else may write the header: it counts only from a proxy on this machine.
+        assert_eq!(
+            client_of(&request("203.0.113.7:5000", Some("198.51.100.1"))),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            client_of(&request("127.0.0.1:5000", Some("10.0.0.1, 198.51.100.1"))),
+            "198.51.100.1"
+        );
+        assert_eq!(client_of(&request("[::1]:5000", None)), "::1");
+    }
+
+    #[test]
     fn the_link_message_carries_the_link_and_no_html() {
         let a = |s: &str| EmailAddress::parse(s).unwrap();
         let link = format!("https://leads.example.com/signin/link/{}", new_token());
