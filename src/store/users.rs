@@ -80,9 +80,9 @@ impl Store {
         Ok(added == 1)
     }
 
-    /// Replaces the password of `email` and ends all its sessions, in one transaction, so
-    /// whoever knew the old one is signed out with it. `None` when it had no password (nothing
-    /// changed); otherwise the number of sessions ended.
+    /// Replaces the password of `email` and ends all its sessions and unused sign-in links, in
+    /// one transaction, so whoever knew the old one is signed out with it. `None` when it had
+    /// no password (nothing changed); otherwise the number of sessions ended.
     ///
     /// # Errors
     /// A failed query; nothing changes then.
@@ -110,6 +110,10 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        sqlx::query("DELETE FROM signin_links WHERE email = $1")
+            .bind(email)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(ended))
     }

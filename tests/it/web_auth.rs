@@ -720,12 +720,7 @@ async fn a_mailed_sign_in_link_works_once() {
     let message = String::from_utf8(message).unwrap();
     assert!(message.contains("To: mia@company.com"), "{message}");
     assert!(message.contains("From: hello@company.com"), "{message}");
-    // The link, with quoted-printable's soft line breaks removed.
-    let text = message.replace("=\r\n", "").replace("=\n", "");
-    let prefix = format!("http://127.0.0.1:{port}/signin/link/");
-    let at = text.find(&prefix).expect("the link") + prefix.len();
-    let token = &text[at..at + 64];
-    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    let token = link_tokens(&sink, port).pop().expect("the link");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.count(), 1, "nothing for an unknown address");
     let path = format!("/signin/link/{token}");
@@ -764,5 +759,46 @@ async fn a_mailed_sign_in_link_works_once() {
     assert_eq!(r.status, 404, "{r:?}");
     assert!(r.set_cookie("leadloop_session").is_none());
 
+    // A new password voids the links not used yet, and ends the sessions.
+    let (code, _, err) = users(&config, &["add", MIA], "mia's long passphrase");
+    assert_eq!(code, 0, "{err}");
+    let csrf = again.get("/signin").await.csrf();
+    let r = again
+        .post("/signin/link", &[("csrf", &csrf), ("email", MIA)])
+        .await;
+    assert_eq!(r.status, 200);
+    let second = wait_for("a second link", || async {
+        link_tokens(&sink, port).into_iter().find(|t| *t != token)
+    })
+    .await;
+    let second = format!("/signin/link/{second}");
+    assert_eq!(again.get(&second).await.status, 200);
+    let (code, out, err) = users(&config, &["passwd", MIA], "mia's newer passphrase");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 session ended"), "{out}");
+    to_signin(&mia.get("/").await);
+    assert_eq!(again.get(&second).await.status, 404);
+
     daemon.stop().await;
+}
+
+/// The tokens of the sign-in links smtp-sink received, read as a mail client would
+/// (quoted-printable soft line breaks removed).
+fn link_tokens(sink: &SmtpSink, port: u16) -> Vec<String> {
+    let prefix = format!("http://127.0.0.1:{port}/signin/link/");
+    sink.messages()
+        .into_iter()
+        .filter_map(|m| {
+            let text = String::from_utf8(m)
+                .ok()?
+                .replace("=\r\n", "")
+                .replace("=\n", "");
+            let at = text.find(&prefix)? + prefix.len();
+            let token = text.get(at..at + 64)?;
+            token
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+                .then(|| token.to_owned())
+        })
+        .collect()
 }
