@@ -73,8 +73,7 @@ pub struct SignInLimits {
 }
 
 impl SignInLimits {
-    /// [`FAILURES_PER_EMAIL`] per address and [`FAILURES_PER_CLIENT`] per client, each within
-    /// [`LIMIT_WINDOW`].
+    /// Five failures per address and twenty per client, each within 15 minutes.
     pub fn new() -> SignInLimits {
         SignInLimits {
             by_email: Limiter::new(FAILURES_PER_EMAIL, LIMIT_WINDOW),

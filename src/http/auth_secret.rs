@@ -26,10 +26,10 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// Why a password was not hashed.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
-    /// Shorter than [`MIN_PASSWORD_CHARS`].
+    /// Shorter than 12 characters.
     #[error("the password is too short: at least {MIN_PASSWORD_CHARS} characters")]
     TooShort,
-    /// Longer than [`MAX_PASSWORD_BYTES`].
+    /// Longer than 1024 bytes.
     #[error("the password is too long: at most {MAX_PASSWORD_BYTES} bytes")]
     TooLong,
     /// The hasher refused (it does not for valid input).

@@ -11,7 +11,7 @@
 //! ```ignore
 //! async fn page(user: SignedIn, State(app): State<App>) -> Result<Response, Response> {
 //!     user.require(Role::Admin)?;
-//!     …
+//!     Ok(render(user.base(), StatusCode::OK, "page.html", context! {}))
 //! }
 //! ```
 //!
