@@ -47,6 +47,7 @@ mod sales;
 mod score;
 mod sequences;
 mod undo;
+mod users;
 
 /// Files larger than this are not classified whole by `leadloop classify` (the same default the
 /// daemon uses when the configuration does not say).
@@ -172,6 +173,9 @@ enum Command {
     /// Send a `[[digest]]` by hand, or preview it (`digest send NAME --dry-run`).
     #[command(subcommand)]
     Digest(digest::DigestCommand),
+    /// Set passwords for the web view's `[[user]]`s, or list them with their sessions.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
     /// Explain a lead's score rule by rule (`--explain EMAIL`), or recompute every score.
     Score(score::ScoreArgs),
     /// Copy the SQLite database to FILE while the daemon runs (PostgreSQL: use pg_dump).
@@ -484,6 +488,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Digest(cmd) => {
             let config = load(&cli.config)?;
             runtime()?.block_on(digest::digest(&config, cmd, &mut io::stdout().lock()))
+        }
+        Command::Users(cmd) => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(users::users(&config, cmd, &mut io::stdout().lock()))
         }
         Command::Score(args) => {
             let config = load(&cli.config)?;

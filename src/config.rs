@@ -30,9 +30,11 @@ mod retention;
 mod sales;
 mod score;
 mod spam;
+mod users;
 
 pub use retention::RetentionConfig;
 pub use spam::{Rspamd, SpamConfig};
+pub use users::{Role, WebUser};
 
 /// The path, under `[http] public_url`, of the one-click unsubscribe page: the default
 /// `[sequences] unsubscribe_url` is `{public_url}/u/{token}`.
@@ -76,11 +78,16 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// `[[digest]]`: reports mailed on a schedule, in file order.
     pub digests: Vec<crate::actions::digest::DigestSpec>,
+    /// `[[user]]`: who may sign in to the web view, and with which role.
+    pub users: Vec<WebUser>,
 }
 
-/// `[http]`: where the daemon answers HTTP (health checks, one-click unsubscribe), and the
-/// address people and mail providers reach it at.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How long a web session lasts when `[http] session_lifetime` does not say.
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// `[http]`: where the daemon answers HTTP (health checks, one-click unsubscribe, the web
+/// view), and the address people and mail providers reach it at.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     /// The address to listen on; `None` (the default) runs no listener. A port alone means
     /// the loopback address: nothing listens beyond this machine unless the file says so.
@@ -92,6 +99,19 @@ pub struct HttpConfig {
     /// can reach it on a network where the public pages are not, and the public listener
     /// shows no metrics; `None` serves `/metrics` on `listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// How long a web sign-in lasts before the person signs in again.
+    pub session_lifetime: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            listen: None,
+            public_url: None,
+            metrics_listen: None,
+            session_lifetime: DEFAULT_SESSION_LIFETIME,
+        }
+    }
 }
 
 /// `[smtp]`: where the sender hands messages over, and how patiently.
@@ -381,6 +401,8 @@ pub(crate) struct RawConfig {
     retention: Option<retention::RawRetention>,
     #[serde(default)]
     digest: Vec<Spanned<digest::RawDigest>>,
+    #[serde(default)]
+    user: Vec<Spanned<users::RawUser>>,
 }
 
 #[derive(Deserialize)]
@@ -389,6 +411,7 @@ struct RawHttp {
     listen: Option<Spanned<String>>,
     public_url: Option<Spanned<String>>,
     metrics_listen: Option<Spanned<String>>,
+    session_lifetime: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -855,6 +878,7 @@ impl Config {
         let scoring = score::check_scoring(&mut ck, &raw.score, actions.handoff.min_score);
         let retention = retention::check_retention(&mut ck, raw.retention.as_ref());
         let digests = digest::check_digests(&mut ck, &raw.digest, &senders, smtp.as_ref());
+        let users = users::check_users(&mut ck, &raw.user);
 
         let settings = raw.sequences.map(|seq| {
             let fallback_inbox = match &source {
@@ -918,6 +942,7 @@ impl Config {
             scoring,
             retention,
             digests,
+            users,
         })
     }
 
@@ -1301,10 +1326,16 @@ fn check_http(ck: &mut Checker<'_>, raw: &RawHttp) -> HttpConfig {
                 None
             }
         });
+    let session_lifetime = ck.duration(
+        raw.session_lifetime.as_ref(),
+        "http.session_lifetime",
+        DEFAULT_SESSION_LIFETIME,
+    );
     HttpConfig {
         listen,
         public_url,
         metrics_listen,
+        session_lifetime,
     }
 }
 
@@ -1857,6 +1888,61 @@ domains = ["company.com"]
                 .iter()
                 .any(|a| a.as_str() == "leads@company.com")
         );
+    }
+
+    #[test]
+    fn users_and_the_session_lifetime_are_checked() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(c.users.is_empty());
+        assert_eq!(c.http.session_lifetime, Duration::from_secs(12 * 3600));
+        let c = parse(&format!(
+            "{MINIMAL}\n[http]\nsession_lifetime = \"30m\"\n\n\
+             [[user]]\nemail = \"Ana@Company.com\"\nrole = \"admin\"\nname = \"Ana Lima\"\n\n\
+             [[user]]\nemail = \"sam@company.com\"\nrole = \"sales\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.http.session_lifetime, Duration::from_secs(1800));
+        let users: Vec<_> = c
+            .users
+            .iter()
+            .map(|u| (u.email.as_str(), u.role, u.display_name()))
+            .collect();
+        assert_eq!(
+            users,
+            [
+                ("ana@company.com", Role::Admin, "Ana Lima"),
+                ("sam@company.com", Role::Sales, "sam@company.com")
+            ]
+        );
+
+        let err = parse(&format!(
+            "{MINIMAL}\n[http]\nsession_lifetime = \"soon\"\n\n\
+             [[user]]\nemail = \"ana@company.com\"\nrole = \"admin\"\n\n\
+             [[user]]\nemail = \"ANA@company.com\"\nrole = \"sales\"\n\n\
+             [[user]]\nemail = \"bo@company.com\"\nrole = \"boss\"\n\n\
+             [[user]]\nemail = \"not an address\"\nrole = \"sales\"\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<_> = err
+            .problems
+            .iter()
+            .filter_map(|p| p.key.as_deref())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "http.session_lifetime",
+                "user[1].email",
+                "user[2].role",
+                "user[3].email"
+            ],
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("ana@company.com is defined twice"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("'boss' is not a role"), "{err}");
     }
 
     #[test]

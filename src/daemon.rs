@@ -703,6 +703,8 @@ pub async fn run_with(
         Some(addr) => Some(HttpSocket::bind(METRICS_LISTEN, addr)?),
         None => None,
     };
+    // Failed sign-ins to the web view count across reloads.
+    let signin_limits = Arc::new(crate::http::SignInLimits::new());
     let tracker = TaskTracker::new();
     spawn_watchdog(&tracker, shutdown.clone());
     tracker.spawn(store.clone().checkpoints(shutdown.clone()));
@@ -731,6 +733,8 @@ pub async fn run_with(
         let sender = options
             .sender(&config, store.clone())?
             .map(|s| s.with_metrics(metrics.clone()));
+        // The web view mails sign-in links through the same transport (none in a dry run).
+        let link_sender = sender.clone();
         record_sequences(&store, &config, options).await;
         let tasks = TaskTracker::new();
         set_scorer(&store, &config);
@@ -776,18 +780,23 @@ pub async fn run_with(
                 );
             });
         }
-        let app = |metrics: Option<Metrics>| {
-            crate::http::App::with_metrics(
+        let app = |metrics: Option<Metrics>, web: crate::http::Web| {
+            crate::http::App::with(
                 store.clone(),
                 last_read.subscribe(),
                 config.source.poll_interval(),
                 metrics,
+                web,
             )
         };
         if let Some(socket) = &http_socket {
             let listener = socket.listener()?;
+            let mut web = crate::http::Web::new(&config).with_limits(Arc::clone(&signin_limits));
+            if let Some(sender) = &link_sender {
+                web = web.with_mailer(Arc::new(DirectSender(sender.clone())));
+            }
             // With a metrics address of its own, the main listener shows no metrics.
-            let app = app(metrics_socket.is_none().then(|| metrics.clone()));
+            let app = app(metrics_socket.is_none().then(|| metrics.clone()), web);
             let token = generation.clone();
             tasks.spawn(async move {
                 if let Err(e) = crate::http::serve(listener, app, token).await {
@@ -798,7 +807,7 @@ pub async fn run_with(
         }
         if let Some(socket) = &metrics_socket {
             let listener = socket.listener()?;
-            let app = app(Some(metrics.clone()));
+            let app = app(Some(metrics.clone()), crate::http::Web::default());
             let token = generation.clone();
             tasks.spawn(async move {
                 if let Err(e) = crate::http::serve_metrics(listener, app, token).await {
@@ -864,6 +873,24 @@ pub async fn run_with(
     store.close().await;
     info!("leadloop stopped");
     Ok(())
+}
+
+/// The sender as the web view's way to mail sign-in links, past the outbox.
+struct DirectSender(Sender);
+
+impl crate::http::DirectMailer for DirectSender {
+    fn send(
+        &self,
+        mail: crate::http::DirectMail,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
+    {
+        Box::pin(self.0.send_unrecorded(
+            mail.envelope_from,
+            mail.recipient,
+            mail.message_id,
+            mail.raw,
+        ))
+    }
 }
 
 /// The setting of the main HTTP socket, as errors name it.

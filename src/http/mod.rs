@@ -14,15 +14,26 @@
 //! answer says `Cache-Control: no-store` and carries a strict Content-Security-Policy; the pages
 //! load nothing from elsewhere and run no script.
 //!
+//! The web view for the people in `[[user]]` answers on the same listener: signing in and
+//! out (`auth.rs`, `auth_pages.rs`) and the pages (`view.rs`), which all need a sign-in.
+//!
 //! The server is one of the daemon's tasks, on the daemon's runtime, under its generation's
 //! cancellation token: on shutdown or reload it stops accepting, finishes the requests under
 //! way (for at most [`DRAIN`]) and returns. The daemon keeps the listening socket itself
 //! across reloads, so connections that arrive during one wait in the backlog instead of
 //! being refused.
 
+mod auth;
+mod auth_limit;
+mod auth_pages;
+mod auth_secret;
 mod metrics;
 mod page;
 mod unsubscribe;
+mod view;
+
+pub use auth::{DirectMail, DirectMailer, Posted, SignInLimits, SignedIn, Web};
+pub use auth_secret::{MIN_PASSWORD_CHARS, PasswordError, hash_password};
 
 use std::io;
 use std::sync::Arc;
@@ -71,17 +82,20 @@ struct Inner {
     stale_after: Duration,
     /// What `/metrics` shows; `None` where it is not served (a `metrics_listen` serves it).
     metrics: Option<Metrics>,
+    /// The web view: who may sign in, and how.
+    web: Web,
 }
 
 impl App {
     /// Handlers on `store`, judging the mailbox reader by `last_read` (ingest's
-    /// [`LastRead`](crate::ingest::LastRead)) against the source's `poll_interval`.
+    /// [`LastRead`](crate::ingest::LastRead)) against the source's `poll_interval`; nobody
+    /// can sign in to the view.
     pub fn new(
         store: Store,
         last_read: watch::Receiver<Option<Instant>>,
         poll_interval: Duration,
     ) -> App {
-        App::with_metrics(store, last_read, poll_interval, None)
+        App::with(store, last_read, poll_interval, None, Web::default())
     }
 
     /// [`App::new`] that also answers `/metrics` with `metrics`, when given.
@@ -91,11 +105,33 @@ impl App {
         poll_interval: Duration,
         metrics: Option<Metrics>,
     ) -> App {
+        App::with(store, last_read, poll_interval, metrics, Web::default())
+    }
+
+    /// [`App::new`] with the web view of `web`.
+    pub fn with_web(
+        store: Store,
+        last_read: watch::Receiver<Option<Instant>>,
+        poll_interval: Duration,
+        web: Web,
+    ) -> App {
+        App::with(store, last_read, poll_interval, None, web)
+    }
+
+    /// [`App::new`] with `/metrics` (when given) and the web view of `web`.
+    pub fn with(
+        store: Store,
+        last_read: watch::Receiver<Option<Instant>>,
+        poll_interval: Duration,
+        metrics: Option<Metrics>,
+        web: Web,
+    ) -> App {
         App(Arc::new(Inner {
             store,
             last_read,
             stale_after: stale_after(poll_interval),
             metrics,
+            web,
         }))
     }
 }
@@ -117,6 +153,7 @@ pub fn router(app: App) -> Router {
             "/u/{token}",
             get(unsubscribe::confirm).post(unsubscribe::one_click),
         )
+        .merge(view::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(common_headers))
@@ -155,7 +192,9 @@ async fn serve_routes(
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
     info!(%addr, "http listening");
-    let server = axum::serve(listener, routes)
+    // The peer's address is what the sign-in limit counts per client.
+    let service = routes.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .into_future();
     tokio::select! {

@@ -9,9 +9,10 @@ use axum::response::{IntoResponse, Response};
 /// hash.
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;line-height:1.5}button{font:inherit;padding:.5rem 1.25rem}";
 
-/// Nothing may load but the inline [`STYLE`] (allowed by its SHA-256), forms post only to
-/// this origin, and no page may be framed.
-pub(super) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'sha256-eag4JM2E/9y4PBcpONLWwVHGeST8SnrEgd3Jaqvihzw='; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+/// Nothing may load but the inline [`STYLE`] (allowed by its SHA-256) and the view's own
+/// stylesheet (`/static/app.css`, from this origin), forms post only to this origin, no
+/// script runs, and no page may be framed.
+pub(super) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'sha256-eag4JM2E/9y4PBcpONLWwVHGeST8SnrEgd3Jaqvihzw=' 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// The confirm button's form: it posts what a mail client's one-click POST holds, to the
 /// page's own address.

@@ -293,6 +293,58 @@ impl Sender {
         Ok(Some(outcome))
     }
 
+    /// Hands one message to `[smtp]` now, past the outbox, and says how it went: for a
+    /// message that must not be kept because it carries a secret (a web sign-in link). Nothing
+    /// is recorded and nothing is retried; the person asks again.
+    ///
+    /// # Errors
+    /// What the server or the file system said.
+    pub async fn send_unrecorded(
+        &self,
+        envelope_from: String,
+        recipient: String,
+        message_id: MessageId,
+        raw: Vec<u8>,
+    ) -> Result<String, String> {
+        let message = OutboxMessage {
+            id: OutboxId(0),
+            lead_id: None,
+            enrollment_id: None,
+            step_id: None,
+            envelope_from,
+            recipient,
+            message_id,
+            raw,
+            attempts: 1,
+            created_at: Utc::now(),
+        };
+        let mut slot = None;
+        let result = match &*self.transport {
+            Transport::Smtp(c) => {
+                let sent = c
+                    .deliver(
+                        &mut slot,
+                        &message.envelope_from,
+                        &message.recipient,
+                        &message.raw,
+                    )
+                    .await;
+                if let Some(conn) = slot {
+                    c.close(conn).await;
+                }
+                sent
+            }
+            Transport::File(dir) => file::write(dir, &message).await.map_err(|e| {
+                Failure::new(
+                    Stage::Connect,
+                    FailKind::Network,
+                    format!("cannot write to {}: {e}", dir.display()),
+                )
+            }),
+        };
+        result.map_err(|f| f.to_string())
+    }
+
     fn claim(&self, limit: usize) -> Claim {
         Claim {
             now: Utc::now(),

@@ -56,6 +56,7 @@ mod running;
 mod sales;
 mod score;
 mod suppressions;
+mod users;
 
 pub use digest::{NewDigest, WaitingLead};
 pub use leases::MailboxLease;
@@ -69,6 +70,7 @@ pub use sales::{
 };
 pub use score::{LeadScorer, ScoreFacts, ScoreReason, Scored};
 pub use suppressions::SuppressionEntry;
+pub use users::{NewSession, SessionRow};
 
 /// How often [`Store::checkpoints`] copies the SQLite log back into the database.
 pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);

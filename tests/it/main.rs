@@ -36,3 +36,4 @@ mod spam;
 mod store;
 mod support;
 mod undo;
+mod web_auth;

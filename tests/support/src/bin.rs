@@ -61,6 +61,28 @@ impl Leadloop {
         )
     }
 
+    /// Like [`Leadloop::run`], with `input` on its standard input (`--password-stdin`).
+    pub fn run_with_stdin(mut self, input: &str) -> (i32, String, String) {
+        use std::io::Write as _;
+        let mut child = self
+            .cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting leadloop");
+        if let Some(mut stdin) = child.stdin.take() {
+            // A program that exits before reading all of it closes the pipe: not our error.
+            let _ = stdin.write_all(input.as_bytes());
+        }
+        let out = child.wait_with_output().expect("running leadloop");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Starts it in the background, as a daemon: stdout discarded, its log on the test's
     /// stderr.
     pub fn spawn(self) -> Child {

@@ -1,0 +1,298 @@
+//! The web view's pages for signed-in people, and how every page of the view is drawn.
+//!
+//! Pages are minijinja templates compiled into the binary (`templates/`), all extending one
+//! layout, with HTML autoescaping on: whatever came from mail, forms or the configuration is
+//! written as text. The pages load one stylesheet of our own (`/static/app.css`) and run no
+//! script, which the Content-Security-Policy enforces.
+//!
+//! A page handler takes [`SignedIn`] (a GET) or [`Posted`] (a POST, its CSRF token checked)
+//! and, for pages not everyone may see, calls [`SignedIn::require`]:
+//!
+//! ```ignore
+//! async fn page(user: SignedIn, State(app): State<App>) -> Result<Response, Response> {
+//!     user.require(Role::Admin)?;
+//!     Ok(render(user.base(), StatusCode::OK, "page.html", context! {}))
+//! }
+//! ```
+//!
+//! | route | who | answers |
+//! |---|---|---|
+//! | `GET /` | signed in | the home page: who is signed in, as what, and where to go |
+//! | `GET /admin/users` | admin | `[[user]]` with role, whether a password is set and live sessions |
+//! | `POST /admin/users/end-sessions` | admin | ends every session of the form's `email` |
+//! | `GET /static/app.css` | anyone | the stylesheet |
+
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use minijinja::{Environment, Value, context};
+use tracing::{error, info, warn};
+
+use super::auth::{Posted, SignedIn};
+use super::{App, auth_pages};
+use crate::config::Role;
+use crate::diagnostics::error_chain;
+
+/// The pages' stylesheet, served at `/static/app.css`.
+const STYLESHEET: &str = include_str!("templates/app.css");
+
+/// The templates, compiled once.
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    for (name, source) in [
+        ("layout.html", include_str!("templates/layout.html")),
+        ("message.html", include_str!("templates/message.html")),
+        ("signin.html", include_str!("templates/signin.html")),
+        (
+            "signin_link.html",
+            include_str!("templates/signin_link.html"),
+        ),
+        ("home.html", include_str!("templates/home.html")),
+        (
+            "admin_users.html",
+            include_str!("templates/admin_users.html"),
+        ),
+    ] {
+        if let Err(e) = env.add_template(name, source) {
+            // Caught by the tests that render every template; a broken one answers 500.
+            error!(template = name, error = %e, "a built-in template does not compile");
+        }
+    }
+    env
+});
+
+/// The view's routes: signing in and out, and the pages.
+pub(super) fn routes() -> Router<App> {
+    Router::new()
+        .route("/", get(home))
+        .route(
+            "/signin",
+            get(auth_pages::signin_form).post(auth_pages::signin),
+        )
+        .route("/signin/link", post(auth_pages::request_link))
+        .route(
+            "/signin/link/{token}",
+            get(auth_pages::link_page).post(auth_pages::link_signin),
+        )
+        .route("/signout", post(auth_pages::signout))
+        .route("/admin/users", get(admin_users))
+        .route("/admin/users/end-sessions", post(end_sessions))
+        .route("/static/app.css", get(stylesheet))
+}
+
+/// `template` rendered with `ctx` as an HTML answer with `status`; a 500 page if it fails.
+/// `base` is the path of `[http] public_url` (empty at the root), which every link and form
+/// of the pages starts with, so the view also works under a prefix a reverse proxy strips.
+pub(super) fn render(base: &str, status: StatusCode, template: &str, ctx: Value) -> Response {
+    let ctx = context! { base, ..ctx };
+    let rendered = TEMPLATES.get_template(template).and_then(|t| t.render(ctx));
+    match rendered {
+        Ok(body) => html(status, body),
+        Err(e) => {
+            error!(template, error = %e, "cannot render a page");
+            html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "<!doctype html><title>Error</title><p>Something went wrong on our side.</p>\n"
+                    .to_owned(),
+            )
+        }
+    }
+}
+
+/// A page with a title and one paragraph, for the signed-in `user` if any (their menu shows).
+pub(super) fn message(
+    base: &str,
+    status: StatusCode,
+    user: Option<&SignedIn>,
+    title: &str,
+    text: &str,
+) -> Response {
+    let back = if user.is_some() {
+        format!("{base}/")
+    } else {
+        format!("{base}/signin")
+    };
+    render(
+        base,
+        status,
+        "message.html",
+        context! {
+            title,
+            text,
+            user => user.map(SignedIn::context),
+            csrf => user.map(SignedIn::csrf),
+            back,
+            back_label => if user.is_some() { "Home" } else { "Sign in" },
+        },
+    )
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// `GET /static/app.css`.
+pub(super) async fn stylesheet() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/css; charset=utf-8"),
+        )],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// `GET /`: the home page.
+pub(super) async fn home(user: SignedIn) -> Response {
+    render(
+        user.base(),
+        StatusCode::OK,
+        "home.html",
+        context! { title => "Home", user => user.context(), csrf => user.csrf() },
+    )
+}
+
+/// `GET /admin/users`: every configured user, whether they have a password and how many
+/// sessions they have now.
+pub(super) async fn admin_users(
+    user: SignedIn,
+    State(app): State<App>,
+) -> Result<Response, Response> {
+    user.require(Role::Admin)?;
+    let store = &app.0.store;
+    let now = Utc::now();
+    let looked_up = async {
+        Ok::<_, crate::store::StoreError>((
+            store.with_password().await?,
+            store.active_sessions(now).await?,
+        ))
+    }
+    .await;
+    let (passwords, sessions) = looked_up.map_err(|e| {
+        warn!(error = %error_chain(&e), "cannot list the users' sessions");
+        super::page::unavailable()
+    })?;
+    let users: Vec<Value> = app
+        .0
+        .web
+        .users()
+        .iter()
+        .map(|u| {
+            let email = u.email.as_str();
+            context! {
+                email,
+                name => u.name.as_deref().unwrap_or_default(),
+                role => u.role.as_str(),
+                password => passwords.iter().any(|p| p == email),
+                sessions => sessions.iter().find(|(e, _)| e == email).map_or(0, |(_, n)| *n),
+            }
+        })
+        .collect();
+    Ok(render(
+        user.base(),
+        StatusCode::OK,
+        "admin_users.html",
+        context! { title => "Users", user => user.context(), csrf => user.csrf(), users },
+    ))
+}
+
+/// `POST /admin/users/end-sessions`: signs the form's `email` out everywhere.
+pub(super) async fn end_sessions(
+    State(app): State<App>,
+    posted: Posted,
+) -> Result<Response, Response> {
+    posted.user.require(Role::Admin)?;
+    let email = posted
+        .field("email")
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase();
+    match app.0.store.end_sessions(&email).await {
+        Ok(ended) => {
+            info!(by = %posted.user.email, user = %email, sessions = ended, "sessions ended by an admin");
+            Ok(Redirect::to(&format!("{}/admin/users", posted.user.base())).into_response())
+        }
+        Err(e) => {
+            warn!(error = %error_chain(&e), "cannot end sessions");
+            Err(super::page::unavailable())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_template_renders_and_escapes() {
+        let evil = "<script>alert(1)</script>\"'";
+        let user = context! { name => evil, email => "a@b.example", role => "admin" };
+        for (name, ctx) in [
+            (
+                "message.html",
+                context! { title => evil, text => evil, back => "/", back_label => "Home", user => user.clone(), csrf => "t" },
+            ),
+            (
+                "signin.html",
+                context! { title => "Sign in", error => evil, notice => evil, email => evil, csrf => "t", link => true },
+            ),
+            (
+                "signin_link.html",
+                context! { title => "Sign in", csrf => "t" },
+            ),
+            (
+                "home.html",
+                context! { title => "Home", user => user.clone(), csrf => "t" },
+            ),
+            (
+                "admin_users.html",
+                context! { title => "Users", user => user.clone(), csrf => "t", users => vec![context! { email => evil, name => evil, role => "sales", password => true, sessions => 2 }] },
+            ),
+        ] {
+            let html = TEMPLATES
+                .get_template(name)
+                .and_then(|t| t.render(ctx))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!html.contains("<script"), "{name}: {html}");
+            assert!(html.contains("/static/app.css"), "{name}");
+            if name != "signin_link.html" {
+                assert!(html.contains("&lt;script&gt;"), "{name}: {html}");
+            }
+            let prefixed = TEMPLATES
+                .get_template(name)
+                .and_then(|t| {
+                    t.render(
+                        context! { base => "/ll", user => user.clone(), title => "t", csrf => "t" },
+                    )
+                })
+                .unwrap()
+                // minijinja writes `/` in a value as `&#x2f;`, which browsers read back.
+                .replace("&#x2f;", "/");
+            assert!(
+                prefixed.contains("\"/ll/static/app.css\""),
+                "{name}: {prefixed}"
+            );
+            assert!(
+                !prefixed.contains("=\"/s"),
+                "{name}: a link outside the prefix: {prefixed}"
+            );
+            if name.starts_with("signin") {
+                assert!(html.contains("name=\"csrf\" value=\"t\""), "{name}");
+            }
+        }
+    }
+}
