@@ -15,6 +15,7 @@ mod digest;
 mod dovecot_fixture;
 mod form_learn;
 mod http;
+mod imap_folders;
 mod imap_trouble;
 mod ingest_imap;
 mod ingest_maildir;
