@@ -16,6 +16,7 @@ mod dovecot_fixture;
 mod form_learn;
 mod http;
 mod imap_folders;
+mod imap_scripted;
 mod imap_trouble;
 mod ingest_imap;
 mod ingest_maildir;
