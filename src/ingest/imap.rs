@@ -438,7 +438,12 @@ impl ImapSource {
     ) -> Result<IngestReport, IngestError> {
         let span = info_span!("sync", mailbox = %server.mailbox);
         async move {
-            let mailbox = timed(self.config.timeout, "SELECT", session.select(&server.mailbox.wire)).await?;
+            let mailbox = timed(
+                self.config.timeout,
+                "SELECT",
+                session.select(&server.mailbox.wire),
+            )
+            .await?;
             let uidvalidity = mailbox
                 .uid_validity
                 .ok_or_else(|| ImapError::Server("SELECT returned no UIDVALIDITY".into()))?;
@@ -460,7 +465,9 @@ impl ImapSource {
             }
 
             let listing = std::time::Instant::now();
-            let sizes = self.list_new(session, server, start, mailbox.exists, mailbox.uid_next).await?;
+            let sizes = self
+                .list_new(session, server, start, mailbox.exists, mailbox.uid_next)
+                .await?;
             if sizes.is_empty() {
                 return Ok(IngestReport::default());
             }

@@ -1,7 +1,8 @@
 //! What Dovecot cannot be made to do: a server whose `UID SEARCH` contradicts its own mailbox
 //! state. A small scripted IMAP4rev1 peer on loopback speaks just enough plain-text IMAP for
 //! the daemon (greeting, CAPABILITY, LOGIN, NAMESPACE, LIST, SELECT, UID SEARCH, UID FETCH,
-//! UID STORE, LOGOUT) and answers every `UID SEARCH` with nothing.
+//! UID STORE, UID MOVE, LOGOUT) and answers every `UID SEARCH` with nothing. It also stands for
+//! a server without NAMESPACE, which Dovecot always offers.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +23,9 @@ struct State {
     /// Every command line received, without its tag.
     commands: Vec<String>,
     connections: usize,
+    /// `None`: NAMESPACE is offered, with no prefix and `/`. `Some(d)`: it is not, and LIST
+    /// says the delimiter is `d`.
+    no_namespace: Option<char>,
 }
 
 /// An IMAP server on loopback whose `UID SEARCH` always finds nothing, while SELECT reports
@@ -33,10 +37,20 @@ struct LyingSearch {
 
 impl LyingSearch {
     async fn start(messages: Vec<Vec<u8>>) -> LyingSearch {
+        LyingSearch::start_with(messages, None).await
+    }
+
+    /// A peer without NAMESPACE whose LIST gives `delimiter`.
+    async fn start_without_namespace(messages: Vec<Vec<u8>>, delimiter: char) -> LyingSearch {
+        LyingSearch::start_with(messages, Some(delimiter)).await
+    }
+
+    async fn start_with(messages: Vec<Vec<u8>>, no_namespace: Option<char>) -> LyingSearch {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
             messages,
+            no_namespace,
             ..State::default()
         }));
         let shared = Arc::clone(&state);
@@ -106,13 +120,25 @@ fn answer(tag: &str, command: &str, state: &Mutex<State>) -> (Vec<u8>, bool) {
     let total = state.messages.len() as u32;
     let mut out = Vec::new();
     if upper == "CAPABILITY" {
-        out.extend_from_slice(b"* CAPABILITY IMAP4rev1 NAMESPACE UIDPLUS\r\n");
-    } else if upper.starts_with("LOGIN ") || upper.starts_with("UID STORE ") || upper == "NOOP" {
-        // Nothing to say but OK.
-    } else if upper == "NAMESPACE" {
+        let namespace = if state.no_namespace.is_none() {
+            " NAMESPACE"
+        } else {
+            ""
+        };
+        out.extend_from_slice(
+            format!("* CAPABILITY IMAP4rev1{namespace} UIDPLUS MOVE\r\n").as_bytes(),
+        );
+    } else if upper.starts_with("LOGIN ")
+        || upper.starts_with("UID STORE ")
+        || upper.starts_with("UID MOVE ")
+        || upper == "NOOP"
+    {
+        // Nothing to say but OK (a real server would expunge what it moved).
+    } else if upper == "NAMESPACE" && state.no_namespace.is_none() {
         out.extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
     } else if upper.starts_with("LIST ") {
-        out.extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
+        let delimiter = state.no_namespace.unwrap_or('/');
+        out.extend_from_slice(format!("* LIST (\\Noselect) \"{delimiter}\" \"\"\r\n").as_bytes());
     } else if upper.starts_with("SELECT ") || upper.starts_with("EXAMINE ") {
         out.extend_from_slice(
             format!(
@@ -183,7 +209,7 @@ struct Configured {
     _dir: tempfile::TempDir,
 }
 
-async fn configure(peer: &LyingSearch) -> Configured {
+async fn configure(peer: &LyingSearch, imap: &str) -> Configured {
     let db = test_db().await;
     let dir = tempfile::tempdir().unwrap();
     let password = dir.path().join("imap-password");
@@ -191,7 +217,7 @@ async fn configure(peer: &LyingSearch) -> Configured {
     let path = ConfigFile::new(dir.path(), &db.url)
         .raw(&format!(
             "\n[imap]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nuser = \"alice\"\n\
-             password_file = \"{}\"\npoll_interval = \"1s\"\ntimeout = \"5s\"\n",
+             password_file = \"{}\"\npoll_interval = \"1s\"\ntimeout = \"5s\"\n{imap}\n",
             peer.port,
             password.display(),
         ))
@@ -213,7 +239,7 @@ const WARNING: &str = "found nothing although the mailbox holds";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_that_contradicts_the_mailbox_is_replaced_by_fetch() {
     let peer = LyingSearch::start((1..=300).map(inquiry).collect()).await;
-    let config = configure(&peer).await;
+    let config = configure(&peer, "").await;
 
     let out = leadloop(&["run", "--once"])
         .config(&config.path)
@@ -261,7 +287,7 @@ async fn a_search_that_contradicts_the_mailbox_is_replaced_by_fetch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_warns_once_per_connection() {
     let peer = LyingSearch::start((1..=2).map(inquiry).collect()).await;
-    let config = configure(&peer).await;
+    let config = configure(&peer, "").await;
     let mut daemon = with_config(&config.path, &["run"]).spawn_logging_to_pipe();
     let tidied = |uid: u32| {
         let want = format!("UID STORE {uid}:{uid} ");
@@ -295,6 +321,23 @@ async fn the_daemon_warns_once_per_connection() {
     assert_eq!(stderr.matches(WARNING).count(), 1, "{stderr}");
     let store = Store::connect(&config.db.url, 2).await.unwrap();
     assert_eq!(store.inbound(&mailbox(&config)).await.unwrap().len(), 3);
+}
+
+/// A server without NAMESPACE: the delimiter comes from `LIST "" ""`, and `move:Done/Leads`
+/// is moved to `Done.Leads` on a server that uses `.`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_namespace_the_delimiter_comes_from_list() {
+    let peer = LyingSearch::start_without_namespace((1..=2).map(inquiry).collect(), '.').await;
+    let config = configure(&peer, "after = \"move:Done/Leads\"").await;
+    let (code, stdout, stderr) = with_config(&config.path, &["run", "--once"]).run();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("2 messages read, 2 recorded"),
+        "{stdout}"
+    );
+    assert!(peer.commands("NAMESPACE").is_empty());
+    assert_eq!(peer.commands("LIST "), ["LIST \"\" \"\""]);
+    assert_eq!(peer.commands("UID MOVE "), ["UID MOVE 1:2 \"Done.Leads\""]);
 }
 
 fn mailbox(config: &Configured) -> String {
