@@ -600,7 +600,10 @@ impl ImapSource {
     /// mailbox holds mail and UIDNEXT is past the cursor (a broken or lagging search index):
     /// FETCH reads the mailbox itself. The sizes come in the same answer because the
     /// `LARGER` search that bounds sizes otherwise cannot be trusted on such a server either.
-    /// The first time on a connection it is logged as a warning.
+    ///
+    /// When FETCH finds new mail the search missed, that is logged as a warning, the first
+    /// time on a connection. When it finds none either, the mail announced by UIDNEXT was
+    /// expunged meanwhile (some servers answer an empty search then): nothing to warn about.
     async fn list_by_fetch(
         &self,
         session: &mut ImapSession,
@@ -609,16 +612,6 @@ impl ImapSource {
         exists: u32,
         uid_next: Option<u32>,
     ) -> Result<Vec<(u32, u64)>, IngestError> {
-        if !server.search_contradicted {
-            server.search_contradicted = true;
-            warn!(
-                server = %format!("{}:{}", self.config.host, self.config.port),
-                exists,
-                uid_next,
-                from_uid = start,
-                "UID SEARCH UID {start}:* found nothing although the mailbox holds {exists} messages; listing new mail with UID FETCH instead (said once per connection)"
-            );
-        }
         let bound = self.size_bound();
         let stream = timed(
             self.config.timeout,
@@ -635,6 +628,22 @@ impl ImapSource {
         }
         listed.sort_unstable();
         listed.dedup_by_key(|(uid, _)| *uid);
+        let found = listed.len();
+        if found > 0 && !server.search_contradicted {
+            server.search_contradicted = true;
+            warn!(
+                server = %format!("{}:{}", self.config.host, self.config.port),
+                exists,
+                uid_next,
+                from_uid = start,
+                "UID SEARCH UID {start}:* found nothing although the mailbox holds {exists} messages; UID FETCH {start}:* listed {found} new ones, so new mail is listed with UID FETCH on this server (said once per connection)"
+            );
+        } else {
+            debug!(
+                from_uid = start,
+                found, "UID SEARCH found nothing; UID FETCH listed the new mail"
+            );
+        }
         Ok(listed)
     }
 

@@ -26,6 +26,8 @@ struct State {
     /// `None`: NAMESPACE is offered, with no prefix and `/`. `Some(d)`: it is not, and LIST
     /// says the delimiter is `d`.
     no_namespace: Option<char>,
+    /// Messages that arrived after the last one and were expunged: UIDNEXT is past them.
+    expunged: u32,
 }
 
 /// An IMAP server on loopback whose `UID SEARCH` always finds nothing, while SELECT reports
@@ -61,6 +63,11 @@ impl LyingSearch {
             }
         });
         LyingSearch { port, state }
+    }
+
+    /// A message arrives and is expunged again before anyone reads it.
+    fn expunge_one_more(&self) {
+        self.state.lock().unwrap().expunged += 1;
     }
 
     fn add(&self, message: Vec<u8>) {
@@ -147,7 +154,7 @@ fn answer(tag: &str, command: &str, state: &Mutex<State>) -> (Vec<u8>, bool) {
                  * {total} EXISTS\r\n* 0 RECENT\r\n\
                  * OK [UIDVALIDITY 7] uids valid\r\n\
                  * OK [UIDNEXT {}] predicted next uid\r\n",
-                total + 1
+                total + state.expunged + 1
             )
             .as_bytes(),
         );
@@ -256,7 +263,7 @@ async fn a_search_that_contradicts_the_mailbox_is_replaced_by_fetch() {
     );
     assert_eq!(stderr.matches(WARNING).count(), 1, "{stderr}");
     assert!(
-        stderr.contains("UID SEARCH UID 1:* found nothing although the mailbox holds 300 messages; listing new mail with UID FETCH instead"),
+        stderr.contains("UID SEARCH UID 1:* found nothing although the mailbox holds 300 messages; UID FETCH 1:* listed 300 new ones, so new mail is listed with UID FETCH on this server"),
         "{stderr}"
     );
     assert!(
@@ -338,6 +345,34 @@ async fn without_namespace_the_delimiter_comes_from_list() {
     assert!(peer.commands("NAMESPACE").is_empty());
     assert_eq!(peer.commands("LIST "), ["LIST \"\" \"\""]);
     assert_eq!(peer.commands("UID MOVE "), ["UID MOVE 1:2 \"Done.Leads\""]);
+}
+
+/// Mail announced by UIDNEXT but expunged before it was read: the search finds nothing, and
+/// nor does FETCH, so there is no contradiction to warn about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_expunged_before_it_was_read_is_no_contradiction() {
+    let peer = LyingSearch::start((1..=2).map(inquiry).collect()).await;
+    let config = configure(&peer, "").await;
+    let (code, stdout, stderr) = with_config(&config.path, &["run", "--once"]).run();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("2 messages read, 2 recorded"),
+        "{stdout}"
+    );
+    assert_eq!(stderr.matches(WARNING).count(), 1, "{stderr}");
+
+    peer.expunge_one_more();
+    let (code, stdout, stderr) = with_config(&config.path, &["run", "--once"]).run();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("0 messages read, 0 recorded"),
+        "{stdout}"
+    );
+    assert_eq!(
+        peer.commands("UID FETCH 3:* "),
+        ["UID FETCH 3:* (UID RFC822.SIZE)"]
+    );
+    assert!(!stderr.contains(WARNING), "{stderr}");
 }
 
 fn mailbox(config: &Configured) -> String {
