@@ -601,6 +601,62 @@ mod tests {
         assert_eq!(shared.resolve("Sales").name, "INBOX.Sales");
     }
 
+    /// Runs [`ask_namespace`] against a peer that checks the command, answers `reply` and then
+    /// stays open (or closes, with `close`).
+    async fn ask(reply: &'static [u8], close: bool) -> std::io::Result<(Option<String>, bool)> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (mut ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let peer = tokio::spawn(async move {
+            let mut command = [0; 16];
+            theirs.read_exact(&mut command).await.unwrap();
+            assert_eq!(&command, b"llns NAMESPACE\r\n");
+            theirs.write_all(reply).await.unwrap();
+            if close {
+                drop(theirs);
+                return None;
+            }
+            Some(theirs)
+        });
+        // Bounded, so a reader that waits for more than the answer fails instead of hanging.
+        let answer =
+            tokio::time::timeout(std::time::Duration::from_secs(5), ask_namespace(&mut ours))
+                .await
+                .expect("the exchange ends with its tagged line");
+        drop(peer.await.unwrap());
+        answer
+    }
+
+    #[tokio::test]
+    async fn the_namespace_exchange_reads_up_to_its_tagged_line() {
+        let (line, ok) = ask(
+            b"* NAMESPACE ((\"INBOX.\" \".\")) NIL NIL\r\nllns OK done\r\n",
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            line.as_deref(),
+            Some("* NAMESPACE ((\"INBOX.\" \".\")) NIL NIL")
+        );
+        assert!(ok);
+        // A literal is skipped whole, even with a line break and a fake tagged line inside.
+        let (line, ok) = ask(
+            b"* NAMESPACE (({14}\r\nllns OK x\r\n12 \".\")) NIL NIL\r\n* OK noise\r\nllns OK done\r\n",
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(line, None);
+        assert!(ok);
+        let (line, ok) = ask(b"llns BAD unknown command\r\n", false).await.unwrap();
+        assert_eq!((line, ok), (None, false));
+        let closed = ask(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n", true).await;
+        assert_eq!(
+            closed.unwrap_err().kind(),
+            std::io::ErrorKind::UnexpectedEof
+        );
+    }
+
     #[test]
     fn namespace_answers_are_read() {
         assert_eq!(
