@@ -102,6 +102,10 @@ pub enum ImapError {
         /// Why creating the folder failed.
         creating: Box<ImapError>,
     },
+    /// The server refused to open `imap.mailbox`: its answer, followed by the folders it
+    /// has (decoded) to pick from.
+    #[error("{0}")]
+    Mailbox(String),
     /// A command took longer than allowed.
     #[error("IMAP {0} timed out")]
     Timeout(&'static str),
@@ -438,12 +442,19 @@ impl ImapSource {
     ) -> Result<IngestReport, IngestError> {
         let span = info_span!("sync", mailbox = %server.mailbox);
         async move {
-            let mailbox = timed(
+            let mailbox = match timed(
                 self.config.timeout,
                 "SELECT",
                 session.select(&server.mailbox.wire),
             )
-            .await?;
+            .await
+            {
+                Ok(mailbox) => mailbox,
+                Err(refused @ ImapError::Refused { .. }) => {
+                    return Err(self.with_folder_list(session, refused).await.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             let uidvalidity = mailbox
                 .uid_validity
                 .ok_or_else(|| ImapError::Server("SELECT returned no UIDVALIDITY".into()))?;
@@ -585,6 +596,47 @@ impl ImapSource {
                 (uid, size)
             })
             .collect())
+    }
+
+    /// A refused SELECT with the folders the server has, so that a misspelt `imap.mailbox`
+    /// (or one in another namespace) shows what to write instead. The refusal alone when the
+    /// server will not list them.
+    async fn with_folder_list(&self, session: &mut ImapSession, refused: ImapError) -> ImapError {
+        /// Enough to find the right one; a mailbox with thousands of folders is cut short.
+        const SHOWN: usize = 30;
+        let listed = async {
+            let names = session.list(Some(""), Some("\"*\"")).await?;
+            names.try_collect::<Vec<_>>().await
+        };
+        let Ok(names) = timed(self.config.timeout, "LIST", listed).await else {
+            return refused;
+        };
+        let mut folders: Vec<String> = names
+            .iter()
+            .filter(|n| {
+                !n.attributes()
+                    .iter()
+                    .any(|a| matches!(a, async_imap::types::NameAttribute::NoSelect))
+            })
+            .map(|n| folders::decode_lossy(n.name()))
+            .collect();
+        if folders.is_empty() {
+            return refused;
+        }
+        folders.sort();
+        let more = folders.len().saturating_sub(SHOWN);
+        folders.truncate(SHOWN);
+        let refused = refused.to_string();
+        // The server's words often end a sentence; the list then starts one of its own.
+        let mut text = if refused.ends_with('.') {
+            format!("{refused} The server's folders: {}", folders.join(", "))
+        } else {
+            format!("{refused}; the server's folders: {}", folders.join(", "))
+        };
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        ImapError::Mailbox(text)
     }
 
     /// A message's size as assumed when the server did not say it: a batch's fair share of

@@ -154,3 +154,22 @@ async fn folder_names_outside_ascii_are_encoded() {
     );
     assert_eq!(dovecot.messages(done).unwrap(), 3);
 }
+
+/// A `mailbox` the server does not have: the error gives the server's words, the name that was
+/// tried, and the folders there are, decoded, to pick the right one from.
+#[tokio::test]
+async fn a_missing_mailbox_lists_the_folders_there_are() {
+    let dovecot = start_namespaced().await;
+    dovecot.create("INBOX.Eing&AOQ-nge").unwrap();
+    let config = configure(&dovecot, "mailbox = \"Eingaenge\"").await;
+    let (code, stdout, stderr) = run_once(&config);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("IMAP SELECT refused: NO Mailbox doesn't exist: INBOX.Eingaenge"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(" The server's folders: INBOX, INBOX.Eingänge\n"),
+        "{stderr}"
+    );
+}
