@@ -1082,6 +1082,18 @@ fn check_database(ck: &mut Checker<'_>, raw: Spanned<RawDatabase>, dir: &Path) -
     }
 }
 
+/// A folder name with an empty level (`/Leads`, `Leads//Done`, `Leads/`): `/` separates
+/// levels on every server (it becomes the server's delimiter), so such a name cannot be right.
+fn has_empty_level(folder: &str) -> bool {
+    !folder.is_empty() && folder.split('/').any(str::is_empty)
+}
+
+fn empty_level_problem(folder: &str) -> String {
+    format!(
+        "\"{folder}\" has an empty level: folder names use / between levels, as in \"Archive/2024\""
+    )
+}
+
 /// `[imap]` or `[maildir]`: exactly one mailbox to read. `None` only when that is a problem.
 fn check_source(
     ck: &mut Checker<'_>,
@@ -1486,6 +1498,14 @@ fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapC
         "flag" => AfterProcessing::Flag,
         "none" => AfterProcessing::None,
         other => match other.strip_prefix("move:") {
+            Some(folder) if has_empty_level(folder.trim()) => {
+                ck.at(
+                    imap.after.span(),
+                    "imap.after",
+                    empty_level_problem(folder.trim()),
+                );
+                AfterProcessing::None
+            }
             Some(folder) if !folder.trim().is_empty() && !folder.contains(['\r', '\n', '"']) => {
                 AfterProcessing::Move(folder.trim().to_owned())
             }
@@ -1504,6 +1524,12 @@ fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapC
     }
     if imap.mailbox.contains(['\r', '\n', '"']) || imap.mailbox.is_empty() {
         ck.at(imap.host.span(), "imap.mailbox", "not a valid folder name");
+    } else if has_empty_level(&imap.mailbox) {
+        ck.at(
+            imap.host.span(),
+            "imap.mailbox",
+            empty_level_problem(&imap.mailbox),
+        );
     }
     ImapConfig {
         port: imap
@@ -2137,6 +2163,35 @@ domains = ["company.com"]
             ["imap.after", "imap.poll_interval", "identity.addresses"],
             "{err}"
         );
+    }
+
+    #[test]
+    fn folder_names_with_an_empty_level_are_refused() {
+        for (line, key) in [
+            ("after = \"move:Leads//Done\"", "imap.after"),
+            ("after = \"move:/Leads\"", "imap.after"),
+            ("mailbox = \"Leads/\"", "imap.mailbox"),
+        ] {
+            let text = MINIMAL.replace("password_env", &format!("{line}\npassword_env"));
+            let err = parse(&text).unwrap_err();
+            let keys: Vec<_> = err
+                .problems
+                .iter()
+                .filter_map(|p| p.key.as_deref())
+                .collect();
+            assert_eq!(keys, [key], "{err}");
+            assert!(err.to_string().contains("has an empty level"), "{err}");
+        }
+        let text = MINIMAL.replace(
+            "password_env",
+            "mailbox = \"INBOX/Leads\"\nafter = \"move:Archive/2024\"\npassword_env",
+        );
+        let imap = match parse(&text).unwrap().source {
+            SourceConfig::Imap(imap) => imap,
+            SourceConfig::Maildir(_) => unreachable!(),
+        };
+        assert_eq!(imap.mailbox, "INBOX/Leads");
+        assert_eq!(imap.after, AfterProcessing::Move("Archive/2024".into()));
     }
 
     #[test]

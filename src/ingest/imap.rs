@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::folders::{self, Folder, Namespace};
 use super::{Classifying, IngestError, IngestReport, Pipeline, RawMessage, header_part};
 use crate::config::{AfterProcessing, ImapConfig, Secret, TlsMode};
 use crate::diagnostics::error_chain;
@@ -101,6 +102,10 @@ pub enum ImapError {
         /// Why creating the folder failed.
         creating: Box<ImapError>,
     },
+    /// The server refused to open `imap.mailbox`: its answer, followed by the folders it
+    /// has (decoded) to pick from.
+    #[error("{0}")]
+    Mailbox(String),
     /// A command took longer than allowed.
     #[error("IMAP {0} timed out")]
     Timeout(&'static str),
@@ -159,6 +164,26 @@ impl AsyncWrite for ImapStream {
 
 type ImapSession = Session<ImapStream>;
 
+/// What one connection learned about its server, kept while the connection lasts.
+#[derive(Debug)]
+struct Server {
+    /// `imap.mailbox` under the server's name for it.
+    mailbox: Folder,
+    /// `imap.after`, with the folder of `move:` under the server's name for it.
+    after: Tidy,
+    /// The server's `UID SEARCH` has contradicted its mailbox state on this connection, and
+    /// that has been said: once per connection is enough for the log.
+    search_contradicted: bool,
+}
+
+/// `imap.after` with its folder resolved.
+#[derive(Debug)]
+enum Tidy {
+    Leave,
+    Flag,
+    Move(Folder),
+}
+
 /// Reads one IMAP mailbox into a [`Pipeline`].
 pub struct ImapSource {
     config: ImapConfig,
@@ -213,8 +238,8 @@ impl ImapSource {
     /// # Errors
     /// Any connection, protocol or store failure.
     pub async fn sync_once(&self, cancel: &CancellationToken) -> Result<IngestReport, IngestError> {
-        let mut session = self.connect().await?;
-        let report = self.sync(&mut session, cancel).await;
+        let (mut session, mut server) = self.open().await?;
+        let report = self.sync(&mut session, &mut server, cancel).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), session.logout()).await;
         report
     }
@@ -226,11 +251,10 @@ impl ImapSource {
         let mut backoff = BACKOFF_START;
         while !cancel.is_cancelled() {
             let result = async {
-                let mut session = self.connect().await?;
-                info!(host = %self.config.host, mailbox = %self.config.mailbox, "connected");
+                let (mut session, mut server) = self.open().await?;
                 let mut looked_again = false;
                 loop {
-                    let report = self.sync(&mut session, &cancel).await?;
+                    let report = self.sync(&mut session, &mut server, &cancel).await?;
                     total.merge(report);
                     self.pipeline.mark_read();
                     // A successful pass proves the connection works: start backing off anew.
@@ -264,6 +288,73 @@ impl ImapSource {
             }
         }
         total
+    }
+
+    /// Connects, logs in and learns the server's names for the configured folders.
+    async fn open(&self) -> Result<(ImapSession, Server), IngestError> {
+        let mut session = self.connect().await?;
+        let namespace = self.namespace(&mut session).await?;
+        let server = Server {
+            mailbox: namespace.resolve(&self.config.mailbox),
+            after: match &self.config.after {
+                AfterProcessing::None => Tidy::Leave,
+                AfterProcessing::Flag => Tidy::Flag,
+                AfterProcessing::Move(folder) => Tidy::Move(namespace.resolve(folder)),
+            },
+            search_contradicted: false,
+        };
+        let move_to = match &server.after {
+            Tidy::Move(folder) => folder.name.as_str(),
+            Tidy::Leave | Tidy::Flag => "-",
+        };
+        info!(
+            host = %self.config.host,
+            mailbox = %server.mailbox,
+            move_to = %move_to,
+            prefix = %namespace.prefix,
+            delimiter = %namespace.delimiter.map_or("none".to_owned(), String::from),
+            "connected"
+        );
+        Ok((session, server))
+    }
+
+    /// The server's personal namespace: from NAMESPACE (RFC 2342) when the server has it, else
+    /// the delimiter from `LIST "" ""` with no prefix. A server that answers neither gets the
+    /// names as written.
+    async fn namespace(&self, session: &mut ImapSession) -> Result<Namespace, ImapError> {
+        let limit = self.config.timeout;
+        let caps = timed(limit, "CAPABILITY", session.capabilities()).await?;
+        if caps.has_str("NAMESPACE") {
+            let (line, ok) = tokio::time::timeout(limit, folders::ask_namespace(session.as_mut()))
+                .await
+                .map_err(|_| ImapError::Timeout("NAMESPACE"))?
+                .map_err(|e| ImapError::Protocol {
+                    command: "NAMESPACE",
+                    source: e.into(),
+                })?;
+            match line.as_deref().and_then(folders::parse_namespace) {
+                Some(namespace) if ok => return Ok(namespace),
+                _ => debug!(?line, ok, "NAMESPACE gave no usable answer; asking LIST"),
+            }
+        }
+        let listed = async {
+            let names = session.list(Some(""), Some("\"\"")).await?;
+            names.try_collect::<Vec<_>>().await
+        };
+        match timed(limit, "LIST", listed).await {
+            Ok(names) => Ok(Namespace {
+                delimiter: names
+                    .iter()
+                    .find_map(|n| n.delimiter())
+                    .and_then(folders::single_char),
+                ..Namespace::default()
+            }),
+            Err(ImapError::Refused { answer, .. }) => {
+                warn!(host = %self.config.host, %answer, "the server refused LIST \"\" \"\"; folder names are used as written");
+                Ok(Namespace::default())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn connect(&self) -> Result<ImapSession, IngestError> {
@@ -347,12 +438,24 @@ impl ImapSource {
     async fn sync(
         &self,
         session: &mut ImapSession,
+        server: &mut Server,
         cancel: &CancellationToken,
     ) -> Result<IngestReport, IngestError> {
-        let cfg = &self.config;
-        let span = info_span!("sync", mailbox = %cfg.mailbox);
+        let span = info_span!("sync", mailbox = %server.mailbox);
         async move {
-            let mailbox = timed(self.config.timeout, "SELECT", session.select(&cfg.mailbox)).await?;
+            let mailbox = match timed(
+                self.config.timeout,
+                "SELECT",
+                session.select(&server.mailbox.wire),
+            )
+            .await
+            {
+                Ok(mailbox) => mailbox,
+                Err(refused @ ImapError::Refused { .. }) => {
+                    return Err(self.with_folder_list(session, refused).await.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             let uidvalidity = mailbox
                 .uid_validity
                 .ok_or_else(|| ImapError::Server("SELECT returned no UIDVALIDITY".into()))?;
@@ -368,13 +471,15 @@ impl ImapSource {
             };
             if mailbox.uid_next.is_some_and(|next| next <= start) || mailbox.exists == 0 {
                 return Ok(IngestReport {
-                    tidy_failed: !self.tidy(session, uidvalidity, start).await,
+                    tidy_failed: !self.tidy(session, server, uidvalidity, start).await,
                     ..IngestReport::default()
                 });
             }
 
             let listing = std::time::Instant::now();
-            let sizes = self.list_new(session, start).await?;
+            let sizes = self
+                .list_new(session, server, start, mailbox.exists, mailbox.uid_next)
+                .await?;
             if sizes.is_empty() {
                 return Ok(IngestReport::default());
             }
@@ -409,7 +514,7 @@ impl ImapSource {
             fetched?;
             let (mut report, committed) = written?;
             if committed.is_some() {
-                report.tidy_failed = !self.tidy(session, uidvalidity, start).await;
+                report.tidy_failed = !self.tidy(session, server, uidvalidity, start).await;
             }
             Ok(report)
         }
@@ -427,22 +532,27 @@ impl ImapSource {
     async fn list_new(
         &self,
         session: &mut ImapSession,
+        server: &mut Server,
         start: u32,
+        exists: u32,
+        uid_next: Option<u32>,
     ) -> Result<Vec<(u32, u64)>, IngestError> {
-        let bound = (BATCH_BYTES / u64::from(self.config.batch_size.max(1)))
-            .min(self.config.max_message_bytes)
-            .max(1);
+        let bound = self.size_bound();
         let range = format!("UID {start}:*");
-        // `n:*` always includes the newest message, even when its UID is below n.
-        let mut all: Vec<u32> = timed(
+        let found = timed(
             self.config.timeout,
             "UID SEARCH",
             session.uid_search(&range),
         )
-        .await?
-        .into_iter()
-        .filter(|uid| *uid >= start)
-        .collect();
+        .await?;
+        // `n:*` always includes the newest message, even when its UID is below n: an empty
+        // answer from a mailbox that holds mail contradicts the mailbox's own state.
+        if found.is_empty() && exists > 0 {
+            return self
+                .list_by_fetch(session, server, start, exists, uid_next)
+                .await;
+        }
+        let mut all: Vec<u32> = found.into_iter().filter(|uid| *uid >= start).collect();
         all.sort_unstable();
         if all.is_empty() {
             return Ok(Vec::new());
@@ -487,6 +597,107 @@ impl ImapSource {
                 (uid, size)
             })
             .collect())
+    }
+
+    /// A refused SELECT with the folders the server has, so that a misspelt `imap.mailbox`
+    /// (or one in another namespace) shows what to write instead. The refusal alone when the
+    /// server will not list them.
+    async fn with_folder_list(&self, session: &mut ImapSession, refused: ImapError) -> ImapError {
+        /// Enough to find the right one; a mailbox with thousands of folders is cut short.
+        const SHOWN: usize = 30;
+        let listed = async {
+            let names = session.list(Some(""), Some("\"*\"")).await?;
+            names.try_collect::<Vec<_>>().await
+        };
+        let Ok(names) = timed(self.config.timeout, "LIST", listed).await else {
+            return refused;
+        };
+        let mut folders: Vec<String> = names
+            .iter()
+            .filter(|n| {
+                !n.attributes()
+                    .iter()
+                    .any(|a| matches!(a, async_imap::types::NameAttribute::NoSelect))
+            })
+            .map(|n| folders::decode_lossy(n.name()))
+            .collect();
+        if folders.is_empty() {
+            return refused;
+        }
+        folders.sort();
+        let more = folders.len().saturating_sub(SHOWN);
+        folders.truncate(SHOWN);
+        let refused = refused.to_string();
+        // The server's words often end a sentence; the list then starts one of its own.
+        let mut text = if refused.ends_with('.') {
+            format!("{refused} The server's folders: {}", folders.join(", "))
+        } else {
+            format!("{refused}; the server's folders: {}", folders.join(", "))
+        };
+        if more > 0 {
+            text.push_str(&format!(" and {more} more"));
+        }
+        ImapError::Mailbox(text)
+    }
+
+    /// A message's size as assumed when the server did not say it: a batch's fair share of
+    /// [`BATCH_BYTES`], at most `max_message_bytes`.
+    fn size_bound(&self) -> u64 {
+        (BATCH_BYTES / u64::from(self.config.batch_size.max(1)))
+            .min(self.config.max_message_bytes)
+            .max(1)
+    }
+
+    /// The UIDs from `start` on with their sizes, listed with `UID FETCH n:* (UID
+    /// RFC822.SIZE)`, for a server whose `UID SEARCH` found nothing although SELECT said the
+    /// mailbox holds mail and UIDNEXT is past the cursor (a broken or lagging search index):
+    /// FETCH reads the mailbox itself. The sizes come in the same answer because the
+    /// `LARGER` search that bounds sizes otherwise cannot be trusted on such a server either.
+    ///
+    /// When FETCH finds new mail the search missed, that is logged as a warning, the first
+    /// time on a connection. When it finds none either, the mail announced by UIDNEXT was
+    /// expunged meanwhile (some servers answer an empty search then): nothing to warn about.
+    async fn list_by_fetch(
+        &self,
+        session: &mut ImapSession,
+        server: &mut Server,
+        start: u32,
+        exists: u32,
+        uid_next: Option<u32>,
+    ) -> Result<Vec<(u32, u64)>, IngestError> {
+        let bound = self.size_bound();
+        let stream = timed(
+            self.config.timeout,
+            "UID FETCH",
+            session.uid_fetch(format!("{start}:*"), "(UID RFC822.SIZE)"),
+        )
+        .await?;
+        let mut stream = std::pin::pin!(stream);
+        let mut listed = Vec::new();
+        while let Some(f) = timed(self.config.timeout, "UID FETCH", stream.try_next()).await? {
+            if let Some(uid) = f.uid.filter(|uid| *uid >= start) {
+                listed.push((uid, f.size.map_or(bound, u64::from)));
+            }
+        }
+        listed.sort_unstable();
+        listed.dedup_by_key(|(uid, _)| *uid);
+        let found = listed.len();
+        if found > 0 && !server.search_contradicted {
+            server.search_contradicted = true;
+            warn!(
+                server = %format!("{}:{}", self.config.host, self.config.port),
+                exists,
+                uid_next,
+                from_uid = start,
+                "UID SEARCH UID {start}:* found nothing although the mailbox holds {exists} messages; UID FETCH {start}:* listed {found} new ones, so new mail is listed with UID FETCH on this server (said once per connection)"
+            );
+        } else {
+            debug!(
+                from_uid = start,
+                found, "UID SEARCH found nothing; UID FETCH listed the new mail"
+            );
+        }
+        Ok(listed)
     }
 
     async fn fetch_batches(
@@ -601,13 +812,22 @@ impl ImapSource {
     /// mail came, or for good with `after = "flag"`. It runs after the pass recorded its mail,
     /// and its failure (a folder that cannot be created) is logged, not returned: it never
     /// holds up recording, and the next pass tries again. `false` when it failed.
-    async fn tidy(&self, session: &mut ImapSession, uidvalidity: u32, pass_start: u32) -> bool {
+    async fn tidy(
+        &self,
+        session: &mut ImapSession,
+        server: &Server,
+        uidvalidity: u32,
+        pass_start: u32,
+    ) -> bool {
         if self.pipeline.store().is_dry_run() {
             // A dry run changes nothing outside its database; the mail stays untidied, so
             // the first real run flags or moves it.
             return true;
         }
-        match self.tidy_range(session, uidvalidity, pass_start).await {
+        match self
+            .tidy_range(session, server, uidvalidity, pass_start)
+            .await
+        {
             Ok(()) => true,
             Err(e) => {
                 warn!(error = %error_chain(&e), after = ?self.config.after, "recorded mail could not be flagged or moved; the next pass tries again");
@@ -619,6 +839,7 @@ impl ImapSource {
     async fn tidy_range(
         &self,
         session: &mut ImapSession,
+        server: &Server,
         uidvalidity: u32,
         pass_start: u32,
     ) -> Result<(), IngestError> {
@@ -630,7 +851,7 @@ impl ImapSource {
         if first < pass_start {
             info!(first, last, "tidying mail recorded before an interruption");
         }
-        self.after_processing(session, first, last).await?;
+        self.after_processing(session, server, first, last).await?;
         store.mark_tidied(mailbox, uidvalidity, last).await?;
         Ok(())
     }
@@ -638,12 +859,13 @@ impl ImapSource {
     async fn after_processing(
         &self,
         session: &mut ImapSession,
+        server: &Server,
         start: u32,
         last: u32,
     ) -> Result<(), IngestError> {
-        match &self.config.after {
-            AfterProcessing::None => {}
-            AfterProcessing::Flag => {
+        match &server.after {
+            Tidy::Leave => {}
+            Tidy::Flag => {
                 let stream = timed(
                     self.config.timeout,
                     "UID STORE",
@@ -653,14 +875,14 @@ impl ImapSource {
                 let _: Vec<_> =
                     timed(self.config.timeout, "UID STORE", stream.try_collect()).await?;
             }
-            AfterProcessing::Move(folder) => {
+            Tidy::Move(folder) => {
                 // Everything up to the cursor is recorded, so moving 1:last also catches messages
                 // left behind by a crash between the commit and the move.
                 let set = format!("1:{last}");
                 if let Err(first) = timed(
                     self.config.timeout,
                     "UID MOVE",
-                    session.uid_mv(&set, folder),
+                    session.uid_mv(&set, &folder.wire),
                 )
                 .await
                 {
@@ -668,18 +890,18 @@ impl ImapSource {
                     // that fails too, the first error is the one worth reporting.
                     debug!(error = %first, folder = %folder, "UID MOVE failed; creating the folder");
                     let created =
-                        timed(self.config.timeout, "CREATE", session.create(folder)).await;
+                        timed(self.config.timeout, "CREATE", session.create(&folder.wire)).await;
                     timed(
                         self.config.timeout,
                         "UID MOVE",
-                        session.uid_mv(&set, folder),
+                        session.uid_mv(&set, &folder.wire),
                     )
                     .await
                     .map_err(|_| match created {
                         // The refused CREATE usually says why (a name outside the server's
                         // namespace, a character it does not allow).
                         Err(create) => ImapError::Folder {
-                            folder: folder.clone(),
+                            folder: folder.name.clone(),
                             moving: Box::new(first),
                             creating: Box::new(create),
                         },

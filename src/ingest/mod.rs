@@ -7,6 +7,7 @@
 //! is not recorded, and a message recorded twice (a replayed batch, a UIDVALIDITY re-scan, a
 //! second copy) is recognised by its dedupe key and skipped.
 
+mod folders;
 mod imap;
 mod maildir;
 pub mod rspamd;

@@ -236,16 +236,16 @@ async fn a_refused_command_reads_as_the_server_said_it() {
     );
 }
 
-/// When recorded mail cannot be moved (a folder name the server refuses), `run --once` still
-/// prints what it recorded, says why in the server's words, and exits 1; the next run tries
-/// the move again and records nothing twice.
+/// When recorded mail cannot be moved (a folder name the server refuses: Dovecot's Maildir
+/// names may not begin with `~`), `run --once` still prints what it recorded, says why in the
+/// server's words, and exits 1; the next run tries the move again and records nothing twice.
 #[tokio::test]
 async fn a_folder_the_server_refuses_keeps_the_summary_and_the_reason() {
     let dovecot = start_dovecot().await;
     dovecot.append("INBOX", &inquiry(1)).unwrap();
     let config = configure(
         &dovecot,
-        &format!("{}\nafter = \"move:Leads/Done\"", trusted_tls(&dovecot)),
+        &format!("{}\nafter = \"move:~Done\"", trusted_tls(&dovecot)),
     )
     .await;
     for (run, read) in [
@@ -260,7 +260,7 @@ async fn a_folder_the_server_refuses_keeps_the_summary_and_the_reason() {
         assert_eq!(out.status.code(), Some(1), "run {run}: {stdout}{stderr}");
         assert!(stdout.starts_with(read), "run {run}: {stdout}");
         assert!(
-            stderr.contains("NO [CANNOT] Invalid mailbox name"),
+            stderr.contains("NO [CANNOT] Invalid mailbox name: Begins with '~'"),
             "run {run}: {stderr}"
         );
         assert!(

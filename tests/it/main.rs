@@ -17,6 +17,8 @@ mod dry_run;
 mod failover;
 mod form_learn;
 mod http;
+mod imap_folders;
+mod imap_scripted;
 mod imap_trouble;
 mod ingest_imap;
 mod ingest_maildir;

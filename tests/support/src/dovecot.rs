@@ -14,10 +14,14 @@
 //! API summary:
 //! - [`Dovecot::start`] — temp dir, CA + leaf cert, config, two free loopback ports (plain IMAP
 //!   with STARTTLS, IMAPS), `dovecot -F`, waits for the `* OK` greeting.
+//!   [`Dovecot::start_with`] does the same with a [`Setup`] that differs from the default (a
+//!   personal namespace under `INBOX.`, as some servers have).
 //! - accessors [`Dovecot::host`], [`Dovecot::plain_port`], [`Dovecot::tls_port`],
 //!   [`Dovecot::user`], [`Dovecot::password`], [`Dovecot::ca_pem_path`],
 //!   [`Dovecot::maildir_path`], [`Dovecot::dir`], [`Dovecot::log_tail`].
 //! - [`Dovecot::append`] — real IMAP `APPEND`, returns the UID from `APPENDUID`.
+//! - [`Dovecot::create`], [`Dovecot::mailboxes`], [`Dovecot::messages`] — CREATE, LIST and
+//!   STATUS, with names as they travel (modified UTF-7), to see where mail ended up.
 //! - [`Dovecot::load_maildir`] — fast bulk load by writing Maildir files, then one sync.
 //! - [`Dovecot::restart`] — `kill -9` and start again on the same ports and dirs.
 //! - [`Dovecot::set_uid_validity`] / [`Dovecot::change_uid_validity`] /
@@ -52,6 +56,15 @@ const USER: &str = "alice";
 /// Distinguishes instances created by the same process (tests run in parallel threads).
 static INSTANCE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// How a fixture differs from the default one (Dovecot's defaults: folders at the top level,
+/// `.` between levels).
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// The personal namespace's `prefix` and `separator`: `("INBOX.", '.')` keeps the user's
+    /// folders under `INBOX.`, as Courier, older Cyrus and many hosted servers do.
+    pub namespace: Option<(String, char)>,
+}
+
 /// A running private Dovecot instance. Killed and cleaned up on drop.
 pub struct Dovecot {
     dir: PathBuf,
@@ -66,11 +79,17 @@ pub struct Dovecot {
     /// Mail uid/gid (`dovecot` user) that owns the Maildir.
     mail_uid: u32,
     mail_gid: u32,
+    setup: Setup,
 }
 
 impl Dovecot {
     /// Creates the instance's files and starts the server; returns once it greets.
     pub fn start() -> Result<Dovecot> {
+        Dovecot::start_with(Setup::default())
+    }
+
+    /// [`Dovecot::start`] with settings that differ from the default.
+    pub fn start_with(setup: Setup) -> Result<Dovecot> {
         let (mail_uid, mail_gid) = lookup_user("dovecot")
             .context("looking up the `dovecot` system user (is dovecot-core installed?)")?;
         let dir = make_temp_dir().context("creating the Dovecot fixture's temp dir")?;
@@ -90,6 +109,7 @@ impl Dovecot {
             maildir_seq: AtomicU64::new(1),
             mail_uid,
             mail_gid,
+            setup,
         };
         make_certs(&dc.dir).context("generating test certificates with openssl")?;
         let (p1, p2) = free_ports().context("picking free loopback ports")?;
@@ -200,6 +220,79 @@ impl Dovecot {
         imap.logout();
         parse_appenduid(&done)
             .ok_or_else(|| anyhow!("APPEND to {mailbox}: no APPENDUID in {:?}", done.trim_end()))
+    }
+
+    /// Creates a folder; `name` as it travels (modified UTF-7, with the namespace prefix).
+    pub fn create(&self, name: &str) -> Result<()> {
+        let mut imap = RawImap::login(self).context("CREATE: logging in")?;
+        let tag = imap.next_tag();
+        imap.write(format!("{tag} CREATE {}\r\n", quote(name)?).as_bytes())?;
+        let done = imap.read_tagged(&tag)?;
+        ensure!(
+            done.starts_with(&format!("{tag} OK")),
+            "CREATE {name} failed: {}",
+            done.trim_end()
+        );
+        imap.logout();
+        Ok(())
+    }
+
+    /// Every folder's full name as the server lists it (`LIST "" "*"`), undecoded.
+    pub fn mailboxes(&self) -> Result<Vec<String>> {
+        let mut imap = RawImap::login(self).context("LIST: logging in")?;
+        let tag = imap.next_tag();
+        imap.write(format!("{tag} LIST \"\" \"*\"\r\n").as_bytes())?;
+        let mut names = Vec::new();
+        loop {
+            let line = imap.read_line()?;
+            if line.starts_with(&format!("{tag} ")) {
+                ensure!(
+                    line.starts_with(&format!("{tag} OK")),
+                    "LIST failed: {}",
+                    line.trim_end()
+                );
+                break;
+            }
+            // `* LIST (\HasNoChildren) "." INBOX.Processed` or `... "INBOX.Sales &- Leads"`.
+            let Some(rest) = line.strip_prefix("* LIST ") else {
+                continue;
+            };
+            let after_flags = rest.split_once(") ").map_or(rest, |(_, r)| r);
+            let name = after_flags
+                .split_once(' ')
+                .map_or(after_flags, |(_, n)| n)
+                .trim_end();
+            names.push(name.trim_matches('"').to_owned());
+        }
+        imap.logout();
+        Ok(names)
+    }
+
+    /// How many messages `name` holds (`STATUS name (MESSAGES)`); `name` as it travels.
+    pub fn messages(&self, name: &str) -> Result<u32> {
+        let mut imap = RawImap::login(self).context("STATUS: logging in")?;
+        let tag = imap.next_tag();
+        imap.write(format!("{tag} STATUS {} (MESSAGES)\r\n", quote(name)?).as_bytes())?;
+        let mut count = None;
+        loop {
+            let line = imap.read_line()?;
+            if let Some(i) = line.find("(MESSAGES ") {
+                count = line[i + "(MESSAGES ".len()..]
+                    .split(')')
+                    .next()
+                    .and_then(|n| n.trim().parse().ok());
+            }
+            if line.starts_with(&format!("{tag} ")) {
+                ensure!(
+                    line.starts_with(&format!("{tag} OK")),
+                    "STATUS {name} failed: {}",
+                    line.trim_end()
+                );
+                break;
+            }
+        }
+        imap.logout();
+        count.ok_or_else(|| anyhow!("STATUS {name}: no MESSAGES count"))
     }
 
     /// Bulk-loads messages into the user's INBOX by writing Maildir files directly (10k
@@ -324,6 +417,7 @@ mail_fsync = never\n\
 mail_location = maildir:~/Maildir\n\
 passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%n {d}/users\n}}\n\
 userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={d}/mail/%n\n}}\n\
+{namespace}\
 protocol imap {{\n  mail_max_userip_connections = 1000\n}}\n\
 service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {p1}\n  }}\n  \
 inet_listener imaps {{\n    address = 127.0.0.1\n    port = {p2}\n    ssl = yes\n  }}\n}}\n",
@@ -331,6 +425,12 @@ inet_listener imaps {{\n    address = 127.0.0.1\n    port = {p2}\n    ssl = yes\
             gid = self.mail_gid,
             p1 = self.plain_port,
             p2 = self.tls_port,
+            namespace = match &self.setup.namespace {
+                Some((prefix, separator)) => format!(
+                    "namespace inbox {{\n  inbox = yes\n  prefix = {prefix}\n  separator = {separator}\n}}\n"
+                ),
+                None => String::new(),
+            },
         );
         fs::write(&self.conf, conf).context("writing dovecot.conf")?;
         fs::write(
