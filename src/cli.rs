@@ -83,6 +83,11 @@ enum Command {
         /// of the database (`leadloop backup`).
         #[arg(long)]
         dry_run: bool,
+        /// With --once: skip mail that arrived before this day (YYYY-MM-DD, by the IMAP
+        /// server's arrival date), for a first run on a mailbox with years of mail. The
+        /// cursor moves past what is skipped.
+        #[arg(long, requires = "once", value_name = "DATE")]
+        since: Option<chrono::NaiveDate>,
     },
     /// Validate the configuration and print every problem with file, line and key.
     Check {
@@ -414,9 +419,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Form(cmd) => form::run(cmd, &classifier_rules(&cli.config)?),
-        Command::Run { once, dry_run } => {
+        Command::Run {
+            once,
+            dry_run,
+            since,
+        } => {
             let config = load(&cli.config)?;
-            let options = daemon::RunOptions { dry_run };
+            let options = daemon::RunOptions { dry_run, since };
             runtime()?.block_on(run_daemon(&cli.config, config, once, options))
         }
         Command::Leads(cmd) => {
@@ -812,6 +821,58 @@ fn classify_file(file: &Path, rules: &Rules) -> Classification {
     }
 }
 
+/// Shows how far a long pass has come: a bar on a terminal, a log line every
+/// [`PROGRESS_EVERY`] otherwise (systemd, cron). A pass that ends within the first interval
+/// shows nothing.
+async fn show_progress(progress: crate::ingest::progress::Progress) {
+    use std::io::IsTerminal as _;
+    let start = std::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let terminal = std::io::stderr().is_terminal();
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let mut logged = start;
+    struct Clear(Option<indicatif::ProgressBar>);
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            if let Some(b) = &self.0 {
+                b.finish_and_clear();
+            }
+        }
+    }
+    let mut clear = Clear(None);
+    loop {
+        tick.tick().await;
+        let (done, total) = progress.get();
+        if total == 0 || start.elapsed() < PROGRESS_EVERY.min(std::time::Duration::from_secs(1)) {
+            continue;
+        }
+        if terminal {
+            let b = bar.get_or_insert_with(|| {
+                let b = indicatif::ProgressBar::with_draw_target(
+                    Some(total),
+                    indicatif::ProgressDrawTarget::stderr(),
+                );
+                if let Ok(style) = indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} messages, {per_sec} (eta {eta})",
+                ) {
+                    b.set_style(style);
+                }
+                clear.0 = Some(b.clone());
+                b
+            });
+            b.set_length(total);
+            b.set_position(done);
+        } else if logged.elapsed() >= PROGRESS_EVERY {
+            logged = std::time::Instant::now();
+            let rate = done as f64 / start.elapsed().as_secs_f64().max(0.001);
+            info!("{}", crate::ingest::progress::line(done, total, rate));
+        }
+    }
+}
+
+/// How often a long pass logs how far it has come when stderr is not a terminal.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn run_daemon(
     path: &Path,
     config: Config,
@@ -830,7 +891,14 @@ async fn run_daemon(
             send,
             pause,
             mailbox_held_by,
-        } = daemon::run_once(&config, options, shutdown).await?;
+        } = {
+            let progress = crate::ingest::progress::Progress::new();
+            let shown = tokio::spawn(show_progress(progress.clone()));
+            let report = daemon::run_once(&config, options, Some(progress), shutdown).await;
+            shown.abort();
+            let _ = shown.await;
+            report?
+        };
         if let Some(holder) = &mailbox_held_by {
             say!("the mailbox is being read by another daemon ({holder}); this run read nothing");
         }
@@ -848,6 +916,12 @@ async fn run_daemon(
             ingest.duplicates,
             ingest.leads_touched
         );
+        if ingest.skipped > 0 {
+            say!(
+                "{} messages that arrived before --since skipped",
+                ingest.skipped
+            );
+        }
         if let Some(sc) = scheduled {
             say!(
                 "{} sequence steps enqueued, {} waiting for their time, {} held",

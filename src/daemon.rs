@@ -141,6 +141,28 @@ impl Source {
         Self::enrolling(config, store, None, None, &Metrics::default())
     }
 
+    /// [`Source::new`] for one pass (`run --once`): mail that arrived before `since` is
+    /// skipped, and the pass counts into `progress`.
+    ///
+    /// # Errors
+    /// As [`Source::new`].
+    pub fn once(
+        config: &Config,
+        store: Store,
+        since: Option<chrono::NaiveDate>,
+        progress: Option<crate::ingest::progress::Progress>,
+    ) -> anyhow::Result<Source> {
+        Self::build(
+            config,
+            store,
+            None,
+            None,
+            &Metrics::default(),
+            since,
+            progress,
+        )
+    }
+
     /// Builds the configured source; new leads that match a sequence are enrolled as their
     /// batch is recorded, and `wake` (the scheduler) is notified. Every successful read is
     /// told to `last_read`, when given (the readiness check). What is recorded is counted
@@ -155,11 +177,30 @@ impl Source {
         last_read: Option<&LastRead>,
         metrics: &Metrics,
     ) -> anyhow::Result<Source> {
+        Self::build(config, store, wake, last_read, metrics, None, None)
+    }
+
+    fn build(
+        config: &Config,
+        store: Store,
+        wake: Option<Arc<Notify>>,
+        last_read: Option<&LastRead>,
+        metrics: &Metrics,
+        since: Option<chrono::NaiveDate>,
+        progress: Option<crate::ingest::progress::Progress>,
+    ) -> anyhow::Result<Source> {
+        if since.is_some() && !matches!(config.source, SourceConfig::Imap(_)) {
+            anyhow::bail!(
+                "--since reads by the IMAP server's arrival date; a [maildir] source reads everything"
+            );
+        }
         let rules = Arc::new(config.rules());
         let actions = Arc::new(actions(config));
         let pipeline = |store: Store, mailbox: String, max_message_bytes: u64| {
             let pipeline = Pipeline::new(store, Arc::clone(&rules), mailbox, max_message_bytes)
                 .with_actions(Arc::clone(&actions), wake.clone())
+                .with_since(since)
+                .with_progress(progress.clone())
                 .with_metrics(metrics.clone())
                 .with_rspamd(
                     config
@@ -332,6 +373,9 @@ pub struct RunOptions {
     /// recorded mail is neither flagged nor moved (`after` waits for a real run), so a try-out
     /// of a new sequence on real mail changes nothing outside its database.
     pub dry_run: bool,
+    /// `--since DATE` (with `--once`): mail that arrived before this day is skipped, and the
+    /// cursor moves past it.
+    pub since: Option<chrono::NaiveDate>,
 }
 
 impl RunOptions {
@@ -570,12 +614,13 @@ pub const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(
 pub async fn run_once(
     config: &Config,
     options: RunOptions,
+    progress: Option<crate::ingest::progress::Progress>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<OnceReport> {
     options.announce(config);
     let store = options.store(open_store(config).await?);
     let checkpoints = store.start_checkpoints();
-    let source = Source::new(config, store.clone())?;
+    let source = Source::once(config, store.clone(), options.since, progress)?;
     let sender = options.sender(config, store.clone())?;
     record_sequences(&store, config, options).await;
     // A daemon reading the mailbox holds its lease; this run then leaves the mailbox to it.

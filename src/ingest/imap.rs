@@ -480,9 +480,17 @@ impl ImapSource {
             let sizes = self
                 .list_new(session, server, start, mailbox.exists, mailbox.uid_next)
                 .await?;
+            let skipped = match self.pipeline.since() {
+                Some(day) => self.skip_older(session, uidvalidity, start, day, &sizes).await?,
+                None => 0,
+            };
             if sizes.is_empty() {
-                return Ok(IngestReport::default());
+                return Ok(IngestReport {
+                    skipped,
+                    ..IngestReport::default()
+                });
             }
+            self.pipeline.expect(sizes.len());
             info!(new = sizes.len(), from_uid = start, listing = ?listing.elapsed(), "fetching new mail");
 
             // Fetch batch n+1 while batch n is classified and recorded. The writer is a task of
@@ -513,6 +521,7 @@ impl ImapSource {
             let written = writer.await.map_err(|e| IngestError::Task(e.to_string()))?;
             fetched?;
             let (mut report, committed) = written?;
+            report.skipped = skipped;
             if committed.is_some() {
                 report.tidy_failed = !self.tidy(session, server, uidvalidity, start).await;
             }
@@ -520,6 +529,45 @@ impl ImapSource {
         }
         .instrument(span)
         .await
+    }
+
+    /// With `--since`, counts the mail from `start` on that arrived before the day and so is
+    /// not read; when nothing newer is left, moves the cursor past it, so a later run without
+    /// `--since` does not read it either.
+    async fn skip_older(
+        &self,
+        session: &mut ImapSession,
+        uidvalidity: u32,
+        start: u32,
+        day: chrono::NaiveDate,
+        kept: &[(u32, u64)],
+    ) -> Result<usize, IngestError> {
+        let all: Vec<u32> = timed(
+            self.config.timeout,
+            "UID SEARCH",
+            session.uid_search(format!("UID {start}:*")),
+        )
+        .await?
+        .into_iter()
+        .filter(|uid| *uid >= start)
+        .collect();
+        let skipped = all.len().saturating_sub(kept.len());
+        if skipped > 0 {
+            info!(skipped, since = %day, "mail that arrived before --since is skipped");
+        }
+        if kept.is_empty()
+            && let Some(last) = all.iter().max()
+        {
+            let nothing = Classifying {
+                fetched: 0,
+                oversize: 0,
+                chunks: Vec::new(),
+            };
+            self.pipeline
+                .write(uidvalidity, Some(*last), nothing)
+                .await?;
+        }
+        Ok(skipped)
     }
 
     /// The UIDs from `start` on, each with its size or an upper bound of it, in UID order.
@@ -538,7 +586,12 @@ impl ImapSource {
         uid_next: Option<u32>,
     ) -> Result<Vec<(u32, u64)>, IngestError> {
         let bound = self.size_bound();
-        let range = format!("UID {start}:*");
+        let since = self.pipeline.since();
+        let range = match since {
+            // IMAP dates are `d-Mon-yyyy` with English month names (RFC 3501 `date`).
+            Some(day) => format!("UID {start}:* SINCE {}", day.format("%-d-%b-%Y")),
+            None => format!("UID {start}:*"),
+        };
         let found = timed(
             self.config.timeout,
             "UID SEARCH",
@@ -547,7 +600,7 @@ impl ImapSource {
         .await?;
         // `n:*` always includes the newest message, even when its UID is below n: an empty
         // answer from a mailbox that holds mail contradicts the mailbox's own state.
-        if found.is_empty() && exists > 0 {
+        if found.is_empty() && exists > 0 && since.is_none() {
             return self
                 .list_by_fetch(session, server, start, exists, uid_next)
                 .await;

@@ -10,6 +10,7 @@
 mod folders;
 mod imap;
 mod maildir;
+pub mod progress;
 pub mod rspamd;
 
 use std::sync::Arc;
@@ -78,6 +79,8 @@ pub struct IngestReport {
     pub oversize: usize,
     /// Leads created or updated.
     pub leads_touched: usize,
+    /// Mail skipped because it arrived before `--since`; the cursor moved past it.
+    pub skipped: usize,
     /// Recorded mail could not be flagged or moved (`[imap] after`; the reason is logged). The
     /// mail stays recorded, and the next pass tries again.
     pub tidy_failed: bool,
@@ -91,6 +94,7 @@ impl IngestReport {
         self.duplicates += other.duplicates;
         self.oversize += other.oversize;
         self.leads_touched += other.leads_touched;
+        self.skipped += other.skipped;
         self.tidy_failed |= other.tidy_failed;
     }
 }
@@ -149,6 +153,10 @@ pub struct Pipeline {
     rspamd: Option<Arc<rspamd::Client>>,
     /// Counts what is recorded, successful reads and reconnects, for `/metrics`.
     metrics: Metrics,
+    /// `run --once --since DATE`: mail that arrived before this day is skipped.
+    since: Option<chrono::NaiveDate>,
+    /// How far a pass has come, for whoever shows it.
+    progress: Option<progress::Progress>,
 }
 
 impl Pipeline {
@@ -172,6 +180,8 @@ impl Pipeline {
             last_read: None,
             rspamd: None,
             metrics: Metrics::default(),
+            since: None,
+            progress: None,
         }
     }
 
@@ -216,6 +226,31 @@ impl Pipeline {
     pub fn with_last_read(mut self, last_read: LastRead) -> Self {
         self.last_read = Some(last_read);
         self
+    }
+
+    /// Skips mail that arrived before `since` (IMAP `SEARCH SINCE`, by the server's arrival
+    /// date); the cursor moves past it.
+    pub fn with_since(mut self, since: Option<chrono::NaiveDate>) -> Self {
+        self.since = since;
+        self
+    }
+
+    /// The first day whose mail is read, when older mail is skipped.
+    pub fn since(&self) -> Option<chrono::NaiveDate> {
+        self.since
+    }
+
+    /// Counts each pass's messages into `progress`.
+    pub fn with_progress(mut self, progress: Option<progress::Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The pass will read `n` more messages.
+    fn expect(&self, n: usize) {
+        if let Some(p) = &self.progress {
+            p.add_total(n as u64);
+        }
     }
 
     /// Notes a successful read (a pass found nothing more to record, or a batch was recorded).
@@ -329,8 +364,12 @@ impl Pipeline {
             duplicates = outcome.duplicates,
             "batch recorded"
         );
+        if let Some(p) = &self.progress {
+            p.advance(batch.fetched as u64);
+        }
         Ok(IngestReport {
             tidy_failed: false,
+            skipped: 0,
             fetched: batch.fetched,
             recorded: outcome.recorded,
             duplicates: outcome.duplicates,

@@ -517,3 +517,50 @@ async fn broken_and_hostile_mail_is_recorded_not_lost() {
         Some("inquiry")
     );
 }
+
+/// `run --once --since DATE` on a first run: the mail that arrived before the day is skipped,
+/// the cursor moves past it, and later runs read only what comes after. The server's arrival
+/// date decides (Dovecot's INTERNALDATE of an APPEND is now).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_since_a_day_skips_older_mail_for_good() {
+    let s = Setup::new("implicit", "").await;
+    for n in 1..=3 {
+        s.append(&inquiry(n));
+    }
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .date_naive()
+        .to_string();
+    let (code, out) =
+        crate::support::run_cli(&s.config_path, &["run", "--once", "--since", &tomorrow]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 recorded"), "{out}");
+    assert!(
+        out.contains("3 messages that arrived before --since skipped"),
+        "{out}"
+    );
+    s.append(&inquiry(4));
+    let (code, out) = crate::support::run_cli(&s.config_path, &["run", "--once"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 messages read, 1 recorded"), "{out}");
+    let (source, store) = s.source().await;
+    drop(source);
+    let inbound = store.inbound(&s.mailbox()).await.unwrap();
+    assert_eq!(
+        inbound.iter().filter_map(|m| m.uid).collect::<Vec<_>>(),
+        [4]
+    );
+
+    // Since today: everything that came today is read.
+    let s = Setup::new("implicit", "").await;
+    s.append(&inquiry(1));
+    s.append(&inquiry(2));
+    let today = chrono::Utc::now().date_naive().to_string();
+    let (code, out) =
+        crate::support::run_cli(&s.config_path, &["run", "--once", "--since", &today]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("2 recorded"), "{out}");
+    assert!(!out.contains("skipped"), "{out}");
+    // --since needs --once.
+    let (code, _) = crate::support::run_cli(&s.config_path, &["run", "--since", &today]);
+    assert_eq!(code, 2);
+}
