@@ -27,8 +27,10 @@ use crate::store::{Enrollment, Outgoing, Settle, Store, StoreError, count_key};
 /// same throughput as 500), large enough that a commit serves many messages.
 const BATCH: usize = 200;
 /// How long a claim protects an enrollment from other schedulers: far longer than a batch
-/// takes, short enough that a crashed daemon's claims come free soon.
-const LEASE: Duration = Duration::from_secs(300);
+/// takes, short enough that a crashed daemon's claims come free soon. A claim that runs out
+/// under a slow batch costs work twice, never a message twice: settling checks that the
+/// claim is still this scheduler's, and a step enters the outbox once.
+const LEASE: Duration = Duration::from_secs(20);
 /// How often a scheduler waiting out a sending pause looks whether it was lifted.
 const PAUSE_POLL: Duration = Duration::from_secs(1);
 /// The longest sleep: another daemon sharing the database may enroll leads this one is not

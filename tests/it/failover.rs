@@ -171,3 +171,152 @@ async fn a_cap_holds_when_several_schedulers_race() {
     let sent = std::fs::read_dir(dir.path().join("outbox")).map_or(0, |d| d.count());
     assert_eq!(sent, 40, "{counts:?}");
 }
+
+/// Every dump's Message-ID, in the order smtp-sink wrote them.
+fn sink_message_ids(sink: &crate::smtp_sink::SmtpSink) -> Vec<String> {
+    sink.messages()
+        .iter()
+        .filter_map(|m| {
+            String::from_utf8_lossy(m)
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("Message-ID: ")
+                        .or_else(|| l.strip_prefix("Message-Id: "))
+                })
+                .map(|v| v.trim().trim_matches(['<', '>']).to_owned())
+        })
+        .collect()
+}
+
+/// Three daemons on one PostgreSQL database, one Dovecot and one smtp-sink, killed with
+/// `SIGKILL` in turn (and started again) while 5,000 messages are read and their steps sent:
+/// every message is recorded once, no step reaches the sink twice, every step is either sent
+/// or known to be interrupted, and the sender's daily cap (4,000 of the 5,000 due steps) holds
+/// across the three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_killed_in_turn_lose_nothing_and_send_nothing_twice() {
+    let db = test_db().await;
+    if !db.url.starts_with("postgres") {
+        eprintln!("SKIPPED: several daemons scale out on PostgreSQL; this test runs in the PostgreSQL pass");
+        return;
+    }
+    let total: u32 = 5000;
+    let cap = 4000;
+    let dovecot = crate::support::start_dovecot().await;
+    dovecot.load_maildir((1..=total).map(inquiry)).unwrap();
+    let sink = crate::smtp_sink::SmtpSink::start(&[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sequences")).unwrap();
+    std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+    std::fs::write(
+        dir.path().join("sequences/welcome.toml"),
+        "[enroll]\nkinds = [\"inquiry\"]\n\n\
+         [[step]]\nid = \"hello\"\ndelay = \"0m\"\ntemplate = \"hello\"\nsubject = \"Welcome\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("templates/hello.txt"),
+        "Hello {{ lead.first_name }}.\n",
+    )
+    .unwrap();
+    let config = ConfigFile::new(dir.path(), &db.url)
+        .imap(&dovecot, "implicit", "batch_size = 200")
+        .identity(&["leads@company.com"], &["company.com"])
+        .smtp(sink.port())
+        .raw(&format!(
+            "[sequences]\ndir = \"sequences\"\ntemplates = \"templates\"\n\n\
+             [[sender]]\nname = \"team\"\naddress = \"hello@company.com\"\nper_day = {cap}\n"
+        ))
+        .write();
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    let c = leadloop::config::Config::load(&config).unwrap();
+    let mailbox = match &c.source {
+        leadloop::config::SourceConfig::Imap(i) => leadloop::ingest::imap_mailbox_name(i),
+        leadloop::config::SourceConfig::Maildir(_) => unreachable!(),
+    };
+
+    let start = || Daemon(with_config(&config, &["run"]).spawn());
+    let mut daemons = vec![start(), start(), start()];
+    let began = Instant::now();
+    let mut kills = 0;
+    // Kill one every 1.5 s, round robin, and start it again at once, until every message is
+    // recorded and the cap's worth of steps has left the outbox's open states.
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let counts = store.outbox_counts().await.unwrap();
+        let open: i64 = ["pending", "retry", "sending"]
+            .iter()
+            .filter_map(|s| counts.get(*s))
+            .sum();
+        let done: i64 = ["sent", "interrupted"]
+            .iter()
+            .filter_map(|s| counts.get(*s))
+            .sum();
+        let recorded = recorded(&store, &mailbox).await;
+        if recorded == total as usize && open == 0 && done >= cap {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(240),
+            "not finished: {recorded} recorded, outbox {counts:?}"
+        );
+        if kills < 12 {
+            let i = kills % 3;
+            daemons[i].0.kill().unwrap();
+            daemons[i].0.wait().unwrap();
+            daemons[i] = start();
+            kills += 1;
+        }
+    }
+    eprintln!(
+        "three daemons: {kills} kills, finished after {:?}",
+        began.elapsed()
+    );
+    assert!(kills >= 6, "finished before the daemons were killed often enough to test anything");
+    // Let a last round settle, then stop them all.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for d in &mut daemons {
+        let _ = std::process::Command::new("kill")
+            .arg(d.0.id().to_string())
+            .status();
+        let _ = d.0.wait();
+    }
+
+    // Every message once.
+    let inbound = store.inbound(&mailbox).await.unwrap();
+    let mut uids: Vec<i64> = inbound.iter().filter_map(|m| m.uid).collect();
+    uids.sort_unstable();
+    assert_eq!(uids, (1..=i64::from(total)).collect::<Vec<_>>(), "every message exactly once");
+    // Every step once in the outbox, and the cap held: cap steps sent or interrupted, the
+    // rest still waiting in their enrollments.
+    let counts = store.outbox_counts().await.unwrap();
+    let rows: i64 = counts.values().sum();
+    assert_eq!(rows, cap, "the sender's cap across three daemons: {counts:?}");
+    let interrupted = counts.get("interrupted").copied().unwrap_or(0);
+    let sent = counts.get("sent").copied().unwrap_or(0);
+    assert_eq!(sent + interrupted, cap, "{counts:?}");
+    // Never twice at the sink; every sent row arrived; nothing arrived that is not a row.
+    let ids = sink_message_ids(&sink);
+    let unique: std::collections::HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "a step reached the sink twice");
+    let sent_rows = store
+        .list_outbox(Some(leadloop::store::OutboxState::Sent), cap as usize)
+        .await
+        .unwrap();
+    for r in &sent_rows {
+        assert!(
+            unique.contains(&r.message_id.as_str().to_owned()),
+            "{} is sent but not at the sink",
+            r.message_id.as_str()
+        );
+    }
+    assert!(
+        ids.len() as i64 <= cap && ids.len() as i64 >= sent,
+        "{} at the sink, {sent} sent, {interrupted} interrupted",
+        ids.len()
+    );
+    eprintln!(
+        "three daemons: {sent} sent, {interrupted} interrupted (of which {} reached the sink)",
+        ids.len() as i64 - sent
+    );
+}
