@@ -197,7 +197,9 @@ fn sink_message_ids(sink: &crate::smtp_sink::SmtpSink) -> Vec<String> {
 async fn three_daemons_killed_in_turn_lose_nothing_and_send_nothing_twice() {
     let db = test_db().await;
     if !db.url.starts_with("postgres") {
-        eprintln!("SKIPPED: several daemons scale out on PostgreSQL; this test runs in the PostgreSQL pass");
+        eprintln!(
+            "SKIPPED: several daemons scale out on PostgreSQL; this test runs in the PostgreSQL pass"
+        );
         return;
     }
     let total: u32 = 5000;
@@ -272,7 +274,10 @@ async fn three_daemons_killed_in_turn_lose_nothing_and_send_nothing_twice() {
         "three daemons: {kills} kills, finished after {:?}",
         began.elapsed()
     );
-    assert!(kills >= 6, "finished before the daemons were killed often enough to test anything");
+    assert!(
+        kills >= 6,
+        "finished before the daemons were killed often enough to test anything"
+    );
     // Let a last round settle, then stop them all.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for d in &mut daemons {
@@ -286,12 +291,19 @@ async fn three_daemons_killed_in_turn_lose_nothing_and_send_nothing_twice() {
     let inbound = store.inbound(&mailbox).await.unwrap();
     let mut uids: Vec<i64> = inbound.iter().filter_map(|m| m.uid).collect();
     uids.sort_unstable();
-    assert_eq!(uids, (1..=i64::from(total)).collect::<Vec<_>>(), "every message exactly once");
+    assert_eq!(
+        uids,
+        (1..=i64::from(total)).collect::<Vec<_>>(),
+        "every message exactly once"
+    );
     // Every step once in the outbox, and the cap held: cap steps sent or interrupted, the
     // rest still waiting in their enrollments.
     let counts = store.outbox_counts().await.unwrap();
     let rows: i64 = counts.values().sum();
-    assert_eq!(rows, cap, "the sender's cap across three daemons: {counts:?}");
+    assert_eq!(
+        rows, cap,
+        "the sender's cap across three daemons: {counts:?}"
+    );
     let interrupted = counts.get("interrupted").copied().unwrap_or(0);
     let sent = counts.get("sent").copied().unwrap_or(0);
     assert_eq!(sent + interrupted, cap, "{counts:?}");
