@@ -18,6 +18,7 @@
 //! | route | who | answers |
 //! |---|---|---|
 //! | `GET /` | signed in | the home page: who is signed in, as what, and where to go |
+//! | `GET /leads` | signed in | the leads list: search (`q`), filters (`channel`, `status`, `owner`, `from`, `until`), order (`sort`) and `page`, 50 a page |
 //! | `GET /admin/users` | admin | `[[user]]` with role, whether a password is set and live sessions |
 //! | `POST /admin/users/end-sessions` | admin | ends every session of the form's `email` |
 //! | `GET /static/app.css` | anyone | the stylesheet |
@@ -57,6 +58,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             "admin_users.html",
             include_str!("templates/admin_users.html"),
         ),
+        ("leads.html", include_str!("templates/leads.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             // Caught by the tests that render every template; a broken one answers 500.
@@ -80,6 +82,7 @@ pub(super) fn routes() -> Router<App> {
             get(auth_pages::link_page).post(auth_pages::link_signin),
         )
         .route("/signout", post(auth_pages::signout))
+        .route("/leads", get(leads))
         .route("/admin/users", get(admin_users))
         .route("/admin/users/end-sessions", post(end_sessions))
         .route("/static/app.css", get(stylesheet))
@@ -164,6 +167,125 @@ pub(super) async fn home(user: SignedIn) -> Response {
         "home.html",
         context! { title => "Home", user => user.context(), csrf => user.csrf() },
     )
+}
+
+/// Leads a page of the list shows.
+const LEADS_PER_PAGE: u32 = 50;
+
+/// `GET /leads`: one page of the leads list. A filter that cannot be read (a date that is no
+/// date) is named on the page, and the list shows without it.
+pub(super) async fn leads(
+    user: SignedIn,
+    State(app): State<App>,
+    uri: axum::http::Uri,
+) -> Result<Response, Response> {
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let get = |key: &str| {
+        params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let mut problems = Vec::new();
+    let day = |key: &str, problems: &mut Vec<String>| {
+        let text = get(key)?;
+        match chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d") {
+            Ok(d) => Some(d.and_time(chrono::NaiveTime::MIN).and_utc()),
+            Err(_) => {
+                problems.push(format!("{key}: '{text}' is not a date (YYYY-MM-DD)"));
+                None
+            }
+        }
+    };
+    let status = match get("status") {
+        Some(s) => match s.parse::<crate::domain::LeadStatus>() {
+            Ok(st) => Some(st),
+            Err(_) => {
+                problems.push(format!("status: '{s}' is not a status"));
+                None
+            }
+        },
+        None => None,
+    };
+    let query = crate::store::LeadQuery {
+        search: get("q"),
+        channel: get("channel"),
+        status,
+        owner: get("owner"),
+        from: day("from", &mut problems),
+        // The whole `until` day is included.
+        until: day("until", &mut problems).map(|t| t + chrono::Duration::days(1)),
+        sort: get("sort")
+            .and_then(|s| crate::store::LeadSort::parse(&s))
+            .unwrap_or_default(),
+        page: get("page")
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+            .min(100_000),
+        per_page: LEADS_PER_PAGE,
+    };
+    let page = app.0.store.lead_page(&query).await.map_err(|e| {
+        warn!(error = %error_chain(&e), "cannot read the leads list");
+        super::page::unavailable()
+    })?;
+    // The same filters on another page.
+    let link = |page: u32| {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for key in ["q", "channel", "status", "owner", "from", "until", "sort"] {
+            if let Some(v) = get(key) {
+                q.append_pair(key, &v);
+            }
+        }
+        q.append_pair("page", &page.to_string());
+        q.finish()
+    };
+    let leads: Vec<Value> = page
+        .leads
+        .iter()
+        .map(|l| {
+            context! {
+                email => l.email.as_str(),
+                name => l.name.as_deref().unwrap_or_default(),
+                company => l.company.as_deref().unwrap_or_default(),
+                channel => &l.channel,
+                status => l.status.as_str(),
+                owner => l.owner.as_deref().unwrap_or_default(),
+                score => l.score,
+                created => l.created_at.format("%Y-%m-%d %H:%M").to_string(),
+            }
+        })
+        .collect();
+    Ok(render(
+        user.base(),
+        StatusCode::OK,
+        "leads.html",
+        context! {
+            title => "Leads",
+            user => user.context(),
+            csrf => user.csrf(),
+            q => context! {
+                search => get("q").unwrap_or_default(),
+                channel => get("channel").unwrap_or_default(),
+                status => query.status.map(|s| s.as_str()).unwrap_or_default(),
+                owner => get("owner").unwrap_or_default(),
+                from => get("from").unwrap_or_default(),
+                until => get("until").unwrap_or_default(),
+                sort => query.sort.name(),
+            },
+            statuses => crate::domain::LeadStatus::NAMES.to_vec(),
+            sorts => crate::store::LeadSort::ALL.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+            error => (!problems.is_empty()).then(|| problems.join("; ")),
+            leads,
+            page => query.page,
+            prev => (query.page > 0).then(|| link(query.page - 1)),
+            next => page.more.then(|| link(query.page + 1)),
+        },
+    ))
 }
 
 /// `GET /admin/users`: every configured user, whether they have a password and how many
@@ -262,10 +384,14 @@ mod tests {
                 "admin_users.html",
                 context! { title => "Users", user => user.clone(), csrf => "t", users => vec![context! { email => evil, name => evil, role => "sales", password => true, sessions => 2 }] },
             ),
+            (
+                "leads.html",
+                context! { title => "Leads", user => user.clone(), csrf => "t", q => context! { search => evil, sort => "newest" }, statuses => vec!["new"], sorts => vec!["newest"], error => evil, page => 0, prev => None::<String>, next => Some("page=1"), leads => vec![context! { email => evil, name => evil, company => evil, channel => evil, status => "new", owner => evil, score => 1, created => "2026-12-05 10:00" }] },
+            ),
         ] {
             let html = TEMPLATES
                 .get_template(name)
-                .and_then(|t| t.render(ctx))
+                .and_then(|t| t.render(ctx.clone()))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!html.contains("<script"), "{name}: {html}");
             assert!(html.contains("/static/app.css"), "{name}");
@@ -274,11 +400,7 @@ mod tests {
             }
             let prefixed = TEMPLATES
                 .get_template(name)
-                .and_then(|t| {
-                    t.render(
-                        context! { base => "/ll", user => user.clone(), title => "t", csrf => "t" },
-                    )
-                })
+                .and_then(|t| t.render(context! { base => "/ll", ..ctx.clone() }))
                 .unwrap()
                 // minijinja writes `/` in a value as `&#x2f;`, which browsers read back.
                 .replace("&#x2f;", "/");

@@ -57,12 +57,14 @@ mod sales;
 mod score;
 mod suppressions;
 mod users;
+mod view;
 
 pub use digest::{NewDigest, WaitingLead};
 pub use leases::MailboxLease;
 pub use metrics::StateCounts;
 pub use report::{LeadGroup, LeadGroupRow, ReasonCount, ReportWindow, Span, StepRow};
 pub use running::RunningSequence;
+pub use view::{LeadPage, LeadQuery, LeadSort};
 
 pub use sales::{
     Cause, HandoffOutcome, KnownLead, OurMessage, PendingHandoff, SOFT_BOUNCE, VerdictEntry,

@@ -802,3 +802,92 @@ fn link_tokens(sink: &SmtpSink, port: u16) -> Vec<String> {
         })
         .collect()
 }
+
+/// The leads list: signed-in people only, 50 a page, search across address, name and company,
+/// filters kept across pages, and whatever came from outside written as text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leads_list_searches_filters_pages_and_escapes() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &db, port, "", USERS);
+    let (code, _, err) = users(&config, &["add", SAM], SAM_PASSWORD);
+    assert_eq!(code, 0, "{err}");
+    let mut csv = String::from("email,name,company,channel,owner\n");
+    for n in 0..60 {
+        let company = if n % 2 == 0 { "Acme" } else { "Globex 50%" };
+        let channel = if n % 3 == 0 { "fair" } else { "web" };
+        csv.push_str(&format!(
+            "p{n}@example.org,Person {n},{company},{channel},sam@company.com\n"
+        ));
+    }
+    csv.push_str(
+        "x@evil.example,<script>alert(1)</script>,\"\"\"><img src=x onerror=alert(2)>\",web,\n",
+    );
+    let file = dir.path().join("leads.csv");
+    std::fs::write(&file, csv).unwrap();
+    let (code, out, err) = with_config(&config, &["import", file.to_str().unwrap()]).run();
+    assert_eq!(code, 0, "{out}{err}");
+
+    let daemon = Daemon::start(&config, port).await;
+    let mut anon = Browser::new(port);
+    to_signin(&anon.get("/leads").await);
+    let mut sam = Browser::new(port);
+    let reply = sam.sign_in(SAM, SAM_PASSWORD).await;
+    assert_eq!(reply.status, 303, "{reply:?}");
+    let rows = |r: &Reply| r.body.matches("<tr>").count() - 1;
+
+    let first = sam.get("/leads").await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(rows(&first), 50, "{}", first.body);
+    assert!(first.body.contains("rel=\"next\""), "{}", first.body);
+    let second = sam.get("/leads?page=1").await;
+    assert_eq!(rows(&second), 11, "{}", second.body);
+    assert!(!second.body.contains("rel=\"next\""));
+    assert!(second.body.contains("rel=\"prev\""));
+
+    // Search: any part of the company, case aside, `%` taken literally; filters combine and
+    // the next page keeps them.
+    let globex = sam.get("/leads?q=GLOBEX+50%25").await;
+    assert_eq!(rows(&globex), 30, "{}", globex.body);
+    let acme_fair = sam.get("/leads?q=acme&channel=fair").await;
+    assert_eq!(rows(&acme_fair), 10, "{}", acme_fair.body);
+    let percent = sam.get("/leads?q=%25").await;
+    assert_eq!(
+        rows(&percent),
+        30,
+        "only the companies with a % sign: {}",
+        percent.body
+    );
+    let owned = sam.get("/leads?owner=SAM@company.com&sort=email").await;
+    assert_eq!(rows(&owned), 50);
+    assert!(
+        owned
+            .body
+            .contains("owner=SAM%40company.com&amp;sort=email&amp;page=1"),
+        "{}",
+        owned.body
+    );
+    let bad = sam.get("/leads?from=yesterday").await;
+    assert_eq!(bad.status, 200);
+    assert!(bad.body.contains("is not a date"), "{}", bad.body);
+    assert_eq!(rows(&bad), 50, "the list shows without the broken filter");
+
+    // What came from outside is text.
+    let evil = sam.get("/leads?q=evil").await;
+    assert_eq!(rows(&evil), 1, "{}", evil.body);
+    assert!(!evil.body.contains("<script>alert"), "{}", evil.body);
+    assert!(!evil.body.contains("<img"), "{}", evil.body);
+    assert!(
+        evil.body
+            .contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        "{}",
+        evil.body
+    );
+    assert!(
+        evil.body.contains("&lt;img src=x onerror=alert(2)&gt;"),
+        "{}",
+        evil.body
+    );
+    daemon.stop().await;
+}
