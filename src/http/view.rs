@@ -19,6 +19,7 @@
 //! |---|---|---|
 //! | `GET /` | signed in | the home page: who is signed in, as what, and where to go |
 //! | `GET /leads` | signed in | the leads list: search (`q`), filters (`channel`, `status`, `owner`, `from`, `until`), order (`sort`) and `page`, 50 a page |
+//! | `GET /leads/ID` | signed in | one lead: its card, form fields, verdicts, sequences and timeline, every text from mail shown as text |
 //! | `GET /admin/users` | admin | `[[user]]` with role, whether a password is set and live sessions |
 //! | `POST /admin/users/end-sessions` | admin | ends every session of the form's `email` |
 //! | `GET /static/app.css` | anyone | the stylesheet |
@@ -59,6 +60,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             include_str!("templates/admin_users.html"),
         ),
         ("leads.html", include_str!("templates/leads.html")),
+        ("lead.html", include_str!("templates/lead.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             // Caught by the tests that render every template; a broken one answers 500.
@@ -83,6 +85,7 @@ pub(super) fn routes() -> Router<App> {
         )
         .route("/signout", post(auth_pages::signout))
         .route("/leads", get(leads))
+        .route("/leads/{id}", get(lead_page))
         .route("/admin/users", get(admin_users))
         .route("/admin/users/end-sessions", post(end_sessions))
         .route("/static/app.css", get(stylesheet))
@@ -249,6 +252,7 @@ pub(super) async fn leads(
         .iter()
         .map(|l| {
             context! {
+                id => l.id.0,
                 email => l.email.as_str(),
                 name => l.name.as_deref().unwrap_or_default(),
                 company => l.company.as_deref().unwrap_or_default(),
@@ -284,6 +288,103 @@ pub(super) async fn leads(
             page => query.page,
             prev => (query.page > 0).then(|| link(query.page - 1)),
             next => page.more.then(|| link(query.page + 1)),
+        },
+    ))
+}
+
+/// `GET /leads/ID`: one lead's page. An id that is no lead's gets the same page as any
+/// unknown address.
+pub(super) async fn lead_page(
+    user: SignedIn,
+    State(app): State<App>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, Response> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(super::page::not_found());
+    };
+    let store = &app.0.store;
+    let unavailable = |e: crate::store::StoreError| {
+        warn!(error = %error_chain(&e), "cannot read a lead's page");
+        super::page::unavailable()
+    };
+    let id = crate::domain::LeadId(id);
+    let lead = store
+        .leads_by_id(&[id])
+        .await
+        .map_err(unavailable)?
+        .remove(&id)
+        .ok_or_else(super::page::not_found)?;
+    let timeline = store.timeline(&lead).await.map_err(unavailable)?;
+    let enrollments = store.enrollments(lead.id).await.map_err(unavailable)?;
+    let verdicts = store.verdicts(lead.id).await.map_err(unavailable)?;
+    let when = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M").to_string();
+    let fields: Vec<Value> = lead
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            let value = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            context! { name => k, value }
+        })
+        .collect();
+    let timeline: Vec<Value> = timeline
+        .iter()
+        .map(|e| {
+            context! {
+                at => when(e.at),
+                kind => &e.kind,
+                subject => e.subject.as_deref().unwrap_or_default(),
+                detail => if e.detail.is_null() { String::new() } else { e.detail.to_string() },
+            }
+        })
+        .collect();
+    let sequences: Vec<Value> = enrollments
+        .iter()
+        .map(|e| {
+            context! {
+                sequence => e.sequence.as_str(),
+                state => e.state.as_str(),
+                done => e.steps_done.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                next => e.next_step.as_ref().map(|s| s.as_str()).unwrap_or_default(),
+                due => e.next_due_at.map(when).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let verdicts: Vec<Value> = verdicts
+        .iter()
+        .map(|v| {
+            context! {
+                at => when(v.at),
+                verdict => v.verdict.as_str(),
+                reason => v.reason.as_deref().unwrap_or_default(),
+                comment => v.comment.as_deref().unwrap_or_default(),
+                by => &v.by,
+            }
+        })
+        .collect();
+    Ok(render(
+        user.base(),
+        StatusCode::OK,
+        "lead.html",
+        context! {
+            title => lead.name.clone().unwrap_or_else(|| lead.email.to_string()),
+            user => user.context(),
+            csrf => user.csrf(),
+            lead => context! {
+                email => lead.email.as_str(),
+                name => lead.name.as_deref().unwrap_or_default(),
+                company => lead.company.as_deref().unwrap_or_default(),
+                phone => lead.phone.as_deref().unwrap_or_default(),
+                channel => &lead.channel,
+                status => lead.status.as_str(),
+                owner => lead.owner.as_deref().unwrap_or_default(),
+                score => lead.score,
+                form => lead.form.as_deref().unwrap_or_default(),
+                created => when(lead.created_at),
+            },
+            fields,
+            verdicts,
+            sequences,
+            timeline,
         },
     ))
 }
@@ -385,8 +486,12 @@ mod tests {
                 context! { title => "Users", user => user.clone(), csrf => "t", users => vec![context! { email => evil, name => evil, role => "sales", password => true, sessions => 2 }] },
             ),
             (
+                "lead.html",
+                context! { title => evil, user => user.clone(), csrf => "t", lead => context! { email => evil, name => evil, company => evil, phone => evil, channel => evil, status => "new", owner => evil, score => 1, form => evil, created => "x" }, fields => vec![context! { name => evil, value => evil }], verdicts => vec![context! { at => "x", verdict => "unqualified", reason => evil, comment => evil, by => evil }], sequences => vec![context! { sequence => evil, state => "active", done => evil, next => evil, due => "x" }], timeline => vec![context! { at => "x", kind => "inquiry", subject => evil, detail => evil }] },
+            ),
+            (
                 "leads.html",
-                context! { title => "Leads", user => user.clone(), csrf => "t", q => context! { search => evil, sort => "newest" }, statuses => vec!["new"], sorts => vec!["newest"], error => evil, page => 0, prev => None::<String>, next => Some("page=1"), leads => vec![context! { email => evil, name => evil, company => evil, channel => evil, status => "new", owner => evil, score => 1, created => "2026-12-05 10:00" }] },
+                context! { title => "Leads", user => user.clone(), csrf => "t", q => context! { search => evil, sort => "newest" }, statuses => vec!["new"], sorts => vec!["newest"], error => evil, page => 0, prev => None::<String>, next => Some("page=1"), leads => vec![context! { id => 1, email => evil, name => evil, company => evil, channel => evil, status => "new", owner => evil, score => 1, created => "2026-12-05 10:00" }] },
             ),
         ] {
             let html = TEMPLATES

@@ -889,5 +889,27 @@ async fn the_leads_list_searches_filters_pages_and_escapes() {
         "{}",
         evil.body
     );
+
+    // The lead's page, from the list's link: its card as text, its timeline with the import.
+    let at = evil
+        .body
+        .find("href=\"/leads/")
+        .expect("a link to the lead")
+        + 6;
+    let href = evil.body[at..evil.body[at..].find('"').unwrap() + at].to_owned();
+    let page = sam.get(&href).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.contains("x@evil.example"), "{}", page.body);
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(!page.body.contains("<img"), "{}", page.body);
+    assert!(
+        page.body.contains("&lt;script&gt;alert(1)"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("<h2>Timeline</h2>"), "{}", page.body);
+    assert_eq!(sam.get("/leads/999999").await.status, 404);
+    assert_eq!(sam.get("/leads/not-a-number").await.status, 404);
+    to_signin(&anon.get(&href).await);
     daemon.stop().await;
 }
