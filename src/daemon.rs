@@ -836,7 +836,9 @@ pub async fn run_with(
         };
         if let Some(socket) = &http_socket {
             let listener = socket.listener()?;
-            let mut web = crate::http::Web::new(&config).with_limits(Arc::clone(&signin_limits));
+            let mut web = crate::http::Web::new(&config)
+                .with_limits(Arc::clone(&signin_limits))
+                .with_actions(Arc::new(actions(&config)));
             if let Some(sender) = &link_sender {
                 web = web.with_mailer(Arc::new(DirectSender(sender.clone())));
             }

@@ -131,6 +131,11 @@ pub struct Web {
     pub(super) mailer: Option<Arc<dyn DirectMailer>>,
     /// The sign-in rate limits.
     pub(super) limits: Arc<SignInLimits>,
+    /// What a verdict given on a lead's page does (the daemon's own rules); `None` where the
+    /// view takes no verdicts.
+    pub(super) actions: Option<Arc<crate::actions::Actions>>,
+    /// The sequences a `nurture` verdict may name.
+    pub(super) sequences: Vec<String>,
 }
 
 impl fmt::Debug for Web {
@@ -156,6 +161,8 @@ impl Default for Web {
             link_from: None,
             mailer: None,
             limits: Arc::new(SignInLimits::new()),
+            actions: None,
+            sequences: Vec::new(),
         }
     }
 }
@@ -188,7 +195,21 @@ impl Web {
             link_from,
             mailer: None,
             limits: Arc::new(SignInLimits::new()),
+            actions: None,
+            sequences: config
+                .sequences
+                .sequences
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
         }
+    }
+
+    /// Takes verdicts on lead pages, acting on them as `actions` say.
+    #[must_use]
+    pub fn with_actions(mut self, actions: Arc<crate::actions::Actions>) -> Web {
+        self.actions = Some(actions);
+        self
     }
 
     /// Sends sign-in links with `mailer`.

@@ -20,6 +20,7 @@
 //! | `GET /` | signed in | the home page: who is signed in, as what, and where to go |
 //! | `GET /leads` | signed in | the leads list: search (`q`), filters (`channel`, `status`, `owner`, `from`, `until`), order (`sort`) and `page`, 50 a page |
 //! | `GET /leads/ID` | signed in | one lead: its card, form fields, verdicts, sequences and timeline, every text from mail shown as text |
+//! | `POST /leads/ID/verdict` | signed in | records a verdict on the lead as the signed-in person, and acts on it as an answer to a hand-off would |
 //! | `GET /admin/users` | admin | `[[user]]` with role, whether a password is set and live sessions |
 //! | `POST /admin/users/end-sessions` | admin | ends every session of the form's `email` |
 //! | `GET /static/app.css` | anyone | the stylesheet |
@@ -86,6 +87,7 @@ pub(super) fn routes() -> Router<App> {
         .route("/signout", post(auth_pages::signout))
         .route("/leads", get(leads))
         .route("/leads/{id}", get(lead_page))
+        .route("/leads/{id}/verdict", post(give_verdict))
         .route("/admin/users", get(admin_users))
         .route("/admin/users/end-sessions", post(end_sessions))
         .route("/static/app.css", get(stylesheet))
@@ -317,6 +319,7 @@ pub(super) async fn lead_page(
     let timeline = store.timeline(&lead).await.map_err(unavailable)?;
     let enrollments = store.enrollments(lead.id).await.map_err(unavailable)?;
     let verdicts = store.verdicts(lead.id).await.map_err(unavailable)?;
+    let reasons = store.verdict_reasons(50).await.map_err(unavailable)?;
     let when = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%d %H:%M").to_string();
     let fields: Vec<Value> = lead
         .fields
@@ -369,7 +372,11 @@ pub(super) async fn lead_page(
             title => lead.name.clone().unwrap_or_else(|| lead.email.to_string()),
             user => user.context(),
             csrf => user.csrf(),
+            verdicts_taken => app.0.web.actions.is_some(),
+            reasons,
+            sequence_names => app.0.web.sequences.clone(),
             lead => context! {
+                id => lead.id.0,
                 email => lead.email.as_str(),
                 name => lead.name.as_deref().unwrap_or_default(),
                 company => lead.company.as_deref().unwrap_or_default(),
@@ -387,6 +394,91 @@ pub(super) async fn lead_page(
             timeline,
         },
     ))
+}
+
+/// `POST /leads/ID/verdict`: a verdict from the lead's page, recorded with the signed-in
+/// person as `by` and acted on as the daemon acts on one mailed by Sales. The form's
+/// `verdict` (qualified, unqualified, customer, not now, nurture) is completed by `reason`,
+/// `until` (not now) or `sequence` (nurture) into the words Sales would write.
+pub(super) async fn give_verdict(
+    State(app): State<App>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    posted: Posted,
+) -> Result<Response, Response> {
+    let user = &posted.user;
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(super::page::not_found());
+    };
+    let Some(actions) = app.0.web.actions.clone() else {
+        return Err(super::page::not_found());
+    };
+    let store = &app.0.store;
+    let unavailable = |e: crate::store::StoreError| {
+        warn!(error = %error_chain(&e), "cannot record a verdict");
+        super::page::unavailable()
+    };
+    let id = crate::domain::LeadId(id);
+    let lead = store
+        .leads_by_id(&[id])
+        .await
+        .map_err(unavailable)?
+        .remove(&id)
+        .ok_or_else(super::page::not_found)?;
+    let value = |name: &str| {
+        posted
+            .field(name)
+            .map(|v| v.lines().next().unwrap_or_default().trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let kind = value("verdict").unwrap_or_default();
+    let words = match kind.as_str() {
+        "not now" => value("until").map(|u| format!("not now: until {u}")),
+        "nurture" => value("sequence").map(|s| format!("nurture: {s}")),
+        "qualified" | "unqualified" | "customer" => Some(match value("reason") {
+            Some(r) => format!("{kind}: {r}"),
+            None => kind.clone(),
+        }),
+        _ => None,
+    };
+    let now = Utc::now();
+    let verdict = words
+        .as_deref()
+        .and_then(|w| crate::classify::read_verdict(w, now.date_naive()));
+    let Some(mut verdict) = verdict else {
+        return Err(message(
+            user.base(),
+            StatusCode::BAD_REQUEST,
+            Some(user),
+            "Not a verdict",
+            "Choose a verdict; \"not now\" needs a date and \"nurture\" a sequence.",
+        ));
+    };
+    verdict.comment = value("comment");
+    let changes = actions
+        .verdict_changes(&verdict, user.email.as_str(), "web", now)
+        .map_err(|problem| {
+            message(
+                user.base(),
+                StatusCode::BAD_REQUEST,
+                Some(user),
+                "Not recorded",
+                &problem,
+            )
+        })?;
+    let changes: Vec<crate::store::LeadChange> = changes
+        .into_iter()
+        .map(|change| crate::store::LeadChange {
+            record: 0,
+            lead: lead.email.clone(),
+            change,
+        })
+        .collect();
+    store
+        .apply_lead_changes(&changes, now)
+        .await
+        .map_err(unavailable)?;
+    info!(by = %user.email, lead = %lead.email, verdict = %verdict.kind, "verdict given in the view");
+    Ok(Redirect::to(&format!("{}/leads/{}", user.base(), lead.id.0)).into_response())
 }
 
 /// `GET /admin/users`: every configured user, whether they have a password and how many
@@ -487,7 +579,7 @@ mod tests {
             ),
             (
                 "lead.html",
-                context! { title => evil, user => user.clone(), csrf => "t", lead => context! { email => evil, name => evil, company => evil, phone => evil, channel => evil, status => "new", owner => evil, score => 1, form => evil, created => "x" }, fields => vec![context! { name => evil, value => evil }], verdicts => vec![context! { at => "x", verdict => "unqualified", reason => evil, comment => evil, by => evil }], sequences => vec![context! { sequence => evil, state => "active", done => evil, next => evil, due => "x" }], timeline => vec![context! { at => "x", kind => "inquiry", subject => evil, detail => evil }] },
+                context! { title => evil, user => user.clone(), csrf => "t", verdicts_taken => true, reasons => vec![evil], sequence_names => vec![evil], lead => context! { id => 1, email => evil, name => evil, company => evil, phone => evil, channel => evil, status => "new", owner => evil, score => 1, form => evil, created => "x" }, fields => vec![context! { name => evil, value => evil }], verdicts => vec![context! { at => "x", verdict => "unqualified", reason => evil, comment => evil, by => evil }], sequences => vec![context! { sequence => evil, state => "active", done => evil, next => evil, due => "x" }], timeline => vec![context! { at => "x", kind => "inquiry", subject => evil, detail => evil }] },
             ),
             (
                 "leads.html",

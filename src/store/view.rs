@@ -174,6 +174,23 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The reasons verdicts have given, the most used first (at most `limit`): what the
+    /// verdict form offers, so Sales words the same reason the same way.
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn verdict_reasons(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT reason FROM verdicts WHERE reason IS NOT NULL AND reason <> '' \
+             GROUP BY reason ORDER BY COUNT(*) DESC, reason LIMIT {limit}"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| sqlx::Row::get(r, 0)).collect())
+    }
+}
+
 enum Bind {
     Text(String),
     Int(i64),

@@ -910,6 +910,59 @@ async fn the_leads_list_searches_filters_pages_and_escapes() {
     assert!(page.body.contains("<h2>Timeline</h2>"), "{}", page.body);
     assert_eq!(sam.get("/leads/999999").await.status, 404);
     assert_eq!(sam.get("/leads/not-a-number").await.status, 404);
+
+    // A verdict from the page: CSRF-checked, recorded with Sam as `by`, shown on the page.
+    let verdict_path = format!("{href}/verdict");
+    let refused = sam
+        .post(
+            &verdict_path,
+            &[("verdict", "unqualified"), ("reason", "no budget")],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let csrf = page.csrf();
+    let given = sam
+        .post(
+            &verdict_path,
+            &[
+                ("csrf", csrf.as_str()),
+                ("verdict", "unqualified"),
+                ("reason", "no budget"),
+                ("comment", "<b>call back</b> next year"),
+            ],
+        )
+        .await;
+    assert_eq!(given.status, 303, "{given:?}");
+    assert_eq!(given.header("location"), href);
+    let page = sam.get(&href).await;
+    assert!(
+        page.body.contains("<td>unqualified</td><td>no budget</td>"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("sam@company.com"), "{}", page.body);
+    assert!(
+        page.body.contains("&lt;b&gt;call back&lt;&#x2f;b&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("<option value=\"no budget\">"),
+        "the reason is offered again: {}",
+        page.body
+    );
+    let (_, shown, _) = with_config(&config, &["leads", "show", "x@evil.example", "--json"]).run();
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["status"], "unqualified", "{shown}");
+    assert_eq!(shown["verdicts"][0]["by"], "sam@company.com", "{shown}");
+    assert_eq!(shown["verdicts"][0]["source"], "web", "{shown}");
+    let nonsense = sam
+        .post(
+            &verdict_path,
+            &[("csrf", csrf.as_str()), ("verdict", "not now")],
+        )
+        .await;
+    assert_eq!(nonsense.status, 400, "not now needs a date: {nonsense:?}");
     to_signin(&anon.get(&href).await);
     daemon.stop().await;
 }
