@@ -336,3 +336,71 @@ async fn an_imap_section_keeps_its_position_when_it_becomes_a_mailbox_entry() {
     assert_eq!(v["mailbox"], "leads", "{v}");
     store.close().await;
 }
+
+/// `GET /readyz` on loopback: the status code and body.
+async fn readyz(port: u16) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return (0, String::new());
+    };
+    let head =
+        format!("GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_is_ready_only_when_every_mailbox_is_read() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    // `later` is no Maildir yet: it cannot be read until it is created.
+    let config_path = ConfigFile::new(dir.path(), &db.url)
+        .maildir_mailbox("now", "maildir/now", "")
+        .maildir_mailbox("later", "maildir/later", "")
+        .identity(&["leads@company.com"], &["company.com"])
+        .raw(&format!("[http]\nlisten = \"127.0.0.1:{port}\"\n"))
+        .write();
+    std::fs::remove_dir_all(dir.path().join("maildir/later")).unwrap();
+    let now_key = key(&config_path, "now");
+    let config = Config::load(&config_path).unwrap();
+    deliver(&dir.path().join("maildir/now"), 1, &inquiry(1));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let daemon = {
+        let (path, token) = (config_path.clone(), shutdown.clone());
+        tokio::spawn(async move { leadloop::daemon::run(&path, config, token, reload_rx).await })
+    };
+
+    // The first mailbox is read, the second cannot be: not ready.
+    let store = crate::support::wait_for(|| async { Store::connect(&db.url, 2).await.ok() }).await;
+    crate::support::wait_for(|| async {
+        (recorded(&store, &now_key).await.len() == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = readyz(port).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("mailbox"), "{body}");
+
+    // Once it exists and is read, the daemon is ready.
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dir.path().join("maildir/later").join(sub)).unwrap();
+    }
+    crate::support::wait_for(|| async { (readyz(port).await.0 == 200).then_some(()) }).await;
+
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+    store.close().await;
+}
