@@ -661,6 +661,15 @@ fn check(path: &Path, samples: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 c.actions.routing.routes.len(),
                 handoff_summary(&c.actions)
             );
+            if c.mailboxes.len() > 1 {
+                let names: Vec<&str> = c.mailboxes.iter().map(|m| m.name.as_str()).collect();
+                say!(
+                    "{}: reads {} mailboxes: {}",
+                    path.display(),
+                    names.len(),
+                    names.join(", ")
+                );
+            }
             match form::report_samples(&mut io::stdout().lock(), samples, &c.rules()) {
                 Ok(true) => Ok(ExitCode::SUCCESS),
                 Ok(false) => Ok(ExitCode::FAILURE),

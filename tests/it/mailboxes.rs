@@ -290,6 +290,23 @@ async fn check_names_the_entry_and_refuses_duplicate_names() {
         "{all}"
     );
     assert!(all.contains("mailbox[2].after: 'archive'"), "{all}");
+
+    // Fixed, `check` names the mailboxes it reads.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replacen(
+            "name = \"info\"\npath = \"maildir/other\"",
+            "name = \"other\"\npath = \"maildir/other\"",
+            1,
+        )
+        .replace("after = \"archive\"", "after = \"none\"");
+    std::fs::write(&config, text).unwrap();
+    let (code, stdout, stderr) = with_config(&config, &["check"]).env("X", "secret").run();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("reads 3 mailboxes: info, other, remote"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
