@@ -421,3 +421,54 @@ async fn the_daemon_is_ready_only_when_every_mailbox_is_read() {
     daemon.await.unwrap().unwrap();
     store.close().await;
 }
+
+/// `--since` skips older mail in every IMAP mailbox; a Maildir has no arrival date on the
+/// server and is read whole. A file of Maildirs alone refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_applies_to_every_imap_mailbox_and_a_maildir_is_read_whole() {
+    let dovecot = crate::support::start_dovecot().await;
+    dovecot.create("Sales").unwrap();
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigFile::new(dir.path(), &db.url)
+        .imap_mailbox("inbox", &dovecot, "INBOX", "")
+        .imap_mailbox("sales", &dovecot, "Sales", "")
+        .maildir_mailbox("local", "maildir/local", "")
+        .identity(&["leads@company.com"], &["company.com"])
+        .write();
+    dovecot.append("INBOX", &inquiry(1)).unwrap();
+    dovecot.append("Sales", &inquiry(2)).unwrap();
+    deliver(&dir.path().join("maildir/local"), 3, &inquiry(3));
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(1))
+        .date_naive()
+        .to_string();
+    let (code, out) = run_cli(&config, &["run", "--once", "--since", &tomorrow]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("mailbox inbox: 0 messages read, 0 recorded"),
+        "{out}"
+    );
+    assert!(
+        out.contains("mailbox sales: 0 messages read, 0 recorded"),
+        "{out}"
+    );
+    assert!(
+        out.contains("mailbox local: 1 messages read, 1 recorded"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2 messages that arrived before --since skipped"),
+        "{out}"
+    );
+
+    let maildirs = ConfigFile::new(dir.path(), &db.url)
+        .maildir_mailbox("local", "maildir/local", "")
+        .identity(&["leads@company.com"], &["company.com"])
+        .write();
+    let (code, _, stderr) = with_config(&maildirs, &["run", "--once", "--since", &tomorrow]).run();
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("a Maildir source reads everything"),
+        "{stderr}"
+    );
+}
