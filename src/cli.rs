@@ -661,6 +661,15 @@ fn check(path: &Path, samples: &[PathBuf]) -> anyhow::Result<ExitCode> {
                 c.actions.routing.routes.len(),
                 handoff_summary(&c.actions)
             );
+            if c.mailboxes.len() > 1 {
+                let names: Vec<&str> = c.mailboxes.iter().map(|m| m.name.as_str()).collect();
+                say!(
+                    "{}: reads {} mailboxes: {}",
+                    path.display(),
+                    names.len(),
+                    names.join(", ")
+                );
+            }
             match form::report_samples(&mut io::stdout().lock(), samples, &c.rules()) {
                 Ok(true) => Ok(ExitCode::SUCCESS),
                 Ok(false) => Ok(ExitCode::FAILURE),
@@ -891,6 +900,7 @@ async fn run_daemon(
             send,
             pause,
             mailbox_held_by,
+            mailboxes,
         } = {
             let progress = crate::ingest::progress::Progress::new();
             let shown = tokio::spawn(show_progress(progress.clone()));
@@ -899,7 +909,23 @@ async fn run_daemon(
             let _ = shown.await;
             report?
         };
-        if let Some(holder) = &mailbox_held_by {
+        if mailboxes.len() > 1 {
+            for m in &mailboxes {
+                match &m.held_by {
+                    Some(holder) => say!(
+                        "mailbox {}: being read by another daemon ({holder}); this run read nothing from it",
+                        m.name
+                    ),
+                    None => say!(
+                        "mailbox {}: {} messages read, {} recorded, {} already recorded",
+                        m.name,
+                        m.ingest.fetched,
+                        m.ingest.recorded,
+                        m.ingest.duplicates
+                    ),
+                }
+            }
+        } else if let Some(holder) = &mailbox_held_by {
             say!("the mailbox is being read by another daemon ({holder}); this run read nothing");
         }
         info!(
@@ -1056,7 +1082,14 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
         }
         LeadsCommand::Show { email, json } => {
             let lead = sequences::find_lead(&store, &email).await?;
-            let events = store.timeline(&lead).await?;
+            let mut events = store.timeline(&lead).await?;
+            // Messages name their mailbox by its entry's name.
+            for e in &mut events {
+                if let Some(key) = &mut e.mailbox {
+                    *key = config.mailbox_name(key).to_owned();
+                }
+            }
+            let first_mailbox = events.iter().find_map(|e| e.mailbox.clone());
             let enrollments = store.enrollments(lead.id).await?;
             let verdicts = store.verdicts(lead.id).await?;
             let aliases = store.aliases(lead.id).await?;
@@ -1078,6 +1111,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                     .map_or(serde_json::Value::Null, verdict_json);
                 v["verdicts"] = verdicts.iter().map(verdict_json).collect();
                 v["suppressed"] = suppressed.is_some().into();
+                v["mailbox"] = first_mailbox.as_deref().into();
                 v["score_reasons"] = serde_json::to_value(&score_reasons)?;
                 v["aliases"] = serde_json::to_value(&aliases)?;
                 v["timeline"] = serde_json::to_value(&events)?;
@@ -1099,6 +1133,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 ("status", Some(lead.status.as_str())),
                 ("owner", lead.owner.as_deref()),
                 ("form", lead.form.as_deref()),
+                ("mailbox", first_mailbox.as_deref()),
             ] {
                 writeln!(out, "  {label:<8} {}", value.unwrap_or("-"))?;
             }
@@ -1200,12 +1235,14 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 table.write(&mut out, Format::Table)?;
             }
             writeln!(out, "  timeline:")?;
-            let mut table = Table::new(vec![
-                Column::text("at"),
-                Column::text("kind"),
-                Column::text("what"),
-            ])
-            .nested(4);
+            // With several mailboxes, each message says which one it came from.
+            let several = config.mailboxes.len() > 1;
+            let mut columns = vec![Column::text("at"), Column::text("kind")];
+            if several {
+                columns.push(Column::text("mailbox"));
+            }
+            columns.push(Column::text("what"));
+            let mut table = Table::new(columns).nested(4);
             for e in &events {
                 // Messages show their subject; changes made by hand say what changed.
                 let change = match e.kind.as_str() {
@@ -1249,11 +1286,15 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                     _ => None,
                 };
                 let subject = change.as_deref().or(e.subject.as_deref()).unwrap_or("");
-                table.push(vec![
+                let mut row = vec![
                     Cell::text(local(e.at, "%Y-%m-%d %H:%M:%S")),
                     Cell::text(&e.kind),
-                    Cell::text(subject),
-                ]);
+                ];
+                if several {
+                    row.push(Cell::text(e.mailbox.as_deref().unwrap_or("")));
+                }
+                row.push(Cell::text(subject));
+                table.push(row);
             }
             table.write(&mut out, Format::Table)?;
             Ok(ExitCode::SUCCESS)

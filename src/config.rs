@@ -50,8 +50,9 @@ pub struct Config {
     pub path: PathBuf,
     /// Where the leads store lives.
     pub database: DatabaseConfig,
-    /// Where inbound mail comes from.
-    pub source: SourceConfig,
+    /// The mailboxes inbound mail comes from, in file order: `[imap]` or `[maildir]` first,
+    /// then each `[[mailbox]]`. Never empty.
+    pub mailboxes: Vec<MailboxConfig>,
     /// Who "we" are: never leads.
     pub identity: IdentityConfig,
     /// Channel attribution rules, first match wins.
@@ -195,6 +196,59 @@ impl SourceConfig {
             SourceConfig::Maildir(md) => md.poll_interval,
         }
     }
+}
+
+/// One mailbox to read: `[imap]`, `[maildir]` or a `[[mailbox]]` entry.
+#[derive(Debug, Clone)]
+pub struct MailboxConfig {
+    /// The entry's name, as logs and `leads show` give it: `name`, or `imap` / `maildir` for
+    /// the single-table forms.
+    pub name: String,
+    /// Where the file gives it, as problems name it: `imap`, `maildir` or `mailbox[2]`.
+    pub table: String,
+    /// Where its mail is.
+    pub source: SourceConfig,
+    /// The channel of leads first seen here when no channel rule, `utm_source` or plus tag
+    /// gives one (instead of `direct`).
+    pub channel: Option<String>,
+    /// The owner of new leads from here that no `[[route]]` gives one (before `[handoff]
+    /// default_owner`).
+    pub owner: Option<EmailAddress>,
+}
+
+impl MailboxConfig {
+    /// The key the mailbox's cursor, lease and recorded messages are stored under. It names
+    /// the mailbox itself (server, user and folder, or the Maildir's path), not the entry, so
+    /// renaming an entry, or moving `[imap]` into a `[[mailbox]]`, keeps the position.
+    pub fn key(&self) -> String {
+        self.source.key()
+    }
+}
+
+impl SourceConfig {
+    /// See [`MailboxConfig::key`].
+    pub fn key(&self) -> String {
+        match self {
+            SourceConfig::Imap(imap) => imap.key(),
+            SourceConfig::Maildir(md) => maildir_key(&md.path),
+        }
+    }
+}
+
+impl ImapConfig {
+    /// `imap://user@host:port/folder`: see [`MailboxConfig::key`].
+    pub fn key(&self) -> String {
+        format!(
+            "imap://{}@{}:{}/{}",
+            self.user, self.host, self.port, self.mailbox
+        )
+    }
+}
+
+/// `maildir:/absolute/path`: see [`MailboxConfig::key`].
+pub fn maildir_key(path: &Path) -> String {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    format!("maildir:{}", path.display())
 }
 
 /// How to secure the IMAP connection.
@@ -381,6 +435,8 @@ pub(crate) struct RawConfig {
     imap: Option<Spanned<RawImap>>,
     maildir: Option<Spanned<RawMaildir>>,
     #[serde(default)]
+    mailbox: Vec<Spanned<RawMailbox>>,
+    #[serde(default)]
     identity: RawIdentity,
     #[serde(default)]
     channel: Vec<RawChannel>,
@@ -518,6 +574,34 @@ struct RawImap {
 struct RawMaildir {
     path: Spanned<String>,
     poll_interval: Option<Spanned<String>>,
+    max_message_bytes: Option<Spanned<u64>>,
+    batch_size: Option<Spanned<u32>>,
+}
+
+/// A `[[mailbox]]` entry: the `[imap]` keys (with `folder` for the folder), or a Maildir
+/// `path` with the `[maildir]` keys, plus what belongs to the entry itself.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMailbox {
+    name: Option<Spanned<String>>,
+    kind: Option<Spanned<String>>,
+    channel: Option<Spanned<String>>,
+    owner: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    host: Option<Spanned<String>>,
+    port: Option<u16>,
+    tls: Option<Spanned<TlsMode>>,
+    ca_file: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
+    password_env: Option<String>,
+    password_file: Option<String>,
+    password_credential: Option<String>,
+    folder: Option<String>,
+    after: Option<Spanned<String>>,
+    poll_interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    idle: Option<bool>,
     max_message_bytes: Option<Spanned<u64>>,
     batch_size: Option<Spanned<u32>>,
 }
@@ -837,8 +921,8 @@ impl Config {
         };
 
         let database = check_database(&mut ck, raw.database, &dir);
-        let source = check_source(&mut ck, raw.imap, raw.maildir, &dir);
-        let mut identity = check_identity(&mut ck, &raw.identity, source.as_ref());
+        let mailboxes = check_mailboxes(&mut ck, raw.imap, raw.maildir, raw.mailbox, &dir);
+        let mut identity = check_identity(&mut ck, &raw.identity, &mailboxes);
         let channels = check_channels(&mut ck, &raw.channel);
         let forms = check_forms(&mut ck, &raw.form);
         check_channel_forms(&mut ck, &raw.channel, &channels, &forms);
@@ -881,11 +965,15 @@ impl Config {
         let users = users::check_users(&mut ck, &raw.user);
 
         let settings = raw.sequences.map(|seq| {
-            let fallback_inbox = match &source {
-                Some(SourceConfig::Imap(imap)) => EmailAddress::parse(&imap.user).ok(),
-                _ => None,
-            }
-            .or_else(|| identity.addresses.first().cloned());
+            // The first IMAP mailbox's address, else our first own address.
+            let fallback_inbox = mailboxes
+                .iter()
+                .find_map(|m| match &m.source {
+                    SourceConfig::Imap(imap) => Some(EmailAddress::parse(&imap.user).ok()),
+                    SourceConfig::Maildir(_) => None,
+                })
+                .flatten()
+                .or_else(|| identity.addresses.first().cloned());
             check_sequences(
                 &mut ck,
                 seq,
@@ -929,7 +1017,7 @@ impl Config {
         Ok(Config {
             path: path.to_owned(),
             database,
-            source: source.expect("a missing source is reported as a problem above"),
+            mailboxes,
             identity,
             channels,
             forms,
@@ -958,12 +1046,38 @@ impl Config {
         }
     }
 
-    /// Sales addresses for the classifier: `[identity] sales`, then every owner `[[route]]`s
-    /// and `[handoff] default_owner` name, each once, so their answers to hand-offs are
+    /// The longest `poll_interval` of the mailboxes: the readiness check gives every
+    /// mailbox that long to be read.
+    pub fn poll_interval(&self) -> Duration {
+        self.mailboxes
+            .iter()
+            .map(|m| m.source.poll_interval())
+            .max()
+            .unwrap_or(Duration::from_secs(60))
+    }
+
+    /// The name of the mailbox whose messages are recorded under `key`; the key itself for a
+    /// mailbox the file no longer reads.
+    pub fn mailbox_name<'a>(&'a self, key: &'a str) -> &'a str {
+        self.mailboxes
+            .iter()
+            .find(|m| m.key() == key)
+            .map_or(key, |m| m.name.as_str())
+    }
+
+    /// Sales addresses for the classifier: `[identity] sales`, then every owner `[[route]]`s,
+    /// `[handoff] default_owner` and `[[mailbox]] owner` name, each once, so their answers to hand-offs are
     /// recorded as Sales' feedback.
     fn sales(&self) -> Vec<EmailAddress> {
         let mut sales = self.identity.sales.clone();
-        for owner in self.actions.routing.owners() {
+        let mailbox_owners = self.mailboxes.iter().filter_map(|m| m.owner.clone());
+        for owner in self
+            .actions
+            .routing
+            .owners()
+            .into_iter()
+            .chain(mailbox_owners)
+        {
             if !sales.contains(&owner) {
                 sales.push(owner);
             }
@@ -1002,8 +1116,10 @@ impl Config {
             }
         };
         check("database.url", &self.database.url);
-        if let SourceConfig::Imap(imap) = &self.source {
-            check("imap.password", &imap.password);
+        for m in &self.mailboxes {
+            if let SourceConfig::Imap(imap) = &m.source {
+                check(&format!("{}.password", m.table), &imap.password);
+            }
         }
         if let Some(SmtpConfig {
             transport:
@@ -1094,45 +1210,240 @@ fn empty_level_problem(folder: &str) -> String {
     )
 }
 
-/// `[imap]` or `[maildir]`: exactly one mailbox to read. `None` only when that is a problem.
-fn check_source(
+/// `[imap]` or `[maildir]` (one of them), and the `[[mailbox]]` entries: the mailboxes to
+/// read, at least one, each named once and read by one entry only.
+fn check_mailboxes(
     ck: &mut Checker<'_>,
     imap: Option<Spanned<RawImap>>,
     maildir: Option<Spanned<RawMaildir>>,
+    entries: Vec<Spanned<RawMailbox>>,
     dir: &Path,
-) -> Option<SourceConfig> {
+) -> Vec<MailboxConfig> {
+    let mut out: Vec<(String, MailboxConfig)> = Vec::new();
+    let single_given = imap.is_some() || maildir.is_some();
+    let single = |name: &str, source| MailboxConfig {
+        name: name.to_owned(),
+        table: name.to_owned(),
+        source,
+        channel: None,
+        owner: None,
+    };
     match (imap, maildir) {
-        (Some(imap), None) => Some(SourceConfig::Imap(check_imap(ck, imap, dir))),
+        (Some(imap), None) => {
+            let source = SourceConfig::Imap(check_imap(ck, imap, dir, "imap", "imap.mailbox"));
+            out.push(("[imap]".to_owned(), single("imap", source)));
+        }
         (None, Some(md)) => {
-            let md = md.into_inner();
-            Some(SourceConfig::Maildir(MaildirConfig {
-                path: resolve_path(dir, md.path.get_ref()),
-                poll_interval: ck.duration(
-                    md.poll_interval.as_ref(),
-                    "maildir.poll_interval",
-                    Duration::from_secs(10),
-                ),
-                max_message_bytes: ck
-                    .max_bytes(md.max_message_bytes.as_ref(), "maildir.max_message_bytes"),
-                batch_size: ck.positive_u32(md.batch_size.as_ref(), "maildir.batch_size", 500),
-            }))
+            let source = SourceConfig::Maildir(check_maildir(ck, md.into_inner(), dir, "maildir"));
+            out.push(("[maildir]".to_owned(), single("maildir", source)));
         }
-        (Some(imap), Some(_)) => {
+        (Some(imap), Some(_)) => ck.at(
+            imap.span(),
+            "imap",
+            "give either [imap] or [maildir], not both; several mailboxes are [[mailbox]] entries",
+        ),
+        (None, None) => {}
+    }
+    for (i, entry) in entries.into_iter().enumerate() {
+        let span = entry.span();
+        let prefix = format!("mailbox[{i}]");
+        let Some(mailbox) = check_mailbox_entry(ck, entry.into_inner(), span.clone(), &prefix, dir)
+        else {
+            continue;
+        };
+        if let Some((other, _)) = out.iter().find(|(_, m)| m.name == mailbox.name) {
             ck.at(
-                imap.span(),
-                "imap",
-                "give either [imap] or [maildir], not both",
+                span.clone(),
+                &format!("{prefix}.name"),
+                format!("'{}' is already the name of {other}", mailbox.name),
             );
-            None
         }
-        (None, None) => {
+        let key = mailbox.key();
+        if let Some((other, _)) = out.iter().find(|(_, m)| m.key() == key) {
             ck.at(
-                0..0,
-                "imap",
-                "missing [imap] (or [maildir]): leadloop needs a mailbox to read",
+                span,
+                &prefix,
+                format!("reads the same mailbox as {other} ({key}): give each mailbox once"),
             );
-            None
         }
+        out.push((prefix, mailbox));
+    }
+    if out.is_empty() && !single_given {
+        ck.at(
+            0..0,
+            "imap",
+            "missing [imap], [maildir] or [[mailbox]]: leadloop needs a mailbox to read",
+        );
+    }
+    out.into_iter().map(|(_, m)| m).collect()
+}
+
+/// Keys of an IMAP entry that a Maildir entry cannot have.
+const IMAP_ONLY: &str = "host, port, tls, ca_file, user, password_*, folder, after, timeout, idle";
+
+/// One `[[mailbox]]` entry, its problems under `prefix` (`mailbox[2].host`). `None` when it
+/// is not clear what it reads.
+fn check_mailbox_entry(
+    ck: &mut Checker<'_>,
+    raw: RawMailbox,
+    span: Range<usize>,
+    prefix: &str,
+    dir: &Path,
+) -> Option<MailboxConfig> {
+    let key = |k: &str| format!("{prefix}.{k}");
+    let name = match &raw.name {
+        Some(n) if !n.get_ref().trim().is_empty() && !n.get_ref().contains(['\r', '\n']) => {
+            n.get_ref().trim().to_owned()
+        }
+        Some(n) => {
+            ck.at(n.span(), &key("name"), "must not be empty");
+            String::new()
+        }
+        None => {
+            ck.at(
+                span.clone(),
+                &key("name"),
+                "missing: every [[mailbox]] has a name, shown by logs and `leads show`",
+            );
+            String::new()
+        }
+    };
+    let channel = raw.channel.as_ref().and_then(|c| {
+        let v = c.get_ref().trim();
+        if v.is_empty() {
+            ck.at(c.span(), &key("channel"), "must not be empty");
+            None
+        } else {
+            Some(v.to_owned())
+        }
+    });
+    let owner = raw
+        .owner
+        .as_ref()
+        .and_then(|o| ck.address(o, &key("owner")));
+    let imap = match (raw.kind.as_ref(), &raw.host, &raw.path) {
+        (Some(k), _, _) if k.get_ref() == "imap" => true,
+        (Some(k), _, _) if k.get_ref() == "maildir" => false,
+        (Some(k), _, _) => {
+            ck.at(
+                k.span(),
+                &key("kind"),
+                format!("'{}' is not one of \"imap\", \"maildir\"", k.get_ref()),
+            );
+            return None;
+        }
+        (None, Some(_), None) => true,
+        (None, None, Some(_)) => false,
+        (None, Some(_), Some(_)) => {
+            ck.at(
+                span,
+                prefix,
+                "has both host (IMAP) and path (Maildir): give one, or kind = \"imap\" / \"maildir\"",
+            );
+            return None;
+        }
+        (None, None, None) => {
+            ck.at(
+                span,
+                prefix,
+                "missing host (an IMAP mailbox) or path (a Maildir folder)",
+            );
+            return None;
+        }
+    };
+    let source = if imap {
+        if let Some(p) = &raw.path {
+            ck.at(p.span(), &key("path"), "an IMAP entry has no path");
+        }
+        let (Some(host), Some(user)) = (raw.host, raw.user) else {
+            ck.at(span, prefix, "an IMAP entry needs host and user");
+            return None;
+        };
+        let imap = RawImap {
+            host,
+            port: raw.port,
+            tls: raw.tls.unwrap_or_else(default_tls),
+            ca_file: raw.ca_file,
+            user,
+            password: raw.password,
+            password_env: raw.password_env,
+            password_file: raw.password_file,
+            password_credential: raw.password_credential,
+            mailbox: raw.folder.unwrap_or_else(default_mailbox),
+            after: raw.after.unwrap_or_else(default_after),
+            poll_interval: raw.poll_interval,
+            timeout: raw.timeout,
+            idle: raw.idle.unwrap_or(true),
+            max_message_bytes: raw.max_message_bytes,
+            batch_size: raw.batch_size,
+        };
+        SourceConfig::Imap(check_imap(
+            ck,
+            Spanned::new(span, imap),
+            dir,
+            prefix,
+            &key("folder"),
+        ))
+    } else {
+        let imap_keys = raw.host.is_some()
+            || raw.port.is_some()
+            || raw.tls.is_some()
+            || raw.ca_file.is_some()
+            || raw.user.is_some()
+            || raw.password.is_some()
+            || raw.password_env.is_some()
+            || raw.password_file.is_some()
+            || raw.password_credential.is_some()
+            || raw.folder.is_some()
+            || raw.after.is_some()
+            || raw.timeout.is_some()
+            || raw.idle.is_some();
+        if imap_keys {
+            ck.at(
+                span.clone(),
+                prefix,
+                format!("a Maildir entry (path) cannot have the IMAP keys {IMAP_ONLY}"),
+            );
+        }
+        let Some(path) = raw.path else {
+            ck.at(span, &key("path"), "missing: the Maildir folder to read");
+            return None;
+        };
+        SourceConfig::Maildir(check_maildir(
+            ck,
+            RawMaildir {
+                path,
+                poll_interval: raw.poll_interval,
+                max_message_bytes: raw.max_message_bytes,
+                batch_size: raw.batch_size,
+            },
+            dir,
+            prefix,
+        ))
+    };
+    Some(MailboxConfig {
+        name,
+        table: prefix.to_owned(),
+        source,
+        channel,
+        owner,
+    })
+}
+
+/// `[maildir]` or a Maildir `[[mailbox]]`, its problems under `prefix`.
+fn check_maildir(ck: &mut Checker<'_>, md: RawMaildir, dir: &Path, prefix: &str) -> MaildirConfig {
+    MaildirConfig {
+        path: resolve_path(dir, md.path.get_ref()),
+        poll_interval: ck.duration(
+            md.poll_interval.as_ref(),
+            &format!("{prefix}.poll_interval"),
+            Duration::from_secs(10),
+        ),
+        max_message_bytes: ck.max_bytes(
+            md.max_message_bytes.as_ref(),
+            &format!("{prefix}.max_message_bytes"),
+        ),
+        batch_size: ck.positive_u32(md.batch_size.as_ref(), &format!("{prefix}.batch_size"), 500),
     }
 }
 
@@ -1140,7 +1451,7 @@ fn check_source(
 fn check_identity(
     ck: &mut Checker<'_>,
     raw: &RawIdentity,
-    source: Option<&SourceConfig>,
+    mailboxes: &[MailboxConfig],
 ) -> IdentityConfig {
     let mut identity = IdentityConfig::default();
     for a in &raw.addresses {
@@ -1163,12 +1474,14 @@ fn check_identity(
             identity.domains.push(domain);
         }
     }
-    if let Some(SourceConfig::Imap(imap)) = source
-        && let Ok(user) = EmailAddress::parse(&imap.user)
-        && !identity.addresses.contains(&user)
-    {
-        // The monitored mailbox is always one of ours, even if the user forgot to list it.
-        identity.addresses.push(user);
+    for m in mailboxes {
+        if let SourceConfig::Imap(imap) = &m.source
+            && let Ok(user) = EmailAddress::parse(&imap.user)
+            && !identity.addresses.contains(&user)
+        {
+            // A monitored mailbox is always one of ours, even if the user forgot to list it.
+            identity.addresses.push(user);
+        }
     }
     identity
 }
@@ -1457,28 +1770,37 @@ fn check_sequences(
     }
 }
 
-fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapConfig {
+/// `[imap]` or an IMAP `[[mailbox]]`: its problems under `prefix` (`imap`, `mailbox[2]`), the
+/// folder's under `folder_key`.
+fn check_imap(
+    ck: &mut Checker<'_>,
+    imap: Spanned<RawImap>,
+    dir: &Path,
+    prefix: &str,
+    folder_key: &str,
+) -> ImapConfig {
+    let key = |k: &str| format!("{prefix}.{k}");
     let span = imap.span();
     let imap = imap.into_inner();
     let host = imap.host.get_ref().trim().to_owned();
     if !is_host(&host) {
         ck.at(
             imap.host.span(),
-            "imap.host",
+            &key("host"),
             "expected a host name or IP address (an IPv6 address in brackets: \"[::1]\")",
         );
     }
     let tls = *imap.tls.get_ref();
     if tls == TlsMode::None && !is_loopback(&host) {
-        ck.at(imap.tls.span(), "imap.tls", format!("\"none\" sends the password in clear text and is only accepted for loopback hosts, not '{host}'; use \"implicit\" or \"starttls\""));
+        ck.at(imap.tls.span(), &key("tls"), format!("\"none\" sends the password in clear text and is only accepted for loopback hosts, not '{host}'; use \"implicit\" or \"starttls\""));
     }
     if let Some(p) = &imap.password {
-        ck.at(p.span(), "imap.password", "inline passwords are not accepted: use password_env, password_file or password_credential");
+        ck.at(p.span(), &key("password"), "inline passwords are not accepted: use password_env, password_file or password_credential");
     }
     let password = ck
         .secret(
             span.clone(),
-            "imap.password",
+            &key("password"),
             imap.password_env.as_ref(),
             imap.password_file.as_ref(),
             imap.password_credential.as_ref(),
@@ -1488,7 +1810,7 @@ fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapC
             if imap.password.is_none() {
                 ck.at(
                     span,
-                    "imap",
+                    prefix,
                     "missing password_env, password_file or password_credential",
                 );
             }
@@ -1501,7 +1823,7 @@ fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapC
             Some(folder) if has_empty_level(folder.trim()) => {
                 ck.at(
                     imap.after.span(),
-                    "imap.after",
+                    &key("after"),
                     empty_level_problem(folder.trim()),
                 );
                 AfterProcessing::None
@@ -1512,7 +1834,7 @@ fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapC
             _ => {
                 ck.at(
                     imap.after.span(),
-                    "imap.after",
+                    &key("after"),
                     format!("'{other}' is not one of \"flag\", \"move:Folder\", \"none\""),
                 );
                 AfterProcessing::None
@@ -1520,14 +1842,14 @@ fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapC
         },
     };
     if imap.user.get_ref().trim().is_empty() {
-        ck.at(imap.user.span(), "imap.user", "must not be empty");
+        ck.at(imap.user.span(), &key("user"), "must not be empty");
     }
     if imap.mailbox.contains(['\r', '\n', '"']) || imap.mailbox.is_empty() {
-        ck.at(imap.host.span(), "imap.mailbox", "not a valid folder name");
+        ck.at(imap.host.span(), folder_key, "not a valid folder name");
     } else if has_empty_level(&imap.mailbox) {
         ck.at(
             imap.host.span(),
-            "imap.mailbox",
+            folder_key,
             empty_level_problem(&imap.mailbox),
         );
     }
@@ -1537,24 +1859,24 @@ fn check_imap(ck: &mut Checker<'_>, imap: Spanned<RawImap>, dir: &Path) -> ImapC
             .unwrap_or(if tls == TlsMode::Implicit { 993 } else { 143 }),
         host: unbracket(&host),
         tls,
-        ca_file: ca_file(ck, imap.ca_file.as_ref(), "imap.ca_file", dir),
+        ca_file: ca_file(ck, imap.ca_file.as_ref(), &key("ca_file"), dir),
         user: imap.user.into_inner(),
         password,
         mailbox: imap.mailbox,
         after,
         poll_interval: ck.duration(
             imap.poll_interval.as_ref(),
-            "imap.poll_interval",
+            &key("poll_interval"),
             Duration::from_secs(60),
         ),
         timeout: ck.duration(
             imap.timeout.as_ref(),
-            "imap.timeout",
+            &key("timeout"),
             Duration::from_secs(60),
         ),
         idle: imap.idle,
-        max_message_bytes: ck.max_bytes(imap.max_message_bytes.as_ref(), "imap.max_message_bytes"),
-        batch_size: ck.positive_u32(imap.batch_size.as_ref(), "imap.batch_size", 500),
+        max_message_bytes: ck.max_bytes(imap.max_message_bytes.as_ref(), &key("max_message_bytes")),
+        batch_size: ck.positive_u32(imap.batch_size.as_ref(), &key("batch_size"), 500),
     }
 }
 
@@ -1898,7 +2220,7 @@ domains = ["company.com"]
     #[test]
     fn minimal_config_gets_safe_defaults() {
         let c = parse(MINIMAL).unwrap();
-        let SourceConfig::Imap(imap) = &c.source else {
+        let SourceConfig::Imap(imap) = &c.mailboxes[0].source else {
             panic!("imap expected")
         };
         assert_eq!(imap.tls, TlsMode::Implicit);
@@ -2068,7 +2390,7 @@ domains = ["company.com"]
         )
         .unwrap();
         let c = parse(&with(pem.to_str().unwrap())).unwrap();
-        let SourceConfig::Imap(imap) = c.source else {
+        let SourceConfig::Imap(imap) = &c.mailboxes[0].source else {
             panic!("imap expected")
         };
         assert_eq!(imap.ca_file.as_deref(), Some(pem.as_path()));
@@ -2124,7 +2446,7 @@ domains = ["company.com"]
         assert_eq!(err.problems[0].line, Some(7));
         let ok = text.replace("imap.example.com", "127.0.0.1");
         let c = parse(&ok).unwrap();
-        let SourceConfig::Imap(imap) = c.source else {
+        let SourceConfig::Imap(imap) = &c.mailboxes[0].source else {
             panic!()
         };
         assert_eq!(imap.port, 143);
@@ -2186,7 +2508,7 @@ domains = ["company.com"]
             "password_env",
             "mailbox = \"INBOX/Leads\"\nafter = \"move:Archive/2024\"\npassword_env",
         );
-        let imap = match parse(&text).unwrap().source {
+        let imap = match parse(&text).unwrap().mailboxes.remove(0).source {
             SourceConfig::Imap(imap) => imap,
             SourceConfig::Maildir(_) => unreachable!(),
         };
@@ -2411,5 +2733,192 @@ domains = ["company.com"]
         let text = format!("{MINIMAL}\n[[channel]]\nname = \"web\"\nforms = [\"contact\"]\n");
         let err = parse(&text).unwrap_err();
         assert_eq!(err.problems[0].key.as_deref(), Some("channel[0].forms"));
+    }
+
+    /// Two mailboxes besides the `[imap]`: one IMAP, one Maildir.
+    const MAILBOXES: &str = r#"
+[[mailbox]]
+name = "sales"
+host = "imap.example.com"
+user = "sales@company.com"
+password_file = "sales.secret"
+folder = "Sales"
+after = "move:Sales/Done"
+poll_interval = "30s"
+channel = "sales-desk"
+owner = "Bob@Company.com"
+
+[[mailbox]]
+name = "local"
+path = "maildir/info"
+channel = "info"
+"#;
+
+    #[test]
+    fn mailbox_entries_come_after_the_single_imap_with_their_own_settings() {
+        let c = parse(&format!("{MINIMAL}{MAILBOXES}")).unwrap();
+        let names: Vec<_> = c.mailboxes.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["imap", "sales", "local"]);
+        assert_eq!(
+            c.mailboxes[0].key(),
+            "imap://leads@company.com@imap.example.com:993/INBOX"
+        );
+        let sales = &c.mailboxes[1];
+        let SourceConfig::Imap(imap) = &sales.source else {
+            panic!("imap expected")
+        };
+        assert_eq!(imap.mailbox, "Sales");
+        assert_eq!(imap.after, AfterProcessing::Move("Sales/Done".into()));
+        assert_eq!(imap.poll_interval, Duration::from_secs(30));
+        assert_eq!(
+            imap.password,
+            SecretSource::File(PathBuf::from("/etc/leadloop/sales.secret"))
+        );
+        assert_eq!(
+            sales.key(),
+            "imap://sales@company.com@imap.example.com:993/Sales"
+        );
+        assert_eq!(sales.channel.as_deref(), Some("sales-desk"));
+        assert_eq!(
+            sales.owner.as_ref().map(|o| o.as_str()),
+            Some("bob@company.com")
+        );
+        assert_eq!(sales.table, "mailbox[0]");
+        let SourceConfig::Maildir(md) = &c.mailboxes[2].source else {
+            panic!("maildir expected")
+        };
+        assert_eq!(md.path, PathBuf::from("/etc/leadloop/maildir/info"));
+        assert_eq!(c.mailboxes[2].owner, None);
+        // Each IMAP user is one of ours, and each mailbox owner answers as Sales.
+        assert!(
+            c.identity
+                .addresses
+                .iter()
+                .any(|a| a.as_str() == "sales@company.com")
+        );
+        assert!(
+            c.rules()
+                .sales
+                .iter()
+                .any(|a| a.as_str() == "bob@company.com")
+        );
+        // The longest poll interval is what readiness allows.
+        assert_eq!(c.poll_interval(), Duration::from_secs(60));
+        assert_eq!(c.mailbox_name(&sales.key()), "sales");
+        assert_eq!(c.mailbox_name("maildir:/gone"), "maildir:/gone");
+    }
+
+    #[test]
+    fn mailbox_entries_alone_are_enough_and_the_imap_key_does_not_change_in_one() {
+        let alone = MINIMAL.replace("[imap]", "[[mailbox]]\nname = \"leads\"");
+        let c = parse(&alone).unwrap();
+        assert_eq!(c.mailboxes.len(), 1);
+        assert_eq!(c.mailboxes[0].name, "leads");
+        // The same mailbox as an `[imap]` keeps its cursor key.
+        assert_eq!(
+            c.mailboxes[0].key(),
+            parse(MINIMAL).unwrap().mailboxes[0].key()
+        );
+        let none = MINIMAL.replace("[imap]", "[unused]");
+        let none = none.split("[unused]").next().unwrap().to_owned()
+            + "\n[identity]\ndomains = [\"company.com\"]\n";
+        let err = parse(&none).unwrap_err().to_string();
+        assert!(err.contains("[[mailbox]]"), "{err}");
+    }
+
+    #[test]
+    fn each_mailbox_entry_is_checked_under_its_own_key() {
+        let problems = |extra: &str| -> Vec<(String, String)> {
+            parse(&format!("{MINIMAL}{extra}"))
+                .unwrap_err()
+                .problems
+                .into_iter()
+                .map(|p| (p.key.unwrap_or_default(), p.message))
+                .collect()
+        };
+        let bad = r#"
+[[mailbox]]
+name = "a"
+path = "maildir/a"
+
+[[mailbox]]
+name = "b"
+host = "not a host"
+user = "b@company.com"
+password_env = "B"
+tls = "none"
+after = "move:"
+"#;
+        let keys: Vec<String> = problems(bad).into_iter().map(|(k, _)| k).collect();
+        assert!(keys.contains(&"mailbox[1].host".to_owned()), "{keys:?}");
+        assert!(keys.contains(&"mailbox[1].after".to_owned()), "{keys:?}");
+        assert!(keys.contains(&"mailbox[1].tls".to_owned()), "{keys:?}");
+        assert!(
+            !keys.iter().any(|k| k.starts_with("mailbox[0]")),
+            "{keys:?}"
+        );
+
+        let twice = "\n[[mailbox]]\nname = \"imap\"\npath = \"md\"\n";
+        let p = problems(twice);
+        assert_eq!(p[0].0, "mailbox[0].name", "{p:?}");
+        assert!(p[0].1.contains("already the name of [imap]"), "{p:?}");
+
+        let same = "\n[[mailbox]]\nname = \"again\"\nhost = \"imap.example.com\"\nuser = \"leads@company.com\"\npassword_env = \"X\"\n";
+        let p = problems(same);
+        assert_eq!(p[0].0, "mailbox[0]", "{p:?}");
+        assert!(p[0].1.contains("same mailbox as [imap]"), "{p:?}");
+
+        for (entry, key, says) in [
+            ("path = \"md\"", "mailbox[0].name", "missing"),
+            ("name = \"x\"", "mailbox[0]", "missing host"),
+            (
+                "name = \"x\"\npath = \"md\"\nhost = \"h\"",
+                "mailbox[0]",
+                "both host",
+            ),
+            (
+                "name = \"x\"\npath = \"md\"\nuser = \"u\"",
+                "mailbox[0]",
+                "IMAP keys",
+            ),
+            (
+                "name = \"x\"\nkind = \"pop3\"\npath = \"md\"",
+                "mailbox[0].kind",
+                "pop3",
+            ),
+            (
+                "name = \"x\"\nhost = \"h\"\nuser = \"u\"",
+                "mailbox[0]",
+                "password_env",
+            ),
+            (
+                "name = \"x\"\npath = \"md\"\nowner = \"nobody\"",
+                "mailbox[0].owner",
+                "not an email",
+            ),
+            (
+                "name = \"x\"\npath = \"md\"\nchannel = \" \"",
+                "mailbox[0].channel",
+                "empty",
+            ),
+        ] {
+            let p = problems(&format!("\n[[mailbox]]\n{entry}\n"));
+            assert_eq!(p.len(), 1, "{entry}: {p:?}");
+            assert_eq!(p[0].0, key, "{entry}: {p:?}");
+            assert!(p[0].1.contains(says), "{entry}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn every_mailbox_password_is_checked_under_its_entry() {
+        let text = format!("{MINIMAL}{MAILBOXES}");
+        let err = parse(&text)
+            .unwrap()
+            .check_secrets()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("imap.password"), "{err}");
+        assert!(err.contains("mailbox[0].password"), "{err}");
+        assert!(err.contains("sales.secret"), "{err}");
     }
 }

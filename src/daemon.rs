@@ -30,11 +30,8 @@ use tracing::{error, info, warn};
 use crate::actions::Actions;
 use crate::actions::digest::{self, Digests};
 use crate::actions::handoff::{Round, TemplateSource, Worker};
-use crate::config::{Config, SmtpTransport, SourceConfig};
-use crate::ingest::{
-    ImapSource, IngestReport, LastRead, MaildirSource, Pipeline, imap_mailbox_name,
-    maildir_mailbox_name,
-};
+use crate::config::{Config, MailboxConfig, SmtpTransport, SourceConfig};
+use crate::ingest::{ImapSource, IngestReport, LastRead, MaildirSource, Pipeline};
 use crate::metrics::Metrics;
 use crate::render::SenderData;
 use crate::send::{SendReport, Sender};
@@ -132,28 +129,58 @@ pub fn actions(config: &Config) -> Actions {
     )
 }
 
+/// [`actions`] for the messages of `mailbox`: its `owner` comes after the `[[route]]`s and
+/// before `[handoff] default_owner`.
+fn mailbox_actions(config: &Config, mailbox: &MailboxConfig) -> Actions {
+    let mut settings = config.actions.clone();
+    if let Some(owner) = &mailbox.owner {
+        settings.routing.default_owner = Some(owner.clone());
+    }
+    Actions::new(
+        settings,
+        config.sequences.enroll_rules(),
+        config.sequences.enroll_rules(),
+        config.rules().sales,
+    )
+}
+
 impl Source {
-    /// Builds the configured source writing into `store`.
+    /// Builds the source of the configuration's first mailbox, writing into `store`.
     ///
     /// # Errors
     /// The IMAP password cannot be read, or the TLS setup is unusable.
     pub fn new(config: &Config, store: Store) -> anyhow::Result<Source> {
-        Self::enrolling(config, store, None, None, &Metrics::default())
+        let mailbox = config
+            .mailboxes
+            .first()
+            .context("the configuration has no mailbox")?;
+        Self::build(
+            config,
+            mailbox,
+            store,
+            None,
+            None,
+            &Metrics::default(),
+            None,
+            None,
+        )
     }
 
-    /// [`Source::new`] for one pass (`run --once`): mail that arrived before `since` is
-    /// skipped, and the pass counts into `progress`.
+    /// The source of `mailbox` for one pass (`run --once`): mail that arrived before `since`
+    /// is skipped, and the pass counts into `progress`.
     ///
     /// # Errors
     /// As [`Source::new`].
     pub fn once(
         config: &Config,
+        mailbox: &MailboxConfig,
         store: Store,
         since: Option<chrono::NaiveDate>,
         progress: Option<crate::ingest::progress::Progress>,
     ) -> anyhow::Result<Source> {
         Self::build(
             config,
+            mailbox,
             store,
             None,
             None,
@@ -172,16 +199,19 @@ impl Source {
     /// The IMAP password cannot be read, or the TLS setup is unusable.
     pub fn enrolling(
         config: &Config,
+        mailbox: &MailboxConfig,
         store: Store,
         wake: Option<Arc<Notify>>,
         last_read: Option<&LastRead>,
         metrics: &Metrics,
     ) -> anyhow::Result<Source> {
-        Self::build(config, store, wake, last_read, metrics, None, None)
+        Self::build(config, mailbox, store, wake, last_read, metrics, None, None)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn build(
         config: &Config,
+        mailbox: &MailboxConfig,
         store: Store,
         wake: Option<Arc<Notify>>,
         last_read: Option<&LastRead>,
@@ -189,15 +219,13 @@ impl Source {
         since: Option<chrono::NaiveDate>,
         progress: Option<crate::ingest::progress::Progress>,
     ) -> anyhow::Result<Source> {
-        if since.is_some() && !matches!(config.source, SourceConfig::Imap(_)) {
-            anyhow::bail!(
-                "--since reads by the IMAP server's arrival date; a [maildir] source reads everything"
-            );
-        }
+        // `--since` is the IMAP server's arrival date: a Maildir has none and reads everything.
+        let since = since.filter(|_| matches!(mailbox.source, SourceConfig::Imap(_)));
         let rules = Arc::new(config.rules());
-        let actions = Arc::new(actions(config));
-        let pipeline = |store: Store, mailbox: String, max_message_bytes: u64| {
-            let pipeline = Pipeline::new(store, Arc::clone(&rules), mailbox, max_message_bytes)
+        let actions = Arc::new(mailbox_actions(config, mailbox));
+        let pipeline = |store: Store, key: String, max_message_bytes: u64| {
+            let pipeline = Pipeline::new(store, Arc::clone(&rules), key, max_message_bytes)
+                .with_default_channel(mailbox.channel.clone())
                 .with_actions(Arc::clone(&actions), wake.clone())
                 .with_since(since)
                 .with_progress(progress.clone())
@@ -214,18 +242,17 @@ impl Source {
                 None => pipeline,
             }
         };
-        Ok(match &config.source {
+        Ok(match &mailbox.source {
             SourceConfig::Imap(imap) => {
                 let password = imap
                     .password
                     .resolve()
-                    .map_err(|e| anyhow::anyhow!("imap.password: {e}"))?;
-                let pipeline = pipeline(store, imap_mailbox_name(imap), imap.max_message_bytes);
+                    .map_err(|e| anyhow::anyhow!("{}.password: {e}", mailbox.table))?;
+                let pipeline = pipeline(store, mailbox.key(), imap.max_message_bytes);
                 Source::Imap(ImapSource::new(imap.clone(), password, pipeline)?)
             }
             SourceConfig::Maildir(md) => {
-                let pipeline =
-                    pipeline(store, maildir_mailbox_name(&md.path), md.max_message_bytes);
+                let pipeline = pipeline(store, mailbox.key(), md.max_message_bytes);
                 Source::Maildir(MaildirSource::new(
                     md.path.clone(),
                     pipeline,
@@ -360,9 +387,22 @@ pub struct OnceReport {
     pub send: Option<SendReport>,
     /// The pause in force at the end, if sending is paused.
     pub pause: Option<crate::store::Pause>,
-    /// The daemon that holds the mailbox's lease, when another one does: this run then read
-    /// nothing.
+    /// The daemon that holds a mailbox's lease, when another one does: this run then read
+    /// nothing from that mailbox.
     pub mailbox_held_by: Option<String>,
+    /// Each mailbox's pass, in the configuration's order (`ingest` is their sum).
+    pub mailboxes: Vec<MailboxOnce>,
+}
+
+/// What `leadloop run --once` did with one mailbox.
+#[derive(Debug, Clone)]
+pub struct MailboxOnce {
+    /// The mailbox's name.
+    pub name: String,
+    /// Its pass.
+    pub ingest: IngestReport,
+    /// The daemon that holds its lease, when another one does: it was not read then.
+    pub held_by: Option<String>,
 }
 
 /// How `leadloop run` runs, beyond what the configuration says.
@@ -420,11 +460,7 @@ struct Lease {
 }
 
 impl Lease {
-    fn new(config: &Config) -> Lease {
-        let mailbox = match &config.source {
-            SourceConfig::Imap(imap) => imap_mailbox_name(imap),
-            SourceConfig::Maildir(md) => maildir_mailbox_name(&md.path),
-        };
+    fn new(mailbox: &MailboxConfig) -> Lease {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_default();
@@ -438,12 +474,12 @@ impl Lease {
             std::process::id(),
             rand::random::<u32>()
         );
-        let poll = config
+        let poll = mailbox
             .source
             .poll_interval()
             .max(Duration::from_millis(100));
         Lease {
-            mailbox,
+            mailbox: mailbox.key(),
             holder,
             ttl: poll.saturating_mul(3) / 2,
         }
@@ -582,6 +618,40 @@ async fn read_under_lease(
     }
 }
 
+/// Publishes, for `/readyz`, when the mailbox read longest ago was last read (`None` while
+/// one has never been read), until `cancel` fires: the daemon is ready when every mailbox
+/// is read.
+async fn publish_oldest_read(
+    reads: Vec<LastRead>,
+    oldest: Arc<tokio::sync::watch::Sender<Option<std::time::Instant>>>,
+    cancel: CancellationToken,
+) {
+    let mut receivers: Vec<_> = reads.iter().map(LastRead::subscribe).collect();
+    loop {
+        let reads: Vec<Option<std::time::Instant>> = receivers
+            .iter_mut()
+            .map(|r| *r.borrow_and_update())
+            .collect();
+        let value = reads
+            .into_iter()
+            .try_fold(None, |min: Option<std::time::Instant>, at| {
+                let at = at?;
+                Some(Some(min.map_or(at, |m| m.min(at))))
+            })
+            .flatten();
+        oldest.send_replace(value);
+        if receivers.is_empty() {
+            return;
+        }
+        let changed =
+            futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+        tokio::select! {
+            (result, _, _) = changed => if result.is_err() { return },
+            () = cancel.cancelled() => return,
+        }
+    }
+}
+
 /// Records the sequence files this configuration runs, for `leadloop plan`. A dry run
 /// records nothing: it may be trying files the real daemon does not run. A failure is
 /// logged: the plan then compares against an older record, and says when it was made.
@@ -618,26 +688,64 @@ pub async fn run_once(
     shutdown: CancellationToken,
 ) -> anyhow::Result<OnceReport> {
     options.announce(config);
+    if options.since.is_some()
+        && !config
+            .mailboxes
+            .iter()
+            .any(|m| matches!(m.source, SourceConfig::Imap(_)))
+    {
+        anyhow::bail!(
+            "--since reads by the IMAP server's arrival date; a Maildir source reads everything"
+        );
+    }
     let store = options.store(open_store(config).await?);
     let checkpoints = store.start_checkpoints();
-    let source = Source::once(config, store.clone(), options.since, progress)?;
+    let sources = config
+        .mailboxes
+        .iter()
+        .map(|m| Source::once(config, m, store.clone(), options.since, progress.clone()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let sender = options.sender(config, store.clone())?;
     record_sequences(&store, config, options).await;
-    // A daemon reading the mailbox holds its lease; this run then leaves the mailbox to it.
-    let lease = Lease::new(config);
-    let mut mailbox_held_by = None;
-    let ingest = match lease.take_once(&store).await {
-        Ok(Ok(())) => {
-            let ingest = source.sync_once(&shutdown).await;
-            lease.release(&store).await;
-            ingest
+    // Each mailbox in turn, under its lease: a daemon reading one leaves it to that daemon.
+    let mut mailboxes = Vec::with_capacity(sources.len());
+    let mut failed = None;
+    for (mailbox, source) in config.mailboxes.iter().zip(&sources) {
+        let lease = Lease::new(mailbox);
+        let span = tracing::info_span!("mailbox", name = %mailbox.name);
+        let read = async {
+            match lease.take_once(&store).await {
+                Ok(Ok(())) => {
+                    let ingest = source.sync_once(&shutdown).await;
+                    lease.release(&store).await;
+                    ingest.map(|i| (i, None))
+                }
+                Ok(Err(holder)) => Ok((IngestReport::default(), Some(holder))),
+                Err(e) => Err(e.context("taking the mailbox lease")),
+            }
+        };
+        match tracing::Instrument::instrument(read, span).await {
+            Ok((ingest, held_by)) => mailboxes.push(MailboxOnce {
+                name: mailbox.name.clone(),
+                ingest,
+                held_by,
+            }),
+            Err(e) => {
+                failed.get_or_insert(e.context(format!("mailbox {}", mailbox.name)));
+            }
         }
-        Ok(Err(holder)) => {
-            mailbox_held_by = Some(holder);
-            Ok(IngestReport::default())
+    }
+    let ingest = match failed {
+        Some(e) => Err(e),
+        None => {
+            let mut total = IngestReport::default();
+            for m in &mailboxes {
+                total.merge(m.ingest);
+            }
+            Ok(total)
         }
-        Err(e) => Err(e.context("taking the mailbox lease")),
     };
+    let mailbox_held_by = mailboxes.iter().find_map(|m| m.held_by.clone());
     // While sending is paused, due steps stay with their enrollments (see the scheduler).
     let paused = matches!(store.sending_paused().await, Ok(Some(_)));
     let scheduled = match &ingest {
@@ -705,6 +813,7 @@ pub async fn run_once(
         send,
         pause,
         mailbox_held_by,
+        mailboxes,
     })
 }
 
@@ -735,8 +844,11 @@ pub async fn run_with(
     let mut config = config;
     options.announce(&config);
     let store = options.store(open_store(&config).await?);
-    // When the mailbox was last read: kept across reloads, read by `/readyz`.
-    let last_read = LastRead::new();
+    // When each mailbox was last read, by its key: kept across reloads. `/readyz` reads when
+    // the one read longest ago was.
+    let mut last_reads: std::collections::HashMap<String, LastRead> =
+        std::collections::HashMap::new();
+    let oldest_read = Arc::new(tokio::sync::watch::Sender::new(None));
     // What `/metrics` shows: counted by every generation's tasks, kept across reloads.
     let metrics = Metrics::new();
     // The HTTP sockets, bound before systemd hears we are ready and kept across reloads.
@@ -768,13 +880,20 @@ pub async fn run_with(
         // Each generation of tasks gets its own child token, so a reload stops just them.
         let generation = shutdown.child_token();
         let wake = Arc::new(Notify::new());
-        let source = Arc::new(Source::enrolling(
-            &config,
-            store.clone(),
-            Some(Arc::clone(&wake)),
-            Some(&last_read),
-            &metrics,
-        )?);
+        last_reads.retain(|key, _| config.mailboxes.iter().any(|m| m.key() == *key));
+        let mut sources = Vec::with_capacity(config.mailboxes.len());
+        for mailbox in &config.mailboxes {
+            let last_read = last_reads.entry(mailbox.key()).or_default().clone();
+            let source = Source::enrolling(
+                &config,
+                mailbox,
+                store.clone(),
+                Some(Arc::clone(&wake)),
+                Some(&last_read),
+                &metrics,
+            )?;
+            sources.push((mailbox, Arc::new(source), last_read));
+        }
         let sender = options
             .sender(&config, store.clone())?
             .map(|s| s.with_metrics(metrics.clone()));
@@ -828,8 +947,8 @@ pub async fn run_with(
         let app = |metrics: Option<Metrics>, web: crate::http::Web| {
             crate::http::App::with(
                 store.clone(),
-                last_read.subscribe(),
-                config.source.poll_interval(),
+                oldest_read.subscribe(),
+                config.poll_interval(),
                 metrics,
                 web,
             )
@@ -863,15 +982,22 @@ pub async fn run_with(
                 info!("metrics listener stopped");
             });
         }
-        {
-            let source = Arc::clone(&source);
-            let token = generation.clone();
-            tasks.spawn(read_under_lease(
-                source,
-                store.clone(),
-                Lease::new(&config),
-                last_read.clone(),
-                token,
+        tasks.spawn(publish_oldest_read(
+            sources.iter().map(|(_, _, r)| r.clone()).collect(),
+            Arc::clone(&oldest_read),
+            generation.clone(),
+        ));
+        for (mailbox, source, last_read) in sources {
+            let span = tracing::info_span!("mailbox", name = %mailbox.name);
+            tasks.spawn(tracing::Instrument::instrument(
+                read_under_lease(
+                    source,
+                    store.clone(),
+                    Lease::new(mailbox),
+                    last_read,
+                    generation.clone(),
+                ),
+                span,
             ));
         }
         tasks.close();

@@ -204,10 +204,7 @@ impl fmt::Debug for ImapSource {
 
 /// The stable name a mailbox's messages and cursor are recorded under.
 pub fn mailbox_name(config: &ImapConfig) -> String {
-    format!(
-        "imap://{}@{}:{}/{}",
-        config.user, config.host, config.port, config.mailbox
-    )
+    config.key()
 }
 
 impl ImapSource {

@@ -32,8 +32,7 @@ pub struct MaildirSource {
 
 /// The stable name a Maildir's messages are recorded under.
 pub fn mailbox_name(path: &Path) -> String {
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
-    format!("maildir:{}", path.display())
+    crate::config::maildir_key(path)
 }
 
 impl MaildirSource {

@@ -157,6 +157,8 @@ pub struct Pipeline {
     since: Option<chrono::NaiveDate>,
     /// How far a pass has come, for whoever shows it.
     progress: Option<progress::Progress>,
+    /// The mailbox's `channel`, for leads no rule gives one.
+    default_channel: Option<Arc<str>>,
 }
 
 impl Pipeline {
@@ -182,7 +184,16 @@ impl Pipeline {
             metrics: Metrics::default(),
             since: None,
             progress: None,
+            default_channel: None,
         }
+    }
+
+    /// Gives the messages of this mailbox the channel `channel` where attribution found
+    /// none (instead of `direct`): a mailbox of its own is often a channel of its own.
+    #[must_use]
+    pub fn with_default_channel(mut self, channel: Option<String>) -> Self {
+        self.default_channel = channel.map(Arc::from);
+        self
     }
 
     /// Counts into `metrics` (the daemon's, shown at `/metrics`).
@@ -286,11 +297,15 @@ impl Pipeline {
             let rest = messages.split_off(chunk_len.min(messages.len()));
             let chunk = std::mem::replace(&mut messages, rest);
             let rules = Arc::clone(&self.rules);
+            let default_channel = self.default_channel.clone();
             chunks.push(tokio::task::spawn_blocking(move || {
                 let mut records = Vec::with_capacity(chunk.len());
                 let mut asks = Vec::new();
                 for m in chunk {
-                    let r = classify_one(&m, &rules, limit);
+                    let mut r = classify_one(&m, &rules, limit);
+                    if let Some(channel) = &default_channel {
+                        default_channel_where_none(&mut r.classification, channel);
+                    }
                     if ask_rspamd && would_make_lead(&r.classification) {
                         asks.push((records.len(), Bytes::from(m.bytes)));
                     }
@@ -519,6 +534,20 @@ fn classify_one(m: &RawMessage, rules: &Rules, limit: u64) -> InboundRecord {
     }
 }
 
+/// The evidence channel attribution gives when nothing named a channel.
+const NO_CHANNEL_EVIDENCE: &str = "channel direct (no rule matched)";
+
+/// Puts the mailbox's `channel` where attribution fell back to `direct`.
+fn default_channel_where_none(c: &mut Classification, channel: &str) {
+    if c.channel.as_deref() != Some("direct") {
+        return;
+    }
+    if let Some(e) = c.evidence.iter_mut().find(|e| *e == NO_CHANNEL_EVIDENCE) {
+        *e = format!("channel {channel} (the mailbox's channel; no rule matched)");
+        c.channel = Some(channel.to_owned());
+    }
+}
+
 /// Keeps what the header told (Message-ID, subject, sender) but never makes a lead from a
 /// message that was not read whole.
 fn oversize_classification(mut c: Classification, size: u64, limit: u64) -> Classification {
@@ -580,6 +609,41 @@ mod tests {
         assert_eq!(dedupe_key(&c, b"abc"), "mid:1@example.com");
         c.message_id = Some("x".repeat(1000));
         assert!(dedupe_key(&c, b"abc").starts_with("midsha256:"));
+    }
+
+    #[test]
+    fn the_mailbox_channel_replaces_only_the_fallback() {
+        let rules = Rules {
+            own_addresses: vec![crate::domain::EmailAddress::parse("leads@company.com").unwrap()],
+            ..Rules::default()
+        };
+        let inquiry = |to: &str| {
+            let raw = format!(
+                "From: Ann <ann@example.org>\r\nTo: {to}\r\nSubject: Pricing\r\n\
+                 Message-ID: <q1@example.org>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\n\
+                 Hello, what does the plan cost for 20 people?\r\n"
+            );
+            classify::classify(raw.as_bytes(), &rules)
+        };
+        let mut plain = inquiry("leads@company.com");
+        assert_eq!(
+            plain.channel.as_deref(),
+            Some("direct"),
+            "{:?}",
+            plain.evidence
+        );
+        default_channel_where_none(&mut plain, "support-desk");
+        assert_eq!(plain.channel.as_deref(), Some("support-desk"));
+        assert!(
+            plain
+                .evidence
+                .iter()
+                .any(|e| e.contains("the mailbox's channel"))
+        );
+
+        let mut tagged = inquiry("leads+webinar@company.com");
+        default_channel_where_none(&mut tagged, "support-desk");
+        assert_eq!(tagged.channel.as_deref(), Some("webinar"));
     }
 
     #[test]

@@ -242,6 +242,9 @@ pub struct Event {
     pub subject: Option<String>,
     /// Details (evidence, channel, owner, fields).
     pub detail: serde_json::Value,
+    /// The mailbox a message was recorded from (its key), for messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<String>,
 }
 
 /// Filters for [`Store::list_leads`].
@@ -627,10 +630,10 @@ impl Store {
     #[instrument(skip_all)]
     pub async fn timeline(&self, lead: &Lead) -> Result<Vec<Event>, StoreError> {
         let rows = sqlx::query(
-            "SELECT at, kind, subject, detail FROM ( \
-               SELECT recorded_at AS at, kind, subject, detail, 0 AS src, id FROM inbound_messages WHERE lead_email = $1 \
+            "SELECT at, kind, subject, detail, mailbox FROM ( \
+               SELECT recorded_at AS at, kind, subject, detail, mailbox, 0 AS src, id FROM inbound_messages WHERE lead_email = $1 \
                UNION ALL \
-               SELECT at, kind, NULL AS subject, detail, 1 AS src, id FROM events WHERE lead_id = $2 \
+               SELECT at, kind, NULL AS subject, detail, NULL AS mailbox, 1 AS src, id FROM events WHERE lead_id = $2 \
              ) t ORDER BY at, src, id",
         )
         .bind(lead.email.as_str())
@@ -644,6 +647,7 @@ impl Store {
                 kind: r.get(1),
                 subject: r.get(2),
                 detail: serde_json::from_str(&r.get::<String, _>(3)).unwrap_or_default(),
+                mailbox: r.get(4),
             })
             .collect();
         // What was sent is read from the outbox itself: the sender records a send by changing
@@ -664,6 +668,7 @@ impl Store {
                 "message_id": r.get::<String, _>(2),
                 "step_id": r.get::<Option<String>, _>(3),
             }),
+            mailbox: None,
         }));
         events.extend(self.handoff_events(lead.id).await?);
         // Stable: entries at the same moment keep messages, then events, then sends.

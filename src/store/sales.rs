@@ -926,6 +926,7 @@ impl Store {
                     "outbox_state": r.get::<Option<String>, _>(6),
                     "message_id": r.get::<Option<String>, _>(7),
                 }),
+                mailbox: None,
             })
             .collect())
     }

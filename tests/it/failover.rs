@@ -54,7 +54,7 @@ async fn a_second_daemon_stands_by_and_takes_over_when_the_reader_dies() {
         .write();
     let store = Store::connect(&db.url, 2).await.unwrap();
     let c = leadloop::config::Config::load(&config).unwrap();
-    let mailbox = match &c.source {
+    let mailbox = match &c.mailboxes[0].source {
         leadloop::config::SourceConfig::Imap(i) => leadloop::ingest::imap_mailbox_name(i),
         leadloop::config::SourceConfig::Maildir(_) => unreachable!(),
     };

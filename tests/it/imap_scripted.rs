@@ -377,7 +377,7 @@ async fn mail_expunged_before_it_was_read_is_no_contradiction() {
 
 fn mailbox(config: &Configured) -> String {
     let config = Config::load(&config.path).unwrap();
-    let SourceConfig::Imap(imap) = &config.source else {
+    let SourceConfig::Imap(imap) = &config.mailboxes[0].source else {
         unreachable!()
     };
     leadloop::ingest::imap_mailbox_name(imap)

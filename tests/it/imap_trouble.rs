@@ -180,7 +180,7 @@ async fn a_silent_server_is_noticed_within_the_timeout() {
     )
     .await;
     let config = Config::load(&setup.path).unwrap();
-    let SourceConfig::Imap(imap) = &config.source else {
+    let SourceConfig::Imap(imap) = &config.mailboxes[0].source else {
         unreachable!()
     };
     let mailbox = leadloop::ingest::imap_mailbox_name(imap);

@@ -83,7 +83,7 @@ impl Setup {
 
     pub fn mailbox(&self) -> String {
         let c = self.config();
-        match &c.source {
+        match &c.mailboxes[0].source {
             leadloop::config::SourceConfig::Imap(i) => leadloop::ingest::imap_mailbox_name(i),
             leadloop::config::SourceConfig::Maildir(_) => unreachable!(),
         }
@@ -290,7 +290,7 @@ async fn mail_recorded_before_a_stop_is_tidied_without_new_mail() {
         let store = Store::connect(&s.db.url, 4).await.unwrap();
         // Recorded as by a pass that stopped after its commit: the cursor at 3, nothing tidied.
         let mut config = s.config();
-        let SourceConfig::Imap(imap) = &mut config.source else {
+        let SourceConfig::Imap(imap) = &mut config.mailboxes[0].source else {
             unreachable!()
         };
         imap.after = AfterProcessing::None;

@@ -22,6 +22,7 @@ mod imap_scripted;
 mod imap_trouble;
 mod ingest_imap;
 mod ingest_maildir;
+mod mailboxes;
 mod metrics;
 mod outbox;
 mod plan;

@@ -396,7 +396,7 @@ async fn replies_without_references_and_from_aliases_reach_the_lead() {
     wait_for(|| async {
         store
             .inbound(&leadloop::ingest::imap_mailbox_name(
-                match &s.config().source {
+                match &s.config().mailboxes[0].source {
                     leadloop::config::SourceConfig::Imap(i) => i,
                     leadloop::config::SourceConfig::Maildir(_) => unreachable!(),
                 },

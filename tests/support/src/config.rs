@@ -97,6 +97,47 @@ impl ConfigFile {
         self
     }
 
+    /// A `[[mailbox]]` named `name` on the private Dovecot as its user, reading `folder` over
+    /// implicit TLS, polled every second, with its own password file beside the
+    /// configuration. `extra` is appended to the entry as is (`channel`, `owner`, …).
+    pub fn imap_mailbox(
+        mut self,
+        name: &str,
+        dc: &Dovecot,
+        folder: &str,
+        extra: &str,
+    ) -> ConfigFile {
+        let password_file = self.dir.join(format!("{name}-password"));
+        self.files
+            .push((password_file.clone(), format!("{}\n", dc.password())));
+        let _ = write!(
+            self.text,
+            "\n[[mailbox]]\nname = {name}\nhost = \"{host}\"\nport = {port}\nca_file = \"{ca}\"\n\
+             user = \"{user}\"\npassword_file = \"{pw}\"\nfolder = {folder}\npoll_interval = \"1s\"\n{extra}\n",
+            name = toml_str(name),
+            host = dc.host(),
+            port = dc.tls_port(),
+            ca = dc.ca_pem_path().display(),
+            user = dc.user(),
+            pw = password_file.display(),
+            folder = toml_str(folder),
+        );
+        self
+    }
+
+    /// A `[[mailbox]]` named `name` reading the Maildir at `path` (relative to the
+    /// configuration; created empty), polled every second. `extra` is appended to the entry.
+    pub fn maildir_mailbox(mut self, name: &str, path: &str, extra: &str) -> ConfigFile {
+        self.maildirs.push(self.dir.join(path));
+        let _ = write!(
+            self.text,
+            "\n[[mailbox]]\nname = {}\npath = {}\npoll_interval = \"1s\"\n{extra}\n",
+            toml_str(name),
+            toml_str(path)
+        );
+        self
+    }
+
     /// `[identity]`: the company's own `addresses` and, if any, `domains`.
     pub fn identity(mut self, addresses: &[&str], domains: &[&str]) -> ConfigFile {
         let _ = write!(
