@@ -232,7 +232,7 @@ async fn three_daemons_killed_in_turn_lose_nothing_and_send_nothing_twice() {
         .write();
     let store = Store::connect(&db.url, 2).await.unwrap();
     let c = leadloop::config::Config::load(&config).unwrap();
-    let mailbox = match &c.source {
+    let mailbox = match &c.mailboxes[0].source {
         leadloop::config::SourceConfig::Imap(i) => leadloop::ingest::imap_mailbox_name(i),
         leadloop::config::SourceConfig::Maildir(_) => unreachable!(),
     };
