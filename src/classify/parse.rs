@@ -687,7 +687,10 @@ const NEW_TEXT_BYTES: usize = 64 * 1024;
 /// quote. Then its lines are the body's trimmed lines less leading and trailing blank ones,
 /// which lets a caller reuse what it already read from the body's lines.
 pub fn new_text_whole(body: &str) -> (String, bool) {
-    let mut out = Vec::new();
+    // The kept lines, joined by line breaks as they are read: no list of lines and no second
+    // pass to join them.
+    let mut out = String::with_capacity(body.len().min(NEW_TEXT_BYTES));
+    let mut first = true;
     let mut whole = body.len() <= NEW_TEXT_BYTES;
     let mut lines = self::lines(clip(body, NEW_TEXT_BYTES));
     for line in lines.by_ref().take(NEW_TEXT_LINES) {
@@ -700,14 +703,18 @@ pub fn new_text_whole(body: &str) -> (String, bool) {
             whole = false;
             break;
         }
-        out.push(t);
+        if !first {
+            out.push('\n');
+        }
+        first = false;
+        out.push_str(t);
     }
     if lines.next().is_some() {
         whole = false;
     }
     // Trimmed in place: the joined text is the size of the body, and a trimmed copy of it
     // would be a second one.
-    let mut text = out.join("\n");
+    let mut text = out;
     let end = text.trim_end().len();
     text.truncate(end);
     let start = text.len() - text.trim_start().len();
