@@ -23,6 +23,20 @@ pub fn ooo_subject(subject: &str) -> bool {
     OOO_SUBJECT.is_match(clip(subject, 300))
 }
 
+/// The headers [`signals`] reads on every message.
+const SIGNAL_HEADERS: [&str; 10] = [
+    "Auto-Submitted",
+    "X-Autoreply",
+    "X-Autorespond",
+    "X-Autoresponder",
+    "Precedence",
+    "X-Vacation",
+    "X-Auto-Reply",
+    "X-Autoreply-From",
+    "X-Precedence",
+    "X-Auto-Response-Suppress",
+];
+
 /// Which auto-reply signals the message carries, as evidence strings; empty if none.
 ///
 /// `Auto-Submitted: auto-generated` is reported separately (second value) because form
@@ -41,7 +55,23 @@ pub fn signals(
 ) -> (Vec<String>, bool) {
     let mut ev = Vec::new();
     let mut generated_only = false;
-    if let Some(v) = parse::header(msg, "Auto-Submitted") {
+    // Which of the signal headers are there, from one look at the header names: most mail has
+    // none of them, and asking for each by name would read every header ten times.
+    let mut present = [false; SIGNAL_HEADERS.len()];
+    for n in parse::header_names(msg) {
+        for (seen, name) in present.iter_mut().zip(SIGNAL_HEADERS) {
+            *seen |= n.eq_ignore_ascii_case(name);
+        }
+    }
+    // Only ever asked about the names in the list.
+    let has = |name: &str| {
+        SIGNAL_HEADERS
+            .iter()
+            .zip(present)
+            .any(|(n, seen)| seen && *n == name)
+    };
+    let header = |name: &str| has(name).then(|| parse::header(msg, name)).flatten();
+    if let Some(v) = header("Auto-Submitted") {
         let v = clip(v.trim(), 80).to_ascii_lowercase();
         let token = v.split([';', ' ']).next().unwrap_or("").to_owned();
         if !token.is_empty() && token != "no" {
@@ -50,31 +80,31 @@ pub fn signals(
         }
     }
     for name in ["X-Autoreply", "X-Autorespond", "X-Autoresponder"] {
-        if parse::has_header(msg, name) {
+        if has(name) {
             ev.push(format!("header {name}"));
             generated_only = false;
         }
     }
-    if let Some(p) = parse::header(msg, "Precedence")
+    if let Some(p) = header("Precedence")
         && p.trim().eq_ignore_ascii_case("auto_reply")
     {
         ev.push("header Precedence: auto_reply".into());
         generated_only = false;
     }
     for name in ["X-Vacation", "X-Auto-Reply", "X-Autoreply-From"] {
-        if parse::has_header(msg, name) {
+        if has(name) {
             ev.push(format!("header {name}"));
             generated_only = false;
         }
     }
-    if let Some(p) = parse::header(msg, "X-Precedence")
+    if let Some(p) = header("X-Precedence")
         && p.trim().eq_ignore_ascii_case("auto_reply")
     {
         ev.push("header X-Precedence: auto_reply".into());
         generated_only = false;
     }
     let ooo = ooo_subject(subject);
-    if parse::has_header(msg, "X-Auto-Response-Suppress") && ooo {
+    if has("X-Auto-Response-Suppress") && ooo {
         ev.push("header X-Auto-Response-Suppress with an out-of-office subject".into());
         generated_only = false;
     } else if ooo {

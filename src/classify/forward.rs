@@ -187,25 +187,20 @@ pub fn forward_subject(subject: &str) -> bool {
 
 /// The original message of an inline forwarded block in `body`.
 fn inline(body: &str, subject: &str) -> Option<Original> {
-    let lines: Vec<&str> = parse::lines(clip(body, parse::MAX_TEXT))
-        .take(5000)
-        .collect();
+    let body = clip(body, parse::MAX_TEXT);
     let fwd_subject = forward_subject(subject);
-    for (i, line) in lines.iter().enumerate() {
+    // Most bodies hold no forwarded block at all: they are read line by line once, and only
+    // a body with a block is kept as lines, for the header block and the text below it.
+    let first = parse::lines(body)
+        .take(MAX_LINES)
+        .position(|line| block_start(clip(line.trim(), 300), fwd_subject).is_some())?;
+    let lines: Vec<&str> = parse::lines(body).take(MAX_LINES).collect();
+    for (i, line) in lines.iter().enumerate().skip(first) {
         let t = clip(line.trim(), 300);
-        let marker = may_be_marker(t) && MARKER.is_match(t);
-        // Outlook's forward has no marker line, only a header block; accept it when the
-        // subject says this is a forward.
-        let bare_block = !marker
-            && fwd_subject
-            && may_be_from_header(t)
-            && HEADER_LINE
-                .captures(t)
-                .and_then(|c| c.get(1))
-                .is_some_and(|l| is_from_label(l.as_str()));
-        if !marker && !bare_block {
+        let Some(marker) = block_start(t, fwd_subject) else {
             continue;
-        }
+        };
+        let bare_block = !marker;
         if marker && !FORWARD_ONLY.is_match(t) && !fwd_subject {
             // "-----Original Message-----" in a reply is quoting, not forwarding.
             continue;
@@ -277,6 +272,25 @@ fn inline(body: &str, subject: &str) -> Option<Original> {
         });
     }
     None
+}
+
+/// Lines of a body the inline search reads at most.
+const MAX_LINES: usize = 5000;
+
+/// Whether the (trimmed, clipped) line opens a forwarded block: `Some(true)` for a marker line,
+/// `Some(false)` for the first header of Outlook's block, which has no marker line and is
+/// accepted only when the subject says this is a forward.
+fn block_start(t: &str, fwd_subject: bool) -> Option<bool> {
+    if may_be_marker(t) && MARKER.is_match(t) {
+        return Some(true);
+    }
+    let bare_block = fwd_subject
+        && may_be_from_header(t)
+        && HEADER_LINE
+            .captures(t)
+            .and_then(|c| c.get(1))
+            .is_some_and(|l| is_from_label(l.as_str()));
+    bare_block.then_some(false)
 }
 
 fn is_from_label(label: &str) -> bool {

@@ -167,6 +167,10 @@ fn value_text(msg: &Message<'_>, h: &mail_parser::Header<'_>) -> String {
         }
     };
     let clipped = clip(&text, MAX_HEADER);
+    if !clipped.contains(['\r', '\n']) {
+        // One line (nearly every header): the same as the joined pieces below, one copy.
+        return clipped.trim().to_owned();
+    }
     clipped
         .split(['\r', '\n'])
         .map(str::trim)
@@ -373,12 +377,16 @@ pub fn content_type(part: &MessagePart<'_>) -> Option<(String, Option<String>)> 
         .iter()
         .find(|h| h.name().eq_ignore_ascii_case("Content-Type"))?;
     let ct = h.value.as_content_type()?;
+    // Built in one buffer and lower-cased in place: every stage asks for the types of every
+    // part, and formatting two lower-cased copies cost more than the rest of the lookup.
+    let (ctype, subtype) = (ct.ctype(), ct.subtype().unwrap_or(""));
+    let mut t = String::with_capacity(ctype.len() + 1 + subtype.len());
+    t.push_str(ctype);
+    t.push('/');
+    t.push_str(subtype);
+    t.make_ascii_lowercase();
     Some((
-        format!(
-            "{}/{}",
-            ct.ctype().to_ascii_lowercase(),
-            ct.subtype().unwrap_or("").to_ascii_lowercase()
-        ),
+        t,
         ct.attribute("report-type").map(|s| s.to_ascii_lowercase()),
     ))
 }
@@ -679,7 +687,10 @@ const NEW_TEXT_BYTES: usize = 64 * 1024;
 /// quote. Then its lines are the body's trimmed lines less leading and trailing blank ones,
 /// which lets a caller reuse what it already read from the body's lines.
 pub fn new_text_whole(body: &str) -> (String, bool) {
-    let mut out = Vec::new();
+    // The kept lines, joined by line breaks as they are read: no list of lines and no second
+    // pass to join them.
+    let mut out = String::with_capacity(body.len().min(NEW_TEXT_BYTES));
+    let mut first = true;
     let mut whole = body.len() <= NEW_TEXT_BYTES;
     let mut lines = self::lines(clip(body, NEW_TEXT_BYTES));
     for line in lines.by_ref().take(NEW_TEXT_LINES) {
@@ -692,23 +703,46 @@ pub fn new_text_whole(body: &str) -> (String, bool) {
             whole = false;
             break;
         }
-        out.push(t);
+        if !first {
+            out.push('\n');
+        }
+        first = false;
+        out.push_str(t);
     }
     if lines.next().is_some() {
         whole = false;
     }
-    (out.join("\n").trim().to_owned(), whole)
+    // Trimmed in place: the joined text is the size of the body, and a trimmed copy of it
+    // would be a second one.
+    let mut text = out;
+    let end = text.trim_end().len();
+    text.truncate(end);
+    let start = text.len() - text.trim_start().len();
+    text.drain(..start);
+    (text, whole)
 }
 
 /// `text` without its signature: everything from the first line that is the conventional
 /// delimiter `-- ` (trimmed, as [`new_text_whole`] trims its lines) on.
+///
+/// Only lines holding `--` can be the delimiter, so those are found with a vectorised search
+/// and each such line is looked at once, instead of trimming every line of every text.
 pub fn without_signature(text: &str) -> &str {
-    let mut start = 0;
-    for piece in text.split_inclusive('\n') {
-        if piece.trim() == "--" {
+    let bytes = text.as_bytes();
+    // Lines that end before this offset were looked at already.
+    let mut seen = 0;
+    for at in memchr::memmem::find_iter(bytes, b"--") {
+        if at < seen {
+            continue;
+        }
+        let head = bytes.get(..at).unwrap_or_default();
+        let start = memchr::memrchr(b'\n', head).map_or(0, |i| i + 1);
+        let tail = bytes.get(at..).unwrap_or_default();
+        let end = memchr::memchr(b'\n', tail).map_or(bytes.len(), |i| at + i + 1);
+        seen = end;
+        if text.get(start..end).is_some_and(|line| line.trim() == "--") {
             return text.get(..start).unwrap_or(text).trim_end();
         }
-        start += piece.len();
     }
     text
 }
@@ -823,6 +857,13 @@ mod tests {
         assert_eq!(without_signature("--\nSam"), "");
         assert_eq!(without_signature("a -- b\n---\nc"), "a -- b\n---\nc");
         assert_eq!(without_signature("plain"), "plain");
+        // Dashes in other lines before the delimiter, and a delimiter among dashed lines.
+        assert_eq!(without_signature("a--b\n--\nsig"), "a--b");
+        assert_eq!(without_signature("x\n-----\n \t-- \nsig"), "x\n-----");
+        assert_eq!(without_signature("x\n--\u{2003}\nsig"), "x");
+        let dashes = "-".repeat(10_001);
+        assert_eq!(without_signature(&format!("{dashes}\n--")), dashes);
+        assert_eq!(without_signature(&dashes), dashes);
     }
 
     #[test]

@@ -87,7 +87,15 @@ pub fn judge(msg: &Message<'_>, rules: &SpamRules) -> Judgement {
         return Judgement::Clean;
     }
     let mut j = Judgement::Clean;
-    for (name, read) in READERS {
+    // One look at the header names first: most mail carries no filter's header, and asking for
+    // each of them by name would read every header once per filter.
+    let filtered = parse::header_names(msg).any(|n| {
+        n.as_bytes()
+            .get(..2)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"x-"))
+            && READERS.iter().any(|(name, _)| n.eq_ignore_ascii_case(name))
+    });
+    for (name, read) in READERS.iter().filter(|_| filtered) {
         for value in parse::header_values(msg, name, MAX_FIELDS) {
             j = j.worst(read(name, value.trim(), rules));
             if j.rank() == 2 {

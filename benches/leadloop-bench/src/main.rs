@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --bin leadloop-bench -- ingest [--messages 10000] [--seed 42] [--runs 3]
 //! cargo run --release --bin leadloop-bench -- corpus --messages 200 --out /tmp/corpus
+//! cargo run --release --bin leadloop-bench -- classify [--messages 10000] [--dir DIR] [--dump FILE]
 //! cargo run --release --bin leadloop-bench -- schedule [--enrolled 1000000] [--due 10000]
 //! cargo run --release --bin leadloop-bench -- send [--messages 20000] [--runs 3]
 //! cargo build --release --bin leadloop --bin leadloop-bench
@@ -16,6 +17,7 @@
 //! child process (`ingest-child`) so its peak RSS is its own (see `rss.rs`). The output is a
 //! human summary; the last line is one JSON object for scripts.
 
+mod classify;
 mod corpus;
 mod reference;
 mod report;
@@ -102,6 +104,27 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The classifier alone: the corpus (or DIR's .eml files) classified on one thread, in
+    /// this process; repeatable under `valgrind --tool=callgrind`.
+    Classify {
+        /// Number of corpus messages generated (without --dir).
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Classify the .eml files of this directory instead (sorted by name).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Passes over the messages.
+        #[arg(long, default_value_t = 1)]
+        passes: usize,
+        /// Classifier rules from this leadloop configuration instead of the ingest bench's.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Write every decision, in full, one JSON line per message, to this file.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+    },
     /// Scheduler cost: due steps claimed, rendered and enqueued with many vs few enrolled.
     Schedule {
         /// Enrolled leads in the large case.
@@ -183,6 +206,21 @@ fn main() -> Result<()> {
             seed,
             out,
         } => write_corpus(messages, seed, &out),
+        Cmd::Classify {
+            messages,
+            seed,
+            dir,
+            passes,
+            config,
+            dump,
+        } => classify::run(&classify::Options {
+            dir,
+            messages,
+            seed,
+            passes,
+            config,
+            dump,
+        }),
         Cmd::Send { messages, runs } => send::bench(messages, runs.max(1)),
         Cmd::SendChild { port, messages } => send::child(port, messages),
         Cmd::Loop {

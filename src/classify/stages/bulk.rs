@@ -158,9 +158,14 @@ const BULK_MAILERS: &[&str] = &[
 
 /// The first header whose name starts with one of `prefixes`, short and printable.
 fn esp_header(msg: &mail_parser::Message<'_>, prefixes: &[&str]) -> Option<String> {
+    // The prefixes are lower-case ASCII: compared in place, without a lower-cased copy of
+    // every header name.
     let esp = parse::header_names(msg).find(|n| {
-        let n = n.to_ascii_lowercase();
-        prefixes.iter().any(|p| n.starts_with(p))
+        prefixes.iter().any(|p| {
+            n.as_bytes()
+                .get(..p.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
+        })
     })?;
     Some(printable(esp, 60))
 }

@@ -112,7 +112,8 @@ pub fn decide(m: &Input<'_>, ev: &mut Vec<String>) -> Option<Decision> {
             | "application/x-gzip"
             | "application/x-zip-compressed"
     );
-    let by_subject = REPORT_SUBJECT.is_match(m.subject) && (archive.is_some() || root_archive);
+    // The archive first: it is a lookup, the subject a regex search.
+    let by_subject = (archive.is_some() || root_archive) && REPORT_SUBJECT.is_match(m.subject);
     if named.is_some() || by_subject {
         ev.push(match named {
             Some(n) => format!("DMARC report file {}", parse::clip(n, 100)),
