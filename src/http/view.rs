@@ -294,6 +294,22 @@ pub(super) async fn leads(
     ))
 }
 
+/// The lead whose id is the path's `id`; an id that is no lead's gets the page any unknown
+/// address gets.
+async fn lead_by_id(app: &App, id: &str) -> Result<crate::domain::Lead, Response> {
+    let id = crate::domain::LeadId(id.parse::<i64>().map_err(|_| super::page::not_found())?);
+    app.0
+        .store
+        .leads_by_id(&[id])
+        .await
+        .map_err(|e| {
+            warn!(error = %error_chain(&e), "cannot read a lead");
+            super::page::unavailable()
+        })?
+        .remove(&id)
+        .ok_or_else(super::page::not_found)
+}
+
 /// `GET /leads/ID`: one lead's page. An id that is no lead's gets the same page as any
 /// unknown address.
 pub(super) async fn lead_page(
@@ -301,21 +317,12 @@ pub(super) async fn lead_page(
     State(app): State<App>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Result<Response, Response> {
-    let Ok(id) = id.parse::<i64>() else {
-        return Err(super::page::not_found());
-    };
+    let lead = lead_by_id(&app, &id).await?;
     let store = &app.0.store;
     let unavailable = |e: crate::store::StoreError| {
         warn!(error = %error_chain(&e), "cannot read a lead's page");
         super::page::unavailable()
     };
-    let id = crate::domain::LeadId(id);
-    let lead = store
-        .leads_by_id(&[id])
-        .await
-        .map_err(unavailable)?
-        .remove(&id)
-        .ok_or_else(super::page::not_found)?;
     let timeline = store.timeline(&lead).await.map_err(unavailable)?;
     let enrollments = store.enrollments(lead.id).await.map_err(unavailable)?;
     let verdicts = store.verdicts(lead.id).await.map_err(unavailable)?;
@@ -406,24 +413,15 @@ pub(super) async fn give_verdict(
     posted: Posted,
 ) -> Result<Response, Response> {
     let user = &posted.user;
-    let Ok(id) = id.parse::<i64>() else {
-        return Err(super::page::not_found());
-    };
     let Some(actions) = app.0.web.actions.clone() else {
         return Err(super::page::not_found());
     };
+    let lead = lead_by_id(&app, &id).await?;
     let store = &app.0.store;
     let unavailable = |e: crate::store::StoreError| {
         warn!(error = %error_chain(&e), "cannot record a verdict");
         super::page::unavailable()
     };
-    let id = crate::domain::LeadId(id);
-    let lead = store
-        .leads_by_id(&[id])
-        .await
-        .map_err(unavailable)?
-        .remove(&id)
-        .ok_or_else(super::page::not_found)?;
     let value = |name: &str| {
         posted
             .field(name)

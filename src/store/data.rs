@@ -1045,7 +1045,7 @@ fn names_address(text: &str, address: &str) -> bool {
 }
 
 /// A `LIKE` pattern for values containing `text` (lower-case), with `\` as the escape.
-fn like_pattern(text: &str) -> String {
+pub(super) fn like_pattern(text: &str) -> String {
     let mut p = String::with_capacity(text.len() + 2);
     p.push('%');
     for c in text.to_lowercase().chars() {

@@ -580,16 +580,7 @@ impl Store {
     ) -> Result<HashMap<(String, i64), u32>, StoreError> {
         let mut out = HashMap::new();
         for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            let conds = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "(key = {} AND bucket = {})",
-                        params(self.backend, 2 * i + 1, 1),
-                        params(self.backend, 2 * i + 2, 1)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" OR ");
+            let conds = key_bucket_conditions(self.backend, chunk.len());
             let mut q = sqlx::query(AssertSqlSafe(format!(
                 "SELECT key, bucket, count FROM send_counts WHERE {conds}"
             )))
@@ -607,6 +598,20 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// `(key = $1 AND bucket = $2) OR …` for `n` cap counters, parameters from 1.
+fn key_bucket_conditions(backend: Backend, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "(key = {} AND bucket = {})",
+                params(backend, 2 * i + 1, 1),
+                params(backend, 2 * i + 2, 1)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }
 
 /// Step ids as the `steps_done` column holds them: separated by spaces, in order.
@@ -926,16 +931,7 @@ impl Store {
                 q = q.bind(k.as_str()).bind(*b).bind(0_i64);
             }
             q.execute(&mut *tx).await?;
-            let conds = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "(key = {} AND bucket = {})",
-                        params(self.backend, 2 * i + 1, 1),
-                        params(self.backend, 2 * i + 2, 1)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" OR ");
+            let conds = key_bucket_conditions(self.backend, chunk.len());
             let mut q = sqlx::query(AssertSqlSafe(format!(
                 "SELECT key, bucket, count FROM send_counts WHERE {conds}{lock}"
             )))

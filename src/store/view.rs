@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
 use tracing::instrument;
 
+use super::data::like_pattern;
 use super::{LEAD_COLUMNS, Lead, Store, StoreError, lead_from_row, millis};
 use crate::domain::LeadStatus;
 
@@ -91,20 +92,6 @@ pub struct LeadPage {
     pub more: bool,
 }
 
-/// `text` as a `LIKE` pattern that finds it anywhere, with `%`, `_` and `\` taken literally.
-fn contains_pattern(text: &str) -> String {
-    let mut p = String::with_capacity(text.len() + 2);
-    p.push('%');
-    for c in text.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
-}
-
 impl Store {
     /// One page of the leads that match `q`. The statement reads the leads in the chosen
     /// order and stops after the page (one lead more, to know whether there are more).
@@ -120,7 +107,7 @@ impl Store {
             binds.len()
         };
         if let Some(s) = q.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-            let n = param(&mut binds, Bind::Text(contains_pattern(s)));
+            let n = param(&mut binds, Bind::Text(like_pattern(s)));
             let _ = write!(
                 sql,
                 " AND (LOWER(l.email) LIKE ${n} ESCAPE '\\' OR LOWER(COALESCE(l.name, '')) LIKE ${n} ESCAPE '\\' OR LOWER(COALESCE(l.company, '')) LIKE ${n} ESCAPE '\\')"
@@ -202,8 +189,8 @@ mod tests {
 
     #[test]
     fn a_search_takes_wildcards_literally() {
-        assert_eq!(contains_pattern("Ana"), "%ana%");
-        assert_eq!(contains_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(like_pattern("Ana"), "%ana%");
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
     }
 
     #[test]

@@ -84,23 +84,51 @@ async fn pause_status_resume_and_run_once_while_paused() {
     assert_eq!(sink_recipients(&sink), ["ana@example.org"]);
 }
 
+/// A sink that takes a second per message, a daemon configuration for it (waiting up to 10 s
+/// for its answers), and `total` messages due in the outbox to `PREFIXn@example.org`.
+struct SlowSink {
+    store: leadloop::store::Store,
+    sink: SmtpSink,
+    config: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    _db: crate::support::TestDb,
+}
+
+impl SlowSink {
+    async fn new(total: i64, prefix: &str) -> SlowSink {
+        let (store, db) = test_store().await;
+        let sink = SmtpSink::start(&["-w", "1"]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = daemon_config(dir.path(), &db.url, sink.port());
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("timeout = \"1s\"", "timeout = \"10s\"");
+        std::fs::write(&config, text).unwrap();
+        let msgs: Vec<_> = (0..total)
+            .map(|n| plain(None, n, &format!("{prefix}{n}@example.org")))
+            .collect();
+        store.enqueue_many(&msgs, Utc::now()).await.unwrap();
+        SlowSink {
+            store,
+            sink,
+            config,
+            _dir: dir,
+            _db: db,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_daemon_honours_a_pause_within_a_second() {
-    let (store, db) = test_store().await;
-    // A sink that takes a second per message: 8 connections send about 8 a second, so the
-    // daemon is mid-stream when the pause comes.
-    let sink = SmtpSink::start(&["-w", "1"]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = daemon_config(dir.path(), &db.url, sink.port());
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("timeout = \"1s\"", "timeout = \"10s\"");
-    std::fs::write(&config, text).unwrap();
+    // 8 connections send about 8 a second, so the daemon is mid-stream when the pause comes.
     let total = 300;
-    let msgs: Vec<_> = (0..total)
-        .map(|n| plain(None, n, &format!("p{n}@example.org")))
-        .collect();
-    store.enqueue_many(&msgs, Utc::now()).await.unwrap();
+    let SlowSink {
+        store,
+        sink,
+        config,
+        _dir,
+        _db,
+    } = SlowSink::new(total, "p").await;
     let mut daemon = Daemon(with_config(&config, &["run"]).spawn());
     let wait_for = |n: usize, within: Duration| {
         let start = Instant::now();
@@ -151,19 +179,14 @@ async fn a_running_daemon_honours_a_pause_within_a_second() {
 /// the pause was asked for; after `sending resume` every message arrives exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_stops_every_daemon_on_the_database_within_a_second() {
-    let (store, db) = test_store().await;
-    let sink = SmtpSink::start(&["-w", "1"]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = daemon_config(dir.path(), &db.url, sink.port());
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("timeout = \"1s\"", "timeout = \"10s\"");
-    std::fs::write(&config, text).unwrap();
     let total = 240;
-    let msgs: Vec<_> = (0..total)
-        .map(|n| plain(None, n, &format!("k{n}@example.org")))
-        .collect();
-    store.enqueue_many(&msgs, Utc::now()).await.unwrap();
+    let SlowSink {
+        store,
+        sink,
+        config,
+        _dir,
+        _db,
+    } = SlowSink::new(total, "k").await;
 
     // When each transaction first showed at the sink (smtp-sink creates its dump file when a
     // transaction starts).
