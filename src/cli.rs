@@ -835,8 +835,13 @@ fn classify_file(file: &Path, rules: &Rules) -> Classification {
 /// shows nothing.
 async fn show_progress(progress: crate::ingest::progress::Progress) {
     use std::io::IsTerminal as _;
+    let every = std::env::var("LEADLOOP_PROGRESS_EVERY")
+        .ok()
+        .and_then(|v| humantime::parse_duration(v.trim()).ok())
+        .filter(|d| !d.is_zero())
+        .unwrap_or(PROGRESS_EVERY);
     let start = std::time::Instant::now();
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let mut tick = tokio::time::interval(every.min(std::time::Duration::from_millis(200)));
     let terminal = std::io::stderr().is_terminal();
     let mut bar: Option<indicatif::ProgressBar> = None;
     let mut logged = start;
@@ -852,7 +857,7 @@ async fn show_progress(progress: crate::ingest::progress::Progress) {
     loop {
         tick.tick().await;
         let (done, total) = progress.get();
-        if total == 0 || start.elapsed() < PROGRESS_EVERY.min(std::time::Duration::from_secs(1)) {
+        if total == 0 || start.elapsed() < every.min(std::time::Duration::from_secs(1)) {
             continue;
         }
         if terminal {
@@ -871,7 +876,7 @@ async fn show_progress(progress: crate::ingest::progress::Progress) {
             });
             b.set_length(total);
             b.set_position(done);
-        } else if logged.elapsed() >= PROGRESS_EVERY {
+        } else if logged.elapsed() >= every {
             logged = std::time::Instant::now();
             let rate = done as f64 / start.elapsed().as_secs_f64().max(0.001);
             info!("{}", crate::ingest::progress::line(done, total, rate));
@@ -879,7 +884,8 @@ async fn show_progress(progress: crate::ingest::progress::Progress) {
     }
 }
 
-/// How often a long pass logs how far it has come when stderr is not a terminal.
+/// How often a long pass logs how far it has come when stderr is not a terminal, unless
+/// `LEADLOOP_PROGRESS_EVERY` says otherwise (`"30s"`, `"2m"`).
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn run_daemon(

@@ -564,3 +564,46 @@ async fn a_first_run_since_a_day_skips_older_mail_for_good() {
     let (code, _) = crate::support::run_cli(&s.config_path, &["run", "--since", &today]);
     assert_eq!(code, 2);
 }
+
+/// A long pass says how far it has come: log lines when stderr is not a terminal, a bar when
+/// it is (run under `script`, which gives the process a pseudo-terminal).
+/// `LEADLOOP_PROGRESS_EVERY` shortens the interval so a few thousand messages are enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_pass_shows_its_progress_in_the_log_or_on_a_terminal() {
+    let s = Setup::new("implicit", "batch_size = 100").await;
+    s.dovecot.load_maildir((1..=3000).map(inquiry)).unwrap();
+    let (code, out, err) = crate::support::leadloop(&["run", "--once"])
+        .config(&s.config_path)
+        .log("info")
+        .env("LEADLOOP_PROGRESS_EVERY", "50ms")
+        .run();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("3000 recorded"), "{out}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains(" of 3,000 messages (") && l.contains("/s")),
+        "no progress line in the log: {err}"
+    );
+
+    // On a terminal: a fresh mailbox, the same mail, a bar instead of lines.
+    let t = Setup::new("implicit", "batch_size = 100").await;
+    t.dovecot.load_maildir((1..=3000).map(inquiry)).unwrap();
+    let command = format!(
+        "{} run --once --config {}",
+        env!("CARGO_BIN_EXE_leadloop"),
+        t.config_path.display()
+    );
+    let shown = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("LEADLOOP_PROGRESS_EVERY", "50ms")
+        .env("LEADLOOP_LOG", "warn")
+        .output();
+    let Ok(shown) = shown else {
+        eprintln!("SKIPPED the terminal half: `script` (util-linux) is not installed");
+        return;
+    };
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.status.success(), "{text}");
+    assert!(text.contains("/3000 messages"), "no progress bar: {text}");
+    assert!(text.contains("3000 recorded"), "{text}");
+}
