@@ -21,6 +21,9 @@
 //! | `GET /leads` | signed in | the leads list: search (`q`), filters (`channel`, `status`, `owner`, `from`, `until`), order (`sort`) and `page`, 50 a page |
 //! | `GET /leads/ID` | signed in | one lead: its card, form fields, verdicts, sequences and timeline, every text from mail shown as text |
 //! | `POST /leads/ID/verdict` | signed in | records a verdict on the lead as the signed-in person, and acts on it as an answer to a hand-off would |
+//! | `POST /leads/ID/owner` | signed in | gives the lead the form's `owner` |
+//! | `POST /leads/ID/unenroll` | signed in | ends the lead's enrollment in the form's `sequence` |
+//! | `POST /leads/ID/pause` | signed in | holds the next step of the lead's sequences until the form's `until` day |
 //! | `GET /admin/users` | admin | `[[user]]` with role, whether a password is set and live sessions |
 //! | `POST /admin/users/end-sessions` | admin | ends every session of the form's `email` |
 //! | `GET /static/app.css` | anyone | the stylesheet |
@@ -88,6 +91,9 @@ pub(super) fn routes() -> Router<App> {
         .route("/leads", get(leads))
         .route("/leads/{id}", get(lead_page))
         .route("/leads/{id}/verdict", post(give_verdict))
+        .route("/leads/{id}/owner", post(assign_owner))
+        .route("/leads/{id}/unenroll", post(unenroll))
+        .route("/leads/{id}/pause", post(pause_sequences))
         .route("/admin/users", get(admin_users))
         .route("/admin/users/end-sessions", post(end_sessions))
         .route("/static/app.css", get(stylesheet))
@@ -477,6 +483,131 @@ pub(super) async fn give_verdict(
         .map_err(unavailable)?;
     info!(by = %user.email, lead = %lead.email, verdict = %verdict.kind, "verdict given in the view");
     Ok(Redirect::to(&format!("{}/leads/{}", user.base(), lead.id.0)).into_response())
+}
+
+/// Applies `changes` to the lead of a page's form and sends the browser back to its page.
+async fn change_lead(
+    app: &App,
+    posted: &Posted,
+    lead: &crate::domain::Lead,
+    changes: Vec<crate::store::Change>,
+    what: &str,
+) -> Result<Response, Response> {
+    let changes: Vec<crate::store::LeadChange> = changes
+        .into_iter()
+        .map(|change| crate::store::LeadChange {
+            record: 0,
+            lead: lead.email.clone(),
+            change,
+        })
+        .collect();
+    app.0
+        .store
+        .apply_lead_changes(&changes, Utc::now())
+        .await
+        .map_err(|e| {
+            warn!(error = %error_chain(&e), "cannot change a lead");
+            super::page::unavailable()
+        })?;
+    info!(by = %posted.user.email, lead = %lead.email, "{what} in the view");
+    Ok(Redirect::to(&format!("{}/leads/{}", posted.user.base(), lead.id.0)).into_response())
+}
+
+/// A one-line form field, trimmed; `None` when empty.
+fn form_value(posted: &Posted, name: &str) -> Option<String> {
+    posted
+        .field(name)
+        .map(|v| v.lines().next().unwrap_or_default().trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// A 400 page saying what is wrong with a form.
+fn bad_form(posted: &Posted, title: &str, text: &str) -> Response {
+    message(
+        posted.user.base(),
+        StatusCode::BAD_REQUEST,
+        Some(&posted.user),
+        title,
+        text,
+    )
+}
+
+/// `POST /leads/ID/owner`: the form's `owner` owns the lead from now on (its hand-offs go to
+/// them), recorded on the timeline with the signed-in person.
+pub(super) async fn assign_owner(
+    State(app): State<App>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    posted: Posted,
+) -> Result<Response, Response> {
+    let lead = lead_by_id(&app, &id).await?;
+    let owner = form_value(&posted, "owner")
+        .and_then(|o| crate::domain::EmailAddress::parse(&o).ok())
+        .ok_or_else(|| {
+            bad_form(
+                &posted,
+                "Not an address",
+                "The owner must be an email address.",
+            )
+        })?;
+    let change = crate::store::Change::Owner {
+        owner,
+        by: posted.user.email.to_string(),
+    };
+    change_lead(&app, &posted, &lead, vec![change], "owner assigned").await
+}
+
+/// `POST /leads/ID/unenroll`: the lead leaves the form's `sequence`.
+pub(super) async fn unenroll(
+    State(app): State<App>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    posted: Posted,
+) -> Result<Response, Response> {
+    let lead = lead_by_id(&app, &id).await?;
+    let sequence = form_value(&posted, "sequence").ok_or_else(|| {
+        bad_form(
+            &posted,
+            "No sequence",
+            "Say which sequence the lead leaves.",
+        )
+    })?;
+    let by = posted.user.email.to_string();
+    let changes = vec![
+        crate::store::Change::EndEnrollments {
+            sequences: Some(vec![crate::domain::SequenceName::new(sequence.clone())]),
+            reason: format!("unenrolled by {by}"),
+        },
+        crate::store::Change::Event {
+            kind: "unenrolled",
+            detail: serde_json::json!({ "sequence": sequence, "by": by }),
+        },
+    ];
+    change_lead(&app, &posted, &lead, changes, "unenrolled").await
+}
+
+/// `POST /leads/ID/pause`: the lead's sequences hold their next step until the form's
+/// `until` day (as an out-of-office does); then they go on.
+pub(super) async fn pause_sequences(
+    State(app): State<App>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    posted: Posted,
+) -> Result<Response, Response> {
+    let lead = lead_by_id(&app, &id).await?;
+    let until = form_value(&posted, "until")
+        .and_then(|u| chrono::NaiveDate::parse_from_str(&u, "%Y-%m-%d").ok())
+        .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
+        .filter(|u| *u > Utc::now())
+        .ok_or_else(|| {
+            bad_form(
+                &posted,
+                "Not a date",
+                "Pause until a day in the future (YYYY-MM-DD).",
+            )
+        })?;
+    let change = crate::store::Change::Pause {
+        until,
+        reason: format!("paused by {}", posted.user.email),
+    };
+    change_lead(&app, &posted, &lead, vec![change], "sequences paused").await
 }
 
 /// `GET /admin/users`: every configured user, whether they have a password and how many

@@ -966,3 +966,107 @@ async fn the_leads_list_searches_filters_pages_and_escapes() {
     to_signin(&anon.get(&href).await);
     daemon.stop().await;
 }
+
+/// The lead page's other changes: a new owner, leaving a sequence and pausing them, each
+/// CSRF-checked and on the timeline with the signed-in person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_unenroll_and_pause_from_the_lead_page() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let step = |id: &str| {
+        format!(
+            "[enroll]\nmanual = true\n\n[[step]]\nid = \"{id}\"\ndelay = \"3d\"\ntemplate = \"t\"\nsubject = \"s\"\n"
+        )
+    };
+    let (welcome, later) = (step("a"), step("b"));
+    let config = ConfigFile::new(dir.path(), &db.url)
+        .maildir("inbox")
+        .identity(&["leads@company.com"], &["company.com"])
+        .nurture(
+            &[("welcome", &welcome), ("later", &later)],
+            &[("t.txt", "Hi.\n")],
+        )
+        .raw(&format!(
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n\n{USERS}\n"
+        ))
+        .write();
+    let (code, _, err) = users(&config, &["add", SAM], SAM_PASSWORD);
+    assert_eq!(code, 0, "{err}");
+    let file = dir.path().join("one.csv");
+    std::fs::write(&file, "email,name\nlee@example.org,Lee\n").unwrap();
+    let (code, out, err) = with_config(&config, &["import", file.to_str().unwrap()]).run();
+    assert_eq!(code, 0, "{out}{err}");
+    for seq in ["welcome", "later"] {
+        let (code, out, err) = with_config(&config, &["enroll", "lee@example.org", seq]).run();
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let daemon = Daemon::start(&config, port).await;
+    let mut sam = Browser::new(port);
+    assert_eq!(sam.sign_in(SAM, SAM_PASSWORD).await.status, 303);
+    let list = sam.get("/leads?q=lee").await;
+    let at = list
+        .body
+        .find("href=\"/leads/")
+        .expect("a link to the lead")
+        + 6;
+    let href = list.body[at..list.body[at..].find('"').unwrap() + at].to_owned();
+    let page = sam.get(&href).await;
+    let csrf = page.csrf();
+    assert!(page.body.contains("Unenroll"), "{}", page.body);
+
+    assert_eq!(
+        sam.post(&format!("{href}/owner"), &[("owner", "mia@company.com")])
+            .await
+            .status,
+        403
+    );
+    let r = sam
+        .post(
+            &format!("{href}/owner"),
+            &[("csrf", &csrf), ("owner", "mia@company.com")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let r = sam
+        .post(
+            &format!("{href}/owner"),
+            &[("csrf", &csrf), ("owner", "not an address")],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = sam
+        .post(
+            &format!("{href}/unenroll"),
+            &[("csrf", &csrf), ("sequence", "welcome")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(2))
+        .date_naive()
+        .to_string();
+    let r = sam
+        .post(
+            &format!("{href}/pause"),
+            &[("csrf", &csrf), ("until", &tomorrow)],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let r = sam
+        .post(
+            &format!("{href}/pause"),
+            &[("csrf", &csrf), ("until", "2001-01-01")],
+        )
+        .await;
+    assert_eq!(r.status, 400, "a day in the past: {r:?}");
+
+    let (_, shown, _) = with_config(&config, &["leads", "show", "lee@example.org", "--json"]).run();
+    let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(v["owner"], "mia@company.com", "{v}");
+    let text = v.to_string();
+    assert!(text.contains("unenrolled by sam@company.com"), "{v}");
+    assert!(text.contains("paused by sam@company.com"), "{v}");
+    let page = sam.get(&href).await;
+    assert!(page.body.contains("exited"), "{}", page.body);
+    daemon.stop().await;
+}
