@@ -23,8 +23,8 @@ use crate::daemon;
 use crate::domain::{EmailAddress, EnrollmentState, LeadStatus, MessageKind, StepId};
 use crate::send;
 use crate::store::{
-    Change, Lead, LeadFilter, OutboxEntry, OutboxId, OutboxState, PausedBy, SendOutcome,
-    Transition, VerdictEntry,
+    Change, Lead, LeadChange, LeadFilter, OutboxEntry, OutboxId, OutboxState, PausedBy,
+    SendOutcome, Transition, VerdictEntry,
 };
 
 mod form;
@@ -843,17 +843,17 @@ async fn show_progress(progress: crate::ingest::progress::Progress) {
     let start = std::time::Instant::now();
     let mut tick = tokio::time::interval(every.min(std::time::Duration::from_millis(200)));
     let terminal = std::io::stderr().is_terminal();
-    let mut bar: Option<indicatif::ProgressBar> = None;
     let mut logged = start;
-    struct Clear(Option<indicatif::ProgressBar>);
-    impl Drop for Clear {
+    /// The bar, cleared from the terminal when the display is dropped (aborted at the end).
+    struct Bar(Option<indicatif::ProgressBar>);
+    impl Drop for Bar {
         fn drop(&mut self) {
             if let Some(b) = &self.0 {
                 b.finish_and_clear();
             }
         }
     }
-    let mut clear = Clear(None);
+    let mut bar = Bar(None);
     loop {
         tick.tick().await;
         let (done, total) = progress.get();
@@ -861,7 +861,7 @@ async fn show_progress(progress: crate::ingest::progress::Progress) {
             continue;
         }
         if terminal {
-            let b = bar.get_or_insert_with(|| {
+            let b = bar.0.get_or_insert_with(|| {
                 let b = indicatif::ProgressBar::with_draw_target(
                     Some(total),
                     indicatif::ProgressDrawTarget::stderr(),
@@ -871,7 +871,6 @@ async fn show_progress(progress: crate::ingest::progress::Progress) {
                 ) {
                     b.set_style(style);
                 }
-                clear.0 = Some(b.clone());
                 b
             });
             b.set_length(total);
@@ -1318,7 +1317,7 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                 by: sales::by(),
             };
             store
-                .apply_lead_changes(&[sales::change(&lead, change)], Utc::now())
+                .apply_lead_changes(&[LeadChange::by_hand(&lead, change)], Utc::now())
                 .await?;
             writeln!(out, "{} is owned by {owner}", lead.email)?;
             Ok(ExitCode::SUCCESS)

@@ -25,15 +25,6 @@ pub fn by() -> String {
     }
 }
 
-/// A change to `lead`, outside any inbound message.
-pub fn change(lead: &Lead, change: Change) -> LeadChange {
-    LeadChange {
-        record: 0,
-        lead: lead.email.clone(),
-        change,
-    }
-}
-
 /// `leadloop leads verdict EMAIL VERDICT [--reason R] [--comment C]`.
 pub async fn verdict(
     config: &Config,
@@ -63,7 +54,10 @@ pub async fn verdict(
     let changes = actions
         .verdict_changes(&verdict, &by(), "cli", now)
         .map_err(|problem| anyhow::anyhow!("{problem}"))?;
-    let changes: Vec<LeadChange> = changes.into_iter().map(|c| change(&lead, c)).collect();
+    let changes: Vec<LeadChange> = changes
+        .into_iter()
+        .map(|c| LeadChange::by_hand(&lead, c))
+        .collect();
     store.apply_lead_changes(&changes, now).await?;
     let after = store.lead(&lead.email).await?.unwrap_or(lead);
     writeln!(
@@ -101,7 +95,7 @@ pub async fn approve(
     let changes: Vec<LeadChange> = daemon::actions(config)
         .approval_changes(&lead, origin.kind, &who)
         .into_iter()
-        .map(|c| change(&lead, c))
+        .map(|c| LeadChange::by_hand(&lead, c))
         .collect();
     let now = Utc::now();
     if !store.approve_lead(&lead, &changes, &who, now).await? {

@@ -46,6 +46,14 @@ pub enum UsersCommand {
     },
 }
 
+/// `users add` for someone who has a password: asked before the password is typed, and again
+/// when it is stored, in case another `users add` came first.
+fn has_password_already(email: &impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{email} has a password already; use `leadloop users passwd {email}` to change it"
+    )
+}
+
 /// Runs `leadloop users …`.
 ///
 /// # Errors
@@ -64,22 +72,14 @@ pub async fn users(
             let store = daemon::open_store(config).await?;
             let result = async {
                 if store.password_hash(user.email.as_str()).await?.is_some() {
-                    anyhow::bail!(
-                        "{} has a password already; use `leadloop users passwd {}` to change it",
-                        user.email,
-                        user.email
-                    );
+                    return Err(has_password_already(&user.email));
                 }
                 let hash = new_hash(password_stdin).await?;
                 if !store
                     .add_password(user.email.as_str(), &hash, Utc::now())
                     .await?
                 {
-                    anyhow::bail!(
-                        "{} has a password already; use `leadloop users passwd {}` to change it",
-                        user.email,
-                        user.email
-                    );
+                    return Err(has_password_already(&user.email));
                 }
                 info!(user = %user.email, "password set");
                 writeln!(out, "password set for {} ({})", user.email, user.role)?;

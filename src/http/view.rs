@@ -423,17 +423,7 @@ pub(super) async fn give_verdict(
         return Err(super::page::not_found());
     };
     let lead = lead_by_id(&app, &id).await?;
-    let store = &app.0.store;
-    let unavailable = |e: crate::store::StoreError| {
-        warn!(error = %error_chain(&e), "cannot record a verdict");
-        super::page::unavailable()
-    };
-    let value = |name: &str| {
-        posted
-            .field(name)
-            .map(|v| v.lines().next().unwrap_or_default().trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
+    let value = |name: &str| form_value(&posted, name);
     let kind = value("verdict").unwrap_or_default();
     let words = match kind.as_str() {
         "not now" => value("until").map(|u| format!("not now: until {u}")),
@@ -449,10 +439,8 @@ pub(super) async fn give_verdict(
         .as_deref()
         .and_then(|w| crate::classify::read_verdict(w, now.date_naive()));
     let Some(mut verdict) = verdict else {
-        return Err(message(
-            user.base(),
-            StatusCode::BAD_REQUEST,
-            Some(user),
+        return Err(bad_form(
+            &posted,
             "Not a verdict",
             "Choose a verdict; \"not now\" needs a date and \"nurture\" a sequence.",
         ));
@@ -460,29 +448,9 @@ pub(super) async fn give_verdict(
     verdict.comment = value("comment");
     let changes = actions
         .verdict_changes(&verdict, user.email.as_str(), "web", now)
-        .map_err(|problem| {
-            message(
-                user.base(),
-                StatusCode::BAD_REQUEST,
-                Some(user),
-                "Not recorded",
-                &problem,
-            )
-        })?;
-    let changes: Vec<crate::store::LeadChange> = changes
-        .into_iter()
-        .map(|change| crate::store::LeadChange {
-            record: 0,
-            lead: lead.email.clone(),
-            change,
-        })
-        .collect();
-    store
-        .apply_lead_changes(&changes, now)
-        .await
-        .map_err(unavailable)?;
-    info!(by = %user.email, lead = %lead.email, verdict = %verdict.kind, "verdict given in the view");
-    Ok(Redirect::to(&format!("{}/leads/{}", user.base(), lead.id.0)).into_response())
+        .map_err(|problem| bad_form(&posted, "Not recorded", &problem))?;
+    let what = format!("verdict {} given", verdict.kind);
+    change_lead(&app, &posted, &lead, changes, &what).await
 }
 
 /// Applies `changes` to the lead of a page's form and sends the browser back to its page.
@@ -495,11 +463,7 @@ async fn change_lead(
 ) -> Result<Response, Response> {
     let changes: Vec<crate::store::LeadChange> = changes
         .into_iter()
-        .map(|change| crate::store::LeadChange {
-            record: 0,
-            lead: lead.email.clone(),
-            change,
-        })
+        .map(|change| crate::store::LeadChange::by_hand(lead, change))
         .collect();
     app.0
         .store

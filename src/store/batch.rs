@@ -69,6 +69,18 @@ pub struct LeadChange {
     pub change: Change,
 }
 
+impl LeadChange {
+    /// A change to `lead` that follows from no inbound message: a person gave it, on the
+    /// command line or in the web view.
+    pub fn by_hand(lead: &crate::domain::Lead, change: Change) -> LeadChange {
+        LeadChange {
+            record: 0,
+            lead: lead.email.clone(),
+            change,
+        }
+    }
+}
+
 /// One kind of [`LeadChange`]. A batch's changes are applied kind by kind, in this order:
 /// enrollments ending (groups of the same sequences and reason in the order they first occur),
 /// suppressions, statuses.
