@@ -837,7 +837,9 @@ pub enum WindowError {
     #[error("'{0}' is too late")]
     TooLate(String),
     /// The window holds more than [`MAX_PERIODS`] periods.
-    #[error("more than {MAX_PERIODS} periods: narrow the window with --since and --until")]
+    #[error(
+        "more than {MAX_PERIODS} periods: narrow the window (since, until) or choose longer periods"
+    )]
     TooManyPeriods,
     /// A period would end beyond the calendar.
     #[error("a period beyond the calendar")]
