@@ -40,3 +40,4 @@ mod store;
 mod support;
 mod undo;
 mod web_auth;
+mod web_pages;
