@@ -41,3 +41,4 @@ mod store;
 mod support;
 mod undo;
 mod web_auth;
+mod web_pages;
