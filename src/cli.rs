@@ -1415,12 +1415,16 @@ async fn outbox(config: &Config, cmd: OutboxCommand) -> anyhow::Result<ExitCode>
         }
         OutboxCommand::Retry { id } => (
             id,
-            store.retry_outbox(OutboxId(id), &sales::by(), Utc::now()).await?,
+            store
+                .retry_outbox(OutboxId(id), &sales::by(), Utc::now())
+                .await?,
             "queued again",
         ),
         OutboxCommand::Cancel { id } => (
             id,
-            store.cancel_outbox(OutboxId(id), &sales::by(), Utc::now()).await?,
+            store
+                .cancel_outbox(OutboxId(id), &sales::by(), Utc::now())
+                .await?,
             "cancelled",
         ),
     };

@@ -920,9 +920,12 @@ pub async fn run_with(
             });
         }
         if !config.sequences.sequences.is_empty() {
-            let scheduler =
-                Scheduler::new(store.clone(), Arc::clone(&config.sequences), Arc::clone(&wake))
-                .with_metrics(metrics.clone());
+            let scheduler = Scheduler::new(
+                store.clone(),
+                Arc::clone(&config.sequences),
+                Arc::clone(&wake),
+            )
+            .with_metrics(metrics.clone());
             let token = generation.clone();
             tasks.spawn(async move {
                 scheduler.run(token).await;

@@ -237,7 +237,9 @@ fn count(col: &str, n: i64) -> Value {
 /// JSON gives it (four decimals) in `value`.
 fn rate(col: &str, r: Option<f64>) -> Value {
     match r {
-        Some(r) => context! { col, text => format!("{:.1}%", r * 100.0), value => format!("{r:.4}") },
+        Some(r) => {
+            context! { col, text => format!("{:.1}%", r * 100.0), value => format!("{r:.4}") }
+        }
         None => context! { col, text => "-" },
     }
 }
@@ -547,8 +549,16 @@ mod tests {
 
     #[test]
     fn a_line_has_a_point_per_month_with_zero_where_a_channel_had_none() {
-        let months = ["2026-01".to_owned(), "2026-02".to_owned(), "2026-03".to_owned()];
-        let rows = [row("ads", 0, 4, 0), row("ads", 2, 2, 0), row("fair", 1, 1, 0)];
+        let months = [
+            "2026-01".to_owned(),
+            "2026-02".to_owned(),
+            "2026-03".to_owned(),
+        ];
+        let rows = [
+            row("ads", 0, 4, 0),
+            row("ads", 2, 2, 0),
+            row("fair", 1, 1, 0),
+        ];
         let chart = line_chart(&months, &rows).unwrap();
         let series = chart.get_attr("series").unwrap();
         assert_eq!(series.len(), Some(2));

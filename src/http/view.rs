@@ -730,12 +730,12 @@ mod tests {
             (
                 "reports.html",
                 context! { title => "Reports", user => user.clone(), csrf => "t", q => context! { since => evil, until => evil, by => "month" }, error => evil, range => evil, periods => true,
-                    bars => context! { width => 720, height => 240, left => 44, base_y => "204", label_y => "220", grid => vec![context! { y => "204", label => "0" }], groups => vec![context! { channel => evil, label_x => "60", bars => vec![context! { what => "leads", n => 3, x => "50", y => "10", width => "9", height => "194" }] }] },
-                    months => context! { width => 720, height => 240, left => 44, base_y => "204", label_y => "220", grid => vec![context! { y => "204", label => "0" }], ticks => vec![context! { x => "50", label => evil }], series => vec![context! { channel => evil, colour => 0, line => "1,2 3,4", points => vec![context! { x => "1", y => "2", n => 3, month => evil }] }] },
-                    channels => vec![context! { key => evil, period => evil, cells => vec![context! { col => "leads", text => "3" }, context! { col => "reply_rate", text => "50.0%", value => "0.5000" }], reasons => evil }],
-                    forms => Vec::<Value>::new(), owners => Vec::<Value>::new(),
-                    sequences => vec![context! { sequence => evil, step => evil, period => evil, cells => vec![context! { col => "sent", text => "1" }] }],
-                    reasons => vec![context! { reason => evil, period => evil, cells => vec![context! { col => "count", text => "1" }] }] },
+                bars => context! { width => 720, height => 240, left => 44, base_y => "204", label_y => "220", grid => vec![context! { y => "204", label => "0" }], groups => vec![context! { channel => evil, label_x => "60", bars => vec![context! { what => "leads", n => 3, x => "50", y => "10", width => "9", height => "194" }] }] },
+                months => context! { width => 720, height => 240, left => 44, base_y => "204", label_y => "220", grid => vec![context! { y => "204", label => "0" }], ticks => vec![context! { x => "50", label => evil }], series => vec![context! { channel => evil, colour => 0, line => "1,2 3,4", points => vec![context! { x => "1", y => "2", n => 3, month => evil }] }] },
+                channels => vec![context! { key => evil, period => evil, cells => vec![context! { col => "leads", text => "3" }, context! { col => "reply_rate", text => "50.0%", value => "0.5000" }], reasons => evil }],
+                forms => Vec::<Value>::new(), owners => Vec::<Value>::new(),
+                sequences => vec![context! { sequence => evil, step => evil, period => evil, cells => vec![context! { col => "sent", text => "1" }] }],
+                reasons => vec![context! { reason => evil, period => evil, cells => vec![context! { col => "count", text => "1" }] }] },
             ),
             (
                 "outbox.html",

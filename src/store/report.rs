@@ -894,9 +894,7 @@ pub fn report_periods(
     let first = span.first.with_timezone(&zone).date_naive();
     let mut day = match by {
         ReportPeriod::Month => first.with_day(1).unwrap_or(first),
-        ReportPeriod::Week => {
-            first - Days::new(u64::from(first.weekday().num_days_from_monday()))
-        }
+        ReportPeriod::Week => first - Days::new(u64::from(first.weekday().num_days_from_monday())),
     };
     let mut bounds = vec![start_of_day(day, zone)];
     let mut labels = Vec::new();

@@ -303,14 +303,20 @@ async fn abandoned_claims_are_interrupted_and_only_a_person_resends_them() {
         store.cancel_outbox(c, "test", t0()).await.unwrap(),
         Transition::Refused(OutboxState::Sending)
     );
-    assert_eq!(store.retry_outbox(a, "test", t0()).await.unwrap(), Transition::Done);
+    assert_eq!(
+        store.retry_outbox(a, "test", t0()).await.unwrap(),
+        Transition::Done
+    );
     assert_eq!(state(&store, a).await, OutboxState::Pending);
     assert_eq!(
         store.cancel_outbox(b, "test", t0()).await.unwrap(),
         Transition::Done
     );
     assert_eq!(
-        store.retry_outbox(OutboxId(999_999), "test", t0()).await.unwrap(),
+        store
+            .retry_outbox(OutboxId(999_999), "test", t0())
+            .await
+            .unwrap(),
         Transition::NotFound
     );
     store

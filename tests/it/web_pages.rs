@@ -13,8 +13,8 @@ use leadloop::store::{Claim, NewOutboxMessage, SendOutcome, Store};
 
 use crate::support::{ConfigFile, test_db, with_config};
 use crate::web_auth::{
-    ANA, ANA_PASSWORD, Browser, Daemon, MIA, Reply, SAM, SAM_PASSWORD, USERS, free_port,
-    to_signin, users, write_config,
+    ANA, ANA_PASSWORD, Browser, Daemon, MIA, Reply, SAM, SAM_PASSWORD, USERS, free_port, to_signin,
+    users, write_config,
 };
 
 const MIA_PASSWORD: &str = "mia's long passphrase";
@@ -137,7 +137,10 @@ fn same_numbers(json: &[serde_json::Value], rows: &[Row], key: &str, columns: &[
             } else {
                 reasons.join(", ")
             };
-            assert!(shown.starts_with(&expected), "{name}: {shown} vs {expected}");
+            assert!(
+                shown.starts_with(&expected),
+                "{name}: {shown} vs {expected}"
+            );
         }
     }
 }
@@ -175,7 +178,11 @@ async fn reports_show_the_numbers_of_the_cli_with_charts() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), &db, port, "", USERS);
-    for (who, password) in [(SAM, SAM_PASSWORD), (MIA, MIA_PASSWORD), (ANA, ANA_PASSWORD)] {
+    for (who, password) in [
+        (SAM, SAM_PASSWORD),
+        (MIA, MIA_PASSWORD),
+        (ANA, ANA_PASSWORD),
+    ] {
         let (code, _, err) = users(&config, &["add", who], password);
         assert_eq!(code, 0, "{err}");
     }
@@ -243,9 +250,14 @@ async fn reports_show_the_numbers_of_the_cli_with_charts() {
     );
     assert!(!page.body.contains("<script"), "{}", page.body);
     assert!(!page.body.contains("<img"), "{}", page.body);
-    assert!(!page.body.contains(" style="), "no inline style: {}", page.body);
     assert!(
-        page.body.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        !page.body.contains(" style="),
+        "no inline style: {}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
         "{}",
         page.body
     );
@@ -433,7 +445,12 @@ async fn the_outbox_retries_and_cancels_after_a_confirmation_for_admins_only() {
         .unwrap();
     let cut = store
         .enqueue(
-            &message(Some(lee.id), "lee@example.org", 2, "=?UTF-8?Q?Gr=C3=BC=C3=9Fe?="),
+            &message(
+                Some(lee.id),
+                "lee@example.org",
+                2,
+                "=?UTF-8?Q?Gr=C3=BC=C3=9Fe?=",
+            ),
             Utc::now(),
         )
         .await
@@ -492,7 +509,9 @@ async fn the_outbox_retries_and_cancels_after_a_confirmation_for_admins_only() {
     assert_eq!(sam.get(&retry_cut).await.status, 403);
     let csrf = sam.get("/").await.csrf();
     assert_eq!(
-        sam.post(&retry_cut, &[("csrf", csrf.as_str())]).await.status,
+        sam.post(&retry_cut, &[("csrf", csrf.as_str())])
+            .await
+            .status,
         403
     );
     assert_eq!(state(&store, cut).await, OutboxState::Interrupted);
@@ -521,8 +540,16 @@ async fn the_outbox_retries_and_cancels_after_a_confirmation_for_admins_only() {
     // nothing, a POST without the token neither.
     let ask = ana.get(&retry_cut).await;
     assert_eq!(ask.status, 200, "{ask:?}");
-    assert!(ask.body.contains("may already have arrived"), "{}", ask.body);
-    assert!(ask.body.contains("Check before retrying it"), "{}", ask.body);
+    assert!(
+        ask.body.contains("may already have arrived"),
+        "{}",
+        ask.body
+    );
+    assert!(
+        ask.body.contains("Check before retrying it"),
+        "{}",
+        ask.body
+    );
     assert!(ask.body.contains("Grüße"));
     assert_eq!(state(&store, cut).await, OutboxState::Interrupted);
     assert_eq!(ana.post(&retry_cut, &[]).await.status, 403);
@@ -559,7 +586,10 @@ async fn the_outbox_retries_and_cancels_after_a_confirmation_for_admins_only() {
         page.body
     );
     assert_eq!(ana.get("/outbox/999999/retry").await.status, 404);
-    assert_eq!(ana.get(&format!("/outbox/{}/send", cut.0)).await.status, 404);
+    assert_eq!(
+        ana.get(&format!("/outbox/{}/send", cut.0)).await.status,
+        404
+    );
     assert_eq!(ana.get("/outbox/x/retry").await.status, 404);
 
     // On Lee's timeline, with Ana.
@@ -569,11 +599,7 @@ async fn the_outbox_retries_and_cancels_after_a_confirmation_for_admins_only() {
         .as_array()
         .unwrap_or_else(|| panic!("a timeline: {v}"))
         .iter()
-        .filter(|e| {
-            e["kind"]
-                .as_str()
-                .is_some_and(|k| k.starts_with("outbox_"))
-        })
+        .filter(|e| e["kind"].as_str().is_some_and(|k| k.starts_with("outbox_")))
         .collect();
     assert_eq!(events.len(), 2, "{v}");
     let text = serde_json::to_string(&events).unwrap();
@@ -698,7 +724,11 @@ async fn a_paused_sequence_resumes_from_the_lead_page() {
     assert_eq!(resumed_event["detail"]["by"], "sam@company.com", "{v}");
     let page = sam.get(&href).await;
     assert!(!page.body.contains("Resume now"));
-    assert!(page.body.contains("resumed"), "on the timeline: {}", page.body);
+    assert!(
+        page.body.contains("resumed"),
+        "on the timeline: {}",
+        page.body
+    );
     let r = sam
         .post(&format!("{href}/resume"), &[("csrf", csrf.as_str())])
         .await;
