@@ -130,12 +130,10 @@ pub(super) async fn outbox(user: SignedIn, State(app): State<App>) -> Result<Res
     ))
 }
 
-/// The message of the path's `id` and the decision of its `what`, or the page any unknown
-/// address gets.
-fn target(id: &str, what: &str) -> Result<(OutboxId, Decision), Response> {
-    let id = id.parse::<i64>().map_err(|_| super::page::not_found())?;
-    let decision = Decision::parse(what).ok_or_else(super::page::not_found)?;
-    Ok((OutboxId(id), decision))
+/// The message of the path's `id` and the decision of its `what`; `None` (the page any
+/// unknown address gets) for anything else.
+fn target(id: &str, what: &str) -> Option<(OutboxId, Decision)> {
+    Some((OutboxId(id.parse().ok()?), Decision::parse(what)?))
 }
 
 /// `GET /outbox/ID/retry|cancel`: what the decision will do to which message, and the button
@@ -146,7 +144,7 @@ pub(super) async fn confirm(
     Path((id, what)): Path<(String, String)>,
 ) -> Result<Response, Response> {
     user.require(Role::Admin)?;
-    let (id, decision) = target(&id, &what)?;
+    let (id, decision) = target(&id, &what).ok_or_else(super::page::not_found)?;
     let found = app
         .0
         .store
@@ -190,7 +188,7 @@ pub(super) async fn decide(
 ) -> Result<Response, Response> {
     let user = &posted.user;
     user.require(Role::Admin)?;
-    let (id, decision) = target(&id, &what)?;
+    let (id, decision) = target(&id, &what).ok_or_else(super::page::not_found)?;
     let by = user.email.to_string();
     let store = &app.0.store;
     let now = Utc::now();

@@ -359,11 +359,16 @@ fn coord(x: f64) -> String {
     format!("{x:.2}")
 }
 
-/// The horizontal grid lines: five steps from 0 to `top`, each with its value.
+/// The horizontal grid lines from 0 to `top` (a round number from [`axis_top`]), each with its
+/// value: steps of a fifth, a quarter or a half of it, whichever is a whole number.
 fn grid(top: i64) -> Vec<Value> {
-    (0..=4)
+    let step = [5, 4, 2]
+        .into_iter()
+        .find(|d| top >= *d && top % d == 0)
+        .map_or(top.max(1), |d| top / d);
+    (0..=top / step)
         .map(|i| {
-            let n = top * i / 4;
+            let n = i * step;
             let y = HEIGHT - BOTTOM - scale(n, top);
             context! { y => coord(y), label => n.to_string() }
         })
@@ -436,7 +441,7 @@ fn line_chart(months: &[String], rows: &[LeadGroupRow]) -> Option<Value> {
         if months.len() < 2 {
             LEFT + (WIDTH - LEFT) / 2.0
         } else {
-            LEFT + 10.0 + (WIDTH - LEFT - 20.0) * i as f64 / (months.len() - 1) as f64
+            LEFT + 30.0 + (WIDTH - LEFT - 60.0) * i as f64 / (months.len() - 1) as f64
         }
     };
     let series: Vec<Value> = channels
@@ -525,6 +530,21 @@ mod tests {
         assert_eq!(axis_top(20), 20);
         assert_eq!(axis_top(4_999), 5_000);
         assert!(axis_top(i64::MAX) >= i64::MAX / 2);
+    }
+
+    #[test]
+    fn grid_lines_fall_on_whole_numbers() {
+        let labels = |top| -> Vec<String> {
+            grid(top)
+                .iter()
+                .map(|g| g.get_attr("label").unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(labels(1), ["0", "1"]);
+        assert_eq!(labels(2), ["0", "1", "2"]);
+        assert_eq!(labels(5), ["0", "1", "2", "3", "4", "5"]);
+        assert_eq!(labels(20), ["0", "4", "8", "12", "16", "20"]);
+        assert_eq!(labels(100), ["0", "20", "40", "60", "80", "100"]);
     }
 
     #[test]
