@@ -30,6 +30,10 @@ const MIA_PASSWORD: &str = "mia's long passphrase";
 const TOM: &str = "tom.baker@northwind-retail.co.uk";
 const TOM_CHANNEL: &str = "linkedin";
 
+/// How long a page may take to come after a click; generous, for a machine running the whole
+/// suite at once.
+const PAGE_WAIT: Duration = Duration::from_secs(30);
+
 const XSS_NAME: &str = "<script>alert(1)</script>";
 const XSS_SUBJECT: &str = "\"><img src=x onerror=alert(1)>";
 const XSS_EMAIL: &str = "xss@evil.example";
@@ -149,7 +153,7 @@ async fn sign_in(browser: &Client, base: &str, email: &str, password: &str, who:
         .unwrap();
     let shown = browser
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(PAGE_WAIT)
         .for_element(Locator::Css("header .who"))
         .await
         .unwrap_or_else(|e| panic!("{email} is not signed in ({e})"));
@@ -176,7 +180,7 @@ async fn open_lead(browser: &Client, base: &str, search: &str, email: &str) {
         .unwrap();
     let q = browser
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(PAGE_WAIT)
         .for_element(Locator::Css("input[name='q']"))
         .await
         .expect("the search box");
@@ -215,7 +219,7 @@ async fn open_lead(browser: &Client, base: &str, search: &str, email: &str) {
     links[0].click().await.unwrap();
     browser
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(PAGE_WAIT)
         .for_element(Locator::XPath("//h2[.='Timeline']"))
         .await
         .expect("the lead's page");
@@ -346,7 +350,7 @@ async fn a_person_judges_a_demo_lead_in_chromium_and_hostile_text_stays_text() {
         .unwrap();
     browser
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(PAGE_WAIT)
         .for_element(Locator::XPath(
             "//h2[.='Timeline']/following-sibling::table[1]//tr[td[2]='verdict']",
         ))
@@ -414,7 +418,7 @@ async fn a_person_judges_a_demo_lead_in_chromium_and_hostile_text_stays_text() {
         .unwrap();
     browser
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(PAGE_WAIT)
         .for_element(Locator::Css("input[name='password']"))
         .await
         .expect("the sign-in page after signing out");
@@ -435,7 +439,7 @@ async fn a_person_judges_a_demo_lead_in_chromium_and_hostile_text_stays_text() {
         .unwrap();
     browser
         .wait()
-        .at_most(Duration::from_secs(10))
+        .at_most(PAGE_WAIT)
         .for_element(Locator::Css("table#report-channels"))
         .await
         .expect("the channel report");
