@@ -404,7 +404,8 @@ async fn a_person_judges_a_demo_lead_in_chromium_and_hostile_text_stays_text() {
             .find_all(Locator::Css("main script"))
             .await
             .unwrap()
-            .is_empty()
+            .is_empty(),
+        "a script element from the mail"
     );
     screenshot(&browser, &shots.join("hostile-lead.png")).await;
 
