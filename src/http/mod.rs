@@ -16,6 +16,8 @@
 //!
 //! The web view for the people in `[[user]]` answers on the same listener: signing in and
 //! out (`auth.rs`, `auth_pages.rs`) and the pages (`view.rs`), which all need a sign-in.
+//! Every route is one line of one table ([`ROUTES`]), which the router is built from; the
+//! integration tests walk that table for every role.
 //!
 //! The server is one of the daemon's tasks, on the daemon's runtime, under its generation's
 //! cancellation token: on shutdown or reload it stops accepting, finishes the requests under

@@ -704,6 +704,12 @@ mod tests {
                 reasons => vec![context! { reason => evil, period => evil, cells => vec![context! { col => "count", text => "1" }] }] },
             ),
             (
+                "reports.html",
+                context! { title => "Reports", user => user.clone(), csrf => "t", q => context! { since => "", until => "", by => "" }, range => "x", periods => false,
+                months => context! { width => 720, height => 240, left => 44, base_y => "204", label_y => "220", grid => vec![context! { y => "204", label => "0" }], single => evil, series => vec![context! { channel => evil, colour => 0, line => "1,2", bar => context! { x => "50", y => "10", width => "60", height => "194", label_x => "80", value_y => "6" }, points => vec![context! { x => "1", y => "2", n => 3, month => evil }] }] },
+                channels => Vec::<Value>::new(), forms => Vec::<Value>::new(), owners => Vec::<Value>::new(), sequences => Vec::<Value>::new(), reasons => Vec::<Value>::new() },
+            ),
+            (
                 "outbox.html",
                 context! { title => "Outbox", user => user.clone(), csrf => "t", listed => 200, messages => vec![context! { id => 4, recipient => evil, subject => evil, state => "interrupted", reason => evil, attempts => 1, when => "x", lead => 7, interrupted => true, retry => true, cancel => true }] },
             ),
