@@ -450,6 +450,11 @@ async fn a_person_judges_a_demo_lead_in_chromium_and_hostile_text_stays_text() {
             .is_empty(),
         "a script element from the mail"
     );
+    let out = sideways(&browser).await;
+    assert!(
+        out.is_empty(),
+        "the hostile lead's page at 1280 px: {out:?}"
+    );
     screenshot(&browser, &shots.join("hostile-lead.png")).await;
 
     // Marketing signs in and reads the channel report.
