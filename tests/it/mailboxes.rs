@@ -1,7 +1,9 @@
 //! Several mailboxes (`[[mailbox]]`): one daemon reads an IMAP mailbox on a real Dovecot and a
 //! Maildir, or two folders of one server, each under its own cursor and lease, with its own
 //! default channel and owner; `leads show` says which mailbox a message came from; and an
-//! existing `[imap]` keeps its position when it becomes a `[[mailbox]]`.
+//! existing `[imap]` keeps its position when it becomes a `[[mailbox]]`. A reload (SIGHUP)
+//! starts reading added mailboxes, lets go of removed ones and their leases at once, applies
+//! changed settings, and refuses a file whose mailboxes cannot be built.
 
 use std::path::Path;
 use std::process::Command;
