@@ -5,9 +5,9 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc reads its options from this symbol when it starts (before `main`); the options
-/// and why are in `leadloop::daemon::MALLOC_CONF`. `_RJEM_MALLOC_CONF` in the environment
+/// and why are in `leadloop::daemon::MALLOC_CONF`. `MALLOC_CONF` in the environment
 /// still overrides them, for diagnosis.
-#[unsafe(export_name = "_rjem_malloc_conf")]
+#[unsafe(export_name = "malloc_conf")]
 static MALLOC_CONF: ConfPtr = ConfPtr(leadloop::daemon::MALLOC_CONF.as_ptr());
 
 /// A C string pointer that may sit in a static: it points to a literal that never changes.

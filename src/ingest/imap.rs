@@ -493,17 +493,24 @@ impl ImapSource {
             // Fetch batch n+1 while batch n is classified and recorded. The writer is a task of
             // its own, so decoding IMAP and preparing inserts use two cores; it is aborted if
             // this sync is dropped, so nothing writes on behind a cancelled or killed sync.
-            let (tx, mut rx) = mpsc::channel::<(u32, Classifying)>(2);
+            //
+            // What is in memory at once is bounded whatever the mailbox's size: the batch being
+            // fetched, one waiting, and the transaction being written, which takes at most two
+            // batches' worth.
+            let (tx, mut rx) = mpsc::channel::<(u32, Classifying)>(1);
             let pipeline = self.pipeline.clone();
+            let merge_up_to = 2 * self.config.batch_size as usize;
             let writer = AbortOnDropHandle::new(tokio::spawn(
                 async move {
                     let mut report = IngestReport::default();
                     let mut committed = None;
                     while let Some((mut last_uid, mut batch)) = rx.recv().await {
-                        // Batches that were fetched while the previous one was written go
-                        // into one transaction: fewer commits, each of which writes the
+                        // A batch that was fetched while the previous one was written goes
+                        // into the same transaction: fewer commits, each of which writes the
                         // indexes' changed pages again.
-                        while let Ok((uid, later)) = rx.try_recv() {
+                        while batch.fetched < merge_up_to
+                            && let Ok((uid, later)) = rx.try_recv()
+                        {
                             batch.append(later);
                             last_uid = uid;
                         }

@@ -356,7 +356,11 @@ impl Store {
                 ""
             }
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        // A full chunk's statement is kept prepared; a batch's last, shorter chunk has a length
+        // of its own each time, and kept prepared, each length would stay in the connection's
+        // statement cache (a compiled 400-row insert is about half a megabyte) until a hundred
+        // of them had piled up.
+        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == ROWS_PER_STATEMENT);
         for r in chunk {
             let c = &r.classification;
             q = q

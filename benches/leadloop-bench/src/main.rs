@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-#[unsafe(export_name = "_rjem_malloc_conf")]
+#[unsafe(export_name = "malloc_conf")]
 static MALLOC_CONF: ConfPtr = ConfPtr(leadloop::daemon::MALLOC_CONF.as_ptr());
 
 /// A C string pointer that may sit in a static: it points to a literal that never changes.
