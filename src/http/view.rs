@@ -18,7 +18,7 @@
 //! | route | who | answers |
 //! |---|---|---|
 //! | `GET /` | signed in | the home page: who is signed in, as what, and where to go |
-//! | `GET /leads` | signed in | the leads list: search (`q`), filters (`channel`, `status`, `owner`, `from`, `until`), order (`sort`) and `page`, 50 a page |
+//! | `GET /leads` | signed in | the leads list: search (`q`), filters (`channel`, `status`, `owner`, `from`, `until`), order (`sort`) and `page`, 50 a page; the page links carry the position they start `after` or end `before` |
 //! | `GET /leads/ID` | signed in | one lead: its card, form fields, verdicts, sequences and timeline, every text from mail shown as text |
 //! | `POST /leads/ID/verdict` | signed in | records a verdict on the lead as the signed-in person, and acts on it as an answer to a hand-off would |
 //! | `POST /leads/ID/owner` | signed in | gives the lead the form's `owner` |
@@ -223,6 +223,17 @@ pub(super) async fn leads(
         },
         None => None,
     };
+    let sort = get("sort")
+        .and_then(|s| crate::store::LeadSort::parse(&s))
+        .unwrap_or_default();
+    let cursor = |key: &str, problems: &mut Vec<String>| {
+        let text = get(key)?;
+        let cursor = crate::store::LeadCursor::parse(sort, &text);
+        if cursor.is_none() {
+            problems.push(format!("{key}: not a position in this list"));
+        }
+        cursor
+    };
     let query = crate::store::LeadQuery {
         search: get("q"),
         channel: get("channel"),
@@ -231,21 +242,22 @@ pub(super) async fn leads(
         from: day("from", &mut problems),
         // The whole `until` day is included.
         until: day("until", &mut problems).map(|t| t + chrono::Duration::days(1)),
-        sort: get("sort")
-            .and_then(|s| crate::store::LeadSort::parse(&s))
-            .unwrap_or_default(),
+        sort,
         page: get("page")
             .and_then(|p| p.parse::<u32>().ok())
             .unwrap_or(0)
             .min(100_000),
+        after: cursor("after", &mut problems),
+        before: cursor("before", &mut problems),
         per_page: LEADS_PER_PAGE,
     };
     let page = app.0.store.lead_page(&query).await.map_err(|e| {
         warn!(error = %error_chain(&e), "cannot read the leads list");
         super::page::unavailable()
     })?;
-    // The same filters on another page.
-    let link = |page: u32| {
+    // The same filters on another page, which starts right after (or ends right before) a
+    // lead of this one: reading on from there costs as little on page 1,000 as on page 2.
+    let link = |page: u32, position: Option<(&str, &crate::domain::Lead)>| {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for key in ["q", "channel", "status", "owner", "from", "until", "sort"] {
             if let Some(v) = get(key) {
@@ -253,7 +265,29 @@ pub(super) async fn leads(
             }
         }
         q.append_pair("page", &page.to_string());
+        if let Some((key, lead)) = position {
+            q.append_pair(
+                key,
+                &crate::store::LeadCursor::of(query.sort, lead).to_param(),
+            );
+        }
         q.finish()
+    };
+    // Read back from a position, a page that turns out to be the first is numbered so.
+    let number = if page.more_before == Some(false) {
+        0
+    } else {
+        query.page
+    };
+    let prev = match (number, page.leads.first()) {
+        (0, _) => None,
+        // The first page is the one without a position.
+        (1, _) | (_, None) => Some(link(number - 1, None)),
+        (n, Some(first)) => Some(link(n - 1, Some(("before", first)))),
+    };
+    let next = match (page.more, page.leads.last()) {
+        (true, Some(last)) => Some(link(number + 1, Some(("after", last)))),
+        _ => None,
     };
     let leads: Vec<Value> = page
         .leads
@@ -293,9 +327,9 @@ pub(super) async fn leads(
             sorts => crate::store::LeadSort::ALL.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
             error => (!problems.is_empty()).then(|| problems.join("; ")),
             leads,
-            page => query.page,
-            prev => (query.page > 0).then(|| link(query.page - 1)),
-            next => page.more.then(|| link(query.page + 1)),
+            page => number,
+            prev,
+            next,
         },
     ))
 }

@@ -64,7 +64,7 @@ pub use leases::MailboxLease;
 pub use metrics::StateCounts;
 pub use report::{LeadGroup, LeadGroupRow, ReasonCount, ReportWindow, Span, StepRow};
 pub use running::RunningSequence;
-pub use view::{LeadPage, LeadQuery, LeadSort};
+pub use view::{LeadCursor, LeadPage, LeadQuery, LeadSort};
 
 pub use sales::{
     Cause, HandoffOutcome, KnownLead, OurMessage, PendingHandoff, SOFT_BOUNCE, VerdictEntry,
@@ -220,6 +220,9 @@ pub struct Store {
     /// `leadloop run --dry-run`: every message this store enqueues is `dry_run`, which no
     /// sender ever claims, so nothing this process decides can leave.
     dry_run: bool,
+    /// The verdict reasons the view offers, counted over every verdict: kept until another
+    /// verdict is recorded rather than counted again for every lead's page.
+    verdict_reasons: std::sync::Arc<std::sync::Mutex<Option<view::ReasonsSeen>>>,
 }
 
 /// Where ingest stopped in one mailbox.
@@ -366,6 +369,7 @@ impl Store {
             ingest_batches: std::sync::Arc::default(),
             scorer: std::sync::Arc::default(),
             dry_run: false,
+            verdict_reasons: std::sync::Arc::default(),
         })
     }
 

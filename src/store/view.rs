@@ -50,12 +50,59 @@ impl LeadSort {
             .map_or("newest", |(_, n)| n)
     }
 
-    fn order_by(self) -> &'static str {
+    /// The column the leads are ordered by (then by id), and whether it goes down.
+    fn key(self) -> (&'static str, bool) {
         match self {
-            LeadSort::Newest => "l.created_at DESC, l.id DESC",
-            LeadSort::Oldest => "l.created_at, l.id",
-            LeadSort::Score => "l.score DESC, l.id DESC",
-            LeadSort::Email => "l.email, l.id",
+            LeadSort::Newest => ("l.created_at", true),
+            LeadSort::Oldest => ("l.created_at", false),
+            LeadSort::Score => ("l.score", true),
+            LeadSort::Email => ("l.email", false),
+        }
+    }
+}
+
+/// Where a page of the leads list starts or ends: the order's key and the id of a lead on
+/// the page next to it. Reading on from a position costs the same on the last page as on the
+/// first, where skipping the pages before it costs more the further one goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadCursor {
+    key: CursorKey,
+    id: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CursorKey {
+    Int(i64),
+    Text(String),
+}
+
+impl LeadCursor {
+    /// The position of `lead` in the list ordered by `sort`.
+    pub fn of(sort: LeadSort, lead: &Lead) -> LeadCursor {
+        let key = match sort {
+            LeadSort::Newest | LeadSort::Oldest => CursorKey::Int(millis(lead.created_at)),
+            LeadSort::Score => CursorKey::Int(lead.score),
+            LeadSort::Email => CursorKey::Text(lead.email.as_str().to_owned()),
+        };
+        LeadCursor { key, id: lead.id.0 }
+    }
+
+    /// A position as [`LeadCursor::to_param`] wrote it for `sort`; `None` for anything else.
+    pub fn parse(sort: LeadSort, text: &str) -> Option<LeadCursor> {
+        let (key, id) = text.rsplit_once('.')?;
+        let id = id.parse().ok()?;
+        let key = match sort {
+            LeadSort::Email => CursorKey::Text(key.to_owned()),
+            _ => CursorKey::Int(key.parse().ok()?),
+        };
+        Some(LeadCursor { key, id })
+    }
+
+    /// The position as a value of the page's address: `KEY.ID`.
+    pub fn to_param(&self) -> String {
+        match &self.key {
+            CursorKey::Int(k) => format!("{k}.{}", self.id),
+            CursorKey::Text(k) => format!("{k}.{}", self.id),
         }
     }
 }
@@ -77,8 +124,13 @@ pub struct LeadQuery {
     pub until: Option<DateTime<Utc>>,
     /// The order.
     pub sort: LeadSort,
-    /// Which page, from 0.
+    /// Which page, from 0: the leads after skipping this many pages, when neither `after`
+    /// nor `before` is given.
     pub page: u32,
+    /// The page of leads that follow this position.
+    pub after: Option<LeadCursor>,
+    /// The page of leads that come just before this position.
+    pub before: Option<LeadCursor>,
     /// Leads per page.
     pub per_page: u32,
 }
@@ -90,11 +142,15 @@ pub struct LeadPage {
     pub leads: Vec<Lead>,
     /// Whether there are more after it.
     pub more: bool,
+    /// Whether there are more before it, when the page was read backwards from `before`
+    /// (otherwise the page number tells).
+    pub more_before: Option<bool>,
 }
 
 impl Store {
     /// One page of the leads that match `q`. The statement reads the leads in the chosen
-    /// order and stops after the page (one lead more, to know whether there are more).
+    /// order from the page's position (or after skipping the pages before it) and stops after
+    /// the page, with one lead more to know whether there are more.
     ///
     /// # Errors
     /// A failed query.
@@ -133,16 +189,37 @@ impl Store {
             let n = param(&mut binds, Bind::Int(millis(t)));
             let _ = write!(sql, " AND l.created_at < ${n}");
         }
+        let (column, down) = q.sort.key();
+        // Read backwards from `before`, then turn the page around.
+        let backwards = q.after.is_none() && q.before.is_some();
+        if let Some(c) = q.after.as_ref().or(q.before.as_ref()) {
+            let beyond = if down == backwards { ">" } else { "<" };
+            let k = param(
+                &mut binds,
+                match &c.key {
+                    CursorKey::Int(i) => Bind::Int(*i),
+                    CursorKey::Text(t) => Bind::Text(t.clone()),
+                },
+            );
+            let id = param(&mut binds, Bind::Int(c.id));
+            // The first condition alone bounds an index's range on the key.
+            let _ = write!(
+                sql,
+                " AND {column} {beyond}= ${k} AND ({column} {beyond} ${k} OR l.id {beyond} ${id})"
+            );
+        }
+        let direction = if down == backwards { "" } else { " DESC" };
         let per_page = q.per_page.clamp(1, 500);
         // Numbers of our own, written into the statement rather than bound (see the
         // outbox's `due_rows`).
         let _ = write!(
             sql,
-            " ORDER BY {} LIMIT {} OFFSET {}",
-            q.sort.order_by(),
-            u64::from(per_page) + 1,
-            u64::from(q.page) * u64::from(per_page)
+            " ORDER BY {column}{direction}, l.id{direction} LIMIT {}",
+            u64::from(per_page) + 1
         );
+        if q.after.is_none() && q.before.is_none() {
+            let _ = write!(sql, " OFFSET {}", u64::from(q.page) * u64::from(per_page));
+        }
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for b in binds {
             query = match b {
@@ -155,26 +232,67 @@ impl Store {
             .iter()
             .map(lead_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let more = leads.len() > per_page as usize;
+        let beyond = leads.len() > per_page as usize;
         leads.truncate(per_page as usize);
-        Ok(LeadPage { leads, more })
+        if backwards {
+            leads.reverse();
+            // The lead at `before` follows this page.
+            return Ok(LeadPage {
+                leads,
+                more: true,
+                more_before: Some(beyond),
+            });
+        }
+        Ok(LeadPage {
+            leads,
+            more: beyond,
+            more_before: None,
+        })
     }
+}
+
+/// The verdict reasons counted last, and the newest verdict then.
+#[derive(Debug)]
+pub(super) struct ReasonsSeen {
+    newest: Option<i64>,
+    limit: u32,
+    reasons: Vec<String>,
 }
 
 impl Store {
     /// The reasons verdicts have given, the most used first (at most `limit`): what the
-    /// verdict form offers, so Sales words the same reason the same way.
+    /// verdict form offers, so Sales words the same reason the same way. Counting them reads
+    /// every verdict, so the count is kept until another verdict is recorded, by any process
+    /// (the newest verdict's id, one index lookup, tells).
     ///
     /// # Errors
     /// A failed query.
     pub async fn verdict_reasons(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM verdicts")
+            .fetch_one(&self.pool)
+            .await?;
+        if let Ok(seen) = self.verdict_reasons.lock()
+            && let Some(seen) = seen.as_ref()
+            && seen.limit == limit
+            && seen.newest == newest
+        {
+            return Ok(seen.reasons.clone());
+        }
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT reason FROM verdicts WHERE reason IS NOT NULL AND reason <> '' \
              GROUP BY reason ORDER BY COUNT(*) DESC, reason LIMIT {limit}"
         )))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(|r| sqlx::Row::get(r, 0)).collect())
+        let reasons: Vec<String> = rows.iter().map(|r| sqlx::Row::get(r, 0)).collect();
+        if let Ok(mut seen) = self.verdict_reasons.lock() {
+            *seen = Some(ReasonsSeen {
+                newest,
+                limit,
+                reasons: reasons.clone(),
+            });
+        }
+        Ok(reasons)
     }
 }
 

@@ -967,6 +967,120 @@ async fn the_leads_list_searches_filters_pages_and_escapes() {
     daemon.stop().await;
 }
 
+/// The leads shown on a list page, as their addresses, in the page's order.
+fn listed_emails(reply: &Reply) -> Vec<String> {
+    reply
+        .body
+        .split("<td><a href=\"/leads/")
+        .skip(1)
+        .map(|row| {
+            let start = row.find('>').unwrap() + 1;
+            row[start..row.find("</a>").unwrap()].to_owned()
+        })
+        .collect()
+}
+
+/// The path of a list page's link with `rel`, as a browser reads it.
+fn page_link(reply: &Reply, rel: &str) -> Option<String> {
+    let end = reply.body.find(&format!("\" rel=\"{rel}\""))?;
+    let start = reply.body[..end].rfind("href=\"").unwrap() + 6;
+    Some(
+        reply.body[start..end]
+            .replace("&amp;", "&")
+            .replace("&#x2f;", "/"),
+    )
+}
+
+/// The list's links go on from the last lead of the page (and back from its first), in every
+/// order: following them shows every lead once, in order, the same pages as counting pages
+/// does, and the same pages backwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leads_list_pages_on_from_a_position() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &db, port, "", USERS);
+    let (code, _, err) = users(&config, &["add", SAM], SAM_PASSWORD);
+    assert_eq!(code, 0, "{err}");
+    let mut csv = String::from("email,name,channel\n");
+    // Imported in one go, so many leads share their creation time and the id decides.
+    let order = [7, 3, 129, 0, 64]
+        .into_iter()
+        .chain((8..129).filter(|n| *n != 64))
+        .chain([1, 2, 4, 5, 6]);
+    for n in order {
+        csv.push_str(&format!("p{n:03}@example.org,Person {n},web\n"));
+    }
+    csv.push_str("other@example.org,Other,fair\n");
+    let file = dir.path().join("leads.csv");
+    std::fs::write(&file, csv).unwrap();
+    let (code, out, err) = with_config(&config, &["import", file.to_str().unwrap()]).run();
+    assert_eq!(code, 0, "{out}{err}");
+
+    let daemon = Daemon::start(&config, port).await;
+    let mut sam = Browser::new(port);
+    assert_eq!(sam.sign_in(SAM, SAM_PASSWORD).await.status, 303);
+    for sort in ["newest", "oldest", "email"] {
+        let mut pages = Vec::new();
+        let mut path = format!("/leads?channel=web&sort={sort}");
+        loop {
+            let reply = sam.get(&path).await;
+            assert_eq!(reply.status, 200, "{path}: {reply:?}");
+            pages.push((path.clone(), listed_emails(&reply)));
+            match page_link(&reply, "next") {
+                Some(next) => {
+                    assert!(next.contains("after="), "{next}");
+                    path = next;
+                }
+                None => break,
+            }
+        }
+        let sizes: Vec<usize> = pages.iter().map(|(_, p)| p.len()).collect();
+        assert_eq!(sizes, [50, 50, 30], "{sort}: {pages:?}");
+        let all: Vec<String> = pages.iter().flat_map(|(_, p)| p.clone()).collect();
+        let mut distinct = all.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 130, "{sort}: every lead once");
+        assert!(!all.contains(&"other@example.org".to_owned()));
+        if sort == "email" {
+            assert_eq!(all, distinct, "in address order");
+        }
+        // Counting pages shows the same ones.
+        for (n, (_, page)) in pages.iter().enumerate() {
+            let counted = sam
+                .get(&format!("/leads?channel=web&sort={sort}&page={n}"))
+                .await;
+            assert_eq!(&listed_emails(&counted), page, "{sort} page {n}");
+        }
+        // And back from the last page, page by page.
+        let mut path = pages[2].0.clone();
+        for n in (0..2).rev() {
+            let reply = sam.get(&path).await;
+            path = page_link(&reply, "prev").expect("a previous page");
+            let back = sam.get(&path).await;
+            assert_eq!(
+                listed_emails(&back),
+                pages[n].1,
+                "{sort} back to page {n}: {path}"
+            );
+            assert!(
+                back.body.contains(&format!("Page {}", n + 1)),
+                "{}",
+                back.body
+            );
+            assert_eq!(path.contains("before="), n > 0, "{path}");
+        }
+        assert!(page_link(&sam.get(&path).await, "prev").is_none());
+    }
+    // A position that is none shows the first page and says so.
+    let odd = sam.get("/leads?after=nonsense&sort=newest").await;
+    assert_eq!(odd.status, 200);
+    assert!(odd.body.contains("not a position"), "{}", odd.body);
+    assert_eq!(listed_emails(&odd).len(), 50);
+    daemon.stop().await;
+}
+
 /// The lead page's other changes: a new owner, leaving a sequence and pausing them, each
 /// CSRF-checked and on the timeline with the signed-in person.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
