@@ -257,7 +257,7 @@ pub(super) async fn leads(
     })?;
     // The same filters on another page, which starts right after (or ends right before) a
     // lead of this one: reading on from there costs as little on page 1,000 as on page 2.
-    let link = |page: u32, position: Option<(&str, &crate::domain::Lead)>| {
+    let link = |page: u32, position: Option<(&str, &crate::store::LeadLine)>| {
         let mut q = form_urlencoded::Serializer::new(String::new());
         for key in ["q", "channel", "status", "owner", "from", "until", "sort"] {
             if let Some(v) = get(key) {
@@ -340,13 +340,12 @@ async fn lead_by_id(app: &App, id: &str) -> Result<crate::domain::Lead, Response
     let id = crate::domain::LeadId(id.parse::<i64>().map_err(|_| super::page::not_found())?);
     app.0
         .store
-        .leads_by_id(&[id])
+        .lead_by_id(id)
         .await
         .map_err(|e| {
             warn!(error = %error_chain(&e), "cannot read a lead");
             super::page::unavailable()
         })?
-        .remove(&id)
         .ok_or_else(super::page::not_found)
 }
 

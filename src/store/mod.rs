@@ -64,7 +64,7 @@ pub use leases::MailboxLease;
 pub use metrics::StateCounts;
 pub use report::{LeadGroup, LeadGroupRow, ReasonCount, ReportWindow, Span, StepRow};
 pub use running::RunningSequence;
-pub use view::{LeadCursor, LeadPage, LeadQuery, LeadSort};
+pub use view::{LeadCursor, LeadLine, LeadPage, LeadQuery, LeadSort};
 
 pub use sales::{
     Cause, HandoffOutcome, KnownLead, OurMessage, PendingHandoff, SOFT_BOUNCE, VerdictEntry,

@@ -8,8 +8,8 @@ use sqlx::AssertSqlSafe;
 use tracing::instrument;
 
 use super::data::like_pattern;
-use super::{LEAD_COLUMNS, Lead, Store, StoreError, lead_from_row, millis};
-use crate::domain::LeadStatus;
+use super::{Backend, LEAD_COLUMNS, Lead, Store, StoreError, from_millis, lead_from_row, millis};
+use crate::domain::{LeadId, LeadStatus};
 
 /// The order of the leads list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,13 +50,13 @@ impl LeadSort {
             .map_or("newest", |(_, n)| n)
     }
 
-    /// The column the leads are ordered by (then by id), and whether it goes down.
+    /// The column of `leads` the list is ordered by (then by id), and whether it goes down.
     fn key(self) -> (&'static str, bool) {
         match self {
-            LeadSort::Newest => ("l.created_at", true),
-            LeadSort::Oldest => ("l.created_at", false),
-            LeadSort::Score => ("l.score", true),
-            LeadSort::Email => ("l.email", false),
+            LeadSort::Newest => ("created_at", true),
+            LeadSort::Oldest => ("created_at", false),
+            LeadSort::Score => ("score", true),
+            LeadSort::Email => ("email", false),
         }
     }
 }
@@ -78,11 +78,11 @@ enum CursorKey {
 
 impl LeadCursor {
     /// The position of `lead` in the list ordered by `sort`.
-    pub fn of(sort: LeadSort, lead: &Lead) -> LeadCursor {
+    pub fn of(sort: LeadSort, lead: &LeadLine) -> LeadCursor {
         let key = match sort {
             LeadSort::Newest | LeadSort::Oldest => CursorKey::Int(millis(lead.created_at)),
             LeadSort::Score => CursorKey::Int(lead.score),
-            LeadSort::Email => CursorKey::Text(lead.email.as_str().to_owned()),
+            LeadSort::Email => CursorKey::Text(lead.email.clone()),
         };
         LeadCursor { key, id: lead.id.0 }
     }
@@ -135,11 +135,50 @@ pub struct LeadQuery {
     pub per_page: u32,
 }
 
+/// A lead as a line of the list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeadLine {
+    /// Its id.
+    pub id: LeadId,
+    /// Its address, as recorded.
+    pub email: String,
+    /// Its name.
+    pub name: Option<String>,
+    /// Its company.
+    pub company: Option<String>,
+    /// The channel it came through first.
+    pub channel: String,
+    /// Its status, as recorded.
+    pub status: String,
+    /// Its owner.
+    pub owner: Option<String>,
+    /// Its score.
+    pub score: i64,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The list's columns, in the order of [`LeadLine`]'s fields.
+const LINE_COLUMNS: &str = "id, email, name, company, channel, status, owner, score, created_at";
+
+/// A line as the page's JSON holds it.
+type LineJson = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+);
+
 /// One page of the leads list.
 #[derive(Debug, Clone)]
 pub struct LeadPage {
     /// The leads on it.
-    pub leads: Vec<Lead>,
+    pub leads: Vec<LeadLine>,
     /// Whether there are more after it.
     pub more: bool,
     /// Whether there are more before it, when the page was read backwards from `before`
@@ -150,13 +189,14 @@ pub struct LeadPage {
 impl Store {
     /// One page of the leads that match `q`. The statement reads the leads in the chosen
     /// order from the page's position (or after skipping the pages before it) and stops after
-    /// the page, with one lead more to know whether there are more.
+    /// the page, with one lead more to know whether there are more. The page comes back as one
+    /// JSON value, in order: one value to copy out of the database instead of nine per lead.
     ///
     /// # Errors
     /// A failed query.
     #[instrument(skip_all, fields(page = q.page))]
     pub async fn lead_page(&self, q: &LeadQuery) -> Result<LeadPage, StoreError> {
-        let mut sql = format!("SELECT {LEAD_COLUMNS} FROM leads l WHERE 1 = 1");
+        let mut sql = format!("SELECT {LINE_COLUMNS} FROM leads WHERE 1 = 1");
         let mut binds: Vec<Bind> = Vec::new();
         let param = |binds: &mut Vec<Bind>, b: Bind| {
             binds.push(b);
@@ -166,28 +206,28 @@ impl Store {
             let n = param(&mut binds, Bind::Text(like_pattern(s)));
             let _ = write!(
                 sql,
-                " AND (LOWER(l.email) LIKE ${n} ESCAPE '\\' OR LOWER(COALESCE(l.name, '')) LIKE ${n} ESCAPE '\\' OR LOWER(COALESCE(l.company, '')) LIKE ${n} ESCAPE '\\')"
+                " AND (LOWER(email) LIKE ${n} ESCAPE '\\' OR LOWER(COALESCE(name, '')) LIKE ${n} ESCAPE '\\' OR LOWER(COALESCE(company, '')) LIKE ${n} ESCAPE '\\')"
             );
         }
         if let Some(c) = &q.channel {
             let n = param(&mut binds, Bind::Text(c.clone()));
-            let _ = write!(sql, " AND l.channel = ${n}");
+            let _ = write!(sql, " AND channel = ${n}");
         }
         if let Some(s) = q.status {
             let n = param(&mut binds, Bind::Text(s.as_str().to_owned()));
-            let _ = write!(sql, " AND l.status = ${n}");
+            let _ = write!(sql, " AND status = ${n}");
         }
         if let Some(o) = &q.owner {
             let n = param(&mut binds, Bind::Text(o.to_lowercase()));
-            let _ = write!(sql, " AND LOWER(l.owner) = ${n}");
+            let _ = write!(sql, " AND LOWER(owner) = ${n}");
         }
         if let Some(t) = q.from {
             let n = param(&mut binds, Bind::Int(millis(t)));
-            let _ = write!(sql, " AND l.created_at >= ${n}");
+            let _ = write!(sql, " AND created_at >= ${n}");
         }
         if let Some(t) = q.until {
             let n = param(&mut binds, Bind::Int(millis(t)));
-            let _ = write!(sql, " AND l.created_at < ${n}");
+            let _ = write!(sql, " AND created_at < ${n}");
         }
         let (column, down) = q.sort.key();
         // Read backwards from `before`, then turn the page around.
@@ -205,33 +245,52 @@ impl Store {
             // The first condition alone bounds an index's range on the key.
             let _ = write!(
                 sql,
-                " AND {column} {beyond}= ${k} AND ({column} {beyond} ${k} OR l.id {beyond} ${id})"
+                " AND {column} {beyond}= ${k} AND ({column} {beyond} ${k} OR id {beyond} ${id})"
             );
         }
         let direction = if down == backwards { "" } else { " DESC" };
+        let order = format!("{column}{direction}, id{direction}");
         let per_page = q.per_page.clamp(1, 500);
         // Numbers of our own, written into the statement rather than bound (see the
         // outbox's `due_rows`).
-        let _ = write!(
-            sql,
-            " ORDER BY {column}{direction}, l.id{direction} LIMIT {}",
-            u64::from(per_page) + 1
-        );
+        let _ = write!(sql, " ORDER BY {order} LIMIT {}", u64::from(per_page) + 1);
         if q.after.is_none() && q.before.is_none() {
             let _ = write!(sql, " OFFSET {}", u64::from(q.page) * u64::from(per_page));
         }
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        let sql = match self.backend {
+            Backend::Sqlite => format!(
+                "SELECT json_group_array(json_array({LINE_COLUMNS}) ORDER BY {order}) FROM ({sql}) page"
+            ),
+            Backend::Postgres => format!(
+                "SELECT COALESCE(json_agg(json_build_array({LINE_COLUMNS}) ORDER BY {order}), '[]')::text FROM ({sql}) page"
+            ),
+        };
+        let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
         for b in binds {
             query = match b {
                 Bind::Text(t) => query.bind(t),
                 Bind::Int(i) => query.bind(i),
             };
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        let mut leads = rows
-            .iter()
-            .map(lead_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let page = query.fetch_one(&self.pool).await?;
+        let lines: Vec<LineJson> = serde_json::from_str(&page)
+            .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))?;
+        let mut leads: Vec<LeadLine> = lines
+            .into_iter()
+            .map(
+                |(id, email, name, company, channel, status, owner, score, created_at)| LeadLine {
+                    id: LeadId(id),
+                    email,
+                    name,
+                    company,
+                    channel,
+                    status,
+                    owner,
+                    score,
+                    created_at: from_millis(created_at),
+                },
+            )
+            .collect();
         let beyond = leads.len() > per_page as usize;
         leads.truncate(per_page as usize);
         if backwards {
@@ -248,6 +307,20 @@ impl Store {
             more: beyond,
             more_before: None,
         })
+    }
+
+    /// The lead with this id, for its page: one statement, prepared once per connection.
+    ///
+    /// # Errors
+    /// A failed query; a row this version cannot read.
+    pub async fn lead_by_id(&self, id: LeadId) -> Result<Option<Lead>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {LEAD_COLUMNS} FROM leads l WHERE l.id = $1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(lead_from_row).transpose()
     }
 }
 

@@ -580,7 +580,8 @@ fn add_user(binary: &Path, config: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Loads `leads` leads, their messages, events and verdicts.
+/// Loads `leads` leads, their messages, events and verdicts. No `ANALYZE`: the daemon never
+/// runs it, so the planner works on a database the daemon wrote without statistics.
 async fn load(url: &str, leads: usize) -> Result<()> {
     // The schema, through the store.
     let store = leadloop::store::Store::connect(url, 1).await?;
@@ -627,7 +628,7 @@ async fn load(url: &str, leads: usize) -> Result<()> {
                   'sales@company.com', 'mail', {created} + {day} * (2 + x % 20)
            FROM c WHERE x % 5 = 0;
          COMMIT;
-         PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;"
+         PRAGMA wal_checkpoint(TRUNCATE);"
     );
     sqlx::any::install_default_drivers();
     let pool = sqlx::any::AnyPoolOptions::new()
