@@ -385,6 +385,43 @@ mod tests {
     }
 
     #[test]
+    fn a_position_reads_back_as_written_and_nothing_else_does() {
+        let line = LeadLine {
+            id: LeadId(42),
+            email: "a.b@example.org".to_owned(),
+            name: None,
+            company: None,
+            channel: "web".to_owned(),
+            status: "new".to_owned(),
+            owner: None,
+            score: -3,
+            created_at: from_millis(1_765_000_000_123),
+        };
+        for sort in LeadSort::ALL.map(|(s, _)| s) {
+            let at = LeadCursor::of(sort, &line);
+            assert_eq!(
+                LeadCursor::parse(sort, &at.to_param()),
+                Some(at),
+                "{sort:?}"
+            );
+        }
+        assert_eq!(
+            LeadCursor::of(LeadSort::Newest, &line).to_param(),
+            "1765000000123.42"
+        );
+        assert_eq!(
+            LeadCursor::of(LeadSort::Email, &line).to_param(),
+            "a.b@example.org.42"
+        );
+        assert_eq!(
+            LeadCursor::parse(LeadSort::Newest, "a.b@example.org.42"),
+            None
+        );
+        assert_eq!(LeadCursor::parse(LeadSort::Score, "12"), None);
+        assert_eq!(LeadCursor::parse(LeadSort::Oldest, "12.x"), None);
+    }
+
+    #[test]
     fn every_order_has_a_name_it_is_found_by() {
         for (sort, name) in LeadSort::ALL {
             assert_eq!(LeadSort::parse(name), Some(sort));
