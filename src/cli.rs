@@ -1276,6 +1276,9 @@ async fn leads(config: &Config, cmd: LeadsCommand) -> anyhow::Result<ExitCode> {
                         e.detail["why"].as_str().unwrap_or_default()
                     )),
                     "paused" => e.detail["until"].as_str().map(|u| format!("until {u}")),
+                    "resumed" | "outbox_retried" | "outbox_cancelled" => {
+                        e.detail["by"].as_str().map(|b| format!("by {b}"))
+                    }
                     "unsubscribed" => e.detail["via"].as_str().map(|v| format!("via {v}")),
                     "soft_bounce" | "bounce" => e.detail["address"].as_str().map(|a| {
                         format!("{a} {}", e.detail["reason"].as_str().unwrap_or_default())
@@ -1412,12 +1415,16 @@ async fn outbox(config: &Config, cmd: OutboxCommand) -> anyhow::Result<ExitCode>
         }
         OutboxCommand::Retry { id } => (
             id,
-            store.retry_outbox(OutboxId(id), Utc::now()).await?,
+            store
+                .retry_outbox(OutboxId(id), &sales::by(), Utc::now())
+                .await?,
             "queued again",
         ),
         OutboxCommand::Cancel { id } => (
             id,
-            store.cancel_outbox(OutboxId(id), Utc::now()).await?,
+            store
+                .cancel_outbox(OutboxId(id), &sales::by(), Utc::now())
+                .await?,
             "cancelled",
         ),
     };

@@ -920,8 +920,12 @@ pub async fn run_with(
             });
         }
         if !config.sequences.sequences.is_empty() {
-            let scheduler = Scheduler::new(store.clone(), Arc::clone(&config.sequences), wake)
-                .with_metrics(metrics.clone());
+            let scheduler = Scheduler::new(
+                store.clone(),
+                Arc::clone(&config.sequences),
+                Arc::clone(&wake),
+            )
+            .with_metrics(metrics.clone());
             let token = generation.clone();
             tasks.spawn(async move {
                 scheduler.run(token).await;
@@ -957,7 +961,8 @@ pub async fn run_with(
             let listener = socket.listener()?;
             let mut web = crate::http::Web::new(&config)
                 .with_limits(Arc::clone(&signin_limits))
-                .with_actions(Arc::new(actions(&config)));
+                .with_actions(Arc::new(actions(&config)))
+                .with_scheduler(Arc::clone(&wake));
             if let Some(sender) = &link_sender {
                 web = web.with_mailer(Arc::new(DirectSender(sender.clone())));
             }

@@ -48,8 +48,9 @@
 //!    - [`ingest`]: IMAP (TLS, UID cursor, IDLE, reconnects) and Maildir sources feeding one
 //!      classify-and-record pipeline.
 //!    - [`http`]: the optional HTTP listener (axum): health and readiness checks, the
-//!      one-click unsubscribe link (RFC 8058) our messages carry, and the web view's sign-in,
-//!      sessions, CSRF and roles for the people in `[[user]]`.
+//!      one-click unsubscribe link (RFC 8058) our messages carry, and the web view for the
+//!      people in `[[user]]`: sign-in, sessions, CSRF and roles, the leads, the reports with
+//!      their charts, and the outbox.
 //! 6. [`daemon`]: the long-running tasks under one cancellation token, systemd notify and
 //!    watchdog, reload.
 //! 7. [`cli`]: the `leadloop` command. Only `daemon` and `cli` read the environment or signals.

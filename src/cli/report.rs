@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use chrono::{DateTime, Datelike, Days, Months, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
@@ -20,13 +20,13 @@ use serde_json::json;
 use super::output::{Cell, Column, Format, Table};
 use crate::config::Config;
 use crate::daemon;
-use crate::store::{LeadGroup, LeadGroupRow, ReportWindow, Span, StepRow, Store};
+use crate::store::{
+    LeadGroup, LeadGroupRow, ReportPeriod, ReportWindow, StepRow, Store, ratio, report_periods,
+    report_time,
+};
 
 /// Unqualified reasons the table shows per row; JSON and CSV give all of them.
 const TABLE_REASONS: usize = 3;
-
-/// More periods than this is a mistake (`--by week` over decades): say so instead.
-const MAX_PERIODS: usize = 2_000;
 
 /// `leadloop report …`.
 #[derive(Debug, Subcommand)]
@@ -79,6 +79,15 @@ pub enum Period {
     Month,
 }
 
+impl From<Period> for ReportPeriod {
+    fn from(p: Period) -> ReportPeriod {
+        match p {
+            Period::Week => ReportPeriod::Week,
+            Period::Month => ReportPeriod::Month,
+        }
+    }
+}
+
 /// Runs a report.
 ///
 /// # Errors
@@ -103,11 +112,11 @@ pub async fn report(config: &Config, cmd: ReportCommand) -> anyhow::Result<ExitC
     let since = args
         .since
         .as_deref()
-        .map(|s| parse_time(s, zone, false))
+        .map(|s| report_time(s, zone, false))
         .transpose()
         .context("--since")?;
     let until = match args.until.as_deref() {
-        Some(s) => parse_time(s, zone, true).context("--until")?,
+        Some(s) => report_time(s, zone, true).context("--until")?,
         None => now,
     };
     if since.is_some_and(|s| s >= until) {
@@ -157,7 +166,7 @@ async fn run(
     };
     let labels = match (args.by, span) {
         (Some(by), Some(span)) => {
-            let (bounds, labels) = periods(by, zone, span)?;
+            let (bounds, labels) = report_periods(by.into(), zone, span)?;
             window.bounds = bounds;
             labels
         }
@@ -288,10 +297,10 @@ fn lead_table(key: &str, rows: &[LeadGroupRow], period: Option<&dyn Fn(usize) ->
             Cell::int(r.qualified),
             Cell::int(r.unqualified),
             Cell::int(r.customers),
-            Cell::rate(ratio(r.replied, r.leads)),
-            Cell::rate(ratio(r.handed_off, r.leads)),
-            Cell::rate(ratio(r.qualified, r.judged())),
-            Cell::rate(ratio(r.customers, r.leads)),
+            Cell::rate(r.reply_rate()),
+            Cell::rate(r.handoff_rate()),
+            Cell::rate(r.qualified_rate()),
+            Cell::rate(r.customer_rate()),
             Cell::decimal(r.median_days_to_verdict),
             Cell::with_value(if text.is_empty() { "-".into() } else { text }, value)
                 .csv_text(all.join(", ")),
@@ -338,141 +347,4 @@ fn step_table(rows: &[StepRow], period: Option<&dyn Fn(usize) -> Cell>) -> Table
         table.push(row);
     }
     table
-}
-
-/// `part / whole`, or nothing when there is no whole.
-#[allow(clippy::cast_precision_loss)] // counts of leads: far below 2^52
-fn ratio(part: i64, whole: i64) -> Option<f64> {
-    (whole > 0).then(|| part as f64 / whole as f64)
-}
-
-/// `--since`/`--until`: a day in the team's zone (its start; for `--until`, the start of the
-/// next day, so the day itself is in) or an RFC 3339 moment.
-fn parse_time(s: &str, zone: Tz, end_of_day: bool) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let day = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| {
-        anyhow::anyhow!("'{s}' is not a day like 2026-10-01 or a time like 2026-10-01T09:00:00Z")
-    })?;
-    let day = if end_of_day {
-        day.checked_add_days(Days::new(1))
-            .with_context(|| format!("'{s}' is too late"))?
-    } else {
-        day
-    };
-    Ok(start_of_day(day, zone))
-}
-
-/// Midnight of `day` in `zone` (the first moment of the day where a change of clocks skips
-/// midnight).
-fn start_of_day(day: NaiveDate, zone: Tz) -> DateTime<Utc> {
-    let mut t = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-    // A day whose midnight does not exist (a clock change at 00:00) starts at the first
-    // moment that does; changes are at most a few hours.
-    for _ in 0..24 {
-        if let Some(local) = zone.from_local_datetime(&t).earliest() {
-            return local.with_timezone(&Utc);
-        }
-        t += chrono::TimeDelta::minutes(30);
-    }
-    Utc.from_utc_datetime(&t)
-}
-
-/// The periods covering `span`, as boundaries (one more than periods) and labels.
-fn periods(by: Period, zone: Tz, span: Span) -> anyhow::Result<(Vec<DateTime<Utc>>, Vec<String>)> {
-    let first = span.first.with_timezone(&zone).date_naive();
-    let mut day = match by {
-        Period::Month => first.with_day(1).unwrap_or(first),
-        Period::Week => first - Days::new(u64::from(first.weekday().num_days_from_monday())),
-    };
-    let mut bounds = vec![start_of_day(day, zone)];
-    let mut labels = Vec::new();
-    while bounds.last().is_some_and(|b| *b <= span.last) {
-        let label = match by {
-            Period::Month => day.format("%Y-%m").to_string(),
-            Period::Week => {
-                let w = day.iso_week();
-                format!("{}-W{:02}", w.year(), w.week())
-            }
-        };
-        let next = match by {
-            Period::Month => day.checked_add_months(Months::new(1)),
-            Period::Week => day.checked_add_days(Days::new(7)),
-        }
-        .context("a period beyond the calendar")?;
-        labels.push(label);
-        day = next;
-        bounds.push(start_of_day(day, zone));
-        if labels.len() > MAX_PERIODS {
-            anyhow::bail!(
-                "more than {MAX_PERIODS} periods: narrow the window with --since and --until"
-            );
-        }
-    }
-    Ok((bounds, labels))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    #[test]
-    fn days_start_at_midnight_in_the_team_zone_and_until_includes_its_day() {
-        let berlin: Tz = "Europe/Berlin".parse().unwrap();
-        assert_eq!(
-            parse_time("2026-10-01", berlin, false).unwrap(),
-            utc("2026-09-30T22:00:00Z")
-        );
-        assert_eq!(
-            parse_time("2026-10-31", berlin, true).unwrap(),
-            utc("2026-10-31T23:00:00Z")
-        );
-        assert_eq!(
-            parse_time("2026-10-01T08:00:00+02:00", berlin, true).unwrap(),
-            utc("2026-10-01T06:00:00Z")
-        );
-        assert!(parse_time("01.10.2026", berlin, false).is_err());
-    }
-
-    #[test]
-    fn months_follow_the_team_zone_across_a_clock_change() {
-        let berlin: Tz = "Europe/Berlin".parse().unwrap();
-        let span = Span {
-            first: utc("2026-09-30T22:30:00Z"), // 00:30 on 1 October in Berlin
-            last: utc("2026-11-02T10:00:00Z"),
-        };
-        let (bounds, labels) = periods(Period::Month, berlin, span).unwrap();
-        assert_eq!(labels, ["2026-10", "2026-11"]);
-        assert_eq!(
-            bounds,
-            [
-                utc("2026-09-30T22:00:00Z"),
-                utc("2026-10-31T23:00:00Z"), // winter time from 25 October
-                utc("2026-11-30T23:00:00Z"),
-            ]
-        );
-    }
-
-    #[test]
-    fn weeks_start_on_monday_and_are_labelled_by_iso_week() {
-        let span = Span {
-            first: utc("2026-01-01T12:00:00Z"), // a Thursday
-            last: utc("2026-01-05T00:00:00Z"),  // the next Monday, at its start
-        };
-        let (bounds, labels) = periods(Period::Week, Tz::UTC, span).unwrap();
-        assert_eq!(labels, ["2026-W01", "2026-W02"]);
-        assert_eq!(bounds[0], utc("2025-12-29T00:00:00Z"));
-        assert_eq!(bounds[2], utc("2026-01-12T00:00:00Z"));
-    }
-
-    #[test]
-    fn rates_have_nothing_to_divide_by_without_leads() {
-        assert_eq!(ratio(1, 4), Some(0.25));
-        assert_eq!(ratio(0, 0), None);
-    }
 }

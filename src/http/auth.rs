@@ -136,6 +136,12 @@ pub struct Web {
     pub(super) actions: Option<Arc<crate::actions::Actions>>,
     /// The sequences a `nurture` verdict may name.
     pub(super) sequences: Vec<String>,
+    /// `[policy] timezone`: where the reports' days, weeks and months start, as for
+    /// `leadloop report`.
+    pub(super) zone: chrono_tz::Tz,
+    /// Wakes the scheduler, so a sequence resumed on a lead's page goes on at once rather
+    /// than at the scheduler's next look.
+    pub(super) scheduler: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl fmt::Debug for Web {
@@ -163,6 +169,8 @@ impl Default for Web {
             limits: Arc::new(SignInLimits::new()),
             actions: None,
             sequences: Vec::new(),
+            zone: chrono_tz::Tz::UTC,
+            scheduler: None,
         }
     }
 }
@@ -202,7 +210,16 @@ impl Web {
                 .iter()
                 .map(|s| s.name.clone())
                 .collect(),
+            zone: config.sequences.settings.policy.timezone,
+            scheduler: None,
         }
+    }
+
+    /// Wakes the scheduler through `wake` after a change that makes a step due.
+    #[must_use]
+    pub fn with_scheduler(mut self, wake: Arc<tokio::sync::Notify>) -> Web {
+        self.scheduler = Some(wake);
+        self
     }
 
     /// Takes verdicts on lead pages, acting on them as `actions` say.

@@ -28,7 +28,9 @@ mod auth_limit;
 mod auth_pages;
 mod auth_secret;
 mod metrics;
+mod outbox_page;
 mod page;
+mod reports;
 mod unsubscribe;
 mod view;
 

@@ -24,6 +24,11 @@
 //! | `POST /leads/ID/owner` | signed in | gives the lead the form's `owner` |
 //! | `POST /leads/ID/unenroll` | signed in | ends the lead's enrollment in the form's `sequence` |
 //! | `POST /leads/ID/pause` | signed in | holds the next step of the lead's sequences until the form's `until` day |
+//! | `POST /leads/ID/resume` | signed in | lifts the pause of the lead's paused sequences now |
+//! | `GET /reports` | signed in | the channel, form, owner, sequence and reason reports with charts, over `since`, `until` and `by` (see `reports.rs`) |
+//! | `GET /outbox` | admin | the interrupted and failed messages (see `outbox_page.rs`) |
+//! | `GET /outbox/ID/retry`, `GET /outbox/ID/cancel` | admin | asks to confirm sending a message again, or not at all |
+//! | `POST /outbox/ID/retry`, `POST /outbox/ID/cancel` | admin | does it, as `leadloop outbox retry|cancel` does |
 //! | `GET /admin/users` | admin | `[[user]]` with role, whether a password is set and live sessions |
 //! | `POST /admin/users/end-sessions` | admin | ends every session of the form's `email` |
 //! | `GET /static/app.css` | anyone | the stylesheet |
@@ -40,7 +45,7 @@ use minijinja::{Environment, Value, context};
 use tracing::{error, info, warn};
 
 use super::auth::{Posted, SignedIn};
-use super::{App, auth_pages};
+use super::{App, auth_pages, outbox_page, reports};
 use crate::config::Role;
 use crate::diagnostics::error_chain;
 
@@ -65,6 +70,12 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ),
         ("leads.html", include_str!("templates/leads.html")),
         ("lead.html", include_str!("templates/lead.html")),
+        ("reports.html", include_str!("templates/reports.html")),
+        ("outbox.html", include_str!("templates/outbox.html")),
+        (
+            "outbox_confirm.html",
+            include_str!("templates/outbox_confirm.html"),
+        ),
     ] {
         if let Err(e) = env.add_template(name, source) {
             // Caught by the tests that render every template; a broken one answers 500.
@@ -94,6 +105,13 @@ pub(super) fn routes() -> Router<App> {
         .route("/leads/{id}/owner", post(assign_owner))
         .route("/leads/{id}/unenroll", post(unenroll))
         .route("/leads/{id}/pause", post(pause_sequences))
+        .route("/leads/{id}/resume", post(resume_sequences))
+        .route("/reports", get(reports::reports))
+        .route("/outbox", get(outbox_page::outbox))
+        .route(
+            "/outbox/{id}/{what}",
+            get(outbox_page::confirm).post(outbox_page::decide),
+        )
         .route("/admin/users", get(admin_users))
         .route("/admin/users/end-sessions", post(end_sessions))
         .route("/static/app.css", get(stylesheet))
@@ -395,6 +413,7 @@ pub(super) async fn lead_page(
                 done => e.steps_done.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
                 next => e.next_step.as_ref().map(|s| s.as_str()).unwrap_or_default(),
                 due => e.next_due_at.map(when).unwrap_or_default(),
+                paused => e.paused_until.filter(|p| *p > Utc::now()).map(when).unwrap_or_default(),
             }
         })
         .collect();
@@ -511,7 +530,7 @@ async fn change_lead(
 }
 
 /// A one-line form field, trimmed; `None` when empty.
-fn form_value(posted: &Posted, name: &str) -> Option<String> {
+pub(super) fn form_value(posted: &Posted, name: &str) -> Option<String> {
     posted
         .field(name)
         .map(|v| v.lines().next().unwrap_or_default().trim().to_owned())
@@ -519,7 +538,7 @@ fn form_value(posted: &Posted, name: &str) -> Option<String> {
 }
 
 /// A 400 page saying what is wrong with a form.
-fn bad_form(posted: &Posted, title: &str, text: &str) -> Response {
+pub(super) fn bad_form(posted: &Posted, title: &str, text: &str) -> Response {
     message(
         posted.user.base(),
         StatusCode::BAD_REQUEST,
@@ -605,6 +624,40 @@ pub(super) async fn pause_sequences(
         reason: format!("paused by {}", posted.user.email),
     };
     change_lead(&app, &posted, &lead, vec![change], "sequences paused").await
+}
+
+/// `POST /leads/ID/resume`: the lead's paused sequences go on now, each as if it had not been
+/// paused (a step whose time has passed is sent at the next open moment). A lead with no
+/// paused sequence is told so and nothing changes.
+pub(super) async fn resume_sequences(
+    State(app): State<App>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    posted: Posted,
+) -> Result<Response, Response> {
+    let lead = lead_by_id(&app, &id).await?;
+    let now = Utc::now();
+    let enrollments = app.0.store.enrollments(lead.id).await.map_err(|e| {
+        warn!(error = %error_chain(&e), "cannot read a lead's sequences");
+        super::page::unavailable()
+    })?;
+    let paused = enrollments.iter().any(|e| {
+        e.state == crate::domain::EnrollmentState::Active && e.paused_until.is_some_and(|p| p > now)
+    });
+    if !paused {
+        return Err(bad_form(
+            &posted,
+            "Nothing to resume",
+            "None of the lead's sequences is paused.",
+        ));
+    }
+    let change = crate::store::Change::Resume {
+        by: posted.user.email.to_string(),
+    };
+    let done = change_lead(&app, &posted, &lead, vec![change], "sequences resumed").await;
+    if let Some(wake) = &app.0.web.scheduler {
+        wake.notify_one();
+    }
+    done
 }
 
 /// `GET /admin/users`: every configured user, whether they have a password and how many
@@ -705,7 +758,25 @@ mod tests {
             ),
             (
                 "lead.html",
-                context! { title => evil, user => user.clone(), csrf => "t", verdicts_taken => true, reasons => vec![evil], sequence_names => vec![evil], lead => context! { id => 1, email => evil, name => evil, company => evil, phone => evil, channel => evil, status => "new", owner => evil, score => 1, form => evil, created => "x" }, fields => vec![context! { name => evil, value => evil }], verdicts => vec![context! { at => "x", verdict => "unqualified", reason => evil, comment => evil, by => evil }], sequences => vec![context! { sequence => evil, state => "active", done => evil, next => evil, due => "x" }], timeline => vec![context! { at => "x", kind => "inquiry", subject => evil, detail => evil }] },
+                context! { title => evil, user => user.clone(), csrf => "t", verdicts_taken => true, reasons => vec![evil], sequence_names => vec![evil], lead => context! { id => 1, email => evil, name => evil, company => evil, phone => evil, channel => evil, status => "new", owner => evil, score => 1, form => evil, created => "x" }, fields => vec![context! { name => evil, value => evil }], verdicts => vec![context! { at => "x", verdict => "unqualified", reason => evil, comment => evil, by => evil }], sequences => vec![context! { sequence => evil, state => "active", done => evil, next => evil, due => "x", paused => "x" }], timeline => vec![context! { at => "x", kind => "inquiry", subject => evil, detail => evil }] },
+            ),
+            (
+                "reports.html",
+                context! { title => "Reports", user => user.clone(), csrf => "t", q => context! { since => evil, until => evil, by => "month" }, error => evil, range => evil, periods => true,
+                bars => context! { width => 720, height => 240, left => 44, base_y => "204", label_y => "220", grid => vec![context! { y => "204", label => "0" }], groups => vec![context! { channel => evil, label_x => "60", bars => vec![context! { what => "leads", n => 3, x => "50", y => "10", width => "9", height => "194" }] }] },
+                months => context! { width => 720, height => 240, left => 44, base_y => "204", label_y => "220", grid => vec![context! { y => "204", label => "0" }], ticks => vec![context! { x => "50", label => evil }], series => vec![context! { channel => evil, colour => 0, line => "1,2 3,4", points => vec![context! { x => "1", y => "2", n => 3, month => evil }] }] },
+                channels => vec![context! { key => evil, period => evil, cells => vec![context! { col => "leads", text => "3" }, context! { col => "reply_rate", text => "50.0%", value => "0.5000" }], reasons => evil }],
+                forms => Vec::<Value>::new(), owners => Vec::<Value>::new(),
+                sequences => vec![context! { sequence => evil, step => evil, period => evil, cells => vec![context! { col => "sent", text => "1" }] }],
+                reasons => vec![context! { reason => evil, period => evil, cells => vec![context! { col => "count", text => "1" }] }] },
+            ),
+            (
+                "outbox.html",
+                context! { title => "Outbox", user => user.clone(), csrf => "t", listed => 200, messages => vec![context! { id => 4, recipient => evil, subject => evil, state => "interrupted", reason => evil, attempts => 1, when => "x", lead => 7, interrupted => true, retry => true, cancel => true }] },
+            ),
+            (
+                "outbox_confirm.html",
+                context! { title => evil, user => user.clone(), csrf => "t", decision => "retry", m => context! { id => 4, recipient => evil, subject => evil, state => "interrupted", reason => evil, attempts => 1, when => "x", created => "x", interrupted => true } },
             ),
             (
                 "leads.html",

@@ -111,6 +111,12 @@ pub enum Change {
         /// Why, as the timeline records it.
         reason: String,
     },
+    /// A person lifts the pause of the lead's paused enrollments early: each goes on as if it
+    /// had not been paused (a step whose time has passed is due now).
+    Resume {
+        /// Who, as the timeline records it.
+        by: String,
+    },
     /// Sales said `not now`: pause until then, or enroll again then in the last sequence.
     NotNow {
         /// Until when.
@@ -507,6 +513,9 @@ impl Store {
                 }
                 Change::Pause { until, reason } => {
                     self.pause_in(tx, lead, *until, reason, now).await?;
+                }
+                Change::Resume { by } => {
+                    self.resume_in(tx, lead, by, now).await?;
                 }
                 Change::NotNow { until } => self.not_now_in(tx, lead, *until, now).await?,
                 Change::Handoff { why } => {

@@ -62,7 +62,10 @@ mod view;
 pub use digest::{NewDigest, WaitingLead};
 pub use leases::MailboxLease;
 pub use metrics::StateCounts;
-pub use report::{LeadGroup, LeadGroupRow, ReasonCount, ReportWindow, Span, StepRow};
+pub use report::{
+    LeadGroup, LeadGroupRow, MAX_PERIODS, ReasonCount, ReportPeriod, ReportWindow, Span, StepRow,
+    WindowError, ratio, report_periods, report_time,
+};
 pub use running::RunningSequence;
 pub use view::{LeadCursor, LeadLine, LeadPage, LeadQuery, LeadSort};
 

@@ -297,6 +297,13 @@ fn sent_params(first: usize, n: usize) -> (String, String) {
     (ids, cases)
 }
 
+/// The decoded `Subject` of a message's bytes.
+fn subject_of(raw: &[u8]) -> Option<String> {
+    mail_parser::MessageParser::default()
+        .parse_headers(raw)
+        .and_then(|m| m.subject().map(str::to_owned))
+}
+
 fn to_u32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
@@ -958,6 +965,48 @@ impl Store {
         rows.iter().map(entry_from_row).collect()
     }
 
+    /// The rows waiting for a person's decision (`interrupted` and `failed`), most recently
+    /// changed first, each with its message's subject as the recipient read it (decoded; `None`
+    /// when the message has none or its body is gone).
+    ///
+    /// # Errors
+    /// A failed query.
+    #[instrument(skip_all)]
+    pub async fn outbox_to_decide(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(OutboxEntry, Option<String>)>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ENTRY_COLUMNS}, raw FROM outbox LEFT JOIN outbox_bodies ON outbox_id = id \
+             WHERE state IN ($1, $2) ORDER BY updated_at DESC, id DESC LIMIT $3"
+        )))
+        .bind(OutboxState::Interrupted.as_str())
+        .bind(OutboxState::Failed.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let raw = r.get::<Option<Vec<u8>>, _>(16).unwrap_or_default();
+                Ok((entry_from_row(r)?, subject_of(&raw)))
+            })
+            .collect()
+    }
+
+    /// The subject of row `id`'s message, decoded; `None` when it has none.
+    ///
+    /// # Errors
+    /// A failed query.
+    pub async fn outbox_subject(&self, id: OutboxId) -> Result<Option<String>, StoreError> {
+        let raw: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT raw FROM outbox_bodies WHERE outbox_id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(raw.as_deref().and_then(subject_of))
+    }
+
     /// One outbox row.
     ///
     /// # Errors
@@ -988,6 +1037,8 @@ impl Store {
     /// A person asks to send a row again: `failed`, `interrupted` and `cancelled` rows become
     /// `pending`, due now. A row that was `sent`, or is waiting or in flight, is refused: an
     /// interrupted message may already have arrived, which is exactly why this is not automatic.
+    /// `by` (who asked) goes on the lead's timeline as an `outbox_retried` event, in the same
+    /// transaction.
     ///
     /// # Errors
     /// A failed query.
@@ -995,25 +1046,27 @@ impl Store {
     pub async fn retry_outbox(
         &self,
         id: OutboxId,
+        by: &str,
         now: DateTime<Utc>,
     ) -> Result<Transition, StoreError> {
-        let done = sqlx::query(
-            "UPDATE outbox SET state = 'pending', next_attempt_at = $1, updated_at = $1 \
-             WHERE id = $2 AND state IN ('failed', 'interrupted', 'cancelled')",
-        )
-        .bind(millis(now))
-        .bind(id.0)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 1 {
+        let done = self
+            .decide_outbox(
+                id,
+                "UPDATE outbox SET state = 'pending', next_attempt_at = $1, updated_at = $1 \
+                 WHERE id = $2 AND state IN ('failed', 'interrupted', 'cancelled')",
+                ("outbox_retried", by),
+                now,
+            )
+            .await?;
+        if done == Transition::Done {
             self.wake_sender();
-            return Ok(Transition::Done);
         }
-        self.refusal(id).await
+        Ok(done)
     }
 
     /// A person asks not to send a row: `pending`, `retry`, `interrupted` and `failed` rows
     /// become `cancelled`. A `sending` row is in the server's hands already and is refused.
+    /// `by` goes on the lead's timeline as an `outbox_cancelled` event.
     ///
     /// # Errors
     /// A failed query.
@@ -1021,21 +1074,63 @@ impl Store {
     pub async fn cancel_outbox(
         &self,
         id: OutboxId,
+        by: &str,
         now: DateTime<Utc>,
     ) -> Result<Transition, StoreError> {
-        let done = sqlx::query(
+        self.decide_outbox(
+            id,
             "UPDATE outbox SET state = 'cancelled', updated_at = $1, lease_until = NULL, \
                last_error = COALESCE(last_error, 'cancelled by hand') \
              WHERE id = $2 AND state IN ('pending', 'retry', 'interrupted', 'failed')",
+            ("outbox_cancelled", by),
+            now,
         )
-        .bind(millis(now))
-        .bind(id.0)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 1 {
-            return Ok(Transition::Done);
+        .await
+    }
+
+    /// Runs a person's decision `update` (`$1` now, `$2` the id) on row `id` and, when it
+    /// changed the row, records `event` (kind, by) on its lead with the state it had.
+    async fn decide_outbox(
+        &self,
+        id: OutboxId,
+        update: &'static str,
+        (kind, by): (&str, &str),
+        now: DateTime<Utc>,
+    ) -> Result<Transition, StoreError> {
+        let mut tx = self.begin().await?;
+        let before = sqlx::query("SELECT state, lead_id FROM outbox WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(before) = before else {
+            return Ok(Transition::NotFound);
+        };
+        let changed = sqlx::query(update)
+            .bind(millis(now))
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed != 1 {
+            tx.rollback().await?;
+            return self.refusal(id).await;
         }
-        self.refusal(id).await
+        if let Some(lead) = before.get::<Option<i64>, _>(1) {
+            let detail = serde_json::json!({
+                "outbox_id": id.0,
+                "was": before.get::<String, _>(0),
+                "by": by,
+            });
+            sqlx::query("INSERT INTO events (lead_id, at, kind, detail) VALUES ($1, $2, $3, $4)")
+                .bind(lead)
+                .bind(millis(now))
+                .bind(kind)
+                .bind(detail.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Transition::Done)
     }
 
     async fn refusal(&self, id: OutboxId) -> Result<Transition, StoreError> {

@@ -14,7 +14,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, TimeZone, Utc};
+use chrono_tz::Tz;
 use sqlx::{AssertSqlSafe, Row};
 use tracing::instrument;
 
@@ -814,11 +815,210 @@ fn sum(v: Option<i64>) -> i64 {
     v.unwrap_or(0)
 }
 
+/// The periods a report can be split into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportPeriod {
+    /// ISO weeks, Monday to Sunday, labelled `2026-W41`.
+    Week,
+    /// Calendar months, labelled `2026-10`.
+    Month,
+}
+
+/// More periods than this is a mistake (weeks over decades): said instead of counted.
+pub const MAX_PERIODS: usize = 2_000;
+
+/// Why a report's window cannot be laid out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    /// Neither a day nor an RFC 3339 time.
+    #[error("'{0}' is not a day like 2026-10-01 or a time like 2026-10-01T09:00:00Z")]
+    NotATime(String),
+    /// A day at the end of the calendar.
+    #[error("'{0}' is too late")]
+    TooLate(String),
+    /// The window holds more than [`MAX_PERIODS`] periods.
+    #[error(
+        "more than {MAX_PERIODS} periods: narrow the window (since, until) or choose longer periods"
+    )]
+    TooManyPeriods,
+    /// A period would end beyond the calendar.
+    #[error("a period beyond the calendar")]
+    BeyondCalendar,
+}
+
+/// A window's edge as a person gives it: a day in the team's `zone` (its start; with
+/// `end_of_day`, the start of the next day, so the day itself is in) or an RFC 3339 moment.
+/// The CLI's `--since`/`--until` and the view's report form read it alike, so both count the
+/// same leads.
+///
+/// # Errors
+/// Text that is neither, or a day at the end of the calendar.
+pub fn report_time(s: &str, zone: Tz, end_of_day: bool) -> Result<DateTime<Utc>, WindowError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let day = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| WindowError::NotATime(s.to_owned()))?;
+    let day = if end_of_day {
+        day.checked_add_days(Days::new(1))
+            .ok_or_else(|| WindowError::TooLate(s.to_owned()))?
+    } else {
+        day
+    };
+    Ok(start_of_day(day, zone))
+}
+
+/// Midnight of `day` in `zone` (the first moment of the day where a change of clocks skips
+/// midnight).
+fn start_of_day(day: NaiveDate, zone: Tz) -> DateTime<Utc> {
+    let mut t = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    // A day whose midnight does not exist (a clock change at 00:00) starts at the first
+    // moment that does; changes are at most a few hours.
+    for _ in 0..24 {
+        if let Some(local) = zone.from_local_datetime(&t).earliest() {
+            return local.with_timezone(&Utc);
+        }
+        t += chrono::TimeDelta::minutes(30);
+    }
+    Utc.from_utc_datetime(&t)
+}
+
+/// The periods covering `span` in the team's `zone`, as boundaries (one more than periods,
+/// for [`ReportWindow::bounds`]) and labels.
+///
+/// # Errors
+/// More than [`MAX_PERIODS`] periods, or periods beyond the calendar.
+pub fn report_periods(
+    by: ReportPeriod,
+    zone: Tz,
+    span: Span,
+) -> Result<(Vec<DateTime<Utc>>, Vec<String>), WindowError> {
+    let first = span.first.with_timezone(&zone).date_naive();
+    let mut day = match by {
+        ReportPeriod::Month => first.with_day(1).unwrap_or(first),
+        ReportPeriod::Week => first - Days::new(u64::from(first.weekday().num_days_from_monday())),
+    };
+    let mut bounds = vec![start_of_day(day, zone)];
+    let mut labels = Vec::new();
+    while bounds.last().is_some_and(|b| *b <= span.last) {
+        let label = match by {
+            ReportPeriod::Month => day.format("%Y-%m").to_string(),
+            ReportPeriod::Week => {
+                let w = day.iso_week();
+                format!("{}-W{:02}", w.year(), w.week())
+            }
+        };
+        let next = match by {
+            ReportPeriod::Month => day.checked_add_months(Months::new(1)),
+            ReportPeriod::Week => day.checked_add_days(Days::new(7)),
+        }
+        .ok_or(WindowError::BeyondCalendar)?;
+        labels.push(label);
+        day = next;
+        bounds.push(start_of_day(day, zone));
+        if labels.len() > MAX_PERIODS {
+            return Err(WindowError::TooManyPeriods);
+        }
+    }
+    Ok((bounds, labels))
+}
+
+/// `part / whole`, or nothing when there is no whole: every rate of the reports.
+#[allow(clippy::cast_precision_loss)] // counts of leads: far below 2^52
+pub fn ratio(part: i64, whole: i64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+impl LeadGroupRow {
+    /// `replied / leads`.
+    pub fn reply_rate(&self) -> Option<f64> {
+        ratio(self.replied, self.leads)
+    }
+
+    /// `handed_off / leads`.
+    pub fn handoff_rate(&self) -> Option<f64> {
+        ratio(self.handed_off, self.leads)
+    }
+
+    /// `qualified` over the leads judged.
+    pub fn qualified_rate(&self) -> Option<f64> {
+        ratio(self.qualified, self.judged())
+    }
+
+    /// `customers / leads`.
+    pub fn customer_rate(&self) -> Option<f64> {
+        ratio(self.customers, self.leads)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use chrono::{TimeZone, Utc};
+    use chrono::{DateTime, TimeZone, Utc};
+    use chrono_tz::Tz;
 
-    use super::{ReportWindow, Store, bucket_sql, middle};
+    use super::{
+        ReportPeriod, ReportWindow, Span, Store, bucket_sql, middle, ratio, report_periods,
+        report_time,
+    };
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn days_start_at_midnight_in_the_team_zone_and_until_includes_its_day() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        assert_eq!(
+            report_time("2026-10-01", berlin, false).unwrap(),
+            utc("2026-09-30T22:00:00Z")
+        );
+        assert_eq!(
+            report_time("2026-10-31", berlin, true).unwrap(),
+            utc("2026-10-31T23:00:00Z")
+        );
+        assert_eq!(
+            report_time("2026-10-01T08:00:00+02:00", berlin, true).unwrap(),
+            utc("2026-10-01T06:00:00Z")
+        );
+        assert!(report_time("01.10.2026", berlin, false).is_err());
+    }
+
+    #[test]
+    fn months_follow_the_team_zone_across_a_clock_change() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let span = Span {
+            first: utc("2026-09-30T22:30:00Z"), // 00:30 on 1 October in Berlin
+            last: utc("2026-11-02T10:00:00Z"),
+        };
+        let (bounds, labels) = report_periods(ReportPeriod::Month, berlin, span).unwrap();
+        assert_eq!(labels, ["2026-10", "2026-11"]);
+        assert_eq!(
+            bounds,
+            [
+                utc("2026-09-30T22:00:00Z"),
+                utc("2026-10-31T23:00:00Z"), // winter time from 25 October
+                utc("2026-11-30T23:00:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_are_labelled_by_iso_week() {
+        let span = Span {
+            first: utc("2026-01-01T12:00:00Z"), // a Thursday
+            last: utc("2026-01-05T00:00:00Z"),  // the next Monday, at its start
+        };
+        let (bounds, labels) = report_periods(ReportPeriod::Week, Tz::UTC, span).unwrap();
+        assert_eq!(labels, ["2026-W01", "2026-W02"]);
+        assert_eq!(bounds[0], utc("2025-12-29T00:00:00Z"));
+        assert_eq!(bounds[2], utc("2026-01-12T00:00:00Z"));
+    }
+
+    #[test]
+    fn rates_have_nothing_to_divide_by_without_leads() {
+        assert_eq!(ratio(1, 4), Some(0.25));
+        assert_eq!(ratio(0, 0), None);
+    }
 
     /// Evaluates the `CASE` text for one value, as SQL would.
     fn eval(sql: &str, v: i64) -> usize {

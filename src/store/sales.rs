@@ -596,6 +596,37 @@ impl Store {
         Ok(paused)
     }
 
+    /// Lifts the pause of the lead's active enrollments that are paused now. The step each
+    /// waited for is forgotten with its due time (the pause had pushed it), so the scheduler
+    /// works it out again from the step's delay, as for a step never paused; an enrollment
+    /// deferred to a later start (`not now` without a sequence running) starts from now.
+    /// Returns the enrollments resumed; an event `resumed` with `by` when there are any.
+    pub(super) async fn resume_in(
+        &self,
+        tx: &mut Tx,
+        lead: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let now_ms = millis(now);
+        let resumed = sqlx::query(
+            "UPDATE enrollments SET paused_until = NULL, next_step = NULL, next_due_at = $1, \
+               last_at = CASE WHEN last_at > $1 THEN $1 ELSE last_at END, updated_at = $1 \
+             WHERE state = 'active' AND paused_until > $1 \
+               AND lead_id IN (SELECT id FROM leads WHERE email = $2)",
+        )
+        .bind(now_ms)
+        .bind(lead)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if resumed > 0 {
+            let detail = serde_json::json!({ "by": by, "enrollments": resumed });
+            event_in(tx, lead, "resumed", &detail, now).await?;
+        }
+        Ok(resumed)
+    }
+
     /// `not now`: pauses the lead's active enrollments until `until`, or, when it has none,
     /// enrolls it again at `until` in the sequence it was in last.
     pub(super) async fn not_now_in(

@@ -1,12 +1,13 @@
 //! Integration tests against real servers: a private Dovecot, a private Postfix, smtp-sink,
-//! a scripted SMTP server, SQLite files and, when
+//! a scripted SMTP server, headless chromium, SQLite files and, when
 //! `LEADLOOP_TEST_DATABASE_URL` names one, PostgreSQL. One test binary, one module per part,
 //! so the helpers are compiled and linked once. The servers, the configuration builder, the
 //! binary runner and the clock come from the test kit (`tests/support`, `leadloop-testkit`);
 //! `support` adds what needs the library or this binary.
 
-use leadloop_testkit::{dovecot, postfix, rspamd, smtp_server, smtp_sink};
+use leadloop_testkit::{chromedriver, dovecot, postfix, rspamd, smtp_server, smtp_sink};
 
+mod browser;
 mod classify;
 mod cli;
 mod daemon;
@@ -40,3 +41,4 @@ mod store;
 mod support;
 mod undo;
 mod web_auth;
+mod web_pages;

@@ -296,21 +296,27 @@ async fn abandoned_claims_are_interrupted_and_only_a_person_resends_them() {
     assert_eq!(next.messages.len(), 1);
     let c = next.messages[0].id;
     assert_eq!(
-        store.retry_outbox(c, t0()).await.unwrap(),
+        store.retry_outbox(c, "test", t0()).await.unwrap(),
         Transition::Refused(OutboxState::Sending)
     );
     assert_eq!(
-        store.cancel_outbox(c, t0()).await.unwrap(),
+        store.cancel_outbox(c, "test", t0()).await.unwrap(),
         Transition::Refused(OutboxState::Sending)
     );
-    assert_eq!(store.retry_outbox(a, t0()).await.unwrap(), Transition::Done);
+    assert_eq!(
+        store.retry_outbox(a, "test", t0()).await.unwrap(),
+        Transition::Done
+    );
     assert_eq!(state(&store, a).await, OutboxState::Pending);
     assert_eq!(
-        store.cancel_outbox(b, t0()).await.unwrap(),
+        store.cancel_outbox(b, "test", t0()).await.unwrap(),
         Transition::Done
     );
     assert_eq!(
-        store.retry_outbox(OutboxId(999_999), t0()).await.unwrap(),
+        store
+            .retry_outbox(OutboxId(999_999), "test", t0())
+            .await
+            .unwrap(),
         Transition::NotFound
     );
     store
@@ -326,7 +332,7 @@ async fn abandoned_claims_are_interrupted_and_only_a_person_resends_them() {
         .await
         .unwrap();
     assert_eq!(
-        store.retry_outbox(c, t0()).await.unwrap(),
+        store.retry_outbox(c, "test", t0()).await.unwrap(),
         Transition::Refused(OutboxState::Sent)
     );
     let listed = store

@@ -21,22 +21,22 @@ use tokio_util::sync::CancellationToken;
 use crate::smtp_sink::SmtpSink;
 use crate::support::{ConfigFile, TestDb, test_db, with_config};
 
-const ANA: &str = "ana@company.com";
-const SAM: &str = "sam@company.com";
-const MIA: &str = "mia@company.com";
-const ANA_PASSWORD: &str = "ana's long passphrase";
-const SAM_PASSWORD: &str = "sam's long passphrase";
+pub(crate) const ANA: &str = "ana@company.com";
+pub(crate) const SAM: &str = "sam@company.com";
+pub(crate) const MIA: &str = "mia@company.com";
+pub(crate) const ANA_PASSWORD: &str = "ana's long passphrase";
+pub(crate) const SAM_PASSWORD: &str = "sam's long passphrase";
 
 /// An answer: status, headers (names in lower case; repeated ones joined by "\n"), body.
 #[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: BTreeMap<String, String>,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers.get(name).map_or("", String::as_str)
     }
 
@@ -48,7 +48,7 @@ impl Reply {
     }
 
     /// The value of the first hidden `csrf` field.
-    fn csrf(&self) -> String {
+    pub(crate) fn csrf(&self) -> String {
         let at = self
             .body
             .find("name=\"csrf\" value=\"")
@@ -60,25 +60,25 @@ impl Reply {
 
 /// A browser's part: one cookie jar, one request per connection.
 #[derive(Debug, Clone)]
-struct Browser {
+pub(crate) struct Browser {
     port: u16,
-    cookies: BTreeMap<String, String>,
+    pub(crate) cookies: BTreeMap<String, String>,
 }
 
 impl Browser {
-    fn new(port: u16) -> Browser {
+    pub(crate) fn new(port: u16) -> Browser {
         Browser {
             port,
             cookies: BTreeMap::new(),
         }
     }
 
-    async fn get(&mut self, path: &str) -> Reply {
+    pub(crate) async fn get(&mut self, path: &str) -> Reply {
         self.request("GET", path, None).await
     }
 
     /// POSTs `fields` form-encoded.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
@@ -162,7 +162,7 @@ impl Browser {
     }
 
     /// Signs in through the form; the answer to the POST.
-    async fn sign_in(&mut self, email: &str, password: &str) -> Reply {
+    pub(crate) async fn sign_in(&mut self, email: &str, password: &str) -> Reply {
         let form = self.get("/signin").await;
         assert_eq!(form.status, 200, "{form:?}");
         let csrf = form.csrf();
@@ -196,7 +196,7 @@ impl Browser {
 }
 
 /// Asserts `reply` sends the browser to the sign-in page.
-fn to_signin(reply: &Reply) {
+pub(crate) fn to_signin(reply: &Reply) {
     assert_eq!(reply.status, 303, "{reply:?}");
     assert_eq!(reply.header("location"), "/signin", "{reply:?}");
 }
@@ -219,7 +219,7 @@ where
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
@@ -227,13 +227,13 @@ fn free_port() -> u16 {
 }
 
 /// `[[user]]` tables: Ana the admin, Sam in Sales, Mia in Marketing (without a password).
-const USERS: &str = "[[user]]\nemail = \"Ana@company.com\"\nname = \"Ana <Admin> Lima\"\nrole = \"admin\"\n\n\
+pub(crate) const USERS: &str = "[[user]]\nemail = \"Ana@company.com\"\nname = \"Ana <Admin> Lima\"\nrole = \"admin\"\n\n\
      [[user]]\nemail = \"sam@company.com\"\nrole = \"sales\"\n\n\
      [[user]]\nemail = \"mia@company.com\"\nrole = \"marketing\"\n";
 
 /// A configuration reading an empty Maildir, listening on `port`; `http` and `extra` are
 /// appended to `[http]` and after it.
-fn write_config(dir: &Path, db: &TestDb, port: u16, http: &str, extra: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &Path, db: &TestDb, port: u16, http: &str, extra: &str) -> PathBuf {
     ConfigFile::new(dir, &db.url)
         .maildir("inbox")
         .identity(&["leads@company.com"], &["company.com"])
@@ -244,7 +244,7 @@ fn write_config(dir: &Path, db: &TestDb, port: u16, http: &str, extra: &str) -> 
 }
 
 /// `leadloop users ARGS --password-stdin` with `password` on stdin.
-fn users(config: &Path, args: &[&str], password: &str) -> (i32, String, String) {
+pub(crate) fn users(config: &Path, args: &[&str], password: &str) -> (i32, String, String) {
     let mut all = vec!["users"];
     all.extend_from_slice(args);
     all.push("--password-stdin");
@@ -262,14 +262,14 @@ fn listed(config: &Path) -> BTreeMap<String, serde_json::Value> {
 }
 
 /// The daemon, in this process, with its shutdown and reload handles.
-struct Daemon {
+pub(crate) struct Daemon {
     shutdown: CancellationToken,
     reload: mpsc::Sender<()>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Daemon {
-    async fn start(config_path: &Path, port: u16) -> Daemon {
+    pub(crate) async fn start(config_path: &Path, port: u16) -> Daemon {
         let config = Config::load(config_path).expect("a valid test configuration");
         let shutdown = CancellationToken::new();
         let (reload, reload_rx) = mpsc::channel(1);
@@ -290,7 +290,7 @@ impl Daemon {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         self.task.await.unwrap().expect("the daemon stops cleanly");
     }

@@ -60,6 +60,10 @@ enum Cmd {
         /// Measured reference runs after the warm-up; the median is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// The smaller mailbox the peak RSS is compared with (one more leadloop run against a
+        /// second Dovecot, unless equal to --messages); 0 for none.
+        #[arg(long, default_value_t = 10_000)]
+        baseline: usize,
     },
     /// Outbox sending throughput: smtp-source vs leadloop's sender, to one smtp-sink.
     Send {
@@ -69,6 +73,10 @@ enum Cmd {
         /// Measured runs of each side; the median is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// The smaller case the peak RSS is compared with (one more run, unless equal to
+        /// --messages); 0 for none.
+        #[arg(long, default_value_t = 10_000)]
+        baseline: usize,
     },
     /// The loop back from Sales: time from a lead's reply (APPEND) to its hand-off accepted
     /// at smtp-sink, with the `leadloop` daemon running; a bare IDLE client as the floor.
@@ -89,13 +97,13 @@ enum Cmd {
         #[arg(long)]
         daemon_log: Option<PathBuf>,
     },
-    /// Internal: fills a fresh outbox and drains it to the sink on PORT. Started by `send`.
+    /// Internal: drains the seeded database DB to the sink on PORT. Started by `send`.
     #[command(hide = true)]
     SendChild {
         #[arg(long)]
         port: u16,
         #[arg(long)]
-        messages: usize,
+        db: PathBuf,
     },
     /// Writes the corpus as .eml files (for looking at it, or for classifier tests).
     Corpus {
@@ -221,7 +229,8 @@ fn main() -> Result<()> {
             messages,
             seed,
             runs,
-        } => ingest(messages, seed, runs.max(1)),
+            baseline,
+        } => ingest(messages, seed, runs.max(1), baseline),
         Cmd::Corpus {
             messages,
             seed,
@@ -242,8 +251,12 @@ fn main() -> Result<()> {
             config,
             dump,
         }),
-        Cmd::Send { messages, runs } => send::bench(messages, runs.max(1)),
-        Cmd::SendChild { port, messages } => send::child(port, messages),
+        Cmd::Send {
+            messages,
+            runs,
+            baseline,
+        } => send::bench(messages, runs.max(1), baseline),
+        Cmd::SendChild { port, db } => send::child(port, &db),
         Cmd::Loop {
             leads,
             replies,
@@ -302,7 +315,7 @@ fn main() -> Result<()> {
 
 /// The ingest benchmark: the mailbox, the reference client's runs, leadloop's runs (each in a
 /// child process), then the comparison and one JSON summary line.
-fn ingest(messages: usize, seed: u64, runs: usize) -> Result<()> {
+fn ingest(messages: usize, seed: u64, runs: usize, baseline: usize) -> Result<()> {
     let mailbox = prepare_mailbox(messages, seed)?;
     let dc = &mailbox.dc;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -366,8 +379,39 @@ fn ingest(messages: usize, seed: u64, runs: usize) -> Result<()> {
         "peak_rss_mb": leadloop.peak_rss_kib as f64 / 1024.0,
         "kinds": kinds,
     });
+    let mut summary = summary;
+    if baseline != messages && baseline > 0 {
+        // The mailbox above is done with; its Dovecot stops before the next one starts.
+        drop(mailbox);
+        let peak_mb = leadloop.peak_rss_kib as f64 / 1024.0;
+        let baseline_mb = baseline_peak_rss_mb(baseline, seed)?;
+        let growth = peak_mb / baseline_mb.max(1e-9);
+        println!(
+            "memory: peak RSS {peak_mb:.1} MB ingesting {messages}, {baseline_mb:.1} MB ingesting {baseline} ({growth:.2}x)"
+        );
+        summary["baseline_messages"] = json!(baseline);
+        summary["baseline_peak_rss_mb"] = json!(baseline_mb);
+        summary["rss_growth"] = json!(growth);
+    }
     println!("{summary}");
     Ok(())
+}
+
+/// The peak RSS of one leadloop run over a mailbox of `messages` (a Dovecot of its own), for
+/// comparing memory across mailbox sizes.
+fn baseline_peak_rss_mb(messages: usize, seed: u64) -> Result<f64> {
+    let mailbox = prepare_mailbox(messages, seed)?;
+    let run = run_child(Phase::Leadloop, &mailbox.dc).context("leadloop baseline run")?;
+    if run["recorded"].as_u64() != Some(messages as u64) {
+        bail!(
+            "leadloop recorded {} of {messages} messages in the baseline run",
+            run["recorded"]
+        );
+    }
+    run["peak_rss_kib"]
+        .as_f64()
+        .map(|k| k / 1024.0)
+        .context("the baseline run printed no peak_rss_kib")
 }
 
 /// A private Dovecot whose INBOX holds the generated corpus.

@@ -286,6 +286,10 @@ pub fn run(enrolled: usize, small: usize, due: usize, runs: usize) -> Result<()>
         "ratio small / large time: {ratio:.2}, CPU time: {:.2} (1.0 = table size costs nothing; medians of {runs})",
         small_cpu / large_cpu
     );
+    let rss_growth = peak / small_peak.max(1e-9);
+    println!(
+        "memory: peak RSS {peak:.1} MB with {enrolled} enrolled, {small_peak:.1} MB with {small} ({rss_growth:.2}x)"
+    );
     let summary = json!({
         "bench": "schedule",
         "enrolled": enrolled,
@@ -304,6 +308,7 @@ pub fn run(enrolled: usize, small: usize, due: usize, runs: usize) -> Result<()>
         "runs": runs,
         "peak_rss_mb": peak,
         "small_peak_rss_mb": small_peak,
+        "rss_growth": rss_growth,
     });
     println!("{summary}");
     Ok(())

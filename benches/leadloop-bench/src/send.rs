@@ -59,8 +59,13 @@ fn message(n: usize) -> (String, Vec<u8>) {
     (message_id, m.formatted())
 }
 
-/// The parent: sink, reference runs, leadloop children, summary.
-pub fn bench(messages: usize, runs: usize) -> Result<()> {
+/// The parent: sink, seeded databases, reference runs, leadloop children, summary.
+///
+/// The databases are seeded here, in the parent, so that each child's peak RSS is the
+/// sender's alone (building 100,000 messages and listing their leads takes more memory than
+/// sending them). When `messages` differs from `baseline`, one more child drains a database of
+/// `baseline` messages, so the summary can say whether the sender's memory grows with the work.
+pub fn bench(messages: usize, runs: usize, baseline: usize) -> Result<()> {
     let sink = SmtpSink::start_discarding(&[]).context("starting smtp-sink")?;
     let sample = message(0).1;
     let size = sample.len();
@@ -76,23 +81,29 @@ pub fn bench(messages: usize, runs: usize) -> Result<()> {
         "messages: {messages} of {size} B (multipart/alternative), smtp-sink on 127.0.0.1:{}, {CONNECTIONS} connections",
         sink.port()
     );
+    let t = Instant::now();
+    let seeded = dir.join("seeded.db");
+    seed_database(&seeded, messages)?;
+    let baseline_db = (baseline != messages && baseline > 0)
+        .then(|| {
+            let path = dir.join("baseline.db");
+            seed_database(&path, baseline).map(|()| path)
+        })
+        .transpose()?;
+    println!("seeded in {:.1}s", t.elapsed().as_secs_f64());
 
     reference(&sink, &sample_file, messages).context("reference warm-up")?;
     let mut reference_rates = Vec::new();
     let mut leadloop_runs = Vec::new();
     for _ in 0..runs {
         reference_rates.push(reference(&sink, &sample_file, messages)?);
-        leadloop_runs.push(run_child(sink.port(), messages)?);
+        leadloop_runs.push(run_child(sink.port(), &seeded, messages)?);
     }
+    let baseline_run = baseline_db
+        .as_deref()
+        .map(|db| run_child(sink.port(), db, baseline))
+        .transpose()?;
     let _ = std::fs::remove_dir_all(&dir);
-    for run in &leadloop_runs {
-        if run["sent"].as_u64() != Some(messages as u64) {
-            bail!(
-                "leadloop sent {} of {messages} messages: {run}",
-                run["sent"]
-            );
-        }
-    }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -103,11 +114,14 @@ pub fn bench(messages: usize, runs: usize) -> Result<()> {
         .collect();
     let reference_per_s = median(&mut reference_rates);
     let leadloop_per_s = median(&mut leadloop_rates);
-    let peak_rss_kib = leadloop_runs
-        .iter()
-        .filter_map(|v| v["peak_rss_kib"].as_u64())
-        .max()
-        .unwrap_or(0);
+    let peak_mb = |runs: &[Value]| {
+        runs.iter()
+            .filter_map(|v| v["peak_rss_kib"].as_u64())
+            .max()
+            .unwrap_or(0) as f64
+            / 1024.0
+    };
+    let peak_rss_mb = peak_mb(&leadloop_runs);
     let ratio = leadloop_per_s / reference_per_s;
     let list = |v: &[f64]| {
         v.iter()
@@ -120,12 +134,11 @@ pub fn bench(messages: usize, runs: usize) -> Result<()> {
         list(&reference_rates)
     );
     println!(
-        "leadloop (claim, send over {CONNECTIONS} connections, record outcome; SQLite): {leadloop_per_s:.0} msg/s (median of {runs}; runs: {}), peak RSS {:.1} MB",
+        "leadloop (claim, send over {CONNECTIONS} connections, record outcome; SQLite): {leadloop_per_s:.0} msg/s (median of {runs}; runs: {}), peak RSS {peak_rss_mb:.1} MB",
         list(&leadloop_rates),
-        peak_rss_kib as f64 / 1024.0
     );
     println!("ratio leadloop / reference: {ratio:.2}");
-    let summary = json!({
+    let mut summary = json!({
         "bench": "send",
         "messages": messages,
         "message_bytes": size,
@@ -136,8 +149,19 @@ pub fn bench(messages: usize, runs: usize) -> Result<()> {
         "leadloop_runs_per_s": leadloop_rates,
         "leadloop_cpu_s": leadloop_runs.iter().map(|v| v["cpu_s"].clone()).collect::<Vec<_>>(),
         "ratio": ratio,
-        "peak_rss_mb": peak_rss_kib as f64 / 1024.0,
+        "peak_rss_mb": peak_rss_mb,
+        "peak_rss_runs_mb": leadloop_runs.iter().map(|v| v["peak_rss_kib"].as_f64().map(|k| k / 1024.0)).collect::<Vec<_>>(),
     });
+    if let Some(run) = baseline_run {
+        let baseline_mb = peak_mb(std::slice::from_ref(&run));
+        let growth = peak_rss_mb / baseline_mb.max(1e-9);
+        println!(
+            "memory: peak RSS {peak_rss_mb:.1} MB sending {messages}, {baseline_mb:.1} MB sending {baseline} ({growth:.2}x)"
+        );
+        summary["baseline_messages"] = json!(baseline);
+        summary["baseline_peak_rss_mb"] = json!(baseline_mb);
+        summary["rss_growth"] = json!(growth);
+    }
     println!("{summary}");
     Ok(())
 }
@@ -168,11 +192,15 @@ fn reference(sink: &SmtpSink, sample: &Path, messages: usize) -> Result<f64> {
     Ok(messages as f64 / elapsed.as_secs_f64().max(1e-9))
 }
 
-fn run_child(port: u16, messages: usize) -> Result<Value> {
+/// Drains a fresh copy of `seeded` in a `send-child` process; checks that every message went.
+fn run_child(port: u16, seeded: &Path, messages: usize) -> Result<Value> {
+    let db = seeded.with_file_name("run.db");
+    fresh_copy(seeded, &db)?;
     let exe = std::env::current_exe().context("locating the bench executable")?;
     let out = Command::new(exe)
         .args(["send-child", "--port", &port.to_string()])
-        .args(["--messages", &messages.to_string()])
+        .arg("--db")
+        .arg(&db)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -181,8 +209,64 @@ fn run_child(port: u16, messages: usize) -> Result<Value> {
     if !out.status.success() {
         bail!("send-child failed ({}): {stdout}", out.status);
     }
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .with_context(|| format!("send-child printed no JSON last line: {stdout:?}"))
+    let run: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .with_context(|| format!("send-child printed no JSON last line: {stdout:?}"))?;
+    if run["sent"].as_u64() != Some(messages as u64) {
+        bail!(
+            "leadloop sent {} of {messages} messages: {run}",
+            run["sent"]
+        );
+    }
+    Ok(run)
+}
+
+/// Copies the seeded database for one run (a run consumes its due messages) and writes it
+/// back to disk before the timer starts, so the run's first checkpoint does not wait for it.
+fn fresh_copy(seeded: &Path, db: &Path) -> Result<()> {
+    for suffix in ["-wal", "-shm"] {
+        let mut side = db.as_os_str().to_owned();
+        side.push(suffix);
+        let _ = std::fs::remove_file(side);
+    }
+    std::fs::copy(seeded, db).context("copying the seeded database")?;
+    std::fs::File::open(db)
+        .and_then(|f| f.sync_all())
+        .context("syncing the copy")?;
+    Ok(())
+}
+
+/// A fresh SQLite database at `path` with `messages` leads and one due message each, made as
+/// ingest and the scheduler would have made them.
+fn seed_database(path: &Path, messages: usize) -> Result<()> {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let rt = leadloop::daemon::runtime()?;
+    rt.block_on(async {
+        let store = leadloop::store::Store::connect(&url, 4).await?;
+        let now = Utc::now();
+        let leads = seed_leads(&store, messages, now).await?;
+        for first in (0..messages).step_by(1000) {
+            let chunk: Vec<NewOutboxMessage> = (first..(first + 1000).min(messages))
+                .map(|n| {
+                    let (message_id, raw) = message(n);
+                    NewOutboxMessage {
+                        lead_id: leads.get(&format!("lead{n:06}@example.org")).copied(),
+                        enrollment_id: Some(leadloop::domain::EnrollmentId(n as i64)),
+                        step_id: Some("welcome".into()),
+                        from: "hello@company.com".into(),
+                        envelope_from: "bounces@company.com".into(),
+                        recipient: format!("lead{n:06}@example.org"),
+                        message_id: message_id.into(),
+                        raw,
+                        due_at: now,
+                    }
+                })
+                .collect();
+            store.enqueue_many(&chunk, now).await?;
+        }
+        // Closing the last connection checkpoints the log into the file that is copied.
+        store.close().await;
+        anyhow::Ok(())
+    })
 }
 
 /// One inquiry per lead, recorded as ingest records them; returns each address's lead id.
@@ -236,13 +320,10 @@ async fn seed_leads(
         .collect())
 }
 
-/// The child: a fresh SQLite store with `messages` leads and one due message each, then the
-/// sender drains the outbox; only the drain is timed.
-pub fn child(port: u16, messages: usize) -> Result<()> {
-    let dir =
-        std::env::temp_dir().join(format!("leadloop-bench-send-child-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let url = format!("sqlite://{}?mode=rwc", dir.join("leadloop.db").display());
+/// The child: the sender drains the seeded database `db`; only the drain is timed, and the
+/// peak RSS is the sender's (with the store it runs on).
+pub fn child(port: u16, db: &Path) -> Result<()> {
+    let url = format!("sqlite://{}?mode=rw", db.display());
     let config = SmtpConfig {
         transport: SmtpTransport::Smtp(SmtpServer {
             host: "127.0.0.1".into(),
@@ -266,27 +347,6 @@ pub fn child(port: u16, messages: usize) -> Result<()> {
         let store = leadloop::store::Store::connect(&url, 4).await?;
         // The daemon's background checkpoints, as `leadloop run` has them.
         let checkpoints = store.start_checkpoints();
-        let now = Utc::now();
-        let leads = seed_leads(&store, messages, now).await?;
-        for first in (0..messages).step_by(1000) {
-            let chunk: Vec<NewOutboxMessage> = (first..(first + 1000).min(messages))
-                .map(|n| {
-                    let (message_id, raw) = message(n);
-                    NewOutboxMessage {
-                        lead_id: leads.get(&format!("lead{n:06}@example.org")).copied(),
-                        enrollment_id: Some(leadloop::domain::EnrollmentId(n as i64)),
-                        step_id: Some("welcome".into()),
-                        from: "hello@company.com".into(),
-                        envelope_from: "bounces@company.com".into(),
-                        recipient: format!("lead{n:06}@example.org"),
-                        message_id: message_id.into(),
-                        raw,
-                        due_at: now,
-                    }
-                })
-                .collect();
-            store.enqueue_many(&chunk, now).await?;
-        }
         let sender = Sender::with_options(
             &config,
             None,
@@ -308,7 +368,6 @@ pub fn child(port: u16, messages: usize) -> Result<()> {
         store.close().await;
         anyhow::Ok((report, elapsed, cpu))
     });
-    let _ = std::fs::remove_dir_all(&dir);
     let (report, elapsed, cpu) = result?;
     let result = json!({
         "phase": "leadloop",

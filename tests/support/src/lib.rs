@@ -7,6 +7,8 @@
 //! - [`smtp_server`]: a scripted SMTP server for faults `smtp-sink` cannot produce;
 //! - [`postfix`]: a private Postfix, for a real MTA's refusals;
 //! - [`rspamd`]: a private rspamd, for the spam checks of ingest;
+//! - [`chromedriver`]: Debian's chromedriver and headless chromium, for the web view in a real
+//!   browser;
 //! - [`config`]: the `leadloop.toml` a test runs with;
 //! - [`bin`]: the `leadloop` binary run as users, scripts and systemd do;
 //! - [`clock`]: the fixed instant dated tests count from.
@@ -15,6 +17,7 @@
 //! peers do, so a change inside the daemon never has to change the kit.
 
 pub mod bin;
+pub mod chromedriver;
 pub mod clock;
 pub mod config;
 pub mod dovecot;
