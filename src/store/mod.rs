@@ -342,6 +342,11 @@ impl Store {
         }
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
+            // A pool pings a connection before lending it, to find one a server dropped. A
+            // SQLite connection is a file this process holds open: the ping finds nothing, and
+            // each one is a trip to the connection's own thread and back, as costly as the
+            // statement that follows it.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
