@@ -219,6 +219,21 @@ where
     }
 }
 
+/// Waits for `browser`'s session, ended in the database by a command, to stop working: the
+/// daemon keeps a session it looked up for five seconds, so within that of `ended`.
+async fn ended_within_seconds(browser: &Browser, ended: std::time::Instant) {
+    wait_for("a session ended by a command", || {
+        let mut b = browser.clone();
+        async move {
+            let r = b.try_request("GET", "/", None).await?;
+            (r.status == 303).then_some(())
+        }
+    })
+    .await;
+    let took = ended.elapsed();
+    assert!(took < Duration::from_secs(7), "{took:?}");
+}
+
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -542,12 +557,16 @@ async fn passwords_sessions_roles_csrf_and_the_rate_limit() {
     to_signin(&sam.get("/").await);
     assert_eq!(listed(&config)[SAM]["sessions"], 0);
 
-    // Signing out needs the token too, and ends the session.
+    // Signing out needs the token too, and ends the session at once, also for a copy of the
+    // cookie the daemon saw a moment ago.
     assert_eq!(ana.post("/signout", &[]).await.status, 403);
+    let mut ana_copy = ana.clone();
+    assert_eq!(ana_copy.get("/").await.status, 200);
     let r = ana.post("/signout", &[("csrf", &ana_csrf)]).await;
     to_signin(&r);
     assert!(!ana.cookies.contains_key("leadloop_session"));
     to_signin(&ana.get("/").await);
+    to_signin(&ana_copy.get("/").await);
 
     // Five failures for one address (one was above): the sixth try is refused, even with the
     // right password.
@@ -623,9 +642,13 @@ async fn sessions_end_by_expiry_password_change_and_removal() {
     let mut ana = Browser::new(port);
     assert_eq!(ana.sign_in(ANA, ANA_PASSWORD).await.status, 303);
     assert_eq!(sam.get("/").await.status, 200);
+    assert_eq!(sam_elsewhere.get("/").await.status, 200);
     let (code, out, err) = users(&config, &["passwd", SAM], "sam's newer passphrase");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2 sessions ended"), "{out}");
+    let ended = std::time::Instant::now();
+    ended_within_seconds(&sam, ended).await;
+    ended_within_seconds(&sam_elsewhere, ended).await;
     to_signin(&sam.get("/").await);
     to_signin(&sam_elsewhere.get("/").await);
     assert_eq!(ana.get("/").await.status, 200, "Ana's session is hers");
@@ -776,7 +799,7 @@ async fn a_mailed_sign_in_link_works_once() {
     let (code, out, err) = users(&config, &["passwd", MIA], "mia's newer passphrase");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 session ended"), "{out}");
-    to_signin(&mia.get("/").await);
+    ended_within_seconds(&mia, std::time::Instant::now()).await;
     assert_eq!(again.get(&second).await.status, 404);
 
     daemon.stop().await;
