@@ -226,6 +226,8 @@ pub struct Store {
     /// The verdict reasons the view offers, counted over every verdict: kept until another
     /// verdict is recorded rather than counted again for every lead's page.
     verdict_reasons: std::sync::Arc<std::sync::Mutex<Option<view::ReasonsSeen>>>,
+    /// SQLite connections of the leads list's own, outside the pool.
+    readers: std::sync::Arc<view::Readers>,
 }
 
 /// Where ingest stopped in one mailbox.
@@ -378,6 +380,9 @@ impl Store {
             scorer: std::sync::Arc::default(),
             dry_run: false,
             verdict_reasons: std::sync::Arc::default(),
+            readers: std::sync::Arc::new(view::Readers::new(
+                (backend == Backend::Sqlite).then(|| url.to_owned()),
+            )),
         })
     }
 

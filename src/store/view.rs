@@ -272,7 +272,24 @@ impl Store {
                 Bind::Int(i) => query.bind(i),
             };
         }
-        let page = query.fetch_one(&self.pool).await?;
+        let page = match self.readers.slot() {
+            Some(slot) => {
+                let mut conn = slot.lock().await;
+                let result = match conn.as_mut() {
+                    Some(c) => query.fetch_one(c).await,
+                    None => match Readers::connect(&self.readers.url).await {
+                        Ok(c) => query.fetch_one(&mut *conn.insert(c)).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                if result.is_err() {
+                    // Opened again for the next page rather than trusted after an error.
+                    *conn = None;
+                }
+                result?
+            }
+            None => query.fetch_one(&self.pool).await?,
+        };
         let lines: Vec<LineJson> = serde_json::from_str(&page)
             .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))?;
         let mut leads: Vec<LeadLine> = lines
@@ -321,6 +338,49 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(lead_from_row).transpose()
+    }
+}
+
+/// How many SQLite connections read the leads list beside the pool.
+const READERS: usize = 2;
+
+/// SQLite connections that read the leads list, each opened at its first use and kept. sqlx
+/// runs a SQLite connection on a thread of its own, and a connection lent by the pool costs a
+/// second trip to that thread when it goes back (the pool pings it): the list's one statement
+/// on a connection of its own is one trip. Reads only, so nothing is left half done when a
+/// request is dropped during one.
+#[derive(Debug)]
+pub(super) struct Readers {
+    /// The SQLite database's address (empty on PostgreSQL, whose connections the pool lends).
+    url: String,
+    slots: Vec<tokio::sync::Mutex<Option<sqlx::AnyConnection>>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Readers {
+    pub(super) fn new(sqlite_url: Option<String>) -> Readers {
+        let slots = if sqlite_url.is_some() { READERS } else { 0 };
+        Readers {
+            url: sqlite_url.unwrap_or_default(),
+            slots: (0..slots).map(|_| tokio::sync::Mutex::new(None)).collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The next connection's place, in turn; `None` on PostgreSQL.
+    fn slot(&self) -> Option<&tokio::sync::Mutex<Option<sqlx::AnyConnection>>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.slots.get(n % self.slots.len())
+    }
+
+    async fn connect(url: &str) -> Result<sqlx::AnyConnection, sqlx::Error> {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::AnyConnection::connect(url).await?;
+        sqlx::Executor::execute(&mut conn, "PRAGMA busy_timeout = 10000").await?;
+        Ok(conn)
     }
 }
 
