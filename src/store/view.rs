@@ -342,9 +342,10 @@ impl Store {
 }
 
 /// How many SQLite connections read the leads list beside the pool.
-const READERS: usize = 2;
+const READERS: usize = 4;
 
-/// SQLite connections that read the leads list, each opened at its first use and kept. sqlx
+/// SQLite connections that read the leads list, each opened at its first use and kept (four:
+/// two were measured to serve fewer pages, the pool's connections stay free for the rest). sqlx
 /// runs a SQLite connection on a thread of its own, and a connection lent by the pool costs a
 /// second trip to that thread when it goes back (the pool pings it): the list's one statement
 /// on a connection of its own is one trip. Reads only, so nothing is left half done when a
