@@ -16,6 +16,8 @@
 //!
 //! The web view for the people in `[[user]]` answers on the same listener: signing in and
 //! out (`auth.rs`, `auth_pages.rs`) and the pages (`view.rs`), which all need a sign-in.
+//! Every route is one line of one table ([`ROUTES`]), which the router is built from; the
+//! integration tests walk that table for every role.
 //!
 //! The server is one of the daemon's tasks, on the daemon's runtime, under its generation's
 //! cancellation token: on shutdown or reload it stops accepting, finishes the requests under
@@ -46,7 +48,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -146,17 +147,56 @@ pub fn stale_after(poll_interval: Duration) -> Duration {
         .max(MIN_STALE_AFTER)
 }
 
-/// Every route, with the headers every answer carries.
+/// Declares the route table once: [`ROUTES`] lists it and [`router`] serves exactly it, so
+/// nothing answers that the list does not name (the route × role test walks the list).
+macro_rules! route_table {
+    ($($method:ident $path:literal => $handler:expr,)*) => {
+        /// Every route of the listener as (method, path), paths in axum's syntax (`{id}` is a
+        /// segment). The web view's routes are described in `view.rs`, the sign-in routes in
+        /// `auth_pages.rs`.
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path),)*];
+
+        /// The router of [`ROUTES`].
+        fn table() -> Router<App> {
+            Router::new()$(.route($path, route_table!(@$method $handler)))*
+        }
+    };
+    (@GET $handler:expr) => { axum::routing::get($handler) };
+    (@POST $handler:expr) => { axum::routing::post($handler) };
+}
+
+route_table! {
+    GET "/healthz" => healthz,
+    GET "/readyz" => readyz,
+    GET "/metrics" => metrics::scrape,
+    GET "/u/{token}" => unsubscribe::confirm,
+    POST "/u/{token}" => unsubscribe::one_click,
+    GET "/static/app.css" => view::stylesheet,
+    GET "/signin" => auth_pages::signin_form,
+    POST "/signin" => auth_pages::signin,
+    POST "/signin/link" => auth_pages::request_link,
+    GET "/signin/link/{token}" => auth_pages::link_page,
+    POST "/signin/link/{token}" => auth_pages::link_signin,
+    POST "/signout" => auth_pages::signout,
+    GET "/" => view::home,
+    GET "/leads" => view::leads,
+    GET "/leads/{id}" => view::lead_page,
+    POST "/leads/{id}/verdict" => view::give_verdict,
+    POST "/leads/{id}/owner" => view::assign_owner,
+    POST "/leads/{id}/unenroll" => view::unenroll,
+    POST "/leads/{id}/pause" => view::pause_sequences,
+    POST "/leads/{id}/resume" => view::resume_sequences,
+    GET "/reports" => reports::reports,
+    GET "/outbox" => outbox_page::outbox,
+    GET "/outbox/{id}/{what}" => outbox_page::confirm,
+    POST "/outbox/{id}/{what}" => outbox_page::decide,
+    GET "/admin/users" => view::admin_users,
+    POST "/admin/users/end-sessions" => view::end_sessions,
+}
+
+/// Every route of [`ROUTES`], with the headers every answer carries.
 pub fn router(app: App) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics::scrape))
-        .route(
-            "/u/{token}",
-            get(unsubscribe::confirm).post(unsubscribe::one_click),
-        )
-        .merge(view::routes())
+    table()
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(common_headers))

@@ -429,7 +429,9 @@ fn bar_chart(rows: &[LeadGroupRow]) -> Option<Value> {
 }
 
 /// The line chart: per channel, its leads in each month (months without leads at 0). `None`
-/// without leads.
+/// without leads. A single month has no line to draw, and a dot per channel floating in an
+/// empty chart says little: it becomes a bar per channel, labelled with its count and name
+/// (`single`, each series' `bar`).
 fn line_chart(months: &[String], rows: &[LeadGroupRow]) -> Option<Value> {
     let max = rows.iter().map(|r| r.leads).max().filter(|m| *m > 0)?;
     let top = axis_top(max);
@@ -473,14 +475,35 @@ fn line_chart(months: &[String], rows: &[LeadGroupRow]) -> Option<Value> {
                 })
                 .collect::<Vec<_>>()
                 .join(" ");
+            let bar = (months.len() == 1).then(|| {
+                let n = points
+                    .first()
+                    .and_then(|p| p.get_attr("n").ok())
+                    .and_then(|n| i64::try_from(n).ok())
+                    .unwrap_or(0);
+                single_bar(c, channels.len(), n, top)
+            });
             context! {
                 channel => *channel,
                 colour => c % SERIES_COLOURS,
                 line,
                 points,
+                bar,
             }
         })
         .collect();
+    if months.len() == 1 {
+        return Some(context! {
+            width => WIDTH,
+            height => HEIGHT,
+            left => LEFT,
+            base_y => coord(HEIGHT - BOTTOM),
+            label_y => coord(HEIGHT - BOTTOM + 16.0),
+            grid => grid(top),
+            series,
+            single => months.first(),
+        });
+    }
     // Month labels: at most about a dozen, so they do not overlap.
     let every = months.len().div_ceil(12).max(1);
     let ticks: Vec<Value> = months
@@ -499,6 +522,25 @@ fn line_chart(months: &[String], rows: &[LeadGroupRow]) -> Option<Value> {
         series,
         ticks,
     })
+}
+
+/// The bar of channel `i` of `count` in a one-month chart: `n` leads of `top`, with where its
+/// count is written (above it) and its channel's name (under the baseline).
+fn single_bar(i: usize, count: usize, n: i64, top: i64) -> Value {
+    #[allow(clippy::cast_precision_loss)] // a handful of channels
+    let slot = (WIDTH - LEFT) / count.max(1) as f64;
+    let width = (slot * 0.6).min(60.0);
+    #[allow(clippy::cast_precision_loss)]
+    let x = LEFT + slot * i as f64 + (slot - width) / 2.0;
+    let h = scale(n, top);
+    context! {
+        x => coord(x),
+        y => coord(HEIGHT - BOTTOM - h),
+        width => coord(width),
+        height => coord(h),
+        label_x => coord(x + width / 2.0),
+        value_y => coord(HEIGHT - BOTTOM - h - 4.0),
+    }
 }
 
 #[cfg(test)]
@@ -594,6 +636,41 @@ mod tests {
         assert_eq!(
             ads.get_attr("line").unwrap().to_string().split(' ').count(),
             3
+        );
+        assert!(chart.get_attr("single").unwrap().is_undefined());
+        assert!(ads.get_attr("bar").unwrap().is_none());
+    }
+
+    #[test]
+    fn one_month_is_drawn_as_a_bar_per_channel() {
+        let months = ["2026-12".to_owned()];
+        let rows = [row("ads", 0, 5, 0), row("fair", 0, 1, 0)];
+        let chart = line_chart(&months, &rows).unwrap();
+        assert_eq!(chart.get_attr("single").unwrap().to_string(), "2026-12");
+        let series = chart.get_attr("series").unwrap();
+        let bar = |i: usize| {
+            series
+                .get_item(&Value::from(i))
+                .unwrap()
+                .get_attr("bar")
+                .unwrap()
+        };
+        let number =
+            |v: Value, k: &str| -> f64 { v.get_attr(k).unwrap().to_string().parse().unwrap() };
+        let full = HEIGHT - BOTTOM - TOP;
+        assert!(
+            (number(bar(0), "height") - full).abs() < 0.01,
+            "5 of 5 fills the area"
+        );
+        assert!((number(bar(1), "height") - full / 5.0).abs() < 0.01);
+        assert!(
+            number(bar(0), "x") + number(bar(0), "width") < number(bar(1), "x"),
+            "side by side"
+        );
+        assert!(number(bar(1), "x") + number(bar(1), "width") <= WIDTH);
+        assert!(
+            number(bar(1), "value_y") < number(bar(1), "y"),
+            "the count sits above its bar"
         );
     }
 }

@@ -35,17 +35,15 @@
 
 use std::sync::LazyLock;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
 use chrono::Utc;
 use minijinja::{Environment, Value, context};
 use tracing::{error, info, warn};
 
+use super::App;
 use super::auth::{Posted, SignedIn};
-use super::{App, auth_pages, outbox_page, reports};
 use crate::config::Role;
 use crate::diagnostics::error_chain;
 
@@ -84,38 +82,6 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     }
     env
 });
-
-/// The view's routes: signing in and out, and the pages.
-pub(super) fn routes() -> Router<App> {
-    Router::new()
-        .route("/", get(home))
-        .route(
-            "/signin",
-            get(auth_pages::signin_form).post(auth_pages::signin),
-        )
-        .route("/signin/link", post(auth_pages::request_link))
-        .route(
-            "/signin/link/{token}",
-            get(auth_pages::link_page).post(auth_pages::link_signin),
-        )
-        .route("/signout", post(auth_pages::signout))
-        .route("/leads", get(leads))
-        .route("/leads/{id}", get(lead_page))
-        .route("/leads/{id}/verdict", post(give_verdict))
-        .route("/leads/{id}/owner", post(assign_owner))
-        .route("/leads/{id}/unenroll", post(unenroll))
-        .route("/leads/{id}/pause", post(pause_sequences))
-        .route("/leads/{id}/resume", post(resume_sequences))
-        .route("/reports", get(reports::reports))
-        .route("/outbox", get(outbox_page::outbox))
-        .route(
-            "/outbox/{id}/{what}",
-            get(outbox_page::confirm).post(outbox_page::decide),
-        )
-        .route("/admin/users", get(admin_users))
-        .route("/admin/users/end-sessions", post(end_sessions))
-        .route("/static/app.css", get(stylesheet))
-}
 
 /// `template` rendered with `ctx` as an HTML answer with `status`; a 500 page if it fails.
 /// `base` is the path of `[http] public_url` (empty at the root), which every link and form
@@ -795,6 +761,12 @@ mod tests {
                 forms => Vec::<Value>::new(), owners => Vec::<Value>::new(),
                 sequences => vec![context! { sequence => evil, step => evil, period => evil, cells => vec![context! { col => "sent", text => "1" }] }],
                 reasons => vec![context! { reason => evil, period => evil, cells => vec![context! { col => "count", text => "1" }] }] },
+            ),
+            (
+                "reports.html",
+                context! { title => "Reports", user => user.clone(), csrf => "t", q => context! { since => "", until => "", by => "" }, range => "x", periods => false,
+                months => context! { width => 720, height => 240, left => 44, base_y => "204", label_y => "220", grid => vec![context! { y => "204", label => "0" }], single => evil, series => vec![context! { channel => evil, colour => 0, line => "1,2", bar => context! { x => "50", y => "10", width => "60", height => "194", label_x => "80", value_y => "6" }, points => vec![context! { x => "1", y => "2", n => 3, month => evil }] }] },
+                channels => Vec::<Value>::new(), forms => Vec::<Value>::new(), owners => Vec::<Value>::new(), sequences => Vec::<Value>::new(), reasons => Vec::<Value>::new() },
             ),
             (
                 "outbox.html",

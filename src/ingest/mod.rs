@@ -19,7 +19,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
-use tracing::{debug, info_span, warn};
+use tracing::{debug, debug_span, warn};
 
 use crate::actions::Actions;
 use crate::classify::{self, Classification, Rules};
@@ -518,8 +518,11 @@ fn keep_text_where_needed(records: &mut [InboundRecord], changes: &[crate::store
 }
 
 /// Classifies one message inside its own span, turning an oversize one into `ignored`.
+///
+/// The span is at debug level like the only event inside it: at the daemon's default level an
+/// enabled span per message, which nothing logs in, cost 1.5% of ingest's instructions.
 fn classify_one(m: &RawMessage, rules: &Rules, limit: u64) -> InboundRecord {
-    let span = info_span!("message", uid = m.uid, size = m.size);
+    let span = debug_span!("message", uid = m.uid, size = m.size);
     let _guard = span.enter();
     let mut c = classify::classify(&m.bytes, rules);
     if m.oversize {

@@ -6,8 +6,11 @@
 //! Sam (Sales) signs in by typing into the form, finds a demo lead with the search box, gives
 //! it "unqualified: no budget" with the verdict form and sees it on the timeline; Mia
 //! (Marketing) then sees it counted in the channel report. The hostile lead's page shows its
-//! name and subject as text and opens no dialog. Screenshots of the lead page and the report
-//! are written to a folder that is printed and kept until the next run.
+//! name and subject as text and opens no dialog. At 1280 px, the lead page (its timeline's
+//! long details) and the reports (every column, the reasons last) fit the window without
+//! scrolling sideways, and the month chart draws a line or a bar for every channel.
+//! Screenshots of the lead page and the reports are written to a folder that is printed and
+//! kept until the next run.
 //!
 //! Where chromium or chromedriver is missing the test says SKIPPED; under `CI=true`, where
 //! `scripts/test` installs them, that is a failure.
@@ -114,6 +117,43 @@ async fn screenshot(browser: &Client, path: &Path) {
         .set_window_size(1280, 1024)
         .await
         .expect("resizing the window back");
+}
+
+/// What sticks out sideways at 1280 px: the page wider than the window, a table past the
+/// right edge of `main`, or a table's box that scrolls sideways. Empty when everything fits.
+async fn sideways(browser: &Client) -> Vec<String> {
+    browser
+        .set_window_size(1280, 1024)
+        .await
+        .expect("a 1280 px window");
+    let found = browser
+        .execute(
+            "const root = document.documentElement;
+             const edge = document.querySelector('main').getBoundingClientRect().right;
+             const out = [];
+             if (root.scrollWidth > root.clientWidth) {
+               out.push('the page is ' + root.scrollWidth + ' px wide in ' + root.clientWidth);
+             }
+             for (const t of document.querySelectorAll('main table')) {
+               const right = t.getBoundingClientRect().right;
+               if (right > edge + 1) {
+                 out.push((t.id || t.className || 'a table') + ' ends at ' + Math.round(right)
+                   + ' px, past ' + Math.round(edge));
+               }
+             }
+             for (const w of document.querySelectorAll('main .wide')) {
+               if (w.scrollWidth > w.clientWidth + 1) {
+                 const t = w.querySelector('table');
+                 out.push((t ? t.id : 'a box') + ' scrolls sideways: ' + w.scrollWidth + ' in '
+                   + w.clientWidth);
+               }
+             }
+             return out;",
+            vec![],
+        )
+        .await
+        .expect("measuring the page");
+    serde_json::from_value(found).expect("a list of what sticks out")
 }
 
 /// The page's visible text.
@@ -367,6 +407,9 @@ async fn a_person_judges_a_demo_lead_in_chromium_and_hostile_text_stays_text() {
     assert!(text.contains("unqualified no budget"), "{text}");
     let lead = lead_by_email(&store, TOM).await.unwrap();
     assert_eq!(lead.status.as_str(), "unqualified");
+    // The timeline's details (long JSON without spaces) wrap inside the page.
+    let out = sideways(&browser).await;
+    assert!(out.is_empty(), "the lead page at 1280 px: {out:?}");
     screenshot(&browser, &shots.join("lead.png")).await;
 
     // The hostile lead: its name and subject are text on the page, and nothing runs.
@@ -406,6 +449,11 @@ async fn a_person_judges_a_demo_lead_in_chromium_and_hostile_text_stays_text() {
             .unwrap()
             .is_empty(),
         "a script element from the mail"
+    );
+    let out = sideways(&browser).await;
+    assert!(
+        out.is_empty(),
+        "the hostile lead's page at 1280 px: {out:?}"
     );
     screenshot(&browser, &shots.join("hostile-lead.png")).await;
 
@@ -487,7 +535,53 @@ async fn a_person_judges_a_demo_lead_in_chromium_and_hostile_text_stays_text() {
     }
     let cli = rows.iter().find(|r| r["channel"] == TOM_CHANNEL);
     assert_eq!(cli.map(|r| &r["unqualified"]), Some(&json!(1)), "{out}");
+    // Every column, the reasons last, is on screen without scrolling sideways.
+    let out = sideways(&browser).await;
+    assert!(out.is_empty(), "the report at 1280 px: {out:?}");
+    let reasons_edge = browser
+        .execute(
+            "return document.querySelector(\"td[data-col='top_reasons']\").getBoundingClientRect().right;",
+            vec![],
+        )
+        .await
+        .expect("where the reasons end");
+    assert!(
+        reasons_edge.as_f64().is_some_and(|r| r <= 1280.0),
+        "the top reasons end at {reasons_edge} px"
+    );
+    // The month chart draws something for every channel: a line through its months, or a
+    // bar when there is one month.
+    let drawn = browser
+        .execute(
+            "const chart = document.querySelector('#chart-months');
+             return [...chart.querySelectorAll('g[data-channel]')].map(g => {
+               const shape = g.querySelector('polyline, rect');
+               const box = shape ? shape.getBoundingClientRect() : null;
+               return box ? Math.max(box.width, box.height) : 0;
+             });",
+            vec![],
+        )
+        .await
+        .expect("the month chart's shapes");
+    let sizes: Vec<f64> = serde_json::from_value(drawn).expect("sizes");
+    assert!(
+        !sizes.is_empty() && sizes.iter().all(|s| *s >= 10.0),
+        "a channel without a line or bar: {sizes:?}"
+    );
     screenshot(&browser, &shots.join("report.png")).await;
+    browser
+        .goto(&format!("{base}/reports?by=month"))
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .at_most(PAGE_WAIT)
+        .for_element(Locator::Css("table#report-channels th"))
+        .await
+        .expect("the channel report by month");
+    let out = sideways(&browser).await;
+    assert!(out.is_empty(), "the report by month at 1280 px: {out:?}");
+    screenshot(&browser, &shots.join("report-by-month.png")).await;
 
     browser.close().await.expect("closing the browser");
     eprintln!(

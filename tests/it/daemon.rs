@@ -103,7 +103,7 @@ async fn sigterm_stops_the_daemon_cleanly() {
 }
 
 /// Log lines of a daemon started with its stderr piped, read on a thread.
-fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
+pub(crate) fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stderr = child.stderr.take().expect("stderr is piped");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -116,7 +116,7 @@ fn log_lines(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
-fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) {
+pub(crate) fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match lines.recv_timeout(left) {
@@ -129,7 +129,7 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) {
 }
 
 /// Sends a signal (`TERM`, `HUP`) to the daemon, as systemd would.
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(child.id().to_string())

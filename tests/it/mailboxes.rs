@@ -1,7 +1,9 @@
 //! Several mailboxes (`[[mailbox]]`): one daemon reads an IMAP mailbox on a real Dovecot and a
 //! Maildir, or two folders of one server, each under its own cursor and lease, with its own
 //! default channel and owner; `leads show` says which mailbox a message came from; and an
-//! existing `[imap]` keeps its position when it becomes a `[[mailbox]]`.
+//! existing `[imap]` keeps its position when it becomes a `[[mailbox]]`. A reload (SIGHUP)
+//! starts reading added mailboxes, lets go of removed ones and their leases at once, applies
+//! changed settings, and refuses a file whose mailboxes cannot be built.
 
 use std::path::Path;
 use std::process::Command;
@@ -472,4 +474,252 @@ async fn since_applies_to_every_imap_mailbox_and_a_maildir_is_read_whole() {
         stderr.contains("a Maildir source reads everything"),
         "{stderr}"
     );
+}
+
+/// A daemon started with its log on a pipe, and the log's lines, for waiting on a reload.
+fn spawn_logging(config: &Path) -> (Daemon, std::sync::mpsc::Receiver<String>) {
+    let mut child = with_config(config, &["run"])
+        .log("info")
+        .env("NO_COLOR", "1")
+        .spawn_logging_to_pipe();
+    let lines = crate::daemon::log_lines(&mut child);
+    (Daemon(child), lines)
+}
+
+/// Writes `config` over the running daemon's file and reloads it as `systemctl reload` does.
+fn reload(daemon: &Daemon, lines: &std::sync::mpsc::Receiver<String>, config: ConfigFile) {
+    config.write();
+    crate::daemon::signal(&daemon.0, "HUP");
+    crate::daemon::wait_for_line(lines, "configuration reloaded");
+}
+
+/// Waits until `mailbox` has `n` messages recorded.
+async fn wait_recorded(store: &Store, mailbox: &str, n: usize) {
+    crate::support::wait_for(|| async {
+        (recorded(store, mailbox).await.len() >= n).then_some(())
+    })
+    .await;
+    assert_eq!(recorded(store, mailbox).await.len(), n, "{mailbox}");
+}
+
+/// Stops the daemon with SIGTERM and checks that it exits cleanly.
+fn stop(mut daemon: Daemon) {
+    crate::daemon::signal(&daemon.0, "TERM");
+    let start = Instant::now();
+    while daemon.0.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "leadloop did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(daemon.0.wait().unwrap().success());
+}
+
+/// Longer than a poll interval (1 s) and a lease renewal: what a reader would have read by
+/// then, it has.
+const A_POLL_AND_MORE: Duration = Duration::from_millis(2500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_removes_and_changes_mailboxes() {
+    let dovecot = crate::support::start_dovecot().await;
+    dovecot.create("Sales").unwrap();
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigFile::new(dir.path(), &db.url)
+        .imap_mailbox("sales", &dovecot, "INBOX", "channel = \"sales-desk\"")
+        .maildir_mailbox("info", "maildir/info", "channel = \"info-desk\"")
+        .identity(&["leads@company.com"], &["company.com"])
+        .write();
+    let (sales, info) = (key(&config, "sales"), key(&config, "info"));
+    // The schema is made before the daemon starts, so the two do not migrate at once.
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    let (daemon, lines) = spawn_logging(&config);
+    dovecot.append("INBOX", &inquiry(1)).unwrap();
+    deliver(&dir.path().join("maildir/info"), 2, &inquiry(2));
+    wait_recorded(&store, &sales, 1).await;
+    wait_recorded(&store, &info, 1).await;
+
+    // `info` goes, `support` comes, and `sales` gets another default channel.
+    let changed = ConfigFile::new(dir.path(), &db.url)
+        .imap_mailbox("sales", &dovecot, "INBOX", "channel = \"sales-new\"")
+        .maildir_mailbox("support", "maildir/support", "channel = \"support-desk\"")
+        .identity(&["leads@company.com"], &["company.com"]);
+    reload(&daemon, &lines, changed);
+    // The removed mailbox's lease was given up, not left to run out: another daemon that
+    // still reads it takes it at its next try.
+    assert_eq!(store.mailbox_lease(&info).await.unwrap(), None);
+    let support = key(&config, "support");
+    deliver(&dir.path().join("maildir/info"), 3, &inquiry(3));
+    deliver(&dir.path().join("maildir/support"), 4, &inquiry(4));
+    dovecot.append("INBOX", &inquiry(5)).unwrap();
+    wait_recorded(&store, &support, 1).await;
+    wait_recorded(&store, &sales, 2).await;
+    assert_eq!(
+        lead_channel_owner(&store, "person4@example.org").await,
+        ("support-desk".into(), None)
+    );
+    assert_eq!(
+        lead_channel_owner(&store, "person5@example.org").await,
+        ("sales-new".into(), None),
+        "the changed mailbox uses its new channel"
+    );
+    let (code, json) = run_cli(&config, &["leads", "show", "person4@example.org", "--json"]);
+    assert_eq!(code, 0, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["mailbox"], "support", "{v}");
+    tokio::time::sleep(A_POLL_AND_MORE).await;
+    assert_eq!(
+        recorded(&store, &info).await,
+        ["mid:inquiry-2@example.org"],
+        "mail reaching a removed mailbox is not read"
+    );
+    assert_eq!(store.mailbox_lease(&info).await.unwrap(), None);
+
+    // `sales` moves to another folder: that is another mailbox, read from its start, and the
+    // old folder is left alone.
+    let moved = ConfigFile::new(dir.path(), &db.url)
+        .imap_mailbox("sales", &dovecot, "Sales", "channel = \"sales-new\"")
+        .maildir_mailbox("support", "maildir/support", "channel = \"support-desk\"")
+        .identity(&["leads@company.com"], &["company.com"]);
+    reload(&daemon, &lines, moved);
+    let sales_folder = key(&config, "sales");
+    assert_ne!(sales_folder, sales);
+    assert_eq!(store.mailbox_lease(&sales).await.unwrap(), None);
+    dovecot.append("INBOX", &inquiry(6)).unwrap();
+    dovecot.append("Sales", &inquiry(7)).unwrap();
+    wait_recorded(&store, &sales_folder, 1).await;
+    assert_eq!(
+        lead_channel_owner(&store, "person7@example.org").await,
+        ("sales-new".into(), None)
+    );
+    tokio::time::sleep(A_POLL_AND_MORE).await;
+    assert_eq!(recorded(&store, &sales).await.len(), 2);
+    stop(daemon);
+    store.close().await;
+}
+
+/// The UIDs recorded from `mailbox`, in order.
+async fn uids(store: &Store, mailbox: &str) -> Vec<i64> {
+    let mut uids: Vec<i64> = store
+        .inbound(mailbox)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.uid)
+        .collect();
+    uids.sort_unstable();
+    uids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mailbox_removed_mid_pass_stops_at_a_batch_and_resumes_there_when_it_comes_back() {
+    let dovecot = crate::support::start_dovecot().await;
+    let total: u32 = 2000;
+    dovecot.load_maildir((1..=total).map(inquiry)).unwrap();
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let both = || {
+        ConfigFile::new(dir.path(), &db.url)
+            .imap_mailbox("sales", &dovecot, "INBOX", "batch_size = 25")
+            .maildir_mailbox("info", "maildir/info", "")
+            .identity(&["leads@company.com"], &["company.com"])
+    };
+    let config = both().write();
+    let sales = key(&config, "sales");
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    let (daemon, lines) = spawn_logging(&config);
+    crate::support::wait_for(|| async { (!uids(&store, &sales).await.is_empty()).then_some(()) })
+        .await;
+
+    // Taken out while it is being read.
+    let info_only = ConfigFile::new(dir.path(), &db.url)
+        .maildir_mailbox("info", "maildir/info", "")
+        .identity(&["leads@company.com"], &["company.com"]);
+    reload(&daemon, &lines, info_only);
+    let read = uids(&store, &sales).await;
+    assert!(
+        read.len() < total as usize,
+        "the reload came after everything was read; nothing tested"
+    );
+    assert_eq!(
+        read,
+        (1..=read.len() as i64).collect::<Vec<_>>(),
+        "whole batches, in order"
+    );
+    let cursor = store.mailbox_cursor(&sales).await.unwrap().unwrap();
+    assert_eq!(
+        cursor.last_uid as usize,
+        read.len(),
+        "the cursor is where recording stopped"
+    );
+    assert_eq!(store.mailbox_lease(&sales).await.unwrap(), None);
+    // The other mailbox is still read; the removed one is not.
+    deliver(&dir.path().join("maildir/info"), 1, &inquiry(total + 1));
+    wait_recorded(&store, &key(&config, "info"), 1).await;
+    tokio::time::sleep(A_POLL_AND_MORE).await;
+    assert_eq!(
+        uids(&store, &sales).await,
+        read,
+        "nothing read after the reload"
+    );
+
+    // Back in the file: it goes on from its cursor, and every message is recorded once.
+    reload(&daemon, &lines, both());
+    crate::support::wait_for(|| async {
+        (uids(&store, &sales).await.len() >= total as usize).then_some(())
+    })
+    .await;
+    assert_eq!(
+        uids(&store, &sales).await,
+        (1..=i64::from(total)).collect::<Vec<_>>(),
+        "every message exactly once"
+    );
+    stop(daemon);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_whose_new_mailbox_cannot_be_read_is_refused_and_the_old_ones_go_on() {
+    let dovecot = crate::support::start_dovecot().await;
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ConfigFile::new(dir.path(), &db.url)
+        .imap_mailbox("sales", &dovecot, "INBOX", "")
+        .maildir_mailbox("info", "maildir/info", "")
+        .identity(&["leads@company.com"], &["company.com"])
+        .write();
+    let (sales, info) = (key(&config, "sales"), key(&config, "info"));
+    let store = Store::connect(&db.url, 2).await.unwrap();
+    let (daemon, lines) = spawn_logging(&config);
+    dovecot.append("INBOX", &inquiry(1)).unwrap();
+    wait_recorded(&store, &sales, 1).await;
+
+    // A valid file whose new mailbox's password file is not there yet: the configuration
+    // cannot be used, so it is refused as a whole, and nothing stops.
+    let good = std::fs::read_to_string(&config).unwrap();
+    let missing = dir.path().join("not-written-yet");
+    std::fs::write(
+        &config,
+        format!(
+            "{good}\n[[mailbox]]\nname = \"extra\"\nhost = \"127.0.0.1\"\nport = {}\nuser = \"x\"\npassword_file = {:?}\n",
+            dovecot.tls_port(),
+            missing.display().to_string()
+        ),
+    )
+    .unwrap();
+    crate::daemon::signal(&daemon.0, "HUP");
+    crate::daemon::wait_for_line(&lines, "reload refused");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut daemon = daemon;
+    assert!(
+        daemon.0.try_wait().unwrap().is_none(),
+        "a configuration that cannot be used must not stop the daemon"
+    );
+    dovecot.append("INBOX", &inquiry(2)).unwrap();
+    deliver(&dir.path().join("maildir/info"), 3, &inquiry(3));
+    wait_recorded(&store, &sales, 2).await;
+    wait_recorded(&store, &info, 1).await;
+    stop(daemon);
+    store.close().await;
 }

@@ -42,3 +42,4 @@ mod support;
 mod undo;
 mod web_auth;
 mod web_pages;
+mod web_routes;

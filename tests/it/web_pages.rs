@@ -328,6 +328,28 @@ async fn reports_show_the_numbers_of_the_cli_with_charts() {
         "channel",
         LEAD_COLUMNS,
     );
+    // One month in the window: a bar per channel with its count, no line through one point.
+    let months_chart = |body: &str| {
+        let start = body.find("id=\"chart-months\"").expect("the month chart");
+        body[start..start + body[start..].find("</svg>").unwrap()].to_owned()
+    };
+    let one = months_chart(&window.body);
+    assert!(!one.contains("<polyline"), "{one}");
+    assert_eq!(
+        one.matches("<rect").count(),
+        3,
+        "fair, web, the other: {one}"
+    );
+    assert!(
+        one.contains("<title>web, 2026-11: 2 leads</title></rect>"),
+        "{one}"
+    );
+    assert!(one.contains(">2</text>"), "the count is written: {one}");
+    assert!(window.body.contains("Leads in 2026-11"), "{}", window.body);
+    assert!(
+        !months_chart(&page.body).contains("<rect"),
+        "three months: lines"
+    );
     let broken = sam.get("/reports?since=last+week&by=fortnight").await;
     assert_eq!(broken.status, 200);
     assert!(

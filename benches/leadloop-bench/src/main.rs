@@ -37,6 +37,21 @@ use clap::{Parser, Subcommand, ValueEnum};
 use leadloop_testkit::dovecot;
 use serde_json::{Value, json};
 
+/// The daemon's allocator with its options (see the `leadloop` binary's `main.rs`): the
+/// measured phases run leadloop in this process, and must run it as production does.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: ConfPtr = ConfPtr(leadloop::daemon::MALLOC_CONF.as_ptr());
+
+/// A C string pointer that may sit in a static: it points to a literal that never changes.
+#[repr(transparent)]
+struct ConfPtr(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a `'static` immutable C string, only ever read.
+unsafe impl Sync for ConfPtr {}
+
 /// The child gets the IMAP password through the environment, not argv (visible in `ps`).
 const PASSWORD_ENV: &str = "LEADLOOP_BENCH_IMAP_PASSWORD";
 
