@@ -39,6 +39,7 @@ use tracing::{info, warn};
 
 use super::auth_limit::Limiter;
 use super::auth_secret::{is_token, same_token, token_hash};
+use super::session_cache::SessionCache;
 use super::{App, MAX_BODY_BYTES, page, view};
 use crate::config::{Config, Role, WebUser};
 use crate::diagnostics::error_chain;
@@ -136,6 +137,8 @@ pub struct Web {
     pub(super) actions: Option<Arc<crate::actions::Actions>>,
     /// The sequences a `nurture` verdict may name.
     pub(super) sequences: Vec<String>,
+    /// The sessions looked up in the last few seconds.
+    pub(super) sessions: Arc<SessionCache>,
     /// `[policy] timezone`: where the reports' days, weeks and months start, as for
     /// `leadloop report`.
     pub(super) zone: chrono_tz::Tz,
@@ -171,6 +174,7 @@ impl Default for Web {
             sequences: Vec::new(),
             zone: chrono_tz::Tz::UTC,
             scheduler: None,
+            sessions: Arc::new(SessionCache::default()),
         }
     }
 }
@@ -212,6 +216,7 @@ impl Web {
                 .collect(),
             zone: config.sequences.settings.policy.timezone,
             scheduler: None,
+            sessions: Arc::new(SessionCache::default()),
         }
     }
 
@@ -494,16 +499,24 @@ pub(super) async fn session_of(parts: &Parts, app: &App) -> Result<SignedIn, Res
     }
     let hash = token_hash(token);
     let store = &app.0.store;
-    let row = match store.session(&hash, Utc::now()).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return Err(signed_out(parts, web, true)),
-        Err(e) => {
-            warn!(error = %error_chain(&e), "cannot look up a session");
-            return Err(page::unavailable());
-        }
+    let now = Utc::now();
+    let row = match web.sessions.get(&hash, now) {
+        Some(row) => row,
+        None => match store.session(&hash, now).await {
+            Ok(Some(row)) => {
+                web.sessions.put(&hash, &row);
+                row
+            }
+            Ok(None) => return Err(signed_out(parts, web, true)),
+            Err(e) => {
+                warn!(error = %error_chain(&e), "cannot look up a session");
+                return Err(page::unavailable());
+            }
+        },
     };
     let Some(user) = web.user(&row.email) else {
         // Taken out of `[[user]]`: the session ends with the access.
+        web.sessions.forget(&hash);
         if let Err(e) = store.end_session(&hash).await {
             warn!(error = %error_chain(&e), "cannot end a session");
         }

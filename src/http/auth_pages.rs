@@ -485,6 +485,7 @@ pub(super) async fn link_signin(
 /// `POST /signout`.
 pub(super) async fn signout(State(app): State<App>, posted: Posted) -> Response {
     let web = &app.0.web;
+    web.sessions.forget(posted.user.session());
     if let Err(e) = app.0.store.end_session(posted.user.session()).await {
         warn!(error = %error_chain(&e), "cannot end a session");
         return page::unavailable();

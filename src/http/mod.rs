@@ -33,6 +33,7 @@ mod metrics;
 mod outbox_page;
 mod page;
 mod reports;
+mod session_cache;
 mod unsubscribe;
 mod view;
 

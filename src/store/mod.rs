@@ -67,7 +67,7 @@ pub use report::{
     WindowError, ratio, report_periods, report_time,
 };
 pub use running::RunningSequence;
-pub use view::{LeadPage, LeadQuery, LeadSort};
+pub use view::{LeadCursor, LeadLine, LeadPage, LeadQuery, LeadSort};
 
 pub use sales::{
     Cause, HandoffOutcome, KnownLead, OurMessage, PendingHandoff, SOFT_BOUNCE, VerdictEntry,
@@ -223,6 +223,11 @@ pub struct Store {
     /// `leadloop run --dry-run`: every message this store enqueues is `dry_run`, which no
     /// sender ever claims, so nothing this process decides can leave.
     dry_run: bool,
+    /// The verdict reasons the view offers, counted over every verdict: kept until another
+    /// verdict is recorded rather than counted again for every lead's page.
+    verdict_reasons: std::sync::Arc<std::sync::Mutex<Option<view::ReasonsSeen>>>,
+    /// SQLite connections of the leads list's own, outside the pool.
+    readers: std::sync::Arc<view::Readers>,
 }
 
 /// Where ingest stopped in one mailbox.
@@ -339,6 +344,11 @@ impl Store {
         }
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
+            // A pool pings a connection before lending it, to find one a server dropped. A
+            // SQLite connection is a file this process holds open: the ping finds nothing, and
+            // each one is a trip to the connection's own thread and back, as costly as the
+            // statement that follows it.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -373,6 +383,10 @@ impl Store {
             ingest_batches: std::sync::Arc::default(),
             scorer: std::sync::Arc::default(),
             dry_run: false,
+            verdict_reasons: std::sync::Arc::default(),
+            readers: std::sync::Arc::new(view::Readers::new(
+                (backend == Backend::Sqlite).then(|| url.to_owned()),
+            )),
         })
     }
 

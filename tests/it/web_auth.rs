@@ -219,6 +219,21 @@ where
     }
 }
 
+/// Waits for `browser`'s session, ended in the database by a command, to stop working: the
+/// daemon keeps a session it looked up for five seconds, so within that of `ended`.
+async fn ended_within_seconds(browser: &Browser, ended: std::time::Instant) {
+    wait_for("a session ended by a command", || {
+        let mut b = browser.clone();
+        async move {
+            let r = b.try_request("GET", "/", None).await?;
+            (r.status == 303).then_some(())
+        }
+    })
+    .await;
+    let took = ended.elapsed();
+    assert!(took < Duration::from_secs(7), "{took:?}");
+}
+
 pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -542,12 +557,16 @@ async fn passwords_sessions_roles_csrf_and_the_rate_limit() {
     to_signin(&sam.get("/").await);
     assert_eq!(listed(&config)[SAM]["sessions"], 0);
 
-    // Signing out needs the token too, and ends the session.
+    // Signing out needs the token too, and ends the session at once, also for a copy of the
+    // cookie the daemon saw a moment ago.
     assert_eq!(ana.post("/signout", &[]).await.status, 403);
+    let mut ana_copy = ana.clone();
+    assert_eq!(ana_copy.get("/").await.status, 200);
     let r = ana.post("/signout", &[("csrf", &ana_csrf)]).await;
     to_signin(&r);
     assert!(!ana.cookies.contains_key("leadloop_session"));
     to_signin(&ana.get("/").await);
+    to_signin(&ana_copy.get("/").await);
 
     // Five failures for one address (one was above): the sixth try is refused, even with the
     // right password.
@@ -623,9 +642,13 @@ async fn sessions_end_by_expiry_password_change_and_removal() {
     let mut ana = Browser::new(port);
     assert_eq!(ana.sign_in(ANA, ANA_PASSWORD).await.status, 303);
     assert_eq!(sam.get("/").await.status, 200);
+    assert_eq!(sam_elsewhere.get("/").await.status, 200);
     let (code, out, err) = users(&config, &["passwd", SAM], "sam's newer passphrase");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("2 sessions ended"), "{out}");
+    let ended = std::time::Instant::now();
+    ended_within_seconds(&sam, ended).await;
+    ended_within_seconds(&sam_elsewhere, ended).await;
     to_signin(&sam.get("/").await);
     to_signin(&sam_elsewhere.get("/").await);
     assert_eq!(ana.get("/").await.status, 200, "Ana's session is hers");
@@ -776,7 +799,7 @@ async fn a_mailed_sign_in_link_works_once() {
     let (code, out, err) = users(&config, &["passwd", MIA], "mia's newer passphrase");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 session ended"), "{out}");
-    to_signin(&mia.get("/").await);
+    ended_within_seconds(&mia, std::time::Instant::now()).await;
     assert_eq!(again.get(&second).await.status, 404);
 
     daemon.stop().await;
@@ -964,6 +987,120 @@ async fn the_leads_list_searches_filters_pages_and_escapes() {
         .await;
     assert_eq!(nonsense.status, 400, "not now needs a date: {nonsense:?}");
     to_signin(&anon.get(&href).await);
+    daemon.stop().await;
+}
+
+/// The leads shown on a list page, as their addresses, in the page's order.
+fn listed_emails(reply: &Reply) -> Vec<String> {
+    reply
+        .body
+        .split("<td><a href=\"/leads/")
+        .skip(1)
+        .map(|row| {
+            let start = row.find('>').unwrap() + 1;
+            row[start..row.find("</a>").unwrap()].to_owned()
+        })
+        .collect()
+}
+
+/// The path of a list page's link with `rel`, as a browser reads it.
+fn page_link(reply: &Reply, rel: &str) -> Option<String> {
+    let end = reply.body.find(&format!("\" rel=\"{rel}\""))?;
+    let start = reply.body[..end].rfind("href=\"").unwrap() + 6;
+    Some(
+        reply.body[start..end]
+            .replace("&amp;", "&")
+            .replace("&#x2f;", "/"),
+    )
+}
+
+/// The list's links go on from the last lead of the page (and back from its first), in every
+/// order: following them shows every lead once, in order, the same pages as counting pages
+/// does, and the same pages backwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leads_list_pages_on_from_a_position() {
+    let db = test_db().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), &db, port, "", USERS);
+    let (code, _, err) = users(&config, &["add", SAM], SAM_PASSWORD);
+    assert_eq!(code, 0, "{err}");
+    let mut csv = String::from("email,name,channel\n");
+    // Imported in one go, so many leads share their creation time and the id decides.
+    let order = [7, 3, 129, 0, 64]
+        .into_iter()
+        .chain((8..129).filter(|n| *n != 64))
+        .chain([1, 2, 4, 5, 6]);
+    for n in order {
+        csv.push_str(&format!("p{n:03}@example.org,Person {n},web\n"));
+    }
+    csv.push_str("other@example.org,Other,fair\n");
+    let file = dir.path().join("leads.csv");
+    std::fs::write(&file, csv).unwrap();
+    let (code, out, err) = with_config(&config, &["import", file.to_str().unwrap()]).run();
+    assert_eq!(code, 0, "{out}{err}");
+
+    let daemon = Daemon::start(&config, port).await;
+    let mut sam = Browser::new(port);
+    assert_eq!(sam.sign_in(SAM, SAM_PASSWORD).await.status, 303);
+    for sort in ["newest", "oldest", "email"] {
+        let mut pages = Vec::new();
+        let mut path = format!("/leads?channel=web&sort={sort}");
+        loop {
+            let reply = sam.get(&path).await;
+            assert_eq!(reply.status, 200, "{path}: {reply:?}");
+            pages.push((path.clone(), listed_emails(&reply)));
+            match page_link(&reply, "next") {
+                Some(next) => {
+                    assert!(next.contains("after="), "{next}");
+                    path = next;
+                }
+                None => break,
+            }
+        }
+        let sizes: Vec<usize> = pages.iter().map(|(_, p)| p.len()).collect();
+        assert_eq!(sizes, [50, 50, 30], "{sort}: {pages:?}");
+        let all: Vec<String> = pages.iter().flat_map(|(_, p)| p.clone()).collect();
+        let mut distinct = all.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 130, "{sort}: every lead once");
+        assert!(!all.contains(&"other@example.org".to_owned()));
+        if sort == "email" {
+            assert_eq!(all, distinct, "in address order");
+        }
+        // Counting pages shows the same ones.
+        for (n, (_, page)) in pages.iter().enumerate() {
+            let counted = sam
+                .get(&format!("/leads?channel=web&sort={sort}&page={n}"))
+                .await;
+            assert_eq!(&listed_emails(&counted), page, "{sort} page {n}");
+        }
+        // And back from the last page, page by page.
+        let mut path = pages[2].0.clone();
+        for n in (0..2).rev() {
+            let reply = sam.get(&path).await;
+            path = page_link(&reply, "prev").expect("a previous page");
+            let back = sam.get(&path).await;
+            assert_eq!(
+                listed_emails(&back),
+                pages[n].1,
+                "{sort} back to page {n}: {path}"
+            );
+            assert!(
+                back.body.contains(&format!("Page {}", n + 1)),
+                "{}",
+                back.body
+            );
+            assert_eq!(path.contains("before="), n > 0, "{path}");
+        }
+        assert!(page_link(&sam.get(&path).await, "prev").is_none());
+    }
+    // A position that is none shows the first page and says so.
+    let odd = sam.get("/leads?after=nonsense&sort=newest").await;
+    assert_eq!(odd.status, 200);
+    assert!(odd.body.contains("not a position"), "{}", odd.body);
+    assert_eq!(listed_emails(&odd).len(), 50);
     daemon.stop().await;
 }
 

@@ -9,6 +9,7 @@
 //! cargo build --release --bin leadloop --bin leadloop-bench
 //! target/release/leadloop-bench loop [--leads 1000] [--replies 200] [--every-ms 50]
 //! target/release/leadloop-bench report [--leads 1000000] [--events-per-lead 10] [--database postgres://…]
+//! target/release/leadloop-bench web [--leads 1000000] [--clients 32] [--seconds 20]
 //! ```
 //!
 //! `ingest` generates the corpus, bulk-loads it into a fresh Dovecot, measures the reference
@@ -25,6 +26,7 @@ mod rss;
 mod sales_loop;
 mod schedule;
 mod send;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -183,6 +185,25 @@ enum Cmd {
         #[arg(long, env = "LEADLOOP_BENCH_DAEMON")]
         leadloop: Option<PathBuf>,
     },
+    /// The web view: leads list and lead pages of a 1,000,000-lead SQLite database served by
+    /// `leadloop run`, against `/healthz` of the same server in the same run.
+    Web {
+        /// Leads loaded.
+        #[arg(long, default_value_t = 1_000_000)]
+        leads: usize,
+        /// Concurrent clients, one keep-alive connection each.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+        /// Seconds of list and lead pages together (`/healthz` gets half as long again).
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// The `leadloop` binary run as the daemon (default: the one beside this executable).
+        #[arg(long, env = "LEADLOOP_BENCH_DAEMON")]
+        leadloop: Option<PathBuf>,
+        /// Keep the daemon's log in this file.
+        #[arg(long)]
+        daemon_log: Option<PathBuf>,
+    },
     /// Internal: one scheduler pass over a prepared database, printing a JSON line with its
     /// own peak RSS. Started by `schedule`.
     #[command(hide = true)]
@@ -278,6 +299,19 @@ fn main() -> Result<()> {
             runs,
         } => schedule::run(enrolled, small, due, runs.max(1)),
         Cmd::ScheduleChild { config } => schedule::child(&config),
+        Cmd::Web {
+            leads,
+            clients,
+            seconds,
+            leadloop,
+            daemon_log,
+        } => web::run(&web::Options {
+            leads,
+            clients,
+            seconds,
+            leadloop,
+            daemon_log,
+        }),
         Cmd::Report {
             leads,
             events_per_lead,
