@@ -25,7 +25,7 @@ use tracing::warn;
 
 use super::App;
 use super::auth::SignedIn;
-use super::view::render;
+use super::view::{QueryParams, render};
 use crate::diagnostics::error_chain;
 use crate::store::{
     LeadGroup, LeadGroupRow, ReportPeriod, ReportWindow, StepRow, Store, StoreError, ratio,
@@ -53,18 +53,8 @@ pub(super) async fn reports(
     State(app): State<App>,
     uri: Uri,
 ) -> Result<Response, Response> {
-    let params: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let get = |key: &str| {
-        params
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
+    let params = QueryParams::of(&uri);
+    let get = |key: &str| params.get(key);
     let zone = app.0.web.zone;
     let mut problems = Vec::new();
     let mut edge = |key: &str, end: bool| {

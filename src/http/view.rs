@@ -174,18 +174,8 @@ pub(super) async fn leads(
     State(app): State<App>,
     uri: axum::http::Uri,
 ) -> Result<Response, Response> {
-    let params: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let get = |key: &str| {
-        params
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
+    let params = QueryParams::of(&uri);
+    let get = |key: &str| params.get(key);
     let mut problems = Vec::new();
     let day = |key: &str, problems: &mut Vec<String>| {
         let text = get(key)?;
@@ -521,6 +511,29 @@ async fn change_lead(
 }
 
 /// A one-line form field, trimmed; `None` when empty.
+/// A page's query string, read once: a parameter's last value wins, trimmed, and an empty one
+/// counts as absent (an emptied filter field in a form).
+pub(super) struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub(super) fn of(uri: &axum::http::Uri) -> QueryParams {
+        QueryParams(
+            form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    pub(super) fn get(&self, key: &str) -> Option<String> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+}
+
 pub(super) fn form_value(posted: &Posted, name: &str) -> Option<String> {
     posted
         .field(name)

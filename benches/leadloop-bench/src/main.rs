@@ -25,6 +25,7 @@ mod report;
 mod rss;
 mod sales_loop;
 mod schedule;
+mod scratch;
 mod send;
 mod web;
 

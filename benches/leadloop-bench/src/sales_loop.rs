@@ -37,6 +37,7 @@ use leadloop_testkit::dovecot::Dovecot;
 use leadloop_testkit::smtp_sink::SmtpSink;
 use serde_json::json;
 
+use crate::scratch::TempDir;
 use crate::{PASSWORD_ENV, reference, rss};
 
 /// The Sales address hand-offs go to (`[handoff] default_owner`).
@@ -156,7 +157,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let bin = daemon_binary(opts.daemon.as_deref())?;
     let dc = Dovecot::start().context("starting the private Dovecot")?;
     let sink = SmtpSink::start(&[]).context("starting smtp-sink")?;
-    let dir = TempDir::new()?;
+    let dir = TempDir::new("loop")?;
     let config = write_config(dir.path(), &dc, &sink)?;
     check_config(&bin, &config, dc.password())?;
     let log = opts
@@ -826,28 +827,6 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// The bench's own directory (configuration, database, daemon log); removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir> {
-        let dir = std::env::temp_dir().join(format!("leadloop-bench-loop-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(TempDir(dir))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

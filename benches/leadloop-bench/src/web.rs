@@ -39,6 +39,7 @@ use serde_json::json;
 use tokio::net::TcpStream;
 
 use crate::rss;
+use crate::scratch::TempDir;
 
 /// The options of `leadloop-bench web`.
 pub struct Options {
@@ -145,7 +146,7 @@ pub fn run(opts: &Options) -> Result<()> {
         bail!("--clients and --seconds must be more than 0");
     }
     let binary = crate::sales_loop::daemon_binary(opts.leadloop.as_deref())?;
-    let dir = TempDir::new()?;
+    let dir = TempDir::new("web")?;
     let db = dir.path().join("leadloop.db");
     let url = format!("sqlite://{}?mode=rwc", db.display());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -721,28 +722,6 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// The bench's own directory (configuration, database, daemon log); removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir> {
-        let dir = std::env::temp_dir().join(format!("leadloop-bench-web-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(TempDir(dir))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod dovecot;
 pub mod postfix;
+pub mod process;
 pub mod rspamd;
 pub mod smtp_server;
 pub mod smtp_sink;

@@ -9,13 +9,15 @@
 //! small machine) and caches them: the cache folder is shared by every start on the machine.
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+use crate::process::{is_root, kill_group, loopback_answer};
 
 /// Where Debian installs rspamd.
 pub const RSPAMD: &str = "/usr/bin/rspamd";
@@ -150,38 +152,15 @@ worker "normal" {{
     }
 
     fn pong(&self) -> bool {
-        use std::io::{Read, Write};
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s.write_all(b"GET /ping HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        answer.contains("pong")
+        loopback_answer(self.port, b"GET /ping HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .contains("pong")
     }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 impl Drop for Rspamd {
     fn drop(&mut self) {
         // The whole group, workers included: a worker left behind would keep answering.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
