@@ -20,6 +20,7 @@
 
 mod classify;
 mod corpus;
+mod daemon;
 mod reference;
 mod report;
 mod rss;

@@ -26,7 +26,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,6 +37,7 @@ use leadloop_testkit::dovecot::Dovecot;
 use leadloop_testkit::smtp_sink::SmtpSink;
 use serde_json::json;
 
+use crate::daemon::Daemon;
 use crate::scratch::TempDir;
 use crate::{PASSWORD_ENV, reference, rss};
 
@@ -164,7 +165,7 @@ pub fn run(opts: &Options) -> Result<()> {
         .daemon_log
         .clone()
         .unwrap_or_else(|| dir.path().join("daemon.log"));
-    let mut daemon = Daemon::spawn(&bin, &config, dc.password(), &log)?;
+    let mut daemon = Daemon::spawn(&bin, &config, &[(PASSWORD_ENV, dc.password())], &log)?;
     eprintln!(
         "loop: daemon {} (pid {}, {}), Dovecot on {}:{} (IDLE), smtp-sink on 127.0.0.1:{}",
         bin.display(),
@@ -746,88 +747,6 @@ fn check_config(bin: &Path, config: &Path, password: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// `leadloop run` in the background, its log in a file; killed on drop if still running.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn spawn(bin: &Path, config: &Path, password: &str, log: &Path) -> Result<Daemon> {
-        let log_file =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(bin)
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env_remove("LEADLOOP_CONFIG")
-            .env(PASSWORD_ENV, password)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {} run", bin.display()))?;
-        Ok(Daemon {
-            child,
-            log: log.to_owned(),
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The last lines of its log.
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    fn check_alive(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!(
-                "the daemon exited ({status}); its log ends:\n{}",
-                self.log_tail()
-            );
-        }
-        Ok(())
-    }
-
-    /// SIGTERM, as systemd stops it; SIGKILL if it is not gone within 10 s.
-    fn stop(&mut self) -> Result<()> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    eprintln!(
-                        "the daemon exited with {status}; its log ends:\n{}",
-                        self.log_tail()
-                    );
-                }
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("the daemon did not stop within 10 s of SIGTERM; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        Ok(())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 #[cfg(test)]

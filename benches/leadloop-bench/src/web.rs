@@ -26,7 +26,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,7 @@ use hyper::{Request, StatusCode, header};
 use serde_json::json;
 use tokio::net::TcpStream;
 
+use crate::daemon::Daemon;
 use crate::rss;
 use crate::scratch::TempDir;
 
@@ -184,11 +185,12 @@ pub fn run(opts: &Options) -> Result<()> {
         .daemon_log
         .clone()
         .unwrap_or_else(|| dir.path().join("daemon.log"));
-    let mut daemon = Daemon::spawn(&binary, &config, &log)?;
+    let mut daemon = Daemon::spawn(&binary, &config, &[], &log)?;
     let result = rt.block_on(measure(opts, port, &mut daemon));
     let peak_rss_kib = rss::peak_rss_kib_of(daemon.pid());
-    daemon.stop();
+    let stopped = daemon.stop();
     let (mut measured, session_check) = result?;
+    stopped?;
     let peak_rss_mb = peak_rss_kib? as f64 / 1024.0;
 
     let [healthz, list, lead] = &mut measured;
@@ -654,75 +656,6 @@ fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-/// `leadloop run` in the background, its log in a file; killed on drop if still running.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn spawn(bin: &Path, config: &Path, log: &Path) -> Result<Daemon> {
-        let log_file =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let child = Command::new(bin)
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .env_remove("LEADLOOP_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {} run", bin.display()))?;
-        Ok(Daemon {
-            child,
-            log: log.to_owned(),
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn check_alive(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            bail!(
-                "the daemon exited ({status}); its log ends:\n{}",
-                lines[lines.len().saturating_sub(30)..].join("\n")
-            );
-        }
-        Ok(())
-    }
-
-    /// SIGTERM, as systemd stops it; SIGKILL if it is not gone within 10 s.
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("the daemon did not stop within 10 s of SIGTERM; killing it");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 #[cfg(test)]
