@@ -349,6 +349,19 @@ fn coord(x: f64) -> String {
     format!("{x:.2}")
 }
 
+/// What every chart draws alike: its size, the plot's left edge and baseline, and the grid up
+/// to `top`.
+fn frame(top: i64) -> Value {
+    context! {
+        width => WIDTH,
+        height => HEIGHT,
+        left => LEFT,
+        base_y => coord(HEIGHT - BOTTOM),
+        label_y => coord(HEIGHT - BOTTOM + 16.0),
+        grid => grid(top),
+    }
+}
+
 /// The horizontal grid lines from 0 to `top` (a round number from [`axis_top`]), each with its
 /// value: steps of a fifth, a quarter or a half of it, whichever is a whole number.
 fn grid(top: i64) -> Vec<Value> {
@@ -408,13 +421,8 @@ fn bar_chart(rows: &[LeadGroupRow]) -> Option<Value> {
         })
         .collect();
     Some(context! {
-        width => WIDTH,
-        height => HEIGHT,
-        left => LEFT,
-        base_y => coord(HEIGHT - BOTTOM),
-        label_y => coord(HEIGHT - BOTTOM + 16.0),
-        grid => grid(top),
         groups,
+        ..frame(top)
     })
 }
 
@@ -484,14 +492,9 @@ fn line_chart(months: &[String], rows: &[LeadGroupRow]) -> Option<Value> {
         .collect();
     if months.len() == 1 {
         return Some(context! {
-            width => WIDTH,
-            height => HEIGHT,
-            left => LEFT,
-            base_y => coord(HEIGHT - BOTTOM),
-            label_y => coord(HEIGHT - BOTTOM + 16.0),
-            grid => grid(top),
             series,
             single => months.first(),
+            ..frame(top)
         });
     }
     // Month labels: at most about a dozen, so they do not overlap.
@@ -503,14 +506,9 @@ fn line_chart(months: &[String], rows: &[LeadGroupRow]) -> Option<Value> {
         .map(|(i, m)| context! { x => coord(x(i)), label => m })
         .collect();
     Some(context! {
-        width => WIDTH,
-        height => HEIGHT,
-        left => LEFT,
-        base_y => coord(HEIGHT - BOTTOM),
-        label_y => coord(HEIGHT - BOTTOM + 16.0),
-        grid => grid(top),
         series,
         ticks,
+        ..frame(top)
     })
 }
 
